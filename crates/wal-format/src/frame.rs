@@ -1,0 +1,371 @@
+use crate::error::FormatError;
+use crate::header::{LogId, arr4, arr8};
+use crate::lsn::{Lsn, SegmentSeq};
+use bytes::Bytes;
+
+/// Length in bytes of a frame header: checksum, length, kind, flags, reserved, LSN.
+pub const FRAME_HEADER_LEN: usize = 20;
+
+/// The largest payload one frame may carry: 4 MiB. Larger transactions are written as a
+/// fragment sequence. A length field above this is rejected before anything is read or
+/// allocated, so a corrupt length cannot make a reader allocate gigabytes.
+pub const MAX_FRAME_PAYLOAD: usize = 4 << 20;
+
+/// Flag: the transaction body is a multi-record batch (see [`crate::encode_records`]).
+/// Allowed on [`FrameKind::Tx`] and [`FrameKind::FragBegin`] only.
+pub const FLAG_MULTI: u8 = 0x01;
+
+/// What a frame is. The numeric values are part of the on-disk format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// A whole transaction in one frame: the common path.
+    Tx = 1,
+    /// First fragment of a transaction too large for one frame. Its LSN names the stream.
+    FragBegin = 2,
+    /// A middle fragment. Payload: the stream's begin LSN (u64 LE), then a chunk of the body.
+    FragPart = 3,
+    /// Last fragment; commits the transaction at this frame's LSN. Payload as [`FrameKind::FragPart`].
+    FragEnd = 4,
+    /// Abandons a fragment stream. Payload: the stream's begin LSN (u64 LE).
+    FragAbort = 5,
+    /// A snapshot covering every transaction up to the LSN in the payload (u64 LE) exists.
+    Checkpoint = 6,
+    /// Closes a segment. Payload: the next segment's sequence number (u64 LE).
+    Seal = 7,
+}
+
+impl FrameKind {
+    /// Parses the kind byte; `None` for values this version does not define (including 0,
+    /// which is what preallocated space holds).
+    #[must_use]
+    pub const fn from_u8(v: u8) -> Option<FrameKind> {
+        Some(match v {
+            1 => FrameKind::Tx,
+            2 => FrameKind::FragBegin,
+            3 => FrameKind::FragPart,
+            4 => FrameKind::FragEnd,
+            5 => FrameKind::FragAbort,
+            6 => FrameKind::Checkpoint,
+            7 => FrameKind::Seal,
+            _ => return None,
+        })
+    }
+
+    fn allowed_flags(self) -> u8 {
+        match self {
+            FrameKind::Tx | FrameKind::FragBegin => FLAG_MULTI,
+            _ => 0,
+        }
+    }
+
+    /// The exact payload length this kind requires, or the minimum for variable ones.
+    fn payload_rule(self) -> (usize, bool) {
+        match self {
+            FrameKind::Tx | FrameKind::FragBegin => (0, false),
+            FrameKind::FragPart | FrameKind::FragEnd => (8, false),
+            FrameKind::FragAbort | FrameKind::Checkpoint | FrameKind::Seal => (8, true),
+        }
+    }
+}
+
+/// The checksum seed of one segment: CRC32C of the log id (16 bytes LE) and the segment
+/// sequence (8 bytes LE). Seeding every frame's checksum with it makes a frame verify only in
+/// the segment, and the log, it was written for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentSeed(u32);
+
+impl SegmentSeed {
+    /// The seed for segment `seq` of log `log_id`.
+    #[must_use]
+    pub fn new(log_id: LogId, seq: SegmentSeq) -> SegmentSeed {
+        let mut b = [0u8; 24];
+        b[..16].copy_from_slice(&log_id.as_u128().to_le_bytes());
+        b[16..].copy_from_slice(&seq.0.to_le_bytes());
+        SegmentSeed(crc32c::crc32c(&b))
+    }
+
+    /// The raw seed value.
+    #[must_use]
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// One decoded, verified frame. The payload is a zero-copy view into the segment's bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// What the frame is.
+    pub kind: FrameKind,
+    /// Flag bits ([`FLAG_MULTI`]).
+    pub flags: u8,
+    /// This frame's LSN.
+    pub lsn: Lsn,
+    /// The payload bytes (shares the segment buffer).
+    pub payload: Bytes,
+    /// Byte offset of the frame within the buffer it was decoded from.
+    pub offset: usize,
+}
+
+impl Frame {
+    /// Total encoded length of this frame.
+    #[must_use]
+    pub fn encoded_len(&self) -> usize {
+        FRAME_HEADER_LEN + self.payload.len()
+    }
+
+    /// For fragment frames after the first ([`FrameKind::FragPart`], [`FrameKind::FragEnd`],
+    /// [`FrameKind::FragAbort`]): the begin LSN naming their stream. For [`FrameKind::FragBegin`],
+    /// its own LSN.
+    #[must_use]
+    pub fn stream(&self) -> Option<Lsn> {
+        match self.kind {
+            FrameKind::FragBegin => Some(self.lsn),
+            FrameKind::FragPart | FrameKind::FragEnd | FrameKind::FragAbort => {
+                Some(Lsn(u64::from_le_bytes(arr8(&self.payload[..8]))))
+            }
+            _ => None,
+        }
+    }
+
+    /// The transaction body bytes this frame carries: the whole payload of a `Tx` or
+    /// `FragBegin`, the payload after the stream LSN of a `FragPart` or `FragEnd`, else empty.
+    #[must_use]
+    pub fn body(&self) -> Bytes {
+        match self.kind {
+            FrameKind::Tx | FrameKind::FragBegin => self.payload.clone(),
+            FrameKind::FragPart | FrameKind::FragEnd => self.payload.slice(8..),
+            _ => Bytes::new(),
+        }
+    }
+
+    /// The snapshot LSN of a `Checkpoint` frame.
+    #[must_use]
+    pub fn checkpoint_lsn(&self) -> Option<Lsn> {
+        (self.kind == FrameKind::Checkpoint).then(|| Lsn(u64::from_le_bytes(arr8(&self.payload))))
+    }
+
+    /// The next segment named by a `Seal` frame.
+    #[must_use]
+    pub fn sealed_next(&self) -> Option<SegmentSeq> {
+        (self.kind == FrameKind::Seal).then(|| SegmentSeq(u64::from_le_bytes(arr8(&self.payload))))
+    }
+
+    /// Whether the transaction body is a multi-record batch.
+    #[must_use]
+    pub fn is_multi(&self) -> bool {
+        self.flags & FLAG_MULTI != 0
+    }
+}
+
+/// Encoded length of a frame carrying `payload_len` bytes.
+#[must_use]
+pub const fn encoded_frame_len(payload_len: usize) -> usize {
+    FRAME_HEADER_LEN + payload_len
+}
+
+/// Appends one frame to `out`.
+///
+/// The checksum covers bytes 4.. of the header (length, kind, flags, reserved, LSN) and the
+/// payload, and starts from `seed`. Only the checksum of the appended bytes is computed; nothing
+/// already in `out` is touched, and `out` grows by exactly [`encoded_frame_len`] bytes.
+///
+/// # Errors
+/// [`FormatError::PayloadTooLarge`] above [`MAX_FRAME_PAYLOAD`], [`FormatError::BadFrame`] for
+/// flags the kind does not allow or a payload the kind's layout forbids.
+pub fn encode_frame(
+    out: &mut Vec<u8>,
+    seed: SegmentSeed,
+    kind: FrameKind,
+    flags: u8,
+    lsn: Lsn,
+    payload: &[u8],
+) -> Result<(), FormatError> {
+    encode_frame_parts(out, seed, kind, flags, lsn, &[payload])
+}
+
+/// Like [`encode_frame`], with the payload given as consecutive parts (for example a stream
+/// LSN followed by a body chunk) so the caller need not concatenate them first.
+pub(crate) fn encode_frame_parts(
+    out: &mut Vec<u8>,
+    seed: SegmentSeed,
+    kind: FrameKind,
+    flags: u8,
+    lsn: Lsn,
+    parts: &[&[u8]],
+) -> Result<(), FormatError> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len > MAX_FRAME_PAYLOAD {
+        return Err(FormatError::PayloadTooLarge { len, max: MAX_FRAME_PAYLOAD });
+    }
+    if let Err(reason) = check_fields(kind, flags, len) {
+        return Err(FormatError::BadFrame { offset: out.len(), reason });
+    }
+    let start = out.len();
+    out.reserve(FRAME_HEADER_LEN + len);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    out.push(kind as u8);
+    out.push(flags);
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&lsn.0.to_le_bytes());
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    let crc = crc32c::crc32c_append(seed.0, &out[start + 4..]);
+    out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+fn check_fields(kind: FrameKind, flags: u8, len: usize) -> Result<(), String> {
+    if flags & !kind.allowed_flags() != 0 {
+        return Err(format!("flags {flags:#04x} not allowed on {kind:?}"));
+    }
+    let (min, exact) = kind.payload_rule();
+    if (exact && len != min) || len < min {
+        let want = if exact { "exactly" } else { "at least" };
+        return Err(format!("{kind:?} payload is {len} bytes, needs {want} {min}"));
+    }
+    Ok(())
+}
+
+/// Why a frame failed to decode; the scanner turns these into a [`crate::ScanEnd`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FrameFault {
+    /// The bytes end before the frame does.
+    Incomplete(String),
+    /// The frame's fields or checksum are wrong.
+    Invalid(String),
+}
+
+impl FrameFault {
+    pub(crate) fn reason(&self) -> &str {
+        match self {
+            FrameFault::Incomplete(r) | FrameFault::Invalid(r) => r,
+        }
+    }
+}
+
+/// Decodes and verifies one frame at `offset` of `buf`.
+///
+/// # Errors
+/// [`FormatError::BadFrame`] when the bytes at `offset` are not a complete frame that verifies
+/// under `seed`.
+pub fn decode_frame(buf: &Bytes, offset: usize, seed: SegmentSeed) -> Result<Frame, FormatError> {
+    decode_at(buf, offset, seed)
+        .map_err(|f| FormatError::BadFrame { offset, reason: f.reason().to_owned() })
+}
+
+pub(crate) fn decode_at(buf: &Bytes, offset: usize, seed: SegmentSeed) -> Result<Frame, FrameFault> {
+    let rest = buf.len().saturating_sub(offset);
+    let Some(h) = buf.get(offset..offset + FRAME_HEADER_LEN) else {
+        return Err(FrameFault::Incomplete(format!(
+            "{rest} bytes left, a frame header needs {FRAME_HEADER_LEN}"
+        )));
+    };
+    let stored = u32::from_le_bytes(arr4(&h[0..4]));
+    let len = u32::from_le_bytes(arr4(&h[4..8])) as usize;
+    // Validate the length before looking at (or allocating for) the payload.
+    if len > MAX_FRAME_PAYLOAD {
+        return Err(FrameFault::Invalid(format!(
+            "length field {len} exceeds the maximum frame payload {MAX_FRAME_PAYLOAD}"
+        )));
+    }
+    let Some(kind) = FrameKind::from_u8(h[8]) else {
+        return Err(FrameFault::Invalid(format!("unknown frame kind {}", h[8])));
+    };
+    let flags = h[9];
+    if h[10..12] != [0, 0] {
+        return Err(FrameFault::Invalid("reserved frame bytes are not zero".into()));
+    }
+    check_fields(kind, flags, len).map_err(FrameFault::Invalid)?;
+    let end = offset + FRAME_HEADER_LEN + len;
+    if end > buf.len() {
+        return Err(FrameFault::Incomplete(format!(
+            "frame of {} bytes runs past the end of data ({rest} bytes left)",
+            FRAME_HEADER_LEN + len
+        )));
+    }
+    let computed = crc32c::crc32c_append(seed.0, &buf[offset + 4..end]);
+    if computed != stored {
+        return Err(FrameFault::Invalid(format!(
+            "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
+        )));
+    }
+    Ok(Frame {
+        kind,
+        flags,
+        lsn: Lsn(u64::from_le_bytes(arr8(&h[12..20]))),
+        payload: buf.slice(offset + FRAME_HEADER_LEN..end),
+        offset,
+    })
+}
+
+/// Appends a fragment frame (`FragPart` or `FragEnd`) of stream `stream` carrying `chunk`.
+///
+/// # Errors
+/// As [`encode_frame`]; the payload is `chunk.len() + 8` bytes.
+pub fn encode_fragment(
+    out: &mut Vec<u8>,
+    seed: SegmentSeed,
+    kind: FrameKind,
+    lsn: Lsn,
+    stream: Lsn,
+    chunk: &[u8],
+) -> Result<(), FormatError> {
+    encode_frame_parts(out, seed, kind, 0, lsn, &[&stream.0.to_le_bytes(), chunk])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed() -> SegmentSeed {
+        SegmentSeed::new(LogId::from_u128(99), SegmentSeq(1))
+    }
+
+    #[test]
+    fn frame_round_trips_with_accessors() {
+        let mut out = Vec::new();
+        encode_frame(&mut out, seed(), FrameKind::Tx, FLAG_MULTI, Lsn(5), b"abc").unwrap();
+        encode_fragment(&mut out, seed(), FrameKind::FragEnd, Lsn(6), Lsn(3), b"xy").unwrap();
+        encode_frame(&mut out, seed(), FrameKind::Seal, 0, Lsn(7), &9u64.to_le_bytes()).unwrap();
+        let buf = Bytes::from(out);
+        let f = decode_frame(&buf, 0, seed()).unwrap();
+        assert_eq!((f.kind, f.lsn, f.is_multi(), &f.body()[..]), (FrameKind::Tx, Lsn(5), true, &b"abc"[..]));
+        let g = decode_frame(&buf, f.encoded_len(), seed()).unwrap();
+        assert_eq!((g.stream(), &g.body()[..]), (Some(Lsn(3)), &b"xy"[..]));
+        let s = decode_frame(&buf, f.encoded_len() + g.encoded_len(), seed()).unwrap();
+        assert_eq!(s.sealed_next(), Some(SegmentSeq(9)));
+    }
+
+    #[test]
+    fn wrong_seed_fails_verification() {
+        let mut out = Vec::new();
+        encode_frame(&mut out, seed(), FrameKind::Tx, 0, Lsn(1), b"abc").unwrap();
+        let other = SegmentSeed::new(LogId::from_u128(99), SegmentSeq(2));
+        assert!(decode_frame(&Bytes::from(out), 0, other).is_err());
+    }
+
+    #[test]
+    fn bad_fields_are_refused_on_encode() {
+        let mut out = Vec::new();
+        assert!(encode_frame(&mut out, seed(), FrameKind::Seal, FLAG_MULTI, Lsn(1), &[0; 8]).is_err());
+        assert!(encode_frame(&mut out, seed(), FrameKind::Checkpoint, 0, Lsn(1), &[0; 3]).is_err());
+        let big = vec![0u8; MAX_FRAME_PAYLOAD + 1];
+        assert!(matches!(
+            encode_frame(&mut out, seed(), FrameKind::Tx, 0, Lsn(1), &big),
+            Err(FormatError::PayloadTooLarge { .. })
+        ));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn huge_length_field_is_rejected_without_reading() {
+        let mut h = vec![0u8; FRAME_HEADER_LEN];
+        h[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        h[8] = FrameKind::Tx as u8;
+        let err = decode_at(&Bytes::from(h), 0, seed()).unwrap_err();
+        assert!(matches!(err, FrameFault::Invalid(_)), "{err:?}");
+    }
+}

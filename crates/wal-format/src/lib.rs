@@ -1,0 +1,47 @@
+//! The byte-level format of the write-ahead log.
+//!
+//! This crate knows bytes, never files: it defines [`Lsn`]s, the [`SegmentHeader`] that opens
+//! every segment file, the [`Frame`] that carries one unit of the log, the CRC32C checksum and
+//! its per-segment seed, and the [`SegmentScanner`] that turns a segment's bytes back into frames
+//! and decides, at the first frame that fails, whether the log ended cleanly, ends in a torn
+//! tail, or is corrupt. The [`Codec`] trait turns a transaction's events into a payload.
+//!
+//! The full byte-exact specification is `docs/format.md` in the repository.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use wal_format::{FrameKind, Lsn, LogId, SegmentHeader, SegmentSeq, SegmentScanner, ScanEnd, encode_frame};
+//!
+//! let header = SegmentHeader::new(LogId::from_u128(7), SegmentSeq(1), Lsn(1));
+//! let mut segment = header.encode().to_vec();
+//! let seed = header.seed();
+//! encode_frame(&mut segment, seed, FrameKind::Tx, 0, Lsn(1), b"hello").unwrap();
+//! encode_frame(&mut segment, seed, FrameKind::Tx, 0, Lsn(2), b"world").unwrap();
+//!
+//! let mut scanner = SegmentScanner::new(Bytes::from(segment), false).unwrap();
+//! let payloads: Vec<_> = scanner.by_ref().map(|f| f.payload).collect();
+//! assert_eq!(payloads, [&b"hello"[..], &b"world"[..]]);
+//! assert!(matches!(scanner.end(), Some(ScanEnd::Clean { .. })));
+//! ```
+#![forbid(unsafe_code)]
+
+mod codec;
+mod error;
+mod frame;
+mod header;
+mod lsn;
+mod records;
+mod scan;
+
+pub use codec::{Codec, CodecError, decode_all};
+#[cfg(feature = "bincode")]
+pub use codec::Bincode;
+pub use error::FormatError;
+pub use frame::{
+    FLAG_MULTI, FRAME_HEADER_LEN, Frame, FrameKind, MAX_FRAME_PAYLOAD, SegmentSeed, decode_frame,
+    encode_fragment, encode_frame, encoded_frame_len,
+};
+pub use header::{FORMAT_VERSION, LogId, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SegmentHeader};
+pub use lsn::{Lsn, SegmentSeq};
+pub use records::{RecordIter, encode_records, records_len};
+pub use scan::{ScanEnd, SegmentScanner, scan_frames};
