@@ -1,0 +1,194 @@
+//! `cargo xtask ci`: every check CI runs, in order, stopping at the first failure.
+
+use crate::util::{self, Failure};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// What happened to one step.
+enum Outcome {
+    Passed(Duration),
+    Failed(Duration),
+    Skipped(&'static str),
+    NotRun,
+}
+
+/// The body of a step, given the workspace root.
+type Action = Box<dyn Fn(&Path) -> Result<(), Failure>>;
+
+/// One step of the pipeline.
+struct Step {
+    name: &'static str,
+    action: Action,
+    /// `Some(reason)` when the step does not apply to this workspace.
+    skip: Option<&'static str>,
+}
+
+fn cargo_step(args: &'static [&'static str]) -> Action {
+    Box::new(move |root| util::run(&mut util::cargo(root, args)))
+}
+
+fn steps(root: &Path) -> Result<Vec<Step>, Failure> {
+    let has_kv = workspace_has_package(root, "kv")?;
+    Ok(vec![
+        Step {
+            name: "fmt",
+            action: cargo_step(&["fmt", "--all", "--", "--check"]),
+            skip: None,
+        },
+        Step {
+            name: "clippy",
+            action: cargo_step(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+            skip: None,
+        },
+        Step {
+            name: "test",
+            action: Box::new(test),
+            skip: None,
+        },
+        Step {
+            name: "doc",
+            action: Box::new(|root| {
+                let mut cmd = util::cargo(root, ["doc", "--workspace", "--no-deps"]);
+                cmd.env("RUSTDOCFLAGS", "-D warnings");
+                util::run(&mut cmd)
+            }),
+            skip: None,
+        },
+        Step {
+            name: "tidy",
+            action: Box::new(crate::tidy::run),
+            skip: None,
+        },
+        Step {
+            name: "deny",
+            action: Box::new(deny),
+            skip: None,
+        },
+        Step {
+            name: "crash",
+            action: Box::new(|_| crate::crash(&["--cycles".to_owned(), "100".to_owned()])),
+            skip: (!has_kv).then_some("no `kv` package in the workspace yet"),
+        },
+    ])
+}
+
+/// The test suite: nextest (one process per test) plus doctests when cargo-nextest is on PATH,
+/// else plain `cargo test`. Both print a standard summary line at the end.
+fn test(root: &Path) -> Result<(), Failure> {
+    if util::on_path("cargo-nextest") {
+        util::run(&mut util::cargo(root, ["nextest", "run", "--workspace"]))?;
+        util::run(&mut util::cargo(root, ["test", "--workspace", "--doc"]))
+    } else {
+        println!("xtask ci: cargo-nextest not on PATH, using cargo test");
+        util::run(&mut util::cargo(root, ["test", "--workspace"]))
+    }
+}
+
+/// cargo-deny's bans, licenses and sources checks; installs cargo-deny first when missing.
+/// Advisories are not checked: see the comment at the top of `deny.toml`.
+fn deny(root: &Path) -> Result<(), Failure> {
+    ensure_cargo_deny(root)?;
+    util::run(&mut util::cargo(
+        root,
+        ["deny", "check", "bans", "licenses", "sources"],
+    ))
+}
+
+/// Installs cargo-deny with `cargo install --locked` unless `cargo deny` already works.
+pub fn ensure_cargo_deny(root: &Path) -> Result<(), Failure> {
+    if util::succeeds(&mut util::cargo(root, ["deny", "--version"])) {
+        return Ok(());
+    }
+    println!(
+        "xtask: cargo-deny is not installed; installing it with `cargo install --locked cargo-deny`"
+    );
+    util::run(&mut util::cargo(
+        root,
+        ["install", "--locked", "cargo-deny"],
+    ))
+}
+
+fn workspace_has_package(root: &Path, name: &str) -> Result<bool, Failure> {
+    let json = util::capture(&mut util::cargo(
+        root,
+        ["metadata", "--format-version", "1", "--no-deps"],
+    ))?;
+    let meta: serde_json::Value = serde_json::from_str(&json)
+        .map_err(|e| Failure::error(format!("cargo metadata printed invalid JSON: {e}")))?;
+    let packages = crate::tidy::workspace_packages(&meta).map_err(Failure::error)?;
+    Ok(packages.iter().any(|p| p.name == name))
+}
+
+/// Runs the pipeline and prints a summary table of steps and durations at the end.
+pub fn run(root: &Path) -> Result<(), Failure> {
+    let steps = steps(root)?;
+    let total = steps.len();
+    let mut outcomes: Vec<Outcome> = steps.iter().map(|_| Outcome::NotRun).collect();
+    let mut failure = None;
+    let started = Instant::now();
+    for (i, step) in steps.iter().enumerate() {
+        if let Some(reason) = step.skip {
+            println!(
+                "\n==> [{}/{total}] {}: skipped ({reason})",
+                i + 1,
+                step.name
+            );
+            outcomes[i] = Outcome::Skipped(reason);
+            continue;
+        }
+        println!("\n==> [{}/{total}] {}", i + 1, step.name);
+        let t = Instant::now();
+        let result = (step.action)(root);
+        let took = t.elapsed();
+        match result {
+            Ok(()) => outcomes[i] = Outcome::Passed(took),
+            Err(e) => {
+                outcomes[i] = Outcome::Failed(took);
+                failure = Some((step.name, e));
+                break;
+            }
+        }
+    }
+    print_summary(&steps, &outcomes, started.elapsed());
+    match failure {
+        None => {
+            println!("xtask ci: every step passed");
+            Ok(())
+        }
+        Some((name, e)) => Err(Failure::error(format!(
+            "step `{name}` failed, later steps not run: {}",
+            e.message
+        ))),
+    }
+}
+
+fn print_summary(steps: &[Step], outcomes: &[Outcome], total: Duration) {
+    println!("\nxtask ci summary");
+    println!("  {:<8} {:<10} {:>10}", "step", "result", "time");
+    for (step, outcome) in steps.iter().zip(outcomes) {
+        let (result, time) = match outcome {
+            Outcome::Passed(d) => ("ok".to_owned(), util::format_duration(*d)),
+            Outcome::Failed(d) => ("FAILED".to_owned(), util::format_duration(*d)),
+            Outcome::Skipped(reason) => (format!("skipped: {reason}"), String::new()),
+            Outcome::NotRun => ("not run".to_owned(), String::new()),
+        };
+        if time.is_empty() {
+            println!("  {:<8} {result}", step.name);
+        } else {
+            println!("  {:<8} {result:<10} {time:>10}", step.name);
+        }
+    }
+    println!(
+        "  {:<8} {:<10} {:>10}",
+        "total",
+        "",
+        util::format_duration(total)
+    );
+}
