@@ -27,12 +27,18 @@ pub trait Codec<E>: Send + Sync {
 ///
 /// # Errors
 /// The first decoding error, or a codec that consumed zero bytes (which would loop forever).
-pub fn decode_all<E, C: Codec<E> + ?Sized>(codec: &C, mut input: &[u8]) -> Result<Vec<E>, CodecError> {
+pub fn decode_all<E, C: Codec<E> + ?Sized>(
+    codec: &C,
+    mut input: &[u8],
+) -> Result<Vec<E>, CodecError> {
     let mut events = Vec::new();
     while !input.is_empty() {
         let (e, used) = codec.decode(input)?;
         if used == 0 || used > input.len() {
-            return Err(CodecError(format!("codec consumed {used} of {} bytes", input.len())));
+            return Err(CodecError(format!(
+                "codec consumed {used} of {} bytes",
+                input.len()
+            )));
         }
         events.push(e);
         input = &input[used..];
@@ -42,6 +48,12 @@ pub fn decode_all<E, C: Codec<E> + ?Sized>(codec: &C, mut input: &[u8]) -> Resul
 
 /// The default codec: bincode 2 in its standard configuration (little-endian, variable-length
 /// integers) through serde. Any `serde` type is an event.
+///
+/// Decoding is bounded: a length prefix in hostile input cannot make it allocate more than a
+/// small multiple of the input's size (see [`Codec::decode`] on this type). Valid encodings
+/// are never refused by that bound. Types with zero-sized elements in sequences (`Vec<()>`)
+/// can still be made to loop for a long time by a huge length prefix; do not use them in
+/// events.
 ///
 /// ```
 /// use wal_format::{Bincode, Codec, decode_all};
@@ -63,13 +75,46 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned> Codec<E> for Bincode {
             .map_err(|e| CodecError(e.to_string()))
     }
 
+    /// Decodes one event with a bincode byte limit chosen from `input.len()`.
+    ///
+    /// Without a limit, bincode allocates a string's or byte buffer's length as read from the
+    /// input before checking that the input holds that many bytes, so nine bytes of junk can
+    /// ask for an exabyte (a capacity-overflow panic or an allocation-failure abort).
+    ///
+    /// bincode charges its limit with the in-memory size of what it decodes: at most 16 bytes
+    /// (a `u128` from a one-byte varint) per input byte consumed. A limit of at least
+    /// `16 * input.len()` therefore never refuses a valid encoding, while bounding what junk
+    /// can allocate to 256 times the input's size.
     fn decode(&self, input: &[u8]) -> Result<(E, usize), CodecError> {
-        bincode::serde::decode_from_slice(input, bincode::config::standard())
-            .map_err(|e| CodecError(e.to_string()))
+        const KIB64: usize = 1 << 16;
+        let n = input.len();
+        let r = if n <= KIB64 {
+            decode_limited::<E, { KIB64 * 16 }>(input)
+        } else if n <= KIB64 << 4 {
+            decode_limited::<E, { KIB64 << 8 }>(input)
+        } else if n <= KIB64 << 8 {
+            decode_limited::<E, { KIB64 << 12 }>(input)
+        } else if n <= KIB64 << 12 {
+            decode_limited::<E, { (KIB64 << 12).saturating_mul(16) }>(input)
+        } else if n <= (KIB64 << 12).saturating_mul(16) {
+            decode_limited::<E, { (KIB64 << 12).saturating_mul(256) }>(input)
+        } else {
+            // Inputs above 4 GiB: no allocation larger than `isize::MAX` is ever attempted.
+            decode_limited::<E, { isize::MAX as usize }>(input)
+        };
+        r.map_err(|e| CodecError(e.to_string()))
     }
 }
 
+#[cfg(feature = "bincode")]
+fn decode_limited<E: serde::de::DeserializeOwned, const LIMIT: usize>(
+    input: &[u8],
+) -> Result<(E, usize), bincode::error::DecodeError> {
+    bincode::serde::decode_from_slice(input, bincode::config::standard().with_limit::<LIMIT>())
+}
+
 #[cfg(all(test, feature = "bincode"))]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -82,10 +127,55 @@ mod tests {
     #[test]
     fn bincode_round_trips_and_rejects_garbage() {
         let mut p = Vec::new();
-        Bincode.encode(&Ev::Put { key: "k".into(), value: vec![1, 2] }, &mut p).unwrap();
+        Bincode
+            .encode(
+                &Ev::Put {
+                    key: "k".into(),
+                    value: vec![1, 2],
+                },
+                &mut p,
+            )
+            .unwrap();
         Bincode.encode(&Ev::Del("k".into()), &mut p).unwrap();
         let evs: Vec<Ev> = decode_all(&Bincode, &p).unwrap();
-        assert_eq!(evs, [Ev::Put { key: "k".into(), value: vec![1, 2] }, Ev::Del("k".into())]);
+        assert_eq!(
+            evs,
+            [
+                Ev::Put {
+                    key: "k".into(),
+                    value: vec![1, 2]
+                },
+                Ev::Del("k".into())
+            ]
+        );
         assert!(decode_all::<Ev, _>(&Bincode, &[0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn huge_length_prefixes_are_refused_not_allocated() {
+        // A string whose varint length (0xfd: a u64 follows) is near u64::MAX or 2^60 used to
+        // panic with "capacity overflow" or abort on allocation failure.
+        let mut junk = vec![0xfd];
+        junk.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode_all::<String, _>(&Bincode, &junk).is_err());
+        junk[8] = 0x0f;
+        assert!(decode_all::<String, _>(&Bincode, &junk).is_err());
+        assert!(decode_all::<Ev, _>(&Bincode, &[0, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0x10]).is_err());
+    }
+
+    #[test]
+    fn limit_never_refuses_valid_encodings_at_tier_edges() {
+        // u128 zeros are the densest claim: 16 bytes of limit per encoded byte.
+        for n in [0usize, 1, 65_532, 65_533, 65_534, 65_540, 300_000] {
+            let v = vec![0u128; n];
+            let mut p = Vec::new();
+            Bincode.encode(&v, &mut p).unwrap();
+            let (back, used): (Vec<u128>, usize) = Bincode.decode(&p).unwrap();
+            assert_eq!((back.len(), used), (n, p.len()));
+        }
+        let big = "x".repeat((1 << 20) + 3);
+        let mut p = Vec::new();
+        Bincode.encode(&big, &mut p).unwrap();
+        assert_eq!(decode_all::<String, _>(&Bincode, &p).unwrap(), [big]);
     }
 }

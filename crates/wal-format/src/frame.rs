@@ -196,10 +196,16 @@ pub(crate) fn encode_frame_parts(
 ) -> Result<(), FormatError> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     if len > MAX_FRAME_PAYLOAD {
-        return Err(FormatError::PayloadTooLarge { len, max: MAX_FRAME_PAYLOAD });
+        return Err(FormatError::PayloadTooLarge {
+            len,
+            max: MAX_FRAME_PAYLOAD,
+        });
     }
     if let Err(reason) = check_fields(kind, flags, len) {
-        return Err(FormatError::BadFrame { offset: out.len(), reason });
+        return Err(FormatError::BadFrame {
+            offset: out.len(),
+            reason,
+        });
     }
     let start = out.len();
     out.reserve(FRAME_HEADER_LEN + len);
@@ -224,7 +230,9 @@ fn check_fields(kind: FrameKind, flags: u8, len: usize) -> Result<(), String> {
     let (min, exact) = kind.payload_rule();
     if (exact && len != min) || len < min {
         let want = if exact { "exactly" } else { "at least" };
-        return Err(format!("{kind:?} payload is {len} bytes, needs {want} {min}"));
+        return Err(format!(
+            "{kind:?} payload is {len} bytes, needs {want} {min}"
+        ));
     }
     Ok(())
 }
@@ -252,13 +260,22 @@ impl FrameFault {
 /// [`FormatError::BadFrame`] when the bytes at `offset` are not a complete frame that verifies
 /// under `seed`.
 pub fn decode_frame(buf: &Bytes, offset: usize, seed: SegmentSeed) -> Result<Frame, FormatError> {
-    decode_at(buf, offset, seed)
-        .map_err(|f| FormatError::BadFrame { offset, reason: f.reason().to_owned() })
+    decode_at(buf, offset, seed).map_err(|f| FormatError::BadFrame {
+        offset,
+        reason: f.reason().to_owned(),
+    })
 }
 
-pub(crate) fn decode_at(buf: &Bytes, offset: usize, seed: SegmentSeed) -> Result<Frame, FrameFault> {
+pub(crate) fn decode_at(
+    buf: &Bytes,
+    offset: usize,
+    seed: SegmentSeed,
+) -> Result<Frame, FrameFault> {
     let rest = buf.len().saturating_sub(offset);
-    let Some(h) = buf.get(offset..offset + FRAME_HEADER_LEN) else {
+    let Some(h) = offset
+        .checked_add(FRAME_HEADER_LEN)
+        .and_then(|e| buf.get(offset..e))
+    else {
         return Err(FrameFault::Incomplete(format!(
             "{rest} bytes left, a frame header needs {FRAME_HEADER_LEN}"
         )));
@@ -276,7 +293,9 @@ pub(crate) fn decode_at(buf: &Bytes, offset: usize, seed: SegmentSeed) -> Result
     };
     let flags = h[9];
     if h[10..12] != [0, 0] {
-        return Err(FrameFault::Invalid("reserved frame bytes are not zero".into()));
+        return Err(FrameFault::Invalid(
+            "reserved frame bytes are not zero".into(),
+        ));
     }
     check_fields(kind, flags, len).map_err(FrameFault::Invalid)?;
     let end = offset + FRAME_HEADER_LEN + len;
@@ -317,6 +336,7 @@ pub fn encode_fragment(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -329,10 +349,21 @@ mod tests {
         let mut out = Vec::new();
         encode_frame(&mut out, seed(), FrameKind::Tx, FLAG_MULTI, Lsn(5), b"abc").unwrap();
         encode_fragment(&mut out, seed(), FrameKind::FragEnd, Lsn(6), Lsn(3), b"xy").unwrap();
-        encode_frame(&mut out, seed(), FrameKind::Seal, 0, Lsn(7), &9u64.to_le_bytes()).unwrap();
+        encode_frame(
+            &mut out,
+            seed(),
+            FrameKind::Seal,
+            0,
+            Lsn(7),
+            &9u64.to_le_bytes(),
+        )
+        .unwrap();
         let buf = Bytes::from(out);
         let f = decode_frame(&buf, 0, seed()).unwrap();
-        assert_eq!((f.kind, f.lsn, f.is_multi(), &f.body()[..]), (FrameKind::Tx, Lsn(5), true, &b"abc"[..]));
+        assert_eq!(
+            (f.kind, f.lsn, f.is_multi(), &f.body()[..]),
+            (FrameKind::Tx, Lsn(5), true, &b"abc"[..])
+        );
         let g = decode_frame(&buf, f.encoded_len(), seed()).unwrap();
         assert_eq!((g.stream(), &g.body()[..]), (Some(Lsn(3)), &b"xy"[..]));
         let s = decode_frame(&buf, f.encoded_len() + g.encoded_len(), seed()).unwrap();
@@ -350,7 +381,17 @@ mod tests {
     #[test]
     fn bad_fields_are_refused_on_encode() {
         let mut out = Vec::new();
-        assert!(encode_frame(&mut out, seed(), FrameKind::Seal, FLAG_MULTI, Lsn(1), &[0; 8]).is_err());
+        assert!(
+            encode_frame(
+                &mut out,
+                seed(),
+                FrameKind::Seal,
+                FLAG_MULTI,
+                Lsn(1),
+                &[0; 8]
+            )
+            .is_err()
+        );
         assert!(encode_frame(&mut out, seed(), FrameKind::Checkpoint, 0, Lsn(1), &[0; 3]).is_err());
         let big = vec![0u8; MAX_FRAME_PAYLOAD + 1];
         assert!(matches!(
@@ -367,5 +408,13 @@ mod tests {
         h[8] = FrameKind::Tx as u8;
         let err = decode_at(&Bytes::from(h), 0, seed()).unwrap_err();
         assert!(matches!(err, FrameFault::Invalid(_)), "{err:?}");
+    }
+
+    #[test]
+    fn offsets_past_the_end_are_errors_not_panics() {
+        let buf = Bytes::from_static(&[0; 40]);
+        for offset in [40, 41, usize::MAX - 19, usize::MAX - 5, usize::MAX] {
+            assert!(decode_frame(&buf, offset, seed()).is_err(), "{offset}");
+        }
     }
 }

@@ -14,8 +14,9 @@ pub const FORMAT_VERSION: u16 = 1;
 /// Random identity of a log, chosen when the log is created and stamped into every segment.
 ///
 /// It seeds every frame checksum, so a segment copied in from another log never verifies.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct LogId(u128);
 
 impl LogId {
@@ -63,7 +64,12 @@ impl SegmentHeader {
     /// A header with no open fragmented transaction.
     #[must_use]
     pub const fn new(log_id: LogId, seq: SegmentSeq, base_lsn: Lsn) -> SegmentHeader {
-        SegmentHeader { log_id, seq, base_lsn, oldest_open_lsn: Lsn::ZERO }
+        SegmentHeader {
+            log_id,
+            seq,
+            base_lsn,
+            oldest_open_lsn: Lsn::ZERO,
+        }
     }
 
     /// The checksum seed of every frame in this segment.
@@ -93,14 +99,17 @@ impl SegmentHeader {
     /// Decodes and verifies a header from the start of `bytes`.
     ///
     /// # Errors
-    /// A typed [`FormatError`] for a short buffer, wrong magic, a future version, a checksum
-    /// mismatch or reserved bits set. The checks run in that order, so a file that is not a
-    /// segment at all reports [`FormatError::BadMagic`].
+    /// A typed [`FormatError`] for a short buffer, wrong magic, a checksum mismatch, a future
+    /// version or reserved bits set. The checks run in that order, so a file that is not a
+    /// segment at all reports [`FormatError::BadMagic`], and no field is trusted before the
+    /// checksum has verified it.
     pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, FormatError> {
         let Some(b) = bytes.get(..SEGMENT_HEADER_LEN) else {
             // Report a foreign file as such even when it is short.
             if bytes.len() >= 8 && bytes[..8] != SEGMENT_MAGIC {
-                return Err(FormatError::BadMagic { found: arr8(&bytes[..8]) });
+                return Err(FormatError::BadMagic {
+                    found: arr8(&bytes[..8]),
+                });
             }
             return Err(FormatError::HeaderTruncated {
                 len: bytes.len(),
@@ -108,7 +117,9 @@ impl SegmentHeader {
             });
         };
         if b[0..8] != SEGMENT_MAGIC {
-            return Err(FormatError::BadMagic { found: arr8(&b[0..8]) });
+            return Err(FormatError::BadMagic {
+                found: arr8(&b[0..8]),
+            });
         }
         let stored = u32::from_le_bytes(arr4(&b[60..64]));
         let computed = crc32c::crc32c(&b[0..60]);
@@ -126,10 +137,14 @@ impl SegmentHeader {
             return Err(FormatError::HeaderReserved { detail: "flags" });
         }
         if u32::from_le_bytes(arr4(&b[12..16])) != SEGMENT_HEADER_LEN as u32 {
-            return Err(FormatError::HeaderReserved { detail: "header length" });
+            return Err(FormatError::HeaderReserved {
+                detail: "header length",
+            });
         }
         if b[56..60] != [0; 4] {
-            return Err(FormatError::HeaderReserved { detail: "reserved bytes 56..60" });
+            return Err(FormatError::HeaderReserved {
+                detail: "reserved bytes 56..60",
+            });
         }
         let mut id = [0u8; 16];
         id.copy_from_slice(&b[16..32]);
@@ -155,6 +170,7 @@ pub(crate) fn arr4(s: &[u8]) -> [u8; 4] {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -179,7 +195,10 @@ mod tests {
         for bit in 0..SEGMENT_HEADER_LEN * 8 {
             let mut b = bytes;
             b[bit / 8] ^= 1 << (bit % 8);
-            assert!(SegmentHeader::decode(&b).is_err(), "bit {bit} flip accepted");
+            assert!(
+                SegmentHeader::decode(&b).is_err(),
+                "bit {bit} flip accepted"
+            );
         }
     }
 
@@ -193,7 +212,10 @@ mod tests {
             SegmentHeader::decode(&SEGMENT_MAGIC[..5]),
             Err(FormatError::HeaderTruncated { .. })
         ));
-        assert!(matches!(SegmentHeader::decode(&[]), Err(FormatError::HeaderTruncated { .. })));
+        assert!(matches!(
+            SegmentHeader::decode(&[]),
+            Err(FormatError::HeaderTruncated { .. })
+        ));
     }
 
     #[test]
@@ -204,7 +226,10 @@ mod tests {
         b[60..64].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(
             SegmentHeader::decode(&b),
-            Err(FormatError::UnsupportedVersion { found: 2, supported: FORMAT_VERSION })
+            Err(FormatError::UnsupportedVersion {
+                found: 2,
+                supported: FORMAT_VERSION
+            })
         );
     }
 }

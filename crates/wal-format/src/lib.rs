@@ -33,9 +33,9 @@ mod lsn;
 mod records;
 mod scan;
 
-pub use codec::{Codec, CodecError, decode_all};
 #[cfg(feature = "bincode")]
 pub use codec::Bincode;
+pub use codec::{Codec, CodecError, decode_all};
 pub use error::FormatError;
 pub use frame::{
     FLAG_MULTI, FRAME_HEADER_LEN, Frame, FrameKind, MAX_FRAME_PAYLOAD, SegmentSeed, decode_frame,

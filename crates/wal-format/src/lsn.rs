@@ -5,8 +5,19 @@ use std::fmt;
 /// Every frame takes the next LSN, so LSNs are dense across the whole log and across segments;
 /// a committed transaction is identified by the LSN of the frame that commits it.
 /// [`Lsn::ZERO`] means "nothing yet" and is never assigned to a frame.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Lsn(pub u64);
 
 impl Lsn {
@@ -47,8 +58,19 @@ impl From<u64> for Lsn {
 }
 
 /// Sequence number of a segment file; the first segment of a log is 1.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct SegmentSeq(pub u64);
 
 impl SegmentSeq {
@@ -69,6 +91,7 @@ impl fmt::Display for SegmentSeq {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

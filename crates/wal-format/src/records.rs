@@ -37,7 +37,12 @@ impl RecordIter {
     /// Starts iterating `body`.
     #[must_use]
     pub fn new(body: Bytes) -> RecordIter {
-        let mut it = RecordIter { body, pos: 4, remaining: 0, failed: false };
+        let mut it = RecordIter {
+            body,
+            pos: 4,
+            remaining: 0,
+            failed: false,
+        };
         match it.body.get(0..4) {
             Some(c) => it.remaining = u32::from_le_bytes(arr4(c)),
             None => it.pos = 0,
@@ -59,7 +64,10 @@ impl Iterator for RecordIter {
             return None;
         }
         if self.pos == 0 {
-            return self.fail(format!("body of {} bytes has no record count", self.body.len()));
+            return self.fail(format!(
+                "body of {} bytes has no record count",
+                self.body.len()
+            ));
         }
         if self.remaining == 0 {
             if self.pos != self.body.len() {
@@ -74,7 +82,9 @@ impl Iterator for RecordIter {
         let len = u32::from_le_bytes(arr4(l)) as usize;
         let start = self.pos + 4;
         if len > self.body.len() - start {
-            return self.fail(format!("record of {len} bytes at {start} runs past the body"));
+            return self.fail(format!(
+                "record of {len} bytes at {start} runs past the body"
+            ));
         }
         self.pos = start + len;
         self.remaining -= 1;
@@ -83,6 +93,7 @@ impl Iterator for RecordIter {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -91,15 +102,25 @@ mod tests {
         let mut out = Vec::new();
         encode_records(&mut out, &[&b"a"[..], b"", b"ccc"]);
         assert_eq!(out.len(), records_len(&[&b"a"[..], b"", b"ccc"]));
-        let got: Vec<_> = RecordIter::new(Bytes::from(out)).collect::<Result<_, _>>().unwrap();
+        let got: Vec<_> = RecordIter::new(Bytes::from(out))
+            .collect::<Result<_, _>>()
+            .unwrap();
         assert_eq!(got, [&b"a"[..], b"", b"ccc"]);
     }
 
     #[test]
     fn malformed_bodies_error_once() {
-        for body in [&b""[..], &[1, 0, 0, 0][..], &[1, 0, 0, 0, 9, 0, 0, 0, 1][..], &[0, 0, 0, 0, 7][..]] {
+        for body in [
+            &b""[..],
+            &[1, 0, 0, 0][..],
+            &[1, 0, 0, 0, 9, 0, 0, 0, 1][..],
+            &[0, 0, 0, 0, 7][..],
+        ] {
             let mut it = RecordIter::new(Bytes::copy_from_slice(body));
-            assert!(matches!(it.next(), Some(Err(FormatError::BadRecords { .. }))), "{body:?}");
+            assert!(
+                matches!(it.next(), Some(Err(FormatError::BadRecords { .. }))),
+                "{body:?}"
+            );
             assert!(it.next().is_none());
         }
     }

@@ -49,12 +49,22 @@ impl ScanEnd {
 impl fmt::Display for ScanEnd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ScanEnd::Clean { offset, sealed: Some(n) } => {
+            ScanEnd::Clean {
+                offset,
+                sealed: Some(n),
+            } => {
                 write!(f, "clean end at offset {offset}, sealed (next segment {n})")
             }
-            ScanEnd::Clean { offset, sealed: None } => write!(f, "clean end at offset {offset}"),
-            ScanEnd::TornTail { offset, reason } => write!(f, "torn tail at offset {offset}: {reason}"),
-            ScanEnd::Corrupt { offset, reason } => write!(f, "corruption at offset {offset}: {reason}"),
+            ScanEnd::Clean {
+                offset,
+                sealed: None,
+            } => write!(f, "clean end at offset {offset}"),
+            ScanEnd::TornTail { offset, reason } => {
+                write!(f, "torn tail at offset {offset}: {reason}")
+            }
+            ScanEnd::Corrupt { offset, reason } => {
+                write!(f, "corruption at offset {offset}: {reason}")
+            }
         }
     }
 }
@@ -85,7 +95,13 @@ impl SegmentScanner {
     /// The header's [`FormatError`].
     pub fn new(data: Bytes, expect_sealed: bool) -> Result<SegmentScanner, FormatError> {
         let header = SegmentHeader::decode(&data)?;
-        Ok(scan_frames(data, header, SEGMENT_HEADER_LEN, header.base_lsn, expect_sealed))
+        Ok(scan_frames(
+            data,
+            header,
+            SEGMENT_HEADER_LEN,
+            header.base_lsn,
+            expect_sealed,
+        ))
     }
 
     /// The segment's header.
@@ -115,7 +131,10 @@ impl SegmentScanner {
     /// Runs the scan to its end, dropping the frames, and returns how it ended.
     pub fn finish(&mut self) -> ScanEnd {
         for _ in self.by_ref() {}
-        self.end.clone().unwrap_or(ScanEnd::Clean { offset: self.pos, sealed: None })
+        self.end.clone().unwrap_or(ScanEnd::Clean {
+            offset: self.pos,
+            sealed: None,
+        })
     }
 
     fn stop(&mut self, end: ScanEnd) -> Option<Frame> {
@@ -133,7 +152,10 @@ impl SegmentScanner {
                     reason: "segment ends without a seal frame, but a newer segment exists".into(),
                 });
             }
-            return self.stop(ScanEnd::Clean { offset: pos, sealed: None });
+            return self.stop(ScanEnd::Clean {
+                offset: pos,
+                sealed: None,
+            });
         }
         if let Some(at) = self.find_valid_after(pos) {
             return self.stop(ScanEnd::Corrupt {
@@ -147,7 +169,10 @@ impl SegmentScanner {
                 reason: format!("{} in a segment that must be sealed", fault.reason()),
             });
         }
-        self.stop(ScanEnd::TornTail { offset: pos, reason: fault.reason().to_owned() })
+        self.stop(ScanEnd::TornTail {
+            offset: pos,
+            reason: fault.reason().to_owned(),
+        })
     }
 
     /// The offset of any verifying frame after `pos`. Only runs when a frame has failed, so
@@ -199,31 +224,51 @@ impl Iterator for SegmentScanner {
                     reason: "segment ends without a seal frame, but a newer segment exists".into(),
                 });
             }
-            return self.stop(ScanEnd::Clean { offset: self.pos, sealed: None });
+            return self.stop(ScanEnd::Clean {
+                offset: self.pos,
+                sealed: None,
+            });
         }
         let frame = match decode_at(&self.data, self.pos, self.seed) {
             Ok(f) => f,
             Err(fault) => return self.fail_at(&fault),
         };
         if frame.lsn != self.next_lsn {
-            let reason = format!("frame carries LSN {}, expected {}", frame.lsn, self.next_lsn);
-            return self.stop(ScanEnd::Corrupt { offset: self.pos, reason });
+            let reason = format!(
+                "frame carries LSN {}, expected {}",
+                frame.lsn, self.next_lsn
+            );
+            return self.stop(ScanEnd::Corrupt {
+                offset: self.pos,
+                reason,
+            });
         }
         self.pos += frame.encoded_len();
         self.next_lsn = frame.lsn.next();
         if let Some(next) = frame.sealed_next() {
+            // The seal itself verified, so it is yielded either way; only what follows it can
+            // make the segment corrupt.
             let after = &self.data[self.pos..];
-            if let Some(i) = after.iter().position(|&b| b != 0) {
-                let reason = format!("non-zero bytes at offset {} after the seal frame", self.pos + i);
-                return self.stop(ScanEnd::Corrupt { offset: self.pos + i, reason });
-            }
-            self.end = Some(ScanEnd::Clean { offset: self.pos, sealed: Some(next) });
+            self.end = Some(match after.iter().position(|&b| b != 0) {
+                Some(i) => ScanEnd::Corrupt {
+                    offset: self.pos + i,
+                    reason: format!(
+                        "non-zero bytes at offset {} after the seal frame",
+                        self.pos + i
+                    ),
+                },
+                None => ScanEnd::Clean {
+                    offset: self.pos,
+                    sealed: Some(next),
+                },
+            });
         }
         Some(frame)
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::frame::encode_frame;
@@ -235,11 +280,27 @@ mod tests {
         let mut offsets = Vec::new();
         for i in 0..n {
             offsets.push(out.len());
-            encode_frame(&mut out, h.seed(), FrameKind::Tx, 0, Lsn(10 + i), &[i as u8; 40]).unwrap();
+            encode_frame(
+                &mut out,
+                h.seed(),
+                FrameKind::Tx,
+                0,
+                Lsn(10 + i),
+                &[i as u8; 40],
+            )
+            .unwrap();
         }
         if sealed {
             offsets.push(out.len());
-            encode_frame(&mut out, h.seed(), FrameKind::Seal, 0, Lsn(10 + n), &2u64.to_le_bytes()).unwrap();
+            encode_frame(
+                &mut out,
+                h.seed(),
+                FrameKind::Seal,
+                0,
+                Lsn(10 + n),
+                &2u64.to_le_bytes(),
+            )
+            .unwrap();
         }
         (out, offsets)
     }
@@ -255,7 +316,16 @@ mod tests {
         let (mut d, _) = segment(3, false);
         let end = d.len();
         d.resize(end + 4096, 0);
-        assert_eq!(run(d, false), (3, ScanEnd::Clean { offset: end, sealed: None }));
+        assert_eq!(
+            run(d, false),
+            (
+                3,
+                ScanEnd::Clean {
+                    offset: end,
+                    sealed: None
+                }
+            )
+        );
     }
 
     #[test]
@@ -265,7 +335,10 @@ mod tests {
         d.resize(d.len() + 100, 0);
         let (n, end) = run(d, false);
         assert_eq!(n, 2);
-        assert!(matches!(end, ScanEnd::TornTail { offset, .. } if offset == offs[2]), "{end:?}");
+        assert!(
+            matches!(end, ScanEnd::TornTail { offset, .. } if offset == offs[2]),
+            "{end:?}"
+        );
     }
 
     #[test]
@@ -274,14 +347,23 @@ mod tests {
         d[offs[1]..offs[2]].fill(0);
         let (n, end) = run(d, false);
         assert_eq!(n, 1);
-        assert!(matches!(end, ScanEnd::Corrupt { offset, .. } if offset == offs[1]), "{end:?}");
+        assert!(
+            matches!(end, ScanEnd::Corrupt { offset, .. } if offset == offs[1]),
+            "{end:?}"
+        );
     }
 
     #[test]
     fn sealed_segment_must_end_with_seal() {
         let (d, _) = segment(3, true);
         let (_, end) = run(d.clone(), true);
-        assert!(matches!(end, ScanEnd::Clean { sealed: Some(SegmentSeq(2)), .. }));
+        assert!(matches!(
+            end,
+            ScanEnd::Clean {
+                sealed: Some(SegmentSeq(2)),
+                ..
+            }
+        ));
         let (d, _) = segment(3, false);
         assert!(matches!(run(d, true).1, ScanEnd::Corrupt { .. }));
         let (mut d, offs) = segment(3, true);
@@ -300,7 +382,14 @@ mod tests {
     #[test]
     fn garbage_after_seal_is_corruption() {
         let (mut d, _) = segment(2, true);
+        let sealed_end = d.len();
         d.extend_from_slice(&[0, 0, 7]);
-        assert!(matches!(run(d, false).1, ScanEnd::Corrupt { .. }));
+        // The verified seal is still yielded; the corruption is the byte after it.
+        let (n, end) = run(d, false);
+        assert_eq!(n, 3);
+        assert!(
+            matches!(end, ScanEnd::Corrupt { offset, .. } if offset == sealed_end + 2),
+            "{end:?}"
+        );
     }
 }
