@@ -79,12 +79,14 @@ fn steps(root: &Path) -> Result<Vec<Step>, Failure> {
     ])
 }
 
-/// The test suite: nextest (one process per test) plus doctests when cargo-nextest is on PATH,
-/// else plain `cargo test`. Both print a standard summary line at the end.
+/// The test suite: doctests then nextest (one process per test) when cargo-nextest is on PATH,
+/// else plain `cargo test`. Both print a standard summary line at the end; the doctests run
+/// first so the last summary printed is nextest's count of every unit and integration test
+/// (crates without doctests print "0 passed", which should not be the closing line).
 fn test(root: &Path) -> Result<(), Failure> {
     if util::on_path("cargo-nextest") {
-        util::run(&mut util::cargo(root, ["nextest", "run", "--workspace"]))?;
-        util::run(&mut util::cargo(root, ["test", "--workspace", "--doc"]))
+        util::run(&mut util::cargo(root, ["test", "--workspace", "--doc"]))?;
+        util::run(&mut util::cargo(root, ["nextest", "run", "--workspace"]))
     } else {
         println!("xtask ci: cargo-nextest not on PATH, using cargo test");
         util::run(&mut util::cargo(root, ["test", "--workspace"]))
