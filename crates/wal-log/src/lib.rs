@@ -1,1 +1,54 @@
-//! placeholder
+//! The write-ahead log: segment files, group commit, fsync policies, the directory lock,
+//! recovery on open, truncation and readers.
+//!
+//! `wal-log` knows frames and files, never events: a transaction is an opaque payload.
+//!
+//! * [`Wal::open`] locks the directory, scans every segment, cuts a torn tail (moving its
+//!   bytes aside, never deleting them) and reports what it found in an [`OpenReport`].
+//! * [`Wal::append`], [`Wal::append_batch`] and [`Wal::stream`] add transactions. Under
+//!   [`SyncPolicy::Always`] they return only once durable; concurrent appends share one write
+//!   and one fsync (group commit), and the fsync runs outside the append lock.
+//! * Any write or fsync error poisons the log for good: every later call returns
+//!   [`WalError::Poisoned`] with the first failure.
+//! * [`Wal::read_from`] and [`Wal::follow`] yield committed, durable transactions.
+//! * Every file operation goes through [`Vfs`]; [`StdVfs`] is the real file system and
+//!   `SimVfs` (feature `sim`) a deterministic simulator with crash images and fault injection.
+//!
+//! ```
+//! use wal_log::{Options, SyncPolicy, Wal};
+//! # fn main() -> Result<(), wal_log::WalError> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let (wal, _) = Wal::open(dir.path(), Options::default())?;
+//! wal.append(b"a")?;
+//! wal.append_batch(&[&b"b"[..], b"c"])?; // atomic: both or neither
+//! drop(wal);
+//! let (wal, report) = Wal::open(dir.path(), Options::default().sync(SyncPolicy::Always))?;
+//! assert_eq!(report.moved_aside.len(), 0);
+//! let n: usize = wal.read_from(wal_format::Lsn::ZERO)?.map(|t| t.unwrap().records().count()).sum();
+//! assert_eq!(n, 3);
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+mod error;
+mod inspect;
+mod open;
+mod options;
+mod reader;
+mod segment;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+mod stream;
+pub mod vfs;
+mod wal;
+
+pub use error::{Result, WalError};
+pub use inspect::{Inspection, SegmentScan, Verdict, inspect};
+pub use open::{MovedAside, OpenReport};
+pub use options::{Options, RecoveryMode, SyncPolicy};
+pub use reader::{Transaction, TxReader};
+pub use segment::{Entry, LOCK_FILE, PREALLOC_FILE, SegmentInfo, classify, segment_file_name};
+pub use stream::StreamWriter;
+pub use vfs::{OpenMode, StdVfs, Vfs, VfsFile, VfsLock};
+pub use wal::{Stats, Wal};
+pub use wal_format::{LogId, Lsn};

@@ -1,0 +1,118 @@
+use std::io;
+use std::path::PathBuf;
+use thiserror::Error;
+use wal_format::{FormatError, LogId, Lsn};
+
+/// Errors of the log. Each variant names what went wrong and where, so an operator can act.
+#[derive(Debug, Error)]
+pub enum WalError {
+    /// An I/O operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Another `Wal`, in this process or another, holds the directory.
+    #[error("WAL directory {dir} is already open (locked by another process or handle)")]
+    AlreadyOpen {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// The directory does not exist and creating it was not allowed.
+    #[error("WAL directory {dir} does not exist")]
+    NotFound {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// The directory holds something that is not part of a log.
+    #[error("{dir} is not a WAL directory: {reason}")]
+    NotAWal {
+        /// The directory.
+        dir: PathBuf,
+        /// What was found.
+        reason: String,
+    },
+    /// A segment was written by a format version this build does not read.
+    #[error("segment {segment}: {source}")]
+    UnsupportedVersion {
+        /// The segment file.
+        segment: PathBuf,
+        /// The version error.
+        source: FormatError,
+    },
+    /// A segment belongs to another log.
+    #[error("segment {segment} belongs to log {found}, but this log is {expected}")]
+    ForeignSegment {
+        /// The segment file.
+        segment: PathBuf,
+        /// The log id of the other segments.
+        expected: LogId,
+        /// The log id found in this one.
+        found: LogId,
+    },
+    /// Segments or LSNs are missing between two segments.
+    #[error("gap in the log before {segment}: {reason}")]
+    Gap {
+        /// The first segment after the gap.
+        segment: PathBuf,
+        /// What is missing.
+        reason: String,
+    },
+    /// Damage that a crash cannot explain. Nothing on disk was changed.
+    #[error("corruption in {segment} at offset {offset}: {reason}")]
+    Corrupt {
+        /// The segment file.
+        segment: PathBuf,
+        /// Byte offset in the file.
+        offset: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A torn tail was found under `RecoveryMode::Strict`. Nothing on disk was changed.
+    #[error("torn tail in {segment} at offset {offset} (strict recovery): {reason}")]
+    TornTail {
+        /// The segment file.
+        segment: PathBuf,
+        /// Byte offset in the file.
+        offset: u64,
+        /// Why.
+        reason: String,
+    },
+    /// An earlier write or fsync failed; the log refuses all further work. Reopen to recover.
+    #[error("WAL is poisoned: {reason}")]
+    Poisoned {
+        /// The original failure.
+        reason: String,
+    },
+    /// A transaction is larger than `Options::max_transaction_size`.
+    #[error("transaction of {size} bytes exceeds the maximum of {max} bytes")]
+    TransactionTooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A reader asked for LSNs that were truncated away.
+    #[error("LSN {requested} was truncated; the oldest retained LSN is {oldest}")]
+    Truncated {
+        /// The LSN asked for.
+        requested: Lsn,
+        /// The oldest LSN still in the log.
+        oldest: Lsn,
+    },
+    /// A format-level error while encoding (a bug in the caller's arguments).
+    #[error(transparent)]
+    Format(#[from] FormatError),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = WalError> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> WalError {
+    let path = path.into();
+    move |source| WalError::Io { op, path, source }
+}

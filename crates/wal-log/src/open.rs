@@ -1,0 +1,479 @@
+//! Opening a log: locking, recovery scan, repair of the tail, and setting up the writer.
+
+use crate::error::{Result, WalError, io_err};
+use crate::inspect::{SegmentScan, list_dir, scan_segment};
+use crate::options::{Options, RecoveryMode};
+use crate::segment::{LOCK_FILE, PREALLOC_FILE, SegmentInfo, segment_file_name};
+use crate::vfs::{OpenMode, Vfs, VfsLock};
+use crate::wal::{Point, Wal, Writer, lock};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wal_format::{FormatError, FrameKind, LogId, Lsn, SEGMENT_HEADER_LEN, ScanEnd, SegmentHeader, SegmentSeq};
+
+/// Bytes that recovery moved out of the log (never deleted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MovedAside {
+    /// The segment they came from.
+    pub from: PathBuf,
+    /// Offset in that segment where they started.
+    pub offset: u64,
+    /// How many bytes.
+    pub bytes: u64,
+    /// The file that now holds them.
+    pub to: PathBuf,
+    /// Why they were moved.
+    pub reason: String,
+}
+
+/// What [`Wal::open`] found and did.
+#[derive(Clone, Debug, Default)]
+pub struct OpenReport {
+    /// A new, empty log was created.
+    pub created: bool,
+    /// The log's identity.
+    pub log_id: Option<LogId>,
+    /// Segment files after recovery.
+    pub segments: usize,
+    /// Oldest LSN in the log.
+    pub first_lsn: Lsn,
+    /// Newest valid LSN found (before any frames open itself appends).
+    pub last_lsn: Lsn,
+    /// Bytes moved aside, and where.
+    pub moved_aside: Vec<MovedAside>,
+    /// Fragmented transactions found unfinished at the end of the log; an abort frame was
+    /// appended for each.
+    pub aborted_streams: Vec<Lsn>,
+    /// How long recovery took.
+    pub elapsed: Duration,
+}
+
+impl OpenReport {
+    /// Total bytes moved aside.
+    #[must_use]
+    pub fn bytes_moved_aside(&self) -> u64 {
+        self.moved_aside.iter().map(|m| m.bytes).sum()
+    }
+}
+
+fn fresh_log_id() -> LogId {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // No OS randomness: fall back to time and pid, still unique enough to seed checksums.
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        b[..8].copy_from_slice(&(t.as_nanos() as u64).to_le_bytes());
+        b[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+    }
+    LogId::from_u128(u128::from_le_bytes(b))
+}
+
+impl Wal {
+    /// Opens (or creates) the log in `dir`, recovering it first. See [`RecoveryMode`] for what
+    /// happens to damage, and [`OpenReport`] for what is reported.
+    ///
+    /// # Errors
+    /// [`WalError::AlreadyOpen`] when another handle or process holds the directory;
+    /// [`WalError::NotAWal`], [`WalError::ForeignSegment`], [`WalError::Gap`],
+    /// [`WalError::UnsupportedVersion`], [`WalError::Corrupt`], [`WalError::TornTail`]
+    /// (strict) with nothing changed on disk; I/O errors.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<(Wal, OpenReport)> {
+        let dir = dir.as_ref().to_path_buf();
+        let started = Instant::now();
+        let _span = tracing::info_span!("wal.open", dir = %dir.display()).entered();
+        let vfs = opts.vfs.clone();
+        match vfs.list(&dir) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.create_if_missing => {
+                vfs.create_dir_all(&dir).map_err(io_err("create dir", &dir))?;
+                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    vfs.sync_dir(parent).map_err(io_err("fsync dir", parent))?;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(WalError::NotFound { dir }),
+            Err(e) => return Err(io_err("list", &dir)(e)),
+        }
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_guard = vfs.lock(&lock_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                WalError::AlreadyOpen { dir: dir.clone() }
+            } else {
+                io_err("lock", &lock_path)(e)
+            }
+        })?;
+        let (segs, _aside, prealloc) = list_dir(&*vfs, &dir)?;
+        if prealloc {
+            // It never held log data: it gets its name only after its header is synced.
+            let p = dir.join(PREALLOC_FILE);
+            vfs.remove(&p).map_err(io_err("remove", &p))?;
+            vfs.sync_dir(&dir).map_err(io_err("fsync dir", &dir))?;
+        }
+        let (wal, mut report) = if segs.is_empty() {
+            create(dir, opts, lock_guard)?
+        } else {
+            recover(dir, opts, lock_guard, &segs)?
+        };
+        // Close fragmented transactions that a crash left open, so readers need not hold them.
+        for s in report.aborted_streams.clone() {
+            let lsn = {
+                let mut w = lock(&wal.inner.writer);
+                let lsn = wal.inner.push_frame(&mut w, FrameKind::FragAbort, 0, &s.0.to_le_bytes())?;
+                w.open_streams.remove(&s);
+                lsn
+            };
+            wal.inner.flush_to(lsn, true)?;
+        }
+        report.elapsed = started.elapsed();
+        tracing::info!(
+            segments = report.segments,
+            last_lsn = report.last_lsn.0,
+            moved_aside = report.bytes_moved_aside(),
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            "opened WAL"
+        );
+        Ok((wal, report))
+    }
+}
+
+fn create(dir: PathBuf, opts: Options, lock_guard: Box<dyn VfsLock>) -> Result<(Wal, OpenReport)> {
+    let log_id = fresh_log_id();
+    let header = SegmentHeader::new(log_id, SegmentSeq::FIRST, Lsn::FIRST);
+    let info = SegmentInfo {
+        seq: header.seq,
+        base_lsn: header.base_lsn,
+        last_lsn: Lsn::ZERO,
+        bytes: SEGMENT_HEADER_LEN as u64,
+        sealed: false,
+        oldest_open_lsn: Lsn::ZERO,
+    };
+    let inner = start(dir, opts, log_id, lock_guard, header, SEGMENT_HEADER_LEN as u64, vec![info], 0, None)?;
+    let report = OpenReport {
+        created: true,
+        log_id: Some(log_id),
+        segments: 1,
+        first_lsn: Lsn::FIRST,
+        last_lsn: Lsn::ZERO,
+        ..OpenReport::default()
+    };
+    Ok((inner, report))
+}
+
+/// Builds the running log. When `active` is `None`, segment `header` is created (header,
+/// rename, directory sync); otherwise writing continues in `active` at `write_pos`.
+#[allow(clippy::too_many_arguments)]
+fn start(
+    dir: PathBuf,
+    opts: Options,
+    log_id: LogId,
+    lock_guard: Box<dyn VfsLock>,
+    header: SegmentHeader,
+    write_pos: u64,
+    segments: Vec<SegmentInfo>,
+    bytes_since_checkpoint: u64,
+    active: Option<Arc<dyn crate::vfs::VfsFile>>,
+) -> Result<Wal> {
+    let placeholder: Arc<dyn crate::vfs::VfsFile> = match &active {
+        Some(f) => f.clone(),
+        None => Arc::new(NoFile),
+    };
+    let last = header.base_lsn.prev();
+    let writer = Writer {
+        seq: header.seq,
+        seed: header.seed(),
+        file: placeholder,
+        write_pos,
+        pending: Vec::with_capacity(64 << 10),
+        pending_last: last,
+        pending_commits: 0,
+        spare: Vec::with_capacity(64 << 10),
+        next_lsn: header.base_lsn,
+        open_streams: BTreeSet::new(),
+        scratch: Vec::new(),
+    };
+    let durable = Point { lsn: last, seq: header.seq, end: write_pos };
+    let inner = Wal::new_inner(dir, opts, log_id, lock_guard, writer, segments, durable, None, bytes_since_checkpoint);
+    if active.is_none() {
+        let file = inner.install_segment(&header, false)?;
+        lock(&inner.writer).file = file;
+    }
+    Ok(Wal::from_inner(inner))
+}
+
+/// Stands in for the active file until the first segment is installed.
+#[derive(Debug)]
+struct NoFile;
+
+impl crate::vfs::VfsFile for NoFile {
+    fn read_at(&self, _: &mut [u8], _: u64) -> std::io::Result<usize> {
+        Err(std::io::Error::other("no active segment"))
+    }
+    fn write_all_at(&self, _: &[u8], _: u64) -> std::io::Result<()> {
+        Err(std::io::Error::other("no active segment"))
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        Err(std::io::Error::other("no active segment"))
+    }
+    fn sync_all(&self) -> std::io::Result<()> {
+        Err(std::io::Error::other("no active segment"))
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(0)
+    }
+    fn set_len(&self, _: u64) -> std::io::Result<()> {
+        Err(std::io::Error::other("no active segment"))
+    }
+    fn allocate(&self, _: u64) -> std::io::Result<()> {
+        Err(std::io::Error::other("no active segment"))
+    }
+}
+
+fn header_error(path: &Path, dir: &Path, e: &FormatError) -> WalError {
+    match e {
+        FormatError::BadMagic { .. } => WalError::NotAWal {
+            dir: dir.to_path_buf(),
+            reason: format!("{} is named like a segment but {e}", path.display()),
+        },
+        FormatError::UnsupportedVersion { .. } => {
+            WalError::UnsupportedVersion { segment: path.to_path_buf(), source: e.clone() }
+        }
+        _ => WalError::Corrupt { segment: path.to_path_buf(), offset: 0, reason: e.to_string() },
+    }
+}
+
+/// Copies `[offset, end)` of `seg` into a new file next to it, syncs it and the directory,
+/// then zeroes the range in the segment and syncs it. Crash-safe to repeat: a second attempt
+/// writes a file with another name and the same bytes.
+pub(crate) fn move_aside(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    seg: &Path,
+    offset: u64,
+    end: u64,
+    what: &str,
+    reason: &str,
+) -> Result<MovedAside> {
+    let file = vfs.open(seg, OpenMode::ReadWrite).map_err(io_err("open", seg))?;
+    let len = (end - offset) as usize;
+    let mut bytes = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        let n = file.read_at(&mut bytes[done..], offset + done as u64).map_err(io_err("read", seg))?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    bytes.truncate(done);
+    let base = seg.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut n = 0;
+    let (to, out) = loop {
+        let name = if n == 0 { format!("{base}.{what}-{offset}") } else { format!("{base}.{what}-{offset}.{n}") };
+        let to = dir.join(name);
+        match vfs.open(&to, OpenMode::CreateNew) {
+            Ok(f) => break (to, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+            Err(e) => return Err(io_err("create", &to)(e)),
+        }
+    };
+    out.write_all_at(&bytes, 0).map_err(io_err("write", &to))?;
+    out.sync_all().map_err(io_err("fsync", &to))?;
+    vfs.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
+    file.write_all_at(&vec![0u8; bytes.len()], offset).map_err(io_err("write", seg))?;
+    file.sync_data().map_err(io_err("fsync", seg))?;
+    tracing::warn!(segment = %seg.display(), offset, bytes = bytes.len(), to = %to.display(), "moved bytes aside");
+    Ok(MovedAside { from: seg.to_path_buf(), offset, bytes: bytes.len() as u64, to, reason: reason.to_owned() })
+}
+
+/// Renames a whole segment aside (salvage mode): `<name>.salvaged`.
+fn rename_aside(vfs: &dyn Vfs, dir: &Path, seg: &Path, reason: &str) -> Result<MovedAside> {
+    let base = seg.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let to = dir.join(format!("{base}.salvaged"));
+    let bytes = vfs.open(seg, OpenMode::Read).and_then(|f| f.len()).map_err(io_err("stat", seg))?;
+    vfs.rename(seg, &to).map_err(io_err("rename", seg))?;
+    vfs.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
+    Ok(MovedAside { from: seg.to_path_buf(), offset: 0, bytes, to, reason: reason.to_owned() })
+}
+
+fn recover(dir: PathBuf, opts: Options, lock_guard: Box<dyn VfsLock>, segs: &[SegmentSeq]) -> Result<(Wal, OpenReport)> {
+    let _span = tracing::info_span!("wal.recover", segments = segs.len()).entered();
+    let vfs = opts.vfs.clone();
+    let mode = opts.recovery;
+    let mut scans: Vec<SegmentScan> = Vec::new();
+    let mut streams = BTreeSet::new();
+    let mut log_id: Option<LogId> = None;
+    // Index of the first segment past the valid prefix (salvage), and the damage found.
+    let mut cut: Option<(usize, u64, String)> = None;
+    for (i, seq) in segs.iter().enumerate() {
+        let path = dir.join(segment_file_name(*seq));
+        if let Some(prev) = scans.last()
+            && prev.seq.next() != *seq
+        {
+            return Err(WalError::Gap {
+                segment: path,
+                reason: format!("segments {} to {} are missing", prev.seq.next(), SegmentSeq(seq.0 - 1)),
+            });
+        }
+        let expect_sealed = i + 1 < segs.len();
+        let scan = scan_segment(&*vfs, &path, *seq, expect_sealed, &mut streams)?;
+        if let Some(e) = &scan.header_error {
+            let err = header_error(&path, &dir, e);
+            if mode == RecoveryMode::SalvagePrefix && i > 0 && matches!(err, WalError::Corrupt { .. }) {
+                cut = Some((i, 0, err.to_string()));
+                break;
+            }
+            return Err(err);
+        }
+        let Some(h) = scan.header else { continue };
+        match log_id {
+            None => log_id = Some(h.log_id),
+            Some(id) if id != h.log_id => {
+                return Err(WalError::ForeignSegment { segment: path, expected: id, found: h.log_id });
+            }
+            Some(_) => {}
+        }
+        if let Some(prev) = scans.last()
+            && prev.last_lsn.next() != h.base_lsn
+        {
+            return Err(WalError::Gap {
+                segment: path,
+                reason: format!("it starts at LSN {} but the previous segment ends at LSN {}", h.base_lsn, prev.last_lsn),
+            });
+        }
+        let end = scan.end.clone();
+        scans.push(scan);
+        match end {
+            ScanEnd::Clean { .. } => {}
+            ScanEnd::TornTail { offset, reason } => match mode {
+                RecoveryMode::Strict => {
+                    return Err(WalError::TornTail { segment: path, offset: offset as u64, reason });
+                }
+                // Only the newest segment can be torn (older ones must be sealed).
+                _ => cut = Some((i + 1, offset as u64, reason)),
+            },
+            ScanEnd::Corrupt { offset, reason } => {
+                if mode != RecoveryMode::SalvagePrefix {
+                    return Err(WalError::Corrupt { segment: path, offset: offset as u64, reason });
+                }
+                cut = Some((i + 1, offset as u64, reason));
+                break;
+            }
+        }
+    }
+    let Some(log_id) = log_id else {
+        return Err(WalError::NotAWal { dir, reason: "no segment with a valid header".into() });
+    };
+    let mut report = OpenReport { log_id: Some(log_id), ..OpenReport::default() };
+    if let Some((after, offset, reason)) = &cut {
+        // `after` segments are kept; the last kept one is cut at `offset` (0 = header damage
+        // in the first dropped segment, nothing to cut in the kept ones).
+        let kept_last = after - 1;
+        if *offset > 0 {
+            let s = &scans[kept_last];
+            if s.data_end > *offset {
+                let what = if mode == RecoveryMode::SalvagePrefix { "salvaged" } else { "torn" };
+                report.moved_aside.push(move_aside(&*vfs, &dir, &s.path, *offset, s.data_end, what, reason)?);
+            }
+        }
+        for seq in &segs[*after..] {
+            let p = dir.join(segment_file_name(*seq));
+            report.moved_aside.push(rename_aside(&*vfs, &dir, &p, reason)?);
+        }
+        if *offset > 0 {
+            let s = &mut scans[kept_last];
+            s.end = ScanEnd::Clean { offset: *offset as usize, sealed: None };
+        }
+        scans.truncate(*after);
+    }
+    // Salvage cut inside an earlier segment: streams may reference cut frames; recompute.
+    if cut.is_some() && mode == RecoveryMode::SalvagePrefix {
+        streams.clear();
+        for s in &scans {
+            let mut tmp = BTreeSet::new();
+            let _ = scan_segment(&*vfs, &s.path, s.seq, false, &mut tmp);
+            for l in tmp {
+                streams.insert(l);
+            }
+        }
+    }
+    let Some(last) = scans.last() else {
+        return Err(WalError::NotAWal { dir, reason: "no valid segment".into() });
+    };
+    let last_lsn = last.last_lsn;
+    let sealed_next = match &last.end {
+        ScanEnd::Clean { sealed: Some(n), .. } => Some(*n),
+        _ => None,
+    };
+    let bytes_since_checkpoint = {
+        let mut b = 0u64;
+        for s in scans.iter().rev() {
+            b += s.bytes_after_checkpoint;
+            if s.last_checkpoint.is_some() {
+                break;
+            }
+        }
+        b
+    };
+    let mut infos: Vec<SegmentInfo> = scans
+        .iter()
+        .filter_map(|s| {
+            let h = s.header?;
+            Some(SegmentInfo {
+                seq: s.seq,
+                base_lsn: h.base_lsn,
+                last_lsn: s.last_lsn,
+                bytes: s.end.offset() as u64,
+                sealed: matches!(s.end, ScanEnd::Clean { sealed: Some(_), .. }),
+                oldest_open_lsn: h.oldest_open_lsn,
+            })
+        })
+        .collect();
+    report.first_lsn = infos.first().map_or(Lsn::FIRST, |s| s.base_lsn);
+    report.last_lsn = last_lsn;
+    let last_scan = last.clone();
+    let wal = if let Some(next) = sealed_next {
+        // Rotation was cut short after the seal: create the successor now.
+        let header = SegmentHeader {
+            log_id,
+            seq: next,
+            base_lsn: last_lsn.next(),
+            oldest_open_lsn: streams.first().copied().unwrap_or(Lsn::ZERO),
+        };
+        infos.push(SegmentInfo {
+            seq: next,
+            base_lsn: header.base_lsn,
+            last_lsn,
+            bytes: SEGMENT_HEADER_LEN as u64,
+            sealed: false,
+            oldest_open_lsn: header.oldest_open_lsn,
+        });
+        let w = start(dir, opts, log_id, lock_guard, header, SEGMENT_HEADER_LEN as u64, infos, bytes_since_checkpoint, None)?;
+        lock(&w.inner.writer).open_streams = streams.clone();
+        w
+    } else {
+        let Some(h) = last_scan.header else {
+            return Err(WalError::NotAWal { dir, reason: "no valid segment".into() });
+        };
+        let file = vfs.open(&last_scan.path, OpenMode::ReadWrite).map_err(io_err("open", &last_scan.path))?;
+        let write_pos = last_scan.end.offset() as u64;
+        if opts.preallocate && last_scan.file_len < opts.segment_size {
+            file.allocate(opts.segment_size).map_err(io_err("allocate", &last_scan.path))?;
+            file.sync_all().map_err(io_err("fsync", &last_scan.path))?;
+        }
+        let w = start(dir, opts, log_id, lock_guard, h, write_pos, infos, bytes_since_checkpoint, Some(file))?;
+        {
+            let mut wr = lock(&w.inner.writer);
+            wr.next_lsn = last_lsn.next();
+            wr.pending_last = last_lsn;
+            wr.open_streams = streams.clone();
+        }
+        let p = Point { lsn: last_lsn, seq: h.seq, end: write_pos };
+        *lock(&w.inner.durable) = p;
+        w.inner.durable_lsn.store(last_lsn.0, std::sync::atomic::Ordering::Release);
+        w.inner.written_lsn.store(last_lsn.0, std::sync::atomic::Ordering::Release);
+        w.inner.set_written(p);
+        w
+    };
+    report.segments = lock(&wal.inner.segments).len();
+    report.aborted_streams = streams.into_iter().collect();
+    Ok((wal, report))
+}

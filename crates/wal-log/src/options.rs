@@ -1,0 +1,124 @@
+use crate::vfs::{StdVfs, Vfs};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// When appended frames are made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Every append returns only after an fsync that covers it. Concurrent appends share one
+    /// write and one fsync (group commit). The default.
+    Always,
+    /// Appends return once written to the OS; a background thread fsyncs every `ms`
+    /// milliseconds. `Wal::sync` and `Wal::wait_durable` give explicit durability points.
+    /// A crash loses at most the last interval of acknowledged appends.
+    Interval {
+        /// The fsync period in milliseconds.
+        ms: u64,
+    },
+    /// Never fsync on its own; only `Wal::sync` makes data durable. **Unsafe for
+    /// durability**: an OS crash or power loss can lose any amount of acknowledged data. For
+    /// tests and caches.
+    Never,
+}
+
+/// What opening does with a damaged log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecoveryMode {
+    /// A torn tail in the newest segment (the trace of a crash mid-write) is cut off and its
+    /// bytes moved aside into a file next to the segment. Corruption anywhere else is an error
+    /// and nothing is changed. The default.
+    TolerateTornTail,
+    /// Any torn tail or corruption is an error; nothing is changed.
+    Strict,
+    /// Keep the longest valid prefix of the whole log; move every byte after it aside (the rest
+    /// of the damaged segment into a file, later segments renamed whole) and report exactly what
+    /// was moved. For an operator rescuing a damaged log.
+    SalvagePrefix,
+}
+
+/// Options of [`crate::Wal::open`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// A segment is sealed and a new one started once it passes this size. Default 32 MiB.
+    pub segment_size: u64,
+    /// Keep the next segment preallocated (zeros written and synced) by a background thread,
+    /// so appends never grow a file. Default true.
+    pub preallocate: bool,
+    /// Durability policy. Default [`SyncPolicy::Always`].
+    pub sync: SyncPolicy,
+    /// What to do with a damaged log on open. Default [`RecoveryMode::TolerateTornTail`].
+    pub recovery: RecoveryMode,
+    /// The largest transaction accepted, and the most a reader holds for one fragmented
+    /// transaction. Default 256 MiB.
+    pub max_transaction_size: u64,
+    /// Create the directory and a new log when it does not exist. Default true.
+    pub create_if_missing: bool,
+    /// The file system. Default [`StdVfs`].
+    pub vfs: Arc<dyn Vfs>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            segment_size: 32 << 20,
+            preallocate: true,
+            sync: SyncPolicy::Always,
+            recovery: RecoveryMode::TolerateTornTail,
+            max_transaction_size: 256 << 20,
+            create_if_missing: true,
+            vfs: Arc::new(StdVfs),
+        }
+    }
+}
+
+impl Options {
+    /// Sets [`Options::sync`].
+    #[must_use]
+    pub fn sync(mut self, sync: SyncPolicy) -> Self {
+        self.sync = sync;
+        self
+    }
+    /// Sets [`Options::segment_size`].
+    #[must_use]
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = bytes;
+        self
+    }
+    /// Sets [`Options::preallocate`].
+    #[must_use]
+    pub fn preallocate(mut self, on: bool) -> Self {
+        self.preallocate = on;
+        self
+    }
+    /// Sets [`Options::recovery`].
+    #[must_use]
+    pub fn recovery(mut self, mode: RecoveryMode) -> Self {
+        self.recovery = mode;
+        self
+    }
+    /// Sets [`Options::vfs`].
+    #[must_use]
+    pub fn vfs(mut self, vfs: Arc<dyn Vfs>) -> Self {
+        self.vfs = vfs;
+        self
+    }
+    /// Sets [`Options::max_transaction_size`].
+    #[must_use]
+    pub fn max_transaction_size(mut self, bytes: u64) -> Self {
+        self.max_transaction_size = bytes;
+        self
+    }
+    /// Sets [`Options::create_if_missing`].
+    #[must_use]
+    pub fn create_if_missing(mut self, on: bool) -> Self {
+        self.create_if_missing = on;
+        self
+    }
+
+    pub(crate) fn interval(&self) -> Option<Duration> {
+        match self.sync {
+            SyncPolicy::Interval { ms } => Some(Duration::from_millis(ms.max(1))),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! Readers of committed transactions: from an LSN to the durable end, or following the log.
+
+use crate::error::{Result, WalError, io_err};
+use crate::segment::segment_file_name;
+use crate::vfs::{OpenMode, VfsFile};
+use crate::wal::{Inner, Wal, lock};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+use wal_format::{
+    FRAME_HEADER_LEN, FrameKind, Lsn, MAX_FRAME_PAYLOAD, RecordIter, SEGMENT_HEADER_LEN, SegmentHeader,
+    SegmentSeq, decode_frame,
+};
+
+/// How much of a segment a reader holds in memory at once (plus up to one frame).
+const CHUNK: usize = 4 << 20;
+
+/// One committed transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transaction {
+    /// The LSN that committed it.
+    pub lsn: Lsn,
+    /// Its body: one payload, or a multi-record batch when `multi`.
+    pub body: Bytes,
+    /// Whether the body holds several records ([`Wal::append_batch`]).
+    pub multi: bool,
+}
+
+impl Transaction {
+    /// The payloads of this transaction: the body itself, or each record of a batch.
+    ///
+    /// # Errors
+    /// Each item is an error when a batch body is malformed.
+    pub fn records(&self) -> impl Iterator<Item = std::result::Result<Bytes, wal_format::FormatError>> + '_ {
+        let single = (!self.multi).then(|| Ok(self.body.clone()));
+        let multi = self.multi.then(|| RecordIter::new(self.body.clone()));
+        single.into_iter().chain(multi.into_iter().flatten())
+    }
+}
+
+struct Cursor {
+    seq: SegmentSeq,
+    path: std::path::PathBuf,
+    header: SegmentHeader,
+    file: Arc<dyn VfsFile>,
+    /// Loaded bytes and the file offset they start at.
+    chunk: Bytes,
+    chunk_at: u64,
+    /// File offset of the next frame.
+    pos: u64,
+    sealed: bool,
+}
+
+/// Iterates committed transactions in LSN order. Never yields a transaction that is not
+/// durable, nor part of one. Made by [`Wal::read_from`] (bounded by the durable LSN when it was
+/// made) or [`Wal::follow`] (use [`TxReader::next_timeout`] to wait for new ones).
+pub struct TxReader {
+    inner: Arc<Inner>,
+    from: Lsn,
+    /// Upper bound for a bounded reader.
+    limit: Option<Lsn>,
+    cursor: Option<Cursor>,
+    next_lsn: Lsn,
+    streams: BTreeMap<Lsn, (Vec<u8>, bool)>,
+    held: u64,
+    failed: bool,
+}
+
+impl std::fmt::Debug for TxReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxReader").field("from", &self.from).field("next_lsn", &self.next_lsn).finish()
+    }
+}
+
+impl Wal {
+    /// Reads committed transactions with LSN ≥ `from`, up to the durable LSN at this moment.
+    ///
+    /// # Errors
+    /// [`WalError::Truncated`] when `from` is older than the log keeps.
+    pub fn read_from(&self, from: Lsn) -> Result<TxReader> {
+        let limit = self.durable_lsn();
+        TxReader::new(self.inner.clone(), from, Some(limit))
+    }
+
+    /// A reader that follows the log: it yields every committed transaction with LSN ≥ `from`
+    /// as soon as it is durable.
+    ///
+    /// # Errors
+    /// As [`Wal::read_from`].
+    pub fn follow(&self, from: Lsn) -> Result<TxReader> {
+        TxReader::new(self.inner.clone(), from, None)
+    }
+}
+
+impl TxReader {
+    fn new(inner: Arc<Inner>, from: Lsn, limit: Option<Lsn>) -> Result<TxReader> {
+        let mut r = TxReader {
+            inner,
+            from,
+            limit,
+            cursor: None,
+            next_lsn: Lsn::ZERO,
+            streams: BTreeMap::new(),
+            held: 0,
+            failed: false,
+        };
+        r.position()?;
+        Ok(r)
+    }
+
+    /// Finds the segment to start from: the one holding `from`, or an older one when a
+    /// fragmented transaction that commits later began before it.
+    fn position(&mut self) -> Result<()> {
+        let segs = lock(&self.inner.segments).clone();
+        let Some(first) = segs.first() else { return Ok(()) };
+        let from = self.from.max(Lsn::FIRST);
+        if from < first.base_lsn {
+            return Err(WalError::Truncated { requested: from, oldest: first.base_lsn });
+        }
+        let mut idx = segs.iter().rposition(|s| s.base_lsn <= from).unwrap_or(0);
+        while let Some(s) = segs.get(idx) {
+            let o = s.oldest_open_lsn;
+            if o == Lsn::ZERO || o >= s.base_lsn {
+                break;
+            }
+            match segs.iter().rposition(|t| t.base_lsn <= o) {
+                Some(j) if j < idx => idx = j,
+                _ => break,
+            }
+        }
+        self.open_segment(segs[idx].seq)
+    }
+
+    fn open_segment(&mut self, seq: SegmentSeq) -> Result<()> {
+        let path = self.inner.dir.join(segment_file_name(seq));
+        let file = self.inner.opts.vfs.open(&path, OpenMode::Read).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                let oldest = lock(&self.inner.segments).first().map_or(Lsn::ZERO, |s| s.base_lsn);
+                WalError::Truncated { requested: self.next_lsn, oldest }
+            } else {
+                io_err("open", &path)(e)
+            }
+        })?;
+        let mut hb = [0u8; SEGMENT_HEADER_LEN];
+        let n = read_full(&*file, &mut hb, 0).map_err(io_err("read", &path))?;
+        let header = SegmentHeader::decode(&hb[..n]).map_err(|e| WalError::Corrupt {
+            segment: path.clone(),
+            offset: 0,
+            reason: e.to_string(),
+        })?;
+        self.next_lsn = header.base_lsn;
+        self.cursor = Some(Cursor {
+            seq,
+            path,
+            header,
+            file,
+            chunk: Bytes::new(),
+            chunk_at: SEGMENT_HEADER_LEN as u64,
+            pos: SEGMENT_HEADER_LEN as u64,
+            sealed: false,
+        });
+        Ok(())
+    }
+
+    /// The next transaction within `bound`, or `None` when caught up.
+    fn step(&mut self, bound: Lsn) -> Result<Option<Transaction>> {
+        loop {
+            let Some(c) = self.cursor.as_mut() else { return Ok(None) };
+            if c.sealed {
+                let next = c.seq.next();
+                self.open_segment(next)?;
+                continue;
+            }
+            // Make sure a whole frame header (and then the whole frame) is loaded.
+            let rel = (c.pos - c.chunk_at) as usize;
+            let have = c.chunk.len().saturating_sub(rel);
+            let need_header = have < FRAME_HEADER_LEN;
+            let need = if need_header {
+                FRAME_HEADER_LEN
+            } else {
+                let len = u32::from_le_bytes([
+                    c.chunk[rel + 4],
+                    c.chunk[rel + 5],
+                    c.chunk[rel + 6],
+                    c.chunk[rel + 7],
+                ]) as usize;
+                FRAME_HEADER_LEN + len.min(MAX_FRAME_PAYLOAD + 1)
+            };
+            if have < need {
+                let readable = readable_end(&self.inner, c)?;
+                if c.pos + need as u64 > readable {
+                    if c.pos >= readable || need_header {
+                        return Ok(None);
+                    }
+                    return Err(WalError::Corrupt {
+                        segment: c.path.clone(),
+                        offset: c.pos,
+                        reason: "a frame runs past the durable end of the segment".into(),
+                    });
+                }
+                let want = (readable - c.pos).min(CHUNK.max(need) as u64) as usize;
+                let mut buf = vec![0u8; want];
+                let n = read_full(&*c.file, &mut buf, c.pos).map_err(io_err("read", &c.path))?;
+                buf.truncate(n);
+                c.chunk = Bytes::from(buf);
+                c.chunk_at = c.pos;
+                if n < need {
+                    return Ok(None);
+                }
+                continue;
+            }
+            let frame = decode_frame(&c.chunk, rel, c.header.seed()).map_err(|e| WalError::Corrupt {
+                segment: c.path.clone(),
+                offset: c.pos,
+                reason: e.to_string(),
+            })?;
+            if frame.lsn > bound {
+                return Ok(None);
+            }
+            if frame.lsn != self.next_lsn {
+                return Err(WalError::Corrupt {
+                    segment: c.path.clone(),
+                    offset: c.pos,
+                    reason: format!("frame carries LSN {}, expected {}", frame.lsn, self.next_lsn),
+                });
+            }
+            c.pos += frame.encoded_len() as u64;
+            self.next_lsn = frame.lsn.next();
+            match frame.kind {
+                FrameKind::Tx => {
+                    if frame.lsn >= self.from {
+                        return Ok(Some(Transaction { lsn: frame.lsn, body: frame.payload.clone(), multi: frame.is_multi() }));
+                    }
+                }
+                FrameKind::FragBegin => {
+                    self.hold(frame.body().len())?;
+                    self.streams.insert(frame.lsn, (frame.body().to_vec(), frame.is_multi()));
+                }
+                FrameKind::FragPart | FrameKind::FragEnd => {
+                    let Some(s) = frame.stream() else { continue };
+                    let body = frame.body();
+                    self.hold(body.len())?;
+                    let Some((buf, multi)) = self.streams.get_mut(&s) else {
+                        if frame.lsn >= self.from && frame.kind == FrameKind::FragEnd {
+                            return Err(WalError::Truncated { requested: s, oldest: self.next_lsn });
+                        }
+                        continue;
+                    };
+                    buf.extend_from_slice(&body);
+                    if frame.kind == FrameKind::FragEnd {
+                        let multi = *multi;
+                        let (buf, _) = self.streams.remove(&s).unwrap_or_default();
+                        self.held -= buf.len() as u64;
+                        if frame.lsn >= self.from {
+                            return Ok(Some(Transaction { lsn: frame.lsn, body: Bytes::from(buf), multi }));
+                        }
+                    }
+                }
+                FrameKind::FragAbort => {
+                    if let Some(s) = frame.stream()
+                        && let Some((buf, _)) = self.streams.remove(&s)
+                    {
+                        self.held -= buf.len() as u64;
+                    }
+                }
+                FrameKind::Seal => {
+                    if let Some(c) = self.cursor.as_mut() {
+                        c.sealed = true;
+                    }
+                }
+                FrameKind::Checkpoint => {}
+            }
+        }
+    }
+
+    fn hold(&mut self, n: usize) -> Result<()> {
+        self.held += n as u64;
+        let max = self.inner.opts.max_transaction_size;
+        if self.held > max {
+            return Err(WalError::TransactionTooLarge { size: self.held, max });
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the next durable transaction.
+    ///
+    /// # Errors
+    /// As the iterator, plus [`WalError::Poisoned`] when the log fails while waiting.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Transaction>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let bound = Lsn(self.inner.durable_lsn.load(Ordering::Acquire));
+            if let Some(t) = self.step(bound)? {
+                return Ok(Some(t));
+            }
+            self.inner.check_poison()?;
+            let g = lock(&self.inner.flush);
+            if self.inner.durable_lsn.load(Ordering::Acquire) != bound.0 {
+                continue;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let _ = self.inner.flushed.wait_timeout(g, deadline - now).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl Iterator for TxReader {
+    type Item = Result<Transaction>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let bound = self.limit.unwrap_or_else(|| Lsn(self.inner.durable_lsn.load(Ordering::Acquire)));
+        match self.step(bound) {
+            Ok(t) => t.map(Ok),
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// The file offset up to which segment `c` may be read: its durable end when it is the
+/// segment being written, else the whole file (it is sealed and synced).
+fn readable_end(inner: &Inner, c: &Cursor) -> Result<u64> {
+    let d = *lock(&inner.durable);
+    if d.seq == c.seq {
+        return Ok(d.end);
+    }
+    if d.seq < c.seq {
+        return Ok(SEGMENT_HEADER_LEN as u64);
+    }
+    c.file.len().map_err(io_err("stat", &c.path))
+}
+
+fn read_full(file: &dyn VfsFile, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = file.read_at(&mut buf[done..], at + done as u64)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    Ok(done)
+}

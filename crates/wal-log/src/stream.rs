@@ -1,0 +1,154 @@
+//! Streaming transactions larger than one frame.
+
+use crate::error::{Result, WalError};
+use crate::wal::{Wal, lock};
+use wal_format::{FLAG_MULTI, FrameKind, Lsn, MAX_FRAME_PAYLOAD};
+
+/// Writes one transaction of any size (up to `Options::max_transaction_size`) as a fragment
+/// sequence, without holding it all in memory: every full frame's worth is written out as it
+/// comes. Nothing of it is visible to readers or recovery until [`StreamWriter::commit`];
+/// dropping it uncommitted aborts it.
+///
+/// A transaction that turns out to fit one frame is written as a plain `Tx` frame.
+#[derive(Debug)]
+pub struct StreamWriter<'a> {
+    wal: &'a Wal,
+    begin: Option<Lsn>,
+    buf: Vec<u8>,
+    total: u64,
+    pub(crate) multi: bool,
+    finished: bool,
+}
+
+impl<'a> StreamWriter<'a> {
+    pub(crate) fn new(wal: &'a Wal) -> StreamWriter<'a> {
+        StreamWriter { wal, begin: None, buf: Vec::new(), total: 0, multi: false, finished: false }
+    }
+
+    /// The begin LSN naming this stream, once its first fragment is written.
+    #[must_use]
+    pub fn begin_lsn(&self) -> Option<Lsn> {
+        self.begin
+    }
+
+    /// Bytes written so far.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.total
+    }
+
+    /// Whether nothing was written yet.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Adds bytes to the transaction's body.
+    ///
+    /// # Errors
+    /// [`WalError::TransactionTooLarge`], [`WalError::Poisoned`], or a write error.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let inner = &self.wal.inner;
+        inner.check_poison()?;
+        self.total += bytes.len() as u64;
+        if self.total > inner.opts.max_transaction_size {
+            return Err(WalError::TransactionTooLarge { size: self.total, max: inner.opts.max_transaction_size });
+        }
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let room = MAX_FRAME_PAYLOAD - 8 - self.buf.len().min(MAX_FRAME_PAYLOAD - 8);
+            let take = room.min(rest.len());
+            self.buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            // Emit a full frame only when more is coming, so the last chunk can go into the
+            // committing frame.
+            if self.buf.len() >= MAX_FRAME_PAYLOAD - 8 && !rest.is_empty() {
+                self.emit()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self) -> Result<()> {
+        let inner = &self.wal.inner;
+        let lsn = {
+            let mut w = lock(&inner.writer);
+            inner.check_poison()?;
+            match self.begin {
+                None => {
+                    let flags = if self.multi { FLAG_MULTI } else { 0 };
+                    let lsn = inner.push_frame(&mut w, FrameKind::FragBegin, flags, &self.buf)?;
+                    w.open_streams.insert(lsn);
+                    self.begin = Some(lsn);
+                    lsn
+                }
+                Some(b) => inner.push_fragment(&mut w, FrameKind::FragPart, b, &self.buf)?,
+            }
+        };
+        self.buf.clear();
+        // Write it out now (no fsync) so pending memory stays at about one frame.
+        inner.flush_to(lsn, false)
+    }
+
+    /// Commits the transaction: durable on return under `SyncPolicy::Always`. Returns its LSN.
+    ///
+    /// # Errors
+    /// [`WalError::Poisoned`] or the write/fsync error that poisons the log.
+    pub fn commit(mut self) -> Result<Lsn> {
+        self.finished = true;
+        let inner = &self.wal.inner;
+        if self.buf.len() > MAX_FRAME_PAYLOAD - 8 {
+            self.emit()?;
+        }
+        let lsn = {
+            let mut w = lock(&inner.writer);
+            inner.check_poison()?;
+            match self.begin {
+                None => {
+                    let flags = if self.multi { FLAG_MULTI } else { 0 };
+                    inner.push_frame(&mut w, FrameKind::Tx, flags, &self.buf)?
+                }
+                Some(b) => {
+                    let lsn = inner.push_fragment(&mut w, FrameKind::FragEnd, b, &self.buf)?;
+                    w.open_streams.remove(&b);
+                    lsn
+                }
+            }
+        };
+        inner.commit_point(lsn)?;
+        Ok(lsn)
+    }
+
+    /// Abandons the transaction. Fragments already written stay in the log, closed by an
+    /// abort frame; readers and recovery skip them.
+    ///
+    /// # Errors
+    /// [`WalError::Poisoned`] or a write error.
+    pub fn abort(mut self) -> Result<()> {
+        self.finished = true;
+        self.write_abort()
+    }
+
+    fn write_abort(&mut self) -> Result<()> {
+        let Some(b) = self.begin else { return Ok(()) };
+        let inner = &self.wal.inner;
+        let lsn = {
+            let mut w = lock(&inner.writer);
+            inner.check_poison()?;
+            let lsn = inner.push_frame(&mut w, FrameKind::FragAbort, 0, &b.0.to_le_bytes())?;
+            w.open_streams.remove(&b);
+            lsn
+        };
+        // No fsync needed: if the abort frame is lost, recovery finds the stream unfinished
+        // and skips it just the same.
+        inner.flush_to(lsn, false)
+    }
+}
+
+impl Drop for StreamWriter<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.write_abort();
+        }
+    }
+}

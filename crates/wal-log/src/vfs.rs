@@ -1,0 +1,261 @@
+//! The I/O seam: every file operation of the log goes through [`Vfs`].
+//!
+//! [`StdVfs`] is the real file system. `SimVfs` (feature `sim`) is a deterministic in-memory
+//! one that knows which bytes and directory entries are durable and can produce crash images
+//! and inject faults.
+
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// How to open a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Read only; the file must exist.
+    Read,
+    /// Read and write; the file must exist.
+    ReadWrite,
+    /// Create a new file for reading and writing; fails if it exists.
+    CreateNew,
+}
+
+/// An open file. All methods take `&self` so one handle can be shared between the writer
+/// (appending), the syncer (fsync outside the append lock) and readers.
+pub trait VfsFile: Send + Sync + Debug {
+    /// Reads up to `buf.len()` bytes at `offset`; returns the number read (0 at end of file).
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Writes all of `buf` at `offset`, growing the file if needed.
+    ///
+    /// # Errors
+    /// The underlying I/O error; nothing may be assumed about how much was written.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Makes the file's data (and the metadata needed to read it) durable: `fdatasync`.
+    ///
+    /// # Errors
+    /// The underlying I/O error. After an error the file's durable state is unknown.
+    fn sync_data(&self) -> io::Result<()>;
+    /// Makes the file's data and all metadata durable: `fsync`.
+    ///
+    /// # Errors
+    /// As [`VfsFile::sync_data`].
+    fn sync_all(&self) -> io::Result<()>;
+    /// Current length in bytes.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn len(&self) -> io::Result<u64>;
+    /// Truncates or extends (with zeros) to `len` bytes.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Reserves real disk space for `len` bytes, so later writes inside that range neither fail
+    /// for space nor change the file size. Extends with zeros; never shrinks.
+    ///
+    /// # Errors
+    /// The underlying I/O error (ENOSPC when the disk is full).
+    fn allocate(&self, len: u64) -> io::Result<()>;
+}
+
+/// A held directory lock; dropping it releases the lock.
+pub trait VfsLock: Send + Sync + Debug {}
+
+/// A file system.
+pub trait Vfs: Send + Sync + Debug + 'static {
+    /// Creates `dir` and its parents if missing.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Names of the entries in `dir` (not paths), in no particular order.
+    ///
+    /// # Errors
+    /// `NotFound` when `dir` does not exist; other I/O errors.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Opens a file.
+    ///
+    /// # Errors
+    /// `NotFound`, `AlreadyExists` (for [`OpenMode::CreateNew`]) or other I/O errors.
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>>;
+    /// Atomically renames `from` to `to`, replacing `to`.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Makes the directory's entries (creations, renames, removals) durable.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Takes an exclusive lock on the file at `path` (created if missing) without waiting.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::WouldBlock`] when another holder, in this process or another, has it.
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn VfsLock>>;
+}
+
+/// The real file system, through `std::fs`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StdVfs;
+
+#[derive(Debug)]
+struct StdFile(File);
+
+/// Zeros are written in chunks of this size when allocating.
+const ZERO_CHUNK: usize = 1 << 20;
+
+impl VfsFile for StdFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.0.read_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        self.0.sync_all()
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        // Writing zeros (rather than a sparse set_len) makes the filesystem allocate the
+        // blocks now, so an fdatasync after an append inside the range has no size or block
+        // allocation metadata to flush, and a full disk fails here, off the commit path.
+        let mut at = self.len()?;
+        let zeros = vec![0u8; ZERO_CHUNK];
+        while at < len {
+            let n = ((len - at) as usize).min(ZERO_CHUNK);
+            self.0.write_all_at(&zeros[..n], at)?;
+            at += n as u64;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct StdLock {
+    _file: File,
+}
+
+impl VfsLock for StdLock {}
+
+impl Vfs for StdVfs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
+        let mut o = OpenOptions::new();
+        match mode {
+            OpenMode::Read => o.read(true),
+            OpenMode::ReadWrite => o.read(true).write(true),
+            OpenMode::CreateNew => o.read(true).write(true).create_new(true),
+        };
+        Ok(Arc::new(StdFile(o.open(path)?)))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn VfsLock>> {
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        // flock(2) semantics: a second open file description conflicts even in this process.
+        match file.try_lock() {
+            Ok(()) => Ok(Box::new(StdLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(io::Error::new(io::ErrorKind::WouldBlock, "lock held by another open"))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+/// Reads the whole of `file` (up to its current length).
+///
+/// # Errors
+/// The underlying I/O error.
+pub fn read_all(file: &dyn VfsFile) -> io::Result<Vec<u8>> {
+    let len = file.len()?;
+    let len = usize::try_from(len).map_err(|_| io::Error::other("file too large for memory"))?;
+    let mut buf = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        let n = file.read_at(&mut buf[done..], done as u64)?;
+        if n == 0 {
+            buf.truncate(done);
+            break;
+        }
+        done += n;
+    }
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn std_vfs_basic_operations() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = StdVfs;
+        let p = dir.path().join("a");
+        let f = v.open(&p, OpenMode::CreateNew).unwrap();
+        assert_eq!(v.open(&p, OpenMode::CreateNew).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        f.write_all_at(b"hello", 3).unwrap();
+        f.allocate(100).unwrap();
+        assert_eq!(f.len().unwrap(), 100);
+        f.sync_data().unwrap();
+        let all = read_all(&*f).unwrap();
+        assert_eq!(&all[..8], b"\0\0\0hello");
+        v.rename(&p, &dir.path().join("b")).unwrap();
+        v.sync_dir(dir.path()).unwrap();
+        assert_eq!(v.list(dir.path()).unwrap(), vec!["b".to_string()]);
+        v.remove(&dir.path().join("b")).unwrap();
+        assert!(v.list(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn std_vfs_lock_is_exclusive_within_a_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("LOCK");
+        let held = StdVfs.lock(&p).unwrap();
+        assert_eq!(StdVfs.lock(&p).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        drop(held);
+        StdVfs.lock(&p).unwrap();
+    }
+}

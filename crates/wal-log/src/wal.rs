@@ -1,0 +1,798 @@
+//! The log: appends, group commit, rotation, preallocation, truncation, statistics.
+
+use crate::error::{Result, WalError, io_err};
+use crate::options::{Options, SyncPolicy};
+use crate::segment::{PREALLOC_FILE, SegmentInfo, segment_file_name};
+use crate::vfs::{OpenMode, VfsFile, VfsLock};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use wal_format::{
+    FLAG_MULTI, FrameKind, LogId, Lsn, MAX_FRAME_PAYLOAD, SEGMENT_HEADER_LEN, SegmentHeader,
+    SegmentSeed, SegmentSeq, encode_fragment, encode_frame, encode_records, records_len,
+};
+
+/// Locks a mutex, ignoring std's poisoning: every critical section here leaves its state
+/// consistent before anything that can panic, and I/O failures are handled by the log's own
+/// poisoning instead.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The append side: everything guarded by the append lock.
+pub(crate) struct Writer {
+    pub(crate) seq: SegmentSeq,
+    pub(crate) seed: SegmentSeed,
+    pub(crate) file: Arc<dyn VfsFile>,
+    /// File offset where `pending` will be written.
+    pub(crate) write_pos: u64,
+    /// Encoded frames not yet handed to a flush leader.
+    pub(crate) pending: Vec<u8>,
+    /// LSN of the last frame in `pending`.
+    pub(crate) pending_last: Lsn,
+    /// Transactions committed by frames in `pending`.
+    pub(crate) pending_commits: u64,
+    /// A cleared buffer to swap with `pending` (so steady-state appends never allocate).
+    pub(crate) spare: Vec<u8>,
+    pub(crate) next_lsn: Lsn,
+    /// Begin LSNs of fragmented transactions still being written.
+    pub(crate) open_streams: BTreeSet<Lsn>,
+    /// Reusable buffer for multi-record bodies.
+    pub(crate) scratch: Vec<u8>,
+}
+
+/// Where durability stands, for readers.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Point {
+    pub(crate) lsn: Lsn,
+    pub(crate) seq: SegmentSeq,
+    /// Byte offset just past `lsn`'s frame in segment `seq`.
+    pub(crate) end: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct FlushState {
+    leader: bool,
+    /// Written to the OS (not necessarily durable).
+    written: Point,
+}
+
+enum Prealloc {
+    Empty,
+    Preparing,
+    Ready(Arc<dyn VfsFile>),
+    /// The background attempt failed; rotation creates the file itself (and reports errors).
+    Failed,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) appends: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) commits: AtomicU64,
+    pub(crate) fsyncs: AtomicU64,
+    pub(crate) rotations: AtomicU64,
+    pub(crate) bytes_since_checkpoint: AtomicU64,
+}
+
+pub(crate) struct Inner {
+    pub(crate) dir: PathBuf,
+    pub(crate) opts: Options,
+    pub(crate) log_id: LogId,
+    pub(crate) _lock: Box<dyn VfsLock>,
+    pub(crate) writer: Mutex<Writer>,
+    pub(crate) flush: Mutex<FlushState>,
+    /// Signalled whenever a flush leader finishes (durability advanced or failed).
+    pub(crate) flushed: Condvar,
+    pub(crate) durable_lsn: AtomicU64,
+    pub(crate) written_lsn: AtomicU64,
+    pub(crate) durable: Mutex<Point>,
+    pub(crate) segments: Mutex<Vec<SegmentInfo>>,
+    poisoned: AtomicBool,
+    poison_reason: Mutex<Option<String>>,
+    pub(crate) counters: Counters,
+    prealloc: Mutex<Prealloc>,
+    prealloc_cv: Condvar,
+    shutdown: AtomicBool,
+    shutdown_lock: Mutex<()>,
+    shutdown_cv: Condvar,
+}
+
+/// A write-ahead log open on one directory. `Send + Sync`: share it (`Arc<Wal>`) between
+/// threads and call everything through `&self`.
+///
+/// ```
+/// # fn main() -> Result<(), wal_log::WalError> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let (wal, report) = wal_log::Wal::open(dir.path(), wal_log::Options::default())?;
+/// assert!(report.created);
+/// let lsn = wal.append(b"first transaction")?; // durable when it returns
+/// assert_eq!(wal.durable_lsn(), lsn);
+/// let txs: Vec<_> = wal.read_from(wal_format::Lsn::ZERO)?.collect::<Result<_, _>>()?;
+/// assert_eq!(&txs[0].body[..], b"first transaction");
+/// # Ok(()) }
+/// ```
+pub struct Wal {
+    pub(crate) inner: Arc<Inner>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal").field("dir", &self.inner.dir).field("log_id", &self.inner.log_id).finish()
+    }
+}
+
+/// Counters and positions of a log. See [`Wal::stats`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Frames appended since open (transactions, fragments, markers).
+    pub appends: u64,
+    /// Frame bytes appended since open.
+    pub bytes: u64,
+    /// Transactions committed since open.
+    pub commits: u64,
+    /// Data fsyncs of segment files since open.
+    pub fsyncs: u64,
+    /// `commits / fsyncs`: how well group commit batches.
+    pub commits_per_fsync: f64,
+    /// Highest durable LSN.
+    pub durable_lsn: Lsn,
+    /// Highest assigned LSN.
+    pub last_lsn: Lsn,
+    /// Segment files in the log.
+    pub segments: usize,
+    /// Segment rotations since open.
+    pub rotations: u64,
+    /// Frame bytes appended since the last checkpoint marker (including before open).
+    pub bytes_since_checkpoint: u64,
+}
+
+impl Inner {
+    pub(crate) fn check_poison(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            let reason = lock(&self.poison_reason).clone().unwrap_or_default();
+            return Err(WalError::Poisoned { reason });
+        }
+        Ok(())
+    }
+
+    /// Latches the first failure for good and hands the error back to the caller that hit it.
+    pub(crate) fn poison(&self, err: WalError) -> WalError {
+        {
+            let mut r = lock(&self.poison_reason);
+            if r.is_none() {
+                tracing::error!(error = %err, "WAL poisoned");
+                *r = Some(err.to_string());
+            }
+        }
+        self.poisoned.store(true, Ordering::Release);
+        // Wake everyone waiting for durability: they must see the failure, not hang.
+        let _g = lock(&self.flush);
+        self.flushed.notify_all();
+        err
+    }
+
+    pub(crate) fn poison_reason(&self) -> Option<String> {
+        if self.poisoned.load(Ordering::Acquire) { lock(&self.poison_reason).clone() } else { None }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Makes everything up to `lsn` written (`sync == false`) or durable (`sync == true`).
+    /// One caller at a time leads: it takes every pending frame, writes them with one call and
+    /// covers them with one fsync, outside the append lock; the others wait and are released
+    /// by the first flush that covers them (group commit).
+    pub(crate) fn flush_to(&self, lsn: Lsn, sync: bool) -> Result<()> {
+        let done = |s: &Self| {
+            let at = if sync { &s.durable_lsn } else { &s.written_lsn };
+            at.load(Ordering::Acquire) >= lsn.0
+        };
+        loop {
+            if done(self) {
+                return Ok(());
+            }
+            self.check_poison()?;
+            {
+                let mut f = lock(&self.flush);
+                loop {
+                    if done(self) {
+                        return Ok(());
+                    }
+                    self.check_poison()?;
+                    if !f.leader {
+                        f.leader = true;
+                        break;
+                    }
+                    f = self.flushed.wait(f).unwrap_or_else(PoisonError::into_inner);
+                }
+            }
+            let result = self.lead(sync);
+            let mut f = lock(&self.flush);
+            f.leader = false;
+            self.flushed.notify_all();
+            drop(f);
+            result?;
+        }
+    }
+
+    /// The flush leader's work. Only one thread runs this at a time.
+    fn lead(&self, sync: bool) -> Result<()> {
+        let mut w = lock(&self.writer);
+        if w.write_pos + w.pending.len() as u64 >= self.opts.segment_size {
+            // Rotation is rare (once per segment) and keeps the append lock for its few
+            // syscalls, so no frame can be encoded for a segment that is being sealed.
+            return self.rotate(&mut w);
+        }
+        let spare = std::mem::take(&mut w.spare);
+        let buf = std::mem::replace(&mut w.pending, spare);
+        let pos = w.write_pos;
+        w.write_pos += buf.len() as u64;
+        let last = w.pending_last;
+        let commits = std::mem::take(&mut w.pending_commits);
+        let (file, seq) = (w.file.clone(), w.seq);
+        drop(w);
+
+        let mut written = lock(&self.flush).written;
+        if !buf.is_empty() {
+            if let Err(e) = file.write_all_at(&buf, pos) {
+                return Err(self.poison(io_err("write", self.path(&segment_file_name(seq)))(e)));
+            }
+            written = Point { lsn: last, seq, end: pos + buf.len() as u64 };
+            lock(&self.flush).written = written;
+            self.written_lsn.store(last.0, Ordering::Release);
+        }
+        let mut buf = buf;
+        buf.clear();
+        lock(&self.writer).spare = buf;
+        self.counters.commits.fetch_add(commits, Ordering::Relaxed);
+        if sync && written.lsn.0 > self.durable_lsn.load(Ordering::Acquire) {
+            if let Err(e) = file.sync_data() {
+                // Never retry: after a failed fsync the kernel may have dropped the dirty
+                // pages, so a later "successful" fsync would prove nothing.
+                return Err(self.poison(io_err("fsync", self.path(&segment_file_name(seq)))(e)));
+            }
+            self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+            *lock(&self.durable) = written;
+            self.durable_lsn.store(written.lsn.0, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and switches to the next one. Called with the append lock held
+    /// by the flush leader. The seal and everything before it are durable before the next
+    /// segment gets its name, so a segment exists on disk only when its predecessor is sealed.
+    fn rotate(&self, w: &mut Writer) -> Result<()> {
+        let started = Instant::now();
+        let _span = tracing::info_span!("wal.rotate", seq = w.seq.0).entered();
+        let seal_lsn = w.next_lsn;
+        let next = w.seq.next();
+        encode_frame(&mut w.pending, w.seed, FrameKind::Seal, 0, seal_lsn, &next.0.to_le_bytes())?;
+        w.next_lsn = seal_lsn.next();
+        let old_path = self.path(&segment_file_name(w.seq));
+        let pos = w.write_pos;
+        let commits = std::mem::take(&mut w.pending_commits);
+        if let Err(e) = w.file.write_all_at(&w.pending, pos) {
+            return Err(self.poison(io_err("write", &old_path)(e)));
+        }
+        let end = pos + w.pending.len() as u64;
+        self.counters.appends.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(w.pending.len() as u64, Ordering::Relaxed);
+        self.counters.commits.fetch_add(commits, Ordering::Relaxed);
+        w.pending.clear();
+        w.pending_last = seal_lsn;
+        if let Err(e) = w.file.sync_data() {
+            return Err(self.poison(io_err("fsync", &old_path)(e)));
+        }
+        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        let sealed_point = Point { lsn: seal_lsn, seq: w.seq, end };
+        lock(&self.flush).written = sealed_point;
+        self.written_lsn.store(seal_lsn.0, Ordering::Release);
+        *lock(&self.durable) = sealed_point;
+        self.durable_lsn.store(seal_lsn.0, Ordering::Release);
+        {
+            let mut segs = lock(&self.segments);
+            if let Some(s) = segs.last_mut() {
+                s.sealed = true;
+                s.last_lsn = seal_lsn;
+                s.bytes = end;
+            }
+        }
+        let oldest_open = w.open_streams.first().copied().unwrap_or(Lsn::ZERO);
+        let header = SegmentHeader {
+            log_id: self.log_id,
+            seq: next,
+            base_lsn: w.next_lsn,
+            oldest_open_lsn: oldest_open,
+        };
+        let file = self.install_segment(&header, true).map_err(|e| self.poison(e))?;
+        w.file = file;
+        w.seq = next;
+        w.seed = header.seed();
+        w.write_pos = SEGMENT_HEADER_LEN as u64;
+        lock(&self.segments).push(SegmentInfo {
+            seq: next,
+            base_lsn: header.base_lsn,
+            last_lsn: header.base_lsn.prev(),
+            bytes: SEGMENT_HEADER_LEN as u64,
+            sealed: false,
+            oldest_open_lsn: oldest_open,
+        });
+        {
+            let p = Point { lsn: seal_lsn, seq: next, end: SEGMENT_HEADER_LEN as u64 };
+            lock(&self.flush).written = p;
+            *lock(&self.durable) = p;
+        }
+        self.counters.rotations.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(next = next.0, elapsed_us = started.elapsed().as_micros() as u64, "rotated");
+        Ok(())
+    }
+
+    /// Gives segment `header.seq` its header and name: takes the preallocated file when one is
+    /// ready (or creates it now), writes and syncs the header, renames it into place and
+    /// syncs the directory. Then asks the preallocator for the next one.
+    pub(crate) fn install_segment(&self, header: &SegmentHeader, use_prealloc: bool) -> Result<Arc<dyn VfsFile>> {
+        let tmp = self.path(PREALLOC_FILE);
+        let ready = self.claim_prealloc(use_prealloc);
+        let file = match ready {
+            Some(f) => f,
+            None => match self.create_prealloc_file() {
+                Ok(f) => f,
+                Err(e) => {
+                    self.release_prealloc();
+                    return Err(e);
+                }
+            },
+        };
+        let target = self.path(&segment_file_name(header.seq));
+        let named = file
+            .write_all_at(&header.encode(), 0)
+            .map_err(io_err("write header", &tmp))
+            .and_then(|()| file.sync_data().map_err(io_err("fsync", &tmp)))
+            .and_then(|()| self.opts.vfs.rename(&tmp, &target).map_err(io_err("rename", &target)));
+        if let Err(e) = named {
+            self.release_prealloc();
+            return Err(e);
+        }
+        let synced = self.opts.vfs.sync_dir(&self.dir).map_err(io_err("fsync dir", &self.dir));
+        self.release_prealloc();
+        synced?;
+        Ok(file)
+    }
+
+    /// Creates (replacing any leftover) the preallocated file and syncs it and the directory.
+    fn create_prealloc_file(&self) -> Result<Arc<dyn VfsFile>> {
+        let vfs = &self.opts.vfs;
+        let tmp = self.path(PREALLOC_FILE);
+        match vfs.remove(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("remove", &tmp)(e)),
+        }
+        let file = vfs.open(&tmp, OpenMode::CreateNew).map_err(io_err("create", &tmp))?;
+        if self.opts.preallocate {
+            file.allocate(self.opts.segment_size).map_err(io_err("allocate", &tmp))?;
+        }
+        file.sync_all().map_err(io_err("fsync", &tmp))?;
+        vfs.sync_dir(&self.dir).map_err(io_err("fsync dir", &self.dir))?;
+        Ok(file)
+    }
+
+    /// Takes ownership of the preallocated file's name: returns the ready file (when `take`),
+    /// or `None` after marking it as being prepared by the caller, so the preallocator thread
+    /// never works on the same file at the same time. Pair with [`Inner::release_prealloc`].
+    fn claim_prealloc(&self, take: bool) -> Option<Arc<dyn VfsFile>> {
+        let mut p = lock(&self.prealloc);
+        loop {
+            match std::mem::replace(&mut *p, Prealloc::Preparing) {
+                Prealloc::Ready(f) if take => return Some(f),
+                Prealloc::Ready(_) | Prealloc::Empty | Prealloc::Failed => return None,
+                Prealloc::Preparing => {
+                    p = self.prealloc_cv.wait(p).unwrap_or_else(PoisonError::into_inner);
+                }
+            }
+        }
+    }
+
+    /// Gives the preallocated file's name back and asks the preallocator for a new one.
+    fn release_prealloc(&self) {
+        let mut p = lock(&self.prealloc);
+        *p = Prealloc::Empty;
+        self.prealloc_cv.notify_all();
+    }
+
+    pub(crate) fn set_written(&self, p: Point) {
+        lock(&self.flush).written = p;
+    }
+
+    /// The preallocator thread: keeps one zero-filled, synced next segment ready.
+    fn preallocator(self: &Arc<Self>) {
+        loop {
+            {
+                let mut p = lock(&self.prealloc);
+                while !self.shutdown.load(Ordering::Acquire) && !matches!(*p, Prealloc::Empty) {
+                    p = self.prealloc_cv.wait(p).unwrap_or_else(PoisonError::into_inner);
+                }
+                if self.shutdown.load(Ordering::Acquire) || self.poisoned.load(Ordering::Acquire) {
+                    return;
+                }
+                *p = Prealloc::Preparing;
+            }
+            let made = self.create_prealloc_file();
+            let mut p = lock(&self.prealloc);
+            *p = match made {
+                Ok(f) => Prealloc::Ready(f),
+                Err(e) => {
+                    tracing::warn!(error = %e, "preallocating the next segment failed; rotation will retry");
+                    Prealloc::Failed
+                }
+            };
+            self.prealloc_cv.notify_all();
+        }
+    }
+
+    /// The interval syncer thread of [`SyncPolicy::Interval`].
+    fn syncer(self: &Arc<Self>, every: Duration) {
+        let mut g = lock(&self.shutdown_lock);
+        loop {
+            g = self.shutdown_cv.wait_timeout(g, every).unwrap_or_else(PoisonError::into_inner).0;
+            if self.shutdown.load(Ordering::Acquire) || self.poisoned.load(Ordering::Acquire) {
+                return;
+            }
+            drop(g);
+            let last = Lsn(self.written_lsn.load(Ordering::Acquire));
+            if last.0 > self.durable_lsn.load(Ordering::Acquire) {
+                // A failure poisons the log; the next call on it reports the latched error.
+                if let Err(e) = self.flush_to(last, true) {
+                    tracing::error!(error = %e, "background fsync failed");
+                }
+            }
+            g = lock(&self.shutdown_lock);
+        }
+    }
+
+    /// Encodes one frame into the pending buffer under the append lock.
+    pub(crate) fn push_frame(&self, w: &mut Writer, kind: FrameKind, flags: u8, payload: &[u8]) -> Result<Lsn> {
+        let lsn = w.next_lsn;
+        let before = w.pending.len();
+        encode_frame(&mut w.pending, w.seed, kind, flags, lsn, payload)?;
+        self.after_push(w, lsn, kind, before);
+        Ok(lsn)
+    }
+
+    pub(crate) fn push_fragment(&self, w: &mut Writer, kind: FrameKind, stream: Lsn, chunk: &[u8]) -> Result<Lsn> {
+        let lsn = w.next_lsn;
+        let before = w.pending.len();
+        encode_fragment(&mut w.pending, w.seed, kind, lsn, stream, chunk)?;
+        self.after_push(w, lsn, kind, before);
+        Ok(lsn)
+    }
+
+    fn after_push(&self, w: &mut Writer, lsn: Lsn, kind: FrameKind, before: usize) {
+        w.next_lsn = lsn.next();
+        w.pending_last = lsn;
+        let n = (w.pending.len() - before) as u64;
+        if matches!(kind, FrameKind::Tx | FrameKind::FragEnd) {
+            w.pending_commits += 1;
+        }
+        self.counters.appends.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(n, Ordering::Relaxed);
+        if kind == FrameKind::Checkpoint {
+            self.counters.bytes_since_checkpoint.store(0, Ordering::Relaxed);
+        } else {
+            self.counters.bytes_since_checkpoint.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits until `lsn` is acknowledged under the sync policy.
+    pub(crate) fn commit_point(&self, lsn: Lsn) -> Result<()> {
+        self.flush_to(lsn, self.opts.sync == SyncPolicy::Always)
+    }
+}
+
+impl Wal {
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Wal {
+        let mut threads = Vec::new();
+        if inner.opts.preallocate {
+            let i = inner.clone();
+            if let Ok(h) = std::thread::Builder::new().name("wal-prealloc".into()).spawn(move || i.preallocator()) {
+                threads.push(h);
+            }
+        }
+        if let Some(every) = inner.opts.interval() {
+            let i = inner.clone();
+            if let Ok(h) = std::thread::Builder::new().name("wal-sync".into()).spawn(move || i.syncer(every)) {
+                threads.push(h);
+            }
+        }
+        Wal { inner, threads }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new_inner(
+        dir: PathBuf,
+        opts: Options,
+        log_id: LogId,
+        lock_guard: Box<dyn VfsLock>,
+        writer: Writer,
+        segments: Vec<SegmentInfo>,
+        durable: Point,
+        prealloc_ready: Option<Arc<dyn VfsFile>>,
+        bytes_since_checkpoint: u64,
+    ) -> Arc<Inner> {
+        let inner = Inner {
+            dir,
+            opts,
+            log_id,
+            _lock: lock_guard,
+            writer: Mutex::new(writer),
+            flush: Mutex::new(FlushState { leader: false, written: durable }),
+            flushed: Condvar::new(),
+            durable_lsn: AtomicU64::new(durable.lsn.0),
+            written_lsn: AtomicU64::new(durable.lsn.0),
+            durable: Mutex::new(durable),
+            segments: Mutex::new(segments),
+            poisoned: AtomicBool::new(false),
+            poison_reason: Mutex::new(None),
+            counters: Counters::default(),
+            prealloc: Mutex::new(match prealloc_ready {
+                Some(f) => Prealloc::Ready(f),
+                None => Prealloc::Empty,
+            }),
+            prealloc_cv: Condvar::new(),
+            shutdown: AtomicBool::new(false),
+            shutdown_lock: Mutex::new(()),
+            shutdown_cv: Condvar::new(),
+        };
+        inner.counters.bytes_since_checkpoint.store(bytes_since_checkpoint, Ordering::Relaxed);
+        Arc::new(inner)
+    }
+
+    /// The directory of this log.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The log's random identity.
+    #[must_use]
+    pub fn log_id(&self) -> LogId {
+        self.inner.log_id
+    }
+
+    /// The options the log was opened with.
+    #[must_use]
+    pub fn options(&self) -> &Options {
+        &self.inner.opts
+    }
+
+    /// Appends one transaction. Under [`SyncPolicy::Always`] it returns once the transaction
+    /// is durable (sharing the fsync with concurrent appends); under the other policies once it
+    /// is written to the OS. Payloads larger than one frame are written as fragments and are
+    /// still atomic.
+    ///
+    /// # Errors
+    /// [`WalError::Poisoned`] after an earlier failure; the write or fsync error that poisons
+    /// the log; [`WalError::TransactionTooLarge`].
+    pub fn append(&self, payload: &[u8]) -> Result<Lsn> {
+        self.inner.check_poison()?;
+        if payload.len() > MAX_FRAME_PAYLOAD {
+            let mut s = self.stream()?;
+            s.write(payload)?;
+            return s.commit();
+        }
+        let lsn = {
+            let mut w = lock(&self.inner.writer);
+            self.inner.check_poison()?;
+            self.inner.push_frame(&mut w, FrameKind::Tx, 0, payload)?
+        };
+        self.inner.commit_point(lsn)?;
+        Ok(lsn)
+    }
+
+    /// Appends several payloads as one atomic transaction: after a crash either all of them are
+    /// in the log or none. Returns the transaction's LSN. Readers see one [`crate::Transaction`]
+    /// whose [`crate::Transaction::records`] yields the payloads in order.
+    ///
+    /// # Errors
+    /// As [`Wal::append`].
+    pub fn append_batch<R: AsRef<[u8]>>(&self, payloads: &[R]) -> Result<Lsn> {
+        self.inner.check_poison()?;
+        let size = records_len(payloads);
+        if size > MAX_FRAME_PAYLOAD {
+            let mut body = Vec::with_capacity(size);
+            encode_records(&mut body, payloads);
+            let mut s = self.stream()?;
+            s.multi = true;
+            s.write(&body)?;
+            return s.commit();
+        }
+        let lsn = {
+            let mut guard = lock(&self.inner.writer);
+            self.inner.check_poison()?;
+            let w = &mut *guard;
+            let mut scratch = std::mem::take(&mut w.scratch);
+            scratch.clear();
+            encode_records(&mut scratch, payloads);
+            let r = self.inner.push_frame(w, FrameKind::Tx, FLAG_MULTI, &scratch);
+            w.scratch = scratch;
+            r?
+        };
+        self.inner.commit_point(lsn)?;
+        Ok(lsn)
+    }
+
+    /// Starts a streaming transaction for payloads larger than one frame.
+    ///
+    /// # Errors
+    /// [`WalError::Poisoned`].
+    pub fn stream(&self) -> Result<crate::StreamWriter<'_>> {
+        self.inner.check_poison()?;
+        Ok(crate::StreamWriter::new(self))
+    }
+
+    /// Makes everything appended so far durable, whatever the policy.
+    ///
+    /// # Errors
+    /// [`WalError::Poisoned`] or the fsync error that poisons the log.
+    pub fn sync(&self) -> Result<()> {
+        self.inner.check_poison()?;
+        let last = lock(&self.inner.writer).pending_last;
+        let target = last.max(Lsn(self.inner.written_lsn.load(Ordering::Acquire)));
+        self.inner.flush_to(target, true)
+    }
+
+    /// Waits until `lsn` is durable, flushing if needed.
+    ///
+    /// # Errors
+    /// As [`Wal::sync`].
+    pub fn wait_durable(&self, lsn: Lsn) -> Result<()> {
+        self.inner.check_poison()?;
+        let last = self.last_lsn();
+        self.inner.flush_to(lsn.min(last), true)
+    }
+
+    /// The highest LSN known durable.
+    #[must_use]
+    pub fn durable_lsn(&self) -> Lsn {
+        Lsn(self.inner.durable_lsn.load(Ordering::Acquire))
+    }
+
+    /// The highest LSN assigned so far (durable or not).
+    #[must_use]
+    pub fn last_lsn(&self) -> Lsn {
+        lock(&self.inner.writer).next_lsn.prev()
+    }
+
+    /// The reason the log is poisoned, if it is (including a failed background fsync).
+    #[must_use]
+    pub fn poisoned_reason(&self) -> Option<String> {
+        self.inner.poison_reason()
+    }
+
+    /// Records that a snapshot covers every transaction up to `snapshot_lsn`. Durable under the
+    /// sync policy like any append; returns the marker's LSN.
+    ///
+    /// # Errors
+    /// As [`Wal::append`].
+    pub fn checkpoint_marker(&self, snapshot_lsn: Lsn) -> Result<Lsn> {
+        self.inner.check_poison()?;
+        let lsn = {
+            let mut w = lock(&self.inner.writer);
+            self.inner.check_poison()?;
+            self.inner.push_frame(&mut w, FrameKind::Checkpoint, 0, &snapshot_lsn.0.to_le_bytes())?
+        };
+        self.inner.commit_point(lsn)?;
+        Ok(lsn)
+    }
+
+    /// The LSN of the first frame still in the log.
+    #[must_use]
+    pub fn oldest_retained_lsn(&self) -> Lsn {
+        lock(&self.inner.segments).first().map_or(Lsn::FIRST, |s| s.base_lsn)
+    }
+
+    /// Removes whole segments whose every LSN is ≤ `fence`, oldest first, never the active
+    /// segment and never one that a fragmented transaction still needs. Returns how many were
+    /// removed.
+    ///
+    /// # Errors
+    /// [`WalError::Poisoned`]; a remove or directory-sync error (which poisons the log).
+    pub fn truncate_prefix(&self, fence: Lsn) -> Result<usize> {
+        self.inner.check_poison()?;
+        let _span = tracing::info_span!("wal.truncate", fence = fence.0).entered();
+        let open_min = lock(&self.inner.writer).open_streams.first().copied();
+        let doomed: Vec<SegmentInfo> = {
+            let segs = lock(&self.inner.segments);
+            let mut keep_from = fence.next();
+            if let Some(o) = open_min {
+                keep_from = keep_from.min(o);
+            }
+            // The first kept segment may name an older open transaction in its header.
+            loop {
+                let first_kept = segs.iter().find(|s| !(s.sealed && s.last_lsn < keep_from));
+                match first_kept {
+                    Some(s) if s.oldest_open_lsn != Lsn::ZERO && s.oldest_open_lsn < keep_from => {
+                        keep_from = s.oldest_open_lsn;
+                    }
+                    _ => break,
+                }
+            }
+            segs.iter().take_while(|s| s.sealed && s.last_lsn < keep_from).cloned().collect()
+        };
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        // Drop them from the in-memory list first so no new reader starts there.
+        lock(&self.inner.segments).retain(|s| !doomed.iter().any(|d| d.seq == s.seq));
+        for s in &doomed {
+            let p = self.inner.path(&segment_file_name(s.seq));
+            if let Err(e) = self.inner.opts.vfs.remove(&p) {
+                return Err(self.inner.poison(io_err("remove", &p)(e)));
+            }
+        }
+        if let Err(e) = self.inner.opts.vfs.sync_dir(&self.inner.dir) {
+            return Err(self.inner.poison(io_err("fsync dir", &self.inner.dir)(e)));
+        }
+        tracing::info!(removed = doomed.len(), "truncated log prefix");
+        Ok(doomed.len())
+    }
+
+    /// Counters and positions.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        let commits = c.commits.load(Ordering::Relaxed);
+        let fsyncs = c.fsyncs.load(Ordering::Relaxed);
+        Stats {
+            appends: c.appends.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+            commits,
+            fsyncs,
+            commits_per_fsync: if fsyncs == 0 { 0.0 } else { commits as f64 / fsyncs as f64 },
+            durable_lsn: self.durable_lsn(),
+            last_lsn: self.last_lsn(),
+            segments: lock(&self.inner.segments).len(),
+            rotations: c.rotations.load(Ordering::Relaxed),
+            bytes_since_checkpoint: c.bytes_since_checkpoint.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The segments of the log, oldest first.
+    #[must_use]
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let mut segs = lock(&self.inner.segments).clone();
+        if let Some(last) = segs.last_mut() {
+            let w = lock(&self.inner.writer);
+            last.last_lsn = w.next_lsn.prev();
+            last.bytes = w.write_pos + w.pending.len() as u64;
+        }
+        segs
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        // Best effort: under Interval/Never, make what was written durable on a clean close.
+        if self.inner.poison_reason().is_none() {
+            let _ = self.sync();
+        }
+        self.inner.shutdown.store(true, Ordering::Release);
+        {
+            let _g = lock(&self.inner.prealloc);
+            self.inner.prealloc_cv.notify_all();
+        }
+        {
+            let _g = lock(&self.inner.shutdown_lock);
+            self.inner.shutdown_cv.notify_all();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
