@@ -8,6 +8,7 @@ use bytes::Bytes;
 use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use wal_format::{
     FormatError, FrameKind, LogId, Lsn, SEGMENT_HEADER_LEN, ScanEnd, SegmentHeader, SegmentScanner,
     SegmentSeq,
@@ -295,4 +296,87 @@ fn header_only(vfs: &dyn Vfs, path: &Path, seq: SegmentSeq) -> Result<SegmentSca
         bytes_after_checkpoint: 0,
         header_error: header.err(),
     })
+}
+
+/// One frame found by [`frames`], with the segment it is in.
+#[derive(Clone, Debug)]
+pub struct DirFrame {
+    /// The segment's sequence number.
+    pub seq: SegmentSeq,
+    /// The verified frame (its `offset` is the byte offset in the segment file).
+    pub frame: wal_format::Frame,
+}
+
+/// Iterates every valid frame of a log directory in LSN order without locking or changing
+/// anything (for tools working on a live or copied directory). It holds one segment in memory
+/// at a time. It ends at the first damage; [`DirFrames::end`] then says what it was.
+///
+/// # Errors
+/// [`WalError::NotFound`], [`WalError::NotAWal`] or an I/O error listing the directory.
+pub fn frames(vfs: Arc<dyn Vfs>, dir: &Path) -> Result<DirFrames> {
+    let (segs, _, _) = list_dir(&*vfs, dir)?;
+    Ok(DirFrames { vfs, dir: dir.to_path_buf(), segs, idx: 0, scanner: None, end: None })
+}
+
+/// Iterator made by [`frames`].
+pub struct DirFrames {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+    segs: Vec<SegmentSeq>,
+    idx: usize,
+    scanner: Option<SegmentScanner>,
+    end: Option<(PathBuf, ScanEnd)>,
+}
+
+impl std::fmt::Debug for DirFrames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirFrames").field("dir", &self.dir).field("idx", &self.idx).finish()
+    }
+}
+
+impl DirFrames {
+    /// After the iterator is exhausted: the segment and the way the last scanned segment
+    /// ended (a clean end for a sound log).
+    #[must_use]
+    pub fn end(&self) -> Option<&(PathBuf, ScanEnd)> {
+        self.end.as_ref()
+    }
+}
+
+impl Iterator for DirFrames {
+    type Item = Result<DirFrame>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(s) = self.scanner.as_mut() {
+                if let Some(frame) = s.next() {
+                    return Some(Ok(DirFrame { seq: s.header().seq, frame }));
+                }
+                let end = s.end().cloned().unwrap_or(ScanEnd::Clean { offset: s.position(), sealed: None });
+                let path = self.dir.join(segment_file_name(s.header().seq));
+                self.scanner = None;
+                let clean = matches!(end, ScanEnd::Clean { .. });
+                self.end = Some((path, end));
+                if !clean {
+                    self.idx = self.segs.len();
+                    return None;
+                }
+            }
+            let seq = *self.segs.get(self.idx)?;
+            self.idx += 1;
+            let path = self.dir.join(segment_file_name(seq));
+            let data = match self.vfs.open(&path, OpenMode::Read).and_then(|f| read_all(&*f)) {
+                Ok(d) => d,
+                Err(e) => return Some(Err(io_err("read", &path)(e))),
+            };
+            match SegmentScanner::new(Bytes::from(data), self.idx < self.segs.len()) {
+                Ok(s) => self.scanner = Some(s),
+                Err(e) => {
+                    self.end = Some((path, ScanEnd::Corrupt { offset: 0, reason: format!("segment header: {e}") }));
+                    self.idx = self.segs.len();
+                    return None;
+                }
+            }
+        }
+    }
 }

@@ -43,7 +43,7 @@ pub mod vfs;
 mod wal;
 
 pub use error::{Result, WalError};
-pub use inspect::{Inspection, SegmentScan, Verdict, inspect};
+pub use inspect::{DirFrame, DirFrames, Inspection, SegmentScan, Verdict, frames, inspect};
 pub use open::{MovedAside, OpenReport};
 pub use options::{Options, RecoveryMode, SyncPolicy};
 pub use reader::{Transaction, TxReader};
