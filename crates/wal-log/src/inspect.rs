@@ -352,7 +352,7 @@ impl Iterator for DirFrames {
                 if let Some(frame) = s.next() {
                     return Some(Ok(DirFrame { seq: s.header().seq, frame }));
                 }
-                let end = s.end().cloned().unwrap_or(ScanEnd::Clean { offset: s.position(), sealed: None });
+                let end = s.end().cloned().unwrap_or(ScanEnd::Clean { offset: SegmentScanner::position(s), sealed: None });
                 let path = self.dir.join(segment_file_name(s.header().seq));
                 self.scanner = None;
                 let clean = matches!(end, ScanEnd::Clean { .. });
