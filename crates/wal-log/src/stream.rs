@@ -1,7 +1,8 @@
 //! Streaming transactions larger than one frame.
 
 use crate::error::{Result, WalError};
-use crate::wal::{Wal, lock};
+use crate::wal::{Inner, Wal, lock};
+use std::sync::Arc;
 use wal_format::{FLAG_MULTI, FrameKind, Lsn, MAX_FRAME_PAYLOAD};
 
 /// Writes one transaction of any size (up to `Options::max_transaction_size`) as a fragment
@@ -10,9 +11,9 @@ use wal_format::{FLAG_MULTI, FrameKind, Lsn, MAX_FRAME_PAYLOAD};
 /// dropping it uncommitted aborts it.
 ///
 /// A transaction that turns out to fit one frame is written as a plain `Tx` frame.
-#[derive(Debug)]
-pub struct StreamWriter<'a> {
-    wal: &'a Wal,
+/// It owns a handle on the log (no borrow), so it can live inside a recorder's state.
+pub struct StreamWriter {
+    inner: Arc<Inner>,
     begin: Option<Lsn>,
     buf: Vec<u8>,
     total: u64,
@@ -20,15 +21,26 @@ pub struct StreamWriter<'a> {
     finished: bool,
 }
 
-impl<'a> StreamWriter<'a> {
-    pub(crate) fn new(wal: &'a Wal) -> StreamWriter<'a> {
-        StreamWriter { wal, begin: None, buf: Vec::new(), total: 0, multi: false, finished: false }
+impl std::fmt::Debug for StreamWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamWriter").field("begin", &self.begin).field("total", &self.total).finish()
+    }
+}
+
+impl StreamWriter {
+    pub(crate) fn new(wal: &Wal) -> StreamWriter {
+        StreamWriter { inner: wal.inner.clone(), begin: None, buf: Vec::new(), total: 0, multi: false, finished: false }
     }
 
     /// The begin LSN naming this stream, once its first fragment is written.
     #[must_use]
     pub fn begin_lsn(&self) -> Option<Lsn> {
         self.begin
+    }
+
+    /// Marks the body as a multi-record batch (see `wal_format::encode_records`).
+    pub fn set_multi(&mut self, multi: bool) {
+        self.multi = multi;
     }
 
     /// Bytes written so far.
@@ -48,7 +60,7 @@ impl<'a> StreamWriter<'a> {
     /// # Errors
     /// [`WalError::TransactionTooLarge`], [`WalError::Poisoned`], or a write error.
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        let inner = &self.wal.inner;
+        let inner = &self.inner;
         inner.check_poison()?;
         self.total += bytes.len() as u64;
         if self.total > inner.opts.max_transaction_size {
@@ -70,7 +82,7 @@ impl<'a> StreamWriter<'a> {
     }
 
     fn emit(&mut self) -> Result<()> {
-        let inner = &self.wal.inner;
+        let inner = &self.inner;
         let lsn = {
             let mut w = lock(&inner.writer);
             inner.check_poison()?;
@@ -96,7 +108,7 @@ impl<'a> StreamWriter<'a> {
     /// [`WalError::Poisoned`] or the write/fsync error that poisons the log.
     pub fn commit(mut self) -> Result<Lsn> {
         self.finished = true;
-        let inner = &self.wal.inner;
+        let inner = &self.inner;
         if self.buf.len() > MAX_FRAME_PAYLOAD - 8 {
             self.emit()?;
         }
@@ -131,7 +143,7 @@ impl<'a> StreamWriter<'a> {
 
     fn write_abort(&mut self) -> Result<()> {
         let Some(b) = self.begin else { return Ok(()) };
-        let inner = &self.wal.inner;
+        let inner = &self.inner;
         let lsn = {
             let mut w = lock(&inner.writer);
             inner.check_poison()?;
@@ -145,7 +157,7 @@ impl<'a> StreamWriter<'a> {
     }
 }
 
-impl Drop for StreamWriter<'_> {
+impl Drop for StreamWriter {
     fn drop(&mut self) {
         if !self.finished {
             let _ = self.write_abort();

@@ -631,7 +631,7 @@ impl Wal {
     ///
     /// # Errors
     /// [`WalError::Poisoned`].
-    pub fn stream(&self) -> Result<crate::StreamWriter<'_>> {
+    pub fn stream(&self) -> Result<crate::StreamWriter> {
         self.inner.check_poison()?;
         Ok(crate::StreamWriter::new(self))
     }
