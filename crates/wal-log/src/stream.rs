@@ -108,10 +108,10 @@ impl StreamWriter {
     /// [`WalError::Poisoned`] or the write/fsync error that poisons the log.
     pub fn commit(mut self) -> Result<Lsn> {
         self.finished = true;
-        let inner = &self.inner;
         if self.buf.len() > MAX_FRAME_PAYLOAD - 8 {
             self.emit()?;
         }
+        let inner = &self.inner;
         let lsn = {
             let mut w = lock(&inner.writer);
             inner.check_poison()?;
