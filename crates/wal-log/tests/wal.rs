@@ -1,0 +1,379 @@
+//! Crate-level behaviour of the log on real files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use wal_log::{Lsn, Options, RecoveryMode, SyncPolicy, Wal, WalError};
+
+fn opts() -> Options {
+    Options::default().segment_size(1 << 20)
+}
+
+fn bodies(wal: &Wal) -> Vec<Vec<u8>> {
+    wal.read_from(Lsn::ZERO)
+        .unwrap()
+        .flat_map(|t| t.unwrap().records().map(|r| r.unwrap().to_vec()).collect::<Vec<_>>())
+        .collect()
+}
+
+fn segment_path(dir: &Path, seq: u64) -> std::path::PathBuf {
+    dir.join(wal_log::segment_file_name(wal_format::SegmentSeq(seq)))
+}
+
+#[test]
+fn appends_survive_reopen_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, report) = Wal::open(dir.path(), opts()).unwrap();
+    assert!(report.created);
+    let a = wal.append(b"one").unwrap();
+    let b = wal.append_batch(&[&b"two"[..], b"three"]).unwrap();
+    assert!(a < b);
+    assert_eq!(wal.durable_lsn(), b);
+    drop(wal);
+    let (wal, report) = Wal::open(dir.path(), opts()).unwrap();
+    assert!(!report.created);
+    assert_eq!(report.last_lsn, b);
+    assert!(report.moved_aside.is_empty());
+    assert_eq!(bodies(&wal), [&b"one"[..], b"two", b"three"]);
+    let c = wal.append(b"four").unwrap();
+    assert_eq!(c, b.next());
+}
+
+#[test]
+fn rotation_seals_segments_and_readers_cross_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), Options::default().segment_size(64 << 10)).unwrap();
+    let payload = vec![7u8; 1000];
+    for _ in 0..300 {
+        wal.append(&payload).unwrap();
+    }
+    let segs = wal.segments();
+    assert!(segs.len() >= 4, "{segs:?}");
+    assert!(segs[..segs.len() - 1].iter().all(|s| s.sealed));
+    assert_eq!(bodies(&wal).len(), 300);
+    drop(wal);
+    let (wal, report) = Wal::open(dir.path(), Options::default().segment_size(64 << 10)).unwrap();
+    assert_eq!(report.segments, segs.len());
+    assert_eq!(bodies(&wal).len(), 300);
+}
+
+#[test]
+fn truncate_prefix_removes_only_whole_segments_below_the_fence() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), Options::default().segment_size(32 << 10)).unwrap();
+    let mut lsns = Vec::new();
+    for i in 0..200u32 {
+        lsns.push(wal.append(&[i as u8; 700]).unwrap());
+    }
+    let fence = lsns[100];
+    let before = wal.segments().len();
+    let removed = wal.truncate_prefix(fence).unwrap();
+    assert!(removed > 0);
+    assert_eq!(wal.segments().len(), before - removed);
+    let oldest = wal.oldest_retained_lsn();
+    assert!(oldest <= fence.next(), "oldest {oldest} fence {fence}");
+    // Everything after the fence is still readable.
+    let got: Vec<Lsn> = wal.read_from(fence.next()).unwrap().map(|t| t.unwrap().lsn).collect();
+    assert_eq!(got, lsns[101..]);
+    assert!(matches!(wal.read_from(Lsn(1)), Err(WalError::Truncated { .. })));
+    drop(wal);
+    let (wal, _) = Wal::open(dir.path(), Options::default().segment_size(32 << 10)).unwrap();
+    assert_eq!(wal.oldest_retained_lsn(), oldest);
+}
+
+#[test]
+fn large_transactions_are_fragmented_and_atomic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), opts().segment_size(4 << 20)).unwrap();
+    let big: Vec<u8> = (0..10_000_000u32).map(|i| (i % 251) as u8).collect();
+    let lsn = wal.append(&big).unwrap();
+    wal.append(b"small").unwrap();
+    let mut s = wal.stream().unwrap();
+    s.write(&big[..5_000_000]).unwrap();
+    s.abort().unwrap();
+    {
+        let mut s = wal.stream().unwrap();
+        s.write(&big[..6_000_000]).unwrap();
+        // dropped uncommitted: aborted
+    }
+    drop(wal);
+    let (wal, report) = Wal::open(dir.path(), opts().segment_size(4 << 20)).unwrap();
+    assert!(report.aborted_streams.is_empty());
+    let txs: Vec<_> = wal.read_from(Lsn::ZERO).unwrap().map(|t| t.unwrap()).collect();
+    assert_eq!(txs.len(), 2);
+    assert_eq!(txs[0].lsn, lsn);
+    assert_eq!(txs[0].body.len(), big.len());
+    assert!(txs[0].body[..] == big[..]);
+    assert_eq!(&txs[1].body[..], b"small");
+}
+
+#[test]
+fn transaction_size_limit_is_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), opts().max_transaction_size(1 << 20)).unwrap();
+    let err = wal.append(&vec![0u8; 5 << 20]).unwrap_err();
+    assert!(matches!(err, WalError::TransactionTooLarge { .. }), "{err}");
+    // The log is still usable.
+    wal.append(b"ok").unwrap();
+}
+
+#[test]
+fn second_open_in_same_process_is_already_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), opts()).unwrap();
+    let err = Wal::open(dir.path(), opts()).unwrap_err();
+    match &err {
+        WalError::AlreadyOpen { dir: d } => assert_eq!(d, dir.path()),
+        other => panic!("expected AlreadyOpen, got {other}"),
+    }
+    assert!(err.to_string().contains(&dir.path().display().to_string()));
+    drop(wal);
+    Wal::open(dir.path(), opts()).unwrap();
+}
+
+/// Runs only as the child of `second_open_from_another_process_is_already_open`.
+#[test]
+fn child_process_open_probe() {
+    let Ok(dir) = std::env::var("WAL_LOG_TEST_CHILD_DIR") else { return };
+    match Wal::open(&dir, opts()) {
+        Err(WalError::AlreadyOpen { .. }) => println!("CHILD:ALREADY_OPEN"),
+        Ok(_) => println!("CHILD:OPENED"),
+        Err(e) => println!("CHILD:ERROR {e}"),
+    }
+}
+
+#[test]
+fn second_open_from_another_process_is_already_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), opts()).unwrap();
+    let run_child = || {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_process_open_probe", "--nocapture", "--test-threads=1"])
+            .env("WAL_LOG_TEST_CHILD_DIR", dir.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(run_child().contains("CHILD:ALREADY_OPEN"));
+    drop(wal);
+    assert!(run_child().contains("CHILD:OPENED"));
+}
+
+#[test]
+fn torn_tail_is_moved_aside_not_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), opts().preallocate(false)).unwrap();
+    for i in 0..10u8 {
+        wal.append(&[i; 100]).unwrap();
+    }
+    let last = wal.last_lsn();
+    drop(wal);
+    // A torn write: half a frame of garbage after the last frame.
+    let seg = segment_path(dir.path(), 1);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let good_len = bytes.len() as u64;
+    bytes.extend_from_slice(&[0xAB; 57]);
+    std::fs::write(&seg, &bytes).unwrap();
+
+    // Strict refuses and changes nothing.
+    let err = Wal::open(dir.path(), opts().preallocate(false).recovery(RecoveryMode::Strict)).unwrap_err();
+    assert!(matches!(err, WalError::TornTail { offset, .. } if offset == good_len), "{err}");
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes);
+
+    let (wal, report) = Wal::open(dir.path(), opts().preallocate(false)).unwrap();
+    assert_eq!(report.last_lsn, last);
+    assert_eq!(report.moved_aside.len(), 1);
+    let m = &report.moved_aside[0];
+    assert_eq!((m.offset, m.bytes), (good_len, 57));
+    assert_eq!(std::fs::read(&m.to).unwrap(), vec![0xAB; 57]);
+    assert_eq!(bodies(&wal).len(), 10);
+    let next = wal.append(b"after repair").unwrap();
+    assert_eq!(next, last.next());
+    drop(wal);
+    let (wal, report) = Wal::open(dir.path(), opts().preallocate(false)).unwrap();
+    assert!(report.moved_aside.is_empty());
+    assert_eq!(bodies(&wal).len(), 11);
+}
+
+#[test]
+fn corruption_mid_log_is_an_error_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), opts().preallocate(false)).unwrap();
+    for i in 0..10u8 {
+        wal.append(&[i; 100]).unwrap();
+    }
+    drop(wal);
+    let seg = segment_path(dir.path(), 1);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // Flip a bit inside the third frame's payload.
+    let third = 64 + 2 * 120 + 30;
+    bytes[third] ^= 0x10;
+    std::fs::write(&seg, &bytes).unwrap();
+    for mode in [RecoveryMode::TolerateTornTail, RecoveryMode::Strict] {
+        let err = Wal::open(dir.path(), opts().preallocate(false).recovery(mode)).unwrap_err();
+        assert!(matches!(err, WalError::Corrupt { offset, .. } if offset == 64 + 2 * 120), "{err}");
+        assert_eq!(std::fs::read(&seg).unwrap(), bytes, "{mode:?} changed the segment");
+    }
+    // Salvage keeps the two good transactions and moves the rest aside.
+    let (wal, report) = Wal::open(dir.path(), opts().preallocate(false).recovery(RecoveryMode::SalvagePrefix)).unwrap();
+    assert_eq!(bodies(&wal).len(), 2);
+    assert_eq!(report.moved_aside.len(), 1);
+    assert_eq!(report.moved_aside[0].bytes, 8 * 120);
+    let saved = std::fs::read(&report.moved_aside[0].to).unwrap();
+    assert_eq!(saved, bytes[64 + 240..]);
+}
+
+#[test]
+fn zeroed_sector_mid_log_is_corruption_not_end_of_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), opts()).unwrap();
+    for i in 0..100u8 {
+        wal.append(&[i; 100]).unwrap();
+    }
+    drop(wal);
+    let seg = segment_path(dir.path(), 1);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[4096..4608].fill(0);
+    std::fs::write(&seg, &bytes).unwrap();
+    let err = Wal::open(dir.path(), opts()).unwrap_err();
+    assert!(matches!(err, WalError::Corrupt { .. }), "{err}");
+}
+
+#[test]
+fn foreign_files_gaps_and_other_logs_are_refused() {
+    // A foreign file.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"hello").unwrap();
+    assert!(matches!(Wal::open(dir.path(), opts()), Err(WalError::NotAWal { .. })));
+    // A file named like a segment that is not one.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(segment_path(dir.path(), 1), b"definitely not a wal segment, just text").unwrap();
+    assert!(matches!(Wal::open(dir.path(), opts()), Err(WalError::NotAWal { .. })));
+    // A missing segment in the middle.
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), Options::default().segment_size(16 << 10)).unwrap();
+    for _ in 0..100 {
+        wal.append(&[1u8; 500]).unwrap();
+    }
+    drop(wal);
+    std::fs::remove_file(segment_path(dir.path(), 2)).unwrap();
+    assert!(matches!(Wal::open(dir.path(), opts()), Err(WalError::Gap { .. })));
+    // A segment from another log.
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    for d in [&a, &b] {
+        let (wal, _) = Wal::open(d.path(), Options::default().segment_size(16 << 10).preallocate(false)).unwrap();
+        for _ in 0..100 {
+            wal.append(&[1u8; 500]).unwrap();
+        }
+    }
+    std::fs::copy(segment_path(b.path(), 2), segment_path(a.path(), 2)).unwrap();
+    assert!(matches!(Wal::open(a.path(), opts()), Err(WalError::ForeignSegment { .. })));
+    // Missing directory without create.
+    let missing = a.path().join("nope");
+    assert!(matches!(Wal::open(&missing, opts().create_if_missing(false)), Err(WalError::NotFound { .. })));
+}
+
+#[test]
+fn future_format_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Wal::open(dir.path(), opts()).unwrap());
+    let seg = segment_path(dir.path(), 1);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[8..10].copy_from_slice(&9u16.to_le_bytes());
+    let crc = crc32c::crc32c(&bytes[0..60]);
+    bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&seg, &bytes).unwrap();
+    let err = Wal::open(dir.path(), opts()).unwrap_err();
+    assert!(matches!(err, WalError::UnsupportedVersion { .. }), "{err}");
+}
+
+#[test]
+fn group_commit_shares_fsyncs_between_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+    let wal = Arc::new(wal);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let wal = wal.clone();
+            std::thread::spawn(move || {
+                let mut lsns = Vec::new();
+                for i in 0..100u32 {
+                    let lsn = wal.append(format!("{t}-{i}").as_bytes()).unwrap();
+                    // Acknowledged means durable.
+                    assert!(wal.durable_lsn() >= lsn);
+                    lsns.push(lsn);
+                }
+                lsns
+            })
+        })
+        .collect();
+    let mut all: Vec<Lsn> = threads.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 800);
+    let stats = wal.stats();
+    assert_eq!(stats.commits, 800);
+    assert!(stats.fsyncs < 800, "no batching: {stats:?}");
+    assert_eq!(bodies(&wal).len(), 800);
+}
+
+#[test]
+fn follow_reader_sees_concurrent_commits_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), Options::default().segment_size(64 << 10)).unwrap();
+    let wal = Arc::new(wal);
+    let mut reader = wal.follow(Lsn::ZERO).unwrap();
+    let writer = {
+        let wal = wal.clone();
+        std::thread::spawn(move || {
+            for i in 0..500u32 {
+                wal.append(&i.to_le_bytes().repeat(50)).unwrap();
+            }
+        })
+    };
+    let mut seen = 0u32;
+    let mut last = Lsn::ZERO;
+    while seen < 500 {
+        let t = reader.next_timeout(Duration::from_secs(10)).unwrap().expect("timed out");
+        assert!(t.lsn > last);
+        assert!(t.lsn <= wal.durable_lsn(), "reader saw a non-durable transaction");
+        assert_eq!(&t.body[..4], &seen.to_le_bytes());
+        last = t.lsn;
+        seen += 1;
+    }
+    writer.join().unwrap();
+    assert!(reader.next_timeout(Duration::from_millis(20)).unwrap().is_none());
+}
+
+#[test]
+fn interval_policy_syncs_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), opts().sync(SyncPolicy::Interval { ms: 5 })).unwrap();
+    let lsn = wal.append(b"x").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while wal.durable_lsn() < lsn {
+        assert!(std::time::Instant::now() < deadline, "background sync never happened");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let lsn2 = wal.append(b"y").unwrap();
+    wal.wait_durable(lsn2).unwrap();
+    assert!(wal.durable_lsn() >= lsn2);
+}
+
+#[test]
+fn checkpoint_marker_resets_bytes_since_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), opts()).unwrap();
+    wal.append(&[0u8; 1000]).unwrap();
+    assert!(wal.stats().bytes_since_checkpoint >= 1000);
+    let l = wal.last_lsn();
+    wal.checkpoint_marker(l).unwrap();
+    assert_eq!(wal.stats().bytes_since_checkpoint, 0);
+    wal.append(&[0u8; 10]).unwrap();
+    drop(wal);
+    let (wal, _) = Wal::open(dir.path(), opts()).unwrap();
+    let s = wal.stats().bytes_since_checkpoint;
+    assert!((10..100).contains(&s), "{s}");
+}
