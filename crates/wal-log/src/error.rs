@@ -112,7 +112,10 @@ pub enum WalError {
 /// Result alias of this crate.
 pub type Result<T, E = WalError> = std::result::Result<T, E>;
 
-pub(crate) fn io_err(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> WalError {
+pub(crate) fn io_err(
+    op: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(io::Error) -> WalError {
     let path = path.into();
     move |source| WalError::Io { op, path, source }
 }

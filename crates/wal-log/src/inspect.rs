@@ -98,23 +98,38 @@ impl Inspection {
                 let reason = if p.seq.next() != s.seq {
                     Some(format!("segment {} follows segment {}", s.seq, p.seq))
                 } else if p.last_lsn.next() != h.base_lsn {
-                    Some(format!("starts at LSN {} but the previous segment ends at LSN {}", h.base_lsn, p.last_lsn))
+                    Some(format!(
+                        "starts at LSN {} but the previous segment ends at LSN {}",
+                        h.base_lsn, p.last_lsn
+                    ))
                 } else if Some(h.log_id) != self.log_id {
                     Some(format!("belongs to log {}", h.log_id))
                 } else {
                     None
                 };
                 if let Some(reason) = reason {
-                    return Verdict::Corrupt { segment: s.path.clone(), offset: 0, reason };
+                    return Verdict::Corrupt {
+                        segment: s.path.clone(),
+                        offset: 0,
+                        reason,
+                    };
                 }
             }
             match &s.end {
                 ScanEnd::Clean { .. } => {}
                 ScanEnd::TornTail { offset, reason } if i + 1 == n => {
-                    return Verdict::TornTail { segment: s.path.clone(), offset: *offset as u64, reason: reason.clone() };
+                    return Verdict::TornTail {
+                        segment: s.path.clone(),
+                        offset: *offset as u64,
+                        reason: reason.clone(),
+                    };
                 }
                 ScanEnd::TornTail { offset, reason } | ScanEnd::Corrupt { offset, reason } => {
-                    return Verdict::Corrupt { segment: s.path.clone(), offset: *offset as u64, reason: reason.clone() };
+                    return Verdict::Corrupt {
+                        segment: s.path.clone(),
+                        offset: *offset as u64,
+                        reason: reason.clone(),
+                    };
                 }
             }
             prev = Some(s);
@@ -133,9 +148,15 @@ impl Inspection {
 pub(crate) fn list_dir(vfs: &dyn Vfs, dir: &Path) -> Result<(Vec<SegmentSeq>, Vec<String>, bool)> {
     let names = vfs.list(dir).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
-            WalError::NotFound { dir: dir.to_path_buf() }
+            WalError::NotFound {
+                dir: dir.to_path_buf(),
+            }
         } else {
-            WalError::Io { op: "list", path: dir.to_path_buf(), source: e }
+            WalError::Io {
+                op: "list",
+                path: dir.to_path_buf(),
+                source: e,
+            }
         }
     })?;
     let mut segs = Vec::new();
@@ -150,7 +171,9 @@ pub(crate) fn list_dir(vfs: &dyn Vfs, dir: &Path) -> Result<(Vec<SegmentSeq>, Ve
             Entry::Foreign => {
                 return Err(WalError::NotAWal {
                     dir: dir.to_path_buf(),
-                    reason: format!("unexpected entry {name:?} (a WAL directory holds only segments, LOCK and files moved aside)"),
+                    reason: format!(
+                        "unexpected entry {name:?} (a WAL directory holds only segments, LOCK and files moved aside)"
+                    ),
                 });
             }
         }
@@ -168,10 +191,15 @@ pub(crate) fn scan_segment(
     expect_sealed: bool,
     open_streams: &mut BTreeSet<Lsn>,
 ) -> Result<SegmentScan> {
-    let file = vfs.open(path, OpenMode::Read).map_err(io_err("open", path))?;
+    let file = vfs
+        .open(path, OpenMode::Read)
+        .map_err(io_err("open", path))?;
     let data = read_all(&*file).map_err(io_err("read", path))?;
     let file_len = data.len() as u64;
-    let data_end = data.iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1);
+    let data_end = data
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i as u64 + 1);
     let data = Bytes::from(data);
     let mut scan = SegmentScan {
         path: path.to_path_buf(),
@@ -182,7 +210,10 @@ pub(crate) fn scan_segment(
         transactions: 0,
         first_lsn: Lsn::ZERO,
         last_lsn: Lsn::ZERO,
-        end: ScanEnd::Clean { offset: 0, sealed: None },
+        end: ScanEnd::Clean {
+            offset: 0,
+            sealed: None,
+        },
         data_end,
         last_checkpoint: None,
         bytes_after_checkpoint: 0,
@@ -191,7 +222,10 @@ pub(crate) fn scan_segment(
     let mut scanner = match SegmentScanner::new(data, expect_sealed) {
         Ok(s) => s,
         Err(e) => {
-            scan.end = ScanEnd::Corrupt { offset: 0, reason: format!("segment header: {e}") };
+            scan.end = ScanEnd::Corrupt {
+                offset: 0,
+                reason: format!("segment header: {e}"),
+            };
             scan.header_error = Some(e);
             return Ok(scan);
         }
@@ -236,18 +270,29 @@ pub(crate) fn scan_segment(
 /// # Errors
 /// [`WalError::NotFound`], [`WalError::NotAWal`] for foreign files, or an I/O error. Damage
 /// inside segments is not an error here: it is in the returned [`Inspection`].
-pub fn inspect(vfs: &dyn Vfs, dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Inspection> {
+pub fn inspect(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Inspection> {
     let (segs, aside_files, prealloc) = list_dir(vfs, dir)?;
     let mut total = 0u64;
     let mut sizes = Vec::with_capacity(segs.len());
     for seq in &segs {
         let path = dir.join(segment_file_name(*seq));
-        let f = vfs.open(&path, OpenMode::Read).map_err(io_err("open", &path))?;
+        let f = vfs
+            .open(&path, OpenMode::Read)
+            .map_err(io_err("open", &path))?;
         let len = f.len().map_err(io_err("stat", &path))?;
         sizes.push(len);
         total += len;
     }
-    let mut out = Inspection { dir: dir.to_path_buf(), aside_files, prealloc, ..Inspection::default() };
+    let mut out = Inspection {
+        dir: dir.to_path_buf(),
+        aside_files,
+        prealloc,
+        ..Inspection::default()
+    };
     let mut done = 0u64;
     let mut open_streams = BTreeSet::new();
     for (i, seq) in segs.iter().enumerate() {
@@ -276,7 +321,9 @@ pub fn inspect(vfs: &dyn Vfs, dir: &Path, progress: &mut dyn FnMut(u64, u64)) ->
 }
 
 fn header_only(vfs: &dyn Vfs, path: &Path, seq: SegmentSeq) -> Result<SegmentScan> {
-    let f = vfs.open(path, OpenMode::Read).map_err(io_err("open", path))?;
+    let f = vfs
+        .open(path, OpenMode::Read)
+        .map_err(io_err("open", path))?;
     let file_len = f.len().map_err(io_err("stat", path))?;
     let mut buf = [0u8; SEGMENT_HEADER_LEN];
     let n = f.read_at(&mut buf, 0).map_err(io_err("read", path))?;
@@ -290,7 +337,10 @@ fn header_only(vfs: &dyn Vfs, path: &Path, seq: SegmentSeq) -> Result<SegmentSca
         transactions: 0,
         first_lsn: header.as_ref().map_or(Lsn::ZERO, |h| h.base_lsn),
         last_lsn: header.as_ref().map_or(Lsn::ZERO, |h| h.base_lsn.prev()),
-        end: ScanEnd::Corrupt { offset: 0, reason: "not scanned: follows damage in an earlier segment".into() },
+        end: ScanEnd::Corrupt {
+            offset: 0,
+            reason: "not scanned: follows damage in an earlier segment".into(),
+        },
         data_end: file_len,
         last_checkpoint: None,
         bytes_after_checkpoint: 0,
@@ -315,7 +365,14 @@ pub struct DirFrame {
 /// [`WalError::NotFound`], [`WalError::NotAWal`] or an I/O error listing the directory.
 pub fn frames(vfs: Arc<dyn Vfs>, dir: &Path) -> Result<DirFrames> {
     let (segs, _, _) = list_dir(&*vfs, dir)?;
-    Ok(DirFrames { vfs, dir: dir.to_path_buf(), segs, idx: 0, scanner: None, end: None })
+    Ok(DirFrames {
+        vfs,
+        dir: dir.to_path_buf(),
+        segs,
+        idx: 0,
+        scanner: None,
+        end: None,
+    })
 }
 
 /// Iterator made by [`frames`].
@@ -330,7 +387,10 @@ pub struct DirFrames {
 
 impl std::fmt::Debug for DirFrames {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DirFrames").field("dir", &self.dir).field("idx", &self.idx).finish()
+        f.debug_struct("DirFrames")
+            .field("dir", &self.dir)
+            .field("idx", &self.idx)
+            .finish()
     }
 }
 
@@ -350,9 +410,15 @@ impl Iterator for DirFrames {
         loop {
             if let Some(s) = self.scanner.as_mut() {
                 if let Some(frame) = s.next() {
-                    return Some(Ok(DirFrame { seq: s.header().seq, frame }));
+                    return Some(Ok(DirFrame {
+                        seq: s.header().seq,
+                        frame,
+                    }));
                 }
-                let end = s.end().cloned().unwrap_or(ScanEnd::Clean { offset: SegmentScanner::position(s), sealed: None });
+                let end = s.end().cloned().unwrap_or(ScanEnd::Clean {
+                    offset: SegmentScanner::position(s),
+                    sealed: None,
+                });
                 let path = self.dir.join(segment_file_name(s.header().seq));
                 self.scanner = None;
                 let clean = matches!(end, ScanEnd::Clean { .. });
@@ -365,14 +431,24 @@ impl Iterator for DirFrames {
             let seq = *self.segs.get(self.idx)?;
             self.idx += 1;
             let path = self.dir.join(segment_file_name(seq));
-            let data = match self.vfs.open(&path, OpenMode::Read).and_then(|f| read_all(&*f)) {
+            let data = match self
+                .vfs
+                .open(&path, OpenMode::Read)
+                .and_then(|f| read_all(&*f))
+            {
                 Ok(d) => d,
                 Err(e) => return Some(Err(io_err("read", &path)(e))),
             };
             match SegmentScanner::new(Bytes::from(data), self.idx < self.segs.len()) {
                 Ok(s) => self.scanner = Some(s),
                 Err(e) => {
-                    self.end = Some((path, ScanEnd::Corrupt { offset: 0, reason: format!("segment header: {e}") }));
+                    self.end = Some((
+                        path,
+                        ScanEnd::Corrupt {
+                            offset: 0,
+                            reason: format!("segment header: {e}"),
+                        },
+                    ));
                     self.idx = self.segs.len();
                     return None;
                 }

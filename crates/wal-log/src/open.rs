@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wal_format::{FormatError, FrameKind, LogId, Lsn, SEGMENT_HEADER_LEN, ScanEnd, SegmentHeader, SegmentSeq};
+use wal_format::{
+    FormatError, FrameKind, LogId, Lsn, SEGMENT_HEADER_LEN, ScanEnd, SegmentHeader, SegmentSeq,
+};
 
 /// Bytes that recovery moved out of the log (never deleted).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,7 +63,9 @@ fn fresh_log_id() -> LogId {
     let mut b = [0u8; 16];
     if getrandom::fill(&mut b).is_err() {
         // No OS randomness: fall back to time and pid, still unique enough to seed checksums.
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         b[..8].copy_from_slice(&(t.as_nanos() as u64).to_le_bytes());
         b[8..12].copy_from_slice(&std::process::id().to_le_bytes());
     }
@@ -85,12 +89,15 @@ impl Wal {
         match vfs.list(&dir) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.create_if_missing => {
-                vfs.create_dir_all(&dir).map_err(io_err("create dir", &dir))?;
+                vfs.create_dir_all(&dir)
+                    .map_err(io_err("create dir", &dir))?;
                 if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
                     vfs.sync_dir(parent).map_err(io_err("fsync dir", parent))?;
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(WalError::NotFound { dir }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(WalError::NotFound { dir });
+            }
             Err(e) => return Err(io_err("list", &dir)(e)),
         }
         let lock_path = dir.join(LOCK_FILE);
@@ -117,7 +124,9 @@ impl Wal {
         for s in report.aborted_streams.clone() {
             let lsn = {
                 let mut w = lock(&wal.inner.writer);
-                let lsn = wal.inner.push_frame(&mut w, FrameKind::FragAbort, 0, &s.0.to_le_bytes())?;
+                let lsn =
+                    wal.inner
+                        .push_frame(&mut w, FrameKind::FragAbort, 0, &s.0.to_le_bytes())?;
                 w.open_streams.remove(&s);
                 lsn
             };
@@ -146,7 +155,17 @@ fn create(dir: PathBuf, opts: Options, lock_guard: Box<dyn VfsLock>) -> Result<(
         sealed: false,
         oldest_open_lsn: Lsn::ZERO,
     };
-    let inner = start(dir, opts, log_id, lock_guard, header, SEGMENT_HEADER_LEN as u64, vec![info], 0, None)?;
+    let inner = start(
+        dir,
+        opts,
+        log_id,
+        lock_guard,
+        header,
+        SEGMENT_HEADER_LEN as u64,
+        vec![info],
+        0,
+        None,
+    )?;
     let report = OpenReport {
         created: true,
         log_id: Some(log_id),
@@ -172,8 +191,9 @@ fn start(
     bytes_since_checkpoint: u64,
     active: Option<Arc<dyn crate::vfs::VfsFile>>,
 ) -> Result<Wal> {
-    let placeholder: Arc<dyn crate::vfs::VfsFile> = match &active {
-        Some(f) => f.clone(),
+    let is_new = active.is_none();
+    let placeholder: Arc<dyn crate::vfs::VfsFile> = match active {
+        Some(f) => f,
         None => Arc::new(NoFile),
     };
     let last = header.base_lsn.prev();
@@ -190,9 +210,23 @@ fn start(
         open_streams: BTreeSet::new(),
         scratch: Vec::new(),
     };
-    let durable = Point { lsn: last, seq: header.seq, end: write_pos };
-    let inner = Wal::new_inner(dir, opts, log_id, lock_guard, writer, segments, durable, None, bytes_since_checkpoint);
-    if active.is_none() {
+    let durable = Point {
+        lsn: last,
+        seq: header.seq,
+        end: write_pos,
+    };
+    let inner = Wal::new_inner(
+        dir,
+        opts,
+        log_id,
+        lock_guard,
+        writer,
+        segments,
+        durable,
+        None,
+        bytes_since_checkpoint,
+    );
+    if is_new {
         let file = inner.install_segment(&header, false)?;
         lock(&inner.writer).file = file;
     }
@@ -233,10 +267,15 @@ fn header_error(path: &Path, dir: &Path, e: &FormatError) -> WalError {
             dir: dir.to_path_buf(),
             reason: format!("{} is named like a segment but {e}", path.display()),
         },
-        FormatError::UnsupportedVersion { .. } => {
-            WalError::UnsupportedVersion { segment: path.to_path_buf(), source: e.clone() }
-        }
-        _ => WalError::Corrupt { segment: path.to_path_buf(), offset: 0, reason: e.to_string() },
+        FormatError::UnsupportedVersion { .. } => WalError::UnsupportedVersion {
+            segment: path.to_path_buf(),
+            source: e.clone(),
+        },
+        _ => WalError::Corrupt {
+            segment: path.to_path_buf(),
+            offset: 0,
+            reason: e.to_string(),
+        },
     }
 }
 
@@ -252,22 +291,33 @@ pub(crate) fn move_aside(
     what: &str,
     reason: &str,
 ) -> Result<MovedAside> {
-    let file = vfs.open(seg, OpenMode::ReadWrite).map_err(io_err("open", seg))?;
+    let file = vfs
+        .open(seg, OpenMode::ReadWrite)
+        .map_err(io_err("open", seg))?;
     let len = (end - offset) as usize;
     let mut bytes = vec![0u8; len];
     let mut done = 0;
     while done < len {
-        let n = file.read_at(&mut bytes[done..], offset + done as u64).map_err(io_err("read", seg))?;
+        let n = file
+            .read_at(&mut bytes[done..], offset + done as u64)
+            .map_err(io_err("read", seg))?;
         if n == 0 {
             break;
         }
         done += n;
     }
     bytes.truncate(done);
-    let base = seg.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let base = seg
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut n = 0;
     let (to, out) = loop {
-        let name = if n == 0 { format!("{base}.{what}-{offset}") } else { format!("{base}.{what}-{offset}.{n}") };
+        let name = if n == 0 {
+            format!("{base}.{what}-{offset}")
+        } else {
+            format!("{base}.{what}-{offset}.{n}")
+        };
         let to = dir.join(name);
         match vfs.open(&to, OpenMode::CreateNew) {
             Ok(f) => break (to, f),
@@ -278,23 +328,47 @@ pub(crate) fn move_aside(
     out.write_all_at(&bytes, 0).map_err(io_err("write", &to))?;
     out.sync_all().map_err(io_err("fsync", &to))?;
     vfs.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
-    file.write_all_at(&vec![0u8; bytes.len()], offset).map_err(io_err("write", seg))?;
+    file.write_all_at(&vec![0u8; bytes.len()], offset)
+        .map_err(io_err("write", seg))?;
     file.sync_data().map_err(io_err("fsync", seg))?;
     tracing::warn!(segment = %seg.display(), offset, bytes = bytes.len(), to = %to.display(), "moved bytes aside");
-    Ok(MovedAside { from: seg.to_path_buf(), offset, bytes: bytes.len() as u64, to, reason: reason.to_owned() })
+    Ok(MovedAside {
+        from: seg.to_path_buf(),
+        offset,
+        bytes: bytes.len() as u64,
+        to,
+        reason: reason.to_owned(),
+    })
 }
 
 /// Renames a whole segment aside (salvage mode): `<name>.salvaged`.
 fn rename_aside(vfs: &dyn Vfs, dir: &Path, seg: &Path, reason: &str) -> Result<MovedAside> {
-    let base = seg.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let base = seg
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let to = dir.join(format!("{base}.salvaged"));
-    let bytes = vfs.open(seg, OpenMode::Read).and_then(|f| f.len()).map_err(io_err("stat", seg))?;
+    let bytes = vfs
+        .open(seg, OpenMode::Read)
+        .and_then(|f| f.len())
+        .map_err(io_err("stat", seg))?;
     vfs.rename(seg, &to).map_err(io_err("rename", seg))?;
     vfs.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
-    Ok(MovedAside { from: seg.to_path_buf(), offset: 0, bytes, to, reason: reason.to_owned() })
+    Ok(MovedAside {
+        from: seg.to_path_buf(),
+        offset: 0,
+        bytes,
+        to,
+        reason: reason.to_owned(),
+    })
 }
 
-fn recover(dir: PathBuf, opts: Options, lock_guard: Box<dyn VfsLock>, segs: &[SegmentSeq]) -> Result<(Wal, OpenReport)> {
+fn recover(
+    dir: PathBuf,
+    opts: Options,
+    lock_guard: Box<dyn VfsLock>,
+    segs: &[SegmentSeq],
+) -> Result<(Wal, OpenReport)> {
     let _span = tracing::info_span!("wal.recover", segments = segs.len()).entered();
     let vfs = opts.vfs.clone();
     let mode = opts.recovery;
@@ -310,14 +384,21 @@ fn recover(dir: PathBuf, opts: Options, lock_guard: Box<dyn VfsLock>, segs: &[Se
         {
             return Err(WalError::Gap {
                 segment: path,
-                reason: format!("segments {} to {} are missing", prev.seq.next(), SegmentSeq(seq.0 - 1)),
+                reason: format!(
+                    "segments {} to {} are missing",
+                    prev.seq.next(),
+                    SegmentSeq(seq.0 - 1)
+                ),
             });
         }
         let expect_sealed = i + 1 < segs.len();
         let scan = scan_segment(&*vfs, &path, *seq, expect_sealed, &mut streams)?;
         if let Some(e) = &scan.header_error {
             let err = header_error(&path, &dir, e);
-            if mode == RecoveryMode::SalvagePrefix && i > 0 && matches!(err, WalError::Corrupt { .. }) {
+            if mode == RecoveryMode::SalvagePrefix
+                && i > 0
+                && matches!(err, WalError::Corrupt { .. })
+            {
                 cut = Some((i, 0, err.to_string()));
                 break;
             }
@@ -327,7 +408,11 @@ fn recover(dir: PathBuf, opts: Options, lock_guard: Box<dyn VfsLock>, segs: &[Se
         match log_id {
             None => log_id = Some(h.log_id),
             Some(id) if id != h.log_id => {
-                return Err(WalError::ForeignSegment { segment: path, expected: id, found: h.log_id });
+                return Err(WalError::ForeignSegment {
+                    segment: path,
+                    expected: id,
+                    found: h.log_id,
+                });
             }
             Some(_) => {}
         }
@@ -336,7 +421,10 @@ fn recover(dir: PathBuf, opts: Options, lock_guard: Box<dyn VfsLock>, segs: &[Se
         {
             return Err(WalError::Gap {
                 segment: path,
-                reason: format!("it starts at LSN {} but the previous segment ends at LSN {}", h.base_lsn, prev.last_lsn),
+                reason: format!(
+                    "it starts at LSN {} but the previous segment ends at LSN {}",
+                    h.base_lsn, prev.last_lsn
+                ),
             });
         }
         let end = scan.end.clone();
@@ -345,14 +433,22 @@ fn recover(dir: PathBuf, opts: Options, lock_guard: Box<dyn VfsLock>, segs: &[Se
             ScanEnd::Clean { .. } => {}
             ScanEnd::TornTail { offset, reason } => match mode {
                 RecoveryMode::Strict => {
-                    return Err(WalError::TornTail { segment: path, offset: offset as u64, reason });
+                    return Err(WalError::TornTail {
+                        segment: path,
+                        offset: offset as u64,
+                        reason,
+                    });
                 }
                 // Only the newest segment can be torn (older ones must be sealed).
                 _ => cut = Some((i + 1, offset as u64, reason)),
             },
             ScanEnd::Corrupt { offset, reason } => {
                 if mode != RecoveryMode::SalvagePrefix {
-                    return Err(WalError::Corrupt { segment: path, offset: offset as u64, reason });
+                    return Err(WalError::Corrupt {
+                        segment: path,
+                        offset: offset as u64,
+                        reason,
+                    });
                 }
                 cut = Some((i + 1, offset as u64, reason));
                 break;
@@ -360,9 +456,15 @@ fn recover(dir: PathBuf, opts: Options, lock_guard: Box<dyn VfsLock>, segs: &[Se
         }
     }
     let Some(log_id) = log_id else {
-        return Err(WalError::NotAWal { dir, reason: "no segment with a valid header".into() });
+        return Err(WalError::NotAWal {
+            dir,
+            reason: "no segment with a valid header".into(),
+        });
     };
-    let mut report = OpenReport { log_id: Some(log_id), ..OpenReport::default() };
+    let mut report = OpenReport {
+        log_id: Some(log_id),
+        ..OpenReport::default()
+    };
     if let Some((after, offset, reason)) = &cut {
         // `after` segments are kept; the last kept one is cut at `offset` (0 = header damage
         // in the first dropped segment, nothing to cut in the kept ones).
@@ -370,17 +472,28 @@ fn recover(dir: PathBuf, opts: Options, lock_guard: Box<dyn VfsLock>, segs: &[Se
         if *offset > 0 {
             let s = &scans[kept_last];
             if s.data_end > *offset {
-                let what = if mode == RecoveryMode::SalvagePrefix { "salvaged" } else { "torn" };
-                report.moved_aside.push(move_aside(&*vfs, &dir, &s.path, *offset, s.data_end, what, reason)?);
+                let what = if mode == RecoveryMode::SalvagePrefix {
+                    "salvaged"
+                } else {
+                    "torn"
+                };
+                report.moved_aside.push(move_aside(
+                    &*vfs, &dir, &s.path, *offset, s.data_end, what, reason,
+                )?);
             }
         }
         for seq in &segs[*after..] {
             let p = dir.join(segment_file_name(*seq));
-            report.moved_aside.push(rename_aside(&*vfs, &dir, &p, reason)?);
+            report
+                .moved_aside
+                .push(rename_aside(&*vfs, &dir, &p, reason)?);
         }
         if *offset > 0 {
             let s = &mut scans[kept_last];
-            s.end = ScanEnd::Clean { offset: *offset as usize, sealed: None };
+            s.end = ScanEnd::Clean {
+                offset: *offset as usize,
+                sealed: None,
+            };
         }
         scans.truncate(*after);
     }
@@ -396,11 +509,16 @@ fn recover(dir: PathBuf, opts: Options, lock_guard: Box<dyn VfsLock>, segs: &[Se
         }
     }
     let Some(last) = scans.last() else {
-        return Err(WalError::NotAWal { dir, reason: "no valid segment".into() });
+        return Err(WalError::NotAWal {
+            dir,
+            reason: "no valid segment".into(),
+        });
     };
     let last_lsn = last.last_lsn;
     let sealed_next = match &last.end {
-        ScanEnd::Clean { sealed: Some(n), .. } => Some(*n),
+        ScanEnd::Clean {
+            sealed: Some(n), ..
+        } => Some(*n),
         _ => None,
     };
     let bytes_since_checkpoint = {
@@ -422,7 +540,13 @@ fn recover(dir: PathBuf, opts: Options, lock_guard: Box<dyn VfsLock>, segs: &[Se
                 base_lsn: h.base_lsn,
                 last_lsn: s.last_lsn,
                 bytes: s.end.offset() as u64,
-                sealed: matches!(s.end, ScanEnd::Clean { sealed: Some(_), .. }),
+                sealed: matches!(
+                    s.end,
+                    ScanEnd::Clean {
+                        sealed: Some(_),
+                        ..
+                    }
+                ),
                 oldest_open_lsn: h.oldest_open_lsn,
             })
         })
@@ -446,30 +570,64 @@ fn recover(dir: PathBuf, opts: Options, lock_guard: Box<dyn VfsLock>, segs: &[Se
             sealed: false,
             oldest_open_lsn: header.oldest_open_lsn,
         });
-        let w = start(dir, opts, log_id, lock_guard, header, SEGMENT_HEADER_LEN as u64, infos, bytes_since_checkpoint, None)?;
+        let w = start(
+            dir,
+            opts,
+            log_id,
+            lock_guard,
+            header,
+            SEGMENT_HEADER_LEN as u64,
+            infos,
+            bytes_since_checkpoint,
+            None,
+        )?;
         lock(&w.inner.writer).open_streams = streams.clone();
         w
     } else {
         let Some(h) = last_scan.header else {
-            return Err(WalError::NotAWal { dir, reason: "no valid segment".into() });
+            return Err(WalError::NotAWal {
+                dir,
+                reason: "no valid segment".into(),
+            });
         };
-        let file = vfs.open(&last_scan.path, OpenMode::ReadWrite).map_err(io_err("open", &last_scan.path))?;
+        let file = vfs
+            .open(&last_scan.path, OpenMode::ReadWrite)
+            .map_err(io_err("open", &last_scan.path))?;
         let write_pos = last_scan.end.offset() as u64;
         if opts.preallocate && last_scan.file_len < opts.segment_size {
-            file.allocate(opts.segment_size).map_err(io_err("allocate", &last_scan.path))?;
+            file.allocate(opts.segment_size)
+                .map_err(io_err("allocate", &last_scan.path))?;
             file.sync_all().map_err(io_err("fsync", &last_scan.path))?;
         }
-        let w = start(dir, opts, log_id, lock_guard, h, write_pos, infos, bytes_since_checkpoint, Some(file))?;
+        let w = start(
+            dir,
+            opts,
+            log_id,
+            lock_guard,
+            h,
+            write_pos,
+            infos,
+            bytes_since_checkpoint,
+            Some(file),
+        )?;
         {
             let mut wr = lock(&w.inner.writer);
             wr.next_lsn = last_lsn.next();
             wr.pending_last = last_lsn;
             wr.open_streams = streams.clone();
         }
-        let p = Point { lsn: last_lsn, seq: h.seq, end: write_pos };
+        let p = Point {
+            lsn: last_lsn,
+            seq: h.seq,
+            end: write_pos,
+        };
         *lock(&w.inner.durable) = p;
-        w.inner.durable_lsn.store(last_lsn.0, std::sync::atomic::Ordering::Release);
-        w.inner.written_lsn.store(last_lsn.0, std::sync::atomic::Ordering::Release);
+        w.inner
+            .durable_lsn
+            .store(last_lsn.0, std::sync::atomic::Ordering::Release);
+        w.inner
+            .written_lsn
+            .store(last_lsn.0, std::sync::atomic::Ordering::Release);
         w.inner.set_written(p);
         w
     };

@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 use wal_format::{
-    FRAME_HEADER_LEN, FrameKind, Lsn, MAX_FRAME_PAYLOAD, RecordIter, SEGMENT_HEADER_LEN, SegmentHeader,
-    SegmentSeq, decode_frame,
+    FRAME_HEADER_LEN, FrameKind, Lsn, MAX_FRAME_PAYLOAD, RecordIter, SEGMENT_HEADER_LEN,
+    SegmentHeader, SegmentSeq, decode_frame,
 };
 
 /// How much of a segment a reader holds in memory at once (plus up to one frame).
@@ -33,7 +33,9 @@ impl Transaction {
     ///
     /// # Errors
     /// Each item is an error when a batch body is malformed.
-    pub fn records(&self) -> impl Iterator<Item = std::result::Result<Bytes, wal_format::FormatError>> + '_ {
+    pub fn records(
+        &self,
+    ) -> impl Iterator<Item = std::result::Result<Bytes, wal_format::FormatError>> + '_ {
         let single = (!self.multi).then(|| Ok(self.body.clone()));
         let multi = self.multi.then(|| RecordIter::new(self.body.clone()));
         single.into_iter().chain(multi.into_iter().flatten())
@@ -70,7 +72,10 @@ pub struct TxReader {
 
 impl std::fmt::Debug for TxReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TxReader").field("from", &self.from).field("next_lsn", &self.next_lsn).finish()
+        f.debug_struct("TxReader")
+            .field("from", &self.from)
+            .field("next_lsn", &self.next_lsn)
+            .finish()
     }
 }
 
@@ -114,10 +119,15 @@ impl TxReader {
     /// fragmented transaction that commits later began before it.
     fn position(&mut self) -> Result<()> {
         let segs = lock(&self.inner.segments).clone();
-        let Some(first) = segs.first() else { return Ok(()) };
+        let Some(first) = segs.first() else {
+            return Ok(());
+        };
         let from = self.from.max(Lsn::FIRST);
         if from < first.base_lsn {
-            return Err(WalError::Truncated { requested: from, oldest: first.base_lsn });
+            return Err(WalError::Truncated {
+                requested: from,
+                oldest: first.base_lsn,
+            });
         }
         let mut idx = segs.iter().rposition(|s| s.base_lsn <= from).unwrap_or(0);
         while let Some(s) = segs.get(idx) {
@@ -135,14 +145,24 @@ impl TxReader {
 
     fn open_segment(&mut self, seq: SegmentSeq) -> Result<()> {
         let path = self.inner.dir.join(segment_file_name(seq));
-        let file = self.inner.opts.vfs.open(&path, OpenMode::Read).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                let oldest = lock(&self.inner.segments).first().map_or(Lsn::ZERO, |s| s.base_lsn);
-                WalError::Truncated { requested: self.next_lsn, oldest }
-            } else {
-                io_err("open", &path)(e)
-            }
-        })?;
+        let file = self
+            .inner
+            .opts
+            .vfs
+            .open(&path, OpenMode::Read)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    let oldest = lock(&self.inner.segments)
+                        .first()
+                        .map_or(Lsn::ZERO, |s| s.base_lsn);
+                    WalError::Truncated {
+                        requested: self.next_lsn,
+                        oldest,
+                    }
+                } else {
+                    io_err("open", &path)(e)
+                }
+            })?;
         let mut hb = [0u8; SEGMENT_HEADER_LEN];
         let n = read_full(&*file, &mut hb, 0).map_err(io_err("read", &path))?;
         let header = SegmentHeader::decode(&hb[..n]).map_err(|e| WalError::Corrupt {
@@ -167,7 +187,9 @@ impl TxReader {
     /// The next transaction within `bound`, or `None` when caught up.
     fn step(&mut self, bound: Lsn) -> Result<Option<Transaction>> {
         loop {
-            let Some(c) = self.cursor.as_mut() else { return Ok(None) };
+            let Some(c) = self.cursor.as_mut() else {
+                return Ok(None);
+            };
             if c.sealed {
                 let next = c.seq.next();
                 self.open_segment(next)?;
@@ -211,11 +233,12 @@ impl TxReader {
                 }
                 continue;
             }
-            let frame = decode_frame(&c.chunk, rel, c.header.seed()).map_err(|e| WalError::Corrupt {
-                segment: c.path.clone(),
-                offset: c.pos,
-                reason: e.to_string(),
-            })?;
+            let frame =
+                decode_frame(&c.chunk, rel, c.header.seed()).map_err(|e| WalError::Corrupt {
+                    segment: c.path.clone(),
+                    offset: c.pos,
+                    reason: e.to_string(),
+                })?;
             if frame.lsn > bound {
                 return Ok(None);
             }
@@ -223,7 +246,10 @@ impl TxReader {
                 return Err(WalError::Corrupt {
                     segment: c.path.clone(),
                     offset: c.pos,
-                    reason: format!("frame carries LSN {}, expected {}", frame.lsn, self.next_lsn),
+                    reason: format!(
+                        "frame carries LSN {}, expected {}",
+                        frame.lsn, self.next_lsn
+                    ),
                 });
             }
             c.pos += frame.encoded_len() as u64;
@@ -231,12 +257,17 @@ impl TxReader {
             match frame.kind {
                 FrameKind::Tx => {
                     if frame.lsn >= self.from {
-                        return Ok(Some(Transaction { lsn: frame.lsn, body: frame.payload.clone(), multi: frame.is_multi() }));
+                        return Ok(Some(Transaction {
+                            lsn: frame.lsn,
+                            body: frame.payload.clone(),
+                            multi: frame.is_multi(),
+                        }));
                     }
                 }
                 FrameKind::FragBegin => {
                     self.hold(frame.body().len())?;
-                    self.streams.insert(frame.lsn, (frame.body().to_vec(), frame.is_multi()));
+                    self.streams
+                        .insert(frame.lsn, (frame.body().to_vec(), frame.is_multi()));
                 }
                 FrameKind::FragPart | FrameKind::FragEnd => {
                     let Some(s) = frame.stream() else { continue };
@@ -244,7 +275,10 @@ impl TxReader {
                     self.hold(body.len())?;
                     let Some((buf, multi)) = self.streams.get_mut(&s) else {
                         if frame.lsn >= self.from && frame.kind == FrameKind::FragEnd {
-                            return Err(WalError::Truncated { requested: s, oldest: self.next_lsn });
+                            return Err(WalError::Truncated {
+                                requested: s,
+                                oldest: self.next_lsn,
+                            });
                         }
                         continue;
                     };
@@ -254,7 +288,11 @@ impl TxReader {
                         let (buf, _) = self.streams.remove(&s).unwrap_or_default();
                         self.held -= buf.len() as u64;
                         if frame.lsn >= self.from {
-                            return Ok(Some(Transaction { lsn: frame.lsn, body: Bytes::from(buf), multi }));
+                            return Ok(Some(Transaction {
+                                lsn: frame.lsn,
+                                body: Bytes::from(buf),
+                                multi,
+                            }));
                         }
                     }
                 }
@@ -279,7 +317,10 @@ impl TxReader {
         self.held += n as u64;
         let max = self.inner.opts.max_transaction_size;
         if self.held > max {
-            return Err(WalError::TransactionTooLarge { size: self.held, max });
+            return Err(WalError::TransactionTooLarge {
+                size: self.held,
+                max,
+            });
         }
         Ok(())
     }
@@ -304,7 +345,11 @@ impl TxReader {
             if now >= deadline {
                 return Ok(None);
             }
-            let _ = self.inner.flushed.wait_timeout(g, deadline - now).unwrap_or_else(PoisonError::into_inner);
+            let _ = self
+                .inner
+                .flushed
+                .wait_timeout(g, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner);
         }
     }
 }
@@ -316,7 +361,9 @@ impl Iterator for TxReader {
         if self.failed {
             return None;
         }
-        let bound = self.limit.unwrap_or_else(|| Lsn(self.inner.durable_lsn.load(Ordering::Acquire)));
+        let bound = self
+            .limit
+            .unwrap_or_else(|| Lsn(self.inner.durable_lsn.load(Ordering::Acquire)));
         match self.step(bound) {
             Ok(t) => t.map(Ok),
             Err(e) => {

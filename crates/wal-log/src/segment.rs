@@ -39,9 +39,13 @@ pub fn classify(name: &str) -> Entry {
     if name == PREALLOC_FILE {
         return Entry::Prealloc;
     }
-    let digits = name.get(..20).filter(|d| d.bytes().all(|b| b.is_ascii_digit()));
+    let digits = name
+        .get(..20)
+        .filter(|d| d.bytes().all(|b| b.is_ascii_digit()));
     match (digits, name.get(20..)) {
-        (Some(d), Some(SEGMENT_SUFFIX)) => d.parse().map_or(Entry::Foreign, |n| Entry::Segment(SegmentSeq(n))),
+        (Some(d), Some(SEGMENT_SUFFIX)) => d
+            .parse()
+            .map_or(Entry::Foreign, |n| Entry::Segment(SegmentSeq(n))),
         (Some(_), Some(rest)) if rest.starts_with(".wal.") && rest.len() > 5 => Entry::Aside,
         _ => Entry::Foreign,
     }
@@ -76,7 +80,12 @@ mod tests {
         assert_eq!(classify("00000000000000000042.wal.torn-100"), Entry::Aside);
         assert_eq!(classify("LOCK"), Entry::Lock);
         assert_eq!(classify("prealloc.tmp"), Entry::Prealloc);
-        for foreign in ["notes.txt", "0042.wal", "00000000000000000042.wal.", "x0000000000000000042.wal"] {
+        for foreign in [
+            "notes.txt",
+            "0042.wal",
+            "00000000000000000042.wal.",
+            "x0000000000000000042.wal",
+        ] {
             assert_eq!(classify(foreign), Entry::Foreign, "{foreign}");
         }
     }

@@ -23,13 +23,23 @@ pub struct StreamWriter {
 
 impl std::fmt::Debug for StreamWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamWriter").field("begin", &self.begin).field("total", &self.total).finish()
+        f.debug_struct("StreamWriter")
+            .field("begin", &self.begin)
+            .field("total", &self.total)
+            .finish()
     }
 }
 
 impl StreamWriter {
     pub(crate) fn new(wal: &Wal) -> StreamWriter {
-        StreamWriter { inner: wal.inner.clone(), begin: None, buf: Vec::new(), total: 0, multi: false, finished: false }
+        StreamWriter {
+            inner: wal.inner.clone(),
+            begin: None,
+            buf: Vec::new(),
+            total: 0,
+            multi: false,
+            finished: false,
+        }
     }
 
     /// The begin LSN naming this stream, once its first fragment is written.
@@ -64,7 +74,10 @@ impl StreamWriter {
         inner.check_poison()?;
         self.total += bytes.len() as u64;
         if self.total > inner.opts.max_transaction_size {
-            return Err(WalError::TransactionTooLarge { size: self.total, max: inner.opts.max_transaction_size });
+            return Err(WalError::TransactionTooLarge {
+                size: self.total,
+                max: inner.opts.max_transaction_size,
+            });
         }
         let mut rest = bytes;
         while !rest.is_empty() {

@@ -24,6 +24,8 @@ pub enum OpenMode {
 
 /// An open file. All methods take `&self` so one handle can be shared between the writer
 /// (appending), the syncer (fsync outside the append lock) and readers.
+// `len` is a file size query that can fail, not a collection length.
+#[allow(clippy::len_without_is_empty)]
 pub trait VfsFile: Send + Sync + Debug {
     /// Reads up to `buf.len()` bytes at `offset`; returns the number read (0 at end of file).
     ///
@@ -192,13 +194,19 @@ impl Vfs for StdVfs {
     }
 
     fn lock(&self, path: &Path) -> io::Result<Box<dyn VfsLock>> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
         // flock(2) semantics: a second open file description conflicts even in this process.
         match file.try_lock() {
             Ok(()) => Ok(Box::new(StdLock { _file: file })),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                Err(io::Error::new(io::ErrorKind::WouldBlock, "lock held by another open"))
-            }
+            Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "lock held by another open",
+            )),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
     }
@@ -235,7 +243,10 @@ mod tests {
         let v = StdVfs;
         let p = dir.path().join("a");
         let f = v.open(&p, OpenMode::CreateNew).unwrap();
-        assert_eq!(v.open(&p, OpenMode::CreateNew).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(
+            v.open(&p, OpenMode::CreateNew).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
         f.write_all_at(b"hello", 3).unwrap();
         f.allocate(100).unwrap();
         assert_eq!(f.len().unwrap(), 100);
@@ -254,7 +265,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("LOCK");
         let held = StdVfs.lock(&p).unwrap();
-        assert_eq!(StdVfs.lock(&p).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(
+            StdVfs.lock(&p).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
         drop(held);
         StdVfs.lock(&p).unwrap();
     }

@@ -122,7 +122,10 @@ pub struct Wal {
 
 impl std::fmt::Debug for Wal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wal").field("dir", &self.inner.dir).field("log_id", &self.inner.log_id).finish()
+        f.debug_struct("Wal")
+            .field("dir", &self.inner.dir)
+            .field("log_id", &self.inner.log_id)
+            .finish()
     }
 }
 
@@ -177,7 +180,11 @@ impl Inner {
     }
 
     pub(crate) fn poison_reason(&self) -> Option<String> {
-        if self.poisoned.load(Ordering::Acquire) { lock(&self.poison_reason).clone() } else { None }
+        if self.poisoned.load(Ordering::Acquire) {
+            lock(&self.poison_reason).clone()
+        } else {
+            None
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -243,7 +250,11 @@ impl Inner {
             if let Err(e) = file.write_all_at(&buf, pos) {
                 return Err(self.poison(io_err("write", self.path(&segment_file_name(seq)))(e)));
             }
-            written = Point { lsn: last, seq, end: pos + buf.len() as u64 };
+            written = Point {
+                lsn: last,
+                seq,
+                end: pos + buf.len() as u64,
+            };
             lock(&self.flush).written = written;
             self.written_lsn.store(last.0, Ordering::Release);
         }
@@ -272,7 +283,14 @@ impl Inner {
         let _span = tracing::info_span!("wal.rotate", seq = w.seq.0).entered();
         let seal_lsn = w.next_lsn;
         let next = w.seq.next();
-        encode_frame(&mut w.pending, w.seed, FrameKind::Seal, 0, seal_lsn, &next.0.to_le_bytes())?;
+        encode_frame(
+            &mut w.pending,
+            w.seed,
+            FrameKind::Seal,
+            0,
+            seal_lsn,
+            &next.0.to_le_bytes(),
+        )?;
         w.next_lsn = seal_lsn.next();
         let old_path = self.path(&segment_file_name(w.seq));
         let pos = w.write_pos;
@@ -282,7 +300,9 @@ impl Inner {
         }
         let end = pos + w.pending.len() as u64;
         self.counters.appends.fetch_add(1, Ordering::Relaxed);
-        self.counters.bytes.fetch_add(w.pending.len() as u64, Ordering::Relaxed);
+        self.counters
+            .bytes
+            .fetch_add(w.pending.len() as u64, Ordering::Relaxed);
         self.counters.commits.fetch_add(commits, Ordering::Relaxed);
         w.pending.clear();
         w.pending_last = seal_lsn;
@@ -290,7 +310,11 @@ impl Inner {
             return Err(self.poison(io_err("fsync", &old_path)(e)));
         }
         self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-        let sealed_point = Point { lsn: seal_lsn, seq: w.seq, end };
+        let sealed_point = Point {
+            lsn: seal_lsn,
+            seq: w.seq,
+            end,
+        };
         lock(&self.flush).written = sealed_point;
         self.written_lsn.store(seal_lsn.0, Ordering::Release);
         *lock(&self.durable) = sealed_point;
@@ -310,7 +334,9 @@ impl Inner {
             base_lsn: w.next_lsn,
             oldest_open_lsn: oldest_open,
         };
-        let file = self.install_segment(&header, true).map_err(|e| self.poison(e))?;
+        let file = self
+            .install_segment(&header, true)
+            .map_err(|e| self.poison(e))?;
         w.file = file;
         w.seq = next;
         w.seed = header.seed();
@@ -324,19 +350,31 @@ impl Inner {
             oldest_open_lsn: oldest_open,
         });
         {
-            let p = Point { lsn: seal_lsn, seq: next, end: SEGMENT_HEADER_LEN as u64 };
+            let p = Point {
+                lsn: seal_lsn,
+                seq: next,
+                end: SEGMENT_HEADER_LEN as u64,
+            };
             lock(&self.flush).written = p;
             *lock(&self.durable) = p;
         }
         self.counters.rotations.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(next = next.0, elapsed_us = started.elapsed().as_micros() as u64, "rotated");
+        tracing::info!(
+            next = next.0,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "rotated"
+        );
         Ok(())
     }
 
     /// Gives segment `header.seq` its header and name: takes the preallocated file when one is
     /// ready (or creates it now), writes and syncs the header, renames it into place and
     /// syncs the directory. Then asks the preallocator for the next one.
-    pub(crate) fn install_segment(&self, header: &SegmentHeader, use_prealloc: bool) -> Result<Arc<dyn VfsFile>> {
+    pub(crate) fn install_segment(
+        &self,
+        header: &SegmentHeader,
+        use_prealloc: bool,
+    ) -> Result<Arc<dyn VfsFile>> {
         let tmp = self.path(PREALLOC_FILE);
         let ready = self.claim_prealloc(use_prealloc);
         let file = match ready {
@@ -354,12 +392,21 @@ impl Inner {
             .write_all_at(&header.encode(), 0)
             .map_err(io_err("write header", &tmp))
             .and_then(|()| file.sync_data().map_err(io_err("fsync", &tmp)))
-            .and_then(|()| self.opts.vfs.rename(&tmp, &target).map_err(io_err("rename", &target)));
+            .and_then(|()| {
+                self.opts
+                    .vfs
+                    .rename(&tmp, &target)
+                    .map_err(io_err("rename", &target))
+            });
         if let Err(e) = named {
             self.release_prealloc();
             return Err(e);
         }
-        let synced = self.opts.vfs.sync_dir(&self.dir).map_err(io_err("fsync dir", &self.dir));
+        let synced = self
+            .opts
+            .vfs
+            .sync_dir(&self.dir)
+            .map_err(io_err("fsync dir", &self.dir));
         self.release_prealloc();
         synced?;
         Ok(file)
@@ -374,12 +421,16 @@ impl Inner {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("remove", &tmp)(e)),
         }
-        let file = vfs.open(&tmp, OpenMode::CreateNew).map_err(io_err("create", &tmp))?;
+        let file = vfs
+            .open(&tmp, OpenMode::CreateNew)
+            .map_err(io_err("create", &tmp))?;
         if self.opts.preallocate {
-            file.allocate(self.opts.segment_size).map_err(io_err("allocate", &tmp))?;
+            file.allocate(self.opts.segment_size)
+                .map_err(io_err("allocate", &tmp))?;
         }
         file.sync_all().map_err(io_err("fsync", &tmp))?;
-        vfs.sync_dir(&self.dir).map_err(io_err("fsync dir", &self.dir))?;
+        vfs.sync_dir(&self.dir)
+            .map_err(io_err("fsync dir", &self.dir))?;
         Ok(file)
     }
 
@@ -393,7 +444,10 @@ impl Inner {
                 Prealloc::Ready(f) if take => return Some(f),
                 Prealloc::Ready(_) | Prealloc::Empty | Prealloc::Failed => return None,
                 Prealloc::Preparing => {
-                    p = self.prealloc_cv.wait(p).unwrap_or_else(PoisonError::into_inner);
+                    p = self
+                        .prealloc_cv
+                        .wait(p)
+                        .unwrap_or_else(PoisonError::into_inner);
                 }
             }
         }
@@ -416,7 +470,10 @@ impl Inner {
             {
                 let mut p = lock(&self.prealloc);
                 while !self.shutdown.load(Ordering::Acquire) && !matches!(*p, Prealloc::Empty) {
-                    p = self.prealloc_cv.wait(p).unwrap_or_else(PoisonError::into_inner);
+                    p = self
+                        .prealloc_cv
+                        .wait(p)
+                        .unwrap_or_else(PoisonError::into_inner);
                 }
                 if self.shutdown.load(Ordering::Acquire) || self.poisoned.load(Ordering::Acquire) {
                     return;
@@ -440,7 +497,11 @@ impl Inner {
     fn syncer(self: &Arc<Self>, every: Duration) {
         let mut g = lock(&self.shutdown_lock);
         loop {
-            g = self.shutdown_cv.wait_timeout(g, every).unwrap_or_else(PoisonError::into_inner).0;
+            g = self
+                .shutdown_cv
+                .wait_timeout(g, every)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
             if self.shutdown.load(Ordering::Acquire) || self.poisoned.load(Ordering::Acquire) {
                 return;
             }
@@ -457,7 +518,13 @@ impl Inner {
     }
 
     /// Encodes one frame into the pending buffer under the append lock.
-    pub(crate) fn push_frame(&self, w: &mut Writer, kind: FrameKind, flags: u8, payload: &[u8]) -> Result<Lsn> {
+    pub(crate) fn push_frame(
+        &self,
+        w: &mut Writer,
+        kind: FrameKind,
+        flags: u8,
+        payload: &[u8],
+    ) -> Result<Lsn> {
         let lsn = w.next_lsn;
         let before = w.pending.len();
         encode_frame(&mut w.pending, w.seed, kind, flags, lsn, payload)?;
@@ -465,7 +532,13 @@ impl Inner {
         Ok(lsn)
     }
 
-    pub(crate) fn push_fragment(&self, w: &mut Writer, kind: FrameKind, stream: Lsn, chunk: &[u8]) -> Result<Lsn> {
+    pub(crate) fn push_fragment(
+        &self,
+        w: &mut Writer,
+        kind: FrameKind,
+        stream: Lsn,
+        chunk: &[u8],
+    ) -> Result<Lsn> {
         let lsn = w.next_lsn;
         let before = w.pending.len();
         encode_fragment(&mut w.pending, w.seed, kind, lsn, stream, chunk)?;
@@ -483,9 +556,13 @@ impl Inner {
         self.counters.appends.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes.fetch_add(n, Ordering::Relaxed);
         if kind == FrameKind::Checkpoint {
-            self.counters.bytes_since_checkpoint.store(0, Ordering::Relaxed);
+            self.counters
+                .bytes_since_checkpoint
+                .store(0, Ordering::Relaxed);
         } else {
-            self.counters.bytes_since_checkpoint.fetch_add(n, Ordering::Relaxed);
+            self.counters
+                .bytes_since_checkpoint
+                .fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -500,13 +577,19 @@ impl Wal {
         let mut threads = Vec::new();
         if inner.opts.preallocate {
             let i = inner.clone();
-            if let Ok(h) = std::thread::Builder::new().name("wal-prealloc".into()).spawn(move || i.preallocator()) {
+            if let Ok(h) = std::thread::Builder::new()
+                .name("wal-prealloc".into())
+                .spawn(move || i.preallocator())
+            {
                 threads.push(h);
             }
         }
         if let Some(every) = inner.opts.interval() {
             let i = inner.clone();
-            if let Ok(h) = std::thread::Builder::new().name("wal-sync".into()).spawn(move || i.syncer(every)) {
+            if let Ok(h) = std::thread::Builder::new()
+                .name("wal-sync".into())
+                .spawn(move || i.syncer(every))
+            {
                 threads.push(h);
             }
         }
@@ -531,7 +614,10 @@ impl Wal {
             log_id,
             _lock: lock_guard,
             writer: Mutex::new(writer),
-            flush: Mutex::new(FlushState { leader: false, written: durable }),
+            flush: Mutex::new(FlushState {
+                leader: false,
+                written: durable,
+            }),
             flushed: Condvar::new(),
             durable_lsn: AtomicU64::new(durable.lsn.0),
             written_lsn: AtomicU64::new(durable.lsn.0),
@@ -549,7 +635,10 @@ impl Wal {
             shutdown_lock: Mutex::new(()),
             shutdown_cv: Condvar::new(),
         };
-        inner.counters.bytes_since_checkpoint.store(bytes_since_checkpoint, Ordering::Relaxed);
+        inner
+            .counters
+            .bytes_since_checkpoint
+            .store(bytes_since_checkpoint, Ordering::Relaxed);
         Arc::new(inner)
     }
 
@@ -619,7 +708,9 @@ impl Wal {
             let mut scratch = std::mem::take(&mut w.scratch);
             scratch.clear();
             encode_records(&mut scratch, payloads);
-            let r = self.inner.push_frame(w, FrameKind::Tx, FLAG_MULTI, &scratch);
+            let r = self
+                .inner
+                .push_frame(w, FrameKind::Tx, FLAG_MULTI, &scratch);
             w.scratch = scratch;
             r?
         };
@@ -685,7 +776,12 @@ impl Wal {
         let lsn = {
             let mut w = lock(&self.inner.writer);
             self.inner.check_poison()?;
-            self.inner.push_frame(&mut w, FrameKind::Checkpoint, 0, &snapshot_lsn.0.to_le_bytes())?
+            self.inner.push_frame(
+                &mut w,
+                FrameKind::Checkpoint,
+                0,
+                &snapshot_lsn.0.to_le_bytes(),
+            )?
         };
         self.inner.commit_point(lsn)?;
         Ok(lsn)
@@ -694,7 +790,9 @@ impl Wal {
     /// The LSN of the first frame still in the log.
     #[must_use]
     pub fn oldest_retained_lsn(&self) -> Lsn {
-        lock(&self.inner.segments).first().map_or(Lsn::FIRST, |s| s.base_lsn)
+        lock(&self.inner.segments)
+            .first()
+            .map_or(Lsn::FIRST, |s| s.base_lsn)
     }
 
     /// Removes whole segments whose every LSN is ≤ `fence`, oldest first, never the active
@@ -723,7 +821,10 @@ impl Wal {
                     _ => break,
                 }
             }
-            segs.iter().take_while(|s| s.sealed && s.last_lsn < keep_from).cloned().collect()
+            segs.iter()
+                .take_while(|s| s.sealed && s.last_lsn < keep_from)
+                .cloned()
+                .collect()
         };
         if doomed.is_empty() {
             return Ok(0);
@@ -754,7 +855,11 @@ impl Wal {
             bytes: c.bytes.load(Ordering::Relaxed),
             commits,
             fsyncs,
-            commits_per_fsync: if fsyncs == 0 { 0.0 } else { commits as f64 / fsyncs as f64 },
+            commits_per_fsync: if fsyncs == 0 {
+                0.0
+            } else {
+                commits as f64 / fsyncs as f64
+            },
             durable_lsn: self.durable_lsn(),
             last_lsn: self.last_lsn(),
             segments: lock(&self.inner.segments).len(),

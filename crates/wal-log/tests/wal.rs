@@ -13,7 +13,12 @@ fn opts() -> Options {
 fn bodies(wal: &Wal) -> Vec<Vec<u8>> {
     wal.read_from(Lsn::ZERO)
         .unwrap()
-        .flat_map(|t| t.unwrap().records().map(|r| r.unwrap().to_vec()).collect::<Vec<_>>())
+        .flat_map(|t| {
+            t.unwrap()
+                .records()
+                .map(|r| r.unwrap().to_vec())
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -74,9 +79,16 @@ fn truncate_prefix_removes_only_whole_segments_below_the_fence() {
     let oldest = wal.oldest_retained_lsn();
     assert!(oldest <= fence.next(), "oldest {oldest} fence {fence}");
     // Everything after the fence is still readable.
-    let got: Vec<Lsn> = wal.read_from(fence.next()).unwrap().map(|t| t.unwrap().lsn).collect();
+    let got: Vec<Lsn> = wal
+        .read_from(fence.next())
+        .unwrap()
+        .map(|t| t.unwrap().lsn)
+        .collect();
     assert_eq!(got, lsns[101..]);
-    assert!(matches!(wal.read_from(Lsn(1)), Err(WalError::Truncated { .. })));
+    assert!(matches!(
+        wal.read_from(Lsn(1)),
+        Err(WalError::Truncated { .. })
+    ));
     drop(wal);
     let (wal, _) = Wal::open(dir.path(), Options::default().segment_size(32 << 10)).unwrap();
     assert_eq!(wal.oldest_retained_lsn(), oldest);
@@ -100,7 +112,11 @@ fn large_transactions_are_fragmented_and_atomic() {
     drop(wal);
     let (wal, report) = Wal::open(dir.path(), opts().segment_size(4 << 20)).unwrap();
     assert!(report.aborted_streams.is_empty());
-    let txs: Vec<_> = wal.read_from(Lsn::ZERO).unwrap().map(|t| t.unwrap()).collect();
+    let txs: Vec<_> = wal
+        .read_from(Lsn::ZERO)
+        .unwrap()
+        .map(|t| t.unwrap())
+        .collect();
     assert_eq!(txs.len(), 2);
     assert_eq!(txs[0].lsn, lsn);
     assert_eq!(txs[0].body.len(), big.len());
@@ -135,7 +151,9 @@ fn second_open_in_same_process_is_already_open() {
 /// Runs only as the child of `second_open_from_another_process_is_already_open`.
 #[test]
 fn child_process_open_probe() {
-    let Ok(dir) = std::env::var("WAL_LOG_TEST_CHILD_DIR") else { return };
+    let Ok(dir) = std::env::var("WAL_LOG_TEST_CHILD_DIR") else {
+        return;
+    };
     match Wal::open(&dir, opts()) {
         Err(WalError::AlreadyOpen { .. }) => println!("CHILD:ALREADY_OPEN"),
         Ok(_) => println!("CHILD:OPENED"),
@@ -149,7 +167,12 @@ fn second_open_from_another_process_is_already_open() {
     let (wal, _) = Wal::open(dir.path(), opts()).unwrap();
     let run_child = || {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_process_open_probe", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "child_process_open_probe",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("WAL_LOG_TEST_CHILD_DIR", dir.path())
             .output()
             .unwrap();
@@ -177,8 +200,15 @@ fn torn_tail_is_moved_aside_not_deleted() {
     std::fs::write(&seg, &bytes).unwrap();
 
     // Strict refuses and changes nothing.
-    let err = Wal::open(dir.path(), opts().preallocate(false).recovery(RecoveryMode::Strict)).unwrap_err();
-    assert!(matches!(err, WalError::TornTail { offset, .. } if offset == good_len), "{err}");
+    let err = Wal::open(
+        dir.path(),
+        opts().preallocate(false).recovery(RecoveryMode::Strict),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, WalError::TornTail { offset, .. } if offset == good_len),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&seg).unwrap(), bytes);
 
     let (wal, report) = Wal::open(dir.path(), opts().preallocate(false)).unwrap();
@@ -212,11 +242,24 @@ fn corruption_mid_log_is_an_error_and_changes_nothing() {
     std::fs::write(&seg, &bytes).unwrap();
     for mode in [RecoveryMode::TolerateTornTail, RecoveryMode::Strict] {
         let err = Wal::open(dir.path(), opts().preallocate(false).recovery(mode)).unwrap_err();
-        assert!(matches!(err, WalError::Corrupt { offset, .. } if offset == 64 + 2 * 120), "{err}");
-        assert_eq!(std::fs::read(&seg).unwrap(), bytes, "{mode:?} changed the segment");
+        assert!(
+            matches!(err, WalError::Corrupt { offset, .. } if offset == 64 + 2 * 120),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(&seg).unwrap(),
+            bytes,
+            "{mode:?} changed the segment"
+        );
     }
     // Salvage keeps the two good transactions and moves the rest aside.
-    let (wal, report) = Wal::open(dir.path(), opts().preallocate(false).recovery(RecoveryMode::SalvagePrefix)).unwrap();
+    let (wal, report) = Wal::open(
+        dir.path(),
+        opts()
+            .preallocate(false)
+            .recovery(RecoveryMode::SalvagePrefix),
+    )
+    .unwrap();
     assert_eq!(bodies(&wal).len(), 2);
     assert_eq!(report.moved_aside.len(), 1);
     assert_eq!(report.moved_aside[0].bytes, 8 * 120);
@@ -245,11 +288,21 @@ fn foreign_files_gaps_and_other_logs_are_refused() {
     // A foreign file.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), b"hello").unwrap();
-    assert!(matches!(Wal::open(dir.path(), opts()), Err(WalError::NotAWal { .. })));
+    assert!(matches!(
+        Wal::open(dir.path(), opts()),
+        Err(WalError::NotAWal { .. })
+    ));
     // A file named like a segment that is not one.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(segment_path(dir.path(), 1), b"definitely not a wal segment, just text").unwrap();
-    assert!(matches!(Wal::open(dir.path(), opts()), Err(WalError::NotAWal { .. })));
+    std::fs::write(
+        segment_path(dir.path(), 1),
+        b"definitely not a wal segment, just text",
+    )
+    .unwrap();
+    assert!(matches!(
+        Wal::open(dir.path(), opts()),
+        Err(WalError::NotAWal { .. })
+    ));
     // A missing segment in the middle.
     let dir = tempfile::tempdir().unwrap();
     let (wal, _) = Wal::open(dir.path(), Options::default().segment_size(16 << 10)).unwrap();
@@ -258,21 +311,34 @@ fn foreign_files_gaps_and_other_logs_are_refused() {
     }
     drop(wal);
     std::fs::remove_file(segment_path(dir.path(), 2)).unwrap();
-    assert!(matches!(Wal::open(dir.path(), opts()), Err(WalError::Gap { .. })));
+    assert!(matches!(
+        Wal::open(dir.path(), opts()),
+        Err(WalError::Gap { .. })
+    ));
     // A segment from another log.
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     for d in [&a, &b] {
-        let (wal, _) = Wal::open(d.path(), Options::default().segment_size(16 << 10).preallocate(false)).unwrap();
+        let (wal, _) = Wal::open(
+            d.path(),
+            Options::default().segment_size(16 << 10).preallocate(false),
+        )
+        .unwrap();
         for _ in 0..100 {
             wal.append(&[1u8; 500]).unwrap();
         }
     }
     std::fs::copy(segment_path(b.path(), 2), segment_path(a.path(), 2)).unwrap();
-    assert!(matches!(Wal::open(a.path(), opts()), Err(WalError::ForeignSegment { .. })));
+    assert!(matches!(
+        Wal::open(a.path(), opts()),
+        Err(WalError::ForeignSegment { .. })
+    ));
     // Missing directory without create.
     let missing = a.path().join("nope");
-    assert!(matches!(Wal::open(&missing, opts().create_if_missing(false)), Err(WalError::NotFound { .. })));
+    assert!(matches!(
+        Wal::open(&missing, opts().create_if_missing(false)),
+        Err(WalError::NotFound { .. })
+    ));
 }
 
 #[test]
@@ -309,7 +375,10 @@ fn group_commit_shares_fsyncs_between_writers() {
             })
         })
         .collect();
-    let mut all: Vec<Lsn> = threads.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let mut all: Vec<Lsn> = threads
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 800);
@@ -336,15 +405,26 @@ fn follow_reader_sees_concurrent_commits_in_order() {
     let mut seen = 0u32;
     let mut last = Lsn::ZERO;
     while seen < 500 {
-        let t = reader.next_timeout(Duration::from_secs(10)).unwrap().expect("timed out");
+        let t = reader
+            .next_timeout(Duration::from_secs(10))
+            .unwrap()
+            .expect("timed out");
         assert!(t.lsn > last);
-        assert!(t.lsn <= wal.durable_lsn(), "reader saw a non-durable transaction");
+        assert!(
+            t.lsn <= wal.durable_lsn(),
+            "reader saw a non-durable transaction"
+        );
         assert_eq!(&t.body[..4], &seen.to_le_bytes());
         last = t.lsn;
         seen += 1;
     }
     writer.join().unwrap();
-    assert!(reader.next_timeout(Duration::from_millis(20)).unwrap().is_none());
+    assert!(
+        reader
+            .next_timeout(Duration::from_millis(20))
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -354,7 +434,10 @@ fn interval_policy_syncs_in_the_background() {
     let lsn = wal.append(b"x").unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while wal.durable_lsn() < lsn {
-        assert!(std::time::Instant::now() < deadline, "background sync never happened");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "background sync never happened"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     let lsn2 = wal.append(b"y").unwrap();
