@@ -153,7 +153,7 @@ pub fn run(root: &Path) -> Result<(), Failure> {
             Ok(()) => outcomes[i] = Outcome::Passed(took),
             Err(e) => {
                 outcomes[i] = Outcome::Failed(took);
-                failure = Some((step.name, e));
+                failure = Some((step.name, e, i + 1 < total));
                 break;
             }
         }
@@ -164,10 +164,13 @@ pub fn run(root: &Path) -> Result<(), Failure> {
             println!("xtask ci: every step passed");
             Ok(())
         }
-        Some((name, e)) => Err(Failure::error(format!(
-            "step `{name}` failed, later steps not run: {}",
-            e.message
-        ))),
+        Some((name, e, later)) => {
+            let skipped = if later { " (later steps not run)" } else { "" };
+            Err(Failure::error(format!(
+                "step `{name}` failed{skipped}: {}",
+                e.message
+            )))
+        }
     }
 }
 

@@ -67,8 +67,8 @@ fn no_args(command: &str, rest: &[String]) -> Result<(), util::Failure> {
 pub(crate) fn crash(args: &[String]) -> Result<(), util::Failure> {
     let cycles = util::parse_flag_u64(args, "--cycles")?.unwrap_or(100);
     not_implemented(&format!(
-        "the crash-recovery harness ({cycles} cycles requested) needs examples/kv and wal-log, \
-             which are not written yet"
+        "the crash-recovery harness ({cycles} cycles requested) has not been written; it \
+         needs wal-log and the examples/kv application"
     ))
 }
 
