@@ -2,7 +2,9 @@
 //!
 //! `fuzz/` is its own Cargo workspace built with nightly; the commands run from the repository
 //! root with `--fuzz-dir fuzz`. Replaying the checked-in corpora is part of `cargo test`, so
-//! this command is for finding new inputs, not for CI.
+//! this command is for finding new inputs, not for CI. New inputs go to the git-ignored
+//! `fuzz/target/xtask-corpus/<target>/`, never into the checked-in `fuzz/corpus/<target>/`;
+//! crash inputs go where cargo-fuzz puts them, `fuzz/artifacts/<target>/`.
 
 use crate::util::{self, Failure};
 use std::path::Path;
@@ -59,14 +61,26 @@ pub fn run(root: &Path, secs: u64) -> Result<(), Failure> {
             i + 1,
             targets.len()
         );
-        let t = Instant::now();
-        util::run(&mut util::cargo(
+        // libFuzzer writes new inputs into the first corpus directory and only reads the
+        // others, so the checked-in corpus (replayed by `cargo test`) stays as curated.
+        let work = root.join("fuzz/target/xtask-corpus").join(target);
+        std::fs::create_dir_all(&work)
+            .map_err(|e| Failure::error(format!("cannot create {}: {e}", work.display())))?;
+        let mut cmd = util::cargo(
             root,
-            ["+nightly", "fuzz", "run", "--fuzz-dir", "fuzz", target, "--", &max_time],
-        ))
+            ["+nightly", "fuzz", "run", "--fuzz-dir", "fuzz", target],
+        );
+        cmd.arg(&work);
+        let checked_in = root.join("fuzz/corpus").join(target);
+        if checked_in.is_dir() {
+            cmd.arg(&checked_in);
+        }
+        cmd.args(["--", &max_time]);
+        let t = Instant::now();
+        util::run(&mut cmd)
         .map_err(|e| {
             Failure::error(format!(
-                "fuzz target {target} failed (a crash input is saved under fuzz/artifacts/{target}/): {}",
+                "fuzz target {target} failed (a crashing input, if found, is in fuzz/artifacts/{target}/): {}",
                 e.message
             ))
         })?;
@@ -75,5 +89,10 @@ pub fn run(root: &Path, secs: u64) -> Result<(), Failure> {
             util::format_duration(t.elapsed())
         );
     }
+    println!(
+        "xtask fuzz: new inputs are in fuzz/target/xtask-corpus/<target>/; copy those worth \
+         keeping into fuzz/corpus/<target>/, then `cargo +nightly fuzz cmin --fuzz-dir fuzz \
+         <target>` minimises that corpus"
+    );
     Ok(())
 }
