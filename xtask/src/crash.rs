@@ -57,7 +57,19 @@ impl Rng {
 
 /// Builds `kv` in release mode and returns the binary's path.
 pub fn build_kv(root: &Path) -> Result<PathBuf, Failure> {
-    run(cargo(root, ["build", "--release", "--quiet", "-p", "kv", "-p", "wal-replay", "--bins"]))?;
+    run(&mut cargo(
+        root,
+        [
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "kv",
+            "-p",
+            "wal-replay",
+            "--bins",
+        ],
+    ))?;
     Ok(root.join("target").join("release").join("kv"))
 }
 
@@ -94,15 +106,32 @@ pub fn load_and_kill(
     let mut child = Command::new(kv)
         .arg("--dir")
         .arg(dir)
-        .args(["load", "--count", &count.to_string(), "--start", &start.to_string()])
-        .args(["--threads", &threads.to_string(), "--value-size", &value_size.to_string()])
+        .args([
+            "load",
+            "--count",
+            &count.to_string(),
+            "--start",
+            &start.to_string(),
+        ])
+        .args([
+            "--threads",
+            &threads.to_string(),
+            "--value-size",
+            &value_size.to_string(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| Failure::error(format!("could not start {}: {e}", kv.display())))?;
     let started = Instant::now();
-    let stdout = child.stdout.take().ok_or_else(|| Failure::error("no stdout pipe"))?;
-    let stderr = child.stderr.take().ok_or_else(|| Failure::error("no stderr pipe"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| Failure::error("no stdout pipe"))?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| Failure::error("no stderr pipe"))?;
     let (tx, rx) = mpsc::channel::<String>();
     let reader = std::thread::spawn(move || {
         // Only complete lines count: a line cut by the kill has no newline.
@@ -138,7 +167,9 @@ pub fn load_and_kill(
     }
     // std's Child::kill sends SIGKILL on Unix: no destructor, no flush, no fsync runs.
     let _ = child.kill();
-    let status = child.wait().map_err(|e| Failure::error(format!("wait for kv: {e}")))?;
+    let status = child
+        .wait()
+        .map_err(|e| Failure::error(format!("wait for kv: {e}")))?;
     let ran = started.elapsed();
     let _ = reader.join();
     for line in rx.try_iter() {
@@ -152,7 +183,9 @@ pub fn load_and_kill(
         )));
     }
     if !status.success() && status.code().is_some() {
-        return Err(Failure::error(format!("kv load failed ({status}):\n{stderr}")));
+        return Err(Failure::error(format!(
+            "kv load failed ({status}):\n{stderr}"
+        )));
     }
     Ok(Killed { acked, ran, stderr })
 }
@@ -193,12 +226,17 @@ pub fn verify(
             .split_once('\t')
             .ok_or_else(|| Failure::error(format!("kv scan printed {line:?}")))?;
         let i = parse_key(k)?;
-        let Some(&(_, _, size)) = attempted.iter().find(|(s, n, _)| (*s..s + n).contains(&i)) else {
-            return Err(Failure::error(format!("key {k} appeared but no writer ever attempted it")));
+        let Some(&(_, _, size)) = attempted.iter().find(|(s, n, _)| (*s..s + n).contains(&i))
+        else {
+            return Err(Failure::error(format!(
+                "key {k} appeared but no writer ever attempted it"
+            )));
         };
         let want = expected_value(i, size);
         if v != want {
-            return Err(Failure::error(format!("key {k} has value {v:?}, expected {want:?}")));
+            return Err(Failure::error(format!(
+                "key {k} has value {v:?}, expected {want:?}"
+            )));
         }
         present.insert(i);
     }
@@ -218,7 +256,8 @@ pub fn run_cycles(root: &Path, cycles: u64, seed: u64) -> Result<(), Failure> {
     let kv = build_kv(root)?;
     let base = root.join("target").join("xtask-crash");
     let _ = std::fs::remove_dir_all(&base);
-    std::fs::create_dir_all(&base).map_err(|e| Failure::error(format!("create {}: {e}", base.display())))?;
+    std::fs::create_dir_all(&base)
+        .map_err(|e| Failure::error(format!("create {}: {e}", base.display())))?;
     let mut rng = Rng::new(seed);
     let mut acked = BTreeSet::new();
     let mut attempted = Vec::new();
@@ -244,7 +283,11 @@ pub fn run_cycles(root: &Path, cycles: u64, seed: u64) -> Result<(), Failure> {
         kills += 1;
         acked.extend(k.acked.iter().copied());
         if rng.below(10) == 0 {
-            let out = Command::new(&kv).arg("--dir").arg(&dir).arg("checkpoint").output();
+            let out = Command::new(&kv)
+                .arg("--dir")
+                .arg(&dir)
+                .arg("checkpoint")
+                .output();
             match out {
                 Ok(o) if o.status.success() => {}
                 Ok(o) => {

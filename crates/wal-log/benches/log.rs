@@ -51,7 +51,7 @@ fn single_writer(c: &mut Criterion) {
         let dir = tempfile::tempdir().unwrap();
         let (wal, _) = Wal::open(dir.path(), Options::default().segment_size(64 << 20)).unwrap();
         g.bench_function("wal_append_always", |b| {
-            b.iter(|| wal.append(&payload).unwrap())
+            b.iter(|| wal.append(&payload).unwrap());
         });
     }
     g.finish();
@@ -121,7 +121,7 @@ fn big_transactions(c: &mut Criterion) {
         let dir = tempfile::tempdir().unwrap();
         let (wal, _) = Wal::open(dir.path(), Options::default().segment_size(64 << 20)).unwrap();
         g.bench_function("wal_append_batch_always", |b| {
-            b.iter(|| wal.append_batch(&records).unwrap())
+            b.iter(|| wal.append_batch(&records).unwrap());
         });
     }
     g.finish();
@@ -140,7 +140,7 @@ fn cpu_cost(c: &mut Criterion) {
     .unwrap();
     let payload = vec![0x5au8; PAYLOAD];
     g.bench_function("append_128B_sync_never", |b| {
-        b.iter(|| wal.append(&payload).unwrap())
+        b.iter(|| wal.append(&payload).unwrap());
     });
     g.finish();
 }
