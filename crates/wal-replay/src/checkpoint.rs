@@ -1,0 +1,456 @@
+//! Checkpoints: snapshot, marker, pruning, log truncation; and the [`Engine`] handle.
+//!
+//! # Why every crash point is safe
+//!
+//! [`Checkpointer::checkpoint`] runs these steps in order:
+//!
+//! 1. **Sync the log** so the fence is durable. A crash here changes nothing.
+//! 2. **Write the snapshot** to `<fence>.snap.tmp`, fsync it, rename it to `<fence>.snap`,
+//!    fsync the snapshot directory. A crash before the rename leaves a `.tmp` file that
+//!    recovery never reads (the next checkpoint removes it); a crash after the rename but
+//!    before the directory sync leaves either the old or the new directory entry, and both
+//!    are complete files. The log is untouched, so every older snapshot still has its log.
+//! 3. **Append a checkpoint marker** naming the fence. It is informational (statistics,
+//!    `walctl`); recovery never needs it, so losing it is harmless.
+//! 4. **Prune snapshots**: keep the newest `keep` valid ones (always including the one just
+//!    written), delete older valid ones, rename unusable ones to `*.snap.corrupt`, fsync the
+//!    directory. A crash in the middle leaves more snapshots than needed, never fewer than
+//!    the kept set.
+//! 5. **Truncate the log** up to the *oldest kept* snapshot's fence (whole sealed segments
+//!    only; the log also keeps any segment an unfinished large transaction needs). This runs
+//!    only after steps 2 and 4 are durable, so every kept snapshot, including the fallback
+//!    used when the newest one turns out to be damaged, still has all of the log after its
+//!    fence. A crash in the middle leaves extra segments, which replay skips.
+
+use crate::error::{ReplayError, Result};
+use crate::recover::{DataDir, RecoverOptions, RecoveryReport, recover_with_codec};
+use crate::snapshot::{SnapshotStore, VerifiedSnapshot};
+use crate::state::StateMachine;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use wal_format::{Bincode, Codec, Lsn};
+use wal_log::Wal;
+
+/// How many snapshots a checkpoint keeps by default.
+pub const DEFAULT_KEEP_SNAPSHOTS: usize = 2;
+
+/// The steps of a checkpoint, in order. [`Checkpointer::checkpoint_until`] stops after one,
+/// which is how tests reproduce a crash between two steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CheckpointStep {
+    /// The snapshot is written, renamed into place and its directory synced.
+    Snapshot,
+    /// The checkpoint marker is in the log.
+    Marker,
+    /// Older snapshots are pruned.
+    Prune,
+    /// The log prefix is truncated: the whole checkpoint.
+    Truncate,
+}
+
+/// What a checkpoint did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckpointReport {
+    /// The snapshot written.
+    pub snapshot: PathBuf,
+    /// Its fence.
+    pub fence: Lsn,
+    /// Its body length.
+    pub bytes: u64,
+    /// LSN of the checkpoint marker, when written.
+    pub marker_lsn: Option<Lsn>,
+    /// Snapshots deleted because more than `keep` newer valid ones exist.
+    pub pruned: Vec<PathBuf>,
+    /// Unusable snapshots renamed to `*.snap.corrupt` (kept for inspection).
+    pub set_aside: Vec<PathBuf>,
+    /// Half-written snapshots of interrupted checkpoints that were removed.
+    pub removed_temp: Vec<PathBuf>,
+    /// The log was truncated up to this LSN (the oldest kept snapshot's fence), when it ran.
+    pub truncated_to: Option<Lsn>,
+    /// Segment files the truncation removed.
+    pub segments_removed: usize,
+    /// Time taken.
+    pub elapsed: Duration,
+}
+
+/// Takes checkpoints of a state into a data directory whose log is open.
+///
+/// It is `Send + Sync`; checkpoints are serialized by an internal lock.
+#[derive(Debug)]
+pub struct Checkpointer {
+    wal: Arc<Wal>,
+    store: SnapshotStore,
+    keep: usize,
+    /// Snapshots already verified by this process: name → file length.
+    verified: Mutex<BTreeMap<PathBuf, u64>>,
+}
+
+impl Checkpointer {
+    /// A checkpointer for the data directory `root` whose log is `wal` (opened on
+    /// `<root>/log`), keeping the newest `keep` snapshots (at least 1). Snapshot I/O goes
+    /// through the log's [`wal_log::Vfs`].
+    pub fn new(root: impl AsRef<Path>, wal: Arc<Wal>, keep: usize) -> Checkpointer {
+        let store = DataDir::new(root.as_ref()).snapshots(wal.options().vfs.clone());
+        Checkpointer {
+            wal,
+            store,
+            keep: keep.max(1),
+            verified: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The log.
+    #[must_use]
+    pub fn wal(&self) -> &Arc<Wal> {
+        &self.wal
+    }
+
+    /// The snapshot store.
+    #[must_use]
+    pub fn store(&self) -> &SnapshotStore {
+        &self.store
+    }
+
+    /// Checkpoints `state`, which must hold exactly the transactions committed at or before
+    /// `fence` (and the caller must not let it change meanwhile). See the
+    /// [module docs](self) for the steps and why a crash at any point is safe.
+    ///
+    /// # Errors
+    /// [`ReplayError::FenceNotDurable`] when `fence` is beyond what the log has made durable
+    /// (after syncing it); snapshot, log or I/O errors. A failed checkpoint leaves a
+    /// recoverable directory.
+    pub fn checkpoint<S: StateMachine + ?Sized>(
+        &self,
+        state: &S,
+        fence: Lsn,
+    ) -> Result<CheckpointReport> {
+        self.checkpoint_until(state, fence, CheckpointStep::Truncate)
+    }
+
+    /// [`Checkpointer::checkpoint`], stopping after step `last`: the directory is then as a
+    /// crash right after that step would leave it. For crash tests and tools.
+    ///
+    /// # Errors
+    /// As [`Checkpointer::checkpoint`].
+    pub fn checkpoint_until<S: StateMachine + ?Sized>(
+        &self,
+        state: &S,
+        fence: Lsn,
+        last: CheckpointStep,
+    ) -> Result<CheckpointReport> {
+        let started = Instant::now();
+        let _span = tracing::info_span!("replay.checkpoint", fence = fence.0).entered();
+        let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        self.wal.sync()?;
+        let durable = self.wal.durable_lsn();
+        if fence > durable {
+            return Err(ReplayError::FenceNotDurable { fence, durable });
+        }
+        let mut report = CheckpointReport {
+            snapshot: PathBuf::new(),
+            fence,
+            bytes: 0,
+            marker_lsn: None,
+            pruned: Vec::new(),
+            set_aside: Vec::new(),
+            removed_temp: Vec::new(),
+            truncated_to: None,
+            segments_removed: 0,
+            elapsed: Duration::ZERO,
+        };
+        // Half-written snapshots of interrupted checkpoints.
+        for tmp in self.store.list()?.temp_files {
+            self.store.remove(&tmp)?;
+            report.removed_temp.push(tmp);
+        }
+        let snap = self.store.write(state, self.wal.log_id(), fence)?;
+        verified.insert(snap.file.path.clone(), snap.file.file_len);
+        report.snapshot = snap.file.path.clone();
+        report.bytes = snap.header.body_len;
+        if last >= CheckpointStep::Marker {
+            report.marker_lsn = Some(self.wal.checkpoint_marker(fence)?);
+        }
+        if last >= CheckpointStep::Prune {
+            let kept = self.prune(&snap, &mut verified, &mut report)?;
+            if last >= CheckpointStep::Truncate {
+                let oldest = kept.iter().copied().min().unwrap_or(fence);
+                report.segments_removed = self.wal.truncate_prefix(oldest)?;
+                report.truncated_to = Some(oldest);
+            }
+        }
+        report.elapsed = started.elapsed();
+        tracing::info!(
+            fence = fence.0,
+            bytes = report.bytes,
+            pruned = report.pruned.len(),
+            segments_removed = report.segments_removed,
+            "checkpoint"
+        );
+        Ok(report)
+    }
+
+    /// Keeps the newest `keep` valid snapshots, deletes older valid ones and sets aside
+    /// unusable ones. Returns the fences kept.
+    fn prune(
+        &self,
+        newest: &VerifiedSnapshot,
+        verified: &mut BTreeMap<PathBuf, u64>,
+        report: &mut CheckpointReport,
+    ) -> Result<Vec<Lsn>> {
+        let listing = self.store.list()?;
+        let mut kept = Vec::new();
+        let mut changed = false;
+        for file in &listing.snapshots {
+            let ok = if verified.get(&file.path) == Some(&file.file_len) {
+                true
+            } else {
+                match self.store.verify(file, Some(self.wal.log_id())) {
+                    Ok(_) => {
+                        verified.insert(file.path.clone(), file.file_len);
+                        true
+                    }
+                    Err(ReplayError::BadSnapshot { reason, .. }) => {
+                        tracing::warn!(snapshot = %file.path.display(), %reason, "setting unusable snapshot aside");
+                        false
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            // Never touch the snapshot just written, whatever its position.
+            if file.path == newest.file.path {
+                kept.push(file.fence);
+                continue;
+            }
+            if !ok {
+                report.set_aside.push(self.store.set_aside(&file.path)?);
+                verified.remove(&file.path);
+                changed = true;
+            } else if kept.len() < self.keep && file.fence <= newest.header.fence {
+                kept.push(file.fence);
+            } else if file.fence > newest.header.fence {
+                // A valid snapshot newer than this checkpoint (its fence is ahead of ours):
+                // leave it alone; it is not ours to judge.
+                kept.push(file.fence);
+            } else {
+                self.store.remove(&file.path)?;
+                verified.remove(&file.path);
+                report.pruned.push(file.path.clone());
+                changed = true;
+            }
+        }
+        if changed {
+            self.store.sync()?;
+        }
+        Ok(kept)
+    }
+}
+
+/// Options of [`Engine::open`].
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// How to recover (the log options and the fragment budget; `target` must be `None`).
+    pub recover: RecoverOptions,
+    /// Snapshots kept by checkpoints. Default [`DEFAULT_KEEP_SNAPSHOTS`].
+    pub keep_snapshots: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            recover: RecoverOptions::default(),
+            keep_snapshots: DEFAULT_KEEP_SNAPSHOTS,
+        }
+    }
+}
+
+/// A state machine with its log: recovers on open, commits transactions by logging them and
+/// then applying them, and checkpoints.
+///
+/// Every transaction of the log must go through [`Engine::commit`]; appending to
+/// [`Engine::wal`] directly would make the state miss transactions.
+///
+/// ```
+/// # use std::io::{self, Read, Write};
+/// # use wal_format::Lsn;
+/// # use wal_replay::{ApplyError, Engine, EngineOptions, StateMachine};
+/// #[derive(Default)]
+/// struct Sum(u64);
+/// impl StateMachine for Sum {
+///     type Event = u64;
+///     fn apply(&mut self, _: Lsn, events: Vec<u64>) -> Result<(), ApplyError> {
+///         self.0 += events.iter().sum::<u64>();
+///         Ok(())
+///     }
+///     fn write_snapshot(&self, out: &mut dyn Write) -> io::Result<()> {
+///         out.write_all(&self.0.to_le_bytes())
+///     }
+///     fn restore(&mut self, input: &mut dyn Read) -> io::Result<()> {
+///         let mut b = [0; 8];
+///         input.read_exact(&mut b)?;
+///         self.0 = u64::from_le_bytes(b);
+///         Ok(())
+///     }
+/// }
+/// # fn main() -> Result<(), wal_replay::ReplayError> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let (mut engine, _) = Engine::open(dir.path(), Sum::default(), EngineOptions::default())?;
+/// engine.commit(vec![1, 2])?;
+/// engine.checkpoint()?;
+/// engine.commit(vec![3])?;
+/// drop(engine);
+/// let (engine, report) = Engine::open(dir.path(), Sum::default(), EngineOptions::default())?;
+/// assert_eq!(engine.state().0, 6);
+/// assert_eq!(report.applied, 1); // the rest came from the snapshot
+/// # Ok(()) }
+/// ```
+pub struct Engine<S: StateMachine, C: Codec<S::Event> = Bincode> {
+    state: S,
+    codec: C,
+    checkpointer: Checkpointer,
+    applied: Lsn,
+    failed: Option<String>,
+    buf: Vec<u8>,
+}
+
+impl<S: StateMachine, C: Codec<S::Event>> std::fmt::Debug for Engine<S, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("wal", &self.checkpointer.wal)
+            .field("applied", &self.applied)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: StateMachine> Engine<S, Bincode>
+where
+    Bincode: Codec<S::Event>,
+{
+    /// Recovers `state` (fresh) from the data directory `root` and opens it for commits.
+    ///
+    /// # Errors
+    /// As [`crate::recover`].
+    pub fn open(
+        root: impl AsRef<Path>,
+        state: S,
+        opts: EngineOptions,
+    ) -> Result<(Self, RecoveryReport)> {
+        Engine::open_with_codec(root, state, Bincode, opts)
+    }
+}
+
+impl<S: StateMachine, C: Codec<S::Event>> Engine<S, C> {
+    /// [`Engine::open`] with a codec of your choice.
+    ///
+    /// # Errors
+    /// As [`crate::recover`].
+    pub fn open_with_codec(
+        root: impl AsRef<Path>,
+        mut state: S,
+        codec: C,
+        opts: EngineOptions,
+    ) -> Result<(Self, RecoveryReport)> {
+        let mut ropts = opts.recover;
+        ropts.target = None;
+        let rec = recover_with_codec(root.as_ref(), &mut state, &codec, ropts)?;
+        let applied = rec.report.applied_range.map_or(
+            rec.report.snapshot.as_ref().map_or(Lsn::ZERO, |s| s.fence),
+            |(_, last)| last,
+        );
+        let wal = Arc::new(rec.wal);
+        let engine = Engine {
+            state,
+            codec,
+            checkpointer: Checkpointer::new(root, wal, opts.keep_snapshots),
+            applied,
+            failed: None,
+            buf: Vec::new(),
+        };
+        Ok((engine, rec.report))
+    }
+
+    /// The state.
+    #[must_use]
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// The log (for statistics, `sync`, readers). Do not append to it directly.
+    #[must_use]
+    pub fn wal(&self) -> &Arc<Wal> {
+        self.checkpointer.wal()
+    }
+
+    /// The checkpointer.
+    #[must_use]
+    pub fn checkpointer(&self) -> &Checkpointer {
+        &self.checkpointer
+    }
+
+    /// LSN of the last transaction applied to the state.
+    #[must_use]
+    pub fn applied_lsn(&self) -> Lsn {
+        self.applied
+    }
+
+    /// Logs `events` as one transaction, then applies them to the state. Returns its LSN.
+    /// Durable on return under `SyncPolicy::Always`.
+    ///
+    /// # Errors
+    /// [`ReplayError::Encode`] (nothing written); a log error; [`ReplayError::Apply`] when the
+    /// state refuses the transaction after it was logged, after which the engine refuses
+    /// everything ([`ReplayError::EngineFailed`]): reopen it, and recovery will meet the same
+    /// transaction.
+    pub fn commit(&mut self, events: Vec<S::Event>) -> Result<Lsn> {
+        if let Some(reason) = &self.failed {
+            return Err(ReplayError::EngineFailed {
+                reason: reason.clone(),
+            });
+        }
+        self.buf.clear();
+        for e in &events {
+            self.codec.encode(e, &mut self.buf)?;
+        }
+        let lsn = match self.checkpointer.wal.append(&self.buf) {
+            Ok(lsn) => lsn,
+            Err(e) => {
+                self.failed = Some(e.to_string());
+                return Err(e.into());
+            }
+        };
+        if let Err(source) = self.state.apply(lsn, events) {
+            let err = ReplayError::Apply { lsn, source };
+            self.failed = Some(err.to_string());
+            return Err(err);
+        }
+        self.applied = lsn;
+        Ok(lsn)
+    }
+
+    /// Checkpoints the state at the durable end of the log (after syncing it). See
+    /// [`Checkpointer::checkpoint`].
+    ///
+    /// # Errors
+    /// As [`Checkpointer::checkpoint`], and [`ReplayError::EngineFailed`].
+    pub fn checkpoint(&mut self) -> Result<CheckpointReport> {
+        if let Some(reason) = &self.failed {
+            return Err(ReplayError::EngineFailed {
+                reason: reason.clone(),
+            });
+        }
+        let wal = &self.checkpointer.wal;
+        wal.sync()?;
+        // Every transaction up to the durable LSN went through `commit` and is applied; the
+        // frames after the last one (markers, aborts) are not transactions.
+        let fence = wal.durable_lsn();
+        self.checkpointer.checkpoint(&self.state, fence)
+    }
+
+    /// Takes the state and the log apart.
+    #[must_use]
+    pub fn into_parts(self) -> (S, Arc<Wal>) {
+        (self.state, self.checkpointer.wal)
+    }
+}

@@ -1,0 +1,150 @@
+use std::io;
+use std::path::PathBuf;
+use thiserror::Error;
+use wal_format::Lsn;
+use wal_log::WalError;
+
+/// The error a [`crate::StateMachine`] returns from applying a transaction.
+pub type ApplyError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors of snapshots, checkpoints and recovery. Each variant names what went wrong and
+/// where, so an operator can act on it (see `docs/operations.md`).
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// The log failed: opening, recovering its tail, appending, syncing or truncating.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// A file operation on a snapshot or the data directory failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The data directory does not exist (and creating it was not allowed).
+    #[error("data directory {dir} does not exist")]
+    NotFound {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Snapshots exist but the log directory holds no segment: recovering would silently
+    /// start a new, empty log under old snapshots. Nothing was changed.
+    #[error(
+        "{dir} holds snapshots but no log segments; refusing to start a new log (restore the log directory, or move the snapshots away to start empty)"
+    )]
+    LogMissing {
+        /// The log directory.
+        dir: PathBuf,
+    },
+    /// A snapshot file is damaged, incomplete, or belongs to another log.
+    #[error("snapshot {path} is unusable: {reason}")]
+    BadSnapshot {
+        /// The snapshot file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The state machine failed to write its snapshot.
+    #[error("writing snapshot {path}: {source}")]
+    SnapshotWrite {
+        /// The temporary snapshot file.
+        path: PathBuf,
+        /// The state machine's or the file's error.
+        source: io::Error,
+    },
+    /// The state machine failed to restore from a snapshot that verified. The state may be
+    /// partly restored and must be discarded.
+    #[error("restoring from snapshot {path}: {source}")]
+    Restore {
+        /// The snapshot file.
+        path: PathBuf,
+        /// The state machine's error.
+        source: io::Error,
+    },
+    /// No usable snapshot, and the log no longer starts at its first LSN, so the state
+    /// cannot be rebuilt.
+    #[error(
+        "cannot recover: the log starts at LSN {oldest}, but replay must start at LSN {needed} ({reason})"
+    )]
+    LogTruncated {
+        /// The first LSN replay needs.
+        needed: Lsn,
+        /// The oldest LSN the log still holds.
+        oldest: Lsn,
+        /// Which snapshot (or none) led here.
+        reason: String,
+    },
+    /// A fragmented transaction grew beyond the fragment budget during replay.
+    #[error(
+        "fragmented transaction begun at LSN {stream} holds {held} bytes, over the replay budget of {budget} bytes (raise RecoverOptions::fragment_budget)"
+    )]
+    FragmentBudget {
+        /// Begin LSN of the stream that crossed the budget.
+        stream: Lsn,
+        /// Bytes held for open fragments when it was crossed.
+        held: u64,
+        /// The budget.
+        budget: u64,
+    },
+    /// The log is damaged in a way the chosen recovery mode does not repair (found by a
+    /// read-only replay; the real recovery reports [`ReplayError::Wal`] instead).
+    #[error("corruption in {segment} at offset {offset}: {reason}")]
+    Corrupt {
+        /// The segment.
+        segment: PathBuf,
+        /// Byte offset.
+        offset: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A torn tail found by a read-only replay under strict recovery.
+    #[error("torn tail in {segment} at offset {offset} (strict recovery): {reason}")]
+    TornTail {
+        /// The segment.
+        segment: PathBuf,
+        /// Byte offset.
+        offset: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The state machine refused a committed transaction.
+    #[error("applying the transaction at LSN {lsn}: {source}")]
+    Apply {
+        /// The transaction's LSN.
+        lsn: Lsn,
+        /// The state machine's error.
+        source: ApplyError,
+    },
+    /// A checkpoint was asked for at an LSN the log has not made durable.
+    #[error("checkpoint fence {fence} is beyond the durable end of the log ({durable})")]
+    FenceNotDurable {
+        /// The fence asked for.
+        fence: Lsn,
+        /// The durable LSN.
+        durable: Lsn,
+    },
+    /// An earlier failure left the engine's state behind its log; reopen to recover.
+    #[error("engine failed earlier and refuses further work: {reason}")]
+    EngineFailed {
+        /// The first failure.
+        reason: String,
+    },
+    /// Encoding an event failed (nothing was written).
+    #[error("encoding an event: {0}")]
+    Encode(#[from] wal_format::CodecError),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = ReplayError> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(
+    op: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(io::Error) -> ReplayError {
+    let path = path.into();
+    move |source| ReplayError::Io { op, path, source }
+}

@@ -1,0 +1,650 @@
+//! Snapshot files: format, listing, verification, atomic writing, restoring.
+//!
+//! # Format (version 1)
+//!
+//! A snapshot file is a 64-byte header followed by the state machine's bytes (the body):
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | magic `\x89WALSNP\n` |
+//! | 8 | 2 | format version (1), little-endian |
+//! | 10 | 6 | reserved, zero |
+//! | 16 | 16 | log id (u128 LE) of the log the snapshot belongs to |
+//! | 32 | 8 | fence LSN (u64 LE): the state holds every transaction committed at or before it |
+//! | 40 | 8 | body length in bytes (u64 LE); the file is exactly `64 + length` bytes |
+//! | 48 | 8 | creation time, milliseconds since the Unix epoch (informational) |
+//! | 56 | 4 | reserved, zero |
+//! | 60 | 4 | CRC32C over everything else: the body, then header bytes 0..60 |
+//!
+//! The checksum covers the body first so it can be computed while the body streams out; the
+//! header is written last, at offset 0, once the length and checksum are known.
+//!
+//! Files are named `<fence, 20 digits>.snap` in the snapshot directory; a snapshot being
+//! written is `<fence>.snap.tmp` until it is complete and synced, and is then renamed. A
+//! snapshot found unusable by a checkpoint is renamed `<name>.corrupt` and kept for the
+//! operator.
+
+use crate::error::{ReplayError, Result, io_err};
+use crate::state::StateMachine;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use wal_log::{LogId, Lsn, OpenMode, Vfs, VfsFile};
+
+/// The eight bytes every snapshot file starts with.
+pub const SNAPSHOT_MAGIC: [u8; 8] = *b"\x89WALSNP\n";
+/// The snapshot format version this build writes and reads.
+pub const SNAPSHOT_VERSION: u16 = 1;
+/// Length of the snapshot header.
+pub const SNAPSHOT_HEADER_LEN: usize = 64;
+/// Suffix of snapshot files.
+pub const SNAPSHOT_SUFFIX: &str = ".snap";
+/// Suffix of snapshots being written.
+pub const SNAPSHOT_TMP_SUFFIX: &str = ".snap.tmp";
+/// Suffix given to snapshots a checkpoint found unusable (kept, never read).
+pub const SNAPSHOT_CORRUPT_SUFFIX: &str = ".corrupt";
+
+/// I/O buffer size for snapshot bodies.
+const BUF: usize = 1 << 20;
+
+/// File name of the snapshot with fence `fence`.
+#[must_use]
+pub fn snapshot_file_name(fence: Lsn) -> String {
+    format!("{:020}{SNAPSHOT_SUFFIX}", fence.0)
+}
+
+/// Parses a snapshot file name back into its fence.
+#[must_use]
+pub fn parse_snapshot_name(name: &str) -> Option<Lsn> {
+    let digits = name.strip_suffix(SNAPSHOT_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().map(Lsn)
+}
+
+/// The decoded header of a snapshot file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotHeader {
+    /// The log the snapshot belongs to.
+    pub log_id: LogId,
+    /// Every transaction committed at or before this LSN is in the state.
+    pub fence: Lsn,
+    /// Length of the body.
+    pub body_len: u64,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_unix_ms: u64,
+    /// The stored checksum.
+    pub crc: u32,
+}
+
+impl SnapshotHeader {
+    /// Encodes the header; `crc` must already be the checksum of body and header bytes 0..60.
+    #[must_use]
+    pub fn encode(&self) -> [u8; SNAPSHOT_HEADER_LEN] {
+        let mut b = self.encode_unsummed();
+        b[60..64].copy_from_slice(&self.crc.to_le_bytes());
+        b
+    }
+
+    fn encode_unsummed(&self) -> [u8; SNAPSHOT_HEADER_LEN] {
+        let mut b = [0u8; SNAPSHOT_HEADER_LEN];
+        b[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
+        b[8..10].copy_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        b[16..32].copy_from_slice(&self.log_id.as_u128().to_le_bytes());
+        b[32..40].copy_from_slice(&self.fence.0.to_le_bytes());
+        b[40..48].copy_from_slice(&self.body_len.to_le_bytes());
+        b[48..56].copy_from_slice(&self.created_unix_ms.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks the fixed fields of a header (not the checksum, which needs the
+    /// body).
+    ///
+    /// # Errors
+    /// A description of what is wrong.
+    pub fn decode(b: &[u8]) -> Result<SnapshotHeader, String> {
+        if b.len() < SNAPSHOT_HEADER_LEN {
+            return Err(format!(
+                "{} bytes, shorter than the {SNAPSHOT_HEADER_LEN}-byte header (half-written?)",
+                b.len()
+            ));
+        }
+        if b[0..8] != SNAPSHOT_MAGIC {
+            if b[0..SNAPSHOT_HEADER_LEN].iter().all(|&x| x == 0) {
+                return Err("header is all zeros (written but never completed?)".into());
+            }
+            return Err(format!("bad magic {:02x?}: not a snapshot file", &b[0..8]));
+        }
+        let version = u16::from_le_bytes([b[8], b[9]]);
+        if version != SNAPSHOT_VERSION {
+            return Err(format!(
+                "snapshot format version {version}, this build reads version {SNAPSHOT_VERSION}"
+            ));
+        }
+        if b[10..16].iter().chain(&b[56..60]).any(|&x| x != 0) {
+            return Err("reserved header bytes are not zero".into());
+        }
+        Ok(SnapshotHeader {
+            log_id: LogId::from_u128(u128::from_le_bytes(arr(&b[16..32]))),
+            fence: Lsn(u64::from_le_bytes(arr(&b[32..40]))),
+            body_len: u64::from_le_bytes(arr(&b[40..48])),
+            created_unix_ms: u64::from_le_bytes(arr(&b[48..56])),
+            crc: u32::from_le_bytes(arr(&b[60..64])),
+        })
+    }
+
+    fn expected_crc(&self, body_crc: u32) -> u32 {
+        crc32c::crc32c_append(body_crc, &self.encode_unsummed()[..60])
+    }
+}
+
+fn arr<const N: usize>(s: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    a.copy_from_slice(&s[..N]);
+    a
+}
+
+/// One snapshot file found in the snapshot directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotFile {
+    /// Its path.
+    pub path: PathBuf,
+    /// The fence its name gives.
+    pub fence: Lsn,
+    /// File length in bytes.
+    pub file_len: u64,
+}
+
+/// What the snapshot directory holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotListing {
+    /// Snapshot files, newest (highest fence) first.
+    pub snapshots: Vec<SnapshotFile>,
+    /// Snapshots left half-written by an interrupted checkpoint (`*.snap.tmp`); never read.
+    pub temp_files: Vec<PathBuf>,
+    /// Snapshots a checkpoint set aside as unusable (`*.snap.corrupt`); never read.
+    pub corrupt_files: Vec<PathBuf>,
+    /// Anything else found there.
+    pub other_files: Vec<PathBuf>,
+}
+
+/// A snapshot that verified, with its header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedSnapshot {
+    /// The file.
+    pub file: SnapshotFile,
+    /// Its header.
+    pub header: SnapshotHeader,
+}
+
+/// The snapshot directory, accessed through a [`Vfs`].
+#[derive(Clone, Debug)]
+pub struct SnapshotStore {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+}
+
+impl SnapshotStore {
+    /// A store on `dir` (which need not exist yet).
+    pub fn new(vfs: Arc<dyn Vfs>, dir: impl Into<PathBuf>) -> SnapshotStore {
+        SnapshotStore {
+            vfs,
+            dir: dir.into(),
+        }
+    }
+
+    /// The directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Lists the directory without changing anything. A missing directory lists as empty.
+    ///
+    /// # Errors
+    /// An I/O error listing or sizing files.
+    pub fn list(&self) -> Result<SnapshotListing> {
+        let names = match self.vfs.list(&self.dir) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(SnapshotListing::default()),
+            Err(e) => return Err(io_err("list", &self.dir)(e)),
+        };
+        let mut out = SnapshotListing::default();
+        for name in names {
+            let path = self.dir.join(&name);
+            if let Some(fence) = parse_snapshot_name(&name) {
+                let file = self
+                    .vfs
+                    .open(&path, OpenMode::Read)
+                    .map_err(io_err("open", &path))?;
+                let file_len = file.len().map_err(io_err("stat", &path))?;
+                out.snapshots.push(SnapshotFile {
+                    path,
+                    fence,
+                    file_len,
+                });
+            } else if name.ends_with(SNAPSHOT_TMP_SUFFIX) {
+                out.temp_files.push(path);
+            } else if name.ends_with(SNAPSHOT_CORRUPT_SUFFIX) {
+                out.corrupt_files.push(path);
+            } else {
+                out.other_files.push(path);
+            }
+        }
+        out.snapshots.sort_by_key(|s| std::cmp::Reverse(s.fence));
+        out.temp_files.sort();
+        out.corrupt_files.sort();
+        out.other_files.sort();
+        Ok(out)
+    }
+
+    /// Reads and checks a snapshot's header only (cheap; no checksum).
+    ///
+    /// # Errors
+    /// [`ReplayError::BadSnapshot`] for a bad header; an I/O error.
+    pub fn read_header(&self, file: &SnapshotFile) -> Result<SnapshotHeader> {
+        let f = self
+            .vfs
+            .open(&file.path, OpenMode::Read)
+            .map_err(io_err("open", &file.path))?;
+        let mut b = [0u8; SNAPSHOT_HEADER_LEN];
+        let n = read_full(&*f, &mut b, 0).map_err(io_err("read", &file.path))?;
+        let h = SnapshotHeader::decode(&b[..n]).map_err(|reason| bad(file, reason))?;
+        check_shape(file, &h)?;
+        Ok(h)
+    }
+
+    /// Reads a whole snapshot and verifies its checksum, and, when `log_id` is given, that it
+    /// belongs to that log. Memory use is bounded (a 1 MiB buffer).
+    ///
+    /// # Errors
+    /// [`ReplayError::BadSnapshot`] saying what is wrong; an I/O error.
+    pub fn verify(&self, file: &SnapshotFile, log_id: Option<LogId>) -> Result<VerifiedSnapshot> {
+        let header = self.read_header(file)?;
+        if let Some(id) = log_id
+            && header.log_id != id
+        {
+            return Err(bad(
+                file,
+                format!("it belongs to log {}, but this log is {id}", header.log_id),
+            ));
+        }
+        let f = self
+            .vfs
+            .open(&file.path, OpenMode::Read)
+            .map_err(io_err("open", &file.path))?;
+        let mut buf = vec![
+            0u8;
+            BUF.min(usize::try_from(header.body_len).unwrap_or(BUF))
+                .max(1)
+        ];
+        let mut crc = 0u32;
+        let mut at = SNAPSHOT_HEADER_LEN as u64;
+        let end = at + header.body_len;
+        while at < end {
+            let want = (end - at).min(buf.len() as u64) as usize;
+            let n = read_full(&*f, &mut buf[..want], at).map_err(io_err("read", &file.path))?;
+            if n < want {
+                return Err(bad(
+                    file,
+                    format!("file ends at {} bytes, before its body does", at + n as u64),
+                ));
+            }
+            crc = crc32c::crc32c_append(crc, &buf[..n]);
+            at += n as u64;
+        }
+        let expected = header.expected_crc(crc);
+        if expected != header.crc {
+            return Err(bad(
+                file,
+                format!(
+                    "checksum mismatch: stored {:#010x}, computed {expected:#010x}",
+                    header.crc
+                ),
+            ));
+        }
+        Ok(VerifiedSnapshot {
+            file: file.clone(),
+            header,
+        })
+    }
+
+    /// Restores `state` from a snapshot (which should have been verified first). The body is
+    /// streamed through a 1 MiB buffer and its checksum checked again as it goes; the reader
+    /// fails with `InvalidData` rather than deliver the last bytes if it does not match.
+    ///
+    /// # Errors
+    /// [`ReplayError::Restore`] with the state machine's or the reader's error.
+    pub fn restore_into<S: StateMachine + ?Sized>(
+        &self,
+        snap: &VerifiedSnapshot,
+        state: &mut S,
+    ) -> Result<()> {
+        let path = &snap.file.path;
+        let f = self
+            .vfs
+            .open(path, OpenMode::Read)
+            .map_err(io_err("open", path))?;
+        let mut reader = SnapReader {
+            file: f,
+            header: snap.header,
+            pos: SNAPSHOT_HEADER_LEN as u64,
+            end: SNAPSHOT_HEADER_LEN as u64 + snap.header.body_len,
+            crc: 0,
+            buf: Vec::new(),
+            at: 0,
+        };
+        let restore_err = |source| ReplayError::Restore {
+            path: path.clone(),
+            source,
+        };
+        state.restore(&mut reader).map_err(restore_err)?;
+        // Whatever the state did not read is still covered by the checksum.
+        io::copy(&mut reader, &mut io::sink()).map_err(restore_err)?;
+        Ok(())
+    }
+
+    /// Writes a snapshot of `state` with fence `fence` for log `log_id`: to a temporary file,
+    /// synced, renamed into place, directory synced. Returns the verified snapshot.
+    ///
+    /// # Errors
+    /// [`ReplayError::SnapshotWrite`] from the state machine; an I/O error. The temporary file
+    /// is removed on failure when possible; a leftover one is harmless.
+    pub fn write<S: StateMachine + ?Sized>(
+        &self,
+        state: &S,
+        log_id: LogId,
+        fence: Lsn,
+    ) -> Result<VerifiedSnapshot> {
+        self.ensure_dir()?;
+        let name = snapshot_file_name(fence);
+        let path = self.dir.join(&name);
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        match self.vfs.remove(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("remove", &tmp)(e)),
+        }
+        let file = self
+            .vfs
+            .open(&tmp, OpenMode::CreateNew)
+            .map_err(io_err("create", &tmp))?;
+        let r = self.write_body(state, &file, &tmp, log_id, fence);
+        let header = match r {
+            Ok(h) => h,
+            Err(e) => {
+                drop(file);
+                let _ = self.vfs.remove(&tmp);
+                return Err(e);
+            }
+        };
+        drop(file);
+        self.vfs
+            .rename(&tmp, &path)
+            .map_err(io_err("rename", &tmp))?;
+        self.vfs
+            .sync_dir(&self.dir)
+            .map_err(io_err("fsync dir", &self.dir))?;
+        Ok(VerifiedSnapshot {
+            file: SnapshotFile {
+                path,
+                fence,
+                file_len: SNAPSHOT_HEADER_LEN as u64 + header.body_len,
+            },
+            header,
+        })
+    }
+
+    fn write_body<S: StateMachine + ?Sized>(
+        &self,
+        state: &S,
+        file: &Arc<dyn VfsFile>,
+        tmp: &Path,
+        log_id: LogId,
+        fence: Lsn,
+    ) -> Result<SnapshotHeader> {
+        let mut w = SnapWriter {
+            file: file.clone(),
+            pos: SNAPSHOT_HEADER_LEN as u64,
+            buf: Vec::with_capacity(BUF),
+            crc: 0,
+            len: 0,
+        };
+        let werr = |source| ReplayError::SnapshotWrite {
+            path: tmp.to_path_buf(),
+            source,
+        };
+        state.write_snapshot(&mut w).map_err(werr)?;
+        io::Write::flush(&mut w).map_err(werr)?;
+        let created_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut header = SnapshotHeader {
+            log_id,
+            fence,
+            body_len: w.len,
+            created_unix_ms,
+            crc: 0,
+        };
+        header.crc = header.expected_crc(w.crc);
+        file.write_all_at(&header.encode(), 0)
+            .map_err(io_err("write", tmp))?;
+        file.sync_all().map_err(io_err("fsync", tmp))?;
+        Ok(header)
+    }
+
+    /// Creates the directory if missing, making its entry durable.
+    fn ensure_dir(&self) -> Result<()> {
+        match self.vfs.list(&self.dir) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.vfs
+                    .create_dir_all(&self.dir)
+                    .map_err(io_err("create dir", &self.dir))?;
+                if let Some(parent) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    self.vfs
+                        .sync_dir(parent)
+                        .map_err(io_err("fsync dir", parent))?;
+                }
+                Ok(())
+            }
+            Err(e) => Err(io_err("list", &self.dir)(e)),
+        }
+    }
+
+    /// Removes a file of the store and syncs the directory.
+    pub(crate) fn remove(&self, path: &Path) -> Result<()> {
+        self.vfs.remove(path).map_err(io_err("remove", path))
+    }
+
+    /// Renames a file aside (`<name>.corrupt`).
+    pub(crate) fn set_aside(&self, path: &Path) -> Result<PathBuf> {
+        let mut to = path.as_os_str().to_owned();
+        to.push(SNAPSHOT_CORRUPT_SUFFIX);
+        let to = PathBuf::from(to);
+        self.vfs.rename(path, &to).map_err(io_err("rename", path))?;
+        Ok(to)
+    }
+
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.vfs
+            .sync_dir(&self.dir)
+            .map_err(io_err("fsync dir", &self.dir))
+    }
+}
+
+fn bad(file: &SnapshotFile, reason: String) -> ReplayError {
+    ReplayError::BadSnapshot {
+        path: file.path.clone(),
+        reason,
+    }
+}
+
+fn check_shape(file: &SnapshotFile, h: &SnapshotHeader) -> Result<()> {
+    if h.fence != file.fence {
+        return Err(bad(
+            file,
+            format!(
+                "its header says fence {}, its name fence {}",
+                h.fence, file.fence
+            ),
+        ));
+    }
+    let want = (SNAPSHOT_HEADER_LEN as u64).checked_add(h.body_len);
+    if want != Some(file.file_len) {
+        return Err(bad(
+            file,
+            format!(
+                "file is {} bytes, its header says {} (half-written or truncated?)",
+                file.file_len,
+                h.body_len.saturating_add(SNAPSHOT_HEADER_LEN as u64)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Buffered writer of a snapshot body that checksums as it goes.
+struct SnapWriter {
+    file: Arc<dyn VfsFile>,
+    pos: u64,
+    buf: Vec<u8>,
+    crc: u32,
+    len: u64,
+}
+
+impl io::Write for SnapWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() + data.len() > BUF {
+            self.flush()?;
+        }
+        if data.len() >= BUF {
+            self.crc = crc32c::crc32c_append(self.crc, data);
+            self.file.write_all_at(data, self.pos)?;
+            self.pos += data.len() as u64;
+            self.len += data.len() as u64;
+        } else {
+            self.buf.extend_from_slice(data);
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.crc = crc32c::crc32c_append(self.crc, &self.buf);
+            self.file.write_all_at(&self.buf, self.pos)?;
+            self.pos += self.buf.len() as u64;
+            self.len += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Buffered reader of a snapshot body that verifies the checksum before the last byte.
+struct SnapReader {
+    file: Arc<dyn VfsFile>,
+    header: SnapshotHeader,
+    pos: u64,
+    end: u64,
+    crc: u32,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl io::Read for SnapReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.buf.len() {
+            if self.pos >= self.end {
+                return Ok(0);
+            }
+            let want = (self.end - self.pos).min(BUF as u64) as usize;
+            self.buf.resize(want, 0);
+            let n = read_full(&*self.file, &mut self.buf, self.pos)?;
+            if n < want {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "snapshot file shrank while being read",
+                ));
+            }
+            self.crc = crc32c::crc32c_append(self.crc, &self.buf);
+            self.pos += n as u64;
+            self.at = 0;
+            if self.pos >= self.end && self.header.expected_crc(self.crc) != self.header.crc {
+                self.buf.clear();
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "snapshot checksum mismatch (file changed after it was verified)",
+                ));
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+pub(crate) fn read_full(file: &dyn VfsFile, buf: &mut [u8], at: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = file.read_at(&mut buf[done..], at + done as u64)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(snapshot_file_name(Lsn(42)), "00000000000000000042.snap");
+        assert_eq!(
+            parse_snapshot_name("00000000000000000042.snap"),
+            Some(Lsn(42))
+        );
+        for bad in [
+            "42.snap",
+            "00000000000000000042.snap.tmp",
+            "x0000000000000000042.snap",
+        ] {
+            assert_eq!(parse_snapshot_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn header_round_trips_and_rejects_damage() {
+        let h = SnapshotHeader {
+            log_id: LogId::from_u128(7),
+            fence: Lsn(9),
+            body_len: 3,
+            created_unix_ms: 1,
+            crc: 0xdead_beef,
+        };
+        assert_eq!(SnapshotHeader::decode(&h.encode()), Ok(h));
+        let mut b = h.encode();
+        b[0] ^= 1;
+        assert!(SnapshotHeader::decode(&b).is_err());
+        let mut b = h.encode();
+        b[8] = 2;
+        assert!(
+            SnapshotHeader::decode(&b)
+                .unwrap_err()
+                .contains("version 2")
+        );
+        assert!(
+            SnapshotHeader::decode(&[0; 64])
+                .unwrap_err()
+                .contains("zeros")
+        );
+        assert!(SnapshotHeader::decode(&[0; 10]).is_err());
+    }
+}
