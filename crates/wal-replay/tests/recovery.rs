@@ -320,8 +320,8 @@ fn snapshot_of_another_log_is_rejected() {
     // Put b's snapshot into a, with a newer fence name.
     let from = snapshot_files(b.path()).pop().unwrap();
     let bytes = std::fs::read(&from).unwrap();
-    let mut h = wal_replay::SnapshotHeader::decode(&bytes).unwrap();
-    h.fence = Lsn(h.fence.0); // same fence number, other log id
+    // Same fence number, other log id.
+    assert!(wal_replay::SnapshotHeader::decode(&bytes).is_ok());
     let name = from.file_name().unwrap();
     std::fs::remove_file(a.path().join("snapshots").join(name)).ok();
     std::fs::write(a.path().join("snapshots").join(name), &bytes).unwrap();
