@@ -256,3 +256,78 @@ proptest! {
         prop_assert!(check_segment(&data).is_none());
     }
 }
+
+/// Every single-bit flip of a segment holding every frame kind, exhaustively.
+#[test]
+fn every_bit_flip_of_a_segment_with_every_kind_is_caught() {
+    let mut h = SegmentHeader::new(LogId::from_u128(0xf11b), SegmentSeq(9), Lsn(40));
+    h.oldest_open_lsn = Lsn(38);
+    let mut batch = Vec::new();
+    encode_records(&mut batch, &[&b"one"[..], b"two"]);
+    let specs = [
+        Spec::FragEnd {
+            stream: 38,
+            chunk: b"end".to_vec(),
+        },
+        Spec::Tx {
+            multi: true,
+            body: batch,
+        },
+        Spec::Tx {
+            multi: false,
+            body: Vec::new(),
+        },
+        Spec::FragBegin {
+            multi: false,
+            body: b"begin".to_vec(),
+        },
+        Spec::FragPart {
+            stream: 43,
+            chunk: b"part".to_vec(),
+        },
+        Spec::FragAbort { stream: 43 },
+        Spec::Checkpoint { lsn: 41 },
+        Spec::Seal { next: 10 },
+    ];
+    let built = build(&h, &specs);
+    let mut padded = built.bytes.clone();
+    padded.resize(padded.len() + 8, 0);
+    for bit in 0..padded.len() * 8 {
+        let mut data = padded.clone();
+        data[bit / 8] ^= 1 << (bit % 8);
+        let byte = bit / 8;
+        let Some([open, strict]) = check_segment(&data) else {
+            assert!(
+                byte < SEGMENT_HEADER_LEN,
+                "bit {bit}: header refused for a frame flip"
+            );
+            continue;
+        };
+        assert!(byte >= SEGMENT_HEADER_LEN, "header bit {bit} flip accepted");
+        let k = built.offsets[1..]
+            .iter()
+            .take_while(|&&e| e <= byte)
+            .count();
+        assert_eq!(open.frames, built.frames[..k], "bit {bit}");
+        for end in [&open.end, &strict.end] {
+            let at = match end {
+                ScanEnd::TornTail { offset, .. } => *offset,
+                ScanEnd::Corrupt { offset, .. } if k == specs.len() => {
+                    assert_eq!(*offset, byte, "bit {bit}");
+                    continue;
+                }
+                ScanEnd::Corrupt { offset, .. } => *offset,
+                ScanEnd::Clean { .. } => panic!("bit {bit} flip ended clean"),
+            };
+            assert_eq!(at, built.offsets[k], "bit {bit}");
+        }
+        // Only the last frame can be torn; damage before it is followed by a valid frame.
+        if k + 1 < specs.len() {
+            assert!(
+                matches!(open.end, ScanEnd::Corrupt { .. }),
+                "bit {bit}: {:?}",
+                open.end
+            );
+        }
+    }
+}
