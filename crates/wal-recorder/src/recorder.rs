@@ -1,0 +1,633 @@
+//! [`WalRecorder`]: buffers one query's mutation events and commits them as one transaction.
+
+use crate::error::{RecorderError, Result};
+use crate::guard::RecorderTx;
+use crate::mirror::WalMirror;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use wal_format::{Bincode, Codec, CodecError, MAX_FRAME_PAYLOAD};
+use wal_log::{Lsn, StreamWriter, SyncPolicy, Wal, WalError};
+
+/// What a store calls while a query mutates it: one [`MutationRecorder::record`] per primitive
+/// mutation, after the mutation has been applied to the live store.
+///
+/// The store does not learn about durability: `record` cannot fail. A recorder that cannot
+/// keep an event latches a failure instead, which the host (and the store, if it wants) reads
+/// with [`MutationRecorder::poisoned`].
+pub trait MutationRecorder<E>: Send + Sync {
+    /// Records one mutation event of the running query.
+    fn record(&self, event: E);
+
+    /// Why the recorder refuses work, if it does: the live store may then be ahead of the
+    /// durable log and must not serve further queries until the process restarts and recovers.
+    fn poisoned(&self) -> Option<String>;
+}
+
+/// Whether [`WalRecorder::commit`] wrote a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WroteCommit {
+    /// Nothing was recorded (a read-only query): the log was not touched at all.
+    No,
+    /// The query's events were written as one transaction, committed at this LSN.
+    Yes(Lsn),
+}
+
+impl WroteCommit {
+    /// The committing LSN, when something was written.
+    #[must_use]
+    pub fn lsn(self) -> Option<Lsn> {
+        match self {
+            WroteCommit::No => None,
+            WroteCommit::Yes(lsn) => Some(lsn),
+        }
+    }
+
+    /// Whether a transaction was written.
+    #[must_use]
+    pub fn wrote(self) -> bool {
+        matches!(self, WroteCommit::Yes(_))
+    }
+}
+
+/// Options of a [`WalRecorder`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecorderOptions {
+    /// The most encoded event bytes one query keeps in memory. Past it the recorder opens a
+    /// fragment stream on the log and writes the buffer into it, so a huge query costs bounded
+    /// memory: at most this many bytes here plus about one frame
+    /// ([`wal_format::MAX_FRAME_PAYLOAD`]) inside the log's stream writer. Fragments reach the
+    /// log before the query commits; an abort then writes an abort frame, and replay skips
+    /// them. Default [`wal_format::MAX_FRAME_PAYLOAD`] (4 MiB): every transaction that fits
+    /// one frame is buffered and written as one frame.
+    pub max_buffered_bytes: usize,
+}
+
+impl Default for RecorderOptions {
+    fn default() -> Self {
+        RecorderOptions {
+            max_buffered_bytes: MAX_FRAME_PAYLOAD,
+        }
+    }
+}
+
+impl RecorderOptions {
+    /// Sets [`RecorderOptions::max_buffered_bytes`].
+    #[must_use]
+    pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
+        self.max_buffered_bytes = bytes;
+        self
+    }
+}
+
+/// A query buffer that grew past this is given back to the allocator after the query.
+const RETAINED_CAPACITY: usize = 64 << 10;
+
+/// Everything that belongs to the armed query.
+#[derive(Default)]
+struct State {
+    /// Between `arm` and the matching `commit` / `abort`.
+    armed: bool,
+    /// Encoded events of the query not yet handed to the log.
+    buf: Vec<u8>,
+    /// Events recorded by the query (buffered or already streamed).
+    events: u64,
+    /// The fragment stream, once the query outgrew `max_buffered_bytes`.
+    stream: Option<StreamWriter>,
+}
+
+impl State {
+    /// Forgets the query. Dropping an open stream closes it with an abort frame (best effort).
+    fn reset(&mut self) {
+        self.armed = false;
+        self.events = 0;
+        self.clear_buf();
+        self.stream = None;
+    }
+
+    fn clear_buf(&mut self) {
+        self.buf.clear();
+        if self.buf.capacity() > RETAINED_CAPACITY {
+            self.buf = Vec::new();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves its state consistent before anything that can panic (a
+    // codec is the only foreign code, and a failed encode is rolled back), so std's lock
+    // poisoning carries no information here; failures are latched by the recorder itself.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Records a store's mutation events into a [`Wal`]: the events of one query are buffered in
+/// memory (encoded with `C`, [`Bincode`] by default) and committed as **one** transaction.
+///
+/// # Lifecycle
+///
+/// A host runs each query under its store lock:
+///
+/// 1. [`arm`](WalRecorder::arm): enter the query. No I/O.
+/// 2. The store mutates and calls [`record`](MutationRecorder::record) once per mutation: one
+///    mutex, one encode into the query buffer; no framing, no log lock.
+/// 3. On success [`commit_and_flush_if_needed`](WalRecorder::commit_and_flush_if_needed)
+///    (or [`commit`](WalRecorder::commit) and later [`flush`](WalRecorder::flush)): a query
+///    that recorded nothing returns [`WroteCommit::No`] without touching the log; otherwise the
+///    buffer is written as one `Tx` frame (fragments only when larger than a frame).
+/// 4. On failure or unwind [`abort`](WalRecorder::abort): the buffer is dropped; `true` means
+///    the live store saw mutations that will never be in the log, so it must be quarantined
+///    (or rolled back by the host).
+///
+/// [`begin`](WalRecorder::begin) wraps these steps in a guard that cannot be misused.
+///
+/// # Poisoning
+///
+/// Any error of the log (and a lifecycle violation: double `arm`, `commit` without `arm`,
+/// `record` outside a query, an event the codec cannot encode) latches the recorder: from then
+/// on every entry point returns [`RecorderError::Poisoned`] and `record` is a no-op, until the
+/// process restarts and recovers from the last snapshot plus the log. A failure latched by the
+/// log itself (a background fsync of [`SyncPolicy::Interval`]) is surfaced the same way.
+///
+/// The recorder has one armed-query state: the host serializes queries (as it does with its
+/// store lock). It is `Send + Sync`; share it with `Arc`.
+pub struct WalRecorder<E, C = Bincode> {
+    wal: Arc<Wal>,
+    codec: C,
+    mirror: Option<Arc<dyn WalMirror>>,
+    opts: RecorderOptions,
+    state: Mutex<State>,
+    poisoned: AtomicBool,
+    reason: Mutex<Option<String>>,
+    _events: PhantomData<fn(E)>,
+}
+
+impl<E, C> fmt::Debug for WalRecorder<E, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WalRecorder")
+            .field("wal", &self.wal)
+            .field("mirror", &self.mirror)
+            .field("opts", &self.opts)
+            .field("armed", &self.is_armed())
+            .field("poisoned", &self.poisoned_reason())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E> WalRecorder<E, Bincode>
+where
+    Bincode: Codec<E>,
+{
+    /// A recorder over `wal` encoding events with [`Bincode`] (any `serde` type), with default
+    /// options and no mirror.
+    #[must_use]
+    pub fn new(wal: Arc<Wal>) -> Self {
+        WalRecorder::with_codec(wal, Bincode)
+    }
+}
+
+impl<E, C> WalRecorder<E, C> {
+    /// A recorder over `wal` encoding events with `codec`, with default options and no mirror.
+    #[must_use]
+    pub fn with_codec(wal: Arc<Wal>, codec: C) -> Self {
+        WalRecorder {
+            wal,
+            codec,
+            mirror: None,
+            opts: RecorderOptions::default(),
+            state: Mutex::new(State::default()),
+            poisoned: AtomicBool::new(false),
+            reason: Mutex::new(None),
+            _events: PhantomData,
+        }
+    }
+
+    /// Attaches a mirror: [`WalMirror::persist`] runs after every [`WalRecorder::flush`],
+    /// [`WalMirror::persist_force`] after every [`WalRecorder::force_fsync`], and
+    /// [`WalRecorder::truncate_up_to`] keeps the whole history so the mirror can recover alone.
+    #[must_use]
+    pub fn with_mirror(mut self, mirror: Arc<dyn WalMirror>) -> Self {
+        self.mirror = Some(mirror);
+        self
+    }
+
+    /// Sets the options.
+    #[must_use]
+    pub fn with_options(mut self, opts: RecorderOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+
+    /// The log. Admin paths may use it directly (reads, statistics); appending to it outside the
+    /// recorder is allowed but bypasses the recorder's lifecycle.
+    #[must_use]
+    pub fn wal(&self) -> &Arc<Wal> {
+        &self.wal
+    }
+
+    /// The codec events are encoded with.
+    #[must_use]
+    pub fn codec(&self) -> &C {
+        &self.codec
+    }
+
+    /// The mirror, if one is attached.
+    #[must_use]
+    pub fn mirror(&self) -> Option<&Arc<dyn WalMirror>> {
+        self.mirror.as_ref()
+    }
+
+    /// The options.
+    #[must_use]
+    pub fn options(&self) -> &RecorderOptions {
+        &self.opts
+    }
+
+    /// Whether a query is armed.
+    #[must_use]
+    pub fn is_armed(&self) -> bool {
+        lock(&self.state).armed
+    }
+
+    /// Events recorded by the armed query so far (0 when none is armed).
+    #[must_use]
+    pub fn recorded_events(&self) -> u64 {
+        lock(&self.state).events
+    }
+
+    /// Encoded bytes of the armed query held in the recorder's buffer (not yet handed to the
+    /// log).
+    #[must_use]
+    pub fn buffered_bytes(&self) -> usize {
+        lock(&self.state).buf.len()
+    }
+
+    /// Whether the armed query outgrew [`RecorderOptions::max_buffered_bytes`] and is being
+    /// streamed to the log as fragments.
+    #[must_use]
+    pub fn is_streaming(&self) -> bool {
+        lock(&self.state).stream.is_some()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Latches `reason` (the first one wins) without touching the query state.
+    fn latch(&self, reason: String) {
+        {
+            let mut r = lock(&self.reason);
+            if r.is_none() {
+                tracing::error!(%reason, "WAL recorder poisoned");
+                *r = Some(reason);
+            }
+        }
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    /// Latches `reason` and forgets the armed query.
+    fn latch_locked(&self, st: &mut State, reason: String) {
+        self.latch(reason);
+        st.reset();
+    }
+
+    /// Latches a log failure while holding the state and hands the error back.
+    fn fail_locked(&self, st: &mut State, e: WalError) -> RecorderError {
+        self.latch_locked(st, e.to_string());
+        RecorderError::Wal(e)
+    }
+
+    /// Latches a log failure (taking the state lock) and hands the error back.
+    fn fail(&self, e: WalError) -> RecorderError {
+        let mut st = self.state();
+        self.fail_locked(&mut st, e)
+    }
+
+    fn poisoned_error(&self) -> RecorderError {
+        RecorderError::Poisoned {
+            reason: lock(&self.reason).clone().unwrap_or_default(),
+        }
+    }
+
+    /// Refuses when the recorder or its log is poisoned.
+    fn check(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(self.poisoned_error());
+        }
+        if let Some(reason) = self.wal.poisoned_reason() {
+            self.latch(reason);
+            return Err(self.poisoned_error());
+        }
+        Ok(())
+    }
+
+    /// [`Self::check`] with the state held: a refusal also forgets the armed query.
+    fn check_locked(&self, st: &mut State) -> Result<()> {
+        self.check().inspect_err(|_| st.reset())
+    }
+
+    /// Enters a query. Does no I/O: a query that records nothing never touches the log.
+    ///
+    /// # Errors
+    /// [`RecorderError::Poisoned`]; [`RecorderError::AlreadyArmed`] when a query is already
+    /// armed, which poisons the recorder (two queries interleaved).
+    pub fn arm(&self) -> Result<()> {
+        let mut st = self.state();
+        self.check_locked(&mut st)?;
+        if st.armed {
+            self.latch_locked(
+                &mut st,
+                "WalRecorder::arm called while a query was already armed".into(),
+            );
+            return Err(RecorderError::AlreadyArmed);
+        }
+        st.armed = true;
+        st.events = 0;
+        st.clear_buf();
+        Ok(())
+    }
+
+    /// Arms a query and returns a guard over it: [`RecorderTx::commit`] commits (and flushes),
+    /// [`RecorderTx::abort`] aborts, and dropping the guard (or unwinding through it) aborts,
+    /// poisoning the recorder if the query had recorded anything, since no one is left to
+    /// quarantine the live store.
+    ///
+    /// # Errors
+    /// As [`WalRecorder::arm`].
+    pub fn begin(&self) -> Result<RecorderTx<'_, E, C>> {
+        self.arm()?;
+        Ok(RecorderTx::new(self))
+    }
+
+    /// Ends the armed query and writes its events as one transaction: one `Tx` frame (one
+    /// checksum, one write) when they fit one frame, a fragment stream otherwise. Under
+    /// [`SyncPolicy::Always`] the transaction is durable on return; under the other policies it
+    /// is written to the OS and [`WalRecorder::flush`] is the durability point.
+    ///
+    /// Returns [`WroteCommit::No`] without touching the log when nothing was recorded.
+    ///
+    /// # Errors
+    /// [`RecorderError::Poisoned`]; [`RecorderError::NotArmed`] without [`WalRecorder::arm`]
+    /// (which poisons); [`RecorderError::Wal`] when the log fails (which poisons; nothing of the
+    /// transaction is acknowledged).
+    pub fn commit(&self) -> Result<WroteCommit> {
+        let mut st = self.state();
+        self.check_locked(&mut st)?;
+        if !st.armed {
+            self.latch_locked(
+                &mut st,
+                "WalRecorder::commit called without an armed query".into(),
+            );
+            return Err(RecorderError::NotArmed);
+        }
+        st.armed = false;
+        let events = std::mem::take(&mut st.events);
+        let written = if let Some(mut stream) = st.stream.take() {
+            stream.write(&st.buf).and_then(|()| stream.commit())
+        } else if events == 0 {
+            return Ok(WroteCommit::No);
+        } else {
+            self.wal.append(&st.buf)
+        };
+        st.clear_buf();
+        match written {
+            Ok(lsn) => Ok(WroteCommit::Yes(lsn)),
+            Err(e) => Err(self.fail_locked(&mut st, e)),
+        }
+    }
+
+    /// [`WalRecorder::commit`], then [`WalRecorder::flush`] only when something was written:
+    /// the normal durable boundary of a query. A read-only query costs no I/O at all.
+    ///
+    /// # Errors
+    /// As [`WalRecorder::commit`] and [`WalRecorder::flush`].
+    pub fn commit_and_flush_if_needed(&self) -> Result<WroteCommit> {
+        let wrote = self.commit()?;
+        if wrote.wrote() {
+            self.flush()?;
+        }
+        Ok(wrote)
+    }
+
+    /// Ends the armed query without writing it. When fragments of it were already streamed to
+    /// the log an abort frame closes them (replay skips them). Without an armed query this is
+    /// a no-op (unwind paths call it).
+    ///
+    /// Returns whether the query had recorded anything: `true` means the live store applied
+    /// mutations that will never be in the log, and must be quarantined or rolled back.
+    ///
+    /// # Errors
+    /// [`RecorderError::Poisoned`]; [`RecorderError::Wal`] when writing the abort frame fails
+    /// (which poisons).
+    pub fn abort(&self) -> Result<bool> {
+        let mut st = self.state();
+        self.check_locked(&mut st)?;
+        st.armed = false;
+        let had = std::mem::take(&mut st.events) > 0;
+        st.clear_buf();
+        if let Some(stream) = st.stream.take()
+            && let Err(e) = stream.abort()
+        {
+            return Err(self.fail_locked(&mut st, e));
+        }
+        Ok(had)
+    }
+
+    /// Makes committed transactions durable according to the log's policy, then lets the
+    /// mirror persist. Under [`SyncPolicy::Always`] commits are already durable and the log is
+    /// not touched; under [`SyncPolicy::Interval`] and [`SyncPolicy::Never`] this fsyncs.
+    ///
+    /// # Errors
+    /// [`RecorderError::Poisoned`]; [`RecorderError::Wal`] or [`RecorderError::Mirror`] (which
+    /// poison).
+    pub fn flush(&self) -> Result<()> {
+        self.check()?;
+        if self.wal.options().sync != SyncPolicy::Always {
+            self.wal.sync().map_err(|e| self.fail(e))?;
+        }
+        self.persist_mirror(false)
+    }
+
+    /// A durability point whatever the policy: fsyncs everything written so far, then lets the
+    /// mirror persist unconditionally ([`WalMirror::persist_force`]).
+    ///
+    /// # Errors
+    /// As [`WalRecorder::flush`].
+    pub fn force_fsync(&self) -> Result<()> {
+        self.check()?;
+        self.wal.sync().map_err(|e| self.fail(e))?;
+        self.persist_mirror(true)
+    }
+
+    fn persist_mirror(&self, force: bool) -> Result<()> {
+        let Some(mirror) = &self.mirror else {
+            return Ok(());
+        };
+        let dir = self.wal.dir();
+        let r = if force {
+            mirror.persist_force(dir)
+        } else {
+            mirror.persist(dir)
+        };
+        r.map_err(|e| {
+            let mut st = self.state();
+            self.latch_locked(&mut st, format!("WAL mirror: {e}"));
+            RecorderError::Mirror(e)
+        })
+    }
+
+    /// Appends a checkpoint marker: a snapshot covers every transaction up to `snapshot_lsn`.
+    /// Returns the marker's LSN (durable under the log's policy like any append).
+    ///
+    /// # Errors
+    /// [`RecorderError::Poisoned`]; [`RecorderError::Wal`] (which poisons).
+    pub fn checkpoint_marker(&self, snapshot_lsn: Lsn) -> Result<Lsn> {
+        self.check()?;
+        self.wal
+            .checkpoint_marker(snapshot_lsn)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Removes whole log segments at or below `fence` (see [`Wal::truncate_prefix`]) and returns
+    /// how many were removed. With a mirror attached nothing is removed: the mirror is persisted
+    /// (forced) and the full history is kept, so that the mirror alone can still recover.
+    ///
+    /// # Errors
+    /// [`RecorderError::Poisoned`]; [`RecorderError::Wal`] or [`RecorderError::Mirror`] (which
+    /// poison).
+    pub fn truncate_up_to(&self, fence: Lsn) -> Result<usize> {
+        self.check()?;
+        if self.mirror.is_some() {
+            self.persist_mirror(true)?;
+            return Ok(0);
+        }
+        self.wal.truncate_prefix(fence).map_err(|e| self.fail(e))
+    }
+
+    /// Whether the recorder, or its log, is poisoned.
+    #[must_use]
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire) || self.wal.poisoned_reason().is_some()
+    }
+
+    /// Why the recorder refuses work: its own latched failure, or else a failure latched by the
+    /// log (such as a failed background fsync). `None` while healthy.
+    #[must_use]
+    pub fn poisoned_reason(&self) -> Option<String> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return lock(&self.reason).clone();
+        }
+        self.wal.poisoned_reason()
+    }
+
+    /// `Ok` while healthy.
+    ///
+    /// # Errors
+    /// [`RecorderError::Poisoned`] with [`WalRecorder::poisoned_reason`].
+    pub fn ensure_not_poisoned(&self) -> Result<()> {
+        self.check()
+    }
+
+    /// Poisons the recorder for a reason the host found (for example, the live store diverged
+    /// from what was logged). The armed query, if any, is dropped. The first reason wins.
+    pub fn poison(&self, reason: impl Into<String>) {
+        let mut st = self.state();
+        self.latch_locked(&mut st, reason.into());
+    }
+}
+
+impl<E, C: Codec<E>> WalRecorder<E, C> {
+    /// Records one event of the armed query, reporting what [`MutationRecorder::record`]
+    /// (which cannot fail) only latches.
+    ///
+    /// # Errors
+    /// [`RecorderError::Poisoned`] (nothing is recorded); [`RecorderError::NotArmed`] outside a
+    /// query and [`RecorderError::Codec`] for an event the codec cannot encode (or encodes as
+    /// zero bytes, which could not be decoded back), which poison; [`RecorderError::Wal`] when
+    /// streaming an oversized query fails (which poisons).
+    pub fn try_record(&self, event: &E) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(self.poisoned_error());
+        }
+        let mut st = self.state();
+        if !st.armed {
+            self.latch_locked(
+                &mut st,
+                "MutationRecorder::record fired outside an armed query".into(),
+            );
+            return Err(RecorderError::NotArmed);
+        }
+        let before = st.buf.len();
+        if let Err(e) = self.codec.encode(event, &mut st.buf) {
+            self.latch_locked(&mut st, format!("encoding a mutation event: {e}"));
+            return Err(RecorderError::Codec(e));
+        }
+        if st.buf.len() == before {
+            let e = CodecError(
+                "the codec encoded an event as zero bytes; it could not be decoded back".into(),
+            );
+            self.latch_locked(&mut st, format!("encoding a mutation event: {e}"));
+            return Err(RecorderError::Codec(e));
+        }
+        st.events += 1;
+        if st.buf.len() > self.opts.max_buffered_bytes {
+            self.spill(&mut st)?;
+        }
+        Ok(())
+    }
+
+    /// Hands the query buffer to the fragment stream (opening it on first use).
+    fn spill(&self, st: &mut State) -> Result<()> {
+        let written = match st.stream.as_mut() {
+            Some(stream) => stream.write(&st.buf),
+            None => match self.wal.stream() {
+                Ok(mut stream) => {
+                    tracing::debug!(
+                        bytes = st.buf.len(),
+                        "query outgrew its buffer; streaming fragments"
+                    );
+                    let r = stream.write(&st.buf);
+                    st.stream = Some(stream);
+                    r
+                }
+                Err(e) => Err(e),
+            },
+        };
+        st.buf.clear();
+        written.map_err(|e| self.fail_locked(st, e))
+    }
+
+    /// Commits an explicit transaction whose events were buffered elsewhere (for example by a
+    /// host transaction with savepoints): arms, records every event, then
+    /// [`WalRecorder::commit_and_flush_if_needed`]. An empty `events` writes nothing and
+    /// returns [`WroteCommit::No`].
+    ///
+    /// # Errors
+    /// As [`WalRecorder::arm`], [`WalRecorder::try_record`] and
+    /// [`WalRecorder::commit_and_flush_if_needed`]; in particular
+    /// [`RecorderError::AlreadyArmed`] (which poisons) when called inside an armed query.
+    pub fn commit_events<I>(&self, events: I) -> Result<WroteCommit>
+    where
+        I: IntoIterator<Item = E>,
+    {
+        let tx = self.begin()?;
+        for event in events {
+            tx.try_record(&event)?;
+        }
+        tx.commit()
+    }
+}
+
+impl<E, C: Codec<E>> MutationRecorder<E> for WalRecorder<E, C> {
+    /// Buffers `event` in the armed query: one mutex and one encode into the query buffer.
+    /// Outside an armed query it poisons the recorder (the store is mutating without a query);
+    /// once poisoned it is a no-op.
+    fn record(&self, event: E) {
+        // Failures are latched; the store reads them through `poisoned`.
+        let _ = self.try_record(&event);
+    }
+
+    fn poisoned(&self) -> Option<String> {
+        self.poisoned_reason()
+    }
+}
