@@ -537,6 +537,13 @@ impl<E, C> WalRecorder<E, C> {
 }
 
 impl<E, C: Codec<E>> WalRecorder<E, C> {
+    /// Records one event of the armed query: [`MutationRecorder::record`], callable without
+    /// importing the trait. Failures are latched, never returned; see
+    /// [`WalRecorder::try_record`].
+    pub fn record(&self, event: E) {
+        MutationRecorder::record(self, event);
+    }
+
     /// Records one event of the armed query, reporting what [`MutationRecorder::record`]
     /// (which cannot fail) only latches.
     ///

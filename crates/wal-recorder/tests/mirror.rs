@@ -1,0 +1,236 @@
+//! `DirMirror`: the archive alone recovers the log.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+use wal_log::sim::SimVfs;
+use wal_log::{Lsn, Options, SyncPolicy, Wal};
+use wal_recorder::{DirMirror, WalMirror, WalRecorder};
+
+type Rec = WalRecorder<Ev>;
+
+/// Copies the plain files of `from` into a fresh directory.
+fn copy_dir(from: &Path) -> tempfile::TempDir {
+    let to = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.path().join(entry.file_name())).unwrap();
+        }
+    }
+    to
+}
+
+/// Opens the log in `dir` (real files) and decodes every transaction.
+fn replay_dir(dir: &Path) -> Vec<Vec<Ev>> {
+    let (wal, report) = Wal::open(dir, Options::default().create_if_missing(false)).unwrap();
+    assert!(report.moved_aside.is_empty(), "{report:?}");
+    transactions(&wal).into_iter().map(|(_, evs)| evs).collect()
+}
+
+/// A mix of small transactions and ones with frames larger than the mirror's read chunk.
+fn workload(i: u64) -> Vec<Ev> {
+    if i % 17 == 5 {
+        vec![Ev::Blob(vec![i as u8; 600 << 10]), set(i, 0)]
+    } else {
+        vec![set(i, i as i64), Ev::Delete(i / 2)]
+    }
+}
+
+fn segment_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".wal"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_archive_alone_recovers_the_log() {
+    let log = tempfile::tempdir().unwrap();
+    let archive = tempfile::tempdir().unwrap();
+    let archive_dir = archive.path().join("archive");
+    let opts = Options::default().segment_size(256 << 10);
+    let (wal, _) = Wal::open(log.path(), opts).unwrap();
+    let rec = Rec::new(Arc::new(wal)).with_mirror(Arc::new(DirMirror::new(&archive_dir)));
+    let mut committed = Vec::new();
+    for i in 0..60 {
+        rec.commit_events(workload(i)).unwrap();
+        committed.push(workload(i));
+        if i % 20 == 19 {
+            // At every point the archive is a complete log of what was flushed.
+            let copy = copy_dir(&archive_dir);
+            assert_eq!(replay_dir(copy.path()), committed, "after {i}");
+        }
+    }
+    assert!(rec.wal().stats().rotations >= 3);
+    assert_eq!(segment_names(&archive_dir), segment_names(log.path()));
+    // The archive holds frames, not the active segment's preallocated zeros.
+    let archived: u64 = segment_names(&archive_dir)
+        .iter()
+        .map(|n| std::fs::metadata(archive_dir.join(n)).unwrap().len())
+        .sum();
+    let frames: u64 = rec.wal().segments().iter().map(|s| s.bytes).sum();
+    assert_eq!(archived, frames);
+    drop(rec);
+    assert_eq!(replay_dir(copy_dir(&archive_dir).path()), committed);
+}
+
+#[test]
+fn with_a_mirror_truncation_keeps_the_history_and_the_archive_keeps_removed_segments() {
+    let log = tempfile::tempdir().unwrap();
+    let archive = tempfile::tempdir().unwrap();
+    let opts = Options::default().segment_size(8 << 10).preallocate(false);
+    let (wal, _) = Wal::open(log.path(), opts).unwrap();
+    let wal = Arc::new(wal);
+    let rec = Rec::new(wal.clone()).with_mirror(Arc::new(DirMirror::new(archive.path())));
+    let mut committed = Vec::new();
+    let mut last = Lsn::ZERO;
+    for i in 0..200 {
+        last = rec
+            .commit_events([set(i, 1), Ev::Blob(vec![1; 200])])
+            .unwrap()
+            .lsn()
+            .unwrap();
+        committed.push(vec![set(i, 1), Ev::Blob(vec![1; 200])]);
+    }
+    let segments = wal.segments().len();
+    assert!(segments > 3);
+    rec.checkpoint_marker(last).unwrap();
+    assert_eq!(
+        rec.truncate_up_to(last).unwrap(),
+        0,
+        "the mirror must stay able to recover alone"
+    );
+    assert_eq!(wal.segments().len(), segments);
+
+    // Even when the log itself is truncated behind the recorder's back, the archive keeps the
+    // removed segments.
+    assert!(wal.truncate_prefix(last).unwrap() > 0);
+    for i in 200..220 {
+        rec.commit_events([set(i, 2)]).unwrap();
+        committed.push(vec![set(i, 2)]);
+    }
+    assert!(segment_names(archive.path()).len() > wal.segments().len());
+    assert_eq!(replay_dir(copy_dir(archive.path()).path()), committed);
+}
+
+#[test]
+fn a_new_process_brings_an_existing_archive_back_in_line() {
+    let log = tempfile::tempdir().unwrap();
+    let archive = tempfile::tempdir().unwrap();
+    let mut committed = Vec::new();
+    for round in 0..3u64 {
+        let (wal, _) = Wal::open(log.path(), Options::default().segment_size(64 << 10)).unwrap();
+        let rec = Rec::new(Arc::new(wal)).with_mirror(Arc::new(DirMirror::new(archive.path())));
+        for i in 0..30 {
+            rec.commit_events([set(round * 100 + i, 0)]).unwrap();
+            committed.push(vec![set(round * 100 + i, 0)]);
+        }
+    }
+    // Junk past the end of an archived segment (as a copy ahead of a log that later cut a
+    // torn tail would leave) is cut by the next process's first persist.
+    let last = segment_names(archive.path()).pop().unwrap();
+    let path = archive.path().join(&last);
+    let len = std::fs::metadata(&path).unwrap().len();
+    let mut junk = std::fs::read(&path).unwrap();
+    junk.extend_from_slice(&[0xAB; 100]);
+    std::fs::write(&path, &junk).unwrap();
+    let (wal, _) = Wal::open(log.path(), Options::default().segment_size(64 << 10)).unwrap();
+    let mirror = DirMirror::new(archive.path());
+    mirror.persist(wal.dir()).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
+    drop(wal);
+    assert_eq!(replay_dir(copy_dir(archive.path()).path()), committed);
+}
+
+#[test]
+fn persist_is_throttled_and_persist_force_is_not() {
+    let vfs = SimVfs::new();
+    let mirror = DirMirror::with_vfs(Arc::new(vfs.clone()), "/archive")
+        .min_interval(Duration::from_secs(3600));
+    let rec = Rec::new(open_sim(&vfs, SyncPolicy::Always)).with_mirror(Arc::new(mirror));
+    rec.commit_events([set(1, 1)]).unwrap(); // the first persist copies
+    assert_eq!(
+        replay_at(&vfs.crash(&full_image()), "/archive"),
+        [vec![set(1, 1)]]
+    );
+    rec.commit_events([set(2, 2)]).unwrap(); // throttled
+    assert_eq!(
+        replay_at(&vfs.crash(&full_image()), "/archive"),
+        [vec![set(1, 1)]]
+    );
+    rec.force_fsync().unwrap();
+    assert_eq!(
+        replay_at(&vfs.crash(&full_image()), "/archive"),
+        [vec![set(1, 1)], vec![set(2, 2)]]
+    );
+}
+
+fn full_image() -> wal_log::sim::CrashImage {
+    wal_log::sim::CrashImage {
+        data: wal_log::sim::DataLoss::AllWritten,
+        dirs: wal_log::sim::DirLoss::AllKept,
+    }
+}
+
+#[test]
+fn the_archive_is_durable_when_persist_returns() {
+    let vfs = SimVfs::new();
+    let mirror = DirMirror::with_vfs(Arc::new(vfs.clone()), "/backup/archive");
+    let opts = sim_opts(&vfs, SyncPolicy::Never).segment_size(8 << 10);
+    let (wal, _) = Wal::open(DIR, opts).unwrap();
+    let rec = Rec::new(Arc::new(wal)).with_mirror(Arc::new(mirror));
+    let mut committed = Vec::new();
+    for i in 0..100 {
+        rec.commit_events([set(i, 3), Ev::Blob(vec![2; 100])])
+            .unwrap();
+        committed.push(vec![set(i, 3), Ev::Blob(vec![2; 100])]);
+    }
+    // Committed but not flushed: not in the archive.
+    rec.arm().unwrap();
+    rec.record(set(1000, 0));
+    rec.commit().unwrap();
+    // Power loss: only what was synced survives, the archive included.
+    let image = durable_image(&vfs);
+    assert_eq!(replay_at(&image, "/backup/archive"), committed);
+}
+
+#[test]
+fn a_segment_being_written_is_copied_only_up_to_its_last_whole_frame() {
+    let vfs = SimVfs::new();
+    let rec = Rec::new(open_sim(&vfs, SyncPolicy::Always));
+    rec.commit_events([set(1, 1)]).unwrap();
+    // A frame whose bytes have only partly reached the file, after the last whole frame.
+    let info = rec.wal().segments()[0].clone();
+    let seg = Path::new(DIR).join(wal_log::segment_file_name(info.seq));
+    let bytes = vfs.read_file(&seg).unwrap();
+    let seed = wal_format::SegmentHeader::decode(&bytes[..wal_format::SEGMENT_HEADER_LEN])
+        .unwrap()
+        .seed();
+    let end = info.bytes;
+    let mut partial = Vec::new();
+    wal_format::encode_frame(
+        &mut partial,
+        seed,
+        wal_format::FrameKind::Tx,
+        0,
+        info.last_lsn.next(),
+        &[1; 50],
+    )
+    .unwrap();
+    vfs.poke(&seg, end, &partial[..30]);
+    let mirror = DirMirror::with_vfs(Arc::new(vfs.clone()), "/archive");
+    mirror.persist(Path::new(DIR)).unwrap();
+    let archived = vfs
+        .read_file(&Path::new("/archive").join(seg.file_name().unwrap()))
+        .unwrap();
+    assert_eq!(archived.len() as u64, end);
+    assert_eq!(archived, vfs.read_file(&seg).unwrap()[..end as usize]);
+}
