@@ -83,9 +83,10 @@ pub use checkpoint::{
     CheckpointReport, CheckpointStep, Checkpointer, DEFAULT_KEEP_SNAPSHOTS, Engine, EngineOptions,
 };
 pub use error::{ApplyError, ReplayError, Result};
+pub use logscan::TransactionAssembler;
 pub use recover::{
     Aside, DataDir, LOG_DIR, RecoverOptions, Recovered, RecoveryReport, RejectedSnapshot,
-    SNAPSHOT_DIR, SnapshotUsed, recover, recover_with_codec, replay_read_only,
+    SNAPSHOT_DIR, SnapshotUsed, read_log_id, recover, recover_with_codec, replay_read_only,
 };
 pub use snapshot::{
     SnapshotFile, SnapshotHeader, SnapshotListing, SnapshotStore, VerifiedSnapshot,

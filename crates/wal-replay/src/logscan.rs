@@ -49,7 +49,7 @@ pub(crate) fn list_segments(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<SegmentSeq>
     Ok(segs)
 }
 
-fn read_header(vfs: &dyn Vfs, path: &Path) -> Option<SegmentHeader> {
+pub(crate) fn read_header(vfs: &dyn Vfs, path: &Path) -> Option<SegmentHeader> {
     let f = vfs.open(path, OpenMode::Read).ok()?;
     let mut b = [0u8; SEGMENT_HEADER_LEN];
     let n = crate::snapshot::read_full(&*f, &mut b, 0).ok()?;
@@ -215,16 +215,13 @@ impl LogFrames {
     }
 }
 
-/// What assembling found besides committed transactions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct AssemblyCounts {
-    /// Fragmented transactions aborted after the fence.
-    pub aborted: u64,
-}
-
-/// Turns frames into committed transactions: whole `Tx` frames, and fragment streams joined
-/// when their `FragEnd` arrives. Bytes of open streams are bounded by `budget`.
-pub(crate) struct Assembler {
+/// Turns verified frames, in LSN order, into committed transactions: whole `Tx` frames, and
+/// fragment streams joined when their `FragEnd` arrives; aborted streams are dropped. The
+/// bytes held for open streams are bounded by a budget.
+///
+/// Recovery uses it; so can tools reading [`wal_log::frames`].
+#[derive(Debug)]
+pub struct TransactionAssembler {
     streams: BTreeMap<Lsn, (Vec<u8>, bool)>,
     held: u64,
     budget: u64,
@@ -232,18 +229,21 @@ pub(crate) struct Assembler {
     after: Lsn,
     /// Streams whose abort frame recovery itself wrote (they were unfinished, not aborted).
     closed_by_recovery: BTreeSet<Lsn>,
-    pub counts: AssemblyCounts,
+    aborted: u64,
 }
 
-impl Assembler {
-    pub(crate) fn new(after: Lsn, budget: u64) -> Assembler {
-        Assembler {
+impl TransactionAssembler {
+    /// An assembler that returns transactions committed after `after` (a snapshot's fence;
+    /// [`Lsn::ZERO`] for all) and holds at most `budget` bytes of open fragment streams.
+    #[must_use]
+    pub fn new(after: Lsn, budget: u64) -> TransactionAssembler {
+        TransactionAssembler {
             streams: BTreeMap::new(),
             held: 0,
             budget,
             after,
             closed_by_recovery: BTreeSet::new(),
-            counts: AssemblyCounts::default(),
+            aborted: 0,
         }
     }
 
@@ -254,8 +254,21 @@ impl Assembler {
     }
 
     /// Fragmented transactions begun and not yet committed or aborted.
-    pub(crate) fn open_streams(&self) -> usize {
+    #[must_use]
+    pub fn open_streams(&self) -> usize {
         self.streams.len()
+    }
+
+    /// Bytes held for open fragment streams.
+    #[must_use]
+    pub fn held_bytes(&self) -> u64 {
+        self.held
+    }
+
+    /// Fragmented transactions aborted after the `after` LSN so far.
+    #[must_use]
+    pub fn aborted(&self) -> u64 {
+        self.aborted
     }
 
     fn hold(&mut self, stream: Lsn, n: usize) -> Result<()> {
@@ -270,8 +283,13 @@ impl Assembler {
         Ok(())
     }
 
-    /// Feeds one frame; returns the transaction it commits, if any (and if after the fence).
-    pub(crate) fn push(&mut self, frame: Frame) -> Result<Option<Transaction>> {
+    /// Feeds the next frame; returns the transaction it commits, if any (and if after the
+    /// `after` LSN).
+    ///
+    /// # Errors
+    /// [`ReplayError::FragmentBudget`] when open streams would hold more than the budget;
+    /// [`ReplayError::LogTruncated`] for the end of a stream whose beginning was never fed.
+    pub fn push(&mut self, frame: Frame) -> Result<Option<Transaction>> {
         match frame.kind {
             FrameKind::Tx => {
                 if frame.lsn > self.after {
@@ -330,7 +348,7 @@ impl Assembler {
                         self.held -= buf.len() as u64;
                     }
                     if frame.lsn > self.after && !self.closed_by_recovery.contains(&s) {
-                        self.counts.aborted += 1;
+                        self.aborted += 1;
                     }
                 }
             }

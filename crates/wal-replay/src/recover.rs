@@ -1,7 +1,7 @@
 //! Recovery: newest valid snapshot, then the committed transactions after its fence.
 
 use crate::error::{ReplayError, Result};
-use crate::logscan::{Assembler, LogFrames, list_segments};
+use crate::logscan::{LogFrames, TransactionAssembler, list_segments};
 use crate::snapshot::{SnapshotStore, VerifiedSnapshot};
 use crate::state::StateMachine;
 use std::io;
@@ -542,6 +542,11 @@ fn restore_chosen<S: StateMachine + ?Sized>(
                 "snapshot {} (fence {fence}) is the newest usable one",
                 c.file.path.display()
             ),
+            None if report.rejected_snapshots.is_empty()
+                && !report.snapshots_after_target.is_empty() =>
+            {
+                "every snapshot is after the target".into()
+            }
             None if report.rejected_snapshots.is_empty() => "there is no snapshot".into(),
             None => format!(
                 "no usable snapshot: {}",
@@ -581,7 +586,7 @@ fn replay<S: StateMachine + ?Sized>(
     closed_by_recovery: &[Lsn],
     report: &mut RecoveryReport,
 ) -> Result<usize> {
-    let mut asm = Assembler::new(fence, budget);
+    let mut asm = TransactionAssembler::new(fence, budget);
     asm.closed_by_recovery(closed_by_recovery.iter().copied());
     let target = target.unwrap_or(Lsn(u64::MAX));
     let mut first = None;
@@ -605,6 +610,19 @@ fn replay<S: StateMachine + ?Sized>(
     }
     report.applied = applied;
     report.applied_range = first.map(|f| (f, last));
-    report.skipped_aborted = asm.counts.aborted;
+    report.skipped_aborted = asm.aborted();
     Ok(asm.open_streams())
+}
+
+/// The log id of the log in `log_dir`, read from its first segment's header without
+/// changing anything; `None` when there is no segment or its header does not decode.
+///
+/// # Errors
+/// [`ReplayError::NotFound`], [`wal_log::WalError::NotAWal`], or an I/O error listing.
+pub fn read_log_id(vfs: &dyn Vfs, log_dir: &Path) -> Result<Option<LogId>> {
+    let segs = list_segments(vfs, log_dir)?;
+    Ok(segs.first().and_then(|s| {
+        crate::logscan::read_header(vfs, &log_dir.join(wal_log::segment_file_name(*s)))
+            .map(|h| h.log_id)
+    }))
 }

@@ -1,2 +1,1119 @@
-//! Placeholder.
-fn main() {}
+//! `walctl`: inspect, verify, repair and dry-run the recovery of a data directory without the
+//! engine. See `walctl --help` and `docs/operations.md`.
+//!
+//! Every command but `repair` (without `--dry-run`) is read-only: it takes no lock and
+//! creates, changes or removes nothing, so it is safe on a live directory.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{Value, json};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wal_format::{Frame, FrameKind, Lsn, ScanEnd};
+use wal_log::{
+    Options, RecoveryMode, SegmentScan, StdVfs, SyncPolicy, Transaction, Verdict, Vfs, Wal,
+    WalError,
+};
+use wal_replay::{
+    ApplyError, DataDir, RecoverOptions, RecoveryReport, ReplayError, SnapshotStore, StateMachine,
+    TransactionAssembler,
+};
+
+/// Exit code: success (`verify`: the log is sound).
+const EXIT_OK: u8 = 0;
+/// Exit code: the newest segment ends in a torn tail.
+const EXIT_TORN: u8 = 1;
+/// Exit code: corruption a crash cannot explain.
+const EXIT_CORRUPT: u8 = 2;
+/// Exit code: bad usage, missing directory, or not a data directory.
+const EXIT_USAGE: u8 = 3;
+/// Exit code: another process holds the log's lock.
+const EXIT_LOCKED: u8 = 4;
+/// Exit code: an unusable snapshot.
+const EXIT_SNAPSHOT: u8 = 5;
+/// Exit code: any other failure (I/O errors).
+const EXIT_FAILED: u8 = 6;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success; for verify: the log is sound
+  1  torn tail: the newest segment ends in an interrupted write (normal after a crash;
+     recovery or `repair` cuts it)
+  2  corruption that a crash cannot explain (see docs/operations.md)
+  3  usage error, missing directory, or not a data directory
+  4  the log is locked by another process (repair only)
+  5  an unusable snapshot (snapshot verify), or no usable snapshot for a truncated log (replay)
+  6  any other failure (I/O error)
+
+The data directory holds the log in <DIR>/log and snapshots in <DIR>/snapshots. Every command
+except `repair` without --dry-run is read-only, even on a live directory.";
+
+/// Inspect, verify, repair and dry-run recovery of a write-ahead log data directory.
+#[derive(Parser, Debug)]
+#[command(name = "walctl", version, after_help = EXIT_CODES)]
+struct Cli {
+    /// The data directory (holding log/ and snapshots/).
+    #[arg(long, short = 'd', global = true, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout (JSON Lines for `dump`).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Log id, segments with sizes and LSN ranges, snapshots and fences, durable end.
+    Stat,
+    /// Frames and transactions; payloads as JSON when they are JSON, else hex.
+    Dump {
+        /// First LSN to print.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Last LSN to print.
+        #[arg(long)]
+        to: Option<u64>,
+        /// Most payload bytes shown per record.
+        #[arg(long, default_value_t = 256)]
+        payload_limit: usize,
+    },
+    /// Check every frame: exit 0 when sound, 1 on a torn tail, 2 on corruption.
+    Verify,
+    /// Move damaged bytes aside (never deletes) under the log's lock.
+    Repair {
+        /// Only say what would be done.
+        #[arg(long)]
+        dry_run: bool,
+        /// What to repair: a torn tail only, or everything after the longest valid prefix.
+        #[arg(long, value_enum, default_value_t = RepairMode::TornTail)]
+        mode: RepairMode,
+    },
+    /// List or verify snapshots.
+    Snapshot {
+        #[command(subcommand)]
+        action: SnapshotAction,
+    },
+    /// Report what recovery would do (read-only): snapshot, LSN range, transactions.
+    Replay {
+        /// Point-in-time target LSN.
+        #[arg(long)]
+        to: Option<u64>,
+        /// The recovery mode to assume.
+        #[arg(long, value_enum, default_value_t = ReplayMode::TornTail)]
+        mode: ReplayMode,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SnapshotAction {
+    /// List snapshot files with their fences (headers only).
+    Ls,
+    /// Verify every snapshot's checksum and log id: exit 5 if any is unusable.
+    Verify,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum RepairMode {
+    /// Cut a torn tail of the newest segment; refuse corruption.
+    TornTail,
+    /// Keep the longest valid prefix of the log; move everything after it aside.
+    SalvagePrefix,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ReplayMode {
+    /// Refuse any damage.
+    Strict,
+    /// Cut a torn tail (the engine's default).
+    TornTail,
+    /// Keep the longest valid prefix.
+    SalvagePrefix,
+}
+
+impl From<RepairMode> for RecoveryMode {
+    fn from(m: RepairMode) -> Self {
+        match m {
+            RepairMode::TornTail => RecoveryMode::TolerateTornTail,
+            RepairMode::SalvagePrefix => RecoveryMode::SalvagePrefix,
+        }
+    }
+}
+
+impl From<ReplayMode> for RecoveryMode {
+    fn from(m: ReplayMode) -> Self {
+        match m {
+            ReplayMode::Strict => RecoveryMode::Strict,
+            ReplayMode::TornTail => RecoveryMode::TolerateTornTail,
+            ReplayMode::SalvagePrefix => RecoveryMode::SalvagePrefix,
+        }
+    }
+}
+
+/// A failure with the exit code it maps to.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ReplayError> for Failure {
+    fn from(e: ReplayError) -> Failure {
+        let code = match &e {
+            ReplayError::Wal(w) => wal_code(w),
+            ReplayError::NotFound { .. } | ReplayError::LogMissing { .. } => EXIT_USAGE,
+            ReplayError::Corrupt { .. } => EXIT_CORRUPT,
+            ReplayError::TornTail { .. } => EXIT_TORN,
+            ReplayError::BadSnapshot { .. }
+            | ReplayError::Restore { .. }
+            | ReplayError::LogTruncated { .. } => EXIT_SNAPSHOT,
+            _ => EXIT_FAILED,
+        };
+        Failure::new(code, e.to_string())
+    }
+}
+
+impl From<WalError> for Failure {
+    fn from(e: WalError) -> Failure {
+        Failure::new(wal_code(&e), e.to_string())
+    }
+}
+
+fn wal_code(e: &WalError) -> u8 {
+    match e {
+        WalError::AlreadyOpen { .. } => EXIT_LOCKED,
+        WalError::NotFound { .. } | WalError::NotAWal { .. } => EXIT_USAGE,
+        WalError::Corrupt { .. }
+        | WalError::Gap { .. }
+        | WalError::ForeignSegment { .. }
+        | WalError::UnsupportedVersion { .. } => EXIT_CORRUPT,
+        WalError::TornTail { .. } => EXIT_TORN,
+        _ => EXIT_FAILED,
+    }
+}
+
+/// Output sink: human text or JSON on stdout.
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn line(&self, s: impl AsRef<str>) {
+        if !self.json {
+            println!("{}", s.as_ref());
+        }
+    }
+    fn value(&self, v: &Value) {
+        if self.json {
+            println!("{v}");
+        }
+    }
+}
+
+/// A progress bar on stderr, shown only when stderr is a terminal and the scan has taken
+/// longer than a moment.
+struct Progress {
+    bar: Option<ProgressBar>,
+    started: Instant,
+    enabled: bool,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            bar: None,
+            started: Instant::now(),
+            enabled: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn update(&mut self, done: u64, total: u64) {
+        if !self.enabled {
+            return;
+        }
+        if self.bar.is_none() && self.started.elapsed() > Duration::from_millis(300) {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            if let Ok(style) = ProgressStyle::with_template(
+                "{spinner} scanning [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            self.bar = Some(bar);
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let out = Out { json: cli.json };
+    match run(&cli, &out) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({"ok": false, "error": f.message, "exit_code": f.code})
+                );
+            }
+            eprintln!("walctl: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn run(cli: &Cli, out: &Out) -> Result<u8, Failure> {
+    let Some(root) = cli.dir.clone() else {
+        return Err(Failure::new(
+            EXIT_USAGE,
+            "--dir <DIR> is required (the data directory holding log/ and snapshots/)",
+        ));
+    };
+    let data = check_data_dir(&root)?;
+    let vfs: Arc<dyn Vfs> = Arc::new(StdVfs);
+    match &cli.command {
+        Command::Stat => stat(&data, &vfs, out),
+        Command::Dump {
+            from,
+            to,
+            payload_limit,
+        } => dump(&data, &vfs, out, *from, *to, *payload_limit),
+        Command::Verify => verify(&data, &vfs, out),
+        Command::Repair { dry_run, mode } => repair(&data, &vfs, out, *dry_run, *mode),
+        Command::Snapshot { action } => match action {
+            SnapshotAction::Ls => snapshot_ls(&data, &vfs, out),
+            SnapshotAction::Verify => snapshot_verify(&data, &vfs, out),
+        },
+        Command::Replay { to, mode } => replay(&data, &vfs, out, to.map(Lsn), *mode),
+    }
+}
+
+/// Clear errors for a missing directory or one that is not a data directory.
+fn check_data_dir(root: &Path) -> Result<DataDir, Failure> {
+    let data = DataDir::new(root);
+    let meta = std::fs::metadata(root).map_err(|e| {
+        Failure::new(
+            if e.kind() == std::io::ErrorKind::NotFound {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILED
+            },
+            format!("data directory {}: {e}", root.display()),
+        )
+    })?;
+    if !meta.is_dir() {
+        return Err(Failure::new(
+            EXIT_USAGE,
+            format!("{} is not a directory", root.display()),
+        ));
+    }
+    if !data.log_dir().is_dir() {
+        let looks_like_log = std::fs::read_dir(root).ok().is_some_and(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".wal"))
+        });
+        let hint = if looks_like_log {
+            " (it looks like a log directory itself: pass its parent, the data directory)"
+        } else {
+            ""
+        };
+        return Err(Failure::new(
+            EXIT_USAGE,
+            format!(
+                "{} is not a data directory: it has no log/ subdirectory{hint}",
+                root.display()
+            ),
+        ));
+    }
+    Ok(data)
+}
+
+fn inspect(data: &DataDir, vfs: &Arc<dyn Vfs>) -> Result<wal_log::Inspection, Failure> {
+    let mut progress = Progress::new();
+    let r = wal_log::inspect(&**vfs, &data.log_dir(), &mut |d, t| progress.update(d, t));
+    progress.finish();
+    Ok(r?)
+}
+
+fn end_str(end: &ScanEnd) -> String {
+    match end {
+        ScanEnd::Clean {
+            sealed: Some(n), ..
+        } => format!("sealed (next {n})"),
+        ScanEnd::Clean { .. } => "open".into(),
+        ScanEnd::TornTail { offset, reason } => format!("torn tail at byte {offset}: {reason}"),
+        ScanEnd::Corrupt { offset, reason } => format!("CORRUPT at byte {offset}: {reason}"),
+    }
+}
+
+fn lsn_range(s: &SegmentScan) -> String {
+    if s.last_lsn < s.first_lsn {
+        format!("{}.. (empty)", s.first_lsn)
+    } else {
+        format!("{}..={}", s.first_lsn, s.last_lsn)
+    }
+}
+
+fn segment_json(s: &SegmentScan) -> Value {
+    json!({
+        "seq": s.seq.0,
+        "file": s.path,
+        "file_len": s.file_len,
+        "data_end": s.data_end,
+        "first_lsn": s.first_lsn.0,
+        "last_lsn": s.last_lsn.0,
+        "frames": s.frames,
+        "transactions": s.transactions,
+        "end": end_json(&s.end),
+        "header_error": s.header_error.as_ref().map(ToString::to_string),
+    })
+}
+
+fn end_json(end: &ScanEnd) -> Value {
+    match end {
+        ScanEnd::Clean { offset, sealed } => {
+            json!({"kind": "clean", "offset": offset, "sealed_next": sealed.map(|s| s.0)})
+        }
+        ScanEnd::TornTail { offset, reason } => {
+            json!({"kind": "torn_tail", "offset": offset, "reason": reason})
+        }
+        ScanEnd::Corrupt { offset, reason } => {
+            json!({"kind": "corrupt", "offset": offset, "reason": reason})
+        }
+    }
+}
+
+fn verdict_json(v: &Verdict) -> Value {
+    match v {
+        Verdict::Sound => json!({"kind": "sound"}),
+        Verdict::TornTail {
+            segment,
+            offset,
+            reason,
+        } => json!({"kind": "torn_tail", "segment": segment, "offset": offset, "reason": reason}),
+        Verdict::Corrupt {
+            segment,
+            offset,
+            reason,
+        } => json!({"kind": "corrupt", "segment": segment, "offset": offset, "reason": reason}),
+    }
+}
+
+fn stat(data: &DataDir, vfs: &Arc<dyn Vfs>, out: &Out) -> Result<u8, Failure> {
+    let ins = inspect(data, vfs)?;
+    let store = data.snapshots(vfs.clone());
+    let listing = store.list()?;
+    let verdict = ins.verdict();
+    let last_checkpoint = ins.segments.iter().rev().find_map(|s| s.last_checkpoint);
+    let total: u64 = ins.segments.iter().map(|s| s.file_len).sum();
+    let mut snaps = Vec::new();
+    for f in &listing.snapshots {
+        let h = store.read_header(f);
+        snaps.push((f, h));
+    }
+    out.value(&json!({
+        "root": data.root(),
+        "log_id": ins.log_id.map(|i| i.to_string()),
+        "segments": ins.segments.iter().map(segment_json).collect::<Vec<_>>(),
+        "segment_bytes": total,
+        "durable_end": ins.last_lsn().0,
+        "first_lsn": ins.segments.first().map(|s| s.first_lsn.0),
+        "verdict": verdict_json(&verdict),
+        "open_streams": ins.open_streams.iter().map(|l| l.0).collect::<Vec<_>>(),
+        "last_checkpoint": last_checkpoint.map(|(at, fence)| json!({"lsn": at.0, "fence": fence.0})),
+        "aside_files": ins.aside_files,
+        "prealloc": ins.prealloc,
+        "snapshots": snaps.iter().map(|(f, h)| json!({
+            "file": f.path,
+            "fence": f.fence.0,
+            "file_len": f.file_len,
+            "log_id": h.as_ref().ok().map(|h| h.log_id.to_string()),
+            "created_unix_ms": h.as_ref().ok().map(|h| h.created_unix_ms),
+            "header_error": h.as_ref().err().map(ToString::to_string),
+        })).collect::<Vec<_>>(),
+        "temp_snapshots": listing.temp_files,
+        "corrupt_snapshots": listing.corrupt_files,
+        "other_snapshot_files": listing.other_files,
+    }));
+    out.line(format!("data directory   {}", data.root().display()));
+    out.line(format!(
+        "log id           {}",
+        ins.log_id.map_or("-".into(), |i| i.to_string())
+    ));
+    out.line(format!(
+        "segments         {} ({} bytes)",
+        ins.segments.len(),
+        total
+    ));
+    for s in &ins.segments {
+        out.line(format!(
+            "  {:>6}  {}  {:>12} bytes  LSN {:<24} {}",
+            s.seq.0,
+            s.path
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default(),
+            s.file_len,
+            lsn_range(s),
+            end_str(&s.end)
+        ));
+    }
+    for a in &ins.aside_files {
+        out.line(format!("  aside: {a}"));
+    }
+    out.line(format!("durable end      LSN {}", ins.last_lsn()));
+    if let Some((at, fence)) = last_checkpoint {
+        out.line(format!(
+            "last checkpoint  marker at LSN {at}, snapshot fence {fence}"
+        ));
+    }
+    match &verdict {
+        Verdict::Sound => out.line("state            sound"),
+        Verdict::TornTail {
+            segment, offset, ..
+        } => out.line(format!(
+            "state            torn tail in {} at byte {offset}",
+            segment.display()
+        )),
+        Verdict::Corrupt {
+            segment, offset, ..
+        } => out.line(format!(
+            "state            CORRUPT in {} at byte {offset}",
+            segment.display()
+        )),
+    }
+    out.line(format!("snapshots        {}", listing.snapshots.len()));
+    for (f, h) in &snaps {
+        let status = match h {
+            Ok(_) => "header ok".to_string(),
+            Err(e) => format!("BAD: {e}"),
+        };
+        out.line(format!(
+            "  fence {:<12} {}  {} bytes  {status}",
+            f.fence,
+            f.path.display(),
+            f.file_len
+        ));
+    }
+    for t in &listing.temp_files {
+        out.line(format!("  half-written (ignored): {}", t.display()));
+    }
+    for t in &listing.corrupt_files {
+        out.line(format!("  set aside as corrupt: {}", t.display()));
+    }
+    Ok(EXIT_OK)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// A payload as JSON when it is a JSON document, else as (possibly truncated) hex.
+fn render_payload(bytes: &[u8], limit: usize) -> Value {
+    if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
+        return json!({"len": bytes.len(), "json": v});
+    }
+    let shown = &bytes[..bytes.len().min(limit)];
+    json!({"len": bytes.len(), "hex": hex(shown), "truncated": shown.len() < bytes.len()})
+}
+
+fn render_tx(tx: &Transaction, limit: usize) -> Value {
+    let records: Vec<Value> = tx
+        .records()
+        .map(|r| match r {
+            Ok(b) => render_payload(&b, limit),
+            Err(e) => json!({"error": e.to_string()}),
+        })
+        .collect();
+    json!({"lsn": tx.lsn.0, "multi": tx.multi, "bytes": tx.body.len(), "records": records})
+}
+
+fn payload_text(v: &Value) -> String {
+    if let Some(j) = v.get("json") {
+        return format!("json {j}");
+    }
+    let hex = v.get("hex").and_then(Value::as_str).unwrap_or_default();
+    let more = if v.get("truncated").and_then(Value::as_bool) == Some(true) {
+        "…"
+    } else {
+        ""
+    };
+    format!("hex {hex}{more}")
+}
+
+fn frame_json(seq: u64, f: &Frame) -> Value {
+    let mut v = json!({
+        "type": "frame",
+        "lsn": f.lsn.0,
+        "kind": format!("{:?}", f.kind),
+        "segment": seq,
+        "offset": f.offset,
+        "payload_len": f.payload.len(),
+        "multi": f.is_multi(),
+    });
+    if let Some(s) = f.stream().filter(|_| f.kind != FrameKind::FragBegin) {
+        v["stream"] = json!(s.0);
+    }
+    if let Some(c) = f.checkpoint_lsn() {
+        v["snapshot_fence"] = json!(c.0);
+    }
+    if let Some(n) = f.sealed_next() {
+        v["next_segment"] = json!(n.0);
+    }
+    v
+}
+
+fn dump(
+    data: &DataDir,
+    vfs: &Arc<dyn Vfs>,
+    out: &Out,
+    from: Option<u64>,
+    to: Option<u64>,
+    limit: usize,
+) -> Result<u8, Failure> {
+    let from = Lsn(from.unwrap_or(0));
+    let to = Lsn(to.unwrap_or(u64::MAX));
+    let mut frames = wal_log::frames(vfs.clone(), &data.log_dir())?;
+    // Transactions that commit before `from` are not shown, but their fragments are still
+    // assembled (a stream may begin before `from` and commit inside the range).
+    let mut asm = TransactionAssembler::new(from.prev(), 256 << 20);
+    let (mut nframes, mut ntx) = (0u64, 0u64);
+    for item in frames.by_ref() {
+        let df = item?;
+        let f = df.frame;
+        if f.lsn > to {
+            break;
+        }
+        let show = f.lsn >= from;
+        if show {
+            nframes += 1;
+            let v = frame_json(df.seq.0, &f);
+            out.value(&v);
+            let extra = match f.kind {
+                FrameKind::Checkpoint => {
+                    format!(" snapshot fence {}", f.checkpoint_lsn().unwrap_or_default())
+                }
+                FrameKind::Seal => format!(
+                    " next segment {}",
+                    f.sealed_next().map(|s| s.0).unwrap_or_default()
+                ),
+                FrameKind::FragPart | FrameKind::FragEnd | FrameKind::FragAbort => {
+                    format!(" stream {}", f.stream().unwrap_or_default())
+                }
+                _ => String::new(),
+            };
+            out.line(format!(
+                "{:>10} {:<10} seg {} @{} {} bytes{}{extra}",
+                f.lsn.0,
+                format!("{:?}", f.kind),
+                df.seq,
+                f.offset,
+                f.payload.len(),
+                if f.is_multi() { " multi" } else { "" },
+            ));
+        }
+        if let Some(tx) = asm.push(f)? {
+            ntx += 1;
+            let mut v = render_tx(&tx, limit);
+            v["type"] = json!("transaction");
+            out.value(&v);
+            if let Some(records) = v.get("records").and_then(Value::as_array) {
+                out.line(format!(
+                    "           commit LSN {} ({} bytes, {} record{})",
+                    tx.lsn,
+                    tx.body.len(),
+                    records.len(),
+                    if records.len() == 1 { "" } else { "s" }
+                ));
+                for r in records {
+                    out.line(format!("             {}", payload_text(r)));
+                }
+            }
+        }
+    }
+    let (code, end) = match frames.end() {
+        Some((path, end @ ScanEnd::TornTail { offset, .. })) => {
+            out.line(format!(
+                "end: torn tail in {} at byte {offset}",
+                path.display()
+            ));
+            (EXIT_TORN, Some((path.clone(), end.clone())))
+        }
+        Some((path, end @ ScanEnd::Corrupt { offset, .. })) => {
+            out.line(format!(
+                "end: CORRUPT in {} at byte {offset}",
+                path.display()
+            ));
+            (EXIT_CORRUPT, Some((path.clone(), end.clone())))
+        }
+        _ => (EXIT_OK, None),
+    };
+    out.value(&json!({
+        "type": "end",
+        "frames": nframes,
+        "transactions": ntx,
+        "damage": end.map(|(p, e)| json!({"segment": p, "end": end_json(&e)})),
+    }));
+    out.line(format!("{nframes} frames, {ntx} transactions"));
+    Ok(code)
+}
+
+fn verify(data: &DataDir, vfs: &Arc<dyn Vfs>, out: &Out) -> Result<u8, Failure> {
+    let started = Instant::now();
+    let ins = inspect(data, vfs)?;
+    let elapsed = started.elapsed();
+    let verdict = ins.verdict();
+    let bytes: u64 = ins.segments.iter().map(|s| s.file_len).sum();
+    let code = match verdict {
+        Verdict::Sound => EXIT_OK,
+        Verdict::TornTail { .. } => EXIT_TORN,
+        Verdict::Corrupt { .. } => EXIT_CORRUPT,
+    };
+    out.value(&json!({
+        "verdict": verdict_json(&verdict),
+        "exit_code": code,
+        "segments": ins.segments.iter().map(segment_json).collect::<Vec<_>>(),
+        "last_lsn": ins.last_lsn().0,
+        "bytes": bytes,
+        "elapsed_s": elapsed.as_secs_f64(),
+    }));
+    for s in &ins.segments {
+        out.line(format!(
+            "{}: {} frames, LSN {}, {}",
+            s.path.display(),
+            s.frames,
+            lsn_range(s),
+            end_str(&s.end)
+        ));
+    }
+    match &verdict {
+        Verdict::Sound => out.line(format!(
+            "sound: {} segments, {bytes} bytes, last LSN {}",
+            ins.segments.len(),
+            ins.last_lsn()
+        )),
+        Verdict::TornTail {
+            segment,
+            offset,
+            reason,
+        } => out.line(format!(
+            "torn tail: segment {} byte offset {offset}: {reason}",
+            segment.display()
+        )),
+        Verdict::Corrupt {
+            segment,
+            offset,
+            reason,
+        } => out.line(format!(
+            "CORRUPT: segment {} byte offset {offset}: {reason}",
+            segment.display()
+        )),
+    }
+    Ok(code)
+}
+
+fn repair(
+    data: &DataDir,
+    vfs: &Arc<dyn Vfs>,
+    out: &Out,
+    dry_run: bool,
+    mode: RepairMode,
+) -> Result<u8, Failure> {
+    let recovery: RecoveryMode = mode.into();
+    if dry_run {
+        let ins = inspect(data, vfs)?;
+        let verdict = ins.verdict();
+        let mut plan: Vec<Value> = Vec::new();
+        let mut code = EXIT_OK;
+        let mut note = String::new();
+        match &verdict {
+            Verdict::Sound => note = "the log is sound: nothing to repair".into(),
+            Verdict::TornTail {
+                segment,
+                offset,
+                reason,
+            } => {
+                if let Some(s) = ins.segments.iter().find(|s| &s.path == segment) {
+                    plan.push(json!({"from": segment, "offset": offset, "bytes": s.data_end.saturating_sub(*offset), "to": format!("{}.{}-{offset}", segment.display(), if matches!(mode, RepairMode::SalvagePrefix) {"salvaged"} else {"torn"}), "reason": reason}));
+                }
+            }
+            Verdict::Corrupt {
+                segment,
+                offset,
+                reason,
+            } => match mode {
+                RepairMode::TornTail => {
+                    code = EXIT_CORRUPT;
+                    note = format!(
+                        "corruption in {} at byte {offset} ({reason}) cannot be repaired in torn-tail mode; --mode salvage-prefix would keep the valid prefix and move the rest aside",
+                        segment.display()
+                    );
+                }
+                RepairMode::SalvagePrefix => {
+                    let i = ins
+                        .segments
+                        .iter()
+                        .position(|s| &s.path == segment)
+                        .unwrap_or(0);
+                    let s = &ins.segments[i];
+                    let whole = *offset == 0 && s.header.is_none();
+                    if !whole && s.data_end > *offset {
+                        plan.push(json!({"from": segment, "offset": offset, "bytes": s.data_end - offset, "to": format!("{}.salvaged-{offset}", segment.display()), "reason": reason}));
+                    }
+                    for later in &ins.segments[if whole { i } else { i + 1 }..] {
+                        plan.push(json!({"from": later.path, "offset": 0, "bytes": later.file_len, "to": format!("{}.salvaged", later.path.display()), "reason": reason}));
+                    }
+                }
+            },
+        }
+        out.value(&json!({
+            "dry_run": true,
+            "mode": format!("{mode:?}"),
+            "verdict": verdict_json(&verdict),
+            "would_move_aside": plan,
+            "open_streams_to_abort": ins.open_streams.iter().map(|l| l.0).collect::<Vec<_>>(),
+            "note": note,
+            "exit_code": code,
+        }));
+        if !note.is_empty() {
+            out.line(&note);
+        }
+        for p in &plan {
+            out.line(format!(
+                "would move {} bytes at offset {} of {} to {}",
+                p["bytes"],
+                p["offset"],
+                p["from"].as_str().unwrap_or_default(),
+                p["to"].as_str().unwrap_or_default()
+            ));
+        }
+        for l in &ins.open_streams {
+            out.line(format!(
+                "would close unfinished fragmented transaction begun at LSN {l} with an abort frame"
+            ));
+        }
+        if plan.is_empty() && ins.open_streams.is_empty() && note.is_empty() {
+            out.line("nothing to repair");
+        }
+        return Ok(code);
+    }
+    let opts = Options::default()
+        .recovery(recovery)
+        .create_if_missing(false)
+        .preallocate(false)
+        .sync(SyncPolicy::Always)
+        .vfs(vfs.clone());
+    let (wal, report) = Wal::open(data.log_dir(), opts).map_err(|e| match e {
+        WalError::AlreadyOpen { dir } => Failure::new(
+            EXIT_LOCKED,
+            format!(
+                "refusing to repair: the log {} is locked by another process (is the engine running? stop it, or work on a copy)",
+                dir.display()
+            ),
+        ),
+        WalError::Corrupt { .. } if matches!(mode, RepairMode::TornTail) => Failure::new(
+            EXIT_CORRUPT,
+            format!("{e}; torn-tail mode does not repair corruption: see docs/operations.md before using --mode salvage-prefix"),
+        ),
+        other => other.into(),
+    })?;
+    drop(wal);
+    let moved: Vec<Value> = report
+        .moved_aside
+        .iter()
+        .map(|m| json!({"from": m.from, "offset": m.offset, "bytes": m.bytes, "to": m.to, "reason": m.reason}))
+        .collect();
+    out.value(&json!({
+        "dry_run": false,
+        "mode": format!("{mode:?}"),
+        "moved_aside": moved,
+        "bytes_moved_aside": report.bytes_moved_aside(),
+        "aborted_streams": report.aborted_streams.iter().map(|l| l.0).collect::<Vec<_>>(),
+        "last_lsn": report.last_lsn.0,
+        "segments": report.segments,
+    }));
+    for m in &report.moved_aside {
+        out.line(format!(
+            "moved {} bytes at offset {} of {} to {} ({})",
+            m.bytes,
+            m.offset,
+            m.from.display(),
+            m.to.display(),
+            m.reason
+        ));
+    }
+    for l in &report.aborted_streams {
+        out.line(format!(
+            "closed unfinished fragmented transaction begun at LSN {l} with an abort frame"
+        ));
+    }
+    if report.moved_aside.is_empty() && report.aborted_streams.is_empty() {
+        out.line("nothing to repair: the log is sound");
+    }
+    out.line(format!(
+        "log ends at LSN {} in {} segments",
+        report.last_lsn, report.segments
+    ));
+    Ok(EXIT_OK)
+}
+
+fn snapshot_ls(data: &DataDir, vfs: &Arc<dyn Vfs>, out: &Out) -> Result<u8, Failure> {
+    let store = data.snapshots(vfs.clone());
+    let listing = store.list()?;
+    let mut rows = Vec::new();
+    for f in &listing.snapshots {
+        let h = store.read_header(f);
+        out.line(format!(
+            "fence {:<12} {:>12} bytes  {}  {}",
+            f.fence,
+            f.file_len,
+            f.path.display(),
+            match &h {
+                Ok(h) => format!("log {} created {} ms", h.log_id, h.created_unix_ms),
+                Err(e) => format!("BAD HEADER: {e}"),
+            }
+        ));
+        rows.push(json!({
+            "file": f.path,
+            "fence": f.fence.0,
+            "file_len": f.file_len,
+            "log_id": h.as_ref().ok().map(|h| h.log_id.to_string()),
+            "created_unix_ms": h.as_ref().ok().map(|h| h.created_unix_ms),
+            "header_error": h.as_ref().err().map(ToString::to_string),
+        }));
+    }
+    for t in &listing.temp_files {
+        out.line(format!("half-written (ignored): {}", t.display()));
+    }
+    for t in &listing.corrupt_files {
+        out.line(format!("set aside as corrupt: {}", t.display()));
+    }
+    if listing.snapshots.is_empty() {
+        out.line("no snapshots");
+    }
+    out.value(&json!({
+        "snapshots": rows,
+        "temp_files": listing.temp_files,
+        "corrupt_files": listing.corrupt_files,
+        "other_files": listing.other_files,
+    }));
+    Ok(EXIT_OK)
+}
+
+fn snapshot_verify(data: &DataDir, vfs: &Arc<dyn Vfs>, out: &Out) -> Result<u8, Failure> {
+    let store: SnapshotStore = data.snapshots(vfs.clone());
+    let listing = store.list()?;
+    let log_id = wal_replay::read_log_id(&**vfs, &data.log_dir())?;
+    let mut rows = Vec::new();
+    let mut bad = 0;
+    for f in &listing.snapshots {
+        match store.verify(f, log_id) {
+            Ok(v) => {
+                out.line(format!(
+                    "ok       fence {:<12} {} ({} bytes)",
+                    f.fence,
+                    f.path.display(),
+                    v.header.body_len
+                ));
+                rows.push(json!({"file": f.path, "fence": f.fence.0, "ok": true, "bytes": v.header.body_len}));
+            }
+            Err(ReplayError::BadSnapshot { reason, .. }) => {
+                bad += 1;
+                out.line(format!(
+                    "CORRUPT  fence {:<12} {}: {reason}",
+                    f.fence,
+                    f.path.display()
+                ));
+                rows.push(
+                    json!({"file": f.path, "fence": f.fence.0, "ok": false, "reason": reason}),
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if listing.snapshots.is_empty() {
+        out.line("no snapshots");
+    }
+    let code = if bad > 0 { EXIT_SNAPSHOT } else { EXIT_OK };
+    out.value(&json!({
+        "snapshots": rows,
+        "unusable": bad,
+        "temp_files": listing.temp_files,
+        "exit_code": code,
+    }));
+    Ok(code)
+}
+
+/// Counts what replay would apply, without holding any state.
+#[derive(Default)]
+struct DryRun {
+    bytes: u64,
+}
+
+impl StateMachine for DryRun {
+    type Event = ();
+    fn apply(&mut self, _: Lsn, _: Vec<()>) -> Result<(), ApplyError> {
+        Ok(())
+    }
+    fn apply_transaction(
+        &mut self,
+        tx: &Transaction,
+        _: &dyn wal_format::Codec<()>,
+    ) -> Result<(), ApplyError> {
+        self.bytes += tx.body.len() as u64;
+        Ok(())
+    }
+    fn write_snapshot(&self, _: &mut dyn Write) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn restore(&mut self, _: &mut dyn std::io::Read) -> std::io::Result<()> {
+        // The snapshot body is drained (and its checksum checked) by the caller.
+        Ok(())
+    }
+}
+
+/// A codec for `()` that is never used: the dry run sees raw transactions.
+struct NoCodec;
+
+impl wal_format::Codec<()> for NoCodec {
+    fn encode(&self, _: &(), _: &mut Vec<u8>) -> Result<(), wal_format::CodecError> {
+        Ok(())
+    }
+    fn decode(&self, _: &[u8]) -> Result<((), usize), wal_format::CodecError> {
+        Err(wal_format::CodecError("not decoding".into()))
+    }
+}
+
+fn replay(
+    data: &DataDir,
+    vfs: &Arc<dyn Vfs>,
+    out: &Out,
+    to: Option<Lsn>,
+    mode: ReplayMode,
+) -> Result<u8, Failure> {
+    let mut opts =
+        RecoverOptions::default().wal(Options::default().recovery(mode.into()).vfs(vfs.clone()));
+    opts.target = to;
+    let mut state = DryRun::default();
+    let mut progress = Progress::new();
+    let r = wal_replay::replay_read_only(data.root(), &mut state, &NoCodec, &opts, &mut |d, t| {
+        progress.update(d, t);
+    });
+    progress.finish();
+    let report = r?;
+    out.value(&report_json(&report, state.bytes));
+    print_report(out, &report, state.bytes);
+    Ok(EXIT_OK)
+}
+
+fn report_json(r: &RecoveryReport, tx_bytes: u64) -> Value {
+    json!({
+        "read_only": r.read_only,
+        "log_id": r.log_id.map(|i| i.to_string()),
+        "new_log": r.created,
+        "snapshot": r.snapshot.as_ref().map(|s| json!({"file": s.path, "fence": s.fence.0, "bytes": s.bytes})),
+        "rejected_snapshots": r.rejected_snapshots.iter().map(|s| json!({"file": s.path, "reason": s.reason})).collect::<Vec<_>>(),
+        "snapshots_after_target": r.snapshots_after_target,
+        "target": r.target.map(|t| t.0),
+        "replay_from": r.replay_from.0,
+        "applied_range": r.applied_range.map(|(a, b)| json!([a.0, b.0])),
+        "transactions_applied": r.applied,
+        "transaction_bytes": tx_bytes,
+        "skipped_aborted": r.skipped_aborted,
+        "skipped_unfinished": r.skipped_unfinished,
+        "log_start": r.log_start.0,
+        "log_end": r.log_end.0,
+        "bytes_scanned": r.bytes_replayed,
+        "would_move_aside": r.moved_aside.iter().map(|a| json!({"from": a.from, "offset": a.offset, "bytes": a.bytes, "reason": a.reason})).collect::<Vec<_>>(),
+        "bytes_moved_aside": r.bytes_moved_aside,
+        "elapsed_s": r.elapsed.as_secs_f64(),
+    })
+}
+
+fn print_report(out: &Out, r: &RecoveryReport, tx_bytes: u64) {
+    if r.created {
+        out.line("the log is empty: recovery would start a new log with an empty state");
+        return;
+    }
+    for s in &r.rejected_snapshots {
+        out.line(format!(
+            "would skip snapshot {}: {}",
+            s.path.display(),
+            s.reason
+        ));
+    }
+    for s in &r.snapshots_after_target {
+        out.line(format!(
+            "would ignore snapshot {} (after the target)",
+            s.display()
+        ));
+    }
+    match &r.snapshot {
+        Some(s) => out.line(format!(
+            "would restore snapshot {} (fence {}, {} bytes)",
+            s.path.display(),
+            s.fence,
+            s.bytes
+        )),
+        None => out.line("would start from an empty state (no usable snapshot)"),
+    }
+    for a in &r.moved_aside {
+        out.line(format!(
+            "would move {} bytes at offset {} of {} aside ({})",
+            a.bytes,
+            a.offset,
+            a.from.display(),
+            a.reason
+        ));
+    }
+    let range = r
+        .applied_range
+        .map_or("none".to_string(), |(a, b)| format!("LSN {a}..={b}"));
+    out.line(format!(
+        "would apply {} transactions ({tx_bytes} bytes), {range}, replaying from LSN {}{}",
+        r.applied,
+        r.replay_from,
+        r.target
+            .map(|t| format!(" up to target LSN {t}"))
+            .unwrap_or_default()
+    ));
+    out.line(format!(
+        "would skip {} aborted and {} unfinished fragmented transactions",
+        r.skipped_aborted, r.skipped_unfinished
+    ));
+    out.line(format!(
+        "log holds LSN {}..={} (valid end after recovery)",
+        r.log_start, r.log_end
+    ));
+}
