@@ -111,8 +111,10 @@ impl StreamWriter {
             }
         };
         self.buf.clear();
-        // Write it out now (no fsync) so pending memory stays at about one frame.
-        inner.flush_to(lsn, false)
+        // Write it out now so pending memory stays at about one frame. Under
+        // `SyncPolicy::Always` fsync it too: no later write may reach the disk before it, or a
+        // crash can leave a hole followed by valid frames, which recovery must call corruption.
+        inner.commit_point(lsn)
     }
 
     /// Commits the transaction: durable on return under `SyncPolicy::Always`. Returns its LSN.
@@ -164,9 +166,11 @@ impl StreamWriter {
             w.open_streams.remove(&b);
             lsn
         };
-        // No fsync needed: if the abort frame is lost, recovery finds the stream unfinished
-        // and skips it just the same.
-        inner.flush_to(lsn, false)
+        // Losing the abort frame alone would be harmless (recovery finds the stream unfinished
+        // and skips it), but under `SyncPolicy::Always` it is made durable like a commit: if it
+        // were only written, the next append's write could reach the disk before it, and the
+        // hole followed by a valid frame would read as corruption after a crash.
+        inner.commit_point(lsn)
     }
 }
 
