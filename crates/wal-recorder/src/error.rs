@@ -11,6 +11,7 @@ use wal_log::WalError;
 /// failure; that call has latched the recorder, and every later call returns
 /// [`RecorderError::Poisoned`] with the same reason until the process restarts and recovers.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum RecorderError {
     /// The recorder (or its log) failed earlier and refuses all work. Restart the process and
     /// recover from the last snapshot plus the log.

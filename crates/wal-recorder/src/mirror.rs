@@ -159,6 +159,15 @@ impl DirMirror {
 
     fn copy_all(&self, st: &mut MirrorState, wal_dir: &Path) -> io::Result<()> {
         let vfs = &*self.vfs;
+        if wal_dir == self.archive {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the archive {} is the log directory itself",
+                    self.archive.display()
+                ),
+            ));
+        }
         if !st.dir_ready {
             vfs.create_dir_all(&self.archive)
                 .map_err(ctx("create dir", &self.archive))?;

@@ -51,8 +51,9 @@ impl WroteCommit {
     }
 }
 
-/// Options of a [`WalRecorder`].
+/// Options of a [`WalRecorder`]: start from [`RecorderOptions::default`] and use the setters.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecorderOptions {
     /// The most encoded event bytes one query keeps in memory. Past it the recorder opens a
     /// fragment stream on the log and writes the buffer into it, so a huge query costs bounded
@@ -114,10 +115,8 @@ impl State {
     }
 }
 
+/// Locks the poison reason (or any mutex whose critical sections cannot panic half-way).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves its state consistent before anything that can panic (a
-    // codec is the only foreign code, and a failed encode is rolled back), so std's lock
-    // poisoning carries no information here; failures are latched by the recorder itself.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -246,31 +245,52 @@ impl<E, C> WalRecorder<E, C> {
     /// Whether a query is armed.
     #[must_use]
     pub fn is_armed(&self) -> bool {
-        lock(&self.state).armed
+        self.state().armed
     }
 
     /// Events recorded by the armed query so far (0 when none is armed).
     #[must_use]
     pub fn recorded_events(&self) -> u64 {
-        lock(&self.state).events
+        self.state().events
     }
 
     /// Encoded bytes of the armed query held in the recorder's buffer (not yet handed to the
     /// log).
     #[must_use]
     pub fn buffered_bytes(&self) -> usize {
-        lock(&self.state).buf.len()
+        self.state().buf.len()
     }
 
     /// Whether the armed query outgrew [`RecorderOptions::max_buffered_bytes`] and is being
     /// streamed to the log as fragments.
     #[must_use]
     pub fn is_streaming(&self) -> bool {
-        lock(&self.state).stream.is_some()
+        self.state().stream.is_some()
     }
 
+    /// Locks the query state. A panic while it was held (inside the codec, the only foreign
+    /// code that runs under it) may have left a partial encoding in the buffer: that latches
+    /// the recorder and drops the query.
     fn state(&self) -> MutexGuard<'_, State> {
-        lock(&self.state)
+        match self.state.lock() {
+            Ok(st) => st,
+            Err(poisoned) => {
+                let mut st = poisoned.into_inner();
+                self.state.clear_poison();
+                self.latch_locked(
+                    &mut st,
+                    "a panic occurred inside the recorder while recording an event".into(),
+                );
+                st
+            }
+        }
+    }
+
+    /// Latches a panic that happened while the query state was locked, if one did.
+    fn settle(&self) {
+        if self.state.is_poisoned() {
+            drop(self.state());
+        }
     }
 
     /// Latches `reason` (the first one wins) without touching the query state.
@@ -311,6 +331,7 @@ impl<E, C> WalRecorder<E, C> {
 
     /// Refuses when the recorder or its log is poisoned.
     fn check(&self) -> Result<()> {
+        self.settle();
         if self.poisoned.load(Ordering::Acquire) {
             return Err(self.poisoned_error());
         }
@@ -507,6 +528,7 @@ impl<E, C> WalRecorder<E, C> {
     /// Whether the recorder, or its log, is poisoned.
     #[must_use]
     pub fn is_poisoned(&self) -> bool {
+        self.settle();
         self.poisoned.load(Ordering::Acquire) || self.wal.poisoned_reason().is_some()
     }
 
@@ -514,6 +536,7 @@ impl<E, C> WalRecorder<E, C> {
     /// log (such as a failed background fsync). `None` while healthy.
     #[must_use]
     pub fn poisoned_reason(&self) -> Option<String> {
+        self.settle();
         if self.poisoned.load(Ordering::Acquire) {
             return lock(&self.reason).clone();
         }

@@ -591,6 +591,42 @@ fn an_event_the_codec_refuses_poisons() {
     assert!(rec.is_poisoned());
 }
 
+/// A codec that panics half-way through encoding a `Delete`.
+struct Panicky;
+
+impl Codec<Ev> for Panicky {
+    fn encode(&self, event: &Ev, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        if let Ev::Delete(_) = event {
+            out.push(0xAA);
+            panic!("codec bug");
+        }
+        Bincode.encode(event, out)
+    }
+
+    fn decode(&self, input: &[u8]) -> Result<(Ev, usize), CodecError> {
+        Bincode.decode(input)
+    }
+}
+
+#[test]
+fn a_panic_inside_the_codec_poisons() {
+    let vfs = SimVfs::new();
+    let rec = WalRecorder::with_codec(open_sim(&vfs, SyncPolicy::Always), Panicky);
+    rec.arm().unwrap();
+    rec.record(set(1, 1));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rec.record(Ev::Delete(1))));
+    assert!(r.is_err());
+    assert!(rec.is_poisoned());
+    assert!(rec.poisoned_reason().unwrap().contains("panic"));
+    assert!(!rec.is_armed());
+    assert!(matches!(rec.commit(), Err(RecorderError::Poisoned { .. })));
+    assert_eq!(
+        rec.wal().stats().appends,
+        0,
+        "the partial encoding never reached the log"
+    );
+}
+
 #[test]
 fn zero_byte_events_are_refused() {
     let vfs = SimVfs::new();
