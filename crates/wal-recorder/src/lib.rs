@@ -25,7 +25,7 @@
 //! use std::sync::Arc;
 //! use serde::{Deserialize, Serialize};
 //! use wal_log::{Options, Wal};
-//! use wal_recorder::{MutationRecorder, WalRecorder, WroteCommit};
+//! use wal_recorder::{WalRecorder, WroteCommit};
 //!
 //! #[derive(Serialize, Deserialize, Debug, PartialEq)]
 //! enum Mutation {

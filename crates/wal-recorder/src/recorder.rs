@@ -25,6 +25,36 @@ pub trait MutationRecorder<E>: Send + Sync {
     fn poisoned(&self) -> Option<String>;
 }
 
+impl<E, R: MutationRecorder<E> + ?Sized> MutationRecorder<E> for &R {
+    fn record(&self, event: E) {
+        (**self).record(event);
+    }
+
+    fn poisoned(&self) -> Option<String> {
+        (**self).poisoned()
+    }
+}
+
+impl<E, R: MutationRecorder<E> + ?Sized> MutationRecorder<E> for Arc<R> {
+    fn record(&self, event: E) {
+        (**self).record(event);
+    }
+
+    fn poisoned(&self) -> Option<String> {
+        (**self).poisoned()
+    }
+}
+
+impl<E, R: MutationRecorder<E> + ?Sized> MutationRecorder<E> for Box<R> {
+    fn record(&self, event: E) {
+        (**self).record(event);
+    }
+
+    fn poisoned(&self) -> Option<String> {
+        (**self).poisoned()
+    }
+}
+
 /// Whether [`WalRecorder::commit`] wrote a transaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WroteCommit {

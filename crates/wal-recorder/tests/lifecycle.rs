@@ -747,4 +747,17 @@ fn the_recorder_is_send_sync_and_usable_as_a_trait_object() {
     assert!(store_side.poisoned().is_none());
     rec.commit().unwrap();
     assert_eq!(transactions(rec.wal()).len(), 1);
+
+    // A store generic over its recorder takes the recorder by reference, `Arc` or `Box`.
+    fn fire<R: MutationRecorder<Ev>>(r: R, e: Ev) -> Option<String> {
+        r.record(e);
+        r.poisoned()
+    }
+    rec.arm().unwrap();
+    assert!(fire(&*rec, set(2, 2)).is_none());
+    assert!(fire(rec.clone(), set(3, 3)).is_none());
+    assert!(fire(Box::new(rec.clone()), set(4, 4)).is_none());
+    assert_eq!(rec.recorded_events(), 3);
+    rec.commit().unwrap();
+    assert_eq!(transactions(rec.wal()).len(), 2);
 }
