@@ -7,8 +7,6 @@ use common::*;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
-use wal_log::Wal;
-use wal_replay::Engine;
 
 fn walctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_walctl"))
@@ -40,7 +38,7 @@ fn run_json(dir: &Path, args: &[&str]) -> (i32, Value) {
 /// A data directory with two checkpoints, transactions after them, and one JSON payload.
 fn fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let (mut e, _) = Engine::open(dir.path(), Kv::default(), engine_opts()).unwrap();
+    let mut e = open_engine(dir.path());
     for i in 0..400u64 {
         e.commit(vec![put(
             &format!("key{:03}{}", i % 40, "v".repeat(100)),
@@ -52,7 +50,7 @@ fn fixture() -> tempfile::TempDir {
         }
     }
     drop(e);
-    let (wal, _) = Wal::open(dir.path().join("log"), small_log()).unwrap();
+    let wal = open_wal(&dir.path().join("log"), small_log());
     wal.append(br#"{"op":"put","key":"a"}"#).unwrap();
     drop(wal);
     dir
@@ -257,7 +255,7 @@ fn repair_refuses_while_the_log_is_locked() {
     let (code, _, _) = run(dir.path(), &["verify"]);
     assert_eq!(code, 1);
     // Opening repairs the tail; then hold the lock while walctl tries.
-    let (wal, _) = Wal::open(dir.path().join("log"), small_log()).unwrap();
+    let wal = open_wal(&dir.path().join("log"), small_log());
     let (code, _, err) = run(dir.path(), &["repair"]);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("locked"), "{err}");
@@ -300,10 +298,17 @@ fn replay_reports_what_recovery_would_do() {
     let fence = v["snapshot"]["fence"].as_u64().unwrap();
     assert_eq!(v["replay_from"].as_u64(), Some(fence + 1));
     // Real recovery agrees (on a copy, so the fixture stays untouched for the next check).
-    let mut c = Counter::default();
-    let r = wal_replay::recover(dir.path(), &mut c, recover_opts()).unwrap();
-    assert_eq!(v["transactions_applied"].as_u64(), Some(r.report.applied));
-    drop(r);
+    let applied = loop {
+        let mut c = Counter::default();
+        match wal_replay::recover(dir.path(), &mut c, recover_opts()) {
+            Ok(r) => break r.report.applied,
+            Err(wal_replay::ReplayError::Wal(wal_log::WalError::AlreadyOpen { .. })) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(v["transactions_applied"].as_u64(), Some(applied));
     let to = (fence + 10).to_string();
     let (code, v) = run_json(dir.path(), &["replay", "--to", &to]);
     assert_eq!(code, 0);
@@ -361,7 +366,7 @@ fn read_only_commands_never_modify_the_directory() {
     );
     // And on a live directory: a log open (and locked) by this process.
     let dir = fixture();
-    let (wal, _) = Wal::open(dir.path().join("log"), small_log()).unwrap();
+    let wal = open_wal(&dir.path().join("log"), small_log());
     wal.append(b"live").unwrap();
     let before = snapshot_tree(dir.path());
     for c in commands {

@@ -1,5 +1,5 @@
 //! Shared test helpers: a small key-value state machine and directory utilities.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::needless_pass_by_value)]
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -156,4 +156,39 @@ pub fn segment_files(root: &Path) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
+}
+
+/// `Wal::open`, retried briefly on `AlreadyOpen`: when tests run as threads of one process, a
+/// child process being spawned by another test can hold a copy of the lock file's descriptor
+/// for a moment after the previous handle closed it (flock locks belong to the open file
+/// description, which fork shares until exec).
+pub fn open_wal(dir: &Path, opts: wal_log::Options) -> wal_log::Wal {
+    let mut tries = 0;
+    loop {
+        match wal_log::Wal::open(dir, opts.clone()) {
+            Ok((w, _)) => return w,
+            Err(wal_log::WalError::AlreadyOpen { .. }) if tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("open {}: {e}", dir.display()),
+        }
+    }
+}
+
+/// `Engine::open` with the same retry as [`open_wal`].
+pub fn open_engine(root: &Path) -> wal_replay::Engine<Kv> {
+    let mut tries = 0;
+    loop {
+        match wal_replay::Engine::open(root, Kv::default(), engine_opts()) {
+            Ok((e, _)) => return e,
+            Err(wal_replay::ReplayError::Wal(wal_log::WalError::AlreadyOpen { .. }))
+                if tries < 50 =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("open engine {}: {e}", root.display()),
+        }
+    }
 }
