@@ -1,5 +1,10 @@
 //! Shared test helpers: a small key-value state machine and directory utilities.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::needless_pass_by_value)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::needless_pass_by_value
+)]
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
