@@ -554,6 +554,17 @@ fn recover(
     report.first_lsn = infos.first().map_or(Lsn::FIRST, |s| s.base_lsn);
     report.last_lsn = last_lsn;
     let last_scan = last.clone();
+    // What the scan found may so far be only in the page cache: a process that died (or a log
+    // that failed) between a write and its fsync leaves frames, a seal and directory entries
+    // that read back but are not durable. Make them durable before they are reported durable
+    // or built upon: a successor created after an unsynced seal would otherwise, after a power
+    // loss, follow a segment that ends without a seal.
+    let tail = vfs
+        .open(&last_scan.path, OpenMode::ReadWrite)
+        .map_err(io_err("open", &last_scan.path))?;
+    tail.sync_data().map_err(io_err("fsync", &last_scan.path))?;
+    drop(tail);
+    vfs.sync_dir(&dir).map_err(io_err("fsync dir", &dir))?;
     let wal = if let Some(next) = sealed_next {
         // Rotation was cut short after the seal: create the successor now.
         let header = SegmentHeader {
