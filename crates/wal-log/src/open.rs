@@ -230,6 +230,8 @@ fn start(
         let file = inner.install_segment(&header, false)?;
         lock(&inner.writer).file = file;
     }
+    let file = lock(&inner.writer).file.clone();
+    inner.set_written(durable, file);
     Ok(Wal::from_inner(inner))
 }
 
@@ -639,7 +641,8 @@ fn recover(
         w.inner
             .written_lsn
             .store(last_lsn.0, std::sync::atomic::Ordering::Release);
-        w.inner.set_written(p);
+        let file = lock(&w.inner.writer).file.clone();
+        w.inner.set_written(p, file);
         w
     };
     report.segments = lock(&wal.inner.segments).len();

@@ -55,9 +55,14 @@ pub(crate) struct Point {
 
 #[derive(Default)]
 pub(crate) struct FlushState {
-    leader: bool,
+    /// A thread holds the writer role.
+    writing: bool,
+    /// A thread holds the syncer role.
+    syncing: bool,
     /// Written to the OS (not necessarily durable).
     written: Point,
+    /// The file `written` is in.
+    written_file: Option<Arc<dyn VfsFile>>,
 }
 
 enum Prealloc {
@@ -192,10 +197,20 @@ impl Inner {
     }
 
     /// Makes everything up to `lsn` written (`sync == false`) or durable (`sync == true`).
-    /// One caller at a time leads: it takes every pending frame, writes them with one call and
-    /// covers them with one fsync, outside the append lock; the others wait and are released
-    /// by the first flush that covers them (group commit).
+    ///
+    /// Two roles, each held by one thread at a time: the *writer* takes every pending frame and
+    /// writes them with one call; the *syncer* fsyncs what has been written and advances the
+    /// durable LSN. Everyone else waits and is released by the first flush that covers them
+    /// (group commit). Neither role holds the append lock during I/O.
+    ///
+    /// Under [`SyncPolicy::Always`] one thread takes both roles at once, so a write is never
+    /// issued while an fsync is in flight: at most one write is ever unsynced, and a crash can
+    /// never persist a later write without an earlier one (which recovery would have to call
+    /// corruption). Under the other policies writes proceed while an fsync runs, so appends do
+    /// not stall behind the background fsync.
     pub(crate) fn flush_to(&self, lsn: Lsn, sync: bool) -> Result<()> {
+        let strict = self.opts.sync == SyncPolicy::Always;
+        let written = |s: &Self| s.written_lsn.load(Ordering::Acquire) >= lsn.0;
         let done = |s: &Self| {
             let at = if sync { &s.durable_lsn } else { &s.written_lsn };
             at.load(Ordering::Acquire) >= lsn.0
@@ -205,36 +220,58 @@ impl Inner {
                 return Ok(());
             }
             self.check_poison()?;
-            {
+            let (do_write, do_sync) = {
                 let mut f = lock(&self.flush);
                 loop {
                     if done(self) {
                         return Ok(());
                     }
                     self.check_poison()?;
-                    if !f.leader {
-                        f.leader = true;
-                        break;
+                    if strict {
+                        if !f.writing && !f.syncing {
+                            f.writing = true;
+                            f.syncing = true;
+                            break (true, sync);
+                        }
+                    } else if !written(self) {
+                        if !f.writing {
+                            f.writing = true;
+                            break (true, false);
+                        }
+                    } else if !f.syncing {
+                        f.syncing = true;
+                        break (false, true);
                     }
                     f = self.flushed.wait(f).unwrap_or_else(PoisonError::into_inner);
                 }
+            };
+            let mut result = if do_write { self.lead_write() } else { Ok(()) };
+            if do_sync && result.is_ok() {
+                result = self.lead_sync();
             }
-            let result = self.lead(sync);
             let mut f = lock(&self.flush);
-            f.leader = false;
+            if strict || do_write {
+                f.writing = false;
+            }
+            if strict || do_sync {
+                f.syncing = false;
+            }
             self.flushed.notify_all();
             drop(f);
             result?;
         }
     }
 
-    /// The flush leader's work. Only one thread runs this at a time.
-    fn lead(&self, sync: bool) -> Result<()> {
+    /// The writer role: writes every pending frame with one call (or rotates).
+    fn lead_write(&self) -> Result<()> {
         let mut w = lock(&self.writer);
         if w.write_pos + w.pending.len() as u64 >= self.opts.segment_size {
             // Rotation is rare (once per segment) and keeps the append lock for its few
             // syscalls, so no frame can be encoded for a segment that is being sealed.
             return self.rotate(&mut w);
+        }
+        if w.pending.is_empty() {
+            return Ok(());
         }
         let spare = std::mem::take(&mut w.spare);
         let buf = std::mem::replace(&mut w.pending, spare);
@@ -245,34 +282,54 @@ impl Inner {
         let (file, seq) = (w.file.clone(), w.seq);
         drop(w);
 
-        let mut written = lock(&self.flush).written;
-        if !buf.is_empty() {
-            if let Err(e) = file.write_all_at(&buf, pos) {
-                return Err(self.poison(io_err("write", self.path(&segment_file_name(seq)))(e)));
-            }
-            written = Point {
+        if let Err(e) = file.write_all_at(&buf, pos) {
+            return Err(self.poison(io_err("write", self.path(&segment_file_name(seq)))(e)));
+        }
+        {
+            let mut f = lock(&self.flush);
+            f.written = Point {
                 lsn: last,
                 seq,
                 end: pos + buf.len() as u64,
             };
-            lock(&self.flush).written = written;
-            self.written_lsn.store(last.0, Ordering::Release);
+            f.written_file = Some(file);
         }
+        self.written_lsn.store(last.0, Ordering::Release);
         let mut buf = buf;
         buf.clear();
         lock(&self.writer).spare = buf;
         self.counters.commits.fetch_add(commits, Ordering::Relaxed);
-        if sync && written.lsn.0 > self.durable_lsn.load(Ordering::Acquire) {
-            if let Err(e) = file.sync_data() {
-                // Never retry: after a failed fsync the kernel may have dropped the dirty
-                // pages, so a later "successful" fsync would prove nothing.
-                return Err(self.poison(io_err("fsync", self.path(&segment_file_name(seq)))(e)));
-            }
-            self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-            *lock(&self.durable) = written;
-            self.durable_lsn.store(written.lsn.0, Ordering::Release);
-        }
         Ok(())
+    }
+
+    /// The syncer role: fsyncs the file of the last write and makes everything written before
+    /// the fsync started durable.
+    fn lead_sync(&self) -> Result<()> {
+        let (point, file) = {
+            let f = lock(&self.flush);
+            (f.written, f.written_file.clone())
+        };
+        if point.lsn.0 <= self.durable_lsn.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let Some(file) = file else { return Ok(()) };
+        if let Err(e) = file.sync_data() {
+            // Never retry: after a failed fsync the kernel may have dropped the dirty pages,
+            // so a later "successful" fsync would prove nothing.
+            return Err(self.poison(io_err("fsync", self.path(&segment_file_name(point.seq)))(e)));
+        }
+        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.advance_durable(point);
+        Ok(())
+    }
+
+    /// Raises the durable point (never lowers it: a rotation may have moved it further).
+    fn advance_durable(&self, point: Point) {
+        let mut d = lock(&self.durable);
+        if point.lsn > d.lsn || (point.lsn == d.lsn && point.seq > d.seq) {
+            *d = point;
+            self.durable_lsn.store(point.lsn.0, Ordering::Release);
+        }
     }
 
     /// Seals the active segment and switches to the next one. Called with the append lock held
@@ -460,8 +517,10 @@ impl Inner {
         self.prealloc_cv.notify_all();
     }
 
-    pub(crate) fn set_written(&self, p: Point) {
-        lock(&self.flush).written = p;
+    pub(crate) fn set_written(&self, p: Point, file: Arc<dyn VfsFile>) {
+        let mut f = lock(&self.flush);
+        f.written = p;
+        f.written_file = Some(file);
     }
 
     /// The preallocator thread: keeps one zero-filled, synced next segment ready.
@@ -495,18 +554,28 @@ impl Inner {
 
     /// The interval syncer thread of [`SyncPolicy::Interval`].
     fn syncer(self: &Arc<Self>, every: Duration) {
+        let stop =
+            |s: &Self| s.shutdown.load(Ordering::Acquire) || s.poisoned.load(Ordering::Acquire);
         let mut g = lock(&self.shutdown_lock);
         loop {
+            // Checked under the lock before waiting, so a shutdown signalled before this
+            // thread first waits is not missed.
+            if stop(self) {
+                return;
+            }
             g = self
                 .shutdown_cv
                 .wait_timeout(g, every)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
-            if self.shutdown.load(Ordering::Acquire) || self.poisoned.load(Ordering::Acquire) {
+            if stop(self) {
                 return;
             }
             drop(g);
-            let last = Lsn(self.written_lsn.load(Ordering::Acquire));
+            // Everything appended so far, queued or written.
+            let last = lock(&self.writer)
+                .pending_last
+                .max(Lsn(self.written_lsn.load(Ordering::Acquire)));
             if last.0 > self.durable_lsn.load(Ordering::Acquire) {
                 // A failure poisons the log; the next call on it reports the latched error.
                 if let Err(e) = self.flush_to(last, true) {
@@ -615,8 +684,8 @@ impl Wal {
             _lock: lock_guard,
             writer: Mutex::new(writer),
             flush: Mutex::new(FlushState {
-                leader: false,
                 written: durable,
+                ..FlushState::default()
             }),
             flushed: Condvar::new(),
             durable_lsn: AtomicU64::new(durable.lsn.0),
@@ -682,6 +751,42 @@ impl Wal {
         };
         self.inner.commit_point(lsn)?;
         Ok(lsn)
+    }
+
+    /// Queues one transaction and returns its LSN without waiting for any I/O: the frame is
+    /// encoded into the log's buffer (a copy and a checksum), and is written and made durable
+    /// by the next flush — [`Wal::wait_durable`], [`Wal::sync`], a concurrent
+    /// [`Wal::append`]'s group commit, or the interval thread. Nothing is acknowledged: the
+    /// transaction is durable only once `wait_durable(lsn)` returns.
+    ///
+    /// This is how an engine appends under its own lock (so the log order is the order in
+    /// which it applied the changes) and waits outside it, letting concurrent committers share
+    /// one write and one fsync. Payloads larger than one frame are streamed as
+    /// [`Wal::append`] does.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), wal_log::WalError> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let (wal, _) = wal_log::Wal::open(dir.path(), wal_log::Options::default())?;
+    /// let lsn = wal.append_queued(b"applied under the engine's lock")?;
+    /// // ... release the engine's lock, then:
+    /// wal.wait_durable(lsn)?;
+    /// assert!(wal.durable_lsn() >= lsn);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`WalError::Poisoned`]; [`WalError::TransactionTooLarge`].
+    pub fn append_queued(&self, payload: &[u8]) -> Result<Lsn> {
+        self.inner.check_poison()?;
+        if payload.len() > MAX_FRAME_PAYLOAD {
+            let mut s = self.stream()?;
+            s.write(payload)?;
+            return s.commit();
+        }
+        let mut w = lock(&self.inner.writer);
+        self.inner.check_poison()?;
+        self.inner.push_frame(&mut w, FrameKind::Tx, 0, payload)
     }
 
     /// Appends several payloads as one atomic transaction: after a crash either all of them are

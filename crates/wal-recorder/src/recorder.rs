@@ -422,6 +422,23 @@ impl<E, C> WalRecorder<E, C> {
     /// (which poisons); [`RecorderError::Wal`] when the log fails (which poisons; nothing of the
     /// transaction is acknowledged).
     pub fn commit(&self) -> Result<WroteCommit> {
+        self.commit_inner(false)
+    }
+
+    /// Like [`WalRecorder::commit`], but the transaction is only queued in the log
+    /// ([`Wal::append_queued`]): no I/O, nothing acknowledged. The host calls it while holding
+    /// its store lock, releases the lock, then waits with `wal().wait_durable(lsn)`; concurrent
+    /// queries then share one write and one fsync, and the log order stays the order in which
+    /// the store applied them. (A transaction that streamed fragments is committed as
+    /// [`WalRecorder::commit`] does.)
+    ///
+    /// # Errors
+    /// As [`WalRecorder::commit`].
+    pub fn commit_queued(&self) -> Result<WroteCommit> {
+        self.commit_inner(true)
+    }
+
+    fn commit_inner(&self, queued: bool) -> Result<WroteCommit> {
         let mut st = self.state();
         self.check_locked(&mut st)?;
         if !st.armed {
@@ -437,6 +454,8 @@ impl<E, C> WalRecorder<E, C> {
             stream.write(&st.buf).and_then(|()| stream.commit())
         } else if events == 0 {
             return Ok(WroteCommit::No);
+        } else if queued {
+            self.wal.append_queued(&st.buf)
         } else {
             self.wal.append(&st.buf)
         };

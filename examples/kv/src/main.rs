@@ -1,0 +1,275 @@
+//! `kv`: a small ordered key-value store built on the whole stack.
+//!
+//! Every write is one transaction: the store arms the recorder, applies the mutation, records
+//! its event and commits (written to the log) while it holds its lock, then waits for the
+//! commit to become durable *outside* the lock, so concurrent writers share fsyncs (group
+//! commit) while the log order stays the order in which the store applied the changes.
+//! Opening always recovers (snapshot + log) first.
+//!
+//! ```text
+//! kv --dir D put KEY VALUE | get KEY | del KEY | scan | checkpoint | stat
+//! kv --dir D load --count N [--start S] [--value-size B] [--threads T]
+//! ```
+//!
+//! Exit codes: 0 success, 1 `get` of an absent key, 2 any error (the message says which,
+//! for example that another process has the directory open).
+#![forbid(unsafe_code)]
+
+mod store;
+
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use store::{KvEvent, Store};
+use wal_log::{Options, SyncPolicy, Wal};
+use wal_recorder::{WalRecorder, WroteCommit};
+use wal_replay::{Checkpointer, RecoverOptions, RecoveryReport, recover};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kv",
+    version,
+    about = "An ordered key-value store on a write-ahead log"
+)]
+struct Cli {
+    /// The data directory (created when missing).
+    #[arg(long)]
+    dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Set KEY to VALUE (durable when the command returns).
+    Put { key: String, value: String },
+    /// Print the value of KEY; exit 1 when absent.
+    Get { key: String },
+    /// Remove KEY (durable when the command returns).
+    Del { key: String },
+    /// Print every key and value, sorted, as `KEY<TAB>VALUE` lines.
+    Scan,
+    /// Snapshot the state, mark the log and truncate it.
+    Checkpoint,
+    /// Print recovery and log statistics as `name=value` lines.
+    Stat,
+    /// Write keys k<i> for i in START..START+COUNT, each its own durable transaction, from
+    /// THREADS threads sharing one log; print each key right after its commit is durable.
+    Load {
+        /// How many keys.
+        #[arg(long)]
+        count: u64,
+        /// The first index.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// Value size in bytes: `v<i>-` padded with `x`.
+        #[arg(long, default_value_t = 32)]
+        value_size: usize,
+        /// Writer threads.
+        #[arg(long, default_value_t = 1)]
+        threads: u64,
+    },
+}
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// An open database: the recovered state, the log, and the recorder the store writes through.
+struct Db {
+    root: PathBuf,
+    store: Mutex<Store>,
+    recorder: WalRecorder<KvEvent>,
+    wal: Arc<Wal>,
+    report: RecoveryReport,
+}
+
+impl Db {
+    fn open(root: &Path) -> Result<Db, Error> {
+        let mut store = Store::default();
+        // SyncPolicy::Always: every flush writes and fsyncs in one step, so no write is ever
+        // issued while an fsync is in flight. Commits are queued under the store lock and
+        // waited for outside it (`Db::write`), which is where group commit happens.
+        let opts = RecoverOptions::default().wal(Options::default().sync(SyncPolicy::Always));
+        let recovered = recover(root, &mut store, opts)?;
+        let wal = Arc::new(recovered.wal);
+        Ok(Db {
+            root: root.to_path_buf(),
+            store: Mutex::new(store),
+            recorder: WalRecorder::new(wal.clone()),
+            wal,
+            report: recovered.report,
+        })
+    }
+
+    /// Applies `event` and commits it as one transaction; returns once it is durable.
+    fn write(&self, event: KvEvent) -> Result<(), Error> {
+        let lsn = {
+            let mut store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+            let tx = self.recorder.begin()?;
+            store.apply_event(&event);
+            tx.record(event);
+            // Queued only: no I/O while the store lock is held.
+            tx.commit_queued()?
+        };
+        if let WroteCommit::Yes(lsn) = lsn {
+            // Outside the store lock: concurrent writers' waits share one fsync.
+            self.wal.wait_durable(lsn)?;
+        }
+        self.recorder.ensure_not_poisoned()?;
+        Ok(())
+    }
+
+    fn with_store<T>(&self, f: impl FnOnce(&Store) -> T) -> T {
+        f(&self.store.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+fn value_for(i: u64, size: usize) -> String {
+    let mut v = format!("v{i}-");
+    while v.len() < size {
+        v.push('x');
+    }
+    v
+}
+
+fn load(db: &Db, count: u64, start: u64, value_size: usize, threads: u64) -> Result<(), Error> {
+    let threads = threads.max(1);
+    let started = Instant::now();
+    let done = AtomicBool::new(false);
+    let stats_line = |db: &Db| {
+        let s = db.wal.stats();
+        format!(
+            "commits={} fsyncs={} commits_per_fsync={:.2} elapsed_ms={}",
+            s.commits,
+            s.fsyncs,
+            s.commits_per_fsync,
+            started.elapsed().as_millis()
+        )
+    };
+    std::thread::scope(|scope| -> Result<(), Error> {
+        scope.spawn(|| {
+            // Progress on stderr, so a killed run still leaves its numbers behind.
+            while !done.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(250));
+                eprintln!("progress: {}", stats_line(db));
+            }
+        });
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || -> Result<(), Error> {
+                    let stdout = std::io::stdout();
+                    let mut i = start + t;
+                    while i < start + count {
+                        let key = format!("k{i}");
+                        db.write(KvEvent::Put {
+                            key: key.clone(),
+                            value: value_for(i, value_size),
+                        })?;
+                        // Printed and flushed only after the commit is durable.
+                        let mut out = stdout.lock();
+                        writeln!(out, "{key}")?;
+                        out.flush()?;
+                        i += threads;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let mut result = Ok(());
+        for w in workers {
+            match w.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(_) => result = Err("a writer thread panicked".into()),
+            }
+        }
+        done.store(true, Ordering::Release);
+        result
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    let s = db.wal.stats();
+    eprintln!(
+        "load: {count} commits from {threads} threads in {secs:.2} s = {:.0} commits/s; {} fsyncs ({:.1} commits per fsync)",
+        count as f64 / secs.max(1e-9),
+        s.fsyncs,
+        s.commits_per_fsync
+    );
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Error> {
+    let db = Db::open(&cli.dir)?;
+    match cli.command {
+        Command::Put { key, value } => db.write(KvEvent::Put { key, value })?,
+        Command::Del { key } => db.write(KvEvent::Del { key })?,
+        Command::Get { key } => match db.with_store(|s| s.map.get(&key).cloned()) {
+            Some(v) => println!("{v}"),
+            None => return Ok(ExitCode::from(1)),
+        },
+        Command::Scan => {
+            let out = std::io::stdout();
+            let mut out = std::io::BufWriter::new(out.lock());
+            db.with_store(|s| -> std::io::Result<()> {
+                for (k, v) in &s.map {
+                    writeln!(out, "{k}\t{v}")?;
+                }
+                Ok(())
+            })?;
+            out.flush()?;
+        }
+        Command::Checkpoint => {
+            db.wal.sync()?;
+            let fence = db.wal.last_lsn();
+            let report = db.with_store(|s| {
+                Checkpointer::new(&db.root, db.wal.clone(), 2).checkpoint(s, fence)
+            })?;
+            println!(
+                "checkpoint: snapshot {} at fence {} ({} bytes); {} log segments removed; {} ms",
+                report.snapshot.display(),
+                report.fence,
+                report.bytes,
+                report.segments_removed,
+                report.elapsed.as_millis()
+            );
+        }
+        Command::Stat => {
+            let r = &db.report;
+            let s = db.wal.stats();
+            println!("keys={}", db.with_store(|s| s.map.len()));
+            println!(
+                "log_id={}",
+                r.log_id.map_or_else(|| "-".to_owned(), |id| id.to_string())
+            );
+            println!(
+                "snapshot_fence={}",
+                r.snapshot.as_ref().map_or(0, |s| s.fence.get())
+            );
+            println!("applied={}", r.applied);
+            println!("log_start={} log_end={}", r.log_start, r.log_end);
+            println!("segments={} durable_lsn={}", s.segments, s.durable_lsn);
+            println!("bytes_moved_aside={}", r.bytes_moved_aside);
+            println!("recovery_ms={:.1}", r.elapsed.as_secs_f64() * 1000.0);
+        }
+        Command::Load {
+            count,
+            start,
+            value_size,
+            threads,
+        } => load(&db, count, start, value_size, threads)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kv: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
