@@ -92,7 +92,12 @@ impl Db {
         // SyncPolicy::Always: every flush writes and fsyncs in one step, so no write is ever
         // issued while an fsync is in flight. Commits are queued under the store lock and
         // waited for outside it (`Db::write`), which is where group commit happens.
-        let opts = RecoverOptions::default().wal(Options::default().sync(SyncPolicy::Always));
+        // 8 MiB segments, so a checkpoint visibly truncates the log in the demo.
+        let opts = RecoverOptions::default().wal(
+            Options::default()
+                .sync(SyncPolicy::Always)
+                .segment_size(8 << 20),
+        );
         let recovered = recover(root, &mut store, opts)?;
         let wal = Arc::new(recovered.wal);
         Ok(Db {
