@@ -67,7 +67,14 @@ fn measure(test: &str, log_bytes: u64, segment: u64, bound_mib: u64) {
     let dir = tempfile::tempdir().unwrap();
     let txs = build(dir.path(), log_bytes, segment);
     let out = Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads", "1"])
+        .args([
+            test,
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(CHILD, dir.path())
         .output()
         .unwrap();
