@@ -47,7 +47,8 @@ impl Lsn {
 
 impl fmt::Display for Lsn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        // Delegate so width, fill and alignment flags apply.
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -86,7 +87,7 @@ impl SegmentSeq {
 
 impl fmt::Display for SegmentSeq {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -102,5 +103,6 @@ mod tests {
         assert_eq!(Lsn::ZERO.prev(), Lsn::ZERO);
         assert_eq!(Lsn(9).to_string(), "9");
         assert_eq!(SegmentSeq(3).next().to_string(), "4");
+        assert_eq!(format!("{:>4}|{:<3}|", Lsn(7), SegmentSeq(2)), "   7|2  |");
     }
 }

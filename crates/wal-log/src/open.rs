@@ -101,13 +101,7 @@ impl Wal {
             Err(e) => return Err(io_err("list", &dir)(e)),
         }
         let lock_path = dir.join(LOCK_FILE);
-        let lock_guard = vfs.lock(&lock_path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::WouldBlock {
-                WalError::AlreadyOpen { dir: dir.clone() }
-            } else {
-                io_err("lock", &lock_path)(e)
-            }
-        })?;
+        let lock_guard = lock_dir(&*vfs, &dir, &lock_path)?;
         let (segs, _aside, prealloc) = list_dir(&*vfs, &dir)?;
         if prealloc {
             // It never held log data: it gets its name only after its header is synced.
@@ -141,6 +135,29 @@ impl Wal {
             "opened WAL"
         );
         Ok((wal, report))
+    }
+}
+
+/// Takes the directory lock. A lock that is busy is retried for up to 100 ms before
+/// reporting `AlreadyOpen`: between `fork` and `exec` a child process spawned by any thread
+/// briefly shares the parent's open files, flock included, so a log closed and reopened while
+/// the process spawns children can find its own lock held for a moment.
+fn lock_dir(vfs: &dyn Vfs, dir: &Path, lock_path: &Path) -> Result<Box<dyn VfsLock>> {
+    let mut waited = Duration::ZERO;
+    loop {
+        match vfs.lock(lock_path) {
+            Ok(g) => return Ok(g),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if waited >= Duration::from_millis(100) {
+                    return Err(WalError::AlreadyOpen {
+                        dir: dir.to_path_buf(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(10));
+                waited += Duration::from_millis(10);
+            }
+            Err(e) => return Err(io_err("lock", lock_path)(e)),
+        }
     }
 }
 
