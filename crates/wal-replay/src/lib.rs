@@ -72,6 +72,11 @@
 //! ```
 #![forbid(unsafe_code)]
 
+/// The repository README's quick start, compiled and run as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 pub mod checkpoint;
 mod error;
 mod logscan;
