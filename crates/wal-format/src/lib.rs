@@ -25,6 +25,11 @@
 //! ```
 #![forbid(unsafe_code)]
 
+/// This crate's README example, compiled and run as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 mod codec;
 mod error;
 mod frame;
