@@ -103,16 +103,11 @@ impl Wal {
         let lock_path = dir.join(LOCK_FILE);
         let lock_guard = lock_dir(&*vfs, &dir, &lock_path)?;
         let (segs, _aside, prealloc) = list_dir(&*vfs, &dir)?;
-        if prealloc {
-            // It never held log data: it gets its name only after its header is synced.
-            let p = dir.join(PREALLOC_FILE);
-            vfs.remove(&p).map_err(io_err("remove", &p))?;
-            vfs.sync_dir(&dir).map_err(io_err("fsync dir", &dir))?;
-        }
         let (wal, mut report) = if segs.is_empty() {
+            remove_prealloc(&*vfs, &dir, prealloc)?;
             create(dir, opts, lock_guard)?
         } else {
-            recover(dir, opts, lock_guard, &segs)?
+            recover(dir, opts, lock_guard, &segs, prealloc)?
         };
         // Close fragmented transactions that a crash left open, so readers need not hold them.
         for s in report.aborted_streams.clone() {
@@ -382,11 +377,23 @@ fn rename_aside(vfs: &dyn Vfs, dir: &Path, seg: &Path, reason: &str) -> Result<M
     })
 }
 
+/// Removes a leftover preallocated file. It never held log data: it gets its name only after
+/// its header is synced.
+fn remove_prealloc(vfs: &dyn Vfs, dir: &Path, present: bool) -> Result<()> {
+    if present {
+        let p = dir.join(PREALLOC_FILE);
+        vfs.remove(&p).map_err(io_err("remove", &p))?;
+        vfs.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
+    }
+    Ok(())
+}
+
 fn recover(
     dir: PathBuf,
     opts: Options,
     lock_guard: Box<dyn VfsLock>,
     segs: &[SegmentSeq],
+    prealloc: bool,
 ) -> Result<(Wal, OpenReport)> {
     let _span = tracing::info_span!("wal.recover", segments = segs.len()).entered();
     let vfs = opts.vfs.clone();
@@ -480,6 +487,8 @@ fn recover(
             reason: "no segment with a valid header".into(),
         });
     };
+    // Only now that the log is known to open: a refused open changes nothing on disk.
+    remove_prealloc(&*vfs, &dir, prealloc)?;
     let mut report = OpenReport {
         log_id: Some(log_id),
         ..OpenReport::default()
