@@ -4,7 +4,9 @@
 //! every segment file, the [`Frame`] that carries one unit of the log, the CRC32C checksum and
 //! its per-segment seed, and the [`SegmentScanner`] that turns a segment's bytes back into frames
 //! and decides, at the first frame that fails, whether the log ended cleanly, ends in a torn
-//! tail, or is corrupt. The [`Codec`] trait turns a transaction's events into a payload.
+//! tail, or is corrupt. [`ChunkedScanner`] makes the same decisions for a segment read a chunk
+//! at a time through [`ReadAt`] (a file), so a reader never holds a whole segment. The
+//! [`Codec`] trait turns a transaction's events into a payload.
 //!
 //! The full byte-exact specification is `docs/format.md` in the repository.
 //!
@@ -30,6 +32,7 @@
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+mod chunked;
 mod codec;
 mod error;
 mod frame;
@@ -38,6 +41,7 @@ mod lsn;
 mod records;
 mod scan;
 
+pub use chunked::{ChunkedScanner, DEFAULT_CHUNK, ReadAt};
 #[cfg(feature = "bincode")]
 pub use codec::Bincode;
 pub use codec::{Codec, CodecError, decode_all};

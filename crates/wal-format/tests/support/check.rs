@@ -7,9 +7,9 @@
 
 use bytes::Bytes;
 use wal_format::{
-    Bincode, FLAG_MULTI, FRAME_HEADER_LEN, FormatError, Frame, FrameKind, LogId, Lsn,
-    MAX_FRAME_PAYLOAD, RecordIter, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, ScanEnd, SegmentHeader,
-    SegmentScanner, SegmentSeq, decode_all, encode_frame, encode_records,
+    Bincode, ChunkedScanner, FLAG_MULTI, FRAME_HEADER_LEN, FormatError, Frame, FrameKind, LogId,
+    Lsn, MAX_FRAME_PAYLOAD, ReadAt, RecordIter, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, ScanEnd,
+    SegmentHeader, SegmentScanner, SegmentSeq, decode_all, encode_frame, encode_records,
 };
 
 /// An event type with every shape bincode's decoder allocates for: strings, byte vectors,
@@ -64,7 +64,11 @@ pub fn check_segment(data: &[u8]) -> Option<[Outcome; 2]> {
     let mut outcomes = Vec::with_capacity(2);
     for expect_sealed in [false, true] {
         match (&header, SegmentScanner::new(bytes.clone(), expect_sealed)) {
-            (Some(h), Ok(s)) => outcomes.push(check_scan(h, s, &bytes, expect_sealed)),
+            (Some(h), Ok(s)) => {
+                let outcome = check_scan(h, s, &bytes, expect_sealed);
+                check_chunked(h, data, expect_sealed, &outcome);
+                outcomes.push(outcome);
+            }
             (None, Err(_)) => return None,
             (h, s) => panic!(
                 "SegmentHeader::decode gave {h:?} but SegmentScanner::new {:?}",
@@ -76,6 +80,60 @@ pub fn check_segment(data: &[u8]) -> Option<[Outcome; 2]> {
     // The mode changes only how a scan ends, never which frames verify.
     assert_eq!(a.frames, b.frames, "the two modes disagree on frames");
     Some([a, b])
+}
+
+/// Reads at most `max` bytes per call, as a file may.
+struct Dribble<'a> {
+    data: &'a [u8],
+    max: usize,
+}
+
+impl ReadAt for Dribble<'_> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        let n = buf.len().min(self.max);
+        self.data.read_at(&mut buf[..n], offset)
+    }
+}
+
+/// A [`ChunkedScanner`] reading `data` in chunks of several sizes (down to one byte, and
+/// through a source that returns short reads) yields exactly the frames and the end that the
+/// whole-buffer scan found, and the offset where non-zero data ends.
+pub fn check_chunked(header: &SegmentHeader, data: &[u8], expect_sealed: bool, whole: &Outcome) {
+    let data_end = data
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i as u64 + 1);
+    for (chunk, max_read) in [(1, usize::MAX), (7, 3), (64, usize::MAX), (1 << 20, 5)] {
+        let src = Dribble {
+            data,
+            max: max_read,
+        };
+        let mut s =
+            ChunkedScanner::new(*header, data.len() as u64, expect_sealed).chunk_size(chunk);
+        let mut frames = Vec::new();
+        while let Some(f) = s.next_frame(&src).expect("reading a slice cannot fail") {
+            frames.push(f);
+        }
+        assert_eq!(
+            frames, whole.frames,
+            "chunk {chunk}: frames differ from the whole scan"
+        );
+        assert_eq!(
+            s.end(),
+            Some(&whole.end),
+            "chunk {chunk}: end differs from the whole scan"
+        );
+        assert!(
+            s.next_frame(&src).unwrap().is_none(),
+            "a finished scanner must stay finished"
+        );
+        assert_eq!(s.finish(&src).unwrap(), whole.end);
+        assert_eq!(
+            s.data_end(&src).unwrap(),
+            data_end,
+            "chunk {chunk}: data end"
+        );
+    }
 }
 
 /// Decodes a header and checks that a decoded header re-encodes to the same 64 bytes, and

@@ -1,0 +1,531 @@
+//! Scanning a segment that is read a chunk at a time rather than held whole in memory.
+
+use crate::frame::{FRAME_HEADER_LEN, Frame, FrameKind, MAX_FRAME_PAYLOAD, SegmentSeed, decode_at};
+use crate::header::{SEGMENT_HEADER_LEN, SegmentHeader, arr4};
+use crate::lsn::{Lsn, SegmentSeq};
+use crate::scan::ScanEnd;
+use bytes::{Bytes, BytesMut};
+use std::io;
+
+/// Positional reads of one segment's bytes, like `pread(2)`: what a [`ChunkedScanner`] reads
+/// from. This crate does no I/O itself; the log implements this for its files.
+pub trait ReadAt {
+    /// Reads up to `buf.len()` bytes at `offset` and returns how many were read; fewer only
+    /// at the end of the data (0 at or past it), or when the source reads in pieces (the
+    /// scanner then asks again).
+    ///
+    /// # Errors
+    /// The source's I/O error; the scanner passes it on unchanged.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+}
+
+impl ReadAt for [u8] {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.len());
+        let n = buf.len().min(self.len() - start);
+        buf[..n].copy_from_slice(&self[start..start + n]);
+        Ok(n)
+    }
+}
+
+impl ReadAt for Vec<u8> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.as_slice().read_at(buf, offset)
+    }
+}
+
+impl ReadAt for Bytes {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.as_ref().read_at(buf, offset)
+    }
+}
+
+/// Bytes read at a time by default: large enough to amortize a read call, small enough that
+/// the bytes are still in the CPU cache when their checksums are computed.
+pub const DEFAULT_CHUNK: usize = 1 << 20;
+
+/// A [`crate::SegmentScanner`] for a segment that is not in memory: it reads the segment
+/// through a [`ReadAt`] a chunk at a time into one buffer that it reuses, and yields the same
+/// verified frames and decides the same [`ScanEnd`] — same variant, same offset, same reason —
+/// as a `SegmentScanner` over the whole file would.
+///
+/// Memory: one buffer of the chunk size ([`DEFAULT_CHUNK`] unless set with
+/// [`ChunkedScanner::chunk_size`]), grown only when one frame (at most
+/// [`FRAME_HEADER_LEN`] + [`MAX_FRAME_PAYLOAD`] bytes) does not fit in it. Yielded frames'
+/// payloads are zero-copy views of that buffer; the buffer is reused for the next chunk only
+/// once no yielded frame still refers to it (otherwise a new one is allocated), so holding
+/// frames is safe, and dropping them promptly keeps memory flat.
+///
+/// Reading: every frame is read once (a frame cut by the end of a chunk is read again with the
+/// next chunk). Where the frames end, the rest of the file is read once more to tell
+/// preallocated zeros (a clean end) from a torn tail or corruption, exactly as the whole-file
+/// scanner looks at the rest of its buffer; a sound log's sealed segments have no rest, and
+/// the newest has at most its preallocated space.
+///
+/// ```
+/// use wal_format::{ChunkedScanner, FrameKind, LogId, Lsn, ScanEnd, SegmentHeader, SegmentSeq, encode_frame};
+///
+/// let header = SegmentHeader::new(LogId::from_u128(7), SegmentSeq(1), Lsn(1));
+/// let mut file = header.encode().to_vec();
+/// encode_frame(&mut file, header.seed(), FrameKind::Tx, 0, Lsn(1), b"hello").unwrap();
+/// encode_frame(&mut file, header.seed(), FrameKind::Tx, 0, Lsn(2), b"world").unwrap();
+/// file.resize(4096, 0); // preallocated space
+///
+/// let mut scanner = ChunkedScanner::new(header, file.len() as u64, false).chunk_size(16);
+/// let mut payloads = Vec::new();
+/// while let Some(frame) = scanner.next_frame(&file).unwrap() {
+///     payloads.push(frame.payload);
+/// }
+/// assert_eq!(payloads, [&b"hello"[..], &b"world"[..]]);
+/// assert_eq!(scanner.end(), Some(&ScanEnd::Clean { offset: 114, sealed: None }));
+/// ```
+#[derive(Debug)]
+pub struct ChunkedScanner {
+    header: SegmentHeader,
+    seed: SegmentSeed,
+    file_len: u64,
+    expect_sealed: bool,
+    chunk: usize,
+    /// The loaded bytes, starting at file offset `window_at`.
+    window: Bytes,
+    window_at: u64,
+    /// A buffer to read into when the window is still referenced by a yielded frame.
+    spare: Option<BytesMut>,
+    /// File offset of the next frame.
+    pos: u64,
+    next_lsn: Lsn,
+    /// A seal frame was yielded; what follows it is checked on the next call.
+    sealed: Option<SegmentSeq>,
+    end: Option<ScanEnd>,
+    /// Every byte in `[start, read_hi)` has been read.
+    read_hi: u64,
+    /// Offset just past the last non-zero byte read so far.
+    data_end: u64,
+    bytes_read: u64,
+}
+
+impl ChunkedScanner {
+    /// A scanner of the frames of a segment whose header (already read and decoded from the
+    /// first [`SEGMENT_HEADER_LEN`] bytes) is `header` and whose file holds `file_len` bytes.
+    ///
+    /// `expect_sealed` is as for [`crate::SegmentScanner::new`]: true for every segment but
+    /// the newest.
+    #[must_use]
+    pub fn new(header: SegmentHeader, file_len: u64, expect_sealed: bool) -> ChunkedScanner {
+        let mut s = ChunkedScanner::resume(
+            header,
+            file_len,
+            SEGMENT_HEADER_LEN as u64,
+            header.base_lsn,
+            expect_sealed,
+        );
+        // The header's bytes are exactly its encoding (decoding verified every field).
+        s.data_end = last_nonzero(&header.encode()).map_or(0, |i| i as u64 + 1);
+        s
+    }
+
+    /// A scanner that starts at `offset` of the file, where the next frame must carry
+    /// `next_lsn` (a reader resuming mid-segment), like [`crate::scan_frames`]. What it
+    /// reports about the bytes (the end, [`ChunkedScanner::data_end`]) is about the bytes from
+    /// `offset` on.
+    #[must_use]
+    pub fn resume(
+        header: SegmentHeader,
+        file_len: u64,
+        offset: u64,
+        next_lsn: Lsn,
+        expect_sealed: bool,
+    ) -> ChunkedScanner {
+        ChunkedScanner {
+            seed: header.seed(),
+            header,
+            file_len,
+            expect_sealed,
+            chunk: DEFAULT_CHUNK,
+            window: Bytes::new(),
+            window_at: offset,
+            spare: None,
+            pos: offset,
+            next_lsn,
+            sealed: None,
+            end: None,
+            read_hi: offset,
+            data_end: 0,
+            bytes_read: 0,
+        }
+    }
+
+    /// Sets how many bytes are read at a time (at least 1; default [`DEFAULT_CHUNK`]).
+    #[must_use]
+    pub fn chunk_size(mut self, bytes: usize) -> ChunkedScanner {
+        self.chunk = bytes.max(1);
+        self
+    }
+
+    /// Gives the scanner a buffer to read into (for example the one a previous scanner
+    /// returned from [`ChunkedScanner::into_buffer`]), so scanning many segments allocates
+    /// once.
+    #[must_use]
+    pub fn with_buffer(mut self, buf: BytesMut) -> ChunkedScanner {
+        self.spare = Some(buf);
+        self
+    }
+
+    /// The scanner's buffer, for the next scanner, unless a yielded frame still refers to it.
+    #[must_use]
+    pub fn into_buffer(self) -> Option<BytesMut> {
+        match self.window.try_into_mut() {
+            Ok(m) if m.capacity() > 0 => Some(m),
+            _ => self.spare,
+        }
+    }
+
+    /// The segment's header.
+    #[must_use]
+    pub fn header(&self) -> &SegmentHeader {
+        &self.header
+    }
+
+    /// File offset of the next frame to decode.
+    #[must_use]
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// The LSN the next frame must carry.
+    #[must_use]
+    pub fn next_lsn(&self) -> Lsn {
+        self.next_lsn
+    }
+
+    /// The length of the file as the scan sees it: the length given, or less when the file
+    /// turned out shorter while being read.
+    #[must_use]
+    pub fn file_len(&self) -> u64 {
+        self.file_len
+    }
+
+    /// Bytes read from the source so far (a frame cut by a chunk boundary counts twice).
+    #[must_use]
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    /// How the scan ended; `None` until [`ChunkedScanner::next_frame`] has returned `None`.
+    #[must_use]
+    pub fn end(&self) -> Option<&ScanEnd> {
+        self.end.as_ref()
+    }
+
+    /// The next verified frame, or `None` once the scan has ended (then
+    /// [`ChunkedScanner::end`] says how). The frame's `offset` is its offset in the file.
+    ///
+    /// # Errors
+    /// An I/O error of `src`. The scan can be retried from where it was: nothing is lost.
+    pub fn next_frame<R: ReadAt + ?Sized>(&mut self, src: &R) -> io::Result<Option<Frame>> {
+        if self.end.is_some() {
+            return Ok(None);
+        }
+        if let Some(next) = self.sealed {
+            // The seal verified and was yielded; only what follows it can make the segment
+            // corrupt.
+            let end = match self.first_nonzero(src, self.pos)? {
+                Some(at) => ScanEnd::Corrupt {
+                    offset: at as usize,
+                    reason: format!("non-zero bytes at offset {at} after the seal frame"),
+                },
+                None => ScanEnd::Clean {
+                    offset: self.pos as usize,
+                    sealed: Some(next),
+                },
+            };
+            self.sealed = None;
+            self.end = Some(end);
+            return Ok(None);
+        }
+        loop {
+            if self.pos >= self.file_len {
+                let end = self.unsealed_end();
+                self.end = Some(end);
+                return Ok(None);
+            }
+            let rel = self.pos.wrapping_sub(self.window_at) as usize;
+            let avail = if self.pos >= self.window_at {
+                self.window.len().saturating_sub(rel)
+            } else {
+                0
+            };
+            let need = if avail < FRAME_HEADER_LEN {
+                FRAME_HEADER_LEN
+            } else {
+                let len = u32::from_le_bytes(arr4(&self.window[rel + 4..rel + 8])) as usize;
+                FRAME_HEADER_LEN + if len > MAX_FRAME_PAYLOAD { 0 } else { len }
+            };
+            if avail < need && self.window_end() < self.file_len {
+                // Load the frame whole, or up to the end of the file, so that it decodes
+                // (or fails) exactly as it would in the whole file.
+                self.load(src, self.pos, need)?;
+                continue;
+            }
+            let frame = match decode_at(&self.window, rel, self.seed) {
+                Ok(f) => f,
+                Err(fault) => {
+                    let end = self.fail_at(src, fault.reason())?;
+                    self.end = Some(end);
+                    return Ok(None);
+                }
+            };
+            if frame.lsn != self.next_lsn {
+                let reason = format!(
+                    "frame carries LSN {}, expected {}",
+                    frame.lsn, self.next_lsn
+                );
+                self.end = Some(ScanEnd::Corrupt {
+                    offset: self.pos as usize,
+                    reason,
+                });
+                return Ok(None);
+            }
+            let mut frame = frame;
+            frame.offset = self.pos as usize;
+            self.pos += frame.encoded_len() as u64;
+            self.next_lsn = frame.lsn.next();
+            self.sealed = frame.sealed_next();
+            return Ok(Some(frame));
+        }
+    }
+
+    /// Runs the scan to its end, dropping the frames, and returns how it ended.
+    ///
+    /// # Errors
+    /// An I/O error of `src`.
+    pub fn finish<R: ReadAt + ?Sized>(&mut self, src: &R) -> io::Result<ScanEnd> {
+        while self.next_frame(src)?.is_some() {}
+        Ok(self.end.clone().unwrap_or(ScanEnd::Clean {
+            offset: self.pos as usize,
+            sealed: None,
+        }))
+    }
+
+    /// Offset just past the last non-zero byte of the file (from where the scan started; for
+    /// [`ChunkedScanner::new`] the header included): where data of any kind ends. Reads
+    /// whatever part of the file the scan did not need to read (only after damage).
+    ///
+    /// # Errors
+    /// An I/O error of `src`.
+    pub fn data_end<R: ReadAt + ?Sized>(&mut self, src: &R) -> io::Result<u64> {
+        while self.read_hi < self.file_len {
+            let at = self.read_hi;
+            self.load(src, at, 0)?;
+        }
+        Ok(self.data_end)
+    }
+
+    fn window_end(&self) -> u64 {
+        self.window_at + self.window.len() as u64
+    }
+
+    fn unsealed_end(&self) -> ScanEnd {
+        if self.expect_sealed {
+            ScanEnd::Corrupt {
+                offset: self.pos as usize,
+                reason: "segment ends without a seal frame, but a newer segment exists".into(),
+            }
+        } else {
+            ScanEnd::Clean {
+                offset: self.pos as usize,
+                sealed: None,
+            }
+        }
+    }
+
+    /// The frame at the position failed with `reason`: decide, as the whole-file scanner
+    /// does, whether only zeros follow (a clean end), a valid frame follows (corruption), or
+    /// nothing valid does (a torn tail).
+    fn fail_at<R: ReadAt + ?Sized>(&mut self, src: &R, reason: &str) -> io::Result<ScanEnd> {
+        let pos = self.pos;
+        if self.first_nonzero(src, pos)?.is_none() {
+            return Ok(self.unsealed_end());
+        }
+        if let Some(at) = self.find_valid_after(src, pos)? {
+            return Ok(ScanEnd::Corrupt {
+                offset: pos as usize,
+                reason: format!("{reason}; a valid frame follows at offset {at}"),
+            });
+        }
+        if self.expect_sealed {
+            return Ok(ScanEnd::Corrupt {
+                offset: pos as usize,
+                reason: format!("{reason} in a segment that must be sealed"),
+            });
+        }
+        Ok(ScanEnd::TornTail {
+            offset: pos as usize,
+            reason: reason.to_owned(),
+        })
+    }
+
+    /// Offset of the first non-zero byte at or after `from`, reading as needed.
+    fn first_nonzero<R: ReadAt + ?Sized>(&mut self, src: &R, from: u64) -> io::Result<Option<u64>> {
+        let mut at = from;
+        while at < self.file_len {
+            if at < self.window_at || at >= self.window_end() {
+                self.load(src, at, 0)?;
+                if at >= self.window_end() {
+                    break; // the file turned out shorter
+                }
+            }
+            let rel = (at - self.window_at) as usize;
+            if let Some(i) = first_nonzero(&self.window[rel..]) {
+                return Ok(Some(at + i as u64));
+            }
+            at = self.window_end();
+        }
+        Ok(None)
+    }
+
+    /// The offset of any verifying frame after `pos`, as [`crate::SegmentScanner`] searches
+    /// for one: every offset is a candidate, cheap field checks filter them before the CRC.
+    fn find_valid_after<R: ReadAt + ?Sized>(
+        &mut self,
+        src: &R,
+        pos: u64,
+    ) -> io::Result<Option<u64>> {
+        let mut q = pos + 1;
+        while q + FRAME_HEADER_LEN as u64 <= self.file_len {
+            if q < self.window_at || q + FRAME_HEADER_LEN as u64 > self.window_end() {
+                self.load(src, q, FRAME_HEADER_LEN)?;
+                if q + FRAME_HEADER_LEN as u64 > self.window_end() {
+                    break; // the file turned out shorter
+                }
+            }
+            let rel = (q - self.window_at) as usize;
+            let h = &self.window[rel..rel + FRAME_HEADER_LEN];
+            if FrameKind::from_u8(h[8]).is_some() && h[10] == 0 && h[11] == 0 {
+                let len = u32::from_le_bytes(arr4(&h[4..8])) as usize;
+                let frame_end = q + (FRAME_HEADER_LEN + len) as u64;
+                if len <= MAX_FRAME_PAYLOAD && frame_end <= self.file_len {
+                    if frame_end > self.window_end() {
+                        self.load(src, q, FRAME_HEADER_LEN + len)?;
+                    }
+                    let rel = (q - self.window_at) as usize;
+                    if decode_at(&self.window, rel, self.seed).is_ok() {
+                        return Ok(Some(q));
+                    }
+                }
+            }
+            q += 1;
+        }
+        Ok(None)
+    }
+
+    /// Makes the window hold the file's bytes from `at` on: `max(chunk, min)` of them, or up
+    /// to the end of the file.
+    fn load<R: ReadAt + ?Sized>(&mut self, src: &R, at: u64, min: usize) -> io::Result<()> {
+        let want = self
+            .file_len
+            .saturating_sub(at)
+            .min(self.chunk.max(min) as u64) as usize;
+        let old = std::mem::take(&mut self.window);
+        let mut buf = match old.try_into_mut() {
+            Ok(m) if m.capacity() >= want => m,
+            Ok(m) => {
+                // Too small for this frame: keep it as the spare only if nothing better.
+                if self
+                    .spare
+                    .as_ref()
+                    .is_none_or(|s| s.capacity() < m.capacity())
+                {
+                    self.spare = Some(m);
+                }
+                self.take_spare(want)
+            }
+            Err(_) => self.take_spare(want),
+        };
+        buf.resize(want, 0);
+        let mut done = 0;
+        while done < want {
+            let n = src.read_at(&mut buf[done..], at + done as u64)?;
+            if n == 0 {
+                // The file is shorter than it was said to be: it ends here.
+                self.file_len = at + done as u64;
+                break;
+            }
+            done += n;
+        }
+        buf.truncate(done);
+        if let Some(i) = last_nonzero(&buf) {
+            self.data_end = self.data_end.max(at + i as u64 + 1);
+        }
+        self.read_hi = self.read_hi.max(at + done as u64);
+        self.bytes_read += done as u64;
+        self.window = buf.freeze();
+        self.window_at = at;
+        Ok(())
+    }
+
+    fn take_spare(&mut self, want: usize) -> BytesMut {
+        match self.spare.take() {
+            Some(m) if m.capacity() >= want => m,
+            _ => BytesMut::with_capacity(want.max(self.chunk)),
+        }
+    }
+}
+
+/// Index of the first non-zero byte of `b`. Compares 64 bytes at a time, which the compiler
+/// turns into vector instructions, so a long run of zeros is checked at memory speed.
+pub(crate) fn first_nonzero(b: &[u8]) -> Option<usize> {
+    let mut blocks = b.chunks_exact(64);
+    let mut base = 0;
+    for block in blocks.by_ref() {
+        if block.iter().fold(0u8, |a, &x| a | x) != 0 {
+            return block.iter().position(|&x| x != 0).map(|i| base + i);
+        }
+        base += 64;
+    }
+    blocks
+        .remainder()
+        .iter()
+        .position(|&x| x != 0)
+        .map(|i| base + i)
+}
+
+/// Index of the last non-zero byte of `b`, 64 bytes at a time from the end.
+pub(crate) fn last_nonzero(b: &[u8]) -> Option<usize> {
+    let mut blocks = b.rchunks_exact(64);
+    let mut end = b.len();
+    for block in blocks.by_ref() {
+        if block.iter().fold(0u8, |a, &x| a | x) != 0 {
+            return block.iter().rposition(|&x| x != 0).map(|i| end - 64 + i);
+        }
+        end -= 64;
+    }
+    blocks.remainder().iter().rposition(|&x| x != 0)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonzero_helpers_agree_with_the_obvious_loops() {
+        for len in [0usize, 1, 63, 64, 65, 200] {
+            for at in 0..len {
+                let mut b = vec![0u8; len];
+                b[at] = 1;
+                assert_eq!(first_nonzero(&b), Some(at));
+                assert_eq!(last_nonzero(&b), Some(at));
+                if at + 3 < len {
+                    b[at + 3] = 9;
+                    assert_eq!(first_nonzero(&b), Some(at));
+                    assert_eq!(last_nonzero(&b), Some(at + 3));
+                }
+            }
+            assert_eq!(first_nonzero(&vec![0u8; len]), None);
+            assert_eq!(last_nonzero(&vec![0u8; len]), None);
+        }
+    }
+}
