@@ -1,0 +1,318 @@
+//! `--profile`: times the parts of wal-log's own workloads, to explain a missed target without
+//! a profiler. Prints to stderr; writes no report.
+
+use crate::systems::{self, Res, ours};
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wal_log::{Lsn, Options, StdVfs, Wal};
+
+fn secs(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+fn best<T>(n: usize, mut f: impl FnMut() -> Res<T>) -> Res<(Duration, T)> {
+    let mut out = None;
+    let mut best = Duration::MAX;
+    for _ in 0..n {
+        let t = Instant::now();
+        let v = f()?;
+        let e = t.elapsed();
+        if e < best {
+            best = e;
+            out = Some(v);
+        }
+    }
+    Ok((best, out.ok_or("no run")?))
+}
+
+pub fn run(root: &Path) -> Res<()> {
+    replay(root)?;
+    tx(root)?;
+    commits(root)?;
+    Ok(())
+}
+
+fn replay(root: &Path) -> Res<()> {
+    let n = 1_000_000;
+    let pool = crate::pool_of(128);
+    let dir = systems::fresh_dir(root, "profile-replay")?;
+    ours::load(&dir, &pool, n, crate::TX_RECORDS)?;
+    let (wal, _) = Wal::open(&dir, Options::default().preallocate(false))?;
+    let segs = wal.segments();
+    let bytes: u64 = segs.iter().map(|s| s.bytes).sum();
+    drop(wal);
+    eprintln!(
+        "replay: {n} x 128 B in 1000-record transactions, {} segments, {:.1} MB of frames",
+        segs.len(),
+        bytes as f64 / 1e6
+    );
+
+    let mut t = Duration::MAX;
+    for _ in 0..3 {
+        let s = Instant::now();
+        let (w, _) = Wal::open(&dir, Options::default())?;
+        t = t.min(s.elapsed());
+        drop(w);
+    }
+    eprintln!(
+        "  Wal::open, default options (drop not timed)      {}",
+        secs(t)
+    );
+    let (t, _) = best(3, || {
+        let (w, _) = Wal::open(&dir, Options::default())?;
+        drop(w);
+        Ok(())
+    })?;
+    eprintln!(
+        "  Wal::open + drop, default options                {}",
+        secs(t)
+    );
+    let (t, _) = best(3, || {
+        let (w, _) = Wal::open(&dir, Options::default().preallocate(false))?;
+        drop(w);
+        Ok(())
+    })?;
+    eprintln!(
+        "  Wal::open + drop, preallocate(false)             {}",
+        secs(t)
+    );
+    let (wal, _) = Wal::open(&dir, Options::default().preallocate(false))?;
+    let (t, txs) = best(3, || {
+        let mut k = 0u64;
+        for tx in wal.read_from(Lsn::ZERO)? {
+            std::hint::black_box(tx?);
+            k += 1;
+        }
+        Ok(k)
+    })?;
+    eprintln!(
+        "  read_from: iterate {txs} transactions only           {}",
+        secs(t)
+    );
+    let (t, recs) = best(3, || {
+        let mut k = 0u64;
+        for tx in wal.read_from(Lsn::ZERO)? {
+            for r in tx?.records() {
+                std::hint::black_box(r?);
+                k += 1;
+            }
+        }
+        Ok(k)
+    })?;
+    eprintln!(
+        "  read_from + records(): {recs} records           {}  ({:.1} M records/s)",
+        secs(t),
+        recs as f64 / t.as_secs_f64() / 1e6
+    );
+    drop(wal);
+    let (t, frames) = best(3, || {
+        let mut k = 0u64;
+        for f in wal_log::frames(Arc::new(StdVfs), &dir)? {
+            std::hint::black_box(f?);
+            k += 1;
+        }
+        Ok(k)
+    })?;
+    eprintln!(
+        "  wal_log::frames (read-only, verifies CRC): {frames} frames {}",
+        secs(t)
+    );
+    let (t, read) = best(3, || {
+        let mut total = 0u64;
+        let mut buf = vec![0u8; 4 << 20];
+        for e in std::fs::read_dir(&dir)? {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "wal")
+                || p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("0"))
+            {
+                let mut f = File::open(&p)?;
+                loop {
+                    let k = f.read(&mut buf)?;
+                    if k == 0 {
+                        break;
+                    }
+                    total += k as u64;
+                }
+            }
+        }
+        Ok(total)
+    })?;
+    eprintln!(
+        "  read(2) of the segment files: {:.1} MB             {}",
+        read as f64 / 1e6,
+        secs(t)
+    );
+    let (t, n) = best(3, || {
+        // What the recovery scan does per segment: wal_log::vfs::read_all into a new buffer.
+        let mut total = 0usize;
+        for e in std::fs::read_dir(&dir)? {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "wal") {
+                let f = wal_log::Vfs::open(&StdVfs, &p, wal_log::OpenMode::Read)?;
+                let data = wal_log::vfs::read_all(&*f)?;
+                total += data.len();
+                std::hint::black_box(&data);
+            }
+        }
+        Ok(total)
+    })?;
+    eprintln!(
+        "  wal_log::vfs::read_all of each segment: {:.1} MB    {}",
+        n as f64 / 1e6,
+        secs(t)
+    );
+    let buf = vec![0x5Au8; read as usize];
+    let (t, c) = best(3, || Ok(crc32c::crc32c(&buf)))?;
+    std::hint::black_box(c);
+    eprintln!(
+        "  crc32c over {:.1} MB in memory                   {}  ({:.1} GB/s)",
+        read as f64 / 1e6,
+        secs(t),
+        read as f64 / t.as_secs_f64() / 1e9
+    );
+    let names: Vec<String> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    eprintln!("  files: {}", names.join(" "));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn tx_run(
+    dir: &Path,
+    opts: Options,
+    records: &[Vec<u8>],
+    cell: Duration,
+) -> Res<(f64, wal_log::Stats, Duration)> {
+    let (wal, _) = Wal::open(dir, opts)?;
+    // Let the background preallocation of the next segment finish first.
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let mut n = 0u64;
+    let mut max = Duration::ZERO;
+    while start.elapsed() < cell {
+        let t = Instant::now();
+        wal.append_batch(records)?;
+        max = max.max(t.elapsed());
+        n += 1;
+    }
+    let mb = n as f64 * records.iter().map(Vec::len).sum::<usize>() as f64
+        / start.elapsed().as_secs_f64()
+        / 1e6;
+    Ok((mb, wal.stats(), max))
+}
+
+fn raw_tx(root: &Path, flat: &[u8], cell: Duration) -> Res<f64> {
+    let raw = systems::RawFile::create(&root.join("profile-raw.bin"), 256 << 20)?;
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < cell {
+        raw.write_durable(flat)?;
+        n += 1;
+    }
+    let mb = n as f64 * flat.len() as f64 / start.elapsed().as_secs_f64() / 1e6;
+    let _ = std::fs::remove_file(root.join("profile-raw.bin"));
+    Ok(mb)
+}
+
+fn tx(root: &Path) -> Res<()> {
+    let cell = Duration::from_secs(2);
+    for size in [128usize, 4096] {
+        let pool = crate::pool_of(size);
+        let records: Vec<Vec<u8>> = pool[..crate::TX_RECORDS].to_vec();
+        let flat = records.concat();
+        eprintln!("tx: 1000 x {size} B, {} s each", cell.as_secs());
+        for round in 0..2 {
+            let variants: [(&str, Options); 4] = [
+                ("default (32 MiB segments, preallocate)", Options::default()),
+                ("preallocate(false)", Options::default().preallocate(false)),
+                (
+                    "segment_size(1 GiB), preallocate",
+                    Options::default().segment_size(1 << 30),
+                ),
+                (
+                    "segment_size(1 GiB), preallocate(false)",
+                    Options::default().segment_size(1 << 30).preallocate(false),
+                ),
+            ];
+            for (name, opts) in variants {
+                let dir = systems::fresh_dir(root, "profile-tx")?;
+                let (mb, st, max) = tx_run(&dir, opts, &records, cell)?;
+                eprintln!(
+                    "  [{round}] {name:<42} {mb:>7.1} MB/s  rotations {:>3} fsyncs {:>4} commits {:>4} max tx {:.1} ms",
+                    st.rotations,
+                    st.fsyncs,
+                    st.commits,
+                    max.as_secs_f64() * 1e3
+                );
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            eprintln!(
+                "  [{round}] {:<42} {:>7.1} MB/s",
+                "raw pwrite+fdatasync",
+                raw_tx(root, &flat, cell)?
+            );
+        }
+    }
+    Ok(())
+}
+
+fn commits(root: &Path) -> Res<()> {
+    let cell = Duration::from_secs(2);
+    let pool = crate::pool_of(128);
+    eprintln!("commits: 1 writer, 128 B, {} s each", cell.as_secs());
+    let raw = systems::RawFile::create(&root.join("profile-raw.bin"), 64 << 20)?;
+    for round in 0..3 {
+        for (name, opts) in [
+            ("default", Some(Options::default())),
+            (
+                "preallocate(false)",
+                Some(Options::default().preallocate(false)),
+            ),
+            ("raw", None),
+        ] {
+            let dir = systems::fresh_dir(root, "profile-commit")?;
+            let wal = match opts {
+                Some(o) => Some(Wal::open(&dir, o)?.0),
+                None => None,
+            };
+            std::thread::sleep(Duration::from_millis(300));
+            let start = Instant::now();
+            let mut lat = Vec::new();
+            let mut i = 0;
+            while start.elapsed() < cell {
+                let t = Instant::now();
+                match &wal {
+                    Some(w) => {
+                        w.append(&pool[i % pool.len()])?;
+                    }
+                    None => raw.write_durable(&pool[i % pool.len()])?,
+                }
+                lat.push(t.elapsed());
+                i += 1;
+            }
+            lat.sort();
+            let st = wal.as_ref().map(|w| w.stats());
+            eprintln!(
+                "  [{round}] {name:<20} {:>8.0}/s p50 {:>6.1} us p99 {:>7.1} us{}",
+                lat.len() as f64 / cell.as_secs_f64(),
+                lat[lat.len() / 2].as_secs_f64() * 1e6,
+                lat[lat.len() * 99 / 100].as_secs_f64() * 1e6,
+                st.map(|s| format!(
+                    " fsyncs/commit {:.2}",
+                    s.fsyncs as f64 / s.commits.max(1) as f64
+                ))
+                .unwrap_or_default()
+            );
+            drop(wal);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    let _ = std::fs::remove_file(root.join("profile-raw.bin"));
+    Ok(())
+}
