@@ -11,13 +11,19 @@ pub enum SyncPolicy {
     /// Appends return once written to the OS; a background thread fsyncs every `ms`
     /// milliseconds. `Wal::sync` and `Wal::wait_durable` give explicit durability points.
     /// A crash loses at most the last interval of acknowledged appends.
+    ///
+    /// After a power loss (not a process crash), writes of the last interval may have reached
+    /// the disk out of order; the newest segment can then show a hole followed by valid frames,
+    /// which the default open reports as corruption. Nothing durable lies after such a hole:
+    /// open with [`RecoveryMode::SalvagePrefix`] (or `walctl repair --mode salvage-prefix`).
+    /// See `docs/decisions/0003-holes-are-corruption.md`.
     Interval {
         /// The fsync period in milliseconds.
         ms: u64,
     },
     /// Never fsync on its own; only `Wal::sync` makes data durable. **Unsafe for
     /// durability**: an OS crash or power loss can lose any amount of acknowledged data. For
-    /// tests and caches.
+    /// tests and caches. After a power loss the same holes as under `Interval` can appear.
     Never,
 }
 
