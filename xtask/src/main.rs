@@ -3,6 +3,7 @@
 //! Every external tool is started with a plain [`std::process::Command`]; there are no shell
 //! scripts behind these commands. See `cargo xtask help` for the list.
 
+mod bench;
 mod ci;
 mod crash;
 mod demo;
@@ -25,7 +26,9 @@ commands:
                      recover, and check every acknowledged key
   demo               build, load from 8 threads, SIGKILL, recover, verify, inspect with
                      walctl, checkpoint, and print a report (about a minute)
-  bench              benchmarks (not implemented yet)
+  bench [--quick] [args]
+                     side-by-side benchmark in bench/ (us, okaywal, raft-engine, SQLite,
+                     lora-wal, raw disk); writes docs/benchmarks.md and the README summary
   help               show this message";
 
 fn main() -> ExitCode {
@@ -41,7 +44,7 @@ fn main() -> ExitCode {
         "fuzz" => fuzz::parse_time(rest).and_then(|secs| fuzz::run(&root, secs)),
         "crash" => crash(rest),
         "demo" => no_args("demo", rest).and_then(|()| demo::run(&root)),
-        "bench" => not_implemented("the benchmark harness has not been written"),
+        "bench" => bench::run_bench(&root, rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -72,12 +75,4 @@ fn no_args(command: &str, rest: &[String]) -> Result<(), util::Failure> {
 pub(crate) fn crash(args: &[String]) -> Result<(), util::Failure> {
     let (cycles, seed) = crash::parse(args)?;
     crash::run_cycles(&util::workspace_root(), cycles, seed)
-}
-
-/// An honest placeholder: says what is missing and exits with code 2, never 0.
-fn not_implemented(reason: &str) -> Result<(), util::Failure> {
-    Err(util::Failure {
-        message: format!("not implemented yet: {reason}"),
-        code: 2,
-    })
 }
