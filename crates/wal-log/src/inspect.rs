@@ -3,16 +3,21 @@
 
 use crate::error::{Result, WalError, io_err};
 use crate::segment::{Entry, classify, segment_file_name};
-use crate::vfs::{OpenMode, Vfs, read_all};
-use bytes::Bytes;
+use crate::vfs::{OpenMode, Vfs, VfsFile};
+use bytes::BytesMut;
 use std::collections::BTreeSet;
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wal_format::{
-    FormatError, FrameKind, LogId, Lsn, SEGMENT_HEADER_LEN, ScanEnd, SegmentHeader, SegmentScanner,
+    ChunkedScanner, FormatError, FrameKind, LogId, Lsn, SEGMENT_HEADER_LEN, ScanEnd, SegmentHeader,
     SegmentSeq,
 };
+
+/// Bytes a scan reads at a time into its one reused buffer (which grows only to fit a frame
+/// larger than this).
+pub(crate) const SCAN_CHUNK: usize = wal_format::DEFAULT_CHUNK;
 
 /// What one segment holds, as found by a scan.
 #[derive(Clone, Debug)]
@@ -183,7 +188,186 @@ pub(crate) fn list_dir(vfs: &dyn Vfs, dir: &Path) -> Result<(Vec<SegmentSeq>, Ve
     Ok((segs, aside, prealloc))
 }
 
-/// Scans one segment file fully.
+/// What a scan shows a visitor, type-erased; each call returns false to stop the scan.
+pub(crate) trait RawVisit {
+    fn segment(&mut self, header: &SegmentHeader) -> bool;
+    fn frame(&mut self, frame: DirFrame) -> bool;
+}
+
+/// The visitor of a scan, if any.
+pub(crate) type Visit<'r, 'v> = &'r mut (dyn RawVisit + 'v);
+
+/// The error a scan returns when its visitor stopped it. Never seen by users:
+/// [`Wal::open_visit`](crate::Wal::open_visit) and [`inspect_visit`] return the visitor's own
+/// error instead.
+pub(crate) fn visit_stopped(path: &Path) -> WalError {
+    WalError::Io {
+        op: "visit",
+        path: path.to_path_buf(),
+        source: io::Error::other("stopped by the frame visitor"),
+    }
+}
+
+/// A segment file opened for scanning, its header read.
+pub(crate) struct SegmentFile {
+    path: PathBuf,
+    seq: SegmentSeq,
+    file: Arc<dyn VfsFile>,
+    file_len: u64,
+    /// The header, or why the first bytes are not one.
+    pub(crate) header: std::result::Result<SegmentHeader, FormatError>,
+}
+
+/// Opens segment `seq` at `path` and reads its header.
+pub(crate) fn open_segment(vfs: &dyn Vfs, path: &Path, seq: SegmentSeq) -> Result<SegmentFile> {
+    let file = vfs
+        .open(path, OpenMode::Read)
+        .map_err(io_err("open", path))?;
+    let file_len = file.len().map_err(io_err("stat", path))?;
+    let mut head = [0u8; SEGMENT_HEADER_LEN];
+    let n = read_full(&*file, &mut head, 0).map_err(io_err("read", path))?;
+    Ok(SegmentFile {
+        path: path.to_path_buf(),
+        seq,
+        file,
+        file_len,
+        header: SegmentHeader::decode(&head[..n]),
+    })
+}
+
+/// Reads into `buf` at `offset` until it is full or the file ends; returns the bytes read.
+pub(crate) fn read_full(file: &dyn VfsFile, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = file.read_at(&mut buf[done..], offset + done as u64)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    Ok(done)
+}
+
+impl SegmentFile {
+    /// Scans the segment's frames, a chunk at a time into `buf` (reused from segment to
+    /// segment), and passes each verified frame to `visit`.
+    pub(crate) fn scan(
+        self,
+        expect_sealed: bool,
+        open_streams: &mut BTreeSet<Lsn>,
+        buf: &mut Option<BytesMut>,
+        mut visit: Option<Visit<'_, '_>>,
+    ) -> Result<SegmentScan> {
+        let path = self.path;
+        let mut scan = SegmentScan {
+            path: path.clone(),
+            seq: self.seq,
+            header: None,
+            file_len: self.file_len,
+            frames: 0,
+            transactions: 0,
+            first_lsn: Lsn::ZERO,
+            last_lsn: Lsn::ZERO,
+            end: ScanEnd::Clean {
+                offset: 0,
+                sealed: None,
+            },
+            data_end: 0,
+            last_checkpoint: None,
+            bytes_after_checkpoint: 0,
+            header_error: None,
+        };
+        let header = match self.header {
+            Ok(h) => h,
+            Err(e) => {
+                scan.end = ScanEnd::Corrupt {
+                    offset: 0,
+                    reason: format!("segment header: {e}"),
+                };
+                scan.header_error = Some(e);
+                let (len, data_end) =
+                    data_end_of(&*self.file, self.file_len, buf).map_err(io_err("read", &path))?;
+                (scan.file_len, scan.data_end) = (len, data_end);
+                return Ok(scan);
+            }
+        };
+        scan.header = Some(header);
+        scan.first_lsn = header.base_lsn;
+        scan.last_lsn = header.base_lsn.prev();
+        scan.bytes_after_checkpoint = SEGMENT_HEADER_LEN as u64;
+        if let Some(v) = visit.as_mut()
+            && !v.segment(&header)
+        {
+            return Err(visit_stopped(&path));
+        }
+        let mut scanner =
+            ChunkedScanner::new(header, self.file_len, expect_sealed).chunk_size(SCAN_CHUNK);
+        if let Some(b) = buf.take() {
+            scanner = scanner.with_buffer(b);
+        }
+        let file: &dyn VfsFile = &*self.file;
+        while let Some(frame) = scanner.next_frame(file).map_err(io_err("read", &path))? {
+            scan.frames += 1;
+            scan.last_lsn = frame.lsn;
+            scan.bytes_after_checkpoint += frame.encoded_len() as u64;
+            match frame.kind {
+                FrameKind::Tx => scan.transactions += 1,
+                FrameKind::FragBegin => {
+                    open_streams.insert(frame.lsn);
+                }
+                FrameKind::FragEnd | FrameKind::FragAbort => {
+                    if let Some(s) = frame.stream() {
+                        open_streams.remove(&s);
+                    }
+                    if frame.kind == FrameKind::FragEnd {
+                        scan.transactions += 1;
+                    }
+                }
+                FrameKind::Checkpoint => {
+                    scan.last_checkpoint = frame.checkpoint_lsn().map(|s| (frame.lsn, s));
+                    scan.bytes_after_checkpoint = 0;
+                }
+                FrameKind::FragPart | FrameKind::Seal => {}
+            }
+            if let Some(v) = visit.as_mut()
+                && !v.frame(DirFrame {
+                    seq: self.seq,
+                    frame,
+                })
+            {
+                return Err(visit_stopped(&path));
+            }
+        }
+        scan.end = scanner.finish(file).map_err(io_err("read", &path))?;
+        scan.data_end = scanner.data_end(file).map_err(io_err("read", &path))?;
+        scan.file_len = scanner.file_len();
+        *buf = scanner.into_buffer();
+        Ok(scan)
+    }
+}
+
+/// The length of a file as read, and the offset just past its last non-zero byte, read a
+/// chunk at a time (for a segment whose header failed, which is not scanned for frames).
+fn data_end_of(file: &dyn VfsFile, len: u64, buf: &mut Option<BytesMut>) -> io::Result<(u64, u64)> {
+    let mut b = buf.take().unwrap_or_default();
+    b.resize(b.capacity().max(SCAN_CHUNK), 0);
+    let (mut at, mut end) = (0u64, 0u64);
+    while at < len {
+        let want = (len - at).min(b.len() as u64) as usize;
+        let n = read_full(file, &mut b[..want], at)?;
+        if let Some(i) = b[..n].iter().rposition(|&x| x != 0) {
+            end = at + i as u64 + 1;
+        }
+        at += n as u64;
+        if n < want {
+            break;
+        }
+    }
+    *buf = Some(b);
+    Ok((at, end))
+}
+
+/// Scans one segment file fully (no visitor).
 pub(crate) fn scan_segment(
     vfs: &dyn Vfs,
     path: &Path,
@@ -191,81 +375,127 @@ pub(crate) fn scan_segment(
     expect_sealed: bool,
     open_streams: &mut BTreeSet<Lsn>,
 ) -> Result<SegmentScan> {
-    let file = vfs
-        .open(path, OpenMode::Read)
-        .map_err(io_err("open", path))?;
-    let data = read_all(&*file).map_err(io_err("read", path))?;
-    let file_len = data.len() as u64;
-    let data_end = data
-        .iter()
-        .rposition(|&b| b != 0)
-        .map_or(0, |i| i as u64 + 1);
-    let data = Bytes::from(data);
-    let mut scan = SegmentScan {
-        path: path.to_path_buf(),
-        seq,
-        header: None,
-        file_len,
-        frames: 0,
-        transactions: 0,
-        first_lsn: Lsn::ZERO,
-        last_lsn: Lsn::ZERO,
-        end: ScanEnd::Clean {
-            offset: 0,
-            sealed: None,
-        },
-        data_end,
-        last_checkpoint: None,
-        bytes_after_checkpoint: 0,
-        header_error: None,
-    };
-    let mut scanner = match SegmentScanner::new(data, expect_sealed) {
-        Ok(s) => s,
-        Err(e) => {
-            scan.end = ScanEnd::Corrupt {
-                offset: 0,
-                reason: format!("segment header: {e}"),
-            };
-            scan.header_error = Some(e);
-            return Ok(scan);
-        }
-    };
-    let header = *scanner.header();
-    scan.header = Some(header);
-    scan.first_lsn = header.base_lsn;
-    scan.last_lsn = header.base_lsn.prev();
-    scan.bytes_after_checkpoint = SEGMENT_HEADER_LEN as u64;
-    for frame in scanner.by_ref() {
-        scan.frames += 1;
-        scan.last_lsn = frame.lsn;
-        scan.bytes_after_checkpoint += frame.encoded_len() as u64;
-        match frame.kind {
-            FrameKind::Tx => scan.transactions += 1,
-            FrameKind::FragBegin => {
-                open_streams.insert(frame.lsn);
-            }
-            FrameKind::FragEnd | FrameKind::FragAbort => {
-                if let Some(s) = frame.stream() {
-                    open_streams.remove(&s);
-                }
-                if frame.kind == FrameKind::FragEnd {
-                    scan.transactions += 1;
-                }
-            }
-            FrameKind::Checkpoint => {
-                scan.last_checkpoint = frame.checkpoint_lsn().map(|s| (frame.lsn, s));
-                scan.bytes_after_checkpoint = 0;
-            }
-            FrameKind::FragPart | FrameKind::Seal => {}
+    open_segment(vfs, path, seq)?.scan(expect_sealed, open_streams, &mut None, None)
+}
+
+/// An error of [`crate::Wal::open_visit`] or [`inspect_visit`]: the log's own, or the one the
+/// visitor returned.
+#[derive(Debug)]
+pub enum VisitError<E> {
+    /// Opening or scanning the log failed.
+    Wal(WalError),
+    /// The visitor returned this error for a frame; the scan stopped there.
+    Visitor(E),
+}
+
+impl<E> From<WalError> for VisitError<E> {
+    fn from(e: WalError) -> Self {
+        VisitError::Wal(e)
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for VisitError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VisitError::Wal(e) => e.fmt(f),
+            VisitError::Visitor(e) => write!(f, "frame visitor: {e}"),
         }
     }
-    scan.end = scanner.finish();
-    Ok(scan)
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for VisitError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            VisitError::Wal(e) => Some(e),
+            VisitError::Visitor(e) => Some(e),
+        }
+    }
+}
+
+/// Sees what a scan of the log verifies: [`crate::Wal::open_visit`] and [`inspect_visit`]
+/// call it as they read the log, so a caller can build from the log during that single read.
+///
+/// Any `FnMut(DirFrame) -> Result<(), E>` closure is a visitor of frames only.
+pub trait ScanVisitor {
+    /// The error that stops the scan.
+    type Error;
+
+    /// The header of the next segment, once it has decoded and continues the log (its log id,
+    /// sequence number and first LSN follow the previous segment's); its frames follow. The
+    /// default does nothing.
+    ///
+    /// # Errors
+    /// Any error stops the scan, which then returns it.
+    fn segment(&mut self, header: &SegmentHeader) -> std::result::Result<(), Self::Error> {
+        let _ = header;
+        Ok(())
+    }
+
+    /// One verified frame of the log's valid prefix, in LSN order.
+    ///
+    /// # Errors
+    /// Any error stops the scan, which then returns it.
+    fn frame(&mut self, frame: DirFrame) -> std::result::Result<(), Self::Error>;
+}
+
+impl<E, F: FnMut(DirFrame) -> std::result::Result<(), E>> ScanVisitor for F {
+    type Error = E;
+    fn frame(&mut self, frame: DirFrame) -> std::result::Result<(), E> {
+        self(frame)
+    }
+}
+
+/// A [`ScanVisitor`] behind [`RawVisit`], keeping the first error.
+struct Keep<'v, V: ScanVisitor + ?Sized> {
+    visitor: &'v mut V,
+    failed: Option<V::Error>,
+}
+
+impl<V: ScanVisitor + ?Sized> RawVisit for Keep<'_, V> {
+    fn segment(&mut self, header: &SegmentHeader) -> bool {
+        match self.visitor.segment(header) {
+            Ok(()) => true,
+            Err(e) => {
+                self.failed = Some(e);
+                false
+            }
+        }
+    }
+    fn frame(&mut self, frame: DirFrame) -> bool {
+        match self.visitor.frame(frame) {
+            Ok(()) => true,
+            Err(e) => {
+                self.failed = Some(e);
+                false
+            }
+        }
+    }
+}
+
+/// Runs `scan` with `visitor` behind a [`Visit`]; a visitor error replaces whatever error
+/// the scan then returned.
+pub(crate) fn with_visitor<T, V: ScanVisitor + ?Sized>(
+    visitor: &mut V,
+    scan: impl FnOnce(Visit<'_, '_>) -> Result<T>,
+) -> std::result::Result<T, VisitError<V::Error>> {
+    let mut keep = Keep {
+        visitor,
+        failed: None,
+    };
+    let r = scan(&mut keep);
+    match (r, keep.failed) {
+        (_, Some(e)) => Err(VisitError::Visitor(e)),
+        (Ok(t), None) => Ok(t),
+        (Err(e), None) => Err(VisitError::Wal(e)),
+    }
 }
 
 /// Scans a whole log directory without changing anything and without taking the lock (so it
 /// works on a live directory and on a read-only copy). `progress` is called with
 /// `(bytes scanned, bytes in all segments)` after each segment.
+///
+/// Each segment is read a chunk at a time into one reused buffer, so memory stays at about
+/// one chunk whatever the segment size.
 ///
 /// # Errors
 /// [`WalError::NotFound`], [`WalError::NotAWal`] for foreign files, or an I/O error. Damage
@@ -274,6 +504,37 @@ pub fn inspect(
     vfs: &dyn Vfs,
     dir: &Path,
     progress: &mut dyn FnMut(u64, u64),
+) -> Result<Inspection> {
+    inspect_impl(vfs, dir, progress, None)
+}
+
+/// [`inspect`], showing `visitor` every frame of the log's valid prefix during the same
+/// single read of the log: in LSN order, each frame once, as it is verified (and each
+/// segment's header before its frames).
+///
+/// The frames visited are those of the longest prefix that verifies and continues the log
+/// (the segments' sequence numbers, LSNs and log id): they stop at the first damage, at the
+/// first segment that does not continue the one before, or at the first error the visitor
+/// returns (which ends the scan: the result is then [`VisitError::Visitor`]). Whatever the
+/// [`Inspection::verdict`], every frame visited is in that valid prefix; frames after it are
+/// never visited.
+///
+/// # Errors
+/// As [`inspect`], as [`VisitError::Wal`]; or the visitor's error.
+pub fn inspect_visit<V: ScanVisitor + ?Sized>(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+    visitor: &mut V,
+) -> std::result::Result<Inspection, VisitError<V::Error>> {
+    with_visitor(visitor, |v| inspect_impl(vfs, dir, progress, Some(v)))
+}
+
+fn inspect_impl(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+    mut visit: Option<Visit<'_, '_>>,
 ) -> Result<Inspection> {
     let (segs, aside_files, prealloc) = list_dir(vfs, dir)?;
     let mut total = 0u64;
@@ -295,10 +556,25 @@ pub fn inspect(
     };
     let mut done = 0u64;
     let mut open_streams = BTreeSet::new();
+    let mut buf = None;
     for (i, seq) in segs.iter().enumerate() {
         let path = dir.join(segment_file_name(*seq));
         let expect_sealed = i + 1 < segs.len();
-        let scan = scan_segment(vfs, &path, *seq, expect_sealed, &mut open_streams)?;
+        let seg = open_segment(vfs, &path, *seq)?;
+        if let (Some(prev), Ok(h)) = (out.segments.last(), &seg.header)
+            && (prev.seq.next() != *seq
+                || prev.last_lsn.next() != h.base_lsn
+                || Some(h.log_id) != out.log_id)
+        {
+            // The verdict calls this segment corrupt: its frames are not in the valid prefix.
+            visit = None;
+        }
+        let scan = seg.scan(
+            expect_sealed,
+            &mut open_streams,
+            &mut buf,
+            visit.as_deref_mut(),
+        )?;
         if out.log_id.is_none() {
             out.log_id = scan.header.map(|h| h.log_id);
         }
@@ -358,8 +634,9 @@ pub struct DirFrame {
 }
 
 /// Iterates every valid frame of a log directory in LSN order without locking or changing
-/// anything (for tools working on a live or copied directory). It holds one segment in memory
-/// at a time. It ends at the first damage; [`DirFrames::end`] then says what it was.
+/// anything (for tools working on a live or copied directory). Segments are read a chunk at
+/// a time into one reused buffer, so memory stays at about one chunk (plus the frames the
+/// caller keeps). It ends at the first damage; [`DirFrames::end`] then says what it was.
 ///
 /// # Errors
 /// [`WalError::NotFound`], [`WalError::NotAWal`] or an I/O error listing the directory.
@@ -370,9 +647,17 @@ pub fn frames(vfs: Arc<dyn Vfs>, dir: &Path) -> Result<DirFrames> {
         dir: dir.to_path_buf(),
         segs,
         idx: 0,
-        scanner: None,
+        current: None,
+        buf: None,
         end: None,
     })
+}
+
+/// The segment a [`DirFrames`] is reading.
+struct Current {
+    path: PathBuf,
+    file: Arc<dyn VfsFile>,
+    scanner: ChunkedScanner,
 }
 
 /// Iterator made by [`frames`].
@@ -381,7 +666,8 @@ pub struct DirFrames {
     dir: PathBuf,
     segs: Vec<SegmentSeq>,
     idx: usize,
-    scanner: Option<SegmentScanner>,
+    current: Option<Current>,
+    buf: Option<BytesMut>,
     end: Option<(PathBuf, ScanEnd)>,
 }
 
@@ -401,6 +687,42 @@ impl DirFrames {
     pub fn end(&self) -> Option<&(PathBuf, ScanEnd)> {
         self.end.as_ref()
     }
+
+    /// Opens the next segment; false at the end of the log or at a header that fails.
+    fn open_next(&mut self) -> Result<bool> {
+        let Some(&seq) = self.segs.get(self.idx) else {
+            return Ok(false);
+        };
+        self.idx += 1;
+        let path = self.dir.join(segment_file_name(seq));
+        let seg = open_segment(&*self.vfs, &path, seq)?;
+        match seg.header {
+            Ok(h) => {
+                let mut scanner = ChunkedScanner::new(h, seg.file_len, self.idx < self.segs.len())
+                    .chunk_size(SCAN_CHUNK);
+                if let Some(b) = self.buf.take() {
+                    scanner = scanner.with_buffer(b);
+                }
+                self.current = Some(Current {
+                    path,
+                    file: seg.file,
+                    scanner,
+                });
+                Ok(true)
+            }
+            Err(e) => {
+                self.end = Some((
+                    path,
+                    ScanEnd::Corrupt {
+                        offset: 0,
+                        reason: format!("segment header: {e}"),
+                    },
+                ));
+                self.idx = self.segs.len();
+                Ok(false)
+            }
+        }
+    }
 }
 
 impl Iterator for DirFrames {
@@ -408,50 +730,35 @@ impl Iterator for DirFrames {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(s) = self.scanner.as_mut() {
-                if let Some(frame) = s.next() {
-                    return Some(Ok(DirFrame {
-                        seq: s.header().seq,
-                        frame,
-                    }));
+            if let Some(c) = self.current.as_mut() {
+                match c.scanner.next_frame(&*c.file) {
+                    Ok(Some(frame)) => {
+                        return Some(Ok(DirFrame {
+                            seq: c.scanner.header().seq,
+                            frame,
+                        }));
+                    }
+                    // The scanner keeps its place: the next call retries the read.
+                    Err(e) => return Some(Err(io_err("read", &c.path)(e))),
+                    Ok(None) => {}
                 }
-                let end = s.end().cloned().unwrap_or(ScanEnd::Clean {
-                    offset: SegmentScanner::position(s),
+                let c = self.current.take()?;
+                let end = c.scanner.end().cloned().unwrap_or(ScanEnd::Clean {
+                    offset: c.scanner.position() as usize,
                     sealed: None,
                 });
-                let path = self.dir.join(segment_file_name(s.header().seq));
-                self.scanner = None;
+                self.buf = c.scanner.into_buffer();
                 let clean = matches!(end, ScanEnd::Clean { .. });
-                self.end = Some((path, end));
+                self.end = Some((c.path, end));
                 if !clean {
                     self.idx = self.segs.len();
                     return None;
                 }
             }
-            let seq = *self.segs.get(self.idx)?;
-            self.idx += 1;
-            let path = self.dir.join(segment_file_name(seq));
-            let data = match self
-                .vfs
-                .open(&path, OpenMode::Read)
-                .and_then(|f| read_all(&*f))
-            {
-                Ok(d) => d,
-                Err(e) => return Some(Err(io_err("read", &path)(e))),
-            };
-            match SegmentScanner::new(Bytes::from(data), self.idx < self.segs.len()) {
-                Ok(s) => self.scanner = Some(s),
-                Err(e) => {
-                    self.end = Some((
-                        path,
-                        ScanEnd::Corrupt {
-                            offset: 0,
-                            reason: format!("segment header: {e}"),
-                        },
-                    ));
-                    self.idx = self.segs.len();
-                    return None;
-                }
+            match self.open_next() {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => return Some(Err(e)),
             }
         }
     }

@@ -3,8 +3,11 @@
 //!
 //! `wal-log` knows frames and files, never events: a transaction is an opaque payload.
 //!
-//! * [`Wal::open`] locks the directory, scans every segment, cuts a torn tail (moving its
-//!   bytes aside, never deleting them) and reports what it found in an [`OpenReport`].
+//! * [`Wal::open`] locks the directory, scans every segment (a chunk at a time into one
+//!   reused buffer), cuts a torn tail (moving its bytes aside, never deleting them) and
+//!   reports what it found in an [`OpenReport`]. [`Wal::open_visit`] also shows a
+//!   [`ScanVisitor`] every frame that scan verifies, so state can be rebuilt during the one
+//!   read of the log that recovery needs anyway.
 //! * [`Wal::append`], [`Wal::append_batch`] and [`Wal::stream`] add transactions. Under
 //!   [`SyncPolicy::Always`] they return only once durable; concurrent appends share one write
 //!   and one fsync (group commit), and the fsync runs outside the append lock.
@@ -48,7 +51,10 @@ pub mod vfs;
 mod wal;
 
 pub use error::{Result, WalError};
-pub use inspect::{DirFrame, DirFrames, Inspection, SegmentScan, Verdict, frames, inspect};
+pub use inspect::{
+    DirFrame, DirFrames, Inspection, ScanVisitor, SegmentScan, Verdict, VisitError, frames,
+    inspect, inspect_visit,
+};
 pub use open::{MovedAside, OpenReport};
 pub use options::{Options, RecoveryMode, SyncPolicy};
 pub use reader::{Transaction, TxReader};

@@ -1,7 +1,9 @@
 //! Opening a log: locking, recovery scan, repair of the tail, and setting up the writer.
 
 use crate::error::{Result, WalError, io_err};
-use crate::inspect::{SegmentScan, list_dir, scan_segment};
+use crate::inspect::{
+    ScanVisitor, SegmentScan, Visit, VisitError, list_dir, open_segment, scan_segment, with_visitor,
+};
 use crate::options::{Options, RecoveryMode};
 use crate::segment::{LOCK_FILE, PREALLOC_FILE, SegmentInfo, segment_file_name};
 use crate::vfs::{OpenMode, Vfs, VfsLock};
@@ -47,6 +49,12 @@ pub struct OpenReport {
     /// Fragmented transactions found unfinished at the end of the log; an abort frame was
     /// appended for each.
     pub aborted_streams: Vec<Lsn>,
+    /// Bytes of segment files the recovery scan read (each file once, preallocated space
+    /// included).
+    pub bytes_scanned: u64,
+    /// How long the recovery scan took: reading and verifying every segment, including the
+    /// time spent in the visitor of [`Wal::open_visit`]. Part of [`OpenReport::elapsed`].
+    pub scan_elapsed: Duration,
     /// How long recovery took.
     pub elapsed: Duration,
 }
@@ -82,55 +90,89 @@ impl Wal {
     /// [`WalError::UnsupportedVersion`], [`WalError::Corrupt`], [`WalError::TornTail`]
     /// (strict) with nothing changed on disk; I/O errors.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<(Wal, OpenReport)> {
-        let dir = dir.as_ref().to_path_buf();
-        let started = Instant::now();
-        let _span = tracing::info_span!("wal.open", dir = %dir.display()).entered();
-        let vfs = opts.vfs.clone();
-        match vfs.list(&dir) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.create_if_missing => {
-                vfs.create_dir_all(&dir)
-                    .map_err(io_err("create dir", &dir))?;
-                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    vfs.sync_dir(parent).map_err(io_err("fsync dir", parent))?;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(WalError::NotFound { dir });
-            }
-            Err(e) => return Err(io_err("list", &dir)(e)),
-        }
-        let lock_path = dir.join(LOCK_FILE);
-        let lock_guard = lock_dir(&*vfs, &dir, &lock_path)?;
-        let (segs, _aside, prealloc) = list_dir(&*vfs, &dir)?;
-        let (wal, mut report) = if segs.is_empty() {
-            remove_prealloc(&*vfs, &dir, prealloc)?;
-            create(dir, opts, lock_guard)?
-        } else {
-            recover(dir, opts, lock_guard, &segs, prealloc)?
-        };
-        // Close fragmented transactions that a crash left open, so readers need not hold them.
-        for s in report.aborted_streams.clone() {
-            let lsn = {
-                let mut w = lock(&wal.inner.writer);
-                let lsn =
-                    wal.inner
-                        .push_frame(&mut w, FrameKind::FragAbort, 0, &s.0.to_le_bytes())?;
-                w.open_streams.remove(&s);
-                lsn
-            };
-            wal.inner.flush_to(lsn, true)?;
-        }
-        report.elapsed = started.elapsed();
-        tracing::info!(
-            segments = report.segments,
-            last_lsn = report.last_lsn.0,
-            moved_aside = report.bytes_moved_aside(),
-            elapsed_ms = report.elapsed.as_millis() as u64,
-            "opened WAL"
-        );
-        Ok((wal, report))
+        open_impl(dir.as_ref(), opts, None)
     }
+
+    /// [`Wal::open`], showing `visitor` every frame the recovery scan verifies, so that a
+    /// caller rebuilding state from the log (see `wal-replay`) reads the log once rather than
+    /// scanning it again after the open. A closure `FnMut(DirFrame) -> Result<(), E>` is a
+    /// visitor; implement [`ScanVisitor`] to see each segment's header as well.
+    ///
+    /// The visitor sees the frames of the log's valid prefix in LSN order, each once, as the
+    /// scan verifies them, under the directory lock and before anything is repaired: a
+    /// segment's header is shown, and its frames read, only once the header has decoded and
+    /// continues the log (log id, sequence number, first LSN), and frames a scan yields
+    /// before a torn tail or corruption are in the prefix that recovery keeps however that
+    /// segment ends. It does not see the frames `open` itself appends afterwards
+    /// (the abort frames for fragmented transactions a crash left unfinished, listed in
+    /// [`OpenReport::aborted_streams`]).
+    ///
+    /// If the open fails after frames were visited — corruption found later in the log, a
+    /// torn tail under [`RecoveryMode::Strict`], an I/O error — the visited frames must not be
+    /// used: discard whatever was built from them. An error returned by the visitor stops the
+    /// scan at once; the open is abandoned before any repair, the lock is released, and the
+    /// error is returned as [`VisitError::Visitor`].
+    ///
+    /// # Errors
+    /// As [`Wal::open`], as [`VisitError::Wal`]; or the visitor's error.
+    pub fn open_visit<V: ScanVisitor + ?Sized>(
+        dir: impl AsRef<Path>,
+        opts: Options,
+        visitor: &mut V,
+    ) -> std::result::Result<(Wal, OpenReport), VisitError<V::Error>> {
+        with_visitor(visitor, |v| open_impl(dir.as_ref(), opts, Some(v)))
+    }
+}
+
+fn open_impl(dir: &Path, opts: Options, visit: Option<Visit<'_, '_>>) -> Result<(Wal, OpenReport)> {
+    let dir = dir.to_path_buf();
+    let started = Instant::now();
+    let _span = tracing::info_span!("wal.open", dir = %dir.display()).entered();
+    let vfs = opts.vfs.clone();
+    match vfs.list(&dir) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.create_if_missing => {
+            vfs.create_dir_all(&dir)
+                .map_err(io_err("create dir", &dir))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                vfs.sync_dir(parent).map_err(io_err("fsync dir", parent))?;
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(WalError::NotFound { dir });
+        }
+        Err(e) => return Err(io_err("list", &dir)(e)),
+    }
+    let lock_path = dir.join(LOCK_FILE);
+    let lock_guard = lock_dir(&*vfs, &dir, &lock_path)?;
+    let (segs, _aside, prealloc) = list_dir(&*vfs, &dir)?;
+    let (wal, mut report) = if segs.is_empty() {
+        remove_prealloc(&*vfs, &dir, prealloc)?;
+        create(dir, opts, lock_guard)?
+    } else {
+        recover(dir, opts, lock_guard, &segs, prealloc, visit)?
+    };
+    // Close fragmented transactions that a crash left open, so readers need not hold them.
+    for s in report.aborted_streams.clone() {
+        let lsn = {
+            let mut w = lock(&wal.inner.writer);
+            let lsn = wal
+                .inner
+                .push_frame(&mut w, FrameKind::FragAbort, 0, &s.0.to_le_bytes())?;
+            w.open_streams.remove(&s);
+            lsn
+        };
+        wal.inner.flush_to(lsn, true)?;
+    }
+    report.elapsed = started.elapsed();
+    tracing::info!(
+        segments = report.segments,
+        last_lsn = report.last_lsn.0,
+        moved_aside = report.bytes_moved_aside(),
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "opened WAL"
+    );
+    Ok((wal, report))
 }
 
 /// Takes the directory lock. A lock that is busy is retried for up to 100 ms before
@@ -394,6 +436,7 @@ fn recover(
     lock_guard: Box<dyn VfsLock>,
     segs: &[SegmentSeq],
     prealloc: bool,
+    mut visit: Option<Visit<'_, '_>>,
 ) -> Result<(Wal, OpenReport)> {
     let _span = tracing::info_span!("wal.recover", segments = segs.len()).entered();
     let vfs = opts.vfs.clone();
@@ -403,6 +446,10 @@ fn recover(
     let mut log_id: Option<LogId> = None;
     // Index of the first segment past the valid prefix (salvage), and the damage found.
     let mut cut: Option<(usize, u64, String)> = None;
+    let scan_started = Instant::now();
+    let mut bytes_scanned = 0;
+    // One read buffer for every segment.
+    let mut buf = None;
     for (i, seq) in segs.iter().enumerate() {
         let path = dir.join(segment_file_name(*seq));
         if let Some(prev) = scans.last()
@@ -418,19 +465,23 @@ fn recover(
             });
         }
         let expect_sealed = i + 1 < segs.len();
-        let scan = scan_segment(&*vfs, &path, *seq, expect_sealed, &mut streams)?;
-        if let Some(e) = &scan.header_error {
-            let err = header_error(&path, &dir, e);
-            if mode == RecoveryMode::SalvagePrefix
-                && i > 0
-                && matches!(err, WalError::Corrupt { .. })
-            {
-                cut = Some((i, 0, err.to_string()));
-                break;
+        // The header and the segment's continuity are checked before its frames are read,
+        // so that a visitor only ever sees frames of the valid prefix.
+        let seg = open_segment(&*vfs, &path, *seq)?;
+        let h = match &seg.header {
+            Ok(h) => *h,
+            Err(e) => {
+                let err = header_error(&path, &dir, e);
+                if mode == RecoveryMode::SalvagePrefix
+                    && i > 0
+                    && matches!(err, WalError::Corrupt { .. })
+                {
+                    cut = Some((i, 0, err.to_string()));
+                    break;
+                }
+                return Err(err);
             }
-            return Err(err);
-        }
-        let Some(h) = scan.header else { continue };
+        };
         match log_id {
             None => log_id = Some(h.log_id),
             Some(id) if id != h.log_id => {
@@ -453,6 +504,8 @@ fn recover(
                 ),
             });
         }
+        let scan = seg.scan(expect_sealed, &mut streams, &mut buf, visit.as_deref_mut())?;
+        bytes_scanned += scan.file_len;
         let end = scan.end.clone();
         scans.push(scan);
         match end {
@@ -491,8 +544,11 @@ fn recover(
     remove_prealloc(&*vfs, &dir, prealloc)?;
     let mut report = OpenReport {
         log_id: Some(log_id),
+        bytes_scanned,
+        scan_elapsed: scan_started.elapsed(),
         ..OpenReport::default()
     };
+    drop(buf);
     if let Some((after, offset, reason)) = &cut {
         // `after` segments are kept; the last kept one is cut at `offset` (0 = header damage
         // in the first dropped segment, nothing to cut in the kept ones).

@@ -65,6 +65,13 @@ pub trait VfsFile: Send + Sync + Debug {
     fn allocate(&self, len: u64) -> io::Result<()>;
 }
 
+/// A log file is what a [`wal_format::ChunkedScanner`] reads segments from.
+impl wal_format::ReadAt for dyn VfsFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        VfsFile::read_at(self, buf, offset)
+    }
+}
+
 /// A held directory lock; dropping it releases the lock.
 pub trait VfsLock: Send + Sync + Debug {}
 
