@@ -103,16 +103,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let peak = kib("VmHWM:");
             let secs = |d: std::time::Duration| d.as_secs_f64().max(1e-9);
             println!(
-                "recovered {} records ({} MiB of segments) in {:.3}s: open {:.3}s, snapshot {:.3}s, replay {:.3}s",
+                "recovered {} records ({} MiB of segments read) in {:.3}s: single pass (scan + apply) {:.3}s, rest of the open {:.3}s, snapshot {:.3}s",
                 state.records,
                 rep.bytes_replayed >> 20,
                 secs(total),
+                secs(rep.replay_elapsed),
                 secs(rep.open_elapsed),
                 secs(rep.snapshot_elapsed),
-                secs(rep.replay_elapsed)
             );
             println!(
-                "records/s: {:.2} M end to end (open scan + replay), {:.2} M in the replay phase; {:.2} GB/s replayed",
+                "records/s: {:.2} M end to end, {:.2} M in the pass; {:.2} GB/s read",
                 state.records as f64 / secs(total) / 1e6,
                 state.records as f64 / secs(rep.replay_elapsed) / 1e6,
                 rep.bytes_replayed as f64 / secs(rep.replay_elapsed) / 1e9

@@ -8,16 +8,16 @@
 //!   writes itself to a snapshot and restores itself from one. Events are decoded with a
 //!   [`wal_format::Codec`] (by default [`wal_format::Bincode`]); override
 //!   [`StateMachine::apply_transaction`] to see raw payloads.
-//! * [`recover`]: opens the log (repairing a torn tail per [`wal_log::RecoveryMode`]),
-//!   restores the newest valid snapshot (falling back to an older one when the newest is
-//!   damaged), then replays every committed transaction after its fence, in LSN order,
-//!   skipping aborted and unfinished ones, optionally only up to a target LSN
-//!   (point-in-time). Memory is bounded: one segment, a fixed snapshot buffer and a budget
-//!   for large transactions in progress, besides the state itself. The [`RecoveryReport`]
-//!   says which snapshot, which LSNs, how many transactions, what was moved aside and how
-//!   long it took.
+//! * [`recover`]: chooses the newest valid snapshot (falling back to an older one when the
+//!   newest is damaged), then opens the log (repairing a torn tail per
+//!   [`wal_log::RecoveryMode`]) and, during the open's verifying scan, applies every committed
+//!   transaction after the snapshot's fence, in LSN order, skipping aborted and unfinished
+//!   ones, optionally only up to a target LSN (point-in-time): the log is read once. Memory
+//!   is bounded: one read buffer, a fixed snapshot buffer and a budget for large
+//!   transactions in progress, besides the state itself. The [`RecoveryReport`] says which
+//!   snapshot, which LSNs, how many transactions, what was moved aside and how long it took.
 //! * [`replay_read_only`]: the same replay without touching the directory (no lock, no
-//!   repair), reporting what [`recover`] would do.
+//!   repair), reporting what [`recover`] would do; also a single read of the log.
 //! * [`Checkpointer`] and [`Engine`]: snapshot at the durable LSN, checkpoint marker, prune
 //!   to the newest N snapshots (default 2), truncate the log up to the oldest kept snapshot's
 //!   fence. A crash at any step leaves a recoverable directory (see [`checkpoint`]).

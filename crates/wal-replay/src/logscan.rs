@@ -1,8 +1,8 @@
 //! Read-only streaming over a log directory: verified frames from a starting LSN, and the
 //! assembly of committed transactions (fragments included) under a memory budget.
 //!
-//! Nothing here locks or writes. Segments are read a chunk at a time (1 MiB, reused), plus
-//! the bytes of open fragmented transactions, which are bounded by a budget.
+//! Nothing here locks or writes. Segments are read a chunk at a time into a reused buffer,
+//! plus the bytes of open fragmented transactions, which are bounded by a budget.
 
 use crate::error::{ReplayError, Result, io_err};
 use crate::snapshot::read_full;
@@ -12,8 +12,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wal_format::{
-    FRAME_HEADER_LEN, Frame, FrameKind, LogId, Lsn, MAX_FRAME_PAYLOAD, SEGMENT_HEADER_LEN, ScanEnd,
-    SegmentHeader, SegmentSeed, SegmentSeq, decode_frame, scan_frames,
+    ChunkedScanner, Frame, FrameKind, LogId, Lsn, SEGMENT_HEADER_LEN, ScanEnd, SegmentHeader,
+    SegmentSeq,
 };
 use wal_log::{Entry, OpenMode, Transaction, Vfs, VfsFile, classify, segment_file_name};
 
@@ -66,32 +66,19 @@ pub(crate) struct LogEnd {
     pub end: ScanEnd,
 }
 
-/// Bytes read from a segment file at a time. Small enough to stay in the CPU cache between
-/// the read and the checksum, large enough to amortize the system call.
-const CHUNK: usize = 1 << 20;
-
 /// The segment being read.
 struct Cursor {
     file: Arc<dyn VfsFile>,
     path: PathBuf,
-    header: SegmentHeader,
-    seed: SegmentSeed,
-    file_len: u64,
-    expect_sealed: bool,
-    /// File offset of the next frame.
-    pos: u64,
-    next_lsn: Lsn,
-    /// Loaded bytes, starting at file offset `chunk_at`.
-    chunk: Bytes,
-    chunk_at: u64,
+    scanner: ChunkedScanner,
 }
 
 /// Verified frames of a log directory in LSN order, from a starting point on.
 ///
-/// Segments are read in [`CHUNK`]-sized pieces into a reused buffer, so memory stays at about
-/// one chunk (plus one frame) whatever the segment size. Where a frame fails, the segment is
-/// handed to [`wal_format::SegmentScanner`] from that offset to decide, exactly as
-/// `Wal::open` does, whether the log ends cleanly there, in a torn tail, or is corrupt.
+/// Segments are read by [`wal_format::ChunkedScanner`], a chunk at a time into one reused
+/// buffer, so memory stays at about one chunk (plus one frame) whatever the segment size, and
+/// each segment's end is decided exactly as `Wal::open` decides it: a clean end, a torn
+/// tail, or corruption. Segments must also continue each other (sequence, LSNs, log id).
 pub(crate) struct LogFrames {
     vfs: Arc<dyn Vfs>,
     dir: PathBuf,
@@ -100,45 +87,46 @@ pub(crate) struct LogFrames {
     cursor: Option<Cursor>,
     prev: Option<(SegmentSeq, Lsn, LogId)>,
     end: Option<LogEnd>,
-    /// A buffer to reuse for the next chunk, when no frame still points into it.
-    spare: Option<BytesMut>,
+    /// The read buffer, between segments.
+    buf: Option<BytesMut>,
     /// Bytes of segment files read so far.
     pub bytes_read: u64,
 }
 
-/// What reading at the cursor found.
-enum Step {
-    Frame(Frame),
-    End(ScanEnd),
+/// The index in `segs` of the segment to start reading at for transactions committed at or
+/// after `from`: the one holding `from`, or an earlier one when a fragmented transaction
+/// that commits at or after `from` began before it (segment headers name the oldest open one).
+pub(crate) fn start_index(vfs: &dyn Vfs, dir: &Path, segs: &[SegmentSeq], from: Lsn) -> usize {
+    if from <= Lsn::FIRST || segs.len() <= 1 {
+        return 0;
+    }
+    let headers: Vec<Option<SegmentHeader>> = segs
+        .iter()
+        .map(|s| read_header(vfs, &dir.join(segment_file_name(*s))))
+        .collect();
+    let base = |i: usize| headers[i].map(|h| h.base_lsn);
+    let mut idx = (0..segs.len())
+        .rev()
+        .find(|&i| base(i).is_some_and(|b| b <= from))
+        .unwrap_or(0);
+    while let Some(Some(h)) = headers.get(idx) {
+        let o = h.oldest_open_lsn;
+        if o == Lsn::ZERO || o >= h.base_lsn {
+            break;
+        }
+        match (0..idx).rev().find(|&j| base(j).is_some_and(|b| b <= o)) {
+            Some(j) => idx = j,
+            None => break,
+        }
+    }
+    idx
 }
 
 impl LogFrames {
-    /// Starts at the segment holding `from`, or earlier when a fragmented transaction that
-    /// commits at or after `from` began before it (segment headers name the oldest open one).
+    /// Starts at the segment [`start_index`] names for `from`.
     pub(crate) fn open(vfs: Arc<dyn Vfs>, dir: &Path, from: Lsn) -> Result<LogFrames> {
         let segs = list_segments(&*vfs, dir)?;
-        let mut idx = 0;
-        if from > Lsn::FIRST && segs.len() > 1 {
-            let headers: Vec<Option<SegmentHeader>> = segs
-                .iter()
-                .map(|s| read_header(&*vfs, &dir.join(segment_file_name(*s))))
-                .collect();
-            let base = |i: usize| headers[i].map(|h| h.base_lsn);
-            idx = (0..segs.len())
-                .rev()
-                .find(|&i| base(i).is_some_and(|b| b <= from))
-                .unwrap_or(0);
-            while let Some(Some(h)) = headers.get(idx) {
-                let o = h.oldest_open_lsn;
-                if o == Lsn::ZERO || o >= h.base_lsn {
-                    break;
-                }
-                match (0..idx).rev().find(|&j| base(j).is_some_and(|b| b <= o)) {
-                    Some(j) => idx = j,
-                    None => break,
-                }
-            }
-        }
+        let idx = start_index(&*vfs, dir, &segs, from);
         Ok(LogFrames {
             vfs,
             dir: dir.to_path_buf(),
@@ -147,7 +135,7 @@ impl LogFrames {
             cursor: None,
             prev: None,
             end: None,
-            spare: None,
+            buf: None,
             bytes_read: 0,
         })
     }
@@ -176,6 +164,7 @@ impl LogFrames {
         let file_len = file.len().map_err(io_err("stat", &path))?;
         let mut hb = [0u8; SEGMENT_HEADER_LEN];
         let n = read_full(&*file, &mut hb, 0).map_err(io_err("read", &path))?;
+        self.bytes_read += n as u64;
         let h = match SegmentHeader::decode(&hb[..n]) {
             Ok(h) => h,
             Err(e) => {
@@ -205,197 +194,64 @@ impl LogFrames {
                 return Ok(false);
             }
         }
+        let mut scanner = ChunkedScanner::new(h, file_len, self.idx < self.segs.len());
+        if let Some(b) = self.buf.take() {
+            scanner = scanner.with_buffer(b);
+        }
         self.cursor = Some(Cursor {
             file,
             path,
-            seed: h.seed(),
-            header: h,
-            file_len,
-            expect_sealed: self.idx < self.segs.len(),
-            pos: SEGMENT_HEADER_LEN as u64,
-            next_lsn: h.base_lsn,
-            chunk: Bytes::new(),
-            chunk_at: SEGMENT_HEADER_LEN as u64,
+            scanner,
         });
         Ok(true)
-    }
-
-    /// Loads at least `need` bytes at the cursor's position into the chunk (fewer only at
-    /// the end of the file), reusing the previous chunk's buffer when nothing points into it.
-    fn refill(&mut self, need: usize) -> Result<()> {
-        let Some(c) = self.cursor.as_mut() else {
-            return Ok(());
-        };
-        let size = (c.file_len.saturating_sub(c.pos)).min(CHUNK.max(need) as u64) as usize;
-        let old = std::mem::take(&mut c.chunk);
-        let mut buf = match old.try_into_mut() {
-            Ok(m) if m.capacity() >= size => m,
-            _ => self
-                .spare
-                .take()
-                .filter(|m| m.capacity() >= size)
-                .unwrap_or_else(|| BytesMut::with_capacity(size.max(CHUNK))),
-        };
-        buf.clear();
-        buf.resize(size, 0);
-        let n = read_full(&*c.file, &mut buf, c.pos).map_err(io_err("read", &c.path))?;
-        buf.truncate(n);
-        self.bytes_read += n as u64;
-        c.chunk = buf.freeze();
-        c.chunk_at = c.pos;
-        Ok(())
-    }
-
-    /// Decodes the frame at the cursor, loading bytes as needed.
-    fn step(&mut self) -> Result<Step> {
-        loop {
-            let Some(c) = self.cursor.as_mut() else {
-                return Ok(Step::End(ScanEnd::Clean {
-                    offset: 0,
-                    sealed: None,
-                }));
-            };
-            let rel = (c.pos - c.chunk_at) as usize;
-            let avail = c.chunk.len().saturating_sub(rel);
-            let need = if avail < FRAME_HEADER_LEN {
-                FRAME_HEADER_LEN
-            } else {
-                let l = &c.chunk[rel + 4..rel + 8];
-                let len = u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize;
-                FRAME_HEADER_LEN + len.min(MAX_FRAME_PAYLOAD + 1)
-            };
-            if avail < need {
-                if c.pos + need as u64 > c.file_len || need > FRAME_HEADER_LEN + MAX_FRAME_PAYLOAD {
-                    return self.classify();
-                }
-                self.refill(need)?;
-                continue;
-            }
-            let Ok(mut frame) = decode_frame(&c.chunk, rel, c.seed) else {
-                return self.classify();
-            };
-            if frame.lsn != c.next_lsn {
-                let reason = format!("frame carries LSN {}, expected {}", frame.lsn, c.next_lsn);
-                return Ok(Step::End(ScanEnd::Corrupt {
-                    offset: c.pos as usize,
-                    reason,
-                }));
-            }
-            frame.offset = c.pos as usize;
-            c.pos += frame.encoded_len() as u64;
-            c.next_lsn = frame.lsn.next();
-            return Ok(Step::Frame(frame));
-        }
-    }
-
-    /// The frame at the cursor does not decode (or the data ends): decide how the segment
-    /// ends there. Only zeros after it is a clean end (preallocated space); anything else is
-    /// judged by the format's own scanner over the whole segment.
-    fn classify(&mut self) -> Result<Step> {
-        let Some(c) = self.cursor.as_ref() else {
-            return Ok(Step::End(ScanEnd::Clean {
-                offset: 0,
-                sealed: None,
-            }));
-        };
-        let (pos, path) = (c.pos, c.path.clone());
-        if all_zero(&*c.file, pos, c.file_len).map_err(io_err("read", &path))? {
-            if c.expect_sealed {
-                return Ok(Step::End(ScanEnd::Corrupt {
-                    offset: pos as usize,
-                    reason: "segment ends without a seal frame, but a newer segment exists".into(),
-                }));
-            }
-            return Ok(Step::End(ScanEnd::Clean {
-                offset: pos as usize,
-                sealed: None,
-            }));
-        }
-        let data = wal_log::vfs::read_all(&*c.file).map_err(io_err("read", &path))?;
-        let mut scanner = scan_frames(
-            Bytes::from(data),
-            c.header,
-            pos as usize,
-            c.next_lsn,
-            c.expect_sealed,
-        );
-        Ok(Step::End(scanner.finish()))
     }
 
     /// The next verified frame, or `None` at the end of the log or at the first damage.
     pub(crate) fn next_frame(&mut self) -> Result<Option<Frame>> {
         loop {
-            if self.cursor.is_none() {
+            let Some(c) = self.cursor.as_mut() else {
                 if self.end.is_some() || !self.open_next()? {
                     return Ok(None);
                 }
                 continue;
+            };
+            if let Some(frame) = c
+                .scanner
+                .next_frame(&*c.file)
+                .map_err(io_err("read", &c.path))?
+            {
+                return Ok(Some(frame));
             }
-            match self.step()? {
-                Step::Frame(frame) => {
-                    if let Some(next) = frame.sealed_next() {
-                        self.sealed(next)?;
+            let Some(c) = self.cursor.take() else {
+                return Ok(None);
+            };
+            self.bytes_read += c.scanner.bytes_read();
+            let end = c.scanner.end().cloned().unwrap_or(ScanEnd::Clean {
+                offset: c.scanner.position() as usize,
+                sealed: None,
+            });
+            let h = *c.scanner.header();
+            let last = c.scanner.next_lsn().prev();
+            self.buf = c.scanner.into_buffer();
+            match end {
+                // Sealed and only zeros after the seal: on to the next segment, or the end of
+                // the log when a crash mid-rotation left none.
+                ScanEnd::Clean {
+                    sealed: Some(_), ..
+                } => {
+                    self.prev = Some((h.seq, last, h.log_id));
+                    if self.idx >= self.segs.len() {
+                        self.end = Some(LogEnd { path: c.path, end });
                     }
-                    return Ok(Some(frame));
                 }
-                Step::End(end) => {
-                    let path = self
-                        .cursor
-                        .as_ref()
-                        .map(|c| c.path.clone())
-                        .unwrap_or_default();
-                    // A clean unsealed end is the end of the log; anything else is damage.
-                    self.stop(path, end);
+                // A clean unsealed end is the end of the log; anything else is damage.
+                end => {
+                    self.stop(c.path, end);
                     return Ok(None);
                 }
             }
         }
     }
-
-    /// After a verified seal frame: the segment must hold only zeros after it. Moves on to
-    /// the next segment (or ends the log when a crash mid-rotation left none).
-    fn sealed(&mut self, next: SegmentSeq) -> Result<()> {
-        let Some(c) = self.cursor.take() else {
-            return Ok(());
-        };
-        if let Ok(m) = c.chunk.try_into_mut() {
-            self.spare = Some(m);
-        }
-        if !all_zero(&*c.file, c.pos, c.file_len).map_err(io_err("read", &c.path))? {
-            let end = ScanEnd::Corrupt {
-                offset: c.pos as usize,
-                reason: format!("non-zero bytes after the seal frame at offset {}", c.pos),
-            };
-            self.stop(c.path, end);
-            return Ok(());
-        }
-        self.prev = Some((c.header.seq, c.next_lsn.prev(), c.header.log_id));
-        if self.idx >= self.segs.len() {
-            let end = ScanEnd::Clean {
-                offset: c.pos as usize,
-                sealed: Some(next),
-            };
-            self.end = Some(LogEnd { path: c.path, end });
-        }
-        Ok(())
-    }
-}
-
-/// Whether `[from, to)` of `file` holds only zeros.
-fn all_zero(file: &dyn VfsFile, mut from: u64, to: u64) -> io::Result<bool> {
-    let mut buf = vec![0u8; (to.saturating_sub(from)).min(CHUNK as u64) as usize];
-    while from < to {
-        let want = (to - from).min(buf.len() as u64) as usize;
-        let n = read_full(file, &mut buf[..want], from)?;
-        if n == 0 {
-            break;
-        }
-        if buf[..n].iter().any(|&b| b != 0) {
-            return Ok(false);
-        }
-        from += n as u64;
-    }
-    Ok(true)
 }
 
 /// Turns verified frames, in LSN order, into committed transactions: whole `Tx` frames, and

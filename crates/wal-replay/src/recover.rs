@@ -1,15 +1,18 @@
 //! Recovery: newest valid snapshot, then the committed transactions after its fence.
 
 use crate::error::{ReplayError, Result};
-use crate::logscan::{LogFrames, TransactionAssembler, list_segments};
-use crate::snapshot::{SnapshotStore, VerifiedSnapshot};
+use crate::logscan::{LogFrames, TransactionAssembler, list_segments, read_header, start_index};
+use crate::snapshot::{SnapshotFile, SnapshotStore, VerifiedSnapshot};
 use crate::state::StateMachine;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wal_format::{Bincode, Codec, LogId, Lsn, ScanEnd};
-use wal_log::{Options, RecoveryMode, Verdict, Vfs, Wal};
+use wal_format::{Bincode, Codec, LogId, Lsn, ScanEnd, SegmentHeader, SegmentSeq};
+use wal_log::{
+    DirFrame, OpenReport, Options, RecoveryMode, ScanVisitor, Verdict, Vfs, VisitError, Wal,
+    segment_file_name,
+};
 
 /// Name of the log directory under the data directory.
 pub const LOG_DIR: &str = "log";
@@ -161,17 +164,26 @@ pub struct RecoveryReport {
     pub log_start: Lsn,
     /// The last valid LSN of the log after recovery (before anything recovery appends).
     pub log_end: Lsn,
-    /// Bytes of segment files read by the replay.
+    /// Bytes of segment files read: by the single pass that verifies the log and replays it
+    /// (every segment once, preallocated space included), plus those of a second replay in
+    /// the rare case that needs one (see [`RecoveryReport::replay_elapsed`]).
     pub bytes_replayed: u64,
     /// Bytes moved out of the log, and where.
     pub moved_aside: Vec<Aside>,
     /// Total of [`RecoveryReport::moved_aside`].
     pub bytes_moved_aside: u64,
-    /// Time to open (scan and repair) the log.
+    /// Time to open the log besides reading it: locking, listing, repairing the tail and
+    /// making what was found durable (for [`replay_read_only`]: listing the log and reading its
+    /// first header). The read of the log itself is in [`RecoveryReport::replay_elapsed`].
     pub open_elapsed: Duration,
     /// Time to choose, verify and restore the snapshot.
     pub snapshot_elapsed: Duration,
-    /// Time to replay the log.
+    /// Time of the single pass over the log: every frame read and verified (the scan
+    /// `Wal::open` recovers from) and every committed transaction after the fence applied as
+    /// it is verified; snapshot restoring, which may happen during the pass, is not counted
+    /// here. When the chosen snapshot turns out to be ahead of the log (the log lost its end),
+    /// the state is untouched at that point, an older snapshot is chosen and the log is replayed
+    /// from its fence in a second read, also counted here.
     pub replay_elapsed: Duration,
     /// Total time.
     pub elapsed: Duration,
@@ -190,14 +202,25 @@ pub struct Recovered {
 }
 
 /// Recovers `state` from the data directory at `root` with the default codec
-/// ([`Bincode`]): opens the log (which repairs its tail according to
-/// [`Options::recovery`]), restores the newest valid snapshot (falling back to older ones),
-/// then applies every committed transaction after the snapshot's fence, in LSN order, up to
-/// [`RecoverOptions::target`]. Aborted and unfinished transactions are skipped.
+/// ([`Bincode`]): chooses the newest valid snapshot (falling back to older ones), then
+/// opens the log (which repairs its tail according to [`Options::recovery`]) and, during
+/// the open's verifying scan, applies every committed transaction after the snapshot's
+/// fence, in LSN order, up to [`RecoverOptions::target`]. Aborted and unfinished
+/// transactions are skipped.
 ///
-/// Memory: one segment file and the snapshot reader's buffer, plus at most
-/// [`RecoverOptions::fragment_budget`] for large transactions in progress, plus whatever the
-/// state holds.
+/// The log is read once: the snapshot is chosen from the log's id and first LSN (its first
+/// segment's header) before the log is read, and is restored just before the first
+/// transaction after its fence is applied (or after the scan, when there is none), so a
+/// snapshot that turns out to be ahead of the log (the log lost its end) is never restored:
+/// the next older one is chosen, and only then is the log read a second time, from that
+/// snapshot's fence.
+///
+/// Memory: one read buffer (1 MiB, grown only to fit one frame of up to 4 MiB) and the
+/// snapshot reader's buffer, plus at most [`RecoverOptions::fragment_budget`] for large
+/// transactions in progress, plus whatever the state holds.
+///
+/// On error `state` may hold part of the log (transactions are applied as the scan verifies
+/// them, before the open has checked the whole log): discard it.
 ///
 /// `state` must be fresh: it is used as is when no snapshot applies.
 ///
@@ -255,16 +278,40 @@ where
     }
 
     let (target, budget) = (opts.target, opts.budget());
-    let (wal, open) = Wal::open(&log_dir, opts.wal)?;
-    let open_elapsed = started.elapsed();
-    let mut report = RecoveryReport {
-        log_id: Some(wal.log_id()),
-        created: open.created,
-        target,
-        log_start: open.first_lsn,
-        log_end: open.last_lsn,
-        skipped_unfinished: open.aborted_streams.len() as u64,
-        moved_aside: open
+    let wal_opts = opts.wal;
+    let mut attempts = 0;
+    loop {
+        let mut report = RecoveryReport {
+            target,
+            ..RecoveryReport::default()
+        };
+        let plan = plan(&store, &listing.snapshots, &*vfs, &log_dir, &mut report)?;
+        let mut pass = OnePass::new(state, codec, &store, plan, (target, budget));
+        let opened = Wal::open_visit(&log_dir, wal_opts.clone(), &mut pass);
+        let (wal, open) = match opened {
+            Ok(x) => x,
+            Err(VisitError::Wal(e)) => return Err(e.into()),
+            Err(VisitError::Visitor(PassError::Replay(e))) => return Err(e),
+            // The log's first segment changed between planning and the open taking the lock
+            // (a checkpoint truncated it, say): nothing was applied yet; plan again.
+            Err(VisitError::Visitor(PassError::Changed)) if attempts < 3 => {
+                attempts += 1;
+                continue;
+            }
+            Err(VisitError::Visitor(PassError::Changed)) => {
+                return Err(ReplayError::Corrupt {
+                    segment: log_dir,
+                    offset: 0,
+                    reason: "the log's first segment kept changing during recovery".into(),
+                });
+            }
+        };
+        report.log_id = Some(wal.log_id());
+        report.created = open.created;
+        report.log_start = open.first_lsn;
+        report.log_end = open.last_lsn;
+        report.skipped_unfinished = open.aborted_streams.len() as u64;
+        report.moved_aside = open
             .moved_aside
             .iter()
             .map(|m| Aside {
@@ -274,27 +321,62 @@ where
                 to: Some(m.to.clone()),
                 reason: m.reason.clone(),
             })
-            .collect(),
-        bytes_moved_aside: open.bytes_moved_aside(),
-        open_elapsed,
-        ..RecoveryReport::default()
-    };
+            .collect();
+        report.bytes_moved_aside = open.bytes_moved_aside();
+        report.open_elapsed = open.elapsed.saturating_sub(open.scan_elapsed);
+        let scanned = Scanned {
+            log_id: wal.log_id(),
+            elapsed: open.scan_elapsed,
+            bytes: open.bytes_scanned,
+        };
+        if let Settled::ReplayFrom(second) =
+            pass.settle(scanned, &listing.snapshots, &mut report)?
+        {
+            replay_again(
+                &vfs,
+                &log_dir,
+                state,
+                codec,
+                second,
+                (target, budget),
+                &open,
+                &mut report,
+            )?;
+        }
+        report.elapsed = started.elapsed();
+        tracing::info!(
+            applied = report.applied,
+            fence = report.replay_from.prev().0,
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            "recovered"
+        );
+        return Ok(Recovered { wal, report });
+    }
+}
 
+/// The fallback's second read: replays the log from `fence` on (after the open, so the log
+/// also holds the abort frames the open wrote).
+#[allow(clippy::too_many_arguments)]
+fn replay_again<S: StateMachine + ?Sized>(
+    vfs: &Arc<dyn Vfs>,
+    log_dir: &Path,
+    state: &mut S,
+    codec: &dyn Codec<S::Event>,
+    fence: Lsn,
+    limits: (Option<Lsn>, u64),
+    open: &OpenReport,
+    report: &mut RecoveryReport,
+) -> Result<()> {
     let t = Instant::now();
-    let chosen = choose_snapshot(&store, &listing.snapshots, wal.log_id(), &mut report)?;
-    let fence = restore_chosen(&store, chosen.as_ref(), state, &mut report)?;
-    report.snapshot_elapsed = t.elapsed();
-
-    let t = Instant::now();
-    let mut frames = LogFrames::open(vfs, &log_dir, fence.next())?;
+    let mut frames = LogFrames::open(vfs.clone(), log_dir, fence.next())?;
     replay(
         &mut frames,
         state,
         codec,
         fence,
-        (target, budget),
+        limits,
         &open.aborted_streams,
-        &mut report,
+        report,
     )?;
     if let Some(end) = frames.end()
         && !matches!(end.end, ScanEnd::Clean { .. })
@@ -307,16 +389,282 @@ where
             reason: end.end.to_string(),
         });
     }
-    report.bytes_replayed = frames.bytes_read;
-    report.replay_elapsed = t.elapsed();
-    report.elapsed = started.elapsed();
-    tracing::info!(
-        applied = report.applied,
-        fence = fence.0,
-        elapsed_ms = report.elapsed.as_millis() as u64,
-        "recovered"
-    );
-    Ok(Recovered { wal, report })
+    report.bytes_replayed += frames.bytes_read;
+    report.replay_elapsed += t.elapsed();
+    Ok(())
+}
+
+/// What is decided before the log is read: the snapshot to start from, chosen from the log's
+/// id and first LSN, both in the header of its first segment.
+struct Plan {
+    /// The first segment's header as read before the open; `None` when there is no segment
+    /// (the open creates the log) or its header does not decode (the open fails).
+    first: Option<SegmentHeader>,
+    /// Where in the listing the search for a snapshot goes on if the chosen one turns out to
+    /// be ahead of the log.
+    next: usize,
+    chosen: Option<VerifiedSnapshot>,
+    /// Whether the log covers replay from the chosen snapshot: its fence, or
+    /// [`ReplayError::LogTruncated`], reported only once the log has opened (the log's own
+    /// errors come first, as they always have).
+    covered: Result<Lsn>,
+    /// Frames of segments before this one are not needed to replay from the fence.
+    start: SegmentSeq,
+    /// Time spent choosing.
+    elapsed: Duration,
+}
+
+/// Reads the first segment's header, chooses the snapshot and checks that the log covers it.
+fn plan(
+    store: &SnapshotStore,
+    snapshots: &[SnapshotFile],
+    vfs: &dyn Vfs,
+    log_dir: &Path,
+    report: &mut RecoveryReport,
+) -> Result<Plan> {
+    let t = Instant::now();
+    let segs = match list_segments(vfs, log_dir) {
+        Ok(s) => s,
+        Err(ReplayError::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let first = segs
+        .first()
+        .and_then(|s| read_header(vfs, &log_dir.join(segment_file_name(*s))));
+    let Some(h) = first else {
+        return Ok(Plan {
+            first: None,
+            next: 0,
+            chosen: None,
+            covered: Ok(Lsn::ZERO),
+            start: SegmentSeq(0),
+            elapsed: t.elapsed(),
+        });
+    };
+    report.log_start = h.base_lsn;
+    let (next, chosen) = choose_snapshot(store, snapshots, 0, h.log_id, None, report)?;
+    let covered = check_covered(chosen.as_ref(), report);
+    let fence = chosen.as_ref().map_or(Lsn::ZERO, |c| c.header.fence);
+    let start = segs[start_index(vfs, log_dir, &segs, fence.next())];
+    Ok(Plan {
+        first,
+        next,
+        chosen,
+        covered,
+        start,
+        elapsed: t.elapsed(),
+    })
+}
+
+/// Why the single pass stopped the open.
+enum PassError {
+    /// Replay failed: the state machine, the fragment budget, the snapshot restore.
+    Replay(ReplayError),
+    /// The first segment is not the one the plan was made from.
+    Changed,
+}
+
+impl From<ReplayError> for PassError {
+    fn from(e: ReplayError) -> Self {
+        PassError::Replay(e)
+    }
+}
+
+/// What the log's open reported about its scan.
+#[derive(Clone, Copy)]
+struct Scanned {
+    log_id: LogId,
+    elapsed: Duration,
+    bytes: u64,
+}
+
+/// The visitor of the single pass: assembles transactions from the frames the open's scan
+/// verifies and applies those after the fence, up to the target, restoring the snapshot just
+/// before the first one.
+struct OnePass<'a, S: StateMachine + ?Sized> {
+    state: &'a mut S,
+    codec: &'a dyn Codec<S::Event>,
+    store: &'a SnapshotStore,
+    plan: Plan,
+    asm: TransactionAssembler,
+    target: Lsn,
+    /// False when nothing may be applied: no plan, or the log does not cover the snapshot.
+    enabled: bool,
+    /// Segments seen so far (the first is checked against the plan).
+    segments: u64,
+    restored: bool,
+    restore_elapsed: Duration,
+    applied: u64,
+    first: Option<Lsn>,
+    last: Lsn,
+}
+
+impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
+    fn new(
+        state: &'a mut S,
+        codec: &'a dyn Codec<S::Event>,
+        store: &'a SnapshotStore,
+        plan: Plan,
+        (target, budget): (Option<Lsn>, u64),
+    ) -> Self {
+        let fence = plan.chosen.as_ref().map_or(Lsn::ZERO, |c| c.header.fence);
+        OnePass {
+            state,
+            codec,
+            store,
+            enabled: plan.first.is_some() && plan.covered.is_ok(),
+            plan,
+            asm: TransactionAssembler::new(fence, budget),
+            target: target.unwrap_or(Lsn(u64::MAX)),
+            segments: 0,
+            restored: false,
+            restore_elapsed: Duration::ZERO,
+            applied: 0,
+            first: None,
+            last: Lsn::ZERO,
+        }
+    }
+
+    /// Restores the chosen snapshot, once.
+    fn restore(&mut self) -> Result<()> {
+        if let (false, Some(c)) = (self.restored, self.plan.chosen.as_ref()) {
+            let t = Instant::now();
+            self.store.restore_into(c, self.state)?;
+            self.restore_elapsed += t.elapsed();
+        }
+        self.restored = true;
+        Ok(())
+    }
+
+    /// After the scan: settles the snapshot and fills the report. Says whether a second read
+    /// is needed: when the chosen snapshot turned out to be ahead of the log (or there was no
+    /// plan), the state is untouched at this point, and an older snapshot is restored here and
+    /// replayed from.
+    fn settle(
+        mut self,
+        scanned: Scanned,
+        snapshots: &[SnapshotFile],
+        report: &mut RecoveryReport,
+    ) -> Result<Settled> {
+        report.snapshot_elapsed = self.plan.elapsed + self.restore_elapsed;
+        report.replay_elapsed = scanned.elapsed.saturating_sub(self.restore_elapsed);
+        report.bytes_replayed = scanned.bytes;
+        let fence = self
+            .plan
+            .chosen
+            .as_ref()
+            .map_or(Lsn::ZERO, |c| c.header.fence);
+        let planned = self
+            .plan
+            .first
+            .is_some_and(|h| h.log_id == scanned.log_id && h.base_lsn == report.log_start);
+        if planned && fence <= report.log_end {
+            let fence = std::mem::replace(&mut self.plan.covered, Ok(Lsn::ZERO))?;
+            let t = Instant::now();
+            self.restore()?;
+            report.snapshot_elapsed += t.elapsed();
+            if let Some(c) = &self.plan.chosen {
+                report.snapshot = Some(SnapshotUsed {
+                    path: c.file.path.clone(),
+                    fence,
+                    bytes: c.header.body_len,
+                });
+            }
+            report.replay_from = fence.next();
+            report.applied = self.applied;
+            report.applied_range = self.first.map(|f| (f, self.last));
+            report.skipped_aborted = self.asm.aborted();
+            return Ok(Settled::Done {
+                open_streams: self.asm.open_streams(),
+            });
+        }
+        // Nothing was applied: either there was no plan (no log before the open), or no frame
+        // after the chosen snapshot's fence exists, so it was never restored.
+        debug_assert!(self.applied == 0 && !self.restored);
+        let t = Instant::now();
+        let from = if planned {
+            if let Some(c) = &self.plan.chosen {
+                report.rejected_snapshots.push(RejectedSnapshot {
+                    path: c.file.path.clone(),
+                    reason: format!(
+                        "its fence {} is ahead of the log, which ends at LSN {}",
+                        c.header.fence, report.log_end
+                    ),
+                });
+            }
+            self.plan.next
+        } else {
+            report.rejected_snapshots.clear();
+            report.snapshots_after_target.clear();
+            0
+        };
+        let store = self.store;
+        let (_, chosen) = choose_snapshot(
+            store,
+            snapshots,
+            from,
+            scanned.log_id,
+            Some(report.log_end),
+            report,
+        )?;
+        let fence = check_covered(chosen.as_ref(), report)?;
+        if let Some(c) = &chosen {
+            store.restore_into(c, self.state)?;
+            report.snapshot = Some(SnapshotUsed {
+                path: c.file.path.clone(),
+                fence,
+                bytes: c.header.body_len,
+            });
+        }
+        report.snapshot_elapsed += t.elapsed();
+        Ok(Settled::ReplayFrom(fence))
+    }
+}
+
+/// How the single pass ended.
+enum Settled {
+    /// Recovery is complete; this many fragmented transactions were still open at the end of
+    /// the pass.
+    Done { open_streams: usize },
+    /// The state holds the snapshot with this fence (or nothing, for `Lsn::ZERO`); the log
+    /// must be replayed from it in a second read.
+    ReplayFrom(Lsn),
+}
+
+impl<S: StateMachine + ?Sized> ScanVisitor for OnePass<'_, S> {
+    type Error = PassError;
+
+    fn segment(&mut self, header: &SegmentHeader) -> std::result::Result<(), PassError> {
+        self.segments += 1;
+        if self.segments == 1
+            && let Some(p) = &self.plan.first
+            && (p.log_id, p.seq, p.base_lsn) != (header.log_id, header.seq, header.base_lsn)
+        {
+            return Err(PassError::Changed);
+        }
+        Ok(())
+    }
+
+    fn frame(&mut self, f: DirFrame) -> std::result::Result<(), PassError> {
+        if !self.enabled || f.seq < self.plan.start || f.frame.lsn > self.target {
+            return Ok(());
+        }
+        if let Some(tx) = self.asm.push(f.frame)? {
+            if !self.restored {
+                self.restore()?;
+            }
+            self.state
+                .apply_transaction(&tx, self.codec)
+                .map_err(|source| ReplayError::Apply {
+                    lsn: tx.lsn,
+                    source,
+                })?;
+            self.applied += 1;
+            self.first.get_or_insert(tx.lsn);
+            self.last = tx.lsn;
+        }
+        Ok(())
+    }
 }
 
 /// Replays the data directory into `state` without changing anything on disk: no lock is
@@ -356,11 +704,6 @@ where
     let store = data.snapshots(vfs.clone());
     let listing = store.list()?;
     let log_dir = data.log_dir();
-    let mut report = RecoveryReport {
-        read_only: true,
-        target: opts.target,
-        ..RecoveryReport::default()
-    };
     let segs = match list_segments(&*vfs, &log_dir) {
         Ok(s) => s,
         Err(ReplayError::NotFound { .. }) => Vec::new(),
@@ -370,18 +713,95 @@ where
         if !listing.snapshots.is_empty() {
             return Err(ReplayError::LogMissing { dir: log_dir });
         }
-        report.created = true;
+        let report = RecoveryReport {
+            read_only: true,
+            target: opts.target,
+            created: true,
+            elapsed: started.elapsed(),
+            ..RecoveryReport::default()
+        };
+        return Ok(report);
+    }
+    let mut attempts = 0;
+    loop {
+        let mut report = RecoveryReport {
+            read_only: true,
+            target: opts.target,
+            ..RecoveryReport::default()
+        };
+        let plan = plan(&store, &listing.snapshots, &*vfs, &log_dir, &mut report)?;
+        let mut pass = OnePass::new(state, codec, &store, plan, (opts.target, opts.budget()));
+        let t = Instant::now();
+        let inspection = match wal_log::inspect_visit(&*vfs, &log_dir, progress, &mut pass) {
+            Ok(i) => i,
+            Err(VisitError::Wal(e)) => return Err(e.into()),
+            Err(VisitError::Visitor(PassError::Replay(e))) => return Err(e),
+            // The first segment changed since it was planned from (a live directory):
+            // nothing was applied yet; plan again.
+            Err(VisitError::Visitor(PassError::Changed)) if attempts < 3 => {
+                attempts += 1;
+                continue;
+            }
+            Err(VisitError::Visitor(PassError::Changed)) => {
+                return Err(ReplayError::Corrupt {
+                    segment: log_dir,
+                    offset: 0,
+                    reason: "the log's first segment kept changing during the replay".into(),
+                });
+            }
+        };
+        let scan_elapsed = t.elapsed();
+        report.log_id = inspection.log_id;
+        report.log_start = inspection
+            .segments
+            .first()
+            .map_or(Lsn::FIRST, |s| s.first_lsn);
+        report.log_end = inspection.last_lsn();
+        judge(&inspection, opts.wal.recovery, &mut report)?;
+        let Some(log_id) = inspection.log_id else {
+            return Err(wal_log::WalError::NotAWal {
+                dir: log_dir,
+                reason: "no segment with a valid header".into(),
+            }
+            .into());
+        };
+        // Every segment up to the first damage was read; later ones only for their headers.
+        let mut bytes = 0;
+        for s in &inspection.segments {
+            bytes += s.file_len;
+            if !matches!(s.end, ScanEnd::Clean { .. }) {
+                break;
+            }
+        }
+        let scanned = Scanned {
+            log_id,
+            elapsed: scan_elapsed,
+            bytes,
+        };
+        match pass.settle(scanned, &listing.snapshots, &mut report)? {
+            Settled::Done { open_streams } => report.skipped_unfinished = open_streams as u64,
+            Settled::ReplayFrom(fence) => {
+                let t = Instant::now();
+                let mut frames = LogFrames::open(vfs.clone(), &log_dir, fence.next())?;
+                let limits = (opts.target, opts.budget());
+                let open = replay(&mut frames, state, codec, fence, limits, &[], &mut report)?;
+                report.skipped_unfinished = open as u64;
+                report.bytes_replayed += frames.bytes_read;
+                report.replay_elapsed += t.elapsed();
+            }
+        }
         report.elapsed = started.elapsed();
         return Ok(report);
     }
-    let inspection = wal_log::inspect(&*vfs, &log_dir, progress)?;
-    report.open_elapsed = started.elapsed();
-    report.log_id = inspection.log_id;
-    report.log_start = inspection
-        .segments
-        .first()
-        .map_or(Lsn::FIRST, |s| s.first_lsn);
-    report.log_end = inspection.last_lsn();
+}
+
+/// Applies the verdict of a read-only scan: an error for damage the recovery mode refuses,
+/// else the record of what recovery would move aside.
+fn judge(
+    inspection: &wal_log::Inspection,
+    mode: RecoveryMode,
+    report: &mut RecoveryReport,
+) -> Result<()> {
     match inspection.verdict() {
         Verdict::Sound => {}
         Verdict::TornTail {
@@ -389,14 +809,14 @@ where
             offset,
             reason,
         } => {
-            if opts.wal.recovery == RecoveryMode::Strict {
+            if mode == RecoveryMode::Strict {
                 return Err(ReplayError::TornTail {
                     segment,
                     offset,
                     reason,
                 });
             }
-            plan_cut(&inspection, &segment, offset, &reason, false, &mut report);
+            plan_cut(inspection, &segment, offset, &reason, false, report);
         }
         Verdict::Corrupt {
             segment,
@@ -407,38 +827,17 @@ where
                 .segments
                 .first()
                 .is_some_and(|s| s.path == segment && s.header.is_none());
-            if opts.wal.recovery != RecoveryMode::SalvagePrefix || header_of_first {
+            if mode != RecoveryMode::SalvagePrefix || header_of_first {
                 return Err(ReplayError::Corrupt {
                     segment,
                     offset,
                     reason,
                 });
             }
-            plan_cut(&inspection, &segment, offset, &reason, true, &mut report);
+            plan_cut(inspection, &segment, offset, &reason, true, report);
         }
     }
-    let Some(log_id) = inspection.log_id else {
-        return Err(wal_log::WalError::NotAWal {
-            dir: log_dir,
-            reason: "no segment with a valid header".into(),
-        }
-        .into());
-    };
-
-    let t = Instant::now();
-    let chosen = choose_snapshot(&store, &listing.snapshots, log_id, &mut report)?;
-    let fence = restore_chosen(&store, chosen.as_ref(), state, &mut report)?;
-    report.snapshot_elapsed = t.elapsed();
-
-    let t = Instant::now();
-    let mut frames = LogFrames::open(vfs, &log_dir, fence.next())?;
-    let limits = (opts.target, opts.budget());
-    let open = replay(&mut frames, state, codec, fence, limits, &[], &mut report)?;
-    report.skipped_unfinished = open as u64;
-    report.bytes_replayed = frames.bytes_read;
-    report.replay_elapsed = t.elapsed();
-    report.elapsed = started.elapsed();
-    Ok(report)
+    Ok(())
 }
 
 /// Records what recovery would move aside for damage at `offset` of `segment`.
@@ -487,15 +886,18 @@ fn plan_cut(
     report.bytes_moved_aside = report.moved_aside.iter().map(|a| a.bytes).sum();
 }
 
-/// Picks the newest snapshot that verifies, belongs to the log, is not ahead of it, and is
-/// at or before the target. Rejections are recorded in the report.
+/// Picks the newest snapshot, from index `from` of the listing on, that verifies, belongs to
+/// the log, is at or before the target, and, when the log's end is known, is not ahead of
+/// it. Rejections are recorded in the report. Returns the index after the one chosen.
 fn choose_snapshot(
     store: &SnapshotStore,
-    snapshots: &[crate::snapshot::SnapshotFile],
+    snapshots: &[SnapshotFile],
+    from: usize,
     log_id: LogId,
+    log_end: Option<Lsn>,
     report: &mut RecoveryReport,
-) -> Result<Option<VerifiedSnapshot>> {
-    for file in snapshots {
+) -> Result<(usize, Option<VerifiedSnapshot>)> {
+    for (i, file) in snapshots.iter().enumerate().skip(from) {
         if report.target.is_some_and(|t| file.fence > t) {
             report.snapshots_after_target.push(file.path.clone());
             continue;
@@ -511,29 +913,26 @@ fn choose_snapshot(
             }
             Err(e) => return Err(e),
         };
-        if verified.header.fence > report.log_end {
+        if let Some(end) = log_end
+            && verified.header.fence > end
+        {
             report.rejected_snapshots.push(RejectedSnapshot {
                 path: file.path.clone(),
                 reason: format!(
-                    "its fence {} is ahead of the log, which ends at LSN {}",
-                    verified.header.fence, report.log_end
+                    "its fence {} is ahead of the log, which ends at LSN {end}",
+                    verified.header.fence
                 ),
             });
             continue;
         }
-        return Ok(Some(verified));
+        return Ok((i + 1, Some(verified)));
     }
-    Ok(None)
+    Ok((snapshots.len(), None))
 }
 
-/// Checks that the log covers replay from the chosen snapshot, then restores it. Returns
-/// the fence (ZERO without a snapshot).
-fn restore_chosen<S: StateMachine + ?Sized>(
-    store: &SnapshotStore,
-    chosen: Option<&VerifiedSnapshot>,
-    state: &mut S,
-    report: &mut RecoveryReport,
-) -> Result<Lsn> {
+/// Checks that the log (starting at `report.log_start`) covers replay from the chosen
+/// snapshot. Returns its fence (ZERO without a snapshot).
+fn check_covered(chosen: Option<&VerifiedSnapshot>, report: &mut RecoveryReport) -> Result<Lsn> {
     let fence = chosen.map_or(Lsn::ZERO, |c| c.header.fence);
     report.replay_from = fence.next();
     if fence.next() < report.log_start {
@@ -562,14 +961,6 @@ fn restore_chosen<S: StateMachine + ?Sized>(
             needed: fence.next(),
             oldest: report.log_start,
             reason,
-        });
-    }
-    if let Some(c) = chosen {
-        store.restore_into(c, state)?;
-        report.snapshot = Some(SnapshotUsed {
-            path: c.file.path.clone(),
-            fence,
-            bytes: c.header.body_len,
         });
     }
     Ok(fence)

@@ -1,0 +1,258 @@
+//! Recovery reads the log once: it chooses the snapshot before reading the log and applies
+//! transactions during the open's verifying scan. These tests check that the log really is
+//! read once, and the cases where the choice made before the read must be revised after it
+//! (a snapshot ahead of a log that lost its end).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use wal_format::Lsn;
+use wal_log::{OpenMode, StdVfs, Vfs, VfsFile, VfsLock};
+use wal_replay::{CheckpointStep, Engine, RecoverOptions, recover, replay_read_only};
+
+/// The real file system, counting the bytes read from files whose path contains `/log/`.
+#[derive(Debug, Clone, Default)]
+struct Counting {
+    log_bytes: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+struct CountingFile {
+    inner: Arc<dyn VfsFile>,
+    counter: Option<Arc<AtomicU64>>,
+}
+
+impl VfsFile for CountingFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let n = self.inner.read_at(buf, offset)?;
+        if let Some(c) = &self.counter {
+            c.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.inner.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        self.inner.sync_all()
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        self.inner.allocate(len)
+    }
+}
+
+impl Vfs for Counting {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        StdVfs.create_dir_all(dir)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        StdVfs.list(dir)
+    }
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
+        let inner = StdVfs.open(path, mode)?;
+        let in_log = path.parent().and_then(Path::file_name) == Some("log".as_ref());
+        Ok(Arc::new(CountingFile {
+            inner,
+            counter: in_log.then(|| self.log_bytes.clone()),
+        }))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        StdVfs.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        StdVfs.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        StdVfs.sync_dir(dir)
+    }
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn VfsLock>> {
+        StdVfs.lock(path)
+    }
+}
+
+fn log_bytes(root: &Path) -> (u64, u64) {
+    let files = segment_files(root);
+    let bytes = files
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    (bytes, files.len() as u64)
+}
+
+#[test]
+fn recovery_reads_the_log_once() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let wal = open_wal(&dir.path().join("log"), small_log());
+        for i in 0..8000u64 {
+            wal.append(&encode(&[put(&format!("k{i}"), i)])).unwrap();
+        }
+    }
+    let (total, segments) = log_bytes(dir.path());
+    assert!(segments > 10, "{segments}");
+    for read_only in [false, true] {
+        let vfs = Counting::default();
+        let opts = RecoverOptions::default().wal(small_log().vfs(Arc::new(vfs.clone())));
+        let mut kv = Kv::default();
+        let report = if read_only {
+            replay_read_only(
+                dir.path(),
+                &mut kv,
+                &wal_format::Bincode,
+                &opts,
+                &mut |_, _| {},
+            )
+            .unwrap()
+        } else {
+            recover(dir.path(), &mut kv, opts).unwrap().report
+        };
+        assert_eq!((report.applied, kv.map.len()), (8000, 8000));
+        let read = vfs.log_bytes.load(Ordering::Relaxed);
+        // Every byte once, plus a few headers read twice (to plan before the read).
+        assert!(
+            read >= total && read <= total + segments * 256,
+            "read_only {read_only}: read {read} bytes of a {total}-byte log"
+        );
+        assert!(report.bytes_replayed >= total - 64, "{report:?}");
+    }
+}
+
+/// Commits `n` transactions, remembering the state after each, by LSN.
+fn fill(e: &mut Engine<Kv>, from: u64, n: u64, states: &mut BTreeMap<Lsn, Kv>) {
+    for i in from..from + n {
+        let lsn = e
+            .commit(vec![
+                put(&format!("k{:03}{}", i % 40, "p".repeat(120)), i),
+                Op::Add("sum".into(), i),
+            ])
+            .unwrap();
+        states.insert(lsn, e.state().clone());
+    }
+}
+
+/// Removes every segment whose first LSN is above `keep_through`, so the log ends in the
+/// segment holding `keep_through` (sealed, as if its successors were lost). Returns the
+/// state the log now leads to.
+fn lose_the_end(root: &Path, keep_through: Lsn, states: &BTreeMap<Lsn, Kv>) -> (Lsn, Kv) {
+    let mut removed = Vec::<PathBuf>::new();
+    for seg in segment_files(root) {
+        let bytes = std::fs::read(&seg).unwrap();
+        let h = wal_format::SegmentHeader::decode(&bytes).unwrap();
+        if h.base_lsn > keep_through {
+            std::fs::remove_file(&seg).unwrap();
+            removed.push(seg);
+        }
+    }
+    assert!(!removed.is_empty());
+    let wal = open_wal(&root.join("log"), small_log());
+    let end = wal.last_lsn();
+    drop(wal);
+    let (_, state) = states.range(..=end).next_back().unwrap();
+    (end, state.clone())
+}
+
+#[test]
+fn a_snapshot_ahead_of_the_log_falls_back_to_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut states = BTreeMap::new();
+    let (mut e, _) = Engine::open(dir.path(), Kv::default(), engine_opts()).unwrap();
+    fill(&mut e, 0, 150, &mut states);
+    let first = e.checkpoint().unwrap();
+    fill(&mut e, 150, 150, &mut states);
+    let second = e.checkpoint().unwrap();
+    fill(&mut e, 300, 20, &mut states);
+    drop(e);
+    // The log loses everything after a few transactions past the older snapshot's fence.
+    let (end, expected) = lose_the_end(dir.path(), Lsn(first.fence.0 + 5), &states);
+    assert!(end > first.fence && end < second.fence, "{end}");
+
+    for read_only in [true, false] {
+        let mut kv = Kv::default();
+        let report = if read_only {
+            replay_read_only(
+                dir.path(),
+                &mut kv,
+                &wal_format::Bincode,
+                &recover_opts(),
+                &mut |_, _| {},
+            )
+            .unwrap()
+        } else {
+            recover(dir.path(), &mut kv, recover_opts()).unwrap().report
+        };
+        assert_eq!(kv, expected, "read_only {read_only}");
+        assert_eq!(report.snapshot.as_ref().unwrap().fence, first.fence);
+        assert_eq!(report.rejected_snapshots.len(), 1, "{report:?}");
+        assert_eq!(report.rejected_snapshots[0].path, second.snapshot);
+        assert!(
+            report.rejected_snapshots[0]
+                .reason
+                .contains("ahead of the log")
+        );
+        assert_eq!(report.replay_from, first.fence.next());
+        assert_eq!(report.log_end, end);
+        assert_eq!(
+            report.applied,
+            states.range(first.fence.next()..=end).count() as u64
+        );
+    }
+}
+
+#[test]
+fn a_snapshot_ahead_of_the_log_falls_back_to_an_empty_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut states = BTreeMap::new();
+    let (mut e, _) = Engine::open(dir.path(), Kv::default(), engine_opts()).unwrap();
+    fill(&mut e, 0, 200, &mut states);
+    // A snapshot and its marker, without truncating the log.
+    let fence = e.wal().durable_lsn();
+    let cp = e
+        .checkpointer()
+        .checkpoint_until(e.state(), fence, CheckpointStep::Marker)
+        .unwrap();
+    assert_eq!(cp.truncated_to, None);
+    fill(&mut e, 200, 10, &mut states);
+    drop(e);
+    let (end, expected) = lose_the_end(dir.path(), Lsn(60), &states);
+    assert!(end < fence, "{end}");
+
+    let mut kv = Kv::default();
+    let r = recover(dir.path(), &mut kv, recover_opts()).unwrap();
+    assert_eq!(kv, expected);
+    let report = r.report;
+    assert!(report.snapshot.is_none(), "{report:?}");
+    assert_eq!(report.rejected_snapshots.len(), 1);
+    assert_eq!(report.replay_from, Lsn::FIRST);
+    assert_eq!(report.applied, states.range(..=end).count() as u64);
+}
+
+#[test]
+fn a_snapshot_with_nothing_after_it_is_restored_after_the_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut states = BTreeMap::new();
+    let (mut e, _) = Engine::open(dir.path(), Kv::default(), engine_opts()).unwrap();
+    fill(&mut e, 0, 100, &mut states);
+    let cp = e.checkpoint().unwrap();
+    let expected = e.state().clone();
+    drop(e);
+    let mut kv = Kv::default();
+    let report = recover(dir.path(), &mut kv, recover_opts()).unwrap().report;
+    assert_eq!(kv, expected);
+    assert_eq!(report.snapshot.unwrap().fence, cp.fence);
+    assert_eq!((report.applied, report.applied_range), (0, None));
+}
