@@ -1,6 +1,9 @@
 //! Scanning a segment that is read a chunk at a time rather than held whole in memory.
 
-use crate::frame::{FRAME_HEADER_LEN, Frame, FrameKind, MAX_FRAME_PAYLOAD, SegmentSeed, decode_at};
+use crate::frame::{
+    FRAME_HEADER_LEN, Frame, FrameKind, MAX_FRAME_PAYLOAD, SegmentSeed, decode_at, fault_at,
+    try_decode_at,
+};
 use crate::header::{SEGMENT_HEADER_LEN, SegmentHeader, arr4};
 use crate::lsn::{Lsn, SegmentSeq};
 use crate::scan::ScanEnd;
@@ -224,7 +227,34 @@ impl ChunkedScanner {
     ///
     /// # Errors
     /// An I/O error of `src`. The scan can be retried from where it was: nothing is lost.
+    #[inline(always)]
     pub fn next_frame<R: ReadAt + ?Sized>(&mut self, src: &R) -> io::Result<Option<Frame>> {
+        // The common case, inlined into the caller's loop: a whole frame in the window that
+        // verifies and carries the next LSN.
+        if self.end.is_none() && self.sealed.is_none() && self.pos >= self.window_at {
+            let rel = (self.pos - self.window_at) as usize;
+            if let Some(frame) = try_decode_at(&self.window, rel, self.seed)
+                && frame.lsn == self.next_lsn
+            {
+                return Ok(Some(self.accept(frame)));
+            }
+        }
+        self.next_frame_slow(src)
+    }
+
+    /// Moves past a verified frame that carries the next LSN.
+    #[inline(always)]
+    fn accept(&mut self, mut frame: Frame) -> Frame {
+        frame.offset = self.pos as usize;
+        self.pos += frame.encoded_len() as u64;
+        self.next_lsn = frame.lsn.next();
+        self.sealed = frame.sealed_next();
+        frame
+    }
+
+    /// Everything but the common case: loading, the end of the data, failures, seals.
+    #[inline(never)]
+    fn next_frame_slow<R: ReadAt + ?Sized>(&mut self, src: &R) -> io::Result<Option<Frame>> {
         if self.end.is_some() {
             return Ok(None);
         }
@@ -269,13 +299,11 @@ impl ChunkedScanner {
                 self.load(src, self.pos, need)?;
                 continue;
             }
-            let frame = match decode_at(&self.window, rel, self.seed) {
-                Ok(f) => f,
-                Err(fault) => {
-                    let end = self.fail_at(src, fault.reason())?;
-                    self.end = Some(end);
-                    return Ok(None);
-                }
+            let Some(frame) = try_decode_at(&self.window, rel, self.seed) else {
+                let fault = fault_at(&self.window, rel, self.seed);
+                let end = self.fail_at(src, fault.reason())?;
+                self.end = Some(end);
+                return Ok(None);
             };
             if frame.lsn != self.next_lsn {
                 let reason = format!(
@@ -288,12 +316,7 @@ impl ChunkedScanner {
                 });
                 return Ok(None);
             }
-            let mut frame = frame;
-            frame.offset = self.pos as usize;
-            self.pos += frame.encoded_len() as u64;
-            self.next_lsn = frame.lsn.next();
-            self.sealed = frame.sealed_next();
-            return Ok(Some(frame));
+            return Ok(Some(self.accept(frame)));
         }
     }
 

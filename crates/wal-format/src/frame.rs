@@ -52,6 +52,7 @@ impl FrameKind {
         })
     }
 
+    #[inline]
     fn allowed_flags(self) -> u8 {
         match self {
             FrameKind::Tx | FrameKind::FragBegin => FLAG_MULTI,
@@ -60,6 +61,7 @@ impl FrameKind {
     }
 
     /// The exact payload length this kind requires, or the minimum for variable ones.
+    #[inline]
     fn payload_rule(self) -> (usize, bool) {
         match self {
             FrameKind::Tx | FrameKind::FragBegin => (0, false),
@@ -110,6 +112,7 @@ pub struct Frame {
 impl Frame {
     /// Total encoded length of this frame.
     #[must_use]
+    #[inline]
     pub fn encoded_len(&self) -> usize {
         FRAME_HEADER_LEN + self.payload.len()
     }
@@ -118,6 +121,7 @@ impl Frame {
     /// [`FrameKind::FragAbort`]): the begin LSN naming their stream. For [`FrameKind::FragBegin`],
     /// its own LSN.
     #[must_use]
+    #[inline]
     pub fn stream(&self) -> Option<Lsn> {
         match self.kind {
             FrameKind::FragBegin => Some(self.lsn),
@@ -131,6 +135,7 @@ impl Frame {
     /// The transaction body bytes this frame carries: the whole payload of a `Tx` or
     /// `FragBegin`, the payload after the stream LSN of a `FragPart` or `FragEnd`, else empty.
     #[must_use]
+    #[inline]
     pub fn body(&self) -> Bytes {
         match self.kind {
             FrameKind::Tx | FrameKind::FragBegin => self.payload.clone(),
@@ -141,18 +146,21 @@ impl Frame {
 
     /// The snapshot LSN of a `Checkpoint` frame.
     #[must_use]
+    #[inline]
     pub fn checkpoint_lsn(&self) -> Option<Lsn> {
         (self.kind == FrameKind::Checkpoint).then(|| Lsn(u64::from_le_bytes(arr8(&self.payload))))
     }
 
     /// The next segment named by a `Seal` frame.
     #[must_use]
+    #[inline]
     pub fn sealed_next(&self) -> Option<SegmentSeq> {
         (self.kind == FrameKind::Seal).then(|| SegmentSeq(u64::from_le_bytes(arr8(&self.payload))))
     }
 
     /// Whether the transaction body is a multi-record batch.
     #[must_use]
+    #[inline]
     pub fn is_multi(&self) -> bool {
         self.flags & FLAG_MULTI != 0
     }
@@ -223,6 +231,7 @@ pub(crate) fn encode_frame_parts(
     Ok(())
 }
 
+#[inline]
 fn check_fields(kind: FrameKind, flags: u8, len: usize) -> Result<(), String> {
     if flags & !kind.allowed_flags() != 0 {
         return Err(format!("flags {flags:#04x} not allowed on {kind:?}"));
@@ -266,58 +275,105 @@ pub fn decode_frame(buf: &Bytes, offset: usize, seed: SegmentSeed) -> Result<Fra
     })
 }
 
+#[inline]
 pub(crate) fn decode_at(
     buf: &Bytes,
     offset: usize,
     seed: SegmentSeed,
 ) -> Result<Frame, FrameFault> {
-    let rest = buf.len().saturating_sub(offset);
-    let Some(h) = offset
-        .checked_add(FRAME_HEADER_LEN)
-        .and_then(|e| buf.get(offset..e))
-    else {
-        return Err(FrameFault::Incomplete(format!(
-            "{rest} bytes left, a frame header needs {FRAME_HEADER_LEN}"
-        )));
-    };
-    let stored = u32::from_le_bytes(arr4(&h[0..4]));
+    match try_decode_at(buf, offset, seed) {
+        Some(f) => Ok(f),
+        None => Err(fault_at(buf, offset, seed)),
+    }
+}
+
+/// The kind, flags and payload length of the frame header `h` (20 bytes) when its fields are
+/// valid (everything but the checksum).
+#[inline(always)]
+fn header_fields(h: &[u8]) -> Option<(FrameKind, u8, usize)> {
     let len = u32::from_le_bytes(arr4(&h[4..8])) as usize;
-    // Validate the length before looking at (or allocating for) the payload.
-    if len > MAX_FRAME_PAYLOAD {
-        return Err(FrameFault::Invalid(format!(
-            "length field {len} exceeds the maximum frame payload {MAX_FRAME_PAYLOAD}"
-        )));
+    if len > MAX_FRAME_PAYLOAD || h[10] != 0 || h[11] != 0 {
+        return None;
     }
-    let Some(kind) = FrameKind::from_u8(h[8]) else {
-        return Err(FrameFault::Invalid(format!("unknown frame kind {}", h[8])));
-    };
+    let kind = FrameKind::from_u8(h[8])?;
     let flags = h[9];
-    if h[10..12] != [0, 0] {
-        return Err(FrameFault::Invalid(
-            "reserved frame bytes are not zero".into(),
-        ));
+    let (min, exact) = kind.payload_rule();
+    if flags & !kind.allowed_flags() != 0 || (exact && len != min) || len < min {
+        return None;
     }
-    check_fields(kind, flags, len).map_err(FrameFault::Invalid)?;
+    Some((kind, flags, len))
+}
+
+/// The frame at `offset` when it is complete and verifies; `None` otherwise, and
+/// [`fault_at`] then says why. The fast path of every scan: plain comparisons, one checksum,
+/// no formatting. Always inlined: returning a `Frame` through memory costs more than
+/// building it in place (its byte fields make the copy stall on store forwarding).
+#[inline(always)]
+pub(crate) fn try_decode_at(buf: &Bytes, offset: usize, seed: SegmentSeed) -> Option<Frame> {
+    let h = buf.get(offset..offset.checked_add(FRAME_HEADER_LEN)?)?;
+    let (kind, flags, len) = header_fields(h)?;
     let end = offset + FRAME_HEADER_LEN + len;
     if end > buf.len() {
-        return Err(FrameFault::Incomplete(format!(
-            "frame of {} bytes runs past the end of data ({rest} bytes left)",
-            FRAME_HEADER_LEN + len
-        )));
+        return None;
     }
-    let computed = crc32c::crc32c_append(seed.0, &buf[offset + 4..end]);
-    if computed != stored {
-        return Err(FrameFault::Invalid(format!(
-            "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
-        )));
+    let stored = u32::from_le_bytes(arr4(&h[0..4]));
+    if crc32c::crc32c_append(seed.0, &buf[offset + 4..end]) != stored {
+        return None;
     }
-    Ok(Frame {
+    Some(Frame {
         kind,
         flags,
         lsn: Lsn(u64::from_le_bytes(arr8(&h[12..20]))),
         payload: buf.slice(offset + FRAME_HEADER_LEN..end),
         offset,
     })
+}
+
+/// Why the frame at `offset` does not decode: the first check it fails, in the order the
+/// format defines. Only called once [`try_decode_at`] has refused the frame.
+#[cold]
+#[inline(never)]
+pub(crate) fn fault_at(buf: &Bytes, offset: usize, seed: SegmentSeed) -> FrameFault {
+    let rest = buf.len().saturating_sub(offset);
+    let Some(h) = offset
+        .checked_add(FRAME_HEADER_LEN)
+        .and_then(|e| buf.get(offset..e))
+    else {
+        return FrameFault::Incomplete(format!(
+            "{rest} bytes left, a frame header needs {FRAME_HEADER_LEN}"
+        ));
+    };
+    let stored = u32::from_le_bytes(arr4(&h[0..4]));
+    let len = u32::from_le_bytes(arr4(&h[4..8])) as usize;
+    // Validate the length before looking at (or allocating for) the payload.
+    if len > MAX_FRAME_PAYLOAD {
+        return FrameFault::Invalid(format!(
+            "length field {len} exceeds the maximum frame payload {MAX_FRAME_PAYLOAD}"
+        ));
+    }
+    let Some(kind) = FrameKind::from_u8(h[8]) else {
+        return FrameFault::Invalid(format!("unknown frame kind {}", h[8]));
+    };
+    let flags = h[9];
+    if h[10..12] != [0, 0] {
+        return FrameFault::Invalid("reserved frame bytes are not zero".into());
+    }
+    if let Err(reason) = check_fields(kind, flags, len) {
+        return FrameFault::Invalid(reason);
+    }
+    let end = offset + FRAME_HEADER_LEN + len;
+    if end > buf.len() {
+        return FrameFault::Incomplete(format!(
+            "frame of {} bytes runs past the end of data ({rest} bytes left)",
+            FRAME_HEADER_LEN + len
+        ));
+    }
+    let computed = crc32c::crc32c_append(seed.0, &buf[offset + 4..end]);
+    // A frame that passed every check here would have decoded; `try_decode_at` only refuses
+    // frames that fail one of them.
+    FrameFault::Invalid(format!(
+        "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
+    ))
 }
 
 /// Appends a fragment frame (`FragPart` or `FragEnd`) of stream `stream` carrying `chunk`.

@@ -157,12 +157,14 @@ impl SegmentHeader {
     }
 }
 
+#[inline]
 pub(crate) fn arr8(s: &[u8]) -> [u8; 8] {
     let mut a = [0u8; 8];
     a.copy_from_slice(&s[..8]);
     a
 }
 
+#[inline]
 pub(crate) fn arr4(s: &[u8]) -> [u8; 4] {
     let mut a = [0u8; 4];
     a.copy_from_slice(&s[..4]);

@@ -306,7 +306,11 @@ impl SegmentFile {
             scanner = scanner.with_buffer(b);
         }
         let file: &dyn VfsFile = &*self.file;
-        while let Some(frame) = scanner.next_frame(file).map_err(io_err("read", &path))? {
+        // (The error is built only on failure: `io_err` allocates the path.)
+        while let Some(frame) = scanner
+            .next_frame(file)
+            .map_err(|e| io_err("read", &path)(e))?
+        {
             scan.frames += 1;
             scan.last_lsn = frame.lsn;
             scan.bytes_after_checkpoint += frame.encoded_len() as u64;

@@ -218,7 +218,7 @@ impl LogFrames {
             if let Some(frame) = c
                 .scanner
                 .next_frame(&*c.file)
-                .map_err(io_err("read", &c.path))?
+                .map_err(|e| io_err("read", &c.path)(e))?
             {
                 return Ok(Some(frame));
             }
@@ -328,18 +328,28 @@ impl TransactionAssembler {
     /// # Errors
     /// [`ReplayError::FragmentBudget`] when open streams would hold more than the budget;
     /// [`ReplayError::LogTruncated`] for the end of a stream whose beginning was never fed.
+    #[inline(always)]
     pub fn push(&mut self, frame: Frame) -> Result<Option<Transaction>> {
-        match frame.kind {
-            FrameKind::Tx => {
-                if frame.lsn > self.after {
-                    let multi = frame.is_multi();
-                    return Ok(Some(Transaction {
-                        lsn: frame.lsn,
-                        body: frame.payload,
-                        multi,
-                    }));
-                }
+        // The common case, inlined into the caller: a whole transaction in one frame.
+        if frame.kind == FrameKind::Tx {
+            if frame.lsn > self.after {
+                let multi = frame.is_multi();
+                return Ok(Some(Transaction {
+                    lsn: frame.lsn,
+                    body: frame.payload,
+                    multi,
+                }));
             }
+            return Ok(None);
+        }
+        self.push_other(&frame)
+    }
+
+    /// [`TransactionAssembler::push`] for every kind but `Tx`.
+    #[inline(never)]
+    fn push_other(&mut self, frame: &Frame) -> Result<Option<Transaction>> {
+        match frame.kind {
+            FrameKind::Tx => {}
             FrameKind::FragBegin => {
                 self.hold(frame.lsn, frame.payload.len())?;
                 self.streams
