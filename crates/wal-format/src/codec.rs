@@ -27,11 +27,22 @@ pub trait Codec<E>: Send + Sync {
 ///
 /// # Errors
 /// The first decoding error, or a codec that consumed zero bytes (which would loop forever).
-pub fn decode_all<E, C: Codec<E> + ?Sized>(
+pub fn decode_all<E, C: Codec<E> + ?Sized>(codec: &C, input: &[u8]) -> Result<Vec<E>, CodecError> {
+    let mut events = Vec::new();
+    decode_into(codec, input, &mut events)?;
+    Ok(events)
+}
+
+/// [`decode_all`], appending the events to `out`: several payloads (the records of a batch)
+/// decode into one vector without a temporary one each.
+///
+/// # Errors
+/// As [`decode_all`]; the events decoded before the error stay in `out`.
+pub fn decode_into<E, C: Codec<E> + ?Sized>(
     codec: &C,
     mut input: &[u8],
-) -> Result<Vec<E>, CodecError> {
-    let mut events = Vec::new();
+    out: &mut Vec<E>,
+) -> Result<(), CodecError> {
     while !input.is_empty() {
         let (e, used) = codec.decode(input)?;
         if used == 0 || used > input.len() {
@@ -40,10 +51,10 @@ pub fn decode_all<E, C: Codec<E> + ?Sized>(
                 input.len()
             )));
         }
-        events.push(e);
+        out.push(e);
         input = &input[used..];
     }
-    Ok(events)
+    Ok(())
 }
 
 /// The default codec: bincode 2 in its standard configuration (little-endian, variable-length

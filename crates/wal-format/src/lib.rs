@@ -44,7 +44,7 @@ mod scan;
 pub use chunked::{ChunkedScanner, DEFAULT_CHUNK, ReadAt};
 #[cfg(feature = "bincode")]
 pub use codec::Bincode;
-pub use codec::{Codec, CodecError, decode_all};
+pub use codec::{Codec, CodecError, decode_all, decode_into};
 pub use error::FormatError;
 pub use frame::{
     FLAG_MULTI, FRAME_HEADER_LEN, Frame, FrameKind, MAX_FRAME_PAYLOAD, SegmentSeed, decode_frame,
@@ -52,5 +52,5 @@ pub use frame::{
 };
 pub use header::{FORMAT_VERSION, LogId, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SegmentHeader};
 pub use lsn::{Lsn, SegmentSeq};
-pub use records::{RecordIter, encode_records, records_len};
+pub use records::{RecordIter, RecordSlices, encode_records, record_slices, records_len};
 pub use scan::{ScanEnd, SegmentScanner, scan_frames};

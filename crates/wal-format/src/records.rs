@@ -1,6 +1,7 @@
 use crate::error::FormatError;
 use crate::header::arr4;
 use bytes::Bytes;
+use std::ops::Range;
 
 /// Appends a multi-record transaction body: a record count (u32 LE), then for each record its
 /// length (u32 LE) and bytes. Used for atomic batches of several payloads, marked with
@@ -28,31 +29,15 @@ pub fn records_len<R: AsRef<[u8]>>(records: &[R]) -> usize {
 #[derive(Debug, Clone)]
 pub struct RecordIter {
     body: Bytes,
-    pos: usize,
-    remaining: u32,
-    failed: bool,
+    cursor: Cursor,
 }
 
 impl RecordIter {
     /// Starts iterating `body`.
     #[must_use]
     pub fn new(body: Bytes) -> RecordIter {
-        let mut it = RecordIter {
-            body,
-            pos: 4,
-            remaining: 0,
-            failed: false,
-        };
-        match it.body.get(0..4) {
-            Some(c) => it.remaining = u32::from_le_bytes(arr4(c)),
-            None => it.pos = 0,
-        }
-        it
-    }
-
-    fn fail(&mut self, reason: String) -> Option<Result<Bytes, FormatError>> {
-        self.failed = true;
-        Some(Err(FormatError::BadRecords { reason }))
+        let cursor = Cursor::new(&body);
+        RecordIter { body, cursor }
     }
 }
 
@@ -60,35 +45,96 @@ impl Iterator for RecordIter {
     type Item = Result<Bytes, FormatError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        let r = self.cursor.next(&self.body)?;
+        Some(r.map(|range| self.body.slice(range)))
+    }
+}
+
+/// [`RecordIter`] over a borrowed body: the same records and the same error, as plain
+/// slices (no reference counting), for a reader that does not keep them.
+#[derive(Debug, Clone)]
+pub struct RecordSlices<'a> {
+    body: &'a [u8],
+    cursor: Cursor,
+}
+
+/// Iterates the records of a multi-record body as slices of it; see [`RecordSlices`].
+#[must_use]
+pub fn record_slices(body: &[u8]) -> RecordSlices<'_> {
+    RecordSlices {
+        body,
+        cursor: Cursor::new(body),
+    }
+}
+
+impl<'a> Iterator for RecordSlices<'a> {
+    type Item = Result<&'a [u8], FormatError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let body = self.body;
+        let r = self.cursor.next(body)?;
+        Some(r.map(|range| &body[range]))
+    }
+}
+
+/// Where an iteration over a multi-record body is.
+#[derive(Debug, Clone)]
+struct Cursor {
+    pos: usize,
+    remaining: u32,
+    failed: bool,
+}
+
+impl Cursor {
+    fn new(body: &[u8]) -> Cursor {
+        match body.get(0..4) {
+            Some(c) => Cursor {
+                pos: 4,
+                remaining: u32::from_le_bytes(arr4(c)),
+                failed: false,
+            },
+            None => Cursor {
+                pos: 0,
+                remaining: 0,
+                failed: false,
+            },
+        }
+    }
+
+    fn fail(&mut self, reason: String) -> Option<Result<Range<usize>, FormatError>> {
+        self.failed = true;
+        Some(Err(FormatError::BadRecords { reason }))
+    }
+
+    /// The byte range of the next record of `body`.
+    #[inline]
+    fn next(&mut self, body: &[u8]) -> Option<Result<Range<usize>, FormatError>> {
         if self.failed {
             return None;
         }
         if self.pos == 0 {
-            return self.fail(format!(
-                "body of {} bytes has no record count",
-                self.body.len()
-            ));
+            return self.fail(format!("body of {} bytes has no record count", body.len()));
         }
         if self.remaining == 0 {
-            if self.pos != self.body.len() {
-                let extra = self.body.len() - self.pos;
+            if self.pos != body.len() {
+                let extra = body.len() - self.pos;
                 return self.fail(format!("{extra} bytes after the last record"));
             }
             return None;
         }
-        let Some(l) = self.body.get(self.pos..self.pos + 4) else {
+        let Some(l) = body.get(self.pos..self.pos + 4) else {
             return self.fail(format!("record length at {} runs past the body", self.pos));
         };
         let len = u32::from_le_bytes(arr4(l)) as usize;
         let start = self.pos + 4;
-        if len > self.body.len() - start {
+        if len > body.len() - start {
             return self.fail(format!(
                 "record of {len} bytes at {start} runs past the body"
             ));
         }
         self.pos = start + len;
         self.remaining -= 1;
-        Some(Ok(self.body.slice(start..start + len)))
+        Some(Ok(start..start + len))
     }
 }
 
@@ -106,6 +152,27 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(got, [&b"a"[..], b"", b"ccc"]);
+    }
+
+    #[test]
+    fn slices_agree_with_the_bytes_iterator() {
+        let mut ok = Vec::new();
+        encode_records(&mut ok, &[&b"a"[..], b"", b"ccc"]);
+        for body in [
+            &ok[..],
+            &b""[..],
+            &[1, 0, 0, 0][..],
+            &[1, 0, 0, 0, 9, 0, 0, 0, 1][..],
+            &[0, 0, 0, 0, 7][..],
+        ] {
+            let a: Vec<_> = RecordIter::new(Bytes::copy_from_slice(body))
+                .map(|r| r.map(|b| b.to_vec()).map_err(|e| e.to_string()))
+                .collect();
+            let b: Vec<_> = record_slices(body)
+                .map(|r| r.map(<[u8]>::to_vec).map_err(|e| e.to_string()))
+                .collect();
+            assert_eq!(a, b, "{body:?}");
+        }
     }
 
     #[test]

@@ -3,6 +3,13 @@
 //!
 //! `cargo bench -p wal-replay --bench replay`. Set `WAL_REPLAY_BENCH_RECORDS` to change the
 //! number of records (default 1 000 000, about 141 MiB of log).
+//!
+//! * `replay/recover_128B_records`: the whole recovery of one-record transactions into a
+//!   state machine that sees raw payloads (`apply_transaction` overridden).
+//! * `replay/replay_read_only_128B_records`: the same through `replay_read_only`.
+//! * `replay/recover_bincode_events`: transactions of two bincode-encoded events (about 128
+//!   bytes), decoded by the default `apply_transaction` and applied by `apply`.
+//! * `verify/inspect`: `wal_log::inspect`, what `walctl verify` runs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -12,6 +19,40 @@ use std::time::Duration;
 use wal_format::{Codec, Lsn};
 use wal_log::{Options, SyncPolicy, Transaction, Wal};
 use wal_replay::{ApplyError, RecoverOptions, StateMachine};
+
+/// An event of the decoding benchmark.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Op {
+    Put { key: u64, value: Vec<u8> },
+    Add(u64),
+}
+
+/// Applies decoded events (sums, so the work is not optimized away).
+#[derive(Default)]
+struct Sum {
+    txs: u64,
+    total: u64,
+}
+
+impl StateMachine for Sum {
+    type Event = Op;
+    fn apply(&mut self, _: Lsn, events: Vec<Op>) -> Result<(), ApplyError> {
+        self.txs += 1;
+        for e in events {
+            self.total = self.total.wrapping_add(match e {
+                Op::Put { key, value } => key + value.len() as u64,
+                Op::Add(n) => n,
+            });
+        }
+        Ok(())
+    }
+    fn write_snapshot(&self, _: &mut dyn io::Write) -> io::Result<()> {
+        Ok(())
+    }
+    fn restore(&mut self, _: &mut dyn io::Read) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 #[derive(Default)]
 struct Count {
@@ -91,6 +132,40 @@ fn bench(c: &mut Criterion) {
             .unwrap();
             assert_eq!(s.records, n);
             black_box(r.applied)
+        });
+    });
+    // Decoding: half as many transactions, each `Put` (about 110 bytes) then `Add`.
+    let decode_n = n / 2;
+    let decode_dir = tempfile::tempdir().unwrap();
+    {
+        let (wal, _) = Wal::open(decode_dir.path().join("log"), opts()).unwrap();
+        let mut payload = Vec::new();
+        for i in 0..decode_n {
+            payload.clear();
+            let put = Op::Put {
+                key: i,
+                value: vec![0x5a; 100],
+            };
+            wal_format::Bincode.encode(&put, &mut payload).unwrap();
+            wal_format::Bincode
+                .encode(&Op::Add(i), &mut payload)
+                .unwrap();
+            wal.append(&payload).unwrap();
+        }
+        wal.sync().unwrap();
+    }
+    g.throughput(Throughput::Elements(decode_n));
+    g.bench_function("recover_bincode_events", |b| {
+        b.iter(|| {
+            let mut s = Sum::default();
+            let r = wal_replay::recover(
+                decode_dir.path(),
+                &mut s,
+                RecoverOptions::default().wal(opts()),
+            )
+            .unwrap();
+            assert_eq!(s.txs, decode_n);
+            black_box((r.report.applied, s.total))
         });
     });
     g.finish();

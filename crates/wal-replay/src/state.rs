@@ -1,6 +1,6 @@
 use crate::error::ApplyError;
 use std::io;
-use wal_format::{Codec, Lsn, decode_all};
+use wal_format::{Codec, Lsn, decode_into, record_slices};
 use wal_log::Transaction;
 
 /// The application state that recovery rebuilds: it applies committed transactions, writes
@@ -76,15 +76,14 @@ pub trait StateMachine {
         tx: &Transaction,
         codec: &dyn Codec<Self::Event>,
     ) -> Result<(), ApplyError> {
-        let events = if tx.multi {
-            let mut events = Vec::new();
-            for record in tx.records() {
-                events.extend(decode_all(codec, &record?)?);
+        let mut events = Vec::new();
+        if tx.multi {
+            for record in record_slices(&tx.body) {
+                decode_into(codec, record?, &mut events)?;
             }
-            events
         } else {
-            decode_all(codec, &tx.body)?
-        };
+            decode_into(codec, &tx.body, &mut events)?;
+        }
         self.apply(tx.lsn, events)
     }
 
