@@ -342,12 +342,15 @@ impl TransactionAssembler {
             }
             return Ok(None);
         }
-        self.push_other(&frame)
+        self.push_other(frame)
     }
 
-    /// [`TransactionAssembler::push`] for every kind but `Tx`.
+    /// [`TransactionAssembler::push`] for every kind but `Tx`. It takes the frame by value
+    /// so that `push` hands it on rather than dropping it itself (measurably cheaper on the
+    /// `Tx` path, whose code `push` shares).
+    #[allow(clippy::needless_pass_by_value)]
     #[inline(never)]
-    fn push_other(&mut self, frame: &Frame) -> Result<Option<Transaction>> {
+    fn push_other(&mut self, frame: Frame) -> Result<Option<Transaction>> {
         match frame.kind {
             FrameKind::Tx => {}
             FrameKind::FragBegin => {
