@@ -256,3 +256,80 @@ fn a_snapshot_with_nothing_after_it_is_restored_after_the_scan() {
     assert_eq!(report.snapshot.unwrap().fence, cp.fence);
     assert_eq!((report.applied, report.applied_range), (0, None));
 }
+
+/// The real file system, running a hook (once) when the log's lock is taken: what another
+/// process could do between recovery planning from the first segment's header and the open.
+#[derive(Debug, Clone, Default)]
+struct OnLock {
+    hook: Arc<std::sync::Mutex<Option<PathBuf>>>,
+}
+
+impl Vfs for OnLock {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        StdVfs.create_dir_all(dir)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        StdVfs.list(dir)
+    }
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
+        StdVfs.open(path, mode)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        StdVfs.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        StdVfs.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        StdVfs.sync_dir(dir)
+    }
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn VfsLock>> {
+        let g = StdVfs.lock(path)?;
+        if let Some(victim) = self.hook.lock().unwrap().take() {
+            std::fs::remove_file(victim)?;
+        }
+        Ok(g)
+    }
+}
+
+#[test]
+fn a_first_segment_that_changes_before_the_open_is_planned_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut states = BTreeMap::new();
+    let (mut e, _) = Engine::open(dir.path(), Kv::default(), engine_opts()).unwrap();
+    fill(&mut e, 0, 40, &mut states);
+    // A snapshot early in the first segment, the log kept whole.
+    let fence = e.wal().durable_lsn();
+    e.checkpointer()
+        .checkpoint_until(e.state(), fence, CheckpointStep::Marker)
+        .unwrap();
+    fill(&mut e, 40, 300, &mut states);
+    drop(e);
+    let segs = segment_files(dir.path());
+    assert!(segs.len() > 3);
+
+    // Unchanged, recovery starts from the snapshot.
+    let mut kv = Kv::default();
+    let r = recover(dir.path(), &mut kv, recover_opts()).unwrap();
+    assert_eq!(r.report.snapshot.as_ref().unwrap().fence, fence);
+    assert_eq!(&kv, states.values().next_back().unwrap());
+    drop(r);
+
+    // The first segment disappears after planning, before the open reads the log: the log no
+    // longer holds what follows the snapshot's fence. Replaying the rest on top of the snapshot
+    // would silently lose transactions; recovery must notice and refuse.
+    let vfs = OnLock::default();
+    *vfs.hook.lock().unwrap() = Some(segs[0].clone());
+    let mut kv = Kv::default();
+    let err = recover(
+        dir.path(),
+        &mut kv,
+        RecoverOptions::default().wal(small_log().vfs(Arc::new(vfs))),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, wal_replay::ReplayError::LogTruncated { .. }),
+        "{err}"
+    );
+    assert_eq!(kv, Kv::default(), "nothing was applied");
+}
