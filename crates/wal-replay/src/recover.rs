@@ -280,7 +280,12 @@ where
     let (target, budget) = (opts.target, opts.budget());
     let wal_opts = opts.wal;
     let mut attempts = 0;
+    let mut listing = listing;
     loop {
+        if attempts > 0 {
+            // What changed the log may have changed the snapshots too.
+            listing = store.list()?;
+        }
         let mut report = RecoveryReport {
             target,
             ..RecoveryReport::default()
@@ -723,7 +728,11 @@ where
         return Ok(report);
     }
     let mut attempts = 0;
+    let mut listing = listing;
     loop {
+        if attempts > 0 {
+            listing = store.list()?;
+        }
         let mut report = RecoveryReport {
             read_only: true,
             target: opts.target,
