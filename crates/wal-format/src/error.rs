@@ -42,6 +42,22 @@ pub enum FormatError {
         /// Which field.
         detail: &'static str,
     },
+    /// A header field holds a value no correct writer produces (a sequence number or LSN of
+    /// zero or at least 2^63, an open transaction that begins after the segment).
+    #[error("segment header {field} {value} is out of range")]
+    HeaderOutOfRange {
+        /// Which field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+    },
+    /// The header decodes but contradicts where it was found (for example a sequence number
+    /// other than the one in the file's name).
+    #[error("segment header does not match its file: {reason}")]
+    HeaderMismatch {
+        /// What differs.
+        reason: String,
+    },
     /// A payload is larger than [`crate::MAX_FRAME_PAYLOAD`]; it must be fragmented.
     #[error("payload of {len} bytes exceeds the maximum frame payload of {max} bytes")]
     PayloadTooLarge {

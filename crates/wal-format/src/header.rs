@@ -8,6 +8,9 @@ pub const SEGMENT_HEADER_LEN: usize = 64;
 /// The eight bytes every segment file starts with. The leading non-ASCII byte and the line
 /// ending catch files mangled by text-mode transfers, as PNG's signature does.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"\x89WALSEG\n";
+/// Segment sequence numbers and base LSNs must be below this (2^63): far beyond any real log,
+/// and it keeps every `next()` from wrapping.
+pub const MAX_POSITION: u64 = 1 << 63;
 /// The format version this build writes and the newest it reads.
 pub const FORMAT_VERSION: u16 = 1;
 
@@ -148,12 +151,31 @@ impl SegmentHeader {
         }
         let mut id = [0u8; 16];
         id.copy_from_slice(&b[16..32]);
-        Ok(SegmentHeader {
+        let header = SegmentHeader {
             log_id: LogId(u128::from_le_bytes(id)),
             seq: SegmentSeq(u64::from_le_bytes(arr8(&b[32..40]))),
             base_lsn: Lsn(u64::from_le_bytes(arr8(&b[40..48]))),
             oldest_open_lsn: Lsn(u64::from_le_bytes(arr8(&b[48..56]))),
-        })
+        };
+        header.check_ranges()?;
+        Ok(header)
+    }
+
+    /// Sequence numbers and LSNs start at 1 and stay below 2^63, so `next()` never wraps
+    /// within a log's life; the oldest open transaction began before this segment. A header
+    /// breaking these rules verified its checksum but was not written by a correct writer.
+    fn check_ranges(&self) -> Result<(), FormatError> {
+        let out = |field, value| Err(FormatError::HeaderOutOfRange { field, value });
+        if self.seq.0 == 0 || self.seq.0 >= MAX_POSITION {
+            return out("sequence number", self.seq.0);
+        }
+        if self.base_lsn.0 == 0 || self.base_lsn.0 >= MAX_POSITION {
+            return out("base LSN", self.base_lsn.0);
+        }
+        if self.oldest_open_lsn.0 >= self.base_lsn.0 && self.oldest_open_lsn != Lsn::ZERO {
+            return out("oldest open LSN", self.oldest_open_lsn.0);
+        }
+        Ok(())
     }
 }
 
@@ -218,6 +240,49 @@ mod tests {
             SegmentHeader::decode(&[]),
             Err(FormatError::HeaderTruncated { .. })
         ));
+    }
+
+    #[test]
+    fn out_of_range_positions_are_refused() {
+        let restamp = |h: SegmentHeader| {
+            let mut b = sample().encode();
+            b[32..40].copy_from_slice(&h.seq.0.to_le_bytes());
+            b[40..48].copy_from_slice(&h.base_lsn.0.to_le_bytes());
+            b[48..56].copy_from_slice(&h.oldest_open_lsn.0.to_le_bytes());
+            let crc = crc32c::crc32c(&b[0..60]);
+            b[60..64].copy_from_slice(&crc.to_le_bytes());
+            SegmentHeader::decode(&b)
+        };
+        let ok = sample();
+        for bad in [
+            SegmentHeader {
+                seq: SegmentSeq(0),
+                ..ok
+            },
+            SegmentHeader {
+                seq: SegmentSeq(MAX_POSITION),
+                ..ok
+            },
+            SegmentHeader {
+                base_lsn: Lsn::ZERO,
+                oldest_open_lsn: Lsn::ZERO,
+                ..ok
+            },
+            SegmentHeader {
+                base_lsn: Lsn(u64::MAX),
+                ..ok
+            },
+            SegmentHeader {
+                oldest_open_lsn: ok.base_lsn,
+                ..ok
+            },
+        ] {
+            assert!(
+                matches!(restamp(bad), Err(FormatError::HeaderOutOfRange { .. })),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(restamp(ok), Ok(ok));
     }
 
     #[test]

@@ -50,7 +50,9 @@ pub use frame::{
     FLAG_MULTI, FRAME_HEADER_LEN, Frame, FrameKind, MAX_FRAME_PAYLOAD, SegmentSeed, decode_frame,
     encode_fragment, encode_frame, encoded_frame_len,
 };
-pub use header::{FORMAT_VERSION, LogId, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SegmentHeader};
+pub use header::{
+    FORMAT_VERSION, LogId, MAX_POSITION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SegmentHeader,
+};
 pub use lsn::{Lsn, SegmentSeq};
 pub use records::{RecordIter, RecordSlices, encode_records, record_slices, records_len};
 pub use scan::{ScanEnd, SegmentScanner, scan_frames};

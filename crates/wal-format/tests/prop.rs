@@ -51,11 +51,12 @@ fn spec() -> impl Strategy<Value = Spec> {
 }
 
 fn header() -> impl Strategy<Value = SegmentHeader> {
-    // Base LSNs near u64::MAX check that LSNs wrap the way the scanner expects.
-    let base = prop_oneof![3 => 0..1_000_000u64, 1 => any::<u64>(), 1 => (u64::MAX - 8)..=u64::MAX];
-    (any::<u128>(), any::<u64>(), base, any::<u64>()).prop_map(|(id, seq, base, open)| {
+    // Every value a header may hold: 1..2^63, including the top of the range.
+    let max = wal_format::MAX_POSITION;
+    let base = prop_oneof![3 => 1..1_000_000u64, 1 => 1..max, 1 => (max - 8)..max];
+    (any::<u128>(), 1..max, base, any::<u64>()).prop_map(|(id, seq, base, open)| {
         let mut h = SegmentHeader::new(LogId::from_u128(id), SegmentSeq(seq), Lsn(base));
-        h.oldest_open_lsn = Lsn(open);
+        h.oldest_open_lsn = Lsn(open % base);
         h
     })
 }

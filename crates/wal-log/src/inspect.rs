@@ -48,6 +48,9 @@ pub struct SegmentScan {
     pub bytes_after_checkpoint: u64,
     /// The header error, when the header failed.
     pub header_error: Option<FormatError>,
+    /// The next segment named by a verified seal frame in this segment, even when damage
+    /// follows the seal.
+    pub seal: Option<SegmentSeq>,
 }
 
 /// The result of scanning a whole directory.
@@ -235,6 +238,24 @@ pub(crate) fn open_segment(vfs: &dyn Vfs, path: &Path, seq: SegmentSeq) -> Resul
     })
 }
 
+/// The header, unless it names another segment than its file: trusting it would let a copied
+/// or renamed file stand in for the real one.
+fn named_header(
+    header: std::result::Result<SegmentHeader, FormatError>,
+    seq: SegmentSeq,
+) -> std::result::Result<SegmentHeader, FormatError> {
+    let h = header?;
+    if h.seq == seq {
+        return Ok(h);
+    }
+    Err(FormatError::HeaderMismatch {
+        reason: format!(
+            "it names segment {} but the file is named for segment {seq}",
+            h.seq
+        ),
+    })
+}
+
 /// Reads into `buf` at `offset` until it is full or the file ends; returns the bytes read.
 pub(crate) fn read_full(file: &dyn VfsFile, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut done = 0;
@@ -276,8 +297,9 @@ impl SegmentFile {
             last_checkpoint: None,
             bytes_after_checkpoint: 0,
             header_error: None,
+            seal: None,
         };
-        let header = match self.header {
+        let header = match named_header(self.header, self.seq) {
             Ok(h) => h,
             Err(e) => {
                 scan.end = ScanEnd::Corrupt {
@@ -306,6 +328,7 @@ impl SegmentFile {
             scanner = scanner.with_buffer(b);
         }
         let file: &dyn VfsFile = &*self.file;
+        let mut seal_at: Option<usize> = None;
         // (The error is built only on failure: `io_err` allocates the path.)
         while let Some(frame) = scanner
             .next_frame(file)
@@ -313,6 +336,10 @@ impl SegmentFile {
         {
             scan.frames += 1;
             scan.last_lsn = frame.lsn;
+            if let Some(next) = frame.sealed_next() {
+                seal_at = Some(frame.offset);
+                scan.seal = Some(next);
+            }
             scan.bytes_after_checkpoint += frame.encoded_len() as u64;
             match frame.kind {
                 FrameKind::Tx => scan.transactions += 1,
@@ -343,6 +370,26 @@ impl SegmentFile {
             }
         }
         scan.end = scanner.finish(file).map_err(io_err("read", &path))?;
+        if let (Some(next), Some(at)) = (scan.seal, seal_at)
+            && next != header.seq.next()
+        {
+            // Rotation always names the very next segment; anything else would make open
+            // create (or overwrite) the wrong file.
+            scan.end = ScanEnd::Corrupt {
+                offset: at,
+                reason: format!(
+                    "the seal names segment {next}, but the next segment is {}",
+                    header.seq.next()
+                ),
+            };
+            scan.seal = None;
+            // The seal is not part of the valid prefix.
+            scan.frames -= 1;
+            scan.last_lsn = scan.last_lsn.prev();
+            scan.bytes_after_checkpoint = scan
+                .bytes_after_checkpoint
+                .saturating_sub(wal_format::encoded_frame_len(8) as u64);
+        }
         scan.data_end = scanner.data_end(file).map_err(io_err("read", &path))?;
         scan.file_len = scanner.file_len();
         *buf = scanner.into_buffer();
@@ -625,6 +672,7 @@ fn header_only(vfs: &dyn Vfs, path: &Path, seq: SegmentSeq) -> Result<SegmentSca
         last_checkpoint: None,
         bytes_after_checkpoint: 0,
         header_error: header.err(),
+        seal: None,
     })
 }
 
@@ -700,7 +748,7 @@ impl DirFrames {
         self.idx += 1;
         let path = self.dir.join(segment_file_name(seq));
         let seg = open_segment(&*self.vfs, &path, seq)?;
-        match seg.header {
+        match named_header(seg.header, seq) {
             Ok(h) => {
                 let mut scanner = ChunkedScanner::new(h, seg.file_len, self.idx < self.segs.len())
                     .chunk_size(SCAN_CHUNK);

@@ -574,9 +574,10 @@ fn recover(
         }
         if *offset > 0 {
             let s = &mut scans[kept_last];
+            // A seal before the cut stays: the segment is still sealed (damage after a seal).
             s.end = ScanEnd::Clean {
                 offset: *offset as usize,
-                sealed: None,
+                sealed: s.seal,
             };
         }
         scans.truncate(*after);

@@ -445,6 +445,17 @@ impl Inner {
             },
         };
         let target = self.path(&segment_file_name(header.seq));
+        // Never rename over an existing segment, whatever the in-memory state says.
+        if self.opts.vfs.open(&target, OpenMode::Read).is_ok() {
+            self.release_prealloc();
+            return Err(WalError::Corrupt {
+                segment: target,
+                offset: 0,
+                reason:
+                    "a segment with this sequence number already exists; refusing to overwrite it"
+                        .into(),
+            });
+        }
         let named = file
             .write_all_at(&header.encode(), 0)
             .map_err(io_err("write header", &tmp))

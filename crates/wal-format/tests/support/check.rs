@@ -202,12 +202,15 @@ fn restamp_header(data: &mut [u8]) -> SegmentHeader {
     };
     let mut id = [0u8; 16];
     id.copy_from_slice(&data[16..32]);
+    // Fold the fields into the ranges a header may hold (1..2^63, open < base).
+    let pos = |v: u64| 1 + v % (wal_format::MAX_POSITION - 1);
+    let base = pos(u64_at(40));
     let mut h = SegmentHeader::new(
         LogId::from_u128(u128::from_le_bytes(id)),
-        SegmentSeq(u64_at(32)),
-        Lsn(u64_at(40)),
+        SegmentSeq(pos(u64_at(32))),
+        Lsn(base),
     );
-    h.oldest_open_lsn = Lsn(u64_at(48));
+    h.oldest_open_lsn = Lsn(u64_at(48) % base);
     data[..SEGMENT_HEADER_LEN].copy_from_slice(&h.encode());
     h
 }
