@@ -360,7 +360,11 @@ impl SegmentFile {
                 }
                 FrameKind::FragPart | FrameKind::Seal => {}
             }
+            // A seal naming another segment than the next is not in the valid prefix (see
+            // below): not shown. It is the last frame, so nothing after it is either.
+            let foreign_seal = frame.sealed_next().is_some_and(|n| n != header.seq.next());
             if let Some(v) = visit.as_mut()
+                && !foreign_seal
                 && !v.frame(DirFrame {
                     seq: self.seq,
                     frame,

@@ -249,3 +249,45 @@ fn inspect_visit_stops_visiting_where_the_log_stops_continuing() {
     assert_eq!(plain.verdict(), ins.verdict());
     assert_eq!(plain.segments.len(), ins.segments.len());
 }
+
+#[test]
+fn a_seal_naming_another_segment_is_not_visited() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path());
+    // Make segment 1's seal name segment 9 (a valid frame, but not a valid seal).
+    let seg = segment_path(dir.path(), 1);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let header = SegmentHeader::decode(&bytes).unwrap();
+    let mut scanner =
+        wal_format::SegmentScanner::new(bytes::Bytes::from(bytes.clone()), true).unwrap();
+    let seal = scanner.by_ref().last().unwrap();
+    assert_eq!(seal.kind, FrameKind::Seal);
+    let at = seal.offset;
+    bytes[at + 20..at + 28].copy_from_slice(&9u64.to_le_bytes());
+    let crc = crc32c::crc32c_append(header.seed().get(), &bytes[at + 4..at + 28]);
+    bytes[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&seg, &bytes).unwrap();
+
+    for mode in [RecoveryMode::TolerateTornTail, RecoveryMode::SalvagePrefix] {
+        let mut seen = Record::default();
+        let r = Wal::open_visit(dir.path(), opts().recovery(mode), &mut seen);
+        assert!(
+            !seen.frames.iter().any(|f| f.frame.kind == FrameKind::Seal),
+            "{mode:?}: the bad seal was visited"
+        );
+        assert_eq!(seen.frames.last().unwrap().frame.lsn, seal.lsn.prev());
+        match r {
+            Ok((_, report)) => {
+                assert_eq!(mode, RecoveryMode::SalvagePrefix);
+                assert_eq!(report.last_lsn, seal.lsn.prev());
+            }
+            Err(e) => {
+                assert_eq!(mode, RecoveryMode::TolerateTornTail, "{e}");
+                assert!(
+                    matches!(e, VisitError::Wal(WalError::Corrupt { .. })),
+                    "{e}"
+                );
+            }
+        }
+    }
+}
