@@ -7,7 +7,7 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use wal_format::{
-    FrameKind, LogId, Lsn, SegmentHeader, SegmentScanner, SegmentSeq, encode_frame,
+    ChunkedScanner, FrameKind, LogId, Lsn, SegmentHeader, SegmentScanner, SegmentSeq, encode_frame,
     encoded_frame_len,
 };
 
@@ -83,6 +83,16 @@ fn bench_encode(c: &mut Criterion) {
     g.finish();
 }
 
+fn scan_chunked(data: &Bytes) -> usize {
+    let mut s = ChunkedScanner::new(header(), data.len() as u64, false);
+    let mut bytes = 0;
+    while let Some(f) = s.next_frame(data).unwrap() {
+        bytes += f.payload.len();
+    }
+    assert!(s.end().is_some());
+    bytes
+}
+
 fn bench_scan(c: &mut Criterion) {
     let mut g = c.benchmark_group("scan");
 
@@ -90,6 +100,12 @@ fn bench_scan(c: &mut Criterion) {
     g.throughput(Throughput::Elements(SMALL_FRAMES as u64));
     g.bench_function("frames_128B", |b| {
         b.iter(|| black_box(scan(black_box(&small))));
+    });
+
+    // The same segment read through `ReadAt` a chunk at a time (copied into the scanner's
+    // buffer, as a file read would), as the log's open scan reads it.
+    g.bench_function("chunked_frames_128B", |b| {
+        b.iter(|| black_box(scan_chunked(black_box(&small))));
     });
 
     let large = segment(LARGE_FRAMES, LARGE);
