@@ -584,8 +584,16 @@ impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
             });
         }
         // Nothing was applied: either there was no plan (no log before the open), or no frame
-        // after the chosen snapshot's fence exists, so it was never restored.
-        debug_assert!(self.applied == 0 && !self.restored);
+        // after the chosen snapshot's fence exists, so it was never restored. (The first
+        // segment's check in `segment` guarantees it; a state built on a plan that turned out
+        // wrong must never be handed on.)
+        if self.applied != 0 || self.restored {
+            return Err(ReplayError::Corrupt {
+                segment: PathBuf::new(),
+                offset: 0,
+                reason: "the log changed while it was being recovered".into(),
+            });
+        }
         let t = Instant::now();
         let from = if planned {
             if let Some(c) = &self.plan.chosen {
