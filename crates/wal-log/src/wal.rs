@@ -15,6 +15,9 @@ use wal_format::{
     SegmentSeed, SegmentSeq, encode_fragment, encode_frame, encode_records, records_len,
 };
 
+/// At most this many yields while a flush gathers queued commits (see `Inner::gather`).
+const GATHER_ROUNDS: usize = 8;
+
 /// Locks a mutex, ignoring std's poisoning: every critical section here leaves its state
 /// consistent before anything that can panic, and I/O failures are handled by the log's own
 /// poisoning instead.
@@ -264,6 +267,7 @@ impl Inner {
 
     /// The writer role: writes every pending frame with one call (or rotates).
     fn lead_write(&self) -> Result<()> {
+        self.gather();
         let mut w = lock(&self.writer);
         if w.write_pos + w.pending.len() as u64 >= self.opts.segment_size {
             // Rotation is rare (once per segment) and keeps the append lock for its few
@@ -300,6 +304,23 @@ impl Inner {
         lock(&self.writer).spare = buf;
         self.counters.commits.fetch_add(commits, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Lets writers that were just released by the previous fsync append before this flush
+    /// takes the buffer, so they share this fsync instead of waiting for the next one. It
+    /// yields the CPU while the number of queued commits keeps growing (a few times at most);
+    /// a lone writer pays one `sched_yield`.
+    fn gather(&self) {
+        let queued = |s: &Self| lock(&s.writer).pending_commits;
+        let mut before = queued(self);
+        for _ in 0..GATHER_ROUNDS {
+            std::thread::yield_now();
+            let now = queued(self);
+            if now == before {
+                break;
+            }
+            before = now;
+        }
     }
 
     /// The syncer role: fsyncs the file of the last write and makes everything written before

@@ -154,7 +154,7 @@ fn load(db: &Db, count: u64, start: u64, value_size: usize, threads: u64) -> Res
             started.elapsed().as_millis()
         )
     };
-    std::thread::scope(|scope| -> Result<(), Error> {
+    let secs = std::thread::scope(|scope| -> Result<f64, Error> {
         scope.spawn(|| {
             // Progress on stderr, so a killed run still leaves its numbers behind.
             while !done.load(Ordering::Acquire) {
@@ -191,10 +191,11 @@ fn load(db: &Db, count: u64, start: u64, value_size: usize, threads: u64) -> Res
                 Err(_) => result = Err("a writer thread panicked".into()),
             }
         }
+        // Timed when the writers finish, not when the progress thread wakes up to stop.
+        let secs = started.elapsed().as_secs_f64();
         done.store(true, Ordering::Release);
-        result
+        result.map(|()| secs)
     })?;
-    let secs = started.elapsed().as_secs_f64();
     let s = db.wal.stats();
     eprintln!(
         "load: {count} commits from {threads} threads in {secs:.2} s = {:.0} commits/s; {} fsyncs ({:.1} commits per fsync)",
