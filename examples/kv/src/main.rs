@@ -57,7 +57,7 @@ enum Command {
     Checkpoint,
     /// Print recovery and log statistics as `name=value` lines.
     Stat,
-    /// Write keys k<i> for i in START..START+COUNT, each its own durable transaction, from
+    /// Write keys `k<i>` for i in START..START+COUNT, each its own durable transaction, from
     /// THREADS threads sharing one log; print each key right after its commit is durable.
     Load {
         /// How many keys.
