@@ -234,7 +234,7 @@ pub(crate) fn open_segment(vfs: &dyn Vfs, path: &Path, seq: SegmentSeq) -> Resul
         seq,
         file,
         file_len,
-        header: SegmentHeader::decode(&head[..n]),
+        header: named_header(SegmentHeader::decode(&head[..n]), seq),
     })
 }
 
