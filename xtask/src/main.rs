@@ -24,6 +24,9 @@ commands:
   crash [--cycles N] [--seed S]
                      SIGKILL a `kv load` writer N times (default 100) at random moments,
                      recover, and check every acknowledged key
+  sim [--seeds N]    the deterministic crash simulation (crates/wal-log/tests/crash_sim.rs)
+                     in release mode with N seeds per scenario (default 200): far longer
+                     than the default run inside `cargo test`
   demo               build, load from 8 threads, SIGKILL, recover, verify, inspect with
                      walctl, checkpoint, and print a report (about a minute)
   bench [--quick] [args]
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         "tidy" => no_args("tidy", rest).and_then(|()| tidy::run(&root)),
         "fuzz" => fuzz::parse_time(rest).and_then(|secs| fuzz::run(&root, secs)),
         "crash" => crash(rest),
+        "sim" => util::parse_flag_u64(rest, "--seeds").and_then(|n| sim(&root, n.unwrap_or(200))),
         "demo" => no_args("demo", rest).and_then(|()| demo::run(&root)),
         "bench" => bench::run_bench(&root, rest),
         "help" | "--help" | "-h" => {
@@ -69,6 +73,25 @@ fn no_args(command: &str, rest: &[String]) -> Result<(), util::Failure> {
             "`{command}` takes no argument, got `{arg}`"
         ))),
     }
+}
+
+/// Runs the crash simulation with `seeds` seeds per scenario, in release mode.
+fn sim(root: &std::path::Path, seeds: u64) -> Result<(), util::Failure> {
+    let mut cmd = util::cargo(
+        root,
+        [
+            "test",
+            "--release",
+            "-p",
+            "wal-log",
+            "--test",
+            "crash_sim",
+            "--",
+            "--nocapture",
+        ],
+    );
+    cmd.env("WAL_SIM_SEEDS", seeds.to_string());
+    util::run(&mut cmd)
 }
 
 /// The crash-recovery step. `ci` calls this too once a `kv` package exists.
