@@ -56,8 +56,8 @@ fn open_dir_corpus_reaches_every_way_of_building_an_image() {
     );
 }
 
-/// Reproducers of open bugs the fuzzer found in `wal-log`, replayed with every check, nothing
-/// waived: regression tests for the fixes.
+/// Reproducers of bugs the fuzzer found in `wal-log` (since fixed), replayed with the same
+/// checks: regression tests for the fixes.
 ///
 /// * `salvage_misnamed_first_segment_renames_aside`: segment 1's file holds a header naming
 ///   segment 3, segment 2 is empty; `SalvagePrefix` renames segment 2 to `….salvaged`, then
@@ -67,9 +67,5 @@ fn open_dir_corpus_reaches_every_way_of_building_an_image() {
 ///   segment 1, but renames segment 3 aside and refuses the open with `NotAWal`.
 #[test]
 fn open_dir_regressions() {
-    replay(
-        "regressions",
-        "open_dir",
-        fuzz_check::fuzz_open_dir_no_exemptions,
-    );
+    replay("regressions", "open_dir", fuzz_check::fuzz_open_dir);
 }

@@ -130,29 +130,10 @@ impl<'a> Input<'a> {
     }
 }
 
-/// The whole check of the `open_dir` fuzz target.
-///
-/// One check is waived where a known, reported bug ([`known_bug`]) makes it fail;
-/// [`fuzz_open_dir_no_exemptions`] waives nothing.
+/// The whole check of the `open_dir` fuzz target (and of the reproducers in
+/// `fuzz/regressions/open_dir/`).
 pub fn fuzz_open_dir(data: &[u8]) {
-    check_image(&build_image(data), true);
-}
-
-/// [`fuzz_open_dir`] without exemptions, for the reproducers in `fuzz/regressions/open_dir/`.
-pub fn fuzz_open_dir_no_exemptions(data: &[u8]) {
-    check_image(&build_image(data), false);
-}
-
-/// Names an open `wal-log` bug that opening `image` in `mode` would trigger, if any, so that
-/// only the check it fails is waived while it is being fixed. None is open: the last one
-/// (salvage over a segment whose header names another segment) was fixed by checking the
-/// header's name when the segment is opened (`open_segment` in
-/// `crates/wal-log/src/inspect.rs`); its reproducers in `fuzz/regressions/open_dir/` are
-/// replayed without exemptions by `open_dir_regressions`.
-pub fn known_bug(image: &Image, mode: RecoveryMode) -> Option<&'static str> {
-    // Every bug found so far is fixed; this is where a new one is waived until it is.
-    let _ = (image, mode);
-    None
+    check_image(&build_image(data));
 }
 
 /// Turns fuzz input into a directory image (see the module documentation).
@@ -610,15 +591,13 @@ enum Opened {
 const APPENDED: &[u8] = b"appended after recovery";
 
 /// Opens the log on `vfs` in `mode` and, when that works, reads, appends, reopens and reads.
-///
-/// With `waive_refusal` a refused open may have changed the directory (see [`known_bug`]).
-fn open_and_use(vfs: &SimVfs, mode: RecoveryMode, bound: usize, waive_refusal: bool) -> Opened {
+fn open_and_use(vfs: &SimVfs, mode: RecoveryMode, bound: usize) -> Opened {
     let before = dir_contents(vfs);
     let (wal, report) = match Wal::open(DIR, options(vfs, mode)) {
         Ok(w) => w,
         Err(e) => {
             // A refused open changes nothing on disk (its lock file aside).
-            if !matches!(e, WalError::Io { .. }) && !waive_refusal {
+            if !matches!(e, WalError::Io { .. }) {
                 assert!(
                     dir_contents(vfs) == before,
                     "{mode:?}: a refused open changed the directory: {e}"
@@ -691,9 +670,8 @@ fn open_and_use(vfs: &SimVfs, mode: RecoveryMode, bound: usize, waive_refusal: b
     Opened::Read(read)
 }
 
-/// Puts `image` on a fresh `SimVfs` and runs every reader of a log directory over it, waiving
-/// the checks that known bugs fail when `exempt_known_bugs` (see [`known_bug`]).
-pub fn check_image(image: &Image, exempt_known_bugs: bool) {
+/// Puts `image` on a fresh `SimVfs` and runs every reader of a log directory over it.
+pub fn check_image(image: &Image) {
     let base = SimVfs::new();
     base.create_dir_all(Path::new(DIR))
         .unwrap_or_else(|e| panic!("create_dir_all: {e}"));
@@ -738,10 +716,7 @@ pub fn check_image(image: &Image, exempt_known_bugs: bool) {
     ];
     let opened: Vec<Opened> = modes
         .iter()
-        .map(|&mode| {
-            let waive = exempt_known_bugs && known_bug(image, mode).is_some();
-            open_and_use(&copy(&base), mode, bound, waive)
-        })
+        .map(|&mode| open_and_use(&copy(&base), mode, bound))
         .collect();
 
     if let Some(v) = &verdict {
