@@ -3,6 +3,7 @@
 
 use crate::error::{Result, WalError, io_err};
 use crate::segment::{Entry, classify, segment_file_name};
+use crate::vfs::read_full;
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 use bytes::BytesMut;
 use std::collections::BTreeSet;
@@ -254,19 +255,6 @@ fn named_header(
             h.seq
         ),
     })
-}
-
-/// Reads into `buf` at `offset` until it is full or the file ends; returns the bytes read.
-pub(crate) fn read_full(file: &dyn VfsFile, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        let n = file.read_at(&mut buf[done..], offset + done as u64)?;
-        if n == 0 {
-            break;
-        }
-        done += n;
-    }
-    Ok(done)
 }
 
 impl SegmentFile {

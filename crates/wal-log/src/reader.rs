@@ -2,6 +2,7 @@
 
 use crate::error::{Result, WalError, io_err};
 use crate::segment::segment_file_name;
+use crate::vfs::read_full;
 use crate::vfs::{OpenMode, VfsFile};
 use crate::wal::{Inner, Wal, lock};
 use bytes::Bytes;
@@ -385,16 +386,4 @@ fn readable_end(inner: &Inner, c: &Cursor) -> Result<u64> {
         return Ok(SEGMENT_HEADER_LEN as u64);
     }
     c.file.len().map_err(io_err("stat", &c.path))
-}
-
-fn read_full(file: &dyn VfsFile, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        let n = file.read_at(&mut buf[done..], at + done as u64)?;
-        if n == 0 {
-            break;
-        }
-        done += n;
-    }
-    Ok(done)
 }

@@ -219,6 +219,22 @@ impl Vfs for StdVfs {
     }
 }
 
+/// Reads into `buf` at `offset` until it is full or the file ends; returns the bytes read.
+///
+/// # Errors
+/// The underlying I/O error.
+pub fn read_full(file: &dyn VfsFile, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = file.read_at(&mut buf[done..], offset + done as u64)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    Ok(done)
+}
+
 /// Reads the whole of `file` (up to its current length).
 ///
 /// # Errors

@@ -12,6 +12,7 @@ use wal_format::{
     FRAME_HEADER_LEN, FrameKind, MAX_FRAME_PAYLOAD, SEGMENT_HEADER_LEN, SegmentHeader, SegmentSeed,
     decode_frame,
 };
+use wal_log::vfs::read_full;
 use wal_log::vfs::{OpenMode, StdVfs, Vfs, VfsFile};
 use wal_log::{Entry, classify};
 
@@ -102,18 +103,6 @@ impl fmt::Debug for DirMirror {
 fn ctx(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> io::Error {
     let path = path.display().to_string();
     move |e| io::Error::new(e.kind(), format!("{op} {path}: {e}"))
-}
-
-fn read_full(file: &dyn VfsFile, buf: &mut [u8], at: u64) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        let n = file.read_at(&mut buf[done..], at + done as u64)?;
-        if n == 0 {
-            break;
-        }
-        done += n;
-    }
-    Ok(done)
 }
 
 /// Encoded length of the frame starting at `buf[off..]`, from its length field; `None` when

@@ -30,6 +30,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+pub(crate) use wal_log::vfs::read_full;
 use wal_log::{LogId, Lsn, OpenMode, Vfs, VfsFile};
 
 /// The eight bytes every snapshot file starts with.
@@ -585,18 +586,6 @@ impl io::Read for SnapReader {
         self.at += n;
         Ok(n)
     }
-}
-
-pub(crate) fn read_full(file: &dyn VfsFile, buf: &mut [u8], at: u64) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        let n = file.read_at(&mut buf[done..], at + done as u64)?;
-        if n == 0 {
-            break;
-        }
-        done += n;
-    }
-    Ok(done)
 }
 
 #[cfg(test)]
