@@ -75,7 +75,8 @@ pub fn run(root: &Path, secs: u64) -> Result<(), Failure> {
         if checked_in.is_dir() {
             cmd.arg(&checked_in);
         }
-        cmd.args(["--", &max_time]);
+        // One input running 30 s is a hang worth reporting now, not after libFuzzer's 20 min.
+        cmd.args(["--", &max_time, "-timeout=30"]);
         let t = Instant::now();
         util::run(&mut cmd)
         .map_err(|e| {

@@ -667,6 +667,19 @@ impl Inner {
         }
     }
 
+    /// Refuses a transaction larger than `Options::max_transaction_size` before anything is
+    /// encoded (streams check as they grow).
+    pub(crate) fn check_size(&self, len: usize) -> Result<()> {
+        let max = self.opts.max_transaction_size;
+        if len as u64 > max {
+            return Err(WalError::TransactionTooLarge {
+                size: len as u64,
+                max,
+            });
+        }
+        Ok(())
+    }
+
     /// Waits until `lsn` is acknowledged under the sync policy.
     pub(crate) fn commit_point(&self, lsn: Lsn) -> Result<()> {
         self.flush_to(lsn, self.opts.sync == SyncPolicy::Always)
@@ -771,6 +784,7 @@ impl Wal {
     /// the log; [`WalError::TransactionTooLarge`].
     pub fn append(&self, payload: &[u8]) -> Result<Lsn> {
         self.inner.check_poison()?;
+        self.inner.check_size(payload.len())?;
         if payload.len() > MAX_FRAME_PAYLOAD {
             let mut s = self.stream()?;
             s.write(payload)?;
@@ -811,6 +825,7 @@ impl Wal {
     /// [`WalError::Poisoned`]; [`WalError::TransactionTooLarge`].
     pub fn append_queued(&self, payload: &[u8]) -> Result<Lsn> {
         self.inner.check_poison()?;
+        self.inner.check_size(payload.len())?;
         if payload.len() > MAX_FRAME_PAYLOAD {
             let mut s = self.stream()?;
             s.write(payload)?;
@@ -830,6 +845,7 @@ impl Wal {
     pub fn append_batch<R: AsRef<[u8]>>(&self, payloads: &[R]) -> Result<Lsn> {
         self.inner.check_poison()?;
         let size = records_len(payloads);
+        self.inner.check_size(size)?;
         if size > MAX_FRAME_PAYLOAD {
             let mut body = Vec::with_capacity(size);
             encode_records(&mut body, payloads);

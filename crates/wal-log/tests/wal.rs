@@ -130,6 +130,20 @@ fn transaction_size_limit_is_enforced() {
     let (wal, _) = Wal::open(dir.path(), opts().max_transaction_size(1 << 20)).unwrap();
     let err = wal.append(&vec![0u8; 5 << 20]).unwrap_err();
     assert!(matches!(err, WalError::TransactionTooLarge { .. }), "{err}");
+    // Also when the payload would fit one frame, and for batches and queued appends.
+    let one_frame = vec![0u8; (1 << 20) + 1];
+    assert!(matches!(
+        wal.append(&one_frame),
+        Err(WalError::TransactionTooLarge { .. })
+    ));
+    assert!(matches!(
+        wal.append_queued(&one_frame),
+        Err(WalError::TransactionTooLarge { .. })
+    ));
+    assert!(matches!(
+        wal.append_batch(&[&one_frame[..]]),
+        Err(WalError::TransactionTooLarge { .. })
+    ));
     // The log is still usable.
     wal.append(b"ok").unwrap();
 }
