@@ -132,11 +132,7 @@ fn open_impl(dir: &Path, opts: Options, visit: Option<Visit<'_, '_>>) -> Result<
     match vfs.list(&dir) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.create_if_missing => {
-            vfs.create_dir_all(&dir)
-                .map_err(io_err("create dir", &dir))?;
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                vfs.sync_dir(parent).map_err(io_err("fsync dir", parent))?;
-            }
+            crate::vfs::create_dir_durable(&*vfs, &dir).map_err(io_err("create dir", &dir))?;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(WalError::NotFound { dir });

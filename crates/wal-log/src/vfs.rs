@@ -219,6 +219,39 @@ impl Vfs for StdVfs {
     }
 }
 
+/// Creates `dir` and any missing parents so that every new entry is durable: each directory
+/// that did not exist is created and then its parent is fsynced, outermost first. (Syncing
+/// only the innermost parent would leave a new outer directory's own entry unsynced, and a
+/// power loss could take the whole tree with it.)
+///
+/// # Errors
+/// The first failing create or directory sync; the error message names the path.
+pub fn create_dir_durable(vfs: &dyn Vfs, dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at.filter(|d| !d.as_os_str().is_empty()) {
+        match vfs.list(d) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(d),
+            Err(e) => return Err(e),
+        }
+        at = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        vfs.create_dir_all(d)
+            .map_err(|e| with_path(&e, "create dir", d))?;
+        if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            vfs.sync_dir(parent)
+                .map_err(|e| with_path(&e, "fsync dir", parent))?;
+        }
+    }
+    Ok(())
+}
+
+fn with_path(e: &io::Error, op: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{op} {}: {e}", path.display()))
+}
+
 /// Reads into `buf` at `offset` until it is full or the file ends; returns the bytes read.
 ///
 /// # Errors
@@ -281,6 +314,25 @@ mod tests {
         assert_eq!(v.list(dir.path()).unwrap(), vec!["b".to_string()]);
         v.remove(&dir.path().join("b")).unwrap();
         assert!(v.list(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn create_dir_durable_syncs_the_parent_of_every_new_directory() {
+        let sim = crate::sim::SimVfs::new();
+        sim.create_dir_all(Path::new("/data")).unwrap();
+        create_dir_durable(&sim, Path::new("/data/a/b/c")).unwrap();
+        assert!(sim.list(Path::new("/data/a/b/c")).is_ok());
+        // /data, /data/a and /data/a/b each got a new entry.
+        assert_eq!(sim.op_count(crate::sim::OpKind::SyncDir), 3);
+        create_dir_durable(&sim, Path::new("/data/a/b/c")).unwrap();
+        assert_eq!(
+            sim.op_count(crate::sim::OpKind::SyncDir),
+            3,
+            "nothing new, nothing synced"
+        );
+        sim.fail_nth(crate::sim::OpKind::SyncDir, 4, crate::sim::Fault::Eio);
+        let err = create_dir_durable(&sim, Path::new("/data/x")).unwrap_err();
+        assert!(err.to_string().contains("fsync dir /data"), "{err}");
     }
 
     #[test]

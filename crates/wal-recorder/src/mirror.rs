@@ -158,11 +158,8 @@ impl DirMirror {
             ));
         }
         if !st.dir_ready {
-            vfs.create_dir_all(&self.archive)
+            wal_log::vfs::create_dir_durable(vfs, &self.archive)
                 .map_err(ctx("create dir", &self.archive))?;
-            if let Some(parent) = self.archive.parent().filter(|p| !p.as_os_str().is_empty()) {
-                vfs.sync_dir(parent).map_err(ctx("fsync dir", parent))?;
-            }
             st.dir_ready = true;
         }
         let mut names: Vec<String> = vfs

@@ -441,15 +441,8 @@ impl SnapshotStore {
         match self.vfs.list(&self.dir) {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.vfs
-                    .create_dir_all(&self.dir)
-                    .map_err(io_err("create dir", &self.dir))?;
-                if let Some(parent) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    self.vfs
-                        .sync_dir(parent)
-                        .map_err(io_err("fsync dir", parent))?;
-                }
-                Ok(())
+                wal_log::vfs::create_dir_durable(&*self.vfs, &self.dir)
+                    .map_err(io_err("create dir", &self.dir))
             }
             Err(e) => Err(io_err("list", &self.dir)(e)),
         }
