@@ -261,7 +261,18 @@ impl ChunkedScanner {
         if let Some(next) = self.sealed {
             // The seal verified and was yielded; only what follows it can make the segment
             // corrupt.
-            let end = match self.first_nonzero(src, self.pos)? {
+            let after = if self.header.recycled {
+                // Stale bytes may follow the seal of a recycled file; a frame that verifies
+                // under this segment's seed may not.
+                self.find_valid_from(src, self.pos)?
+            } else {
+                self.first_nonzero(src, self.pos)?
+            };
+            let end = match after {
+                Some(at) if self.header.recycled => ScanEnd::Corrupt {
+                    offset: at as usize,
+                    reason: format!("a valid frame at offset {at} after the seal frame"),
+                },
                 Some(at) => ScanEnd::Corrupt {
                     offset: at as usize,
                     reason: format!("non-zero bytes at offset {at} after the seal frame"),
@@ -372,7 +383,7 @@ impl ChunkedScanner {
         if self.first_nonzero(src, pos)?.is_none() {
             return Ok(self.unsealed_end());
         }
-        if let Some(at) = self.find_valid_after(src, pos)? {
+        if let Some(at) = self.find_valid_from(src, pos + 1)? {
             return Ok(ScanEnd::Corrupt {
                 offset: pos as usize,
                 reason: format!("{reason}; a valid frame follows at offset {at}"),
@@ -383,6 +394,11 @@ impl ChunkedScanner {
                 offset: pos as usize,
                 reason: format!("{reason} in a segment that must be sealed"),
             });
+        }
+        if self.header.recycled && self.end_marker_at(src, pos)? {
+            // A recycled file: the writer's end marker, then stale bytes of the file's
+            // earlier life (they verify under no seed of this segment).
+            return Ok(self.unsealed_end());
         }
         Ok(ScanEnd::TornTail {
             offset: pos as usize,
@@ -409,14 +425,30 @@ impl ChunkedScanner {
         Ok(None)
     }
 
-    /// The offset of any verifying frame after `pos`, as [`crate::SegmentScanner`] searches
-    /// for one: every offset is a candidate, cheap field checks filter them before the CRC.
-    fn find_valid_after<R: ReadAt + ?Sized>(
+    /// Whether the file holds an end marker (an all-zero frame header) at `pos`.
+    fn end_marker_at<R: ReadAt + ?Sized>(&mut self, src: &R, pos: u64) -> io::Result<bool> {
+        if pos + FRAME_HEADER_LEN as u64 > self.file_len {
+            return Ok(false);
+        }
+        if pos < self.window_at || pos + FRAME_HEADER_LEN as u64 > self.window_end() {
+            self.load(src, pos, FRAME_HEADER_LEN)?;
+        }
+        let rel = pos.wrapping_sub(self.window_at) as usize;
+        Ok(self
+            .window
+            .get(rel..rel + FRAME_HEADER_LEN)
+            .is_some_and(crate::scan::is_end_marker))
+    }
+
+    /// The offset of any verifying frame at or after `from`, as [`crate::SegmentScanner`]
+    /// searches for one: every offset is a candidate, cheap field checks filter them before
+    /// the CRC.
+    fn find_valid_from<R: ReadAt + ?Sized>(
         &mut self,
         src: &R,
-        pos: u64,
+        from: u64,
     ) -> io::Result<Option<u64>> {
-        let mut q = pos + 1;
+        let mut q = from;
         while q + FRAME_HEADER_LEN as u64 <= self.file_len {
             if q < self.window_at || q + FRAME_HEADER_LEN as u64 > self.window_end() {
                 self.load(src, q, FRAME_HEADER_LEN)?;

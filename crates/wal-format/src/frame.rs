@@ -203,6 +203,75 @@ pub(crate) fn encode_frame_parts(
     parts: &[&[u8]],
 ) -> Result<(), FormatError> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
+    encode_frame_with(out, seed, kind, flags, lsn, len, |sink| {
+        for p in parts {
+            sink.put(p);
+        }
+    })
+}
+
+/// Appends a `Tx` frame with [`FLAG_MULTI`] whose body is `records` in the layout of
+/// [`crate::encode_records`], copying each record once, straight into `out`.
+///
+/// # Errors
+/// [`FormatError::PayloadTooLarge`] when the body exceeds [`MAX_FRAME_PAYLOAD`].
+///
+/// # Examples
+/// ```
+/// use wal_format::{LogId, Lsn, SegmentSeed, SegmentSeq, decode_frame, encode_records_frame};
+/// let seed = SegmentSeed::new(LogId::from_u128(7), SegmentSeq(1));
+/// let mut out = Vec::new();
+/// encode_records_frame(&mut out, seed, Lsn(1), &[&b"a"[..], &b"bc"[..]])?;
+/// let frame = decode_frame(&bytes::Bytes::from(out), 0, seed)?;
+/// assert!(frame.is_multi());
+/// let body = frame.body();
+/// let records: Vec<&[u8]> = wal_format::record_slices(&body).collect::<Result<_, _>>()?;
+/// assert_eq!(records, [&b"a"[..], &b"bc"[..]]);
+/// # Ok::<(), wal_format::FormatError>(())
+/// ```
+pub fn encode_records_frame<R: AsRef<[u8]>>(
+    out: &mut Vec<u8>,
+    seed: SegmentSeed,
+    lsn: Lsn,
+    records: &[R],
+) -> Result<(), FormatError> {
+    let len = crate::records_len(records);
+    encode_frame_with(out, seed, FrameKind::Tx, FLAG_MULTI, lsn, len, |sink| {
+        sink.put(&(records.len() as u32).to_le_bytes());
+        for r in records {
+            let r = r.as_ref();
+            sink.put(&(r.len() as u32).to_le_bytes());
+            sink.put(r);
+        }
+    })
+}
+
+/// Appends payload bytes to a frame being encoded and folds them into its checksum while
+/// they are still in cache (one pass over the payload instead of copy, then checksum).
+struct PayloadSink<'a> {
+    out: &'a mut Vec<u8>,
+    crc: u32,
+}
+
+impl PayloadSink<'_> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+        self.crc = crc32c::crc32c_append(self.crc, bytes);
+    }
+}
+
+/// Writes a frame header for a `len`-byte payload, lets `fill` append exactly that payload,
+/// and stores the checksum. `fill` must put exactly `len` bytes (checked in debug builds).
+fn encode_frame_with(
+    out: &mut Vec<u8>,
+    seed: SegmentSeed,
+    kind: FrameKind,
+    flags: u8,
+    lsn: Lsn,
+    len: usize,
+    fill: impl FnOnce(&mut PayloadSink<'_>),
+) -> Result<(), FormatError> {
     if len > MAX_FRAME_PAYLOAD {
         return Err(FormatError::PayloadTooLarge {
             len,
@@ -223,10 +292,11 @@ pub(crate) fn encode_frame_parts(
     out.push(flags);
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(&lsn.0.to_le_bytes());
-    for p in parts {
-        out.extend_from_slice(p);
-    }
     let crc = crc32c::crc32c_append(seed.0, &out[start + 4..]);
+    let mut sink = PayloadSink { out, crc };
+    fill(&mut sink);
+    let crc = sink.crc;
+    debug_assert_eq!(out.len(), start + FRAME_HEADER_LEN + len);
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
     Ok(())
 }
@@ -398,6 +468,35 @@ mod tests {
 
     fn seed() -> SegmentSeed {
         SegmentSeed::new(LogId::from_u128(99), SegmentSeq(1))
+    }
+
+    #[test]
+    fn records_frame_matches_encoding_the_body_first() {
+        let records: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; usize::from(i) * 3]).collect();
+        let mut body = Vec::new();
+        crate::encode_records(&mut body, &records);
+        let mut two_step = Vec::new();
+        encode_frame(
+            &mut two_step,
+            seed(),
+            FrameKind::Tx,
+            FLAG_MULTI,
+            Lsn(9),
+            &body,
+        )
+        .unwrap();
+        let mut direct = vec![0xAA; 3];
+        encode_records_frame(&mut direct, seed(), Lsn(9), &records).unwrap();
+        assert_eq!(&direct[..3], &[0xAA; 3]);
+        assert_eq!(&direct[3..], &two_step[..]);
+        let empty: [&[u8]; 0] = [];
+        let mut a = Vec::new();
+        encode_records_frame(&mut a, seed(), Lsn(1), &empty).unwrap();
+        let mut b = Vec::new();
+        crate::encode_records(&mut b, &empty);
+        let mut c = Vec::new();
+        encode_frame(&mut c, seed(), FrameKind::Tx, FLAG_MULTI, Lsn(1), &b).unwrap();
+        assert_eq!(a, c);
     }
 
     #[test]

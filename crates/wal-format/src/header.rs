@@ -61,10 +61,18 @@ pub struct SegmentHeader {
     /// started, or [`Lsn::ZERO`]. A reader that starts here and wants every transaction that
     /// commits in this segment must start from the segment holding that LSN.
     pub oldest_open_lsn: Lsn,
+    /// The file was an older segment of this log before it got this header (segment
+    /// recycling): bytes past the log's end may be stale frames of that earlier life rather
+    /// than zeros. They are written under another checksum seed, so they never verify here;
+    /// the writer ends its data with an all-zero frame header instead (see `docs/format.md`).
+    pub recycled: bool,
 }
 
+/// Bit of the header's flags field: [`SegmentHeader::recycled`].
+pub const HEADER_FLAG_RECYCLED: u16 = 0x0001;
+
 impl SegmentHeader {
-    /// A header with no open fragmented transaction.
+    /// A header with no open fragmented transaction, for a fresh (zero-filled) file.
     #[must_use]
     pub const fn new(log_id: LogId, seq: SegmentSeq, base_lsn: Lsn) -> SegmentHeader {
         SegmentHeader {
@@ -72,6 +80,7 @@ impl SegmentHeader {
             seq,
             base_lsn,
             oldest_open_lsn: Lsn::ZERO,
+            recycled: false,
         }
     }
 
@@ -87,7 +96,12 @@ impl SegmentHeader {
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
         b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        // 10..12 flags: none defined in version 1.
+        let flags = if self.recycled {
+            HEADER_FLAG_RECYCLED
+        } else {
+            0
+        };
+        b[10..12].copy_from_slice(&flags.to_le_bytes());
         b[12..16].copy_from_slice(&(SEGMENT_HEADER_LEN as u32).to_le_bytes());
         b[16..32].copy_from_slice(&self.log_id.0.to_le_bytes());
         b[32..40].copy_from_slice(&self.seq.0.to_le_bytes());
@@ -136,7 +150,8 @@ impl SegmentHeader {
                 supported: FORMAT_VERSION,
             });
         }
-        if b[10..12] != [0, 0] {
+        let flags = u16::from_le_bytes([b[10], b[11]]);
+        if flags & !HEADER_FLAG_RECYCLED != 0 {
             return Err(FormatError::HeaderReserved { detail: "flags" });
         }
         if u32::from_le_bytes(arr4(&b[12..16])) != SEGMENT_HEADER_LEN as u32 {
@@ -156,6 +171,7 @@ impl SegmentHeader {
             seq: SegmentSeq(u64::from_le_bytes(arr8(&b[32..40]))),
             base_lsn: Lsn(u64::from_le_bytes(arr8(&b[40..48]))),
             oldest_open_lsn: Lsn(u64::from_le_bytes(arr8(&b[48..56]))),
+            recycled: flags & HEADER_FLAG_RECYCLED != 0,
         };
         header.check_ranges()?;
         Ok(header)
@@ -204,6 +220,7 @@ mod tests {
             seq: SegmentSeq(5),
             base_lsn: Lsn(1000),
             oldest_open_lsn: Lsn(990),
+            recycled: false,
         }
     }
 
@@ -211,6 +228,28 @@ mod tests {
     fn header_round_trips() {
         let h = sample();
         assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
+        let r = SegmentHeader {
+            recycled: true,
+            ..sample()
+        };
+        let bytes = r.encode();
+        assert_eq!(&bytes[10..12], &HEADER_FLAG_RECYCLED.to_le_bytes());
+        assert_eq!(SegmentHeader::decode(&bytes), Ok(r));
+    }
+
+    #[test]
+    fn unknown_header_flags_are_refused() {
+        for bit in 1..16 {
+            let mut b = sample().encode();
+            b[10..12].copy_from_slice(&(1u16 << bit).to_le_bytes());
+            let crc = crc32c::crc32c(&b[0..60]);
+            b[60..64].copy_from_slice(&crc.to_le_bytes());
+            assert_eq!(
+                SegmentHeader::decode(&b),
+                Err(FormatError::HeaderReserved { detail: "flags" }),
+                "flag bit {bit}"
+            );
+        }
     }
 
     #[test]

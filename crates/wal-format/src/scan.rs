@@ -157,7 +157,7 @@ impl SegmentScanner {
                 sealed: None,
             });
         }
-        if let Some(at) = self.find_valid_after(pos) {
+        if let Some(at) = self.find_valid_from(pos + 1) {
             return self.stop(ScanEnd::Corrupt {
                 offset: pos,
                 reason: format!("{}; a valid frame follows at offset {at}", fault.reason()),
@@ -169,17 +169,26 @@ impl SegmentScanner {
                 reason: format!("{} in a segment that must be sealed", fault.reason()),
             });
         }
+        if self.header.recycled && is_end_marker(rest) {
+            // A recycled file: the writer's end marker, then stale bytes of the file's
+            // earlier life (they verify under no seed of this segment).
+            return self.stop(ScanEnd::Clean {
+                offset: pos,
+                sealed: None,
+            });
+        }
         self.stop(ScanEnd::TornTail {
             offset: pos,
             reason: fault.reason().to_owned(),
         })
     }
 
-    /// The offset of any verifying frame after `pos`. Only runs when a frame has failed, so
-    /// it costs nothing on a sound log; cheap field checks filter candidates before the CRC.
-    fn find_valid_after(&self, pos: usize) -> Option<usize> {
+    /// The offset of any verifying frame at or after `from`. Only runs when a frame has
+    /// failed (or after the seal of a recycled segment), so it costs nothing on a sound log;
+    /// cheap field checks filter candidates before the CRC.
+    fn find_valid_from(&self, from: usize) -> Option<usize> {
         let len = self.data.len();
-        (pos + 1..len.saturating_sub(FRAME_HEADER_LEN - 1)).find(|&q| {
+        (from..len.saturating_sub(FRAME_HEADER_LEN - 1)).find(|&q| {
             let h = &self.data[q..q + FRAME_HEADER_LEN];
             FrameKind::from_u8(h[8]).is_some()
                 && h[10] == 0
@@ -187,6 +196,12 @@ impl SegmentScanner {
                 && decode_at(&self.data, q, self.seed).is_ok()
         })
     }
+}
+
+/// Whether `rest` starts with an end marker: an all-zero frame header, which the writer of a
+/// recycled segment keeps just past its last frame.
+pub(crate) fn is_end_marker(rest: &[u8]) -> bool {
+    rest.len() >= FRAME_HEADER_LEN && rest[..FRAME_HEADER_LEN].iter().all(|&b| b == 0)
 }
 
 /// A scanner over the frames of `data` starting at `offset`, for a segment whose header is
@@ -249,13 +264,27 @@ impl Iterator for SegmentScanner {
             // The seal itself verified, so it is yielded either way; only what follows it can
             // make the segment corrupt.
             let after = &self.data[self.pos..];
-            self.end = Some(match after.iter().position(|&b| b != 0) {
+            let nonzero = if self.header.recycled {
+                // Stale bytes may follow the seal of a recycled file; a frame that verifies
+                // under this segment's seed may not.
+                self.find_valid_from(self.pos).map(|at| at - self.pos)
+            } else {
+                after.iter().position(|&b| b != 0)
+            };
+            self.end = Some(match nonzero {
                 Some(i) => ScanEnd::Corrupt {
                     offset: self.pos + i,
-                    reason: format!(
-                        "non-zero bytes at offset {} after the seal frame",
-                        self.pos + i
-                    ),
+                    reason: if self.header.recycled {
+                        format!(
+                            "a valid frame at offset {} after the seal frame",
+                            self.pos + i
+                        )
+                    } else {
+                        format!(
+                            "non-zero bytes at offset {} after the seal frame",
+                            self.pos + i
+                        )
+                    },
                 },
                 None => ScanEnd::Clean {
                     offset: self.pos,

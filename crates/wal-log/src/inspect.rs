@@ -67,6 +67,8 @@ pub struct Inspection {
     pub aside_files: Vec<String>,
     /// Whether a preallocated next segment exists.
     pub prealloc: bool,
+    /// Truncated segment files kept for reuse (`recycled-<seq>.tmp`), sorted.
+    pub recycled_files: Vec<String>,
     /// Fragmented transactions begun and neither committed nor aborted at the end of the log.
     pub open_streams: BTreeSet<Lsn>,
 }
@@ -153,8 +155,21 @@ impl Inspection {
     }
 }
 
-/// Lists and classifies a directory: `(segments sorted, aside files, prealloc present)`.
-pub(crate) fn list_dir(vfs: &dyn Vfs, dir: &Path) -> Result<(Vec<SegmentSeq>, Vec<String>, bool)> {
+/// What a log directory holds, by kind of entry.
+#[derive(Debug, Default)]
+pub(crate) struct DirListing {
+    /// Segments, sorted.
+    pub(crate) segs: Vec<SegmentSeq>,
+    /// Files moved aside, sorted.
+    pub(crate) aside: Vec<String>,
+    /// Whether the preallocated next segment exists.
+    pub(crate) prealloc: bool,
+    /// Recycled segment files, sorted (oldest first).
+    pub(crate) recycled: Vec<String>,
+}
+
+/// Lists and classifies a directory.
+pub(crate) fn list_dir(vfs: &dyn Vfs, dir: &Path) -> Result<DirListing> {
     let names = vfs.list(dir).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
             WalError::NotFound {
@@ -171,11 +186,13 @@ pub(crate) fn list_dir(vfs: &dyn Vfs, dir: &Path) -> Result<(Vec<SegmentSeq>, Ve
     let mut segs = Vec::new();
     let mut aside = Vec::new();
     let mut prealloc = false;
+    let mut recycled = Vec::new();
     for name in names {
         match classify(&name) {
             Entry::Segment(s) => segs.push(s),
             Entry::Aside => aside.push(name),
             Entry::Prealloc => prealloc = true,
+            Entry::Recycled => recycled.push(name),
             Entry::Lock => {}
             Entry::Foreign => {
                 return Err(WalError::NotAWal {
@@ -189,7 +206,13 @@ pub(crate) fn list_dir(vfs: &dyn Vfs, dir: &Path) -> Result<(Vec<SegmentSeq>, Ve
     }
     segs.sort();
     aside.sort();
-    Ok((segs, aside, prealloc))
+    recycled.sort();
+    Ok(DirListing {
+        segs,
+        aside,
+        prealloc,
+        recycled,
+    })
 }
 
 /// What a scan shows a visitor, type-erased; each call returns false to stop the scan.
@@ -579,7 +602,12 @@ fn inspect_impl(
     progress: &mut dyn FnMut(u64, u64),
     mut visit: Option<Visit<'_, '_>>,
 ) -> Result<Inspection> {
-    let (segs, aside_files, prealloc) = list_dir(vfs, dir)?;
+    let DirListing {
+        segs,
+        aside: aside_files,
+        prealloc,
+        recycled: recycled_files,
+    } = list_dir(vfs, dir)?;
     let mut total = 0u64;
     let mut sizes = Vec::with_capacity(segs.len());
     for seq in &segs {
@@ -595,6 +623,7 @@ fn inspect_impl(
         dir: dir.to_path_buf(),
         aside_files,
         prealloc,
+        recycled_files,
         ..Inspection::default()
     };
     let mut done = 0u64;
@@ -685,7 +714,7 @@ pub struct DirFrame {
 /// # Errors
 /// [`WalError::NotFound`], [`WalError::NotAWal`] or an I/O error listing the directory.
 pub fn frames(vfs: Arc<dyn Vfs>, dir: &Path) -> Result<DirFrames> {
-    let (segs, _, _) = list_dir(&*vfs, dir)?;
+    let segs = list_dir(&*vfs, dir)?.segs;
     Ok(DirFrames {
         vfs,
         dir: dir.to_path_buf(),

@@ -141,13 +141,15 @@ fn open_impl(dir: &Path, opts: Options, visit: Option<Visit<'_, '_>>) -> Result<
     }
     let lock_path = dir.join(LOCK_FILE);
     let lock_guard = lock_dir(&*vfs, &dir, &lock_path)?;
-    let (segs, _aside, prealloc) = list_dir(&*vfs, &dir)?;
+    let listing = list_dir(&*vfs, &dir)?;
+    let (segs, prealloc) = (&listing.segs, listing.prealloc);
     let (wal, mut report) = if segs.is_empty() {
         remove_prealloc(&*vfs, &dir, prealloc)?;
         create(dir, opts, lock_guard)?
     } else {
-        recover(dir, opts, lock_guard, &segs, prealloc, visit)?
+        recover(dir, opts, lock_guard, segs, prealloc, visit)?
     };
+    adopt_recycled(&wal, &listing.recycled)?;
     // Close fragmented transactions that a crash left open, so readers need not hold them.
     for s in report.aborted_streams.clone() {
         let lsn = {
@@ -250,6 +252,7 @@ fn start(
     let writer = Writer {
         seq: header.seq,
         seed: header.seed(),
+        recycled: header.recycled,
         file: placeholder,
         write_pos,
         pending: Vec::with_capacity(64 << 10),
@@ -258,7 +261,6 @@ fn start(
         spare: Vec::with_capacity(64 << 10),
         next_lsn: header.base_lsn,
         open_streams: BTreeSet::new(),
-        scratch: Vec::new(),
     };
     let durable = Point {
         lsn: last,
@@ -277,7 +279,7 @@ fn start(
         bytes_since_checkpoint,
     );
     if is_new {
-        let file = inner.install_segment(&header, false)?;
+        let (file, _) = inner.install_segment(header, false)?;
         lock(&inner.writer).file = file;
     }
     let file = lock(&inner.writer).file.clone();
@@ -413,6 +415,34 @@ fn rename_aside(vfs: &dyn Vfs, dir: &Path, seg: &Path, reason: &str) -> Result<M
         to,
         reason: reason.to_owned(),
     })
+}
+
+/// Takes the recycled files a previous run left (oldest first) into the reuse pool, up to
+/// [`Options::recycle_segments`], and removes the rest. They hold only truncated data: a
+/// segment is renamed to its recycled name only after truncation dropped it from the log.
+fn adopt_recycled(wal: &Wal, names: &[String]) -> Result<()> {
+    let inner = &wal.inner;
+    let keep = inner.opts.recycle_segments;
+    let mut removed = false;
+    let mut pool = lock(&inner.recycle_pool);
+    for (i, name) in names.iter().enumerate() {
+        let p = inner.dir.join(name);
+        if i < keep {
+            pool.push_back(p);
+        } else {
+            inner.opts.vfs.remove(&p).map_err(io_err("remove", &p))?;
+            removed = true;
+        }
+    }
+    drop(pool);
+    if removed {
+        inner
+            .opts
+            .vfs
+            .sync_dir(&inner.dir)
+            .map_err(io_err("fsync dir", &inner.dir))?;
+    }
+    Ok(())
 }
 
 /// Removes a leftover preallocated file. It never held log data: it gets its name only after
@@ -653,6 +683,7 @@ fn recover(
             seq: next,
             base_lsn: last_lsn.next(),
             oldest_open_lsn: streams.first().copied().unwrap_or(Lsn::ZERO),
+            recycled: false,
         };
         infos.push(SegmentInfo {
             seq: next,

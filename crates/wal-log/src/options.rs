@@ -50,6 +50,14 @@ pub struct Options {
     /// Keep the next segment preallocated (zeros written and synced) by a background thread,
     /// so appends never grow a file. Default true.
     pub preallocate: bool,
+    /// How many segments removed by [`crate::Wal::truncate_prefix`] are kept (renamed
+    /// `recycled-<seq>.tmp`) to become future segments, instead of being deleted. A log that
+    /// truncates behind its checkpoints then writes into blocks that are already allocated
+    /// and written, as a preallocated ring would, rather than zero-filling a new file per
+    /// segment. Stale bytes of a recycled file never verify (the frame checksum seed names
+    /// the segment) and the writer marks where its data ends, so recovery tells them from
+    /// the log. 0 turns recycling off. Default 4.
+    pub recycle_segments: usize,
     /// Durability policy. Default [`SyncPolicy::Always`].
     pub sync: SyncPolicy,
     /// What to do with a damaged log on open. Default [`RecoveryMode::TolerateTornTail`].
@@ -68,6 +76,7 @@ impl Default for Options {
         Options {
             segment_size: 32 << 20,
             preallocate: true,
+            recycle_segments: 4,
             sync: SyncPolicy::Always,
             recovery: RecoveryMode::TolerateTornTail,
             max_transaction_size: 256 << 20,
@@ -94,6 +103,12 @@ impl Options {
     #[must_use]
     pub fn preallocate(mut self, on: bool) -> Self {
         self.preallocate = on;
+        self
+    }
+    /// Sets [`Options::recycle_segments`].
+    #[must_use]
+    pub fn recycle_segments(mut self, files: usize) -> Self {
+        self.recycle_segments = files;
         self
     }
     /// Sets [`Options::recovery`].

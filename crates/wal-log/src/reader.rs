@@ -54,6 +54,36 @@ struct Cursor {
     /// File offset of the next frame.
     pos: u64,
     sealed: bool,
+    /// Keeps truncation from recycling (overwriting) this file while it is read.
+    _pin: SegmentPin,
+}
+
+/// A reader's claim on one segment, counted in `Inner::pins`; released on drop.
+struct SegmentPin {
+    inner: Arc<Inner>,
+    seq: SegmentSeq,
+}
+
+impl SegmentPin {
+    fn new(inner: &Arc<Inner>, seq: SegmentSeq) -> SegmentPin {
+        *lock(&inner.pins).entry(seq).or_insert(0) += 1;
+        SegmentPin {
+            inner: inner.clone(),
+            seq,
+        }
+    }
+}
+
+impl Drop for SegmentPin {
+    fn drop(&mut self) {
+        let mut pins = lock(&self.inner.pins);
+        if let Some(n) = pins.get_mut(&self.seq) {
+            *n -= 1;
+            if *n == 0 {
+                pins.remove(&self.seq);
+            }
+        }
+    }
 }
 
 /// Iterates committed transactions in LSN order. Never yields a transaction that is not
@@ -145,6 +175,9 @@ impl TxReader {
     }
 
     fn open_segment(&mut self, seq: SegmentSeq) -> Result<()> {
+        // Pinned before the file is opened: truncation either sees the pin (and deletes the
+        // file instead of reusing it) or renamed it first (and the open finds nothing).
+        let pin = SegmentPin::new(&self.inner, seq);
         let path = self.inner.dir.join(segment_file_name(seq));
         let file = self
             .inner
@@ -181,6 +214,7 @@ impl TxReader {
             chunk_at: SEGMENT_HEADER_LEN as u64,
             pos: SEGMENT_HEADER_LEN as u64,
             sealed: false,
+            _pin: pin,
         });
         Ok(())
     }

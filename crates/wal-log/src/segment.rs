@@ -6,8 +6,19 @@ use wal_format::{Lsn, SegmentSeq};
 pub const LOCK_FILE: &str = "LOCK";
 /// Name of the preallocated next segment, before it gets its header and its final name.
 pub const PREALLOC_FILE: &str = "prealloc.tmp";
+/// Prefix of a segment file kept for reuse after [`crate::Wal::truncate_prefix`]:
+/// `recycled-<old sequence number>.tmp`. It holds only truncated data.
+pub const RECYCLED_PREFIX: &str = "recycled-";
+/// Suffix of recycled segment files.
+pub const RECYCLED_SUFFIX: &str = ".tmp";
 /// Suffix of segment files.
 pub const SEGMENT_SUFFIX: &str = ".wal";
+
+/// File name under which truncated segment `seq` waits to be reused.
+#[must_use]
+pub fn recycled_file_name(seq: SegmentSeq) -> String {
+    format!("{RECYCLED_PREFIX}{:020}{RECYCLED_SUFFIX}", seq.0)
+}
 
 /// File name of segment `seq`: 20 decimal digits and `.wal`, so names sort in sequence order.
 #[must_use]
@@ -24,6 +35,8 @@ pub enum Entry {
     Lock,
     /// The preallocated next segment.
     Prealloc,
+    /// A truncated segment waiting to be reused as a new one.
+    Recycled,
     /// Bytes moved aside by recovery or repair (`<segment>.wal.<what>`); kept, never read.
     Aside,
     /// Anything else: not ours.
@@ -38,6 +51,14 @@ pub fn classify(name: &str) -> Entry {
     }
     if name == PREALLOC_FILE {
         return Entry::Prealloc;
+    }
+    if let Some(d) = name
+        .strip_prefix(RECYCLED_PREFIX)
+        .and_then(|r| r.strip_suffix(RECYCLED_SUFFIX))
+        && d.len() == 20
+        && d.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Entry::Recycled;
     }
     let digits = name
         .get(..20)
@@ -80,11 +101,16 @@ mod tests {
         assert_eq!(classify("00000000000000000042.wal.torn-100"), Entry::Aside);
         assert_eq!(classify("LOCK"), Entry::Lock);
         assert_eq!(classify("prealloc.tmp"), Entry::Prealloc);
+        let r = recycled_file_name(SegmentSeq(7));
+        assert_eq!(r, "recycled-00000000000000000007.tmp");
+        assert_eq!(classify(&r), Entry::Recycled);
         for foreign in [
             "notes.txt",
             "0042.wal",
             "00000000000000000042.wal.",
             "x0000000000000000042.wal",
+            "recycled-7.tmp",
+            "recycled-0000000000000000000x.tmp",
         ] {
             assert_eq!(classify(foreign), Entry::Foreign, "{foreign}");
         }

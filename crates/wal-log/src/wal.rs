@@ -2,17 +2,18 @@
 
 use crate::error::{Result, WalError, io_err};
 use crate::options::{Options, SyncPolicy};
-use crate::segment::{PREALLOC_FILE, SegmentInfo, segment_file_name};
+use crate::segment::{PREALLOC_FILE, SegmentInfo, recycled_file_name, segment_file_name};
 use crate::vfs::{OpenMode, VfsFile, VfsLock};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wal_format::{
-    FLAG_MULTI, FrameKind, LogId, Lsn, MAX_FRAME_PAYLOAD, SEGMENT_HEADER_LEN, SegmentHeader,
-    SegmentSeed, SegmentSeq, encode_fragment, encode_frame, encode_records, records_len,
+    FRAME_HEADER_LEN, FrameKind, LogId, Lsn, MAX_FRAME_PAYLOAD, SEGMENT_HEADER_LEN, SegmentHeader,
+    SegmentSeed, SegmentSeq, encode_fragment, encode_frame, encode_records, encode_records_frame,
+    records_len,
 };
 
 /// At most this many yields while a flush gathers queued commits (see `Inner::gather`).
@@ -43,8 +44,8 @@ pub(crate) struct Writer {
     pub(crate) next_lsn: Lsn,
     /// Begin LSNs of fragmented transactions still being written.
     pub(crate) open_streams: BTreeSet<Lsn>,
-    /// Reusable buffer for multi-record bodies.
-    pub(crate) scratch: Vec<u8>,
+    /// The active segment is a recycled file: every write ends with an end marker.
+    pub(crate) recycled: bool,
 }
 
 /// Where durability stands, for readers.
@@ -83,6 +84,7 @@ pub(crate) struct Counters {
     pub(crate) commits: AtomicU64,
     pub(crate) fsyncs: AtomicU64,
     pub(crate) rotations: AtomicU64,
+    pub(crate) recycled: AtomicU64,
     pub(crate) bytes_since_checkpoint: AtomicU64,
 }
 
@@ -104,6 +106,11 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     prealloc: Mutex<Prealloc>,
     prealloc_cv: Condvar,
+    /// Truncated segment files waiting to become new segments, oldest first.
+    pub(crate) recycle_pool: Mutex<VecDeque<PathBuf>>,
+    /// Segments a reader is reading (count per segment): truncation deletes these rather
+    /// than recycling them, so a reader's open file is never overwritten under it.
+    pub(crate) pins: Mutex<BTreeMap<SegmentSeq, usize>>,
     shutdown: AtomicBool,
     shutdown_lock: Mutex<()>,
     shutdown_cv: Condvar,
@@ -158,6 +165,8 @@ pub struct Stats {
     pub segments: usize,
     /// Segment rotations since open.
     pub rotations: u64,
+    /// Rotations since open that reused a recycled file (see [`Options::recycle_segments`]).
+    pub recycled: u64,
     /// Frame bytes appended since the last checkpoint marker (including before open).
     pub bytes_since_checkpoint: u64,
 }
@@ -284,11 +293,20 @@ impl Inner {
         let last = w.pending_last;
         let commits = std::mem::take(&mut w.pending_commits);
         let (file, seq) = (w.file.clone(), w.seq);
+        let recycled = w.recycled;
         drop(w);
 
+        let mut buf = buf;
+        let frames_len = buf.len();
+        if recycled {
+            // Stale bytes follow in a recycled file: keep an all-zero frame header just past
+            // the data so recovery finds the end (the next write overwrites it).
+            buf.extend_from_slice(&[0; FRAME_HEADER_LEN]);
+        }
         if let Err(e) = file.write_all_at(&buf, pos) {
             return Err(self.poison(io_err("write", self.path(&segment_file_name(seq)))(e)));
         }
+        buf.truncate(frames_len);
         {
             let mut f = lock(&self.flush);
             f.written = Point {
@@ -299,7 +317,6 @@ impl Inner {
             f.written_file = Some(file);
         }
         self.written_lsn.store(last.0, Ordering::Release);
-        let mut buf = buf;
         buf.clear();
         lock(&self.writer).spare = buf;
         self.counters.commits.fetch_add(commits, Ordering::Relaxed);
@@ -411,13 +428,15 @@ impl Inner {
             seq: next,
             base_lsn: w.next_lsn,
             oldest_open_lsn: oldest_open,
+            recycled: false,
         };
-        let file = self
-            .install_segment(&header, true)
+        let (file, header) = self
+            .install_segment(header, true)
             .map_err(|e| self.poison(e))?;
         w.file = file;
         w.seq = next;
         w.seed = header.seed();
+        w.recycled = header.recycled;
         w.write_pos = SEGMENT_HEADER_LEN as u64;
         lock(&self.segments).push(SegmentInfo {
             seq: next,
@@ -445,16 +464,33 @@ impl Inner {
         Ok(())
     }
 
-    /// Gives segment `header.seq` its header and name: takes the preallocated file when one is
-    /// ready (or creates it now), writes and syncs the header, renames it into place and
-    /// syncs the directory. Then asks the preallocator for the next one.
+    /// Gives segment `header.seq` its header and name, and returns its file and the header as
+    /// written. With `reuse` it takes a recycled file when the pool holds one (marking the
+    /// header `recycled` and writing an end marker after it), else the preallocated file
+    /// when ready (or creates it now); then it syncs the header, renames the file into place
+    /// and syncs the directory. Then the preallocator is asked for the next one.
     pub(crate) fn install_segment(
         &self,
-        header: &SegmentHeader,
-        use_prealloc: bool,
-    ) -> Result<Arc<dyn VfsFile>> {
+        mut header: SegmentHeader,
+        reuse: bool,
+    ) -> Result<(Arc<dyn VfsFile>, SegmentHeader)> {
+        let target = self.path(&segment_file_name(header.seq));
+        // Never rename over an existing segment, whatever the in-memory state says.
+        if self.opts.vfs.open(&target, OpenMode::Read).is_ok() {
+            return Err(WalError::Corrupt {
+                segment: target,
+                offset: 0,
+                reason:
+                    "a segment with this sequence number already exists; refusing to overwrite it"
+                        .into(),
+            });
+        }
+        if reuse && let Some(file) = self.install_recycled(&mut header, &target)? {
+            return Ok((file, header));
+        }
+        header.recycled = false;
         let tmp = self.path(PREALLOC_FILE);
-        let ready = self.claim_prealloc(use_prealloc);
+        let ready = self.claim_prealloc(reuse);
         let file = match ready {
             Some(f) => f,
             None => match self.create_prealloc_file() {
@@ -465,18 +501,6 @@ impl Inner {
                 }
             },
         };
-        let target = self.path(&segment_file_name(header.seq));
-        // Never rename over an existing segment, whatever the in-memory state says.
-        if self.opts.vfs.open(&target, OpenMode::Read).is_ok() {
-            self.release_prealloc();
-            return Err(WalError::Corrupt {
-                segment: target,
-                offset: 0,
-                reason:
-                    "a segment with this sequence number already exists; refusing to overwrite it"
-                        .into(),
-            });
-        }
         let named = file
             .write_all_at(&header.encode(), 0)
             .map_err(io_err("write header", &tmp))
@@ -498,7 +522,53 @@ impl Inner {
             .map_err(io_err("fsync dir", &self.dir));
         self.release_prealloc();
         synced?;
-        Ok(file)
+        Ok((file, header))
+    }
+
+    /// Turns the oldest recycled file into segment `header.seq` at `target`, or returns `None`
+    /// when the pool is empty. The new header and an end marker after it are synced before
+    /// the rename, so under its new name the file never shows stale frames as its tail.
+    fn install_recycled(
+        &self,
+        header: &mut SegmentHeader,
+        target: &Path,
+    ) -> Result<Option<Arc<dyn VfsFile>>> {
+        loop {
+            let Some(from) = lock(&self.recycle_pool).pop_front() else {
+                return Ok(None);
+            };
+            let file = match self.opts.vfs.open(&from, OpenMode::ReadWrite) {
+                Ok(f) => f,
+                // Removed behind our back: nothing to reuse, try the next one.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("open", &from)(e)),
+            };
+            header.recycled = true;
+            let mut head = Vec::with_capacity(SEGMENT_HEADER_LEN + FRAME_HEADER_LEN);
+            head.extend_from_slice(&header.encode());
+            head.extend_from_slice(&[0; FRAME_HEADER_LEN]);
+            file.write_all_at(&head, 0)
+                .map_err(io_err("write header", &from))?;
+            if self.opts.preallocate {
+                let len = file.len().map_err(io_err("stat", &from))?;
+                if len < self.opts.segment_size {
+                    file.allocate(self.opts.segment_size)
+                        .map_err(io_err("allocate", &from))?;
+                }
+            }
+            file.sync_data().map_err(io_err("fsync", &from))?;
+            self.opts
+                .vfs
+                .rename(&from, target)
+                .map_err(io_err("rename", target))?;
+            self.opts
+                .vfs
+                .sync_dir(&self.dir)
+                .map_err(io_err("fsync dir", &self.dir))?;
+            self.counters.recycled.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(from = %from.display(), to = %target.display(), "recycled a segment file");
+            return Ok(Some(file));
+        }
     }
 
     /// Creates (replacing any leftover) the preallocated file and syncs it and the directory.
@@ -633,6 +703,19 @@ impl Inner {
         Ok(lsn)
     }
 
+    /// Encodes a multi-record `Tx` frame straight into the pending buffer (one copy).
+    pub(crate) fn push_records<R: AsRef<[u8]>>(
+        &self,
+        w: &mut Writer,
+        records: &[R],
+    ) -> Result<Lsn> {
+        let lsn = w.next_lsn;
+        let before = w.pending.len();
+        encode_records_frame(&mut w.pending, w.seed, lsn, records)?;
+        self.after_push(w, lsn, FrameKind::Tx, before);
+        Ok(lsn)
+    }
+
     pub(crate) fn push_fragment(
         &self,
         w: &mut Writer,
@@ -745,6 +828,8 @@ impl Wal {
                 None => Prealloc::Empty,
             }),
             prealloc_cv: Condvar::new(),
+            recycle_pool: Mutex::new(VecDeque::new()),
+            pins: Mutex::new(BTreeMap::new()),
             shutdown: AtomicBool::new(false),
             shutdown_lock: Mutex::new(()),
             shutdown_cv: Condvar::new(),
@@ -857,15 +942,7 @@ impl Wal {
         let lsn = {
             let mut guard = lock(&self.inner.writer);
             self.inner.check_poison()?;
-            let w = &mut *guard;
-            let mut scratch = std::mem::take(&mut w.scratch);
-            scratch.clear();
-            encode_records(&mut scratch, payloads);
-            let r = self
-                .inner
-                .push_frame(w, FrameKind::Tx, FLAG_MULTI, &scratch);
-            w.scratch = scratch;
-            r?
+            self.inner.push_records(&mut guard, payloads)?
         };
         self.inner.commit_point(lsn)?;
         Ok(lsn)
@@ -984,16 +1061,34 @@ impl Wal {
         }
         // Drop them from the in-memory list first so no new reader starts there.
         lock(&self.inner.segments).retain(|s| !doomed.iter().any(|d| d.seq == s.seq));
-        for s in &doomed {
-            let p = self.inner.path(&segment_file_name(s.seq));
-            if let Err(e) = self.inner.opts.vfs.remove(&p) {
-                return Err(self.inner.poison(io_err("remove", &p)(e)));
+        let mut recycled = 0;
+        {
+            // Held across the renames: a reader pins a segment before it opens the file, so
+            // a file renamed for reuse is one no reader has open.
+            let pins = lock(&self.inner.pins);
+            for s in &doomed {
+                let p = self.inner.path(&segment_file_name(s.seq));
+                let pool_len = lock(&self.inner.recycle_pool).len();
+                if pool_len < self.inner.opts.recycle_segments && !pins.contains_key(&s.seq) {
+                    let to = self.inner.path(&recycled_file_name(s.seq));
+                    if let Err(e) = self.inner.opts.vfs.rename(&p, &to) {
+                        return Err(self.inner.poison(io_err("rename", &p)(e)));
+                    }
+                    lock(&self.inner.recycle_pool).push_back(to);
+                    recycled += 1;
+                } else if let Err(e) = self.inner.opts.vfs.remove(&p) {
+                    return Err(self.inner.poison(io_err("remove", &p)(e)));
+                }
             }
         }
         if let Err(e) = self.inner.opts.vfs.sync_dir(&self.inner.dir) {
             return Err(self.inner.poison(io_err("fsync dir", &self.inner.dir)(e)));
         }
-        tracing::info!(removed = doomed.len(), "truncated log prefix");
+        tracing::info!(
+            removed = doomed.len(),
+            kept_for_reuse = recycled,
+            "truncated log prefix"
+        );
         Ok(doomed.len())
     }
 
@@ -1017,6 +1112,7 @@ impl Wal {
             last_lsn: self.last_lsn(),
             segments: lock(&self.inner.segments).len(),
             rotations: c.rotations.load(Ordering::Relaxed),
+            recycled: c.recycled.load(Ordering::Relaxed),
             bytes_since_checkpoint: c.bytes_since_checkpoint.load(Ordering::Relaxed),
         }
     }

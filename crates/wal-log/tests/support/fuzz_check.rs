@@ -206,6 +206,7 @@ fn synthesized(inp: &mut Input<'_>) -> Image {
             seq,
             base_lsn: lsn,
             oldest_open_lsn: open.first().copied().unwrap_or(Lsn::ZERO),
+            recycled: false,
         };
         let seed = header.seed();
         let mut buf = header.encode().to_vec();
@@ -443,6 +444,7 @@ pub fn restamp_all(data: &mut [u8]) {
         seq: SegmentSeq(u64_at(data, 32)),
         base_lsn: Lsn(u64_at(data, 40)),
         oldest_open_lsn: Lsn(u64_at(data, 48)),
+        recycled: data[10] & 1 != 0,
     };
     data[..SEGMENT_HEADER_LEN].copy_from_slice(&header.encode());
     let seed = header.seed().get();
