@@ -58,7 +58,10 @@ pub use inspect::{
 pub use open::{MovedAside, OpenReport};
 pub use options::{Options, RecoveryMode, SyncPolicy};
 pub use reader::{Transaction, TxReader};
-pub use segment::{Entry, LOCK_FILE, PREALLOC_FILE, SegmentInfo, classify, segment_file_name};
+pub use segment::{
+    Entry, LOCK_FILE, PREALLOC_FILE, RECYCLED_PREFIX, SegmentInfo, classify, recycled_file_name,
+    segment_file_name,
+};
 pub use stream::StreamWriter;
 pub use vfs::{OpenMode, StdVfs, Vfs, VfsFile, VfsLock};
 pub use wal::{Stats, Wal};

@@ -434,6 +434,8 @@ fn rec_summary(rec: &Rec) -> Vec<(Lsn, Option<u64>)> {
 struct Cfg {
     segment_size: u64,
     preallocate: bool,
+    /// `Options::recycle_segments`.
+    recycle: usize,
 }
 
 impl Cfg {
@@ -442,6 +444,7 @@ impl Cfg {
             .vfs(Arc::new(v.clone()))
             .segment_size(self.segment_size)
             .preallocate(self.preallocate)
+            .recycle_segments(self.recycle)
             .sync(SyncPolicy::Always)
             .recovery(RecoveryMode::TolerateTornTail)
             .max_transaction_size(MAX_TX)
@@ -582,6 +585,8 @@ struct Outcome {
     chain: Chain,
     /// The error that stopped the run (expected: power loss).
     error: Option<WalError>,
+    /// Rotations that reused a recycled file (counted on a run that ends without error).
+    recycled: u64,
 }
 
 /// Runs `steps` on `v` from scratch: open, steps (reopening on `Reopen`), drop.
@@ -592,17 +597,20 @@ fn run_single(
     mut chain: Chain,
     mut next_id: u64,
 ) -> Outcome {
+    let mut recycled = 0;
     let mut wal = match Wal::open(DIR, cfg.opts(v)) {
         Ok((w, _)) => w,
         Err(e) => {
             return Outcome {
                 chain,
                 error: Some(e),
+                recycled,
             };
         }
     };
     for step in steps {
         if let Step::Reopen = step {
+            recycled += wal.stats().recycled;
             drop(wal);
             wal = match Wal::open(DIR, cfg.opts(v)) {
                 Ok((w, _)) => w,
@@ -610,6 +618,7 @@ fn run_single(
                     return Outcome {
                         chain,
                         error: Some(e),
+                        recycled,
                     };
                 }
             };
@@ -619,11 +628,17 @@ fn run_single(
             return Outcome {
                 chain,
                 error: Some(e),
+                recycled,
             };
         }
     }
+    recycled += wal.stats().recycled;
     drop(wal);
-    Outcome { chain, error: None }
+    Outcome {
+        chain,
+        error: None,
+        recycled,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -970,13 +985,17 @@ fn crash_everywhere(
     }
     let m = clean.mutating_ops();
     println!(
-        "[{} seed={}] {} steps, {} transactions, {} mutating ops",
+        "[{} seed={}] {} steps, {} transactions, {} mutating ops, {} segments reused",
         ctx.name,
         ctx.seed,
         steps.len(),
         o.chain.txs.len(),
-        m
+        m,
+        o.recycled
     );
+    if ctx.cfg.recycle > 0 && o.recycled == 0 && !ctx.cfg.preallocate {
+        ctx.fail("the workload never reused a recycled segment".into());
+    }
     let mut rng = Rng(ctx.seed ^ 0xc0ffee);
     let mut k = 0;
     while k <= m {
@@ -1104,6 +1123,32 @@ fn crash_sim_mixed_workload_every_point() {
             Cfg {
                 segment_size: 8 << 10,
                 preallocate: false,
+                recycle: 0,
+            },
+        );
+        let mut rng = Rng(seed);
+        let steps = gen_mixed(&mut rng, 150);
+        crash_everywhere(&mut c, &steps, 1, true, 2);
+        finish(&c, started, &mut failures);
+    }
+    assert_no_failures(&failures);
+}
+
+/// The mixed workload with segment recycling: truncated segments become later segments, so
+/// crash images hold recycled files with stale frames past the log's end, crashes inside
+/// `truncate_prefix` (renames into the pool) and inside rotation onto a recycled file.
+#[test]
+fn crash_sim_recycled_segments_every_point() {
+    let mut failures = Vec::new();
+    for seed in seeds(&[4, 14]) {
+        let started = Instant::now();
+        let mut c = ctx(
+            "recycle",
+            seed,
+            Cfg {
+                segment_size: 8 << 10,
+                preallocate: false,
+                recycle: 2,
             },
         );
         let mut rng = Rng(seed);
@@ -1128,6 +1173,7 @@ fn crash_sim_big_transactions() {
                 Cfg {
                     segment_size,
                     preallocate: false,
+                    recycle: 0,
                 },
             );
             let mut rng = Rng(seed);
@@ -1157,6 +1203,7 @@ fn crash_sim_preallocated_invariants() {
             Cfg {
                 segment_size: 8 << 10,
                 preallocate: true,
+                recycle: 4,
             },
         );
         let mut rng = Rng(seed);
@@ -1241,6 +1288,7 @@ fn thread_scenario(
         Cfg {
             segment_size: 8 << 10,
             preallocate: false,
+            recycle: 2,
         },
     );
     let mut rng = Rng(seed);
@@ -1382,6 +1430,7 @@ fn regression_unsynced_fragment_or_abort_frame_made_a_crash_unopenable() {
             let cfg = Cfg {
                 segment_size,
                 preallocate: false,
+                recycle: 0,
             };
             let v = fresh_vfs();
             let (wal, _) = Wal::open(DIR, cfg.opts(&v)).unwrap();
