@@ -76,6 +76,9 @@ pub struct Results {
     pub systems: Vec<Sys>,
     pub commits: Vec<(usize, usize, Sys, Outcome<CommitCell>)>,
     pub tx: Vec<(usize, Sys, Outcome<TxCell>)>,
+    /// Ours in the steady state of a log that truncates behind its checkpoints (segments
+    /// recycled), measured in the same rotation as `tx`.
+    pub tx_steady: Vec<(usize, Outcome<TxCell>)>,
     pub replay: Vec<(usize, Sys, Outcome<Replay>)>,
     /// Ours with one record per transaction (no batching at all).
     pub replay_single: Vec<(usize, Outcome<Replay>)>,
@@ -234,20 +237,46 @@ fn run() -> Res<()> {
     }
 
     let mut tx = Vec::new();
+    let mut tx_steady = Vec::new();
+    // Ours also runs in its steady state: one more slot in the rotation.
+    let steady_slot = systems.contains(&Sys::Ours).then_some(systems.len());
+    let slots = systems.len() + usize::from(steady_slot.is_some());
     for (size, pool) in &pools {
         let records: Vec<Vec<u8>> = pool[..TX_RECORDS].to_vec();
         let flat: Vec<u8> = records.concat();
         let mut rounds_of: Vec<(Sys, Vec<Outcome<Round>>)> =
             systems.iter().map(|&s| (s, Vec::new())).collect();
+        let mut steady_rounds = Vec::new();
         for round in 0..rounds {
-            for k in 0..systems.len() {
-                let idx = (k + round) % systems.len();
-                let sys = systems[idx];
+            for k in 0..slots {
+                let idx = (k + round) % slots;
                 let dir = systems::fresh_dir(&root, "cell")?;
-                let r = guarded(|| tx_cell(sys, &dir, &records, &flat, &raw, warm, cell));
-                rounds_of[idx].1.push(r);
+                if Some(idx) == steady_slot {
+                    let r = guarded(|| tx_cell_steady(&dir, &records, warm, cell));
+                    steady_rounds.push(r);
+                } else {
+                    let sys = systems[idx];
+                    let r = guarded(|| tx_cell(sys, &dir, &records, &flat, &raw, warm, cell));
+                    rounds_of[idx].1.push(r);
+                }
                 let _ = std::fs::remove_dir_all(&dir);
             }
+        }
+        if steady_slot.is_some() {
+            let r = aggregate(steady_rounds).map(|(tx_per_s, lat, _)| TxCell {
+                mb_s: tx_per_s * flat.len() as f64 / 1e6,
+                tx_per_s,
+                p50: pct(&lat, 0.5),
+            });
+            if let Ok(c) = &r {
+                println!(
+                    "tx1000  {size:>4} B     wal-log steady {:>9.1} MB/s {:>7.1} tx/s p50 {:>8.2} ms",
+                    c.mb_s,
+                    c.tx_per_s,
+                    c.p50.as_secs_f64() * 1e3
+                );
+            }
+            tx_steady.push((*size, r));
         }
         for (sys, rs) in rounds_of {
             let r = aggregate(rs).map(|(tx_per_s, lat, _)| TxCell {
@@ -307,6 +336,7 @@ fn run() -> Res<()> {
         systems,
         commits,
         tx,
+        tx_steady,
         replay,
         replay_single,
         replay_n,
@@ -511,6 +541,35 @@ fn tx_cell(
         per_s,
         lat,
         note: None,
+    })
+}
+
+/// [`tx_cell`] for ours in the steady state of a log that checkpoints: after each
+/// transaction, [`systems::ours::keep_bounded`] truncates once the sealed segments fill the
+/// recycle pool, so later segments reuse those files. The warm-up reaches that state (it
+/// writes several segments at these sizes).
+fn tx_cell_steady(dir: &Path, records: &[Vec<u8>], warm: Duration, cell: Duration) -> Res<Round> {
+    let o = systems::ours::Ours::open(dir)?;
+    let start = Instant::now();
+    while start.elapsed() < warm {
+        o.commit_steady(records)?;
+    }
+    let mut lat = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < cell || lat.len() < 3 {
+        let t0 = Instant::now();
+        o.commit_steady(records)?;
+        lat.push(u32::try_from(t0.elapsed().as_nanos()).unwrap_or(u32::MAX));
+    }
+    let per_s = lat.len() as f64 / start.elapsed().as_secs_f64();
+    let st = o.stats();
+    Ok(Round {
+        per_s,
+        lat,
+        note: Some(format!(
+            "{} rotations, {} reused",
+            st.rotations, st.recycled
+        )),
     })
 }
 

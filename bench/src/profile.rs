@@ -188,8 +188,18 @@ fn tx_run(
     opts: Options,
     records: &[Vec<u8>],
     cell: Duration,
+    steady: bool,
 ) -> Res<(f64, wal_log::Stats, Duration)> {
     let (wal, _) = Wal::open(dir, opts)?;
+    if steady {
+        // Warm up into the steady state of a log that truncates behind its checkpoints:
+        // segments are recycled instead of zero-filled.
+        let warm = Instant::now();
+        while warm.elapsed() < Duration::from_millis(500) {
+            wal.append_batch(records)?;
+            ours::keep_bounded(&wal)?;
+        }
+    }
     // Let the background preallocation of the next segment finish first.
     std::thread::sleep(Duration::from_millis(300));
     let start = Instant::now();
@@ -198,6 +208,9 @@ fn tx_run(
     while start.elapsed() < cell {
         let t = Instant::now();
         wal.append_batch(records)?;
+        if steady {
+            ours::keep_bounded(&wal)?;
+        }
         max = max.max(t.elapsed());
         n += 1;
     }
@@ -228,24 +241,45 @@ fn tx(root: &Path) -> Res<()> {
         let flat = records.concat();
         eprintln!("tx: 1000 x {size} B, {} s each", cell.as_secs());
         for round in 0..2 {
-            let variants: [(&str, Options); 4] = [
-                ("default (32 MiB segments, preallocate)", Options::default()),
-                ("preallocate(false)", Options::default().preallocate(false)),
+            let variants: [(&str, Options, bool); 6] = [
+                (
+                    "default (32 MiB segments, preallocate)",
+                    Options::default(),
+                    false,
+                ),
+                (
+                    "default, steady state (truncate, recycle)",
+                    Options::default(),
+                    true,
+                ),
+                (
+                    "steady state, recycle_segments(0)",
+                    Options::default().recycle_segments(0),
+                    true,
+                ),
+                (
+                    "preallocate(false)",
+                    Options::default().preallocate(false),
+                    false,
+                ),
                 (
                     "segment_size(1 GiB), preallocate",
                     Options::default().segment_size(1 << 30),
+                    false,
                 ),
                 (
                     "segment_size(1 GiB), preallocate(false)",
                     Options::default().segment_size(1 << 30).preallocate(false),
+                    false,
                 ),
             ];
-            for (name, opts) in variants {
+            for (name, opts, steady) in variants {
                 let dir = systems::fresh_dir(root, "profile-tx")?;
-                let (mb, st, max) = tx_run(&dir, opts, &records, cell)?;
+                let (mb, st, max) = tx_run(&dir, opts, &records, cell, steady)?;
                 eprintln!(
-                    "  [{round}] {name:<42} {mb:>7.1} MB/s  rotations {:>3} fsyncs {:>4} commits {:>4} max tx {:.1} ms",
+                    "  [{round}] {name:<42} {mb:>7.1} MB/s  rotations {:>3} (recycled {:>3}) fsyncs {:>4} commits {:>4} max tx {:.1} ms",
                     st.rotations,
+                    st.recycled,
                     st.fsyncs,
                     st.commits,
                     max.as_secs_f64() * 1e3

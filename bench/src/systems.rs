@@ -313,6 +313,18 @@ pub mod ours {
         }
     }
 
+    impl Ours {
+        /// One transaction, then [`keep_bounded`].
+        pub fn commit_steady(&self, records: &[Vec<u8>]) -> Res<()> {
+            self.wal.append_batch(records)?;
+            keep_bounded(&self.wal)
+        }
+
+        pub fn stats(&self) -> wal_log::Stats {
+            self.wal.stats()
+        }
+    }
+
     impl Writer for Ours {
         fn commit(&self, _thread: usize, payload: &[u8]) -> Res<()> {
             self.wal.append(payload)?;
@@ -346,6 +358,17 @@ pub mod ours {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// What an engine that checkpoints does: once the log holds more sealed segments than
+    /// the recycle pool takes, truncate everything durable (as if a snapshot covered it), so
+    /// the freed files are reused for the next segments. The log stays bounded, as the raw
+    /// loop's preallocated ring is.
+    pub fn keep_bounded(wal: &Wal) -> Res<()> {
+        if wal.segments().len() > wal.options().recycle_segments {
+            wal.truncate_prefix(wal.durable_lsn())?;
+        }
+        Ok(())
     }
 
     /// Loads with `SyncPolicy::Never` and one `sync` at the end: the bytes on disk are the same.
