@@ -67,6 +67,26 @@ pub(crate) struct FlushState {
     written: Point,
     /// The file `written` is in.
     written_file: Option<Arc<dyn VfsFile>>,
+    /// Threads parked in `flush_to`, each woken on its own (see `Inner::take_wakeable`).
+    waiters: Vec<Arc<Waiter>>,
+}
+
+/// A thread parked in [`Inner::flush_to`] until `lsn` is durable (`sync`) or written, or until
+/// it is handed the chance to take a free role.
+struct Waiter {
+    lsn: Lsn,
+    sync: bool,
+    thread: std::thread::Thread,
+    /// Set (before the unpark) once the waiter has been taken off the list; a stray unpark
+    /// without it is ignored.
+    woken: AtomicBool,
+}
+
+impl Waiter {
+    fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
 }
 
 enum Prealloc {
@@ -95,7 +115,8 @@ pub(crate) struct Inner {
     pub(crate) _lock: Box<dyn VfsLock>,
     pub(crate) writer: Mutex<Writer>,
     pub(crate) flush: Mutex<FlushState>,
-    /// Signalled whenever a flush leader finishes (durability advanced or failed).
+    /// Signalled whenever a flush leader finishes (durability advanced or failed), for
+    /// readers; threads in `flush_to` park instead (`FlushState::waiters`).
     pub(crate) flushed: Condvar,
     pub(crate) durable_lsn: AtomicU64,
     pub(crate) written_lsn: AtomicU64,
@@ -191,8 +212,13 @@ impl Inner {
         }
         self.poisoned.store(true, Ordering::Release);
         // Wake everyone waiting for durability: they must see the failure, not hang.
-        let _g = lock(&self.flush);
+        let mut f = lock(&self.flush);
         self.flushed.notify_all();
+        let all = std::mem::take(&mut f.waiters);
+        drop(f);
+        for w in all {
+            w.wake();
+        }
         err
     }
 
@@ -215,6 +241,10 @@ impl Inner {
     /// durable LSN. Everyone else waits and is released by the first flush that covers them
     /// (group commit). Neither role holds the append lock during I/O.
     ///
+    /// A thread that cannot go on parks on its own: the flush that covers it wakes exactly the
+    /// threads it made durable, which return without touching the flush lock again (a shared
+    /// condition variable would wake all of them to queue on that lock one after the other).
+    ///
     /// Under [`SyncPolicy::Always`] one thread takes both roles at once, so a write is never
     /// issued while an fsync is in flight: at most one write is ever unsynced, and a crash can
     /// never persist a later write without an earlier one (which recovery would have to call
@@ -232,31 +262,35 @@ impl Inner {
                 return Ok(());
             }
             self.check_poison()?;
-            let (do_write, do_sync) = {
-                let mut f = lock(&self.flush);
-                loop {
-                    if done(self) {
-                        return Ok(());
-                    }
-                    self.check_poison()?;
-                    if strict {
-                        if !f.writing && !f.syncing {
-                            f.writing = true;
-                            f.syncing = true;
-                            break (true, sync);
-                        }
-                    } else if !written(self) {
-                        if !f.writing {
-                            f.writing = true;
-                            break (true, false);
-                        }
-                    } else if !f.syncing {
-                        f.syncing = true;
-                        break (false, true);
-                    }
-                    f = self.flushed.wait(f).unwrap_or_else(PoisonError::into_inner);
+            let mut f = lock(&self.flush);
+            if done(self) {
+                return Ok(());
+            }
+            self.check_poison()?;
+            let (do_write, do_sync) = if strict {
+                if f.writing || f.syncing {
+                    self.park_until(f, lsn, sync, &done);
+                    continue;
                 }
+                f.writing = true;
+                f.syncing = true;
+                (true, sync)
+            } else if !written(self) {
+                if f.writing {
+                    self.park_until(f, lsn, sync, &done);
+                    continue;
+                }
+                f.writing = true;
+                (true, false)
+            } else {
+                if f.syncing {
+                    self.park_until(f, lsn, sync, &done);
+                    continue;
+                }
+                f.syncing = true;
+                (false, true)
             };
+            drop(f);
             let mut result = if do_write { self.lead_write() } else { Ok(()) };
             if do_sync && result.is_ok() {
                 result = self.lead_sync();
@@ -269,9 +303,74 @@ impl Inner {
                 f.syncing = false;
             }
             self.flushed.notify_all();
+            let wake = self.take_wakeable(&mut f, strict);
             drop(f);
+            for w in wake {
+                w.wake();
+            }
             result?;
         }
+    }
+
+    /// Parks the calling thread, listed in `f.waiters`, until a finishing flush wakes it, `done`
+    /// holds, or the log is poisoned. The caller then checks again from the start.
+    fn park_until(
+        &self,
+        mut f: MutexGuard<'_, FlushState>,
+        lsn: Lsn,
+        sync: bool,
+        done: &dyn Fn(&Self) -> bool,
+    ) {
+        let me = Arc::new(Waiter {
+            lsn,
+            sync,
+            thread: std::thread::current(),
+            woken: AtomicBool::new(false),
+        });
+        f.waiters.push(me.clone());
+        drop(f);
+        // Leaving early (done or poisoned) leaves the entry behind: it counts as covered and is
+        // dropped by the next flush that finishes (or by the poisoning), its unpark ignored.
+        while !me.woken.load(Ordering::Acquire)
+            && !done(self)
+            && !self.poisoned.load(Ordering::Acquire)
+        {
+            std::thread::park();
+        }
+    }
+
+    /// Takes off the waiter list the threads to wake now that the roles are free. Under
+    /// `strict` (both roles free at once): every waiter now covered, plus the oldest one still
+    /// uncovered, first, to take the roles (it re-checks under the flush lock, and whoever holds
+    /// the roles instead wakes another when done, so no waiter is forgotten). Otherwise, or
+    /// once poisoned: everyone, as either role may be the one a waiter needs.
+    fn take_wakeable(&self, f: &mut FlushState, strict: bool) -> Vec<Arc<Waiter>> {
+        if f.waiters.is_empty() {
+            return Vec::new();
+        }
+        if !strict || self.poisoned.load(Ordering::Acquire) {
+            return std::mem::take(&mut f.waiters);
+        }
+        let durable = self.durable_lsn.load(Ordering::Acquire);
+        let written = self.written_lsn.load(Ordering::Acquire);
+        let mut wake = Vec::with_capacity(f.waiters.len());
+        let mut next_leader = None;
+        f.waiters.retain(|w| {
+            let at = if w.sync { durable } else { written };
+            if w.lsn.0 <= at {
+                wake.push(w.clone());
+                false
+            } else if next_leader.is_none() {
+                next_leader = Some(w.clone());
+                false
+            } else {
+                true
+            }
+        });
+        if let Some(l) = next_leader {
+            wake.insert(0, l);
+        }
+        wake
     }
 
     /// The writer role: writes every pending frame with one call (or rotates).
@@ -1147,6 +1246,112 @@ impl Drop for Wal {
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::sim::{Fault, OpKind, SimVfs};
+
+    fn open(vfs: &SimVfs, sync: SyncPolicy) -> Wal {
+        let opts = Options::default()
+            .sync(sync)
+            .preallocate(false)
+            .segment_size(16 << 10)
+            .vfs(Arc::new(vfs.clone()));
+        Wal::open(Path::new("/db"), opts).unwrap().0
+    }
+
+    /// Many threads waiting in `flush_to` at once, under every policy and through rotations:
+    /// each acknowledgement is covered by the durable (or written) LSN, and nobody is left
+    /// parked (the test would hang).
+    #[test]
+    fn parked_waiters_are_all_released() {
+        for sync in [
+            SyncPolicy::Always,
+            SyncPolicy::Interval { ms: 1 },
+            SyncPolicy::Never,
+        ] {
+            let vfs = SimVfs::new();
+            let wal = open(&vfs, sync);
+            std::thread::scope(|s| {
+                for t in 0..8u32 {
+                    let wal = &wal;
+                    s.spawn(move || {
+                        for i in 0..200u32 {
+                            let body = [t.to_le_bytes(), i.to_le_bytes()].concat();
+                            let lsn = if i % 3 == 0 {
+                                let lsn = wal.append_queued(&body).unwrap();
+                                wal.wait_durable(lsn).unwrap();
+                                lsn
+                            } else {
+                                wal.append(&body).unwrap()
+                            };
+                            if sync == SyncPolicy::Always || i % 3 == 0 {
+                                assert!(wal.durable_lsn() >= lsn);
+                            }
+                            if i % 50 == 0 {
+                                wal.sync().unwrap();
+                            }
+                        }
+                    });
+                }
+            });
+            assert_eq!(wal.stats().commits, 1600, "{sync:?}");
+            assert!(lock(&wal.inner.flush).waiters.iter().all(|w| {
+                let at = if w.sync {
+                    &wal.inner.durable_lsn
+                } else {
+                    &wal.inner.written_lsn
+                };
+                w.lsn.0 <= at.load(Ordering::Acquire)
+            }));
+        }
+    }
+
+    /// A failed fsync while threads are parked waiting for it: every thread gets an error
+    /// (the fsync's own or `Poisoned`) instead of hanging, and none is acknowledged after it.
+    #[test]
+    fn parked_waiters_see_a_failed_fsync() {
+        for nth in [1, 2, 5, 20] {
+            let vfs = SimVfs::new();
+            let wal = open(&vfs, SyncPolicy::Always);
+            vfs.fail_nth(
+                OpKind::SyncData,
+                vfs.op_count(OpKind::SyncData) + nth,
+                Fault::Eio,
+            );
+            let errors: Vec<WalError> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8u32)
+                    .map(|t| {
+                        let wal = &wal;
+                        s.spawn(move || {
+                            for i in 0..1000u32 {
+                                let body = [t.to_le_bytes(), i.to_le_bytes()].concat();
+                                if let Err(e) = wal.append(&body) {
+                                    return Some(e);
+                                }
+                            }
+                            None
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap().expect("an append after the failure"))
+                    .collect()
+            });
+            assert!(
+                errors
+                    .iter()
+                    .all(|e| matches!(e, WalError::Io { .. } | WalError::Poisoned { .. }))
+            );
+            assert!(wal.poisoned_reason().is_some());
+            assert!(lock(&wal.inner.flush).waiters.is_empty());
         }
     }
 }
