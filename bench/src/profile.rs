@@ -28,10 +28,19 @@ fn best<T>(n: usize, mut f: impl FnMut() -> Res<T>) -> Res<(Duration, T)> {
     Ok((best, out.ok_or("no run")?))
 }
 
+/// Runs every part, or only those named in `WAL_PROFILE` (comma-separated: replay, tx, commits).
 pub fn run(root: &Path) -> Res<()> {
-    replay(root)?;
-    tx(root)?;
-    commits(root)?;
+    let only = std::env::var("WAL_PROFILE").unwrap_or_default();
+    let want = |part: &str| only.is_empty() || only.split(',').any(|p| p == part);
+    if want("replay") {
+        replay(root)?;
+    }
+    if want("tx") {
+        tx(root)?;
+    }
+    if want("commits") {
+        commits(root)?;
+    }
     Ok(())
 }
 
@@ -195,7 +204,7 @@ fn tx_run(
         // Warm up into the steady state of a log that truncates behind its checkpoints:
         // segments are recycled instead of zero-filled.
         let warm = Instant::now();
-        while warm.elapsed() < Duration::from_millis(500) {
+        while warm.elapsed() < Duration::from_millis(1500) {
             wal.append_batch(records)?;
             ours::keep_bounded(&wal)?;
         }
@@ -235,13 +244,17 @@ fn raw_tx(root: &Path, flat: &[u8], cell: Duration) -> Res<f64> {
 
 fn tx(root: &Path) -> Res<()> {
     let cell = Duration::from_secs(2);
-    for size in [128usize, 4096] {
+    let sizes: Vec<usize> = match std::env::var("WAL_PROFILE_SIZE") {
+        Ok(v) => vec![v.parse()?],
+        Err(_) => vec![128, 4096],
+    };
+    for size in sizes {
         let pool = crate::pool_of(size);
         let records: Vec<Vec<u8>> = pool[..crate::TX_RECORDS].to_vec();
         let flat = records.concat();
         eprintln!("tx: 1000 x {size} B, {} s each", cell.as_secs());
         for round in 0..2 {
-            let variants: [(&str, Options, bool); 6] = [
+            let variants: [(&str, Options, bool); 8] = [
                 (
                     "default (32 MiB segments, preallocate)",
                     Options::default(),
@@ -255,6 +268,16 @@ fn tx(root: &Path) -> Res<()> {
                 (
                     "steady state, recycle_segments(0)",
                     Options::default().recycle_segments(0),
+                    true,
+                ),
+                (
+                    "steady state, segment_size(64 MiB)",
+                    Options::default().segment_size(64 << 20),
+                    true,
+                ),
+                (
+                    "steady state, segment_size(128 MiB)",
+                    Options::default().segment_size(128 << 20),
                     true,
                 ),
                 (
@@ -273,7 +296,11 @@ fn tx(root: &Path) -> Res<()> {
                     false,
                 ),
             ];
+            let filter = std::env::var("WAL_PROFILE_VARIANT").ok();
             for (name, opts, steady) in variants {
+                if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+                    continue;
+                }
                 let dir = systems::fresh_dir(root, "profile-tx")?;
                 let (mb, st, max) = tx_run(&dir, opts, &records, cell, steady)?;
                 eprintln!(
@@ -290,6 +317,48 @@ fn tx(root: &Path) -> Res<()> {
                 "  [{round}] {:<42} {:>7.1} MB/s",
                 "raw pwrite+fdatasync",
                 raw_tx(root, &flat, cell)?
+            );
+            // Without any fsync: what is left is CPU and the copy into the page cache.
+            let dir = systems::fresh_dir(root, "profile-tx")?;
+            let (mb, _, _) = tx_run(
+                &dir,
+                Options::default().sync(wal_log::SyncPolicy::Never),
+                &records,
+                cell,
+                true,
+            )?;
+            let _ = std::fs::remove_dir_all(&dir);
+            eprintln!(
+                "  [{round}] {:<42} {mb:>7.1} MB/s",
+                "steady, SyncPolicy::Never"
+            );
+            let raw = systems::RawFile::create(&root.join("profile-raw.bin"), 256 << 20)?;
+            let start = Instant::now();
+            let mut n = 0u64;
+            while start.elapsed() < cell {
+                raw.write_only(&flat)?;
+                n += 1;
+            }
+            let mb = n as f64 * flat.len() as f64 / start.elapsed().as_secs_f64() / 1e6;
+            let _ = std::fs::remove_file(root.join("profile-raw.bin"));
+            eprintln!("  [{round}] {:<42} {mb:>7.1} MB/s", "raw pwrite only");
+            let start = Instant::now();
+            let mut n = 0u64;
+            let mut out = Vec::with_capacity(flat.len() + (1 << 16));
+            let seed = wal_format::SegmentSeed::new(
+                wal_format::LogId::from_u128(1),
+                wal_format::SegmentSeq(1),
+            );
+            while start.elapsed() < cell {
+                out.clear();
+                wal_format::encode_records_frame(&mut out, seed, Lsn(1), &records)?;
+                std::hint::black_box(&out);
+                n += 1;
+            }
+            let mb = n as f64 * flat.len() as f64 / start.elapsed().as_secs_f64() / 1e6;
+            eprintln!(
+                "  [{round}] {:<42} {mb:>7.1} MB/s",
+                "encode_records_frame only"
             );
         }
     }

@@ -221,6 +221,17 @@ impl RawFile {
         })
     }
 
+    /// [`RawFile::write_durable`] without the fdatasync.
+    pub fn write_only(&self, buf: &[u8]) -> Res<()> {
+        let len = buf.len() as u64;
+        let mut pos = self.off.fetch_add(len, Ordering::Relaxed) % self.size;
+        if pos + len > self.size {
+            pos = 0;
+        }
+        self.file.write_all_at(buf, pos)?;
+        Ok(())
+    }
+
     pub fn write_durable(&self, buf: &[u8]) -> Res<()> {
         let len = buf.len() as u64;
         let mut pos = self.off.fetch_add(len, Ordering::Relaxed) % self.size;
