@@ -130,6 +130,43 @@ proptest! {
         // decoders above; a multi flag on a body that is not a batch is legal at this layer.
     }
 
+    /// A recycled segment: the frames, an end marker (or a seal), then stale frames of the
+    /// file's earlier life (another segment of the same log). Every frame written comes back,
+    /// the log ends cleanly where the marker is, and nothing stale is yielded; without the
+    /// marker the stale bytes are a torn tail, never corruption.
+    #[test]
+    fn recycled_segments_end_at_the_marker(
+        (h, specs) in segment(),
+        (old_h, old_specs) in segment(),
+        marker in any::<bool>(),
+    ) {
+        let h = SegmentHeader { recycled: true, ..h };
+        // The earlier life: same log, another sequence number.
+        let old_h = SegmentHeader {
+            log_id: h.log_id,
+            seq: SegmentSeq(if old_h.seq == h.seq { h.seq.0 ^ 1 | 2 } else { old_h.seq.0 }),
+            ..old_h
+        };
+        let built = build(&h, &specs);
+        let stale = build(&old_h, &old_specs);
+        let sealed = sealed_next(&specs);
+        let end = built.bytes.len();
+        let mut data = built.bytes.clone();
+        if marker {
+            data.extend_from_slice(&[0; wal_format::FRAME_HEADER_LEN]);
+        }
+        data.extend_from_slice(&stale.bytes[SEGMENT_HEADER_LEN..]);
+        let [open, _] = outcomes(&data);
+        prop_assert_eq!(&open.frames, &built.frames);
+        let rest_zero = data[end..].iter().all(|&b| b == 0);
+        if marker || sealed.is_some() || rest_zero {
+            prop_assert_eq!(&open.end, &ScanEnd::Clean { offset: end, sealed });
+        } else {
+            let torn = matches!(open.end, ScanEnd::TornTail { offset, .. } if offset == end);
+            prop_assert!(torn, "{:?}", open.end);
+        }
+    }
+
     /// Cutting a segment anywhere keeps exactly the complete frames before the cut, and ends
     /// clean at a frame boundary, in a torn tail inside a frame.
     #[test]

@@ -211,6 +211,8 @@ fn restamp_header(data: &mut [u8]) -> SegmentHeader {
         Lsn(base),
     );
     h.oldest_open_lsn = Lsn(u64_at(48) % base);
+    // Keep the recycled flag the input chose, so mutations reach the recycled-segment rules.
+    h.recycled = data[10] & 1 != 0;
     data[..SEGMENT_HEADER_LEN].copy_from_slice(&h.encode());
     h
 }
@@ -258,10 +260,26 @@ fn check_scan(
         ScanEnd::Clean { offset, sealed: s } => {
             assert_eq!(*offset, pos);
             assert_eq!(*s, sealed);
-            assert!(
-                rest_is_zero,
-                "a clean end must be followed by nothing or zeros"
-            );
+            if header.recycled && !rest_is_zero {
+                // Stale bytes may follow an end marker or a seal, but nothing in them may
+                // verify under this segment's seed.
+                let marker = data.len() >= pos + FRAME_HEADER_LEN
+                    && data[pos..pos + FRAME_HEADER_LEN].iter().all(|&b| b == 0);
+                assert!(
+                    marker || sealed.is_some(),
+                    "a clean end of a recycled segment needs zeros, an end marker or a seal"
+                );
+                let seed = header.seed();
+                assert!(
+                    (pos..data.len()).all(|q| wal_format::decode_frame(data, q, seed).is_err()),
+                    "a clean end with a verifying frame after it"
+                );
+            } else {
+                assert!(
+                    rest_is_zero,
+                    "a clean end must be followed by nothing or zeros"
+                );
+            }
             assert!(
                 !expect_sealed || sealed.is_some(),
                 "an unsealed segment ended clean"
@@ -274,6 +292,13 @@ fn check_scan(
                 "a torn tail in a segment that must be sealed"
             );
             assert!(!rest_is_zero && sealed.is_none());
+            if header.recycled {
+                assert!(
+                    data.len() < pos + FRAME_HEADER_LEN
+                        || data[pos..pos + FRAME_HEADER_LEN].iter().any(|&b| b != 0),
+                    "an end marker in a recycled segment is a clean end, not a torn tail"
+                );
+            }
         }
         ScanEnd::Corrupt { offset, .. } => {
             assert!(*offset <= data.len());
