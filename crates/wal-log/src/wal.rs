@@ -1160,21 +1160,24 @@ impl Wal {
         }
         // Drop them from the in-memory list first so no new reader starts there.
         lock(&self.inner.segments).retain(|s| !doomed.iter().any(|d| d.seq == s.seq));
-        let mut recycled = 0;
+        let mut renamed = Vec::new();
         {
             // Held across the renames: a reader pins a segment before it opens the file, so
             // a file renamed for reuse is one no reader has open.
             let pins = lock(&self.inner.pins);
+            let room = self
+                .inner
+                .opts
+                .recycle_segments
+                .saturating_sub(lock(&self.inner.recycle_pool).len());
             for s in &doomed {
                 let p = self.inner.path(&segment_file_name(s.seq));
-                let pool_len = lock(&self.inner.recycle_pool).len();
-                if pool_len < self.inner.opts.recycle_segments && !pins.contains_key(&s.seq) {
+                if renamed.len() < room && !pins.contains_key(&s.seq) {
                     let to = self.inner.path(&recycled_file_name(s.seq));
                     if let Err(e) = self.inner.opts.vfs.rename(&p, &to) {
                         return Err(self.inner.poison(io_err("rename", &p)(e)));
                     }
-                    lock(&self.inner.recycle_pool).push_back(to);
-                    recycled += 1;
+                    renamed.push(to);
                 } else if let Err(e) = self.inner.opts.vfs.remove(&p) {
                     return Err(self.inner.poison(io_err("remove", &p)(e)));
                 }
@@ -1183,6 +1186,10 @@ impl Wal {
         if let Err(e) = self.inner.opts.vfs.sync_dir(&self.inner.dir) {
             return Err(self.inner.poison(io_err("fsync dir", &self.inner.dir)(e)));
         }
+        // Only now may rotation reuse them: until the renames are durable, a power loss could
+        // bring a file back under its old segment name, and it must not hold a new header then.
+        let recycled = renamed.len();
+        lock(&self.inner.recycle_pool).extend(renamed);
         tracing::info!(
             removed = doomed.len(),
             kept_for_reuse = recycled,

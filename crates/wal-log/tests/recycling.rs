@@ -200,3 +200,160 @@ fn recycled_files_left_by_a_previous_run_are_reused() {
         (551..900).collect::<Vec<_>>()
     );
 }
+
+mod truncation_racing_rotation {
+    //! A rotation on another thread while `truncate_prefix` has renamed segments into the
+    //! reuse pool but not yet synced the directory: the rotation must not reuse those files
+    //! (after a power loss the rename may be undone, and the file would carry a header that
+    //! does not match its old name). Regression test for a reviewer-found bug.
+    use std::io;
+    use std::path::Path;
+    use std::sync::{Arc, Mutex, OnceLock};
+    use std::thread::ThreadId;
+    use wal_log::sim::{CrashImage, DataLoss, DirLoss, SimVfs};
+    use wal_log::vfs::{OpenMode, Vfs, VfsFile, VfsLock};
+    use wal_log::{Options, RecoveryMode, SyncPolicy, Wal};
+
+    const DIR: &str = "/log";
+
+    #[derive(Default)]
+    struct State {
+        truncating: Option<ThreadId>,
+        renamed_for_reuse: bool,
+        images: Vec<SimVfs>,
+    }
+
+    /// `SimVfs`, plus: when the truncating thread syncs the directory after renaming files
+    /// for reuse, another thread first appends through a rotation, and a crash image is taken
+    /// before every rename that rotation does.
+    #[derive(Debug)]
+    struct Racing(Arc<Hook>);
+
+    struct Hook {
+        sim: SimVfs,
+        state: Mutex<State>,
+        wal: OnceLock<Arc<Wal>>,
+    }
+
+    impl std::fmt::Debug for Hook {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Hook")
+        }
+    }
+
+    fn image(sim: &SimVfs) -> SimVfs {
+        sim.crash(&CrashImage {
+            data: DataLoss::DurableOnly,
+            dirs: DirLoss::UnsyncedLost,
+        })
+    }
+
+    impl Vfs for Racing {
+        fn create_dir_all(&self, d: &Path) -> io::Result<()> {
+            self.0.sim.create_dir_all(d)
+        }
+        fn list(&self, d: &Path) -> io::Result<Vec<String>> {
+            self.0.sim.list(d)
+        }
+        fn open(&self, p: &Path, m: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
+            self.0.sim.open(p, m)
+        }
+        fn remove(&self, p: &Path) -> io::Result<()> {
+            self.0.sim.remove(p)
+        }
+        fn lock(&self, p: &Path) -> io::Result<Box<dyn VfsLock>> {
+            self.0.sim.lock(p)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            let to_name = to.file_name().unwrap().to_string_lossy().into_owned();
+            {
+                let mut st = self.0.state.lock().unwrap();
+                let me = Some(std::thread::current().id());
+                if st.truncating.is_some() && me != st.truncating {
+                    // The rotation's rename: the new header is synced, the name not yet.
+                    st.images.push(image(&self.0.sim));
+                }
+                if me == st.truncating && to_name.starts_with(wal_log::RECYCLED_PREFIX) {
+                    st.renamed_for_reuse = true;
+                }
+            }
+            self.0.sim.rename(from, to)
+        }
+        fn sync_dir(&self, d: &Path) -> io::Result<()> {
+            let fire = {
+                let mut st = self.0.state.lock().unwrap();
+                let fire =
+                    st.renamed_for_reuse && Some(std::thread::current().id()) == st.truncating;
+                st.renamed_for_reuse = false;
+                fire
+            };
+            if fire {
+                let wal = self.0.wal.get().unwrap().clone();
+                std::thread::spawn(move || {
+                    let before = wal.stats().rotations;
+                    let mut i = 0usize;
+                    while wal.stats().rotations == before {
+                        wal.append(&vec![7u8; 500 + i % 50]).unwrap();
+                        i += 1;
+                    }
+                })
+                .join()
+                .unwrap();
+                let mut st = self.0.state.lock().unwrap();
+                let img = image(&self.0.sim);
+                st.images.push(img);
+            }
+            self.0.sim.sync_dir(d)
+        }
+    }
+
+    fn opts(vfs: Arc<dyn Vfs>) -> Options {
+        Options::default()
+            .vfs(vfs)
+            .segment_size(8 << 10)
+            .preallocate(false)
+            .recycle_segments(2)
+            .sync(SyncPolicy::Always)
+    }
+
+    #[test]
+    fn a_rotation_during_truncation_never_reuses_an_unsynced_rename() {
+        let sim = SimVfs::new();
+        sim.create_dir_all(Path::new(DIR)).unwrap();
+        let hook = Arc::new(Hook {
+            sim: sim.clone(),
+            state: Mutex::new(State::default()),
+            wal: OnceLock::new(),
+        });
+        let (wal, _) = Wal::open(DIR, opts(Arc::new(Racing(hook.clone())))).unwrap();
+        let wal = Arc::new(wal);
+        hook.wal.set(wal.clone()).unwrap();
+        let mut lsns = Vec::new();
+        while wal.stats().segments < 6 {
+            lsns.push(wal.append(&[1u8; 700]).unwrap());
+        }
+        hook.state.lock().unwrap().truncating = Some(std::thread::current().id());
+        let fence = lsns[lsns.len() * 3 / 5];
+        assert!(wal.truncate_prefix(fence).unwrap() > 0);
+        // The racing rotation found the pool empty: the renames were not durable yet.
+        assert_eq!(wal.stats().recycled, 0);
+        let images = std::mem::take(&mut hook.state.lock().unwrap().images);
+        assert!(images.len() >= 2, "{} crash images", images.len());
+        for (i, img) in images.iter().enumerate() {
+            for mode in [
+                RecoveryMode::Strict,
+                RecoveryMode::TolerateTornTail,
+                RecoveryMode::SalvagePrefix,
+            ] {
+                let opened = Wal::open(DIR, opts(Arc::new(image(img))).recovery(mode));
+                assert!(opened.is_ok(), "image {i}, {mode:?}: {:?}", opened.err());
+            }
+        }
+        // Later rotations reuse the files once the truncation is durable.
+        let before = wal.stats().recycled;
+        hook.state.lock().unwrap().truncating = None;
+        while wal.stats().recycled == before {
+            wal.append(&[2u8; 700]).unwrap();
+        }
+    }
+}
