@@ -12,8 +12,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wal_format::{
-    ChunkedScanner, FormatError, FrameKind, LogId, Lsn, SEGMENT_HEADER_LEN, ScanEnd, SegmentHeader,
-    SegmentSeq,
+    ChunkedScanner, FRAME_HEADER_LEN, FormatError, FrameKind, LogId, Lsn, MAX_FRAME_PAYLOAD,
+    SEGMENT_HEADER_LEN, ScanEnd, SegmentHeader, SegmentSeq,
 };
 
 /// Bytes a scan reads at a time into its one reused buffer (which grows only to fit a frame
@@ -43,6 +43,12 @@ pub struct SegmentScan {
     pub end: ScanEnd,
     /// Offset of the last non-zero byte + 1 (where data of any kind ends).
     pub data_end: u64,
+    /// Where the bytes that recovery moves aside for a torn tail end: [`SegmentScan::data_end`],
+    /// except in a recycled segment, whose bytes after the tail are mostly stale data of the
+    /// file's earlier life: there only the failing frame, as far as its header declares it
+    /// (at least one frame header), is the torn write. Equal to `data_end` when the scan did
+    /// not end in a torn tail.
+    pub torn_end: u64,
     /// LSN of the last checkpoint frame in it and the snapshot LSN it names.
     pub last_checkpoint: Option<(Lsn, Lsn)>,
     /// Frame bytes after the last checkpoint frame in this segment (all of them when none).
@@ -305,6 +311,7 @@ impl SegmentFile {
                 sealed: None,
             },
             data_end: 0,
+            torn_end: 0,
             last_checkpoint: None,
             bytes_after_checkpoint: 0,
             header_error: None,
@@ -407,9 +414,43 @@ impl SegmentFile {
         }
         scan.data_end = scanner.data_end(file).map_err(io_err("read", &path))?;
         scan.file_len = scanner.file_len();
+        scan.torn_end = scan.data_end;
+        if let (true, ScanEnd::TornTail { offset, .. }) = (header.recycled, &scan.end) {
+            scan.torn_end = recycled_torn_end(file, *offset as u64, scan.file_len, scan.data_end)
+                .map_err(io_err("read", &path))?;
+        }
         *buf = scanner.into_buffer();
         Ok(scan)
     }
+}
+
+/// [`SegmentScan::torn_end`] of a recycled segment whose tail tore at `offset`: the end of the
+/// failing frame if its length field is plausible, else of its frame header and the sector it
+/// starts in; never past the
+/// data, never short of one frame header (so that zeroing the range leaves an end marker).
+fn recycled_torn_end(
+    file: &dyn VfsFile,
+    offset: u64,
+    file_len: u64,
+    data_end: u64,
+) -> io::Result<u64> {
+    let mut h = [0u8; FRAME_HEADER_LEN];
+    let n = read_full(file, &mut h, offset)?;
+    let header_end = offset + FRAME_HEADER_LEN as u64;
+    let len = u64::from(u32::from_le_bytes([h[4], h[5], h[6], h[7]]));
+    let frame_end =
+        if n == FRAME_HEADER_LEN && len <= MAX_FRAME_PAYLOAD as u64 && header_end + len <= file_len
+        {
+            header_end + len
+        } else {
+            // No usable length: take the rest of the 512-byte sector the tail starts in, the
+            // unit a torn write loses or keeps.
+            header_end.max(offset.div_ceil(512) * 512)
+        };
+    Ok(frame_end
+        .max(header_end)
+        .min(data_end.max(header_end))
+        .min(file_len))
 }
 
 /// The length of a file as read, and the offset just past its last non-zero byte, read a
@@ -690,6 +731,7 @@ fn header_only(vfs: &dyn Vfs, path: &Path, seq: SegmentSeq) -> Result<SegmentSca
             reason: "not scanned: follows damage in an earlier segment".into(),
         },
         data_end: file_len,
+        torn_end: file_len,
         last_checkpoint: None,
         bytes_after_checkpoint: 0,
         header_error: header.err(),

@@ -581,14 +581,15 @@ fn recover(
         let kept_last = after - 1;
         if *offset > 0 {
             let s = &scans[kept_last];
-            if s.data_end > *offset {
-                let what = if mode == RecoveryMode::SalvagePrefix {
-                    "salvaged"
-                } else {
-                    "torn"
-                };
+            // A torn tail moves the torn write aside; salvage moves everything after the cut.
+            let (what, end) = if mode == RecoveryMode::SalvagePrefix {
+                ("salvaged", s.data_end)
+            } else {
+                ("torn", s.torn_end)
+            };
+            if end > *offset {
                 report.moved_aside.push(move_aside(
-                    &*vfs, &dir, &s.path, *offset, s.data_end, what, reason,
+                    &*vfs, &dir, &s.path, *offset, end, what, reason,
                 )?);
             }
         }

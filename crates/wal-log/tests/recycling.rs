@@ -129,20 +129,27 @@ fn torn_tail_in_a_recycled_segment_is_moved_aside() {
     let seg = wal.segments().last().unwrap().clone();
     drop(wal);
 
-    // A crash mid-write: the last frame's bytes are half there (the marker overwritten).
+    // A crash mid-write: a frame of 100 bytes whose checksum does not match (its bytes are
+    // only partly there) over the end marker; stale data of the file's earlier life follows.
     let path = dir.path().join(wal_log::segment_file_name(seg.seq));
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     use std::os::unix::fs::FileExt;
-    file.write_all_at(&[0xEE; 40], seg.bytes).unwrap();
+    let mut torn = vec![0xEE; 120];
+    torn[4..8].copy_from_slice(&100u32.to_le_bytes());
+    torn[8] = 1; // Tx
+    torn[9..12].fill(0);
+    file.write_all_at(&torn, seg.bytes).unwrap();
     drop(file);
+    let stale_after = std::fs::read(&path).unwrap()[seg.bytes as usize + 120..].to_vec();
+    assert!(stale_after.iter().any(|&b| b != 0), "stale bytes follow");
 
     let (wal, report) = Wal::open(dir.path(), opts()).unwrap();
     assert_eq!(report.moved_aside.len(), 1, "{:?}", report.moved_aside);
     let moved = &report.moved_aside[0];
     assert_eq!(moved.offset, seg.bytes);
-    assert!(moved.to.exists());
-    // The moved bytes start with what the crash left there.
-    assert_eq!(&std::fs::read(&moved.to).unwrap()[..40], &[0xEE; 40]);
+    // Only the torn frame moves aside, not the stale remainder of the file.
+    assert_eq!(moved.bytes, 120);
+    assert_eq!(std::fs::read(&moved.to).unwrap(), torn);
     let got = ids_from(&wal, lsns[500].next());
     assert_eq!(got, (501..end).collect::<Vec<_>>());
     assert!(got.contains(&tail_start));

@@ -878,11 +878,12 @@ fn plan_cut(
             .map_or(Lsn::ZERO, |p| p.last_lsn);
     } else {
         report.log_end = s.last_lsn;
-        if s.data_end > offset {
+        let end = if salvage { s.data_end } else { s.torn_end };
+        if end > offset {
             report.moved_aside.push(Aside {
                 from: s.path.clone(),
                 offset,
-                bytes: s.data_end - offset,
+                bytes: end - offset,
                 to: None,
                 reason: reason.to_owned(),
             });

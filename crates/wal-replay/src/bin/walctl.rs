@@ -387,6 +387,7 @@ fn segment_json(s: &SegmentScan) -> Value {
         "file": s.path,
         "file_len": s.file_len,
         "data_end": s.data_end,
+        "torn_end": s.torn_end,
         "first_lsn": s.first_lsn.0,
         "last_lsn": s.last_lsn.0,
         "frames": s.frames,
@@ -765,7 +766,12 @@ fn repair(
                 reason,
             } => {
                 if let Some(s) = ins.segments.iter().find(|s| &s.path == segment) {
-                    plan.push(json!({"from": segment, "offset": offset, "bytes": s.data_end.saturating_sub(*offset), "to": format!("{}.{}-{offset}", segment.display(), if matches!(mode, RepairMode::SalvagePrefix) {"salvaged"} else {"torn"}), "reason": reason}));
+                    let end = if matches!(mode, RepairMode::SalvagePrefix) {
+                        s.data_end
+                    } else {
+                        s.torn_end
+                    };
+                    plan.push(json!({"from": segment, "offset": offset, "bytes": end.saturating_sub(*offset), "to": format!("{}.{}-{offset}", segment.display(), if matches!(mode, RepairMode::SalvagePrefix) {"salvaged"} else {"torn"}), "reason": reason}));
                 }
             }
             Verdict::Corrupt {
