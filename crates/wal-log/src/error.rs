@@ -82,6 +82,16 @@ pub enum WalError {
         /// Why.
         reason: String,
     },
+    /// A read-only scan of a live directory (`inspect`, `frames`) found that a segment it was
+    /// reading had been truncated by the running log and its file reused for a new segment:
+    /// what it read is not damage. Scan again.
+    #[error(
+        "{segment} was truncated and its file reused by the running log while it was read; scan again"
+    )]
+    Changed {
+        /// The segment file that changed.
+        segment: PathBuf,
+    },
     /// An earlier write or fsync failed; the log refuses all further work. Reopen to recover.
     #[error("WAL is poisoned: {reason}")]
     Poisoned {

@@ -268,6 +268,21 @@ pub(crate) fn open_segment(vfs: &dyn Vfs, path: &Path, seq: SegmentSeq) -> Resul
     })
 }
 
+/// Whether the file a scan read (through this handle) no longer starts with the header the
+/// scan began with: a live log truncated the segment and gave its file to a new segment
+/// (recycling) while it was being read, so where the scan stopped says nothing about damage.
+///
+/// For tools that scan segments themselves; [`inspect`] and [`frames`] already check it and
+/// report [`WalError::Changed`].
+#[must_use]
+pub fn reused_under_us(file: &dyn VfsFile, header: &SegmentHeader) -> bool {
+    let mut head = [0u8; SEGMENT_HEADER_LEN];
+    match read_full(file, &mut head, 0) {
+        Ok(n) => SegmentHeader::decode(&head[..n]).ok() != Some(*header),
+        Err(_) => false,
+    }
+}
+
 /// The header, unless it names another segment than its file: trusting it would let a copied
 /// or renamed file stand in for the real one.
 fn named_header(
@@ -674,6 +689,7 @@ fn inspect_impl(
         let path = dir.join(segment_file_name(*seq));
         let expect_sealed = i + 1 < segs.len();
         let seg = open_segment(vfs, &path, *seq)?;
+        let (file, header) = (seg.file.clone(), seg.header.as_ref().ok().copied());
         if let (Some(prev), Ok(h)) = (out.segments.last(), &seg.header)
             && (prev.seq.next() != *seq
                 || prev.last_lsn.next() != h.base_lsn
@@ -688,6 +704,11 @@ fn inspect_impl(
             &mut buf,
             visit.as_deref_mut(),
         )?;
+        if !matches!(scan.end, ScanEnd::Clean { .. })
+            && header.is_some_and(|h| reused_under_us(&*file, &h))
+        {
+            return Err(WalError::Changed { segment: path });
+        }
         if out.log_id.is_none() {
             out.log_id = scan.header.map(|h| h.log_id);
         }
@@ -862,6 +883,12 @@ impl Iterator for DirFrames {
                     offset: c.scanner.position() as usize,
                     sealed: None,
                 });
+                if !matches!(end, ScanEnd::Clean { .. })
+                    && reused_under_us(&*c.file, c.scanner.header())
+                {
+                    self.idx = self.segs.len();
+                    return Some(Err(WalError::Changed { segment: c.path }));
+                }
                 self.buf = c.scanner.into_buffer();
                 let clean = matches!(end, ScanEnd::Clean { .. });
                 self.end = Some((c.path, end));

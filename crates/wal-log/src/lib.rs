@@ -53,7 +53,7 @@ mod wal;
 pub use error::{Result, WalError};
 pub use inspect::{
     DirFrame, DirFrames, Inspection, ScanVisitor, SegmentScan, Verdict, VisitError, frames,
-    inspect, inspect_visit,
+    inspect, inspect_visit, reused_under_us,
 };
 pub use open::{MovedAside, OpenReport};
 pub use options::{Options, RecoveryMode, SyncPolicy};

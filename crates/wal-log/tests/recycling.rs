@@ -364,3 +364,55 @@ mod truncation_racing_rotation {
         }
     }
 }
+
+/// A read-only scan (`frames`, what `walctl dump` runs) of a live directory, part-way through
+/// a segment when the running log truncates it and reuses its file: the scan reports
+/// `Changed` (scan again), not corruption. Regression test for a reviewer-found false alarm.
+#[test]
+fn a_read_only_scan_reports_a_reused_segment_as_changed_not_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options::default()
+        .segment_size(1 << 20)
+        .preallocate(false)
+        .recycle_segments(4);
+    let (wal, _) = Wal::open(dir.path(), opts.clone()).unwrap();
+    while wal.segments().len() < 3 {
+        wal.append(&[5u8; 1000]).unwrap();
+    }
+    let mut it = wal_log::frames(std::sync::Arc::new(wal_log::StdVfs), dir.path()).unwrap();
+    let first = it.next().unwrap().unwrap();
+    assert_eq!(first.seq.0, 1);
+    wal.truncate_prefix(Lsn(wal.last_lsn().0 - 10)).unwrap();
+    let reused = wal.stats().recycled;
+    while wal.stats().recycled == reused {
+        wal.append(&[0xEE; 1000]).unwrap();
+    }
+    // Fill the reused file well past where the reader is.
+    for _ in 0..1500 {
+        wal.append_queued(&[0xEE; 1000]).unwrap();
+    }
+    wal.sync().unwrap();
+    let mut outcome = None;
+    for f in it.by_ref() {
+        if let Err(e) = f {
+            outcome = Some(e);
+            break;
+        }
+    }
+    match outcome {
+        Some(wal_log::WalError::Changed { segment }) => {
+            assert_eq!(
+                segment,
+                dir.path().join(wal_log::segment_file_name(first.seq))
+            );
+        }
+        other => panic!("expected Changed, got {other:?}, end {:?}", it.end()),
+    }
+    // Scanned again, the directory is sound.
+    let again = wal_log::inspect(&wal_log::StdVfs, dir.path(), &mut |_, _| {}).unwrap();
+    assert!(
+        matches!(again.verdict(), wal_log::Verdict::Sound),
+        "{:?}",
+        again.verdict()
+    );
+}

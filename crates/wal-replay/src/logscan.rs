@@ -244,6 +244,15 @@ impl LogFrames {
                         self.end = Some(LogEnd { path: c.path, end });
                     }
                 }
+                // Damage, unless a live log reused the file while it was being read.
+                ScanEnd::TornTail { .. } | ScanEnd::Corrupt { .. }
+                    if wal_log::reused_under_us(&*c.file, &h) =>
+                {
+                    self.idx = self.segs.len();
+                    return Err(ReplayError::Wal(wal_log::WalError::Changed {
+                        segment: c.path,
+                    }));
+                }
                 // A clean unsealed end is the end of the log; anything else is damage.
                 end => {
                     self.stop(c.path, end);

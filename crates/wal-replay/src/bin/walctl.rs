@@ -451,6 +451,7 @@ fn stat(data: &DataDir, vfs: &Arc<dyn Vfs>, out: &Out) -> Result<u8, Failure> {
         "last_checkpoint": last_checkpoint.map(|(at, fence)| json!({"lsn": at.0, "fence": fence.0})),
         "aside_files": ins.aside_files,
         "prealloc": ins.prealloc,
+        "recycled_files": ins.recycled_files,
         "snapshots": snaps.iter().map(|(f, h)| json!({
             "file": f.path,
             "fence": f.fence.0,
@@ -484,6 +485,11 @@ fn stat(data: &DataDir, vfs: &Arc<dyn Vfs>, out: &Out) -> Result<u8, Failure> {
             s.file_len,
             lsn_range(s),
             end_str(&s.end)
+        ));
+    }
+    for r in &ins.recycled_files {
+        out.line(format!(
+            "  recycled (kept for reuse, truncated data only): {r}"
         ));
     }
     for a in &ins.aside_files {
