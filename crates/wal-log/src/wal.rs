@@ -511,7 +511,13 @@ impl Inner {
         };
         lock(&self.flush).written = sealed_point;
         self.written_lsn.store(seal_lsn.0, Ordering::Release);
-        *lock(&self.durable) = sealed_point;
+        // Readers may read up to the seal but not past it until the next segment exists: a
+        // reader that saw the seal would open a file not yet installed (and report it
+        // truncated). The commits before the seal are durable now; waiters go on at once.
+        *lock(&self.durable) = Point {
+            end: end - wal_format::encoded_frame_len(8) as u64,
+            ..sealed_point
+        };
         self.durable_lsn.store(seal_lsn.0, Ordering::Release);
         {
             let mut segs = lock(&self.segments);
