@@ -1140,8 +1140,11 @@ impl Wal {
         self.inner.check_poison()?;
         let _span = tracing::info_span!("wal.truncate", fence = fence.0).entered();
         let open_min = lock(&self.inner.writer).open_streams.first().copied();
+        // Chosen and dropped from the in-memory list in one critical section, so that two
+        // truncations running at once never pick the same segment; dropped first so that no
+        // new reader starts there.
         let doomed: Vec<SegmentInfo> = {
-            let segs = lock(&self.inner.segments);
+            let mut segs = lock(&self.inner.segments);
             let mut keep_from = fence.next();
             if let Some(o) = open_min {
                 keep_from = keep_from.min(o);
@@ -1156,16 +1159,15 @@ impl Wal {
                     _ => break,
                 }
             }
-            segs.iter()
+            let n = segs
+                .iter()
                 .take_while(|s| s.sealed && s.last_lsn < keep_from)
-                .cloned()
-                .collect()
+                .count();
+            segs.drain(..n).collect()
         };
         if doomed.is_empty() {
             return Ok(0);
         }
-        // Drop them from the in-memory list first so no new reader starts there.
-        lock(&self.inner.segments).retain(|s| !doomed.iter().any(|d| d.seq == s.seq));
         let mut renamed = Vec::new();
         {
             // Held across the renames: a reader pins a segment before it opens the file, so
