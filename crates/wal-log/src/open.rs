@@ -49,6 +49,11 @@ pub struct OpenReport {
     /// Fragmented transactions found unfinished at the end of the log; an abort frame was
     /// appended for each.
     pub aborted_streams: Vec<Lsn>,
+    /// Recycled segment files (`recycled-<seq>.tmp`, truncated data only) found in the
+    /// directory and kept for reuse, up to [`Options::recycle_segments`].
+    pub recycled_kept: usize,
+    /// Recycled segment files found beyond that limit, and removed.
+    pub recycled_removed: usize,
     /// Bytes of segment files the recovery scan read (each file once, preallocated space
     /// included).
     pub bytes_scanned: u64,
@@ -149,7 +154,7 @@ fn open_impl(dir: &Path, opts: Options, visit: Option<Visit<'_, '_>>) -> Result<
     } else {
         recover(dir, opts, lock_guard, segs, prealloc, visit)?
     };
-    adopt_recycled(&wal, &listing.recycled)?;
+    (report.recycled_kept, report.recycled_removed) = adopt_recycled(&wal, &listing.recycled)?;
     // Close fragmented transactions that a crash left open, so readers need not hold them.
     for s in report.aborted_streams.clone() {
         let lsn = {
@@ -167,6 +172,7 @@ fn open_impl(dir: &Path, opts: Options, visit: Option<Visit<'_, '_>>) -> Result<
         segments = report.segments,
         last_lsn = report.last_lsn.0,
         moved_aside = report.bytes_moved_aside(),
+        recycled_kept = report.recycled_kept,
         elapsed_ms = report.elapsed.as_millis() as u64,
         "opened WAL"
     );
@@ -420,10 +426,11 @@ fn rename_aside(vfs: &dyn Vfs, dir: &Path, seg: &Path, reason: &str) -> Result<M
 /// Takes the recycled files a previous run left (oldest first) into the reuse pool, up to
 /// [`Options::recycle_segments`], and removes the rest. They hold only truncated data: a
 /// segment is renamed to its recycled name only after truncation dropped it from the log.
-fn adopt_recycled(wal: &Wal, names: &[String]) -> Result<()> {
+/// Returns how many were kept and how many removed.
+fn adopt_recycled(wal: &Wal, names: &[String]) -> Result<(usize, usize)> {
     let inner = &wal.inner;
     let keep = inner.opts.recycle_segments;
-    let mut removed = false;
+    let mut removed = 0;
     let mut pool = lock(&inner.recycle_pool);
     for (i, name) in names.iter().enumerate() {
         let p = inner.dir.join(name);
@@ -431,18 +438,18 @@ fn adopt_recycled(wal: &Wal, names: &[String]) -> Result<()> {
             pool.push_back(p);
         } else {
             inner.opts.vfs.remove(&p).map_err(io_err("remove", &p))?;
-            removed = true;
+            removed += 1;
         }
     }
     drop(pool);
-    if removed {
+    if removed > 0 {
         inner
             .opts
             .vfs
             .sync_dir(&inner.dir)
             .map_err(io_err("fsync dir", &inner.dir))?;
     }
-    Ok(())
+    Ok((names.len() - removed, removed))
 }
 
 /// Removes a leftover preallocated file. It never held log data: it gets its name only after

@@ -198,8 +198,12 @@ fn recycled_files_left_by_a_previous_run_are_reused() {
     assert!(!left.is_empty());
     drop(wal);
     // Fewer kept than left: the extra ones are removed on open.
-    let (wal, _) = Wal::open(dir.path(), opts().recycle_segments(1)).unwrap();
+    let (wal, report) = Wal::open(dir.path(), opts().recycle_segments(1)).unwrap();
     assert_eq!(recycled_files(dir.path()), left[..1]);
+    assert_eq!(
+        (report.recycled_kept, report.recycled_removed),
+        (1, left.len() - 1)
+    );
     append(&wal, 600..900);
     assert_eq!(wal.stats().recycled, 1);
     assert_eq!(
