@@ -1115,20 +1115,20 @@ fn ctx(name: &'static str, seed: u64, cfg: Cfg) -> Ctx {
 // Scenarios
 // ---------------------------------------------------------------------------------------------
 
-/// Single thread, small segments, no preallocation: every crash point, every image (all
-/// prefixes, every torn sector count), recovery crashed and a double crash on sampled points.
-#[test]
-fn crash_sim_mixed_workload_every_point() {
+/// The mixed workload of 150 steps on one thread, with 8 KiB segments and no preallocation,
+/// for each seed: every crash point, every image (all prefixes, every torn sector count),
+/// recovery crashed and a double crash on sampled points.
+fn mixed_every_point(name: &'static str, defaults: &[u64], recycle: usize) {
     let mut failures = Vec::new();
-    for seed in seeds(&[1, 11, 21, 31]) {
+    for seed in seeds(defaults) {
         let started = Instant::now();
         let mut c = ctx(
-            "mixed",
+            name,
             seed,
             Cfg {
                 segment_size: 8 << 10,
                 preallocate: false,
-                recycle: 0,
+                recycle,
             },
         );
         let mut rng = Rng(seed);
@@ -1139,29 +1139,18 @@ fn crash_sim_mixed_workload_every_point() {
     assert_no_failures(&failures);
 }
 
+/// The mixed workload on fresh segment files only (no recycling).
+#[test]
+fn crash_sim_mixed_workload_every_point() {
+    mixed_every_point("mixed", &[1, 11, 21, 31], 0);
+}
+
 /// The mixed workload with segment recycling: truncated segments become later segments, so
 /// crash images hold recycled files with stale frames past the log's end, crashes inside
 /// `truncate_prefix` (renames into the pool) and inside rotation onto a recycled file.
 #[test]
 fn crash_sim_recycled_segments_every_point() {
-    let mut failures = Vec::new();
-    for seed in seeds(&[4, 14]) {
-        let started = Instant::now();
-        let mut c = ctx(
-            "recycle",
-            seed,
-            Cfg {
-                segment_size: 8 << 10,
-                preallocate: false,
-                recycle: 2,
-            },
-        );
-        let mut rng = Rng(seed);
-        let steps = gen_mixed(&mut rng, 150);
-        crash_everywhere(&mut c, &steps, 1, true, 2);
-        finish(&c, started, &mut failures);
-    }
-    assert_no_failures(&failures);
+    mixed_every_point("recycle", &[4, 14], 2);
 }
 
 /// Multi-megabyte fragmented transactions and aborted streams, with small segments (the big
