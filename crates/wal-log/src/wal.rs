@@ -606,27 +606,9 @@ impl Inner {
                 }
             },
         };
-        let named = file
-            .write_all_at(&header.encode(), 0)
-            .map_err(io_err("write header", &tmp))
-            .and_then(|()| file.sync_data().map_err(io_err("fsync", &tmp)))
-            .and_then(|()| {
-                self.opts
-                    .vfs
-                    .rename(&tmp, &target)
-                    .map_err(io_err("rename", &target))
-            });
-        if let Err(e) = named {
-            self.release_prealloc();
-            return Err(e);
-        }
-        let synced = self
-            .opts
-            .vfs
-            .sync_dir(&self.dir)
-            .map_err(io_err("fsync dir", &self.dir));
+        let named = self.name_segment(&*file, &header.encode(), &tmp, &target);
         self.release_prealloc();
-        synced?;
+        named?;
         Ok((file, header))
     }
 
@@ -649,11 +631,6 @@ impl Inner {
                 Err(e) => return Err(io_err("open", &from)(e)),
             };
             header.recycled = true;
-            let mut head = Vec::with_capacity(SEGMENT_HEADER_LEN + FRAME_HEADER_LEN);
-            head.extend_from_slice(&header.encode());
-            head.extend_from_slice(&[0; FRAME_HEADER_LEN]);
-            file.write_all_at(&head, 0)
-                .map_err(io_err("write header", &from))?;
             if self.opts.preallocate {
                 let len = file.len().map_err(io_err("stat", &from))?;
                 if len < self.opts.segment_size {
@@ -661,19 +638,38 @@ impl Inner {
                         .map_err(io_err("allocate", &from))?;
                 }
             }
-            file.sync_data().map_err(io_err("fsync", &from))?;
-            self.opts
-                .vfs
-                .rename(&from, target)
-                .map_err(io_err("rename", target))?;
-            self.opts
-                .vfs
-                .sync_dir(&self.dir)
-                .map_err(io_err("fsync dir", &self.dir))?;
+            let mut head = Vec::with_capacity(SEGMENT_HEADER_LEN + FRAME_HEADER_LEN);
+            head.extend_from_slice(&header.encode());
+            head.extend_from_slice(&[0; FRAME_HEADER_LEN]);
+            self.name_segment(&*file, &head, &from, target)?;
             self.counters.recycled.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(from = %from.display(), to = %target.display(), "recycled a segment file");
             return Ok(Some(file));
         }
+    }
+
+    /// The last steps of installing a segment, for a fresh or a recycled file: writes `head`
+    /// (the header, and for a recycled file the end marker) at offset 0 and syncs it, then
+    /// renames `from` to `target` and syncs the directory. The header is durable before the
+    /// name is, so a segment name never shows a file's old header.
+    fn name_segment(
+        &self,
+        file: &dyn VfsFile,
+        head: &[u8],
+        from: &Path,
+        target: &Path,
+    ) -> Result<()> {
+        file.write_all_at(head, 0)
+            .map_err(io_err("write header", from))?;
+        file.sync_data().map_err(io_err("fsync", from))?;
+        self.opts
+            .vfs
+            .rename(from, target)
+            .map_err(io_err("rename", target))?;
+        self.opts
+            .vfs
+            .sync_dir(&self.dir)
+            .map_err(io_err("fsync dir", &self.dir))
     }
 
     /// Creates (replacing any leftover) the preallocated file and syncs it and the directory.
