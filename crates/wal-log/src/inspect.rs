@@ -60,6 +60,20 @@ pub struct SegmentScan {
     pub seal: Option<SegmentSeq>,
 }
 
+impl SegmentScan {
+    /// Where the bytes that recovery moves aside from a cut in this segment end: the torn
+    /// write only ([`SegmentScan::torn_end`]) when a torn tail is cut, everything up to
+    /// [`SegmentScan::data_end`] when the log is salvaged.
+    #[must_use]
+    pub fn aside_end(&self, salvage: bool) -> u64 {
+        if salvage {
+            self.data_end
+        } else {
+            self.torn_end
+        }
+    }
+}
+
 /// The result of scanning a whole directory.
 #[derive(Clone, Debug, Default)]
 pub struct Inspection {

@@ -589,11 +589,9 @@ fn recover(
         if *offset > 0 {
             let s = &scans[kept_last];
             // A torn tail moves the torn write aside; salvage moves everything after the cut.
-            let (what, end) = if mode == RecoveryMode::SalvagePrefix {
-                ("salvaged", s.data_end)
-            } else {
-                ("torn", s.torn_end)
-            };
+            let salvage = mode == RecoveryMode::SalvagePrefix;
+            let what = if salvage { "salvaged" } else { "torn" };
+            let end = s.aside_end(salvage);
             if end > *offset {
                 report.moved_aside.push(move_aside(
                     &*vfs, &dir, &s.path, *offset, end, what, reason,

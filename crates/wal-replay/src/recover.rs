@@ -878,7 +878,7 @@ fn plan_cut(
             .map_or(Lsn::ZERO, |p| p.last_lsn);
     } else {
         report.log_end = s.last_lsn;
-        let end = if salvage { s.data_end } else { s.torn_end };
+        let end = s.aside_end(salvage);
         if end > offset {
             report.moved_aside.push(Aside {
                 from: s.path.clone(),

@@ -772,11 +772,7 @@ fn repair(
                 reason,
             } => {
                 if let Some(s) = ins.segments.iter().find(|s| &s.path == segment) {
-                    let end = if matches!(mode, RepairMode::SalvagePrefix) {
-                        s.data_end
-                    } else {
-                        s.torn_end
-                    };
+                    let end = s.aside_end(matches!(mode, RepairMode::SalvagePrefix));
                     plan.push(json!({"from": segment, "offset": offset, "bytes": end.saturating_sub(*offset), "to": format!("{}.{}-{offset}", segment.display(), if matches!(mode, RepairMode::SalvagePrefix) {"salvaged"} else {"torn"}), "reason": reason}));
                 }
             }
