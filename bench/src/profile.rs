@@ -229,12 +229,18 @@ fn tx_run(
     Ok((mb, wal.stats(), max))
 }
 
-fn raw_tx(root: &Path, flat: &[u8], cell: Duration) -> Res<f64> {
+/// MB/s of the raw loop writing `flat` per transaction, with an fdatasync each (`durable`)
+/// or without (what is left is the copy into the page cache).
+fn raw_tx(root: &Path, flat: &[u8], cell: Duration, durable: bool) -> Res<f64> {
     let raw = systems::RawFile::create(&root.join("profile-raw.bin"), 256 << 20)?;
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < cell {
-        raw.write_durable(flat)?;
+        if durable {
+            raw.write_durable(flat)?;
+        } else {
+            raw.write_only(flat)?;
+        }
         n += 1;
     }
     let mb = n as f64 * flat.len() as f64 / start.elapsed().as_secs_f64() / 1e6;
@@ -316,7 +322,7 @@ fn tx(root: &Path) -> Res<()> {
             eprintln!(
                 "  [{round}] {:<42} {:>7.1} MB/s",
                 "raw pwrite+fdatasync",
-                raw_tx(root, &flat, cell)?
+                raw_tx(root, &flat, cell, true)?
             );
             // Without any fsync: what is left is CPU and the copy into the page cache.
             let dir = systems::fresh_dir(root, "profile-tx")?;
@@ -332,15 +338,7 @@ fn tx(root: &Path) -> Res<()> {
                 "  [{round}] {:<42} {mb:>7.1} MB/s",
                 "steady, SyncPolicy::Never"
             );
-            let raw = systems::RawFile::create(&root.join("profile-raw.bin"), 256 << 20)?;
-            let start = Instant::now();
-            let mut n = 0u64;
-            while start.elapsed() < cell {
-                raw.write_only(&flat)?;
-                n += 1;
-            }
-            let mb = n as f64 * flat.len() as f64 / start.elapsed().as_secs_f64() / 1e6;
-            let _ = std::fs::remove_file(root.join("profile-raw.bin"));
+            let mb = raw_tx(root, &flat, cell, false)?;
             eprintln!("  [{round}] {:<42} {mb:>7.1} MB/s", "raw pwrite only");
             let start = Instant::now();
             let mut n = 0u64;

@@ -221,7 +221,7 @@ impl RawFile {
         })
     }
 
-    /// [`RawFile::write_durable`] without the fdatasync.
+    /// Writes `buf` at the next place in the ring (no fdatasync).
     pub fn write_only(&self, buf: &[u8]) -> Res<()> {
         let len = buf.len() as u64;
         let mut pos = self.off.fetch_add(len, Ordering::Relaxed) % self.size;
@@ -232,13 +232,9 @@ impl RawFile {
         Ok(())
     }
 
+    /// [`RawFile::write_only`], then an fdatasync.
     pub fn write_durable(&self, buf: &[u8]) -> Res<()> {
-        let len = buf.len() as u64;
-        let mut pos = self.off.fetch_add(len, Ordering::Relaxed) % self.size;
-        if pos + len > self.size {
-            pos = 0;
-        }
-        self.file.write_all_at(buf, pos)?;
+        self.write_only(buf)?;
         self.file.sync_data()?;
         Ok(())
     }
