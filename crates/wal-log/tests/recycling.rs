@@ -458,3 +458,139 @@ fn concurrent_truncations_take_each_segment_once() {
         assert!(wal.segments().len() <= 2, "{:?}", wal.segments());
     }
 }
+
+mod reuse_during_inspect {
+    //! `inspect` (what `walctl verify` and `stat` run) of a live directory whose running log
+    //! truncates and reuses the very segment file being read: `Changed`, not a damage verdict.
+    use std::io;
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+    use wal_log::sim::SimVfs;
+    use wal_log::vfs::{OpenMode, Vfs, VfsFile, VfsLock};
+    use wal_log::{Options, Wal, WalError};
+
+    type Trigger = Box<dyn FnOnce() + Send>;
+
+    /// The trigger, run at most once.
+    struct Slot(Mutex<Option<Trigger>>);
+
+    impl std::fmt::Debug for Slot {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Slot")
+        }
+    }
+
+    /// `SimVfs`, except that the first read past the header of segment 1 first runs the
+    /// trigger (the running log truncating and reusing that file).
+    #[derive(Debug)]
+    struct ReadHook {
+        sim: SimVfs,
+        trigger: Arc<Slot>,
+    }
+
+    #[derive(Debug)]
+    struct HookedFile {
+        inner: Arc<dyn VfsFile>,
+        trigger: Arc<Slot>,
+    }
+
+    impl VfsFile for HookedFile {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            if offset > 0 {
+                let t = self.trigger.0.lock().unwrap().take();
+                if let Some(t) = t {
+                    t();
+                }
+            }
+            self.inner.read_at(buf, offset)
+        }
+        fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+            self.inner.write_all_at(buf, offset)
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            self.inner.sync_data()
+        }
+        fn sync_all(&self) -> io::Result<()> {
+            self.inner.sync_all()
+        }
+        fn len(&self) -> io::Result<u64> {
+            self.inner.len()
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.inner.set_len(len)
+        }
+        fn allocate(&self, len: u64) -> io::Result<()> {
+            self.inner.allocate(len)
+        }
+    }
+
+    impl Vfs for ReadHook {
+        fn create_dir_all(&self, d: &Path) -> io::Result<()> {
+            self.sim.create_dir_all(d)
+        }
+        fn list(&self, d: &Path) -> io::Result<Vec<String>> {
+            self.sim.list(d)
+        }
+        fn open(&self, p: &Path, m: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
+            let inner = self.sim.open(p, m)?;
+            if p.ends_with(wal_log::segment_file_name(wal_format::SegmentSeq(1))) {
+                return Ok(Arc::new(HookedFile {
+                    inner,
+                    trigger: self.trigger.clone(),
+                }));
+            }
+            Ok(inner)
+        }
+        fn remove(&self, p: &Path) -> io::Result<()> {
+            self.sim.remove(p)
+        }
+        fn lock(&self, p: &Path) -> io::Result<Box<dyn VfsLock>> {
+            self.sim.lock(p)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            self.sim.rename(from, to)
+        }
+        fn sync_dir(&self, d: &Path) -> io::Result<()> {
+            self.sim.sync_dir(d)
+        }
+    }
+
+    #[test]
+    fn inspect_reports_a_segment_reused_under_it_as_changed() {
+        let sim = SimVfs::new();
+        sim.create_dir_all(Path::new("/db")).unwrap();
+        let opts = Options::default()
+            .vfs(Arc::new(sim.clone()))
+            .segment_size(16 << 10)
+            .preallocate(false)
+            .recycle_segments(4);
+        let (wal, _) = Wal::open("/db", opts).unwrap();
+        let wal = Arc::new(wal);
+        while wal.segments().len() < 4 {
+            wal.append(&[3u8; 700]).unwrap();
+        }
+        let running = wal.clone();
+        let trigger: Trigger = Box::new(move || {
+            // The engine truncates everything durable and writes until segment 1's file has
+            // become a new segment, well past the reader's place.
+            running.truncate_prefix(running.durable_lsn()).unwrap();
+            let before = running.stats().recycled;
+            while running.stats().recycled < before + 2 {
+                running.append(&[9u8; 700]).unwrap();
+            }
+        });
+        let hook = ReadHook {
+            sim: sim.clone(),
+            trigger: Arc::new(Slot(Mutex::new(Some(trigger)))),
+        };
+        match wal_log::inspect(&hook, Path::new("/db"), &mut |_, _| {}) {
+            Err(WalError::Changed { segment }) => {
+                assert!(segment.ends_with(wal_log::segment_file_name(wal_format::SegmentSeq(1))));
+            }
+            other => panic!("expected Changed, got {:?}", other.map(|i| i.verdict())),
+        }
+        // Read again, the live directory is sound.
+        let again = wal_log::inspect(&sim, Path::new("/db"), &mut |_, _| {}).unwrap();
+        assert!(matches!(again.verdict(), wal_log::Verdict::Sound));
+    }
+}
