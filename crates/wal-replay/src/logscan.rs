@@ -418,3 +418,53 @@ impl TransactionAssembler {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use wal_log::{Options, StdVfs, Wal, WalError};
+
+    /// The log scan of recovery's second read, on a live directory whose running log
+    /// truncates and reuses the segment being read: `Changed`, not a damage verdict.
+    #[test]
+    fn a_segment_reused_under_the_scan_is_reported_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options::default()
+            .segment_size(1 << 20)
+            .preallocate(false)
+            .recycle_segments(4);
+        let (wal, _) = Wal::open(dir.path(), opts).unwrap();
+        while wal.segments().len() < 3 {
+            wal.append(&[5u8; 1000]).unwrap();
+        }
+        let mut frames = LogFrames::open(Arc::new(StdVfs), dir.path(), Lsn::ZERO).unwrap();
+        assert!(frames.next_frame().unwrap().is_some());
+        wal.truncate_prefix(Lsn(wal.last_lsn().0 - 10)).unwrap();
+        let reused = wal.stats().recycled;
+        while wal.stats().recycled == reused {
+            wal.append(&[0xEE; 1000]).unwrap();
+        }
+        for _ in 0..1500 {
+            wal.append_queued(&[0xEE; 1000]).unwrap();
+        }
+        wal.sync().unwrap();
+        let outcome = loop {
+            match frames.next_frame() {
+                Ok(Some(_)) => {}
+                other => break other,
+            }
+        };
+        match outcome {
+            Err(ReplayError::Wal(WalError::Changed { segment })) => {
+                assert_eq!(
+                    segment,
+                    dir.path()
+                        .join(segment_file_name(wal_format::SegmentSeq(1)))
+                );
+            }
+            other => panic!("expected Changed, got {other:?}, end {:?}", frames.end()),
+        }
+    }
+}
