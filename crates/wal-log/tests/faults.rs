@@ -557,6 +557,7 @@ fn sweep(preallocate: bool) -> (Tally, Vec<String>, BTreeMap<String, u64>) {
     let mut t = Tally::default();
     let mut failures = Vec::new();
     let mut per_kind = BTreeMap::new();
+    let mut reused = 0;
     for base in [
         Base::Fresh,
         Base::TornTail,
@@ -580,6 +581,7 @@ fn sweep(preallocate: bool) -> (Tally, Vec<String>, BTreeMap<String, u64>) {
             failures.push(format!("{base:?}: clean run failed at {step}: {e}"));
             continue;
         }
+        reused += run.wal.as_ref().map_or(0, |w| w.stats().recycled);
         drop(run.wal);
         for kind in KINDS {
             // With the preallocator the count varies a little between runs: go a bit past it.
@@ -617,6 +619,11 @@ fn sweep(preallocate: bool) -> (Tally, Vec<String>, BTreeMap<String, u64>) {
                 }
             }
         }
+    }
+    // The sweep must reach segment recycling (truncation keeps files, and appends after the
+    // reopen rotate onto one), so faults land in its renames, header writes and fsyncs too.
+    if !preallocate && reused == 0 {
+        failures.push("no clean run reused a recycled file".to_owned());
     }
     (t, failures, per_kind)
 }
