@@ -47,13 +47,15 @@ pub use codec::Bincode;
 pub use codec::{Codec, CodecError, decode_all, decode_into};
 pub use error::FormatError;
 pub use frame::{
-    FLAG_MULTI, FRAME_HEADER_LEN, Frame, FrameKind, MAX_FRAME_PAYLOAD, SegmentSeed, decode_frame,
-    encode_fragment, encode_frame, encode_records_frame, encoded_frame_len,
+    FLAG_MULTI, FRAME_HEADER_LEN, Frame, FrameKind, FrameSum, MAX_FRAME_PAYLOAD, SegmentSeed,
+    decode_frame, encode_fragment, encode_frame, encode_records_frame, encoded_frame_len,
 };
 pub use header::{
     FORMAT_VERSION, HEADER_FLAG_RECYCLED, LogId, MAX_POSITION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
     SegmentHeader,
 };
 pub use lsn::{Lsn, SegmentSeq};
-pub use records::{RecordIter, RecordSlices, encode_records, record_slices, records_len};
+pub use records::{
+    RecordIter, RecordSlices, encode_records, record_slices, records_body_pieces, records_len,
+};
 pub use scan::{ScanEnd, SegmentScanner, scan_frames};

@@ -16,6 +16,41 @@ pub fn encode_records<R: AsRef<[u8]>>(out: &mut Vec<u8>, records: &[R]) {
     }
 }
 
+/// The multi-record body of `records` as the pieces [`encode_records`] would copy, in order,
+/// without copying any record: the framing (count and length prefixes) comes from `prefixes`,
+/// which is cleared and refilled (so a caller can reuse it), and each record is borrowed.
+/// Concatenated, the pieces are exactly the body; with [`crate::FrameSum`] they let a log
+/// write a large batch straight from the caller's buffers.
+///
+/// ```
+/// let records = [&b"a"[..], &b"bc"[..]];
+/// let mut prefixes = Vec::new();
+/// let body: Vec<u8> = wal_format::records_body_pieces(&records, &mut prefixes).flatten().copied().collect();
+/// let mut encoded = Vec::new();
+/// wal_format::encode_records(&mut encoded, &records);
+/// assert_eq!(body, encoded);
+/// ```
+pub fn records_body_pieces<'a, R: AsRef<[u8]>>(
+    records: &'a [R],
+    prefixes: &'a mut Vec<[u8; 4]>,
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    prefixes.clear();
+    prefixes.reserve(records.len() + 1);
+    prefixes.push((records.len() as u32).to_le_bytes());
+    prefixes.extend(
+        records
+            .iter()
+            .map(|r| (r.as_ref().len() as u32).to_le_bytes()),
+    );
+    let prefixes: &'a [[u8; 4]] = prefixes;
+    let (count, lens) = prefixes.split_at(1);
+    count.iter().map(|c| &c[..]).chain(
+        lens.iter()
+            .zip(records)
+            .flat_map(|(l, r)| [&l[..], r.as_ref()]),
+    )
+}
+
 /// Encoded length of a multi-record body holding `records`.
 #[must_use]
 pub fn records_len<R: AsRef<[u8]>>(records: &[R]) -> usize {

@@ -834,6 +834,13 @@ impl VfsFile for SimFile {
         )
     }
 
+    fn write_vectored_all_at(&self, bufs: &[std::io::IoSlice<'_>], offset: u64) -> io::Result<()> {
+        // One write, as pwritev(2) is: a crash keeps some of it or none, never a later piece
+        // as a write of its own.
+        let whole: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+        self.write_all_at(&whole, offset)
+    }
+
     fn sync_data(&self) -> io::Result<()> {
         let mut st = self.begin(OpKind::SyncData)?;
         let inode = st.inode_mut(self.inode)?;

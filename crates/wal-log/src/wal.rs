@@ -11,9 +11,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wal_format::{
-    FRAME_HEADER_LEN, FrameKind, LogId, Lsn, MAX_FRAME_PAYLOAD, SEGMENT_HEADER_LEN, SegmentHeader,
-    SegmentSeed, SegmentSeq, encode_fragment, encode_frame, encode_records, encode_records_frame,
-    records_len,
+    FLAG_MULTI, FRAME_HEADER_LEN, FrameKind, FrameSum, LogId, Lsn, MAX_FRAME_PAYLOAD,
+    SEGMENT_HEADER_LEN, SegmentHeader, SegmentSeed, SegmentSeq, encode_fragment, encode_frame,
+    encode_records, encode_records_frame, encoded_frame_len, records_body_pieces, records_len,
 };
 
 /// At most this many yields while a flush gathers queued commits (see `Inner::gather`).
@@ -22,6 +22,47 @@ const GATHER_ROUNDS: usize = 8;
 /// Locks a mutex, ignoring std's poisoning: every critical section here leaves its state
 /// consistent before anything that can panic, and I/O failures are handled by the log's own
 /// poisoning instead.
+/// A transaction whose encoded body is at least this large is written straight from the
+/// caller's buffers ([`Inner::append_direct`]) instead of being copied into the pending
+/// buffer first: for large batches that copy costs as much as the kernel's own.
+pub(crate) const DIRECT_MIN: usize = 256 << 10;
+/// A direct write hands the kernel this much before asking it to start writing it back, so
+/// the device works while the rest is still being copied into the page cache.
+const WRITEBACK_CHUNK: u64 = 512 << 10;
+/// Buffers per vectored write in a direct write (pwritev(2) takes at most 1024).
+const DIRECT_IOV: usize = 1024;
+/// Bytes per vectored write in a direct write: checksumming a group brings it into cache just
+/// before the kernel copies it.
+const DIRECT_GROUP: usize = 1 << 20;
+/// Pieces of a direct write up to this size are copied into a staging buffer rather than
+/// handed to the kernel one by one.
+const STAGE_MAX: usize = 2 << 10;
+/// A direct write's staging buffer is written out once it holds this much (small enough to
+/// stay in cache from the copy to the kernel's).
+const STAGE_GROUP: usize = 256 << 10;
+
+/// A frame for [`Inner::append_direct`]: its kind and flags, and its payload as `len` bytes in
+/// `pieces`, in order.
+pub(crate) struct DirectFrame<I> {
+    pub(crate) kind: FrameKind,
+    pub(crate) flags: u8,
+    pub(crate) len: usize,
+    pub(crate) pieces: I,
+}
+
+/// Where one buffer of a direct write's vectored write is.
+#[derive(Clone, Copy)]
+enum Part<'a> {
+    /// A byte range of the staging buffer.
+    Staged(usize, usize),
+    /// The caller's own bytes.
+    Borrowed(&'a [u8]),
+}
+
+/// Zeros standing in for a direct frame's header until its payload is written, and the end
+/// marker after a write in a recycled segment.
+const ZERO_HEADER: [u8; FRAME_HEADER_LEN] = [0; FRAME_HEADER_LEN];
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -106,6 +147,7 @@ pub(crate) struct Counters {
     pub(crate) rotations: AtomicU64,
     pub(crate) recycled: AtomicU64,
     pub(crate) bytes_since_checkpoint: AtomicU64,
+    pub(crate) direct_writes: AtomicU64,
 }
 
 pub(crate) struct Inner {
@@ -132,6 +174,11 @@ pub(crate) struct Inner {
     /// Segments a reader is reading (count per segment): truncation deletes these rather
     /// than recycling them, so a reader's open file is never overwritten under it.
     pub(crate) pins: Mutex<BTreeMap<SegmentSeq, usize>>,
+    /// Reused for the length prefixes of a batch written by [`Inner::append_direct`] (a
+    /// batch running at the same time as another makes its own).
+    direct_prefixes: Mutex<Vec<[u8; 4]>>,
+    /// Reused by [`Inner::append_direct`] to gather small pieces.
+    direct_stage: Mutex<Vec<u8>>,
     shutdown: AtomicBool,
     shutdown_lock: Mutex<()>,
     shutdown_cv: Condvar,
@@ -190,6 +237,9 @@ pub struct Stats {
     pub recycled: u64,
     /// Frame bytes appended since the last checkpoint marker (including before open).
     pub bytes_since_checkpoint: u64,
+    /// Transactions since open written straight from the caller's buffers rather than copied
+    /// into the log's buffer first: those of at least 256 KiB (see [`Wal::append_batch`]).
+    pub direct_writes: u64,
 }
 
 impl Inner {
@@ -295,21 +345,196 @@ impl Inner {
             if do_sync && result.is_ok() {
                 result = self.lead_sync();
             }
-            let mut f = lock(&self.flush);
-            if strict || do_write {
-                f.writing = false;
-            }
-            if strict || do_sync {
-                f.syncing = false;
-            }
-            self.flushed.notify_all();
-            let wake = self.take_wakeable(&mut f, strict);
-            drop(f);
-            for w in wake {
-                w.wake();
-            }
+            self.release_roles(do_write, do_sync, strict);
             result?;
         }
+    }
+
+    /// Gives up the roles taken in [`Inner::flush_to`] or [`Inner::take_roles`] and wakes the
+    /// waiters that the flush covered (and one to lead the next).
+    fn release_roles(&self, wrote: bool, synced: bool, strict: bool) {
+        let mut f = lock(&self.flush);
+        if strict || wrote {
+            f.writing = false;
+        }
+        if strict || synced {
+            f.syncing = false;
+        }
+        self.flushed.notify_all();
+        let wake = self.take_wakeable(&mut f, strict);
+        drop(f);
+        for w in wake {
+            w.wake();
+        }
+    }
+
+    /// Takes the writer role (and under `strict` the syncer role too, as [`Inner::flush_to`]
+    /// does), waiting in line with the other waiters while another thread holds them.
+    fn take_roles(&self, strict: bool) -> Result<()> {
+        loop {
+            self.check_poison()?;
+            let mut f = lock(&self.flush);
+            self.check_poison()?;
+            if f.writing || (strict && f.syncing) {
+                // No flush covers this waiter: it is woken as the next leader, or by poisoning.
+                self.park_until(f, Lsn(u64::MAX), true, &|_| false);
+                continue;
+            }
+            f.writing = true;
+            if strict {
+                f.syncing = true;
+            }
+            return Ok(());
+        }
+    }
+
+    /// Appends one frame whose payload is `pieces` (in order, `len` bytes in all), written
+    /// from the caller's buffers with no copy into the pending buffer. The caller becomes the
+    /// flush leader: it writes whatever is pending in front of the frame in the same write,
+    /// and under [`SyncPolicy::Always`] fsyncs before returning, which covers the frames of
+    /// any writers waiting on it as well.
+    ///
+    /// The frame header is written last. Until then zeros stand in front of the payload, so a
+    /// crash in between leaves an end (an end marker in a recycled segment, else a torn tail),
+    /// never a header over a payload not all written. Every [`WRITEBACK_CHUNK`] handed to the
+    /// kernel is put to the device at once ([`VfsFile::start_writeback`]) while the rest is
+    /// still being copied, so the fsync at the end waits for less.
+    pub(crate) fn append_direct<'a>(
+        &self,
+        frame: DirectFrame<impl Iterator<Item = &'a [u8]>>,
+    ) -> Result<Lsn> {
+        let strict = self.opts.sync == SyncPolicy::Always;
+        self.take_roles(strict)?;
+        let result = self.write_direct(frame).and_then(|lsn| {
+            if strict {
+                self.lead_sync()?;
+            }
+            Ok(lsn)
+        });
+        self.release_roles(true, strict, strict);
+        result
+    }
+
+    /// The write of [`Inner::append_direct`]; the caller holds the writer role.
+    fn write_direct<'a>(&self, frame: DirectFrame<impl Iterator<Item = &'a [u8]>>) -> Result<Lsn> {
+        let DirectFrame {
+            kind,
+            flags,
+            len,
+            pieces,
+        } = frame;
+        let mut w = lock(&self.writer);
+        self.check_poison()?;
+        if w.write_pos + w.pending.len() as u64 >= self.opts.segment_size {
+            self.rotate(&mut w)?;
+        }
+        let lsn = w.next_lsn;
+        let mut sum = FrameSum::new(w.seed, kind, flags, lsn, len)?;
+        let spare = std::mem::take(&mut w.spare);
+        let head = std::mem::replace(&mut w.pending, spare);
+        let pos = w.write_pos;
+        let frame_at = pos + head.len() as u64;
+        let frame_end = frame_at + encoded_frame_len(len) as u64;
+        w.write_pos = frame_end;
+        w.next_lsn = lsn.next();
+        w.pending_last = lsn;
+        let commits = std::mem::take(&mut w.pending_commits)
+            + u64::from(matches!(kind, FrameKind::Tx | FrameKind::FragEnd));
+        let (file, seq, recycled) = (w.file.clone(), w.seq, w.recycled);
+        drop(w);
+        let frame_len = encoded_frame_len(len) as u64;
+        self.counters.appends.fetch_add(1, Ordering::Relaxed);
+        self.counters.direct_writes.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(frame_len, Ordering::Relaxed);
+        self.counters
+            .bytes_since_checkpoint
+            .fetch_add(frame_len, Ordering::Relaxed);
+
+        let failed = |e| self.poison(io_err("write", self.path(&segment_file_name(seq)))(e));
+        let mut stage = std::mem::take(&mut *lock(&self.direct_stage));
+        stage.clear();
+        stage.reserve(STAGE_GROUP + STAGE_MAX);
+        let mut parts = [Part::Staged(0, 0); DIRECT_IOV];
+        parts[0] = Part::Borrowed(&head);
+        parts[1] = Part::Borrowed(&ZERO_HEADER);
+        let (mut n, mut group, mut folded): (usize, usize, usize) =
+            (2, head.len() + FRAME_HEADER_LEN, 0);
+        let (mut at, mut kicked) = (pos, pos);
+        let mut pieces = pieces;
+        loop {
+            let next = pieces.next();
+            match next {
+                Some(p) if p.len() <= STAGE_MAX => {
+                    // Small pieces (length prefixes, small records) are copied together: one
+                    // buffer each for the kernel and one checksum call for many of them.
+                    let from = stage.len();
+                    stage.extend_from_slice(p);
+                    match n.checked_sub(1).map(|i| &mut parts[i]) {
+                        Some(Part::Staged(_, end)) if *end == from => *end = stage.len(),
+                        _ => {
+                            parts[n] = Part::Staged(from, stage.len());
+                            n += 1;
+                        }
+                    }
+                }
+                Some(p) => {
+                    sum.fold(&stage[folded..]);
+                    folded = stage.len();
+                    sum.fold(p);
+                    parts[n] = Part::Borrowed(p);
+                    n += 1;
+                }
+                None => {
+                    if recycled {
+                        parts[n] = Part::Borrowed(&ZERO_HEADER);
+                        n += 1;
+                    }
+                }
+            }
+            group += next.map_or(0, <[u8]>::len);
+            let last = next.is_none();
+            if last || n + 2 >= DIRECT_IOV || stage.len() >= STAGE_GROUP || group >= DIRECT_GROUP {
+                sum.fold(&stage[folded..]);
+                let mut iov = [std::io::IoSlice::new(&[]); DIRECT_IOV];
+                for (slot, part) in iov.iter_mut().zip(&parts[..n]) {
+                    *slot = std::io::IoSlice::new(match *part {
+                        Part::Staged(a, b) => &stage[a..b],
+                        Part::Borrowed(p) => p,
+                    });
+                }
+                file.write_vectored_all_at(&iov[..n], at).map_err(failed)?;
+                at += iov[..n].iter().map(|b| b.len() as u64).sum::<u64>();
+                if !last && at - kicked >= WRITEBACK_CHUNK {
+                    // Only advice: the fsync that follows reports any write-back failure.
+                    let _ = file.start_writeback(kicked, at - kicked);
+                    kicked = at;
+                }
+                stage.clear();
+                (n, group, folded) = (0, 0, 0);
+            }
+            if last {
+                break;
+            }
+        }
+        *lock(&self.direct_stage) = stage;
+        // A miscounted payload is a bug here, and the frame is half written: stop the log.
+        let header = sum.header().map_err(|e| self.poison(e.into()))?;
+        file.write_all_at(&header, frame_at).map_err(failed)?;
+        {
+            let mut f = lock(&self.flush);
+            f.written = Point {
+                lsn,
+                seq,
+                end: frame_end,
+            };
+            f.written_file = Some(file);
+        }
+        self.written_lsn.store(lsn.0, Ordering::Release);
+        let mut head = head;
+        head.clear();
+        lock(&self.writer).spare = head;
+        self.counters.commits.fetch_add(commits, Ordering::Relaxed);
+        Ok(lsn)
     }
 
     /// Parks the calling thread, listed in `f.waiters`, until a finishing flush wakes it, `done`
@@ -931,6 +1156,8 @@ impl Wal {
             prealloc_cv: Condvar::new(),
             recycle_pool: Mutex::new(VecDeque::new()),
             pins: Mutex::new(BTreeMap::new()),
+            direct_prefixes: Mutex::new(Vec::new()),
+            direct_stage: Mutex::new(Vec::new()),
             shutdown: AtomicBool::new(false),
             shutdown_lock: Mutex::new(()),
             shutdown_cv: Condvar::new(),
@@ -975,6 +1202,14 @@ impl Wal {
             let mut s = self.stream()?;
             s.write(payload)?;
             return s.commit();
+        }
+        if payload.len() >= DIRECT_MIN {
+            return self.inner.append_direct(DirectFrame {
+                kind: FrameKind::Tx,
+                flags: 0,
+                len: payload.len(),
+                pieces: std::iter::once(payload),
+            });
         }
         let lsn = {
             let mut w = lock(&self.inner.writer);
@@ -1039,6 +1274,18 @@ impl Wal {
             s.multi = true;
             s.write(&body)?;
             return s.commit();
+        }
+        if size >= DIRECT_MIN {
+            let mut prefixes = std::mem::take(&mut *lock(&self.inner.direct_prefixes));
+            let pieces = records_body_pieces(payloads, &mut prefixes);
+            let result = self.inner.append_direct(DirectFrame {
+                kind: FrameKind::Tx,
+                flags: FLAG_MULTI,
+                len: size,
+                pieces,
+            });
+            *lock(&self.inner.direct_prefixes) = prefixes;
+            return result;
         }
         let lsn = {
             let mut guard = lock(&self.inner.writer);
@@ -1224,6 +1471,7 @@ impl Wal {
             rotations: c.rotations.load(Ordering::Relaxed),
             recycled: c.recycled.load(Ordering::Relaxed),
             bytes_since_checkpoint: c.bytes_since_checkpoint.load(Ordering::Relaxed),
+            direct_writes: c.direct_writes.load(Ordering::Relaxed),
         }
     }
 

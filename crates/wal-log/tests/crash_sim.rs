@@ -109,6 +109,18 @@ fn first_record(id: u64, len: usize) -> Vec<u8> {
     v
 }
 
+/// The records of batch `id` with the given lengths: the first carries the id.
+fn batch_of(id: u64, lens: &[usize]) -> Vec<Vec<u8>> {
+    let mut recs = vec![first_record(id, lens[0])];
+    recs.extend(
+        lens[1..]
+            .iter()
+            .enumerate()
+            .map(|(i, l)| fill(id * 64 + i as u64, *l)),
+    );
+    recs
+}
+
 fn id_of(records: &[Vec<u8>]) -> Option<u64> {
     let first = records.first()?;
     Some(u64::from_le_bytes(first.get(..8)?.try_into().ok()?))
@@ -124,6 +136,10 @@ enum Step {
     Append { len: usize },
     /// `Wal::append_batch`.
     Batch { lens: Vec<usize> },
+    /// `Wal::append_queued` of a `queued`-byte transaction (no I/O), then `Wal::append_batch`
+    /// of `lens`: the batch's flush writes and syncs the queued frame too, so both are
+    /// acknowledged when the batch returns.
+    QueuedThenBatch { queued: usize, lens: Vec<usize> },
     /// `Wal::stream`, written in `chunks`, committed. With `multi`, the body is a record batch
     /// of `chunks.len()` records written in one piece per record.
     Stream { chunks: Vec<usize>, multi: bool },
@@ -262,6 +278,52 @@ fn gen_big_flat(rng: &mut Rng) -> Vec<Step> {
     ]
 }
 
+/// Transactions large enough for the direct path (`append_batch` and `append` write them from
+/// the caller's buffers, header last): batches of many small records (staged, more than one
+/// staged write's worth) after a queued append (whose frame the direct write carries in front
+/// of its own), batches of records handed to the kernel as they are, and large single
+/// appends; between them small appends, truncations (recycled segments) and reopens.
+fn gen_direct(rng: &mut Rng) -> Vec<Step> {
+    let a = |rng: &mut Rng| Step::Append {
+        len: small_len(rng),
+    };
+    let small_records = |rng: &mut Rng| {
+        let mut lens: Vec<usize> = (0..300).map(|_| rng.range(850, 1000)).collect();
+        lens.push(rng.range(2100, 5000));
+        Step::QueuedThenBatch {
+            queued: small_len(rng),
+            lens,
+        }
+    };
+    let handed_over = |rng: &mut Rng| {
+        let mut lens = vec![8];
+        lens.extend((0..60).map(|_| rng.range(2100, 6000)));
+        Step::Batch { lens }
+    };
+    let r = rng;
+    vec![
+        a(r),
+        a(r),
+        small_records(r),
+        a(r),
+        Step::Truncate { back: 0 },
+        Step::Append {
+            len: r.range(260 << 10, 280 << 10),
+        },
+        a(r),
+        Step::Checkpoint,
+        Step::Truncate { back: 0 },
+        handed_over(r),
+        Step::Reopen,
+        a(r),
+        Step::Truncate { back: 0 },
+        small_records(r),
+        a(r),
+        Step::Truncate { back: 0 },
+        a(r),
+    ]
+}
+
 /// Appends and batches only (for threads and for the follow-up after a recovery).
 fn gen_appends(rng: &mut Rng, n: usize) -> Vec<Step> {
     (0..n)
@@ -291,7 +353,8 @@ struct Tx {
 }
 
 /// Transactions in attempt order, one chain per writer. A writer stops at its first error, so
-/// only the last transaction of a chain can be unacknowledged.
+/// only the last transaction of a chain can be unacknowledged (the last two after a
+/// `QueuedThenBatch`).
 #[derive(Clone, Debug, Default)]
 struct Chain {
     txs: Vec<Tx>,
@@ -493,26 +556,32 @@ fn exec(step: &Step, wal: &Wal, chain: &mut Chain, next_id: &mut u64) -> Result<
         }
         Step::Batch { lens } => {
             let id = new_id();
-            let mut recs = vec![first_record(id, lens[0])];
-            recs.extend(
-                lens[1..]
-                    .iter()
-                    .enumerate()
-                    .map(|(i, l)| fill(id * 64 + i as u64, *l)),
-            );
+            let recs = batch_of(id, lens);
             let r2 = recs.clone();
             commit(chain, id, true, recs, &mut || wal.append_batch(&r2))
+        }
+        Step::QueuedThenBatch { queued, lens } => {
+            let qid = new_id();
+            let qbody = first_record(qid, *queued);
+            chain.txs.push(Tx {
+                id: qid,
+                multi: false,
+                records: Arc::new(vec![qbody.clone()]),
+                acked: None,
+            });
+            let q = chain.txs.len() - 1;
+            let qlsn = wal.append_queued(&qbody)?;
+            let id = new_id();
+            let recs = batch_of(id, lens);
+            let r2 = recs.clone();
+            commit(chain, id, true, recs, &mut || wal.append_batch(&r2))?;
+            chain.txs[q].acked = Some(qlsn);
+            Ok(())
         }
         Step::Stream { chunks, multi } => {
             let id = new_id();
             let (records, pieces): (Vec<Vec<u8>>, Vec<Vec<u8>>) = if *multi {
-                let mut recs = vec![first_record(id, chunks[0])];
-                recs.extend(
-                    chunks[1..]
-                        .iter()
-                        .enumerate()
-                        .map(|(i, l)| fill(id * 64 + i as u64, *l)),
-                );
+                let recs = batch_of(id, chunks);
                 let mut body = Vec::new();
                 encode_records(&mut body, &recs);
                 let third = body.len() / 3;
@@ -1176,6 +1245,34 @@ fn crash_sim_big_transactions() {
             } else {
                 gen_big_flat(&mut rng)
             };
+            crash_everywhere(&mut c, &steps, 1, false, 0);
+            finish(&c, started, &mut failures);
+        }
+    }
+    assert_no_failures(&failures);
+}
+
+/// Transactions written by the direct path, on fresh and on recycled segment files: a crash
+/// anywhere in a direct write (between its payload writes, before its header) must leave the
+/// transaction whole or absent, and a write that follows the queued frames of other appends
+/// must keep them.
+#[test]
+fn crash_sim_direct_writes() {
+    let mut failures = Vec::new();
+    for seed in seeds(&[5]) {
+        for (name, recycle) in [("direct", 0), ("direct-recycled", 2)] {
+            let started = Instant::now();
+            let mut c = ctx(
+                name,
+                seed,
+                Cfg {
+                    segment_size: 64 << 10,
+                    preallocate: false,
+                    recycle,
+                },
+            );
+            let mut rng = Rng(seed);
+            let steps = gen_direct(&mut rng);
             crash_everywhere(&mut c, &steps, 1, false, 0);
             finish(&c, started, &mut failures);
         }

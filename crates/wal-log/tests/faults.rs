@@ -337,6 +337,29 @@ fn workload(v: &SimVfs, preallocate: bool, short: bool, mut model: Model) -> Run
                 .map(|l| model.txs.last_mut().unwrap().acked = Some(l))
         );
     }
+    {
+        // Large enough to be written from the caller's buffers (the direct path): small
+        // records staged together, more of them than one staged write holds (so the payload
+        // goes out in two writes before its header), and records handed over as they are.
+        let mut recs = vec![body(next, 100)];
+        recs.extend((0..300u32).map(|i| body(u64::from(i) << 32 | next, 1000)));
+        recs.extend([body(next + 1, 3000), body(next + 2, 40 << 10)]);
+        next += 3;
+        model.txs.push(Tx {
+            records: recs.clone(),
+            multi: true,
+            acked: None,
+        });
+        step!(
+            "append_batch (direct)",
+            wal.append_batch(&recs)
+                .map(|l| model.txs.last_mut().unwrap().acked = Some(l))
+        );
+    }
+    step!(
+        "append (direct)",
+        append(&mut model, &wal, &mut next, 270 << 10)
+    );
     let last = model
         .txs
         .iter()
