@@ -1190,7 +1190,8 @@ impl Wal {
     /// Appends one transaction. Under [`SyncPolicy::Always`] it returns once the transaction
     /// is durable (sharing the fsync with concurrent appends); under the other policies once it
     /// is written to the OS. Payloads larger than one frame are written as fragments and are
-    /// still atomic.
+    /// still atomic. A payload of 256 KiB or more is written from `payload` itself rather than
+    /// copied into the log's buffer (see [`Wal::append_batch`]).
     ///
     /// # Errors
     /// [`WalError::Poisoned`] after an earlier failure; the write or fsync error that poisons
@@ -1260,6 +1261,11 @@ impl Wal {
     /// Appends several payloads as one atomic transaction: after a crash either all of them are
     /// in the log or none. Returns the transaction's LSN. Readers see one [`crate::Transaction`]
     /// whose [`crate::Transaction::records`] yields the payloads in order.
+    ///
+    /// A transaction of 256 KiB or more (that still fits one frame) is written straight from
+    /// `payloads`, with the frames other threads have queued in front of it, instead of being
+    /// copied into the log's buffer first: the calling thread leads that flush itself. The
+    /// bytes on disk are the same either way; [`Stats::direct_writes`] counts such writes.
     ///
     /// # Errors
     /// As [`Wal::append`].
