@@ -118,7 +118,74 @@ pub enum Verdict {
     },
 }
 
+/// [`WalError::Gap`] when segment `seq` (at `path`) does not follow segment `prev`. Recovery
+/// checks it before reading the segment's header.
+pub(crate) fn seq_gap(path: &Path, prev: Option<SegmentSeq>, seq: SegmentSeq) -> Option<WalError> {
+    let prev = prev?;
+    (prev.next() != seq).then(|| WalError::Gap {
+        segment: path.to_path_buf(),
+        reason: format!(
+            "segments {} to {} are missing",
+            prev.next(),
+            SegmentSeq(seq.0 - 1)
+        ),
+    })
+}
+
+/// Why a segment with header `h` (at `path`) does not continue a log `log_id` whose previous
+/// segment ends at `prev_last`: it belongs to another log, or LSNs are missing. Recovery refuses
+/// both in every mode.
+pub(crate) fn does_not_join(
+    path: &Path,
+    log_id: Option<LogId>,
+    prev_last: Option<Lsn>,
+    h: &SegmentHeader,
+) -> Option<WalError> {
+    if let Some(expected) = log_id
+        && h.log_id != expected
+    {
+        return Some(WalError::ForeignSegment {
+            segment: path.to_path_buf(),
+            expected,
+            found: h.log_id,
+        });
+    }
+    let prev_last = prev_last?;
+    (prev_last.next() != h.base_lsn).then(|| WalError::Gap {
+        segment: path.to_path_buf(),
+        reason: format!(
+            "it starts at LSN {} but the previous segment ends at LSN {}",
+            h.base_lsn, prev_last
+        ),
+    })
+}
+
 impl Inspection {
+    /// The error with which opening this log fails in **every** [`crate::RecoveryMode`], if
+    /// it does: a missing segment or LSN range ([`WalError::Gap`]) or a segment of another log
+    /// ([`WalError::ForeignSegment`]) that recovery meets before any damage it could cut
+    /// (checked in the order recovery checks them). A repair cannot fix these; a dry run must
+    /// say so rather than plan one.
+    #[must_use]
+    pub fn refusal(&self) -> Option<WalError> {
+        let mut prev: Option<&SegmentScan> = None;
+        for s in &self.segments {
+            if let Some(e) = seq_gap(&s.path, prev.map(|p| p.seq), s.seq) {
+                return Some(e);
+            }
+            // A damaged header is damage salvage can cut at: nothing after it is checked.
+            let h = s.header.as_ref()?;
+            if let Some(e) = does_not_join(&s.path, self.log_id, prev.map(|p| p.last_lsn), h) {
+                return Some(e);
+            }
+            if !matches!(s.end, ScanEnd::Clean { .. }) {
+                return None;
+            }
+            prev = Some(s);
+        }
+        None
+    }
+
     /// The first problem in the log, in LSN order.
     #[must_use]
     pub fn verdict(&self) -> Verdict {

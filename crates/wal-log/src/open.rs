@@ -2,7 +2,8 @@
 
 use crate::error::{Result, WalError, io_err};
 use crate::inspect::{
-    ScanVisitor, SegmentScan, Visit, VisitError, list_dir, open_segment, scan_segment, with_visitor,
+    ScanVisitor, SegmentScan, Visit, VisitError, does_not_join, list_dir, open_segment,
+    scan_segment, seq_gap, with_visitor,
 };
 use crate::options::{Options, RecoveryMode};
 use crate::segment::{LOCK_FILE, PREALLOC_FILE, SegmentInfo, segment_file_name};
@@ -485,17 +486,8 @@ fn recover(
     let mut buf = None;
     for (i, seq) in segs.iter().enumerate() {
         let path = dir.join(segment_file_name(*seq));
-        if let Some(prev) = scans.last()
-            && prev.seq.next() != *seq
-        {
-            return Err(WalError::Gap {
-                segment: path,
-                reason: format!(
-                    "segments {} to {} are missing",
-                    prev.seq.next(),
-                    SegmentSeq(seq.0 - 1)
-                ),
-            });
+        if let Some(e) = seq_gap(&path, scans.last().map(|p| p.seq), *seq) {
+            return Err(e);
         }
         let expect_sealed = i + 1 < segs.len();
         // The header and the segment's continuity are checked before its frames are read,
@@ -515,28 +507,10 @@ fn recover(
                 return Err(err);
             }
         };
-        match log_id {
-            None => log_id = Some(h.log_id),
-            Some(id) if id != h.log_id => {
-                return Err(WalError::ForeignSegment {
-                    segment: path,
-                    expected: id,
-                    found: h.log_id,
-                });
-            }
-            Some(_) => {}
+        if let Some(e) = does_not_join(&path, log_id, scans.last().map(|p| p.last_lsn), &h) {
+            return Err(e);
         }
-        if let Some(prev) = scans.last()
-            && prev.last_lsn.next() != h.base_lsn
-        {
-            return Err(WalError::Gap {
-                segment: path,
-                reason: format!(
-                    "it starts at LSN {} but the previous segment ends at LSN {}",
-                    h.base_lsn, prev.last_lsn
-                ),
-            });
-        }
+        log_id.get_or_insert(h.log_id);
         let scan = seg.scan(expect_sealed, &mut streams, &mut buf, visit.as_deref_mut())?;
         bytes_scanned += scan.file_len;
         let end = scan.end.clone();

@@ -67,7 +67,8 @@ pub trait VfsFile: Send + Sync + Debug {
     /// (a crash may keep any part of it, as of [`VfsFile::write_all_at`]).
     ///
     /// The default writes the pieces one by one with [`VfsFile::write_all_at`]; a file system
-    /// that models crashes must override it so that the pieces stay one write.
+    /// that models crashes must override it so that the pieces stay one write, and a wrapper
+    /// around another file should forward it.
     ///
     /// # Errors
     /// As [`VfsFile::write_all_at`].

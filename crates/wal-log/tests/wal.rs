@@ -329,6 +329,13 @@ fn foreign_files_gaps_and_other_logs_are_refused() {
         Wal::open(dir.path(), opts()),
         Err(WalError::Gap { .. })
     ));
+    // No recovery mode opens it, and a read-only inspection predicts exactly that.
+    assert!(matches!(
+        Wal::open(dir.path(), opts().recovery(RecoveryMode::SalvagePrefix)),
+        Err(WalError::Gap { .. })
+    ));
+    let ins = wal_log::inspect(&wal_log::StdVfs, dir.path(), &mut |_, _| {}).unwrap();
+    assert!(matches!(ins.refusal(), Some(WalError::Gap { .. })));
     // A segment from another log.
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
@@ -347,6 +354,18 @@ fn foreign_files_gaps_and_other_logs_are_refused() {
         Wal::open(a.path(), opts()),
         Err(WalError::ForeignSegment { .. })
     ));
+    assert!(matches!(
+        Wal::open(a.path(), opts().recovery(RecoveryMode::SalvagePrefix)),
+        Err(WalError::ForeignSegment { .. })
+    ));
+    let ins = wal_log::inspect(&wal_log::StdVfs, a.path(), &mut |_, _| {}).unwrap();
+    assert!(matches!(
+        ins.refusal(),
+        Some(WalError::ForeignSegment { .. })
+    ));
+    // The other log is sound: nothing to refuse.
+    let ins = wal_log::inspect(&wal_log::StdVfs, b.path(), &mut |_, _| {}).unwrap();
+    assert!(ins.refusal().is_none());
     // Missing directory without create.
     let missing = a.path().join("nope");
     assert!(matches!(

@@ -39,6 +39,9 @@ impl VfsFile for CountingFile {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.inner.write_all_at(buf, offset)
     }
+    fn write_vectored_all_at(&self, bufs: &[io::IoSlice<'_>], offset: u64) -> io::Result<()> {
+        self.inner.write_vectored_all_at(bufs, offset)
+    }
     fn sync_data(&self) -> io::Result<()> {
         self.inner.sync_data()
     }

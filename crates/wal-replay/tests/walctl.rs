@@ -380,3 +380,35 @@ fn read_only_commands_never_modify_the_directory() {
     }
     drop(wal);
 }
+
+/// A gap or another log's segment is refused by every recovery mode: the dry run says so with
+/// the same exit code as the repair, plans nothing, and neither changes anything.
+#[test]
+fn repair_dry_run_predicts_the_refusal_of_a_gap_or_a_foreign_segment() {
+    let gap = fixture();
+    let segs = segment_files(gap.path());
+    std::fs::remove_file(&segs[1]).unwrap();
+    let foreign = fixture();
+    let other = fixture();
+    let segs = segment_files(foreign.path());
+    std::fs::copy(&segment_files(other.path())[1], &segs[1]).unwrap();
+    for (dir, what) in [(&gap, "missing"), (&foreign, "belongs to")] {
+        let before = snapshot_tree(dir.path());
+        for mode in ["torn-tail", "salvage-prefix"] {
+            let (code, v) = run_json(dir.path(), &["repair", "--dry-run", "--mode", mode]);
+            assert_eq!(code, 2, "{mode}: {v}");
+            assert_eq!(v["would_move_aside"].as_array().unwrap().len(), 0, "{v}");
+            let note = v["note"].as_str().unwrap();
+            assert!(note.contains("no repair mode"), "{note}");
+            let (code, _, err) = run(dir.path(), &["repair", "--mode", mode]);
+            assert_eq!(code, 2, "{mode}: {err}");
+            assert_eq!(
+                snapshot_tree(dir.path()),
+                before,
+                "{mode}: something changed"
+            );
+        }
+        let (_, v) = run_json(dir.path(), &["repair", "--dry-run"]);
+        assert!(v["note"].as_str().unwrap().contains(what), "{v}");
+    }
+}

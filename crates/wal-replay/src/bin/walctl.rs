@@ -765,6 +765,12 @@ fn repair(
         let mut code = EXIT_OK;
         let mut note = String::new();
         match &verdict {
+            _ if let Some(e) = ins.refusal() => {
+                code = wal_code(&e);
+                note = format!(
+                    "{e}; no repair mode opens a log with a missing segment or another log's segment: put the missing or foreign file right first (docs/operations.md)"
+                );
+            }
             Verdict::Sound => note = "the log is sound: nothing to repair".into(),
             Verdict::TornTail {
                 segment,
