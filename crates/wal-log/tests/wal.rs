@@ -584,3 +584,33 @@ mod seal_published_before_next_segment {
         }
     }
 }
+
+/// A reader reuses its read buffer only when no transaction it handed out still refers to it:
+/// transactions kept by the caller stay intact while later chunks are read, and a streaming
+/// reader that drops each one sees the same bytes.
+#[test]
+fn readers_keep_handed_out_transactions_intact_across_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), Options::default().segment_size(8 << 20)).unwrap();
+    let body = |i: u32| -> Vec<u8> {
+        (0..150_000u32)
+            .map(|k| (k.wrapping_mul(31) ^ i.wrapping_mul(2_654_435_761)) as u8)
+            .collect()
+    };
+    // About 15 MB: several 4 MiB read chunks and two segments.
+    for i in 0..100 {
+        wal.append(&body(i)).unwrap();
+    }
+    let kept: Vec<_> = wal
+        .read_from(Lsn::ZERO)
+        .unwrap()
+        .map(|t| t.unwrap())
+        .collect();
+    assert_eq!(kept.len(), 100);
+    for (i, t) in kept.iter().enumerate() {
+        assert_eq!(&t.body[..], &body(i as u32)[..], "kept transaction {i}");
+    }
+    for (i, t) in wal.read_from(Lsn::ZERO).unwrap().enumerate() {
+        assert_eq!(&t.unwrap().body[..], &body(i as u32)[..], "streamed {i}");
+    }
+}
