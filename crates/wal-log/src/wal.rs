@@ -50,6 +50,29 @@ pub(crate) struct DirectFrame<I> {
     pub(crate) pieces: I,
 }
 
+/// Gives the flush roles back when [`Inner::append_direct`] ends, also by a panic (in the
+/// caller's `AsRef`, say): then the log is poisoned first, as its frame may be half written,
+/// and no thread is left waiting for roles nobody will release.
+struct DirectRoles<'a> {
+    inner: &'a Inner,
+    strict: bool,
+}
+
+impl Drop for DirectRoles<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.inner.poison(WalError::Io {
+                op: "write",
+                path: self.inner.dir.clone(),
+                source: std::io::Error::other(
+                    "a large transaction's write was interrupted by a panic; it may be partly written",
+                ),
+            });
+        }
+        self.inner.release_roles(true, self.strict, self.strict);
+    }
+}
+
 /// Where one buffer of a direct write's vectored write is.
 #[derive(Clone, Copy)]
 enum Part<'a> {
@@ -296,9 +319,9 @@ impl Inner {
     /// condition variable would wake all of them to queue on that lock one after the other).
     ///
     /// Under [`SyncPolicy::Always`] one thread takes both roles at once, so a write is never
-    /// issued while an fsync is in flight: at most one write is ever unsynced, and a crash can
-    /// never persist a later write without an earlier one (which recovery would have to call
-    /// corruption). Under the other policies writes proceed while an fsync runs, so appends do
+    /// issued while an fsync is in flight: only one flush's writes are ever unsynced, and a
+    /// crash can never persist a later flush without an earlier one (which recovery would have
+    /// to call corruption). Under the other policies writes proceed while an fsync runs, so appends do
     /// not stall behind the background fsync.
     pub(crate) fn flush_to(&self, lsn: Lsn, sync: bool) -> Result<()> {
         let strict = self.opts.sync == SyncPolicy::Always;
@@ -394,9 +417,10 @@ impl Inner {
     /// and under [`SyncPolicy::Always`] fsyncs before returning, which covers the frames of
     /// any writers waiting on it as well.
     ///
-    /// The frame header is written last. Until then zeros stand in front of the payload, so a
-    /// crash in between leaves an end (an end marker in a recycled segment, else a torn tail),
-    /// never a header over a payload not all written. Every [`WRITEBACK_CHUNK`] handed to the
+    /// The payload is written first, behind zeros where the header goes; the last write holds
+    /// the pending frames and then the header. A crash in between leaves an end (an end marker
+    /// in a recycled segment, else a torn tail), never a header over a payload not all written
+    /// nor a header without the frames before it. Every [`WRITEBACK_CHUNK`] handed to the
     /// kernel is put to the device at once ([`VfsFile::start_writeback`]) while the rest is
     /// still being copied, so the fsync at the end waits for less.
     pub(crate) fn append_direct<'a>(
@@ -405,14 +429,15 @@ impl Inner {
     ) -> Result<Lsn> {
         let strict = self.opts.sync == SyncPolicy::Always;
         self.take_roles(strict)?;
-        let result = self.write_direct(frame).and_then(|lsn| {
-            if strict {
-                self.lead_sync()?;
-            }
-            Ok(lsn)
-        });
-        self.release_roles(true, strict, strict);
-        result
+        let _roles = DirectRoles {
+            inner: self,
+            strict,
+        };
+        let lsn = self.write_direct(frame)?;
+        if strict {
+            self.lead_sync()?;
+        }
+        Ok(lsn)
     }
 
     /// The write of [`Inner::append_direct`]; the caller holds the writer role.
@@ -455,15 +480,15 @@ impl Inner {
         stage.clear();
         stage.reserve(STAGE_GROUP + STAGE_MAX);
         let mut parts = [Part::Staged(0, 0); DIRECT_IOV];
-        parts[0] = Part::Borrowed(&head);
-        parts[1] = Part::Borrowed(&ZERO_HEADER);
-        let (mut n, mut group, mut folded): (usize, usize, usize) =
-            (2, head.len() + FRAME_HEADER_LEN, 0);
-        let (mut at, mut kicked) = (pos, pos);
+        parts[0] = Part::Borrowed(&ZERO_HEADER);
+        let (mut n, mut group, mut folded): (usize, usize, usize) = (1, FRAME_HEADER_LEN, 0);
+        let (mut at, mut kicked) = (frame_at, frame_at);
         let mut pieces = pieces;
         loop {
             let next = pieces.next();
             match next {
+                // Nothing to write (an empty record); an empty write is not one either.
+                Some([]) => continue,
                 Some(p) if p.len() <= STAGE_MAX => {
                     // Small pieces (length prefixes, small records) are copied together: one
                     // buffer each for the kernel and one checksum call for many of them.
@@ -493,7 +518,12 @@ impl Inner {
             }
             group += next.map_or(0, <[u8]>::len);
             let last = next.is_none();
-            if last || n + 2 >= DIRECT_IOV || stage.len() >= STAGE_GROUP || group >= DIRECT_GROUP {
+            if n > 0
+                && (last
+                    || n + 2 >= DIRECT_IOV
+                    || stage.len() >= STAGE_GROUP
+                    || group >= DIRECT_GROUP)
+            {
                 sum.fold(&stage[folded..]);
                 let mut iov = [std::io::IoSlice::new(&[]); DIRECT_IOV];
                 for (slot, part) in iov.iter_mut().zip(&parts[..n]) {
@@ -519,7 +549,11 @@ impl Inner {
         *lock(&self.direct_stage) = stage;
         // A miscounted payload is a bug here, and the frame is half written: stop the log.
         let header = sum.header().map_err(|e| self.poison(e.into()))?;
-        file.write_all_at(&header, frame_at).map_err(failed)?;
+        // The frames queued in front go out with the header, in the last write: a crash can
+        // keep the header only with them, so the frame never verifies after a hole (even when
+        // its payload matches bytes already on disk, like zeros or a recycled file's).
+        let tail = [std::io::IoSlice::new(&head), std::io::IoSlice::new(&header)];
+        file.write_vectored_all_at(&tail, pos).map_err(failed)?;
         {
             let mut f = lock(&self.flush);
             f.written = Point {

@@ -164,3 +164,103 @@ fn direct_transactions_and_small_appends_from_many_threads() {
     let got: BTreeMap<Lsn, Vec<Vec<u8>>> = read_all(&wal).into_iter().collect();
     assert_eq!(got, expect);
 }
+
+// Regressions found in review of the direct path (each failed before its fix).
+
+/// An empty last record whose length prefix ends a write group made the final write empty;
+/// `pwritev` returned 0 and the log was poisoned for good.
+#[test]
+fn regression_a_batch_ending_in_an_empty_record_poisoned_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+    // Header placeholder 20 + count 4 + prefix 4 + x + prefix 4 fill a 1 MiB write group;
+    // the empty record alone is left for the last write.
+    let x = (1 << 20) - 30;
+    let recs: Vec<Vec<u8>> = vec![vec![7u8; x], Vec::new()];
+    let lsn = wal.append_batch(&recs).unwrap();
+    assert!(wal.poisoned_reason().is_none());
+    let got = read_all(&wal);
+    assert_eq!(got, vec![(lsn, recs)]);
+}
+
+/// The frames queued in front of a direct write went out in its first write and the header
+/// in a separate last one. When the payload equals what the file already holds (zeros in a
+/// preallocated segment), a crash keeping only the header write left a frame that verifies
+/// after a hole: corruption, and the log would not open without salvage.
+#[test]
+fn regression_a_crash_could_keep_a_direct_header_without_the_frames_before_it() {
+    use std::path::Path;
+    use wal_log::sim::{CrashImage, DataLoss, DirLoss, Fault, OpKind, SimVfs};
+    let vfs = SimVfs::new();
+    let opts = |v: &SimVfs| {
+        Options::default()
+            .sync(SyncPolicy::Always)
+            .preallocate(true)
+            .segment_size(4 << 20)
+            .vfs(Arc::new(v.clone()))
+    };
+    let wal = Wal::open(Path::new("/db"), opts(&vfs)).unwrap().0;
+    let acked = wal.append(b"acknowledged").unwrap();
+    wal.append_queued(b"queued in front of the direct write")
+        .unwrap();
+    // The direct write's fsync fails: both of its writes stay unsynced.
+    vfs.fail_nth(
+        OpKind::SyncData,
+        vfs.op_count(OpKind::SyncData) + 1,
+        Fault::Eio,
+    );
+    assert!(wal.append(&vec![0u8; 300 << 10]).is_err());
+    drop(wal);
+    for seed in 0..64u64 {
+        let img = vfs.crash(&CrashImage {
+            data: DataLoss::RandomSubset { seed },
+            dirs: DirLoss::AllKept,
+        });
+        let (wal, _) = Wal::open(Path::new("/db"), opts(&img))
+            .unwrap_or_else(|e| panic!("image {seed} does not open: {e}"));
+        let got = read_all(&wal);
+        assert_eq!(
+            got[0],
+            (acked, vec![b"acknowledged".to_vec()]),
+            "image {seed}"
+        );
+        assert!(got.len() <= 3, "image {seed}: {} transactions", got.len());
+    }
+}
+
+/// A record type whose `as_ref` panics on its third call: inside the direct write, with the
+/// flush roles held.
+struct PanicsInWrite(Vec<u8>, std::cell::Cell<u32>);
+
+impl AsRef<[u8]> for PanicsInWrite {
+    fn as_ref(&self) -> &[u8] {
+        self.1.set(self.1.get() + 1);
+        assert!(self.1.get() < 3, "the caller's AsRef panics");
+        &self.0
+    }
+}
+
+/// A panic in the caller's records during a direct write left the flush roles taken: every
+/// later append, sync and drop of the log waited forever. Now the roles are released and the
+/// log is poisoned (the frame may be half written).
+#[test]
+fn regression_a_panic_during_a_direct_write_left_the_log_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+    let wal = Arc::new(wal);
+    let recs = vec![PanicsInWrite(vec![1u8; 300 << 10], std::cell::Cell::new(0))];
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wal.append_batch(&recs)));
+    assert!(r.is_err());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let w = wal.clone();
+    std::thread::spawn(move || tx.send(w.append(b"after the panic").map(|_| ())).unwrap());
+    let after = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("an append after the panic is still blocked");
+    assert!(
+        matches!(after, Err(wal_log::WalError::Poisoned { .. })),
+        "{after:?}"
+    );
+    assert!(wal.poisoned_reason().unwrap().contains("panic"));
+    drop(wal);
+}
