@@ -118,6 +118,25 @@ pub enum Verdict {
     },
 }
 
+/// The error a segment header that failed to decode (`e`) is to recovery.
+pub(crate) fn header_error(path: &Path, dir: &Path, e: &FormatError) -> WalError {
+    match e {
+        FormatError::BadMagic { .. } => WalError::NotAWal {
+            dir: dir.to_path_buf(),
+            reason: format!("{} is named like a segment but {e}", path.display()),
+        },
+        FormatError::UnsupportedVersion { .. } => WalError::UnsupportedVersion {
+            segment: path.to_path_buf(),
+            source: e.clone(),
+        },
+        _ => WalError::Corrupt {
+            segment: path.to_path_buf(),
+            offset: 0,
+            reason: e.to_string(),
+        },
+    }
+}
+
 /// [`WalError::Gap`] when segment `seq` (at `path`) does not follow segment `prev`. Recovery
 /// checks it before reading the segment's header.
 pub(crate) fn seq_gap(path: &Path, prev: Option<SegmentSeq>, seq: SegmentSeq) -> Option<WalError> {
@@ -162,19 +181,24 @@ pub(crate) fn does_not_join(
 
 impl Inspection {
     /// The error with which opening this log fails in **every** [`crate::RecoveryMode`], if
-    /// it does: a missing segment or LSN range ([`WalError::Gap`]) or a segment of another log
-    /// ([`WalError::ForeignSegment`]) that recovery meets before any damage it could cut
-    /// (checked in the order recovery checks them). A repair cannot fix these; a dry run must
+    /// it does: a missing segment or LSN range ([`WalError::Gap`]), a segment of another log
+    /// ([`WalError::ForeignSegment`]), a header that is not a segment's or of a future version,
+    /// or a damaged first header, that recovery meets before any damage it could cut (checked
+    /// in the order recovery checks them, with the same functions). A repair cannot fix these; a dry run must
     /// say so rather than plan one.
     #[must_use]
     pub fn refusal(&self) -> Option<WalError> {
         let mut prev: Option<&SegmentScan> = None;
-        for s in &self.segments {
+        for (i, s) in self.segments.iter().enumerate() {
             if let Some(e) = seq_gap(&s.path, prev.map(|p| p.seq), s.seq) {
                 return Some(e);
             }
-            // A damaged header is damage salvage can cut at: nothing after it is checked.
-            let h = s.header.as_ref()?;
+            let Some(h) = s.header.as_ref() else {
+                // Salvage cuts at a corrupt header after the first segment (nothing after it is
+                // checked); any other header failure is refused in every mode.
+                let e = header_error(&s.path, &self.dir, s.header_error.as_ref()?);
+                return (i == 0 || !matches!(e, WalError::Corrupt { .. })).then_some(e);
+            };
             if let Some(e) = does_not_join(&s.path, self.log_id, prev.map(|p| p.last_lsn), h) {
                 return Some(e);
             }

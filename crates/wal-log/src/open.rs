@@ -2,8 +2,8 @@
 
 use crate::error::{Result, WalError, io_err};
 use crate::inspect::{
-    ScanVisitor, SegmentScan, Visit, VisitError, does_not_join, list_dir, open_segment,
-    scan_segment, seq_gap, with_visitor,
+    ScanVisitor, SegmentScan, Visit, VisitError, does_not_join, header_error, list_dir,
+    open_segment, scan_segment, seq_gap, with_visitor,
 };
 use crate::options::{Options, RecoveryMode};
 use crate::segment::{LOCK_FILE, PREALLOC_FILE, SegmentInfo, segment_file_name};
@@ -13,9 +13,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wal_format::{
-    FormatError, FrameKind, LogId, Lsn, SEGMENT_HEADER_LEN, ScanEnd, SegmentHeader, SegmentSeq,
-};
+use wal_format::{FrameKind, LogId, Lsn, SEGMENT_HEADER_LEN, ScanEnd, SegmentHeader, SegmentSeq};
 
 /// Bytes that recovery moved out of the log (never deleted).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -319,24 +317,6 @@ impl crate::vfs::VfsFile for NoFile {
     }
     fn allocate(&self, _: u64) -> std::io::Result<()> {
         Err(std::io::Error::other("no active segment"))
-    }
-}
-
-fn header_error(path: &Path, dir: &Path, e: &FormatError) -> WalError {
-    match e {
-        FormatError::BadMagic { .. } => WalError::NotAWal {
-            dir: dir.to_path_buf(),
-            reason: format!("{} is named like a segment but {e}", path.display()),
-        },
-        FormatError::UnsupportedVersion { .. } => WalError::UnsupportedVersion {
-            segment: path.to_path_buf(),
-            source: e.clone(),
-        },
-        _ => WalError::Corrupt {
-            segment: path.to_path_buf(),
-            offset: 0,
-            reason: e.to_string(),
-        },
     }
 }
 

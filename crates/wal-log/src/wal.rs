@@ -56,11 +56,14 @@ pub(crate) struct DirectFrame<I> {
 struct DirectRoles<'a> {
     inner: &'a Inner,
     strict: bool,
+    /// Set once the write returned (successfully or not); still clear when a panic unwinds
+    /// through it. (Not `std::thread::panicking()`: a caller may append while unwinding.)
+    finished: bool,
 }
 
 impl Drop for DirectRoles<'_> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if !self.finished {
             self.inner.poison(WalError::Io {
                 op: "write",
                 path: self.inner.dir.clone(),
@@ -429,15 +432,19 @@ impl Inner {
     ) -> Result<Lsn> {
         let strict = self.opts.sync == SyncPolicy::Always;
         self.take_roles(strict)?;
-        let _roles = DirectRoles {
+        let mut roles = DirectRoles {
             inner: self,
             strict,
+            finished: false,
         };
-        let lsn = self.write_direct(frame)?;
-        if strict {
-            self.lead_sync()?;
-        }
-        Ok(lsn)
+        let result = self.write_direct(frame).and_then(|lsn| {
+            if strict {
+                self.lead_sync()?;
+            }
+            Ok(lsn)
+        });
+        roles.finished = true;
+        result
     }
 
     /// The write of [`Inner::append_direct`]; the caller holds the writer role.

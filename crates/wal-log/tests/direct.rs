@@ -264,3 +264,30 @@ fn regression_a_panic_during_a_direct_write_left_the_log_hanging() {
     assert!(wal.poisoned_reason().unwrap().contains("panic"));
     drop(wal);
 }
+
+/// Only a panic inside the direct write poisons the log: a large append made while the
+/// caller's thread unwinds from a panic of its own (a compensation record written by a drop
+/// guard, say) succeeds and leaves the log usable. (The first fix of the hang above keyed
+/// the poisoning on `std::thread::panicking()` and poisoned such a log.)
+#[test]
+fn a_direct_write_from_a_drop_during_unwinding_does_not_poison_the_log() {
+    struct WritesOnDrop(Arc<Wal>);
+    impl Drop for WritesOnDrop {
+        fn drop(&mut self) {
+            assert!(std::thread::panicking());
+            self.0.append(&vec![5u8; 300 << 10]).unwrap();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+    let wal = Arc::new(wal);
+    let w = wal.clone();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _guard = WritesOnDrop(w);
+        panic!("the caller's own panic");
+    }));
+    assert!(r.is_err());
+    assert_eq!(wal.poisoned_reason(), None);
+    assert_eq!(wal.stats().direct_writes, 1);
+    wal.append(b"still usable").unwrap();
+}

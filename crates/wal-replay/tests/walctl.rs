@@ -381,8 +381,9 @@ fn read_only_commands_never_modify_the_directory() {
     drop(wal);
 }
 
-/// A gap or another log's segment is refused by every recovery mode: the dry run says so with
-/// the same exit code as the repair, plans nothing, and neither changes anything.
+/// A gap, another log's segment, or a middle segment whose magic is gone (not a segment at
+/// all) is refused by every recovery mode: the dry run says so with the same exit code as the
+/// repair, plans nothing, and neither changes anything.
 #[test]
 fn repair_dry_run_predicts_the_refusal_of_a_gap_or_a_foreign_segment() {
     let gap = fixture();
@@ -392,16 +393,25 @@ fn repair_dry_run_predicts_the_refusal_of_a_gap_or_a_foreign_segment() {
     let other = fixture();
     let segs = segment_files(foreign.path());
     std::fs::copy(&segment_files(other.path())[1], &segs[1]).unwrap();
-    for (dir, what) in [(&gap, "missing"), (&foreign, "belongs to")] {
+    let no_magic = fixture();
+    let segs = segment_files(no_magic.path());
+    let mut bytes = std::fs::read(&segs[1]).unwrap();
+    bytes[..8].fill(0);
+    std::fs::write(&segs[1], bytes).unwrap();
+    for (dir, what, want) in [
+        (&gap, "missing", 2),
+        (&foreign, "belongs to", 2),
+        (&no_magic, "magic", 3),
+    ] {
         let before = snapshot_tree(dir.path());
         for mode in ["torn-tail", "salvage-prefix"] {
             let (code, v) = run_json(dir.path(), &["repair", "--dry-run", "--mode", mode]);
-            assert_eq!(code, 2, "{mode}: {v}");
+            assert_eq!(code, want, "{mode}: {v}");
             assert_eq!(v["would_move_aside"].as_array().unwrap().len(), 0, "{v}");
             let note = v["note"].as_str().unwrap();
             assert!(note.contains("no repair mode"), "{note}");
             let (code, _, err) = run(dir.path(), &["repair", "--mode", mode]);
-            assert_eq!(code, 2, "{mode}: {err}");
+            assert_eq!(code, want, "{mode}: {err}");
             assert_eq!(
                 snapshot_tree(dir.path()),
                 before,

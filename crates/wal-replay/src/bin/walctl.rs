@@ -768,7 +768,7 @@ fn repair(
             _ if let Some(e) = ins.refusal() => {
                 code = wal_code(&e);
                 note = format!(
-                    "{e}; no repair mode opens a log with a missing segment or another log's segment: put the missing or foreign file right first (docs/operations.md)"
+                    "{e}; no repair mode opens this log: put the missing, foreign or damaged file right first (docs/operations.md)"
                 );
             }
             Verdict::Sound => note = "the log is sound: nothing to repair".into(),
