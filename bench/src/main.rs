@@ -426,7 +426,18 @@ fn commit_cell(
 ) -> Res<Round> {
     let w = systems::open_writer(sys, dir, threads, raw)?;
     w.settle();
-    let w = &*w;
+    drive_commits(&*w, threads, pool, warm, cell)
+}
+
+/// `threads` threads commit records from `pool` through `w` for `warm` then `cell`; the
+/// commits of `cell` count.
+fn drive_commits(
+    w: &dyn systems::Writer,
+    threads: usize,
+    pool: &[Vec<u8>],
+    warm: Duration,
+    cell: Duration,
+) -> Res<Round> {
     let barrier = Barrier::new(threads);
     let per_thread: Vec<Res<Vec<u32>>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)

@@ -28,7 +28,8 @@ fn best<T>(n: usize, mut f: impl FnMut() -> Res<T>) -> Res<(Duration, T)> {
     Ok((best, out.ok_or("no run")?))
 }
 
-/// Runs every part, or only those named in `WAL_PROFILE` (comma-separated: replay, tx, commits).
+/// Runs every part, or only those named in `WAL_PROFILE` (comma-separated: replay, tx, commits,
+/// group).
 pub fn run(root: &Path) -> Res<()> {
     let only = std::env::var("WAL_PROFILE").unwrap_or_default();
     let want = |part: &str| only.is_empty() || only.split(',').any(|p| p == part);
@@ -40,6 +41,9 @@ pub fn run(root: &Path) -> Res<()> {
     }
     if want("commits") {
         commits(root)?;
+    }
+    if want("group") {
+        group(root)?;
     }
     Ok(())
 }
@@ -411,6 +415,149 @@ fn commits(root: &Path) -> Res<()> {
                 .unwrap_or_default()
             );
             drop(wal);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    let _ = std::fs::remove_file(root.join("profile-raw.bin"));
+    Ok(())
+}
+
+/// A group commit with nothing but the essentials, to bound what any design can reach on this
+/// machine: one mutex and condition variable, the first waiter leads (takes the buffer, one
+/// `pwrite`, one `fdatasync`, no write while an fsync runs), everyone else waits for the
+/// durable mark. With `gather`, the leader first yields once so that writers just woken can
+/// queue.
+struct IdealGroup {
+    file: File,
+    size: u64,
+    gather: bool,
+    st: std::sync::Mutex<GroupState>,
+    cv: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct GroupState {
+    buf: Vec<u8>,
+    queued: u64,
+    durable: u64,
+    leading: bool,
+    pos: u64,
+    fsyncs: u64,
+}
+
+impl IdealGroup {
+    fn open(path: &Path, gather: bool) -> Res<IdealGroup> {
+        use std::os::unix::fs::FileExt;
+        let size = 64u64 << 20;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        let zeros = vec![0u8; 1 << 20];
+        for i in 0..size >> 20 {
+            file.write_all_at(&zeros, i << 20)?;
+        }
+        file.sync_all()?;
+        Ok(IdealGroup {
+            file,
+            size,
+            gather,
+            st: std::sync::Mutex::default(),
+            cv: std::sync::Condvar::new(),
+        })
+    }
+}
+
+impl systems::Writer for IdealGroup {
+    fn commit(&self, _thread: usize, payload: &[u8]) -> Res<()> {
+        use std::os::unix::fs::FileExt;
+        let lock = || self.st.lock().map_err(|_| "poisoned");
+        let mut g = lock()?;
+        g.buf.extend_from_slice(payload);
+        g.queued += 1;
+        let me = g.queued;
+        loop {
+            if g.durable >= me {
+                return Ok(());
+            }
+            if g.leading {
+                g = self.cv.wait(g).map_err(|_| "poisoned")?;
+                continue;
+            }
+            g.leading = true;
+            if self.gather {
+                drop(g);
+                std::thread::yield_now();
+                g = lock()?;
+            }
+            let buf = std::mem::take(&mut g.buf);
+            let upto = g.queued;
+            let mut pos = g.pos;
+            if pos + buf.len() as u64 > self.size {
+                pos = 0;
+            }
+            g.pos = pos + buf.len() as u64;
+            drop(g);
+            self.file.write_all_at(&buf, pos)?;
+            self.file.sync_data()?;
+            g = lock()?;
+            g.durable = upto;
+            g.leading = false;
+            g.fsyncs += 1;
+            self.cv.notify_all();
+        }
+    }
+    fn commit_tx(&self, thread: usize, _records: &[Vec<u8>], flat: &[u8]) -> Res<()> {
+        self.commit(thread, flat)
+    }
+    fn note(&self) -> Option<String> {
+        let g = self.st.lock().ok()?;
+        Some(format!(
+            "{:.1} commits/fsync",
+            g.queued as f64 / g.fsyncs.max(1) as f64
+        ))
+    }
+}
+
+/// 8 writers of 128 B records: wal-log, okaywal, and the minimal group commit above (with and
+/// without a yield before the leader takes the buffer), in turns.
+fn group(root: &Path) -> Res<()> {
+    let cell = Duration::from_secs(2);
+    let warm = Duration::from_millis(250);
+    let pool = crate::pool_of(128);
+    let threads = 8;
+    let raw = Arc::new(systems::RawFile::create(
+        &root.join("profile-raw.bin"),
+        64 << 20,
+    )?);
+    eprintln!(
+        "group commit: {threads} writers, 128 B, {} s each",
+        cell.as_secs()
+    );
+    for round in 0..3 {
+        for name in ["wal-log", "okaywal", "minimal", "minimal+yield"] {
+            let dir = systems::fresh_dir(root, "profile-group")?;
+            let w: Box<dyn systems::Writer> = match name {
+                "wal-log" => systems::open_writer(crate::Sys::Ours, &dir, threads, &raw)?,
+                "okaywal" => systems::open_writer(crate::Sys::Okaywal, &dir, threads, &raw)?,
+                other => Box::new(IdealGroup::open(
+                    &dir.join("ideal.bin"),
+                    other.ends_with("yield"),
+                )?),
+            };
+            w.settle();
+            let r = crate::drive_commits(&*w, threads, &pool, warm, cell)?;
+            let mut lat = r.lat.clone();
+            lat.sort_unstable();
+            eprintln!(
+                "  [{round}] {name:<14} {:>8.0}/s p50 {:>6.1} us {}",
+                r.per_s,
+                f64::from(lat[lat.len() / 2]) / 1e3,
+                w.note().unwrap_or_default()
+            );
+            drop(w);
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
