@@ -92,6 +92,12 @@ fn replay(root: &Path) -> Res<()> {
         "  Wal::open + drop, preallocate(false)             {}",
         secs(t)
     );
+    let (t, n) = best(3, || ours::replay(&dir))?;
+    eprintln!(
+        "  the bench's replay (open, read every record, drop) {}  ({:.1} M records/s)",
+        secs(t),
+        n as f64 / t.as_secs_f64() / 1e6
+    );
     let (wal, _) = Wal::open(&dir, Options::default().preallocate(false))?;
     let (t, txs) = best(3, || {
         let mut k = 0u64;
