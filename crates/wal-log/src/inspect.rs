@@ -58,6 +58,10 @@ pub struct SegmentScan {
     /// The next segment named by a verified seal frame in this segment, even when damage
     /// follows the seal.
     pub seal: Option<SegmentSeq>,
+    /// The last LSN in this segment that commits or aborts a fragmented transaction whose
+    /// beginning is not in the segments scanned before it (truncated away, typically by a
+    /// truncation a crash interrupted): no reader can return that transaction whole.
+    pub orphan_end: Option<Lsn>,
 }
 
 impl SegmentScan {
@@ -436,6 +440,7 @@ impl SegmentFile {
             bytes_after_checkpoint: 0,
             header_error: None,
             seal: None,
+            orphan_end: None,
         };
         let header = match named_header(self.header, self.seq) {
             Ok(h) => h,
@@ -485,8 +490,10 @@ impl SegmentFile {
                     open_streams.insert(frame.lsn);
                 }
                 FrameKind::FragEnd | FrameKind::FragAbort => {
-                    if let Some(s) = frame.stream() {
-                        open_streams.remove(&s);
+                    if let Some(s) = frame.stream()
+                        && !open_streams.remove(&s)
+                    {
+                        scan.orphan_end = Some(frame.lsn);
                     }
                     if frame.kind == FrameKind::FragEnd {
                         scan.transactions += 1;
@@ -862,6 +869,7 @@ fn header_only(vfs: &dyn Vfs, path: &Path, seq: SegmentSeq) -> Result<SegmentSca
         bytes_after_checkpoint: 0,
         header_error: header.err(),
         seal: None,
+        orphan_end: None,
     })
 }
 

@@ -602,6 +602,20 @@ fn recover(
         }
         b
     };
+    // A fragmented transaction whose beginning is gone (a truncation interrupted between
+    // removing its first segment and the next) cannot be read whole: the retained range
+    // starts after it. Its LSNs are all below that truncation's fence.
+    let retained_from = scans
+        .iter()
+        .filter_map(|s| s.orphan_end)
+        .max()
+        .map_or(0, |l| l.next().0);
+    if retained_from > 0 {
+        tracing::warn!(
+            retained_from,
+            "a fragmented transaction begins in a segment no longer present (an interrupted truncation): reading starts after it"
+        );
+    }
     let mut infos: Vec<SegmentInfo> = scans
         .iter()
         .filter_map(|s| {
@@ -715,6 +729,9 @@ fn recover(
         w.inner.set_written(p, file);
         w
     };
+    wal.inner
+        .retained_from
+        .store(retained_from, std::sync::atomic::Ordering::Release);
     report.segments = lock(&wal.inner.segments).len();
     report.aborted_streams = streams.into_iter().collect();
     Ok((wal, report))

@@ -150,14 +150,15 @@ impl TxReader {
     /// fragmented transaction that commits later began before it.
     fn position(&mut self) -> Result<()> {
         let segs = lock(&self.inner.segments).clone();
-        let Some(first) = segs.first() else {
+        if segs.is_empty() {
             return Ok(());
-        };
+        }
         let from = self.from.max(Lsn::FIRST);
-        if from < first.base_lsn {
+        let oldest = self.inner.oldest_retained();
+        if from < oldest {
             return Err(WalError::Truncated {
                 requested: from,
-                oldest: first.base_lsn,
+                oldest,
             });
         }
         let mut idx = segs.iter().rposition(|s| s.base_lsn <= from).unwrap_or(0);
@@ -330,7 +331,7 @@ impl TxReader {
                         if frame.lsn >= self.from && frame.kind == FrameKind::FragEnd {
                             return Err(WalError::Truncated {
                                 requested: s,
-                                oldest: self.next_lsn,
+                                oldest: self.inner.oldest_retained(),
                             });
                         }
                         continue;

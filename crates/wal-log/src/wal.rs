@@ -200,6 +200,10 @@ pub(crate) struct Inner {
     /// Segments a reader is reading (count per segment): truncation deletes these rather
     /// than recycling them, so a reader's open file is never overwritten under it.
     pub(crate) pins: Mutex<BTreeMap<SegmentSeq, usize>>,
+    /// The first LSN after every fragmented transaction whose beginning is gone (see
+    /// `SegmentScan::orphan_end`), as recovery found it; 0 when none. Transactions up to it
+    /// cannot be read whole, so the log's retained range starts after it.
+    pub(crate) retained_from: AtomicU64,
     /// Reused for the length prefixes of a batch written by [`Inner::append_direct`] (a
     /// batch running at the same time as another makes its own).
     direct_prefixes: Mutex<Vec<[u8; 4]>>,
@@ -1117,6 +1121,14 @@ impl Inner {
         }
     }
 
+    /// See [`Wal::oldest_retained_lsn`].
+    pub(crate) fn oldest_retained(&self) -> Lsn {
+        let first = lock(&self.segments)
+            .first()
+            .map_or(Lsn::FIRST, |s| s.base_lsn);
+        first.max(Lsn(self.retained_from.load(Ordering::Acquire)))
+    }
+
     /// Refuses a transaction larger than `Options::max_transaction_size` before anything is
     /// encoded (streams check as they grow).
     pub(crate) fn check_size(&self, len: usize) -> Result<()> {
@@ -1197,6 +1209,7 @@ impl Wal {
             prealloc_cv: Condvar::new(),
             recycle_pool: Mutex::new(VecDeque::new()),
             pins: Mutex::new(BTreeMap::new()),
+            retained_from: AtomicU64::new(0),
             direct_prefixes: Mutex::new(Vec::new()),
             direct_stage: Mutex::new(Vec::new()),
             shutdown: AtomicBool::new(false),
@@ -1412,12 +1425,13 @@ impl Wal {
         Ok(lsn)
     }
 
-    /// The LSN of the first frame still in the log.
+    /// The oldest LSN [`Wal::read_from`] can start at: the first frame still in the log, or,
+    /// after a truncation that a crash interrupted, the LSN just after the last fragmented
+    /// transaction whose beginning was already removed (below the truncation's fence, so no
+    /// snapshot-based recovery needs it).
     #[must_use]
     pub fn oldest_retained_lsn(&self) -> Lsn {
-        lock(&self.inner.segments)
-            .first()
-            .map_or(Lsn::FIRST, |s| s.base_lsn)
+        self.inner.oldest_retained()
     }
 
     /// Removes whole segments whose every LSN is ≤ `fence`, oldest first, never the active

@@ -1227,7 +1227,10 @@ fn crash_sim_recycled_segments_every_point() {
 #[test]
 fn crash_sim_big_transactions() {
     let mut failures = Vec::new();
-    for seed in seeds(&[2]) {
+    // The second seed crashed a truncation between removing the segment that begins a
+    // fragmented transaction and the one that ends it: reading from the oldest retained LSN
+    // then failed (a soak run found it).
+    for seed in seeds(&[2, 1_795_632_560_854_169_883]) {
         for (name, segment_size) in [("big-rotating", 16 << 10), ("big-flat", 64 << 20)] {
             let started = Instant::now();
             let mut c = ctx(

@@ -614,3 +614,37 @@ fn readers_keep_handed_out_transactions_intact_across_chunks() {
         assert_eq!(&t.unwrap().body[..], &body(i as u32)[..], "streamed {i}");
     }
 }
+
+/// A truncation that a crash interrupts can remove the segment where a fragmented transaction
+/// begins but not yet the one where it ends (removal goes oldest first). The transaction can
+/// no longer be read whole; the retained range then starts after it, so reading from
+/// `oldest_retained_lsn()` works and a read from before it says where the log starts.
+#[test]
+fn a_fragmented_transaction_whose_beginning_was_truncated_is_not_retained() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || Options::default().segment_size(64 << 10).preallocate(false);
+    let big = vec![3u8; wal_format::MAX_FRAME_PAYLOAD + 1000];
+    let (stream_end, after) = {
+        let (wal, _) = Wal::open(dir.path(), opts()).unwrap();
+        wal.append(b"before").unwrap();
+        let end = wal.append(&big).unwrap();
+        let after: Vec<Lsn> = (0..3u8).map(|i| wal.append(&[i; 10]).unwrap()).collect();
+        assert!(wal.segments().len() >= 2, "{:?}", wal.segments());
+        (end, after)
+    };
+    // What the interrupted truncation left: the first segment gone, the rest there.
+    std::fs::remove_file(segment_path(dir.path(), 1)).unwrap();
+    let (wal, _) = Wal::open(dir.path(), opts()).unwrap();
+    assert_eq!(wal.oldest_retained_lsn(), stream_end.next());
+    let got: Vec<Lsn> = wal
+        .read_from(wal.oldest_retained_lsn())
+        .unwrap()
+        .map(|t| t.unwrap().lsn)
+        .collect();
+    assert_eq!(got, after);
+    let base = wal.segments()[0].base_lsn;
+    match wal.read_from(base) {
+        Err(WalError::Truncated { oldest, .. }) => assert_eq!(oldest, stream_end.next()),
+        other => panic!("{other:?}"),
+    }
+}
