@@ -58,10 +58,11 @@ pub struct SegmentScan {
     /// The next segment named by a verified seal frame in this segment, even when damage
     /// follows the seal.
     pub seal: Option<SegmentSeq>,
-    /// The last LSN in this segment that commits or aborts a fragmented transaction whose
-    /// beginning is not in the segments scanned before it (truncated away, typically by a
-    /// truncation a crash interrupted): no reader can return that transaction whole.
-    pub orphan_end: Option<Lsn>,
+    /// `(stream, lsn)` of every frame in this segment that commits or aborts a fragmented
+    /// transaction not open at that point of the scan: usually one whose beginning is before
+    /// the first segment scanned (truncated away, by a truncation a crash interrupted), which
+    /// no reader can return whole; in damaged logs also a repeated abort or a bogus stream.
+    pub unmatched_ends: Vec<(Lsn, Lsn)>,
 }
 
 impl SegmentScan {
@@ -440,7 +441,7 @@ impl SegmentFile {
             bytes_after_checkpoint: 0,
             header_error: None,
             seal: None,
-            orphan_end: None,
+            unmatched_ends: Vec::new(),
         };
         let header = match named_header(self.header, self.seq) {
             Ok(h) => h,
@@ -493,7 +494,7 @@ impl SegmentFile {
                     if let Some(s) = frame.stream()
                         && !open_streams.remove(&s)
                     {
-                        scan.orphan_end = Some(frame.lsn);
+                        scan.unmatched_ends.push((s, frame.lsn));
                     }
                     if frame.kind == FrameKind::FragEnd {
                         scan.transactions += 1;
@@ -869,7 +870,7 @@ fn header_only(vfs: &dyn Vfs, path: &Path, seq: SegmentSeq) -> Result<SegmentSca
         bytes_after_checkpoint: 0,
         header_error: header.err(),
         seal: None,
-        orphan_end: None,
+        unmatched_ends: Vec::new(),
     })
 }
 

@@ -605,9 +605,15 @@ fn recover(
     // A fragmented transaction whose beginning is gone (a truncation interrupted between
     // removing its first segment and the next) cannot be read whole: the retained range
     // starts after it. Its LSNs are all below that truncation's fence.
+    let first_base = scans
+        .first()
+        .and_then(|s| s.header)
+        .map_or(Lsn::ZERO, |h| h.base_lsn);
     let retained_from = scans
         .iter()
-        .filter_map(|s| s.orphan_end)
+        .flat_map(|s| &s.unmatched_ends)
+        .filter(|(stream, _)| *stream < first_base)
+        .map(|(_, end)| *end)
         .max()
         .map_or(0, |l| l.next().0);
     if retained_from > 0 {

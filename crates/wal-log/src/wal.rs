@@ -201,7 +201,7 @@ pub(crate) struct Inner {
     /// than recycling them, so a reader's open file is never overwritten under it.
     pub(crate) pins: Mutex<BTreeMap<SegmentSeq, usize>>,
     /// The first LSN after every fragmented transaction whose beginning is gone (see
-    /// `SegmentScan::orphan_end`), as recovery found it; 0 when none. Transactions up to it
+    /// `SegmentScan::unmatched_ends`), as recovery found it; 0 when none. Transactions up to it
     /// cannot be read whole, so the log's retained range starts after it.
     pub(crate) retained_from: AtomicU64,
     /// Reused for the length prefixes of a batch written by [`Inner::append_direct`] (a

@@ -39,6 +39,10 @@ fn open_dir_corpus_reaches_every_way_of_building_an_image() {
 /// * `salvage_misnamed_second_segment_keeps_nothing`: segment 1 is sound and sealed, segment
 ///   2's file holds a header naming segment 5, segment 3 is empty; `SalvagePrefix` should keep
 ///   segment 1, but renames segment 3 aside and refuses the open with `NotAWal`.
+/// * `repeated_abort_is_not_a_truncated_stream`: segment 2 aborts a stream twice (the image
+///   holds one abort, salvage's recovery writes another); the first fix for fragmented
+///   transactions whose beginning was truncated took the repeated abort for one, and the
+///   log's retained range shrank on reopen (found by the fuzzer before that fix landed).
 #[test]
 fn open_dir_regressions() {
     replay("regressions", "open_dir", fuzz_check::fuzz_open_dir);
