@@ -291,3 +291,43 @@ fn a_direct_write_from_a_drop_during_unwinding_does_not_poison_the_log() {
     assert_eq!(wal.stats().direct_writes, 1);
     wal.append(b"still usable").unwrap();
 }
+
+/// A record type whose `as_ref` grows on its third call: the bytes written no longer add up
+/// to the length the frame was given.
+struct GrowsInWrite(Vec<u8>, Vec<u8>, std::cell::Cell<u32>);
+
+impl AsRef<[u8]> for GrowsInWrite {
+    fn as_ref(&self) -> &[u8] {
+        self.2.set(self.2.get() + 1);
+        if self.2.get() < 3 { &self.0 } else { &self.1 }
+    }
+}
+
+/// Records whose bytes change while they are written (a caller's `AsRef` that is not stable)
+/// cannot make a frame: the log refuses to write its header, is poisoned, and after reopening
+/// holds exactly what was acknowledged before.
+#[test]
+fn records_that_change_during_a_direct_write_poison_the_log_and_leave_no_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let acked = {
+        let (wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+        let acked = wal.append(b"acknowledged").unwrap();
+        let recs = vec![GrowsInWrite(
+            vec![1; 300 << 10],
+            vec![2; 301 << 10],
+            std::cell::Cell::new(0),
+        )];
+        let e = wal.append_batch(&recs).unwrap_err();
+        assert!(wal.poisoned_reason().is_some(), "{e}");
+        assert!(matches!(
+            wal.append(b"after"),
+            Err(wal_log::WalError::Poisoned { .. })
+        ));
+        acked
+    };
+    let (wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(
+        read_all(&wal),
+        vec![(acked, vec![b"acknowledged".to_vec()])]
+    );
+}
