@@ -565,21 +565,30 @@ impl Inner {
         // its payload matches bytes already on disk, like zeros or a recycled file's).
         let tail = [std::io::IoSlice::new(&head), std::io::IoSlice::new(&header)];
         file.write_vectored_all_at(&tail, pos).map_err(failed)?;
-        {
-            let mut f = lock(&self.flush);
-            f.written = Point {
-                lsn,
-                seq,
-                end: frame_end,
-            };
-            f.written_file = Some(file);
-        }
-        self.written_lsn.store(lsn.0, Ordering::Release);
-        let mut head = head;
-        head.clear();
-        lock(&self.writer).spare = head;
-        self.counters.commits.fetch_add(commits, Ordering::Relaxed);
+        let written = Point {
+            lsn,
+            seq,
+            end: frame_end,
+        };
+        self.publish_write(written, file, head, commits);
         Ok(lsn)
+    }
+
+    /// After a flush's write: publishes how far the log is written (for the syncer and
+    /// `flush_to`), hands the emptied pending buffer back as the spare (so appends never
+    /// allocate), and counts the transactions the write carried.
+    fn publish_write(
+        &self,
+        written: Point,
+        file: Arc<dyn VfsFile>,
+        mut buf: Vec<u8>,
+        commits: u64,
+    ) {
+        self.set_written(written, file);
+        self.written_lsn.store(written.lsn.0, Ordering::Release);
+        buf.clear();
+        lock(&self.writer).spare = buf;
+        self.counters.commits.fetch_add(commits, Ordering::Relaxed);
     }
 
     /// Parks the calling thread, listed in `f.waiters`, until a finishing flush wakes it, `done`
@@ -675,20 +684,12 @@ impl Inner {
         if let Err(e) = file.write_all_at(&buf, pos) {
             return Err(self.poison(io_err("write", self.path(&segment_file_name(seq)))(e)));
         }
-        buf.truncate(frames_len);
-        {
-            let mut f = lock(&self.flush);
-            f.written = Point {
-                lsn: last,
-                seq,
-                end: pos + buf.len() as u64,
-            };
-            f.written_file = Some(file);
-        }
-        self.written_lsn.store(last.0, Ordering::Release);
-        buf.clear();
-        lock(&self.writer).spare = buf;
-        self.counters.commits.fetch_add(commits, Ordering::Relaxed);
+        let written = Point {
+            lsn: last,
+            seq,
+            end: pos + frames_len as u64,
+        };
+        self.publish_write(written, file, buf, commits);
         Ok(())
     }
 
