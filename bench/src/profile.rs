@@ -429,30 +429,66 @@ fn commits(root: &Path) -> Res<()> {
 }
 
 /// A group commit with nothing but the essentials, to bound what any design can reach on this
-/// machine: one mutex and condition variable, the first waiter leads (takes the buffer, one
-/// `pwrite`, one `fdatasync`, no write while an fsync runs), everyone else waits for the
-/// durable mark. With `gather`, the leader first yields once so that writers just woken can
-/// queue.
+/// machine: one mutex and condition variable, a waiter leads (takes the buffer, one `pwrite`,
+/// one `fdatasync`), everyone else waits for the durable mark. The shape sets how many flushes
+/// may be in flight at once and whether the leader gathers first.
 struct IdealGroup {
     file: File,
     size: u64,
-    gather: bool,
+    shape: GroupShape,
+    /// Writes go out one at a time in batch order, so an fsync that starts after a batch's
+    /// write covers every earlier batch too, even with several fsyncs in flight.
+    write_order: std::sync::Mutex<()>,
     st: std::sync::Mutex<GroupState>,
     cv: std::sync::Condvar,
 }
 
+/// How [`IdealGroup`] leads.
+#[derive(Clone, Copy)]
+struct GroupShape {
+    /// The leader yields once before taking the buffer, so that writers just woken can queue.
+    gather: bool,
+    /// Flushes (write + fsync) in flight at once; 1 is strict group commit (no write while an
+    /// fsync runs), more overlaps fsyncs.
+    in_flight: usize,
+    /// With a flush in flight, another starts only once this many commits are queued.
+    overlap_min: u64,
+}
+
+/// The variants `--profile group` runs beside wal-log and okaywal.
+const GROUP_SHAPES: [(&str, GroupShape); 6] = {
+    const fn shape(gather: bool, in_flight: usize, overlap_min: u64) -> GroupShape {
+        GroupShape {
+            gather,
+            in_flight,
+            overlap_min,
+        }
+    }
+    [
+        ("minimal", shape(false, 1, 1)),
+        ("minimal+yield", shape(true, 1, 1)),
+        ("overlap2", shape(false, 2, 1)),
+        ("overlap2,min3", shape(false, 2, 3)),
+        ("overlap2,min5", shape(false, 2, 5)),
+        ("overlap2,min3+yield", shape(true, 2, 3)),
+    ]
+};
+
 #[derive(Default)]
 struct GroupState {
     buf: Vec<u8>,
+    /// Commits in `buf`.
+    in_buf: u64,
     queued: u64,
     durable: u64,
-    leading: bool,
+    /// Flushes in flight.
+    leading: usize,
     pos: u64,
     fsyncs: u64,
 }
 
 impl IdealGroup {
-    fn open(path: &Path, gather: bool) -> Res<IdealGroup> {
+    fn open(path: &Path, shape: GroupShape) -> Res<IdealGroup> {
         use std::os::unix::fs::FileExt;
         let size = 64u64 << 20;
         let file = std::fs::OpenOptions::new()
@@ -469,7 +505,8 @@ impl IdealGroup {
         Ok(IdealGroup {
             file,
             size,
-            gather,
+            shape,
+            write_order: std::sync::Mutex::new(()),
             st: std::sync::Mutex::default(),
             cv: std::sync::Condvar::new(),
         })
@@ -483,34 +520,42 @@ impl systems::Writer for IdealGroup {
         let mut g = lock()?;
         g.buf.extend_from_slice(payload);
         g.queued += 1;
+        g.in_buf += 1;
         let me = g.queued;
         loop {
             if g.durable >= me {
                 return Ok(());
             }
-            if g.leading {
+            if g.leading >= self.shape.in_flight
+                || g.buf.is_empty()
+                || (g.leading > 0 && g.in_buf < self.shape.overlap_min)
+            {
                 g = self.cv.wait(g).map_err(|_| "poisoned")?;
                 continue;
             }
-            g.leading = true;
-            if self.gather {
+            g.leading += 1;
+            if self.shape.gather {
                 drop(g);
                 std::thread::yield_now();
                 g = lock()?;
             }
             let buf = std::mem::take(&mut g.buf);
+            g.in_buf = 0;
             let upto = g.queued;
             let mut pos = g.pos;
             if pos + buf.len() as u64 > self.size {
                 pos = 0;
             }
             g.pos = pos + buf.len() as u64;
+            // Taken under the state lock: writes go out in batch order.
+            let order = self.write_order.lock().map_err(|_| "poisoned")?;
             drop(g);
             self.file.write_all_at(&buf, pos)?;
+            drop(order);
             self.file.sync_data()?;
             g = lock()?;
-            g.durable = upto;
-            g.leading = false;
+            g.durable = g.durable.max(upto);
+            g.leading -= 1;
             g.fsyncs += 1;
             self.cv.notify_all();
         }
@@ -527,8 +572,8 @@ impl systems::Writer for IdealGroup {
     }
 }
 
-/// 8 writers of 128 B records: wal-log, okaywal, and the minimal group commit above (with and
-/// without a yield before the leader takes the buffer), in turns.
+/// 8 writers of 128 B records: wal-log, okaywal, and the minimal group commit above in each of
+/// its shapes, in turns.
 fn group(root: &Path) -> Res<()> {
     let cell = Duration::from_secs(2);
     let warm = Duration::from_millis(250);
@@ -543,22 +588,28 @@ fn group(root: &Path) -> Res<()> {
         cell.as_secs()
     );
     for round in 0..3 {
-        for name in ["wal-log", "okaywal", "minimal", "minimal+yield"] {
+        let names = ["wal-log", "okaywal"]
+            .into_iter()
+            .chain(GROUP_SHAPES.iter().map(|(name, _)| *name));
+        for name in names {
             let dir = systems::fresh_dir(root, "profile-group")?;
             let w: Box<dyn systems::Writer> = match name {
                 "wal-log" => systems::open_writer(crate::Sys::Ours, &dir, threads, &raw)?,
                 "okaywal" => systems::open_writer(crate::Sys::Okaywal, &dir, threads, &raw)?,
-                other => Box::new(IdealGroup::open(
-                    &dir.join("ideal.bin"),
-                    other.ends_with("yield"),
-                )?),
+                other => {
+                    let (_, shape) = GROUP_SHAPES
+                        .iter()
+                        .find(|(n, _)| *n == other)
+                        .ok_or("unknown shape")?;
+                    Box::new(IdealGroup::open(&dir.join("ideal.bin"), *shape)?)
+                }
             };
             w.settle();
             let r = crate::drive_commits(&*w, threads, &pool, warm, cell)?;
             let mut lat = r.lat.clone();
             lat.sort_unstable();
             eprintln!(
-                "  [{round}] {name:<14} {:>8.0}/s p50 {:>6.1} us {}",
+                "  [{round}] {name:<20} {:>8.0}/s p50 {:>6.1} us {}",
                 r.per_s,
                 f64::from(lat[lat.len() / 2]) / 1e3,
                 w.note().unwrap_or_default()

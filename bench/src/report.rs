@@ -477,6 +477,11 @@ fn targets(o: &mut String, r: &Results) {
             verdict(ok)
         );
     }
+    o.push_str(
+        "\nWhy the 8-writer target is out of reach on this machine, and the group-commit designs \
+         measured against it: [ADR 0005](decisions/0005-eight-writer-target.md). The fresh-log \
+         bulk rows against the steady-state ones: *Steady state* below.\n",
+    );
     o.push('\n');
 }
 
