@@ -15,7 +15,8 @@
 //!   [`WalError::Poisoned`] with the first failure.
 //! * [`Wal::read_from`] and [`Wal::follow`] yield committed, durable transactions.
 //! * Every file operation goes through [`Vfs`]; [`StdVfs`] is the real file system and
-//!   `SimVfs` (feature `sim`) a deterministic simulator with crash images and fault injection.
+//!   `SimVfs` (feature `sim`) a deterministic simulator with crash images and fault injection;
+//!   `HookedVfs` (same feature) wraps either with a hook that sees, and may fail, every call.
 //!
 //! ```
 //! use wal_log::{Options, SyncPolicy, Wal};

@@ -7,6 +7,8 @@
 //! [`Vfs::sync_dir`]. [`SimVfs::crash`] turns that into the disk as it could be found after a
 //! power loss, chosen by a [`CrashImage`]; [`SimVfs::fail_nth`] and
 //! [`SimVfs::power_off_after`] inject I/O errors and "the process died here".
+//! [`HookedVfs`] wraps any [`Vfs`] (this one or the real one) with a hook that sees, and may
+//! fail, every call: for faults on one path, or to stage a race at an exact point.
 //!
 //! # Model and simplifications
 //!
@@ -44,6 +46,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use crate::vfs::{OpenMode, Vfs, VfsFile, VfsLock};
+
+mod hooked;
+pub use hooked::{Call, HookedVfs};
 
 /// Sector size used by [`DataLoss::TornLastWrite`].
 const SECTOR: u64 = 512;

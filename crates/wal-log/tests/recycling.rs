@@ -217,12 +217,11 @@ mod truncation_racing_rotation {
     //! reuse pool but not yet synced the directory: the rotation must not reuse those files
     //! (after a power loss the rename may be undone, and the file would carry a header that
     //! does not match its old name). Regression test for a reviewer-found bug.
-    use std::io;
     use std::path::Path;
     use std::sync::{Arc, Mutex, OnceLock};
     use std::thread::ThreadId;
-    use wal_log::sim::{CrashImage, DataLoss, DirLoss, SimVfs};
-    use wal_log::vfs::{OpenMode, Vfs, VfsFile, VfsLock};
+    use wal_log::sim::{Call, CrashImage, DataLoss, DirLoss, HookedVfs, OpKind, SimVfs};
+    use wal_log::vfs::Vfs;
     use wal_log::{Options, RecoveryMode, SyncPolicy, Wal};
 
     const DIR: &str = "/log";
@@ -234,22 +233,10 @@ mod truncation_racing_rotation {
         images: Vec<SimVfs>,
     }
 
-    /// `SimVfs`, plus: when the truncating thread syncs the directory after renaming files
-    /// for reuse, another thread first appends through a rotation, and a crash image is taken
-    /// before every rename that rotation does.
-    #[derive(Debug)]
-    struct Racing(Arc<Hook>);
-
     struct Hook {
         sim: SimVfs,
         state: Mutex<State>,
         wal: OnceLock<Arc<Wal>>,
-    }
-
-    impl std::fmt::Debug for Hook {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("Hook")
-        }
     }
 
     fn image(sim: &SimVfs) -> SimVfs {
@@ -259,62 +246,49 @@ mod truncation_racing_rotation {
         })
     }
 
-    impl Vfs for Racing {
-        fn create_dir_all(&self, d: &Path) -> io::Result<()> {
-            self.0.sim.create_dir_all(d)
-        }
-        fn list(&self, d: &Path) -> io::Result<Vec<String>> {
-            self.0.sim.list(d)
-        }
-        fn open(&self, p: &Path, m: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
-            self.0.sim.open(p, m)
-        }
-        fn remove(&self, p: &Path) -> io::Result<()> {
-            self.0.sim.remove(p)
-        }
-        fn lock(&self, p: &Path) -> io::Result<Box<dyn VfsLock>> {
-            self.0.sim.lock(p)
-        }
-        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-            let to_name = to.file_name().unwrap().to_string_lossy().into_owned();
-            {
-                let mut st = self.0.state.lock().unwrap();
-                let me = Some(std::thread::current().id());
-                if st.truncating.is_some() && me != st.truncating {
-                    // The rotation's rename: the new header is synced, the name not yet.
-                    st.images.push(image(&self.0.sim));
-                }
-                if me == st.truncating && to_name.starts_with(wal_log::RECYCLED_PREFIX) {
-                    st.renamed_for_reuse = true;
-                }
-            }
-            self.0.sim.rename(from, to)
-        }
-        fn sync_dir(&self, d: &Path) -> io::Result<()> {
-            let fire = {
-                let mut st = self.0.state.lock().unwrap();
-                let fire =
-                    st.renamed_for_reuse && Some(std::thread::current().id()) == st.truncating;
-                st.renamed_for_reuse = false;
-                fire
-            };
-            if fire {
-                let wal = self.0.wal.get().unwrap().clone();
-                std::thread::spawn(move || {
-                    let before = wal.stats().rotations;
-                    let mut i = 0usize;
-                    while wal.stats().rotations == before {
-                        wal.append(&vec![7u8; 500 + i % 50]).unwrap();
-                        i += 1;
+    impl Hook {
+        /// Runs before every call: when the truncating thread syncs the directory after
+        /// renaming files for reuse, another thread first appends through a rotation, and a
+        /// crash image is taken before every rename that rotation does.
+        fn before(&self, call: &Call<'_>) {
+            let me = Some(std::thread::current().id());
+            match call.op {
+                OpKind::Rename => {
+                    let mut st = self.state.lock().unwrap();
+                    if st.truncating.is_some() && me != st.truncating {
+                        // The rotation's rename: the new header is synced, the name not yet.
+                        st.images.push(image(&self.sim));
                     }
-                })
-                .join()
-                .unwrap();
-                let mut st = self.0.state.lock().unwrap();
-                let img = image(&self.0.sim);
-                st.images.push(img);
+                    let to_name = call.to.and_then(Path::file_name).unwrap().to_string_lossy();
+                    if me == st.truncating && to_name.starts_with(wal_log::RECYCLED_PREFIX) {
+                        st.renamed_for_reuse = true;
+                    }
+                }
+                OpKind::SyncDir => {
+                    let fire = {
+                        let mut st = self.state.lock().unwrap();
+                        let fire = st.renamed_for_reuse && me == st.truncating;
+                        st.renamed_for_reuse = false;
+                        fire
+                    };
+                    if fire {
+                        let wal = self.wal.get().unwrap().clone();
+                        std::thread::spawn(move || {
+                            let before = wal.stats().rotations;
+                            let mut i = 0usize;
+                            while wal.stats().rotations == before {
+                                wal.append(&vec![7u8; 500 + i % 50]).unwrap();
+                                i += 1;
+                            }
+                        })
+                        .join()
+                        .unwrap();
+                        let img = image(&self.sim);
+                        self.state.lock().unwrap().images.push(img);
+                    }
+                }
+                _ => {}
             }
-            self.0.sim.sync_dir(d)
         }
     }
 
@@ -336,7 +310,12 @@ mod truncation_racing_rotation {
             state: Mutex::new(State::default()),
             wal: OnceLock::new(),
         });
-        let (wal, _) = Wal::open(DIR, opts(Arc::new(Racing(hook.clone())))).unwrap();
+        let racing = hook.clone();
+        let vfs = HookedVfs::new(Arc::new(sim), move |call| {
+            racing.before(call);
+            Ok(())
+        });
+        let (wal, _) = Wal::open(DIR, opts(Arc::new(vfs))).unwrap();
         let wal = Arc::new(wal);
         hook.wal.set(wal.clone()).unwrap();
         let mut lsns = Vec::new();
@@ -462,100 +441,27 @@ fn concurrent_truncations_take_each_segment_once() {
 mod reuse_during_inspect {
     //! `inspect` (what `walctl verify` and `stat` run) of a live directory whose running log
     //! truncates and reuses the very segment file being read: `Changed`, not a damage verdict.
-    use std::io;
     use std::path::Path;
     use std::sync::{Arc, Mutex};
-    use wal_log::sim::SimVfs;
-    use wal_log::vfs::{OpenMode, Vfs, VfsFile, VfsLock};
-    use wal_log::{Options, Wal, WalError};
+    use wal_log::sim::{HookedVfs, OpKind, SimVfs};
+    use wal_log::{Options, Vfs, Wal, WalError};
 
     type Trigger = Box<dyn FnOnce() + Send>;
 
-    /// The trigger, run at most once.
-    struct Slot(Mutex<Option<Trigger>>);
-
-    impl std::fmt::Debug for Slot {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("Slot")
-        }
-    }
-
-    /// `SimVfs`, except that the first read past the header of segment 1 first runs the
-    /// trigger (the running log truncating and reusing that file).
-    #[derive(Debug)]
-    struct ReadHook {
-        sim: SimVfs,
-        trigger: Arc<Slot>,
-    }
-
-    #[derive(Debug)]
-    struct HookedFile {
-        inner: Arc<dyn VfsFile>,
-        trigger: Arc<Slot>,
-    }
-
-    impl VfsFile for HookedFile {
-        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-            if offset > 0 {
-                let t = self.trigger.0.lock().unwrap().take();
+    /// `SimVfs`, except that the first read past the header of segment 1 first runs `trigger`
+    /// (the running log truncating and reusing that file).
+    fn read_hook(sim: SimVfs, trigger: Trigger) -> HookedVfs {
+        let trigger = Mutex::new(Some(trigger));
+        let segment_1 = wal_log::segment_file_name(wal_format::SegmentSeq(1));
+        HookedVfs::new(Arc::new(sim), move |call| {
+            if call.op == OpKind::Read && call.offset > 0 && call.path.ends_with(&segment_1) {
+                let t = trigger.lock().unwrap().take();
                 if let Some(t) = t {
                     t();
                 }
             }
-            self.inner.read_at(buf, offset)
-        }
-        fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-            self.inner.write_all_at(buf, offset)
-        }
-        fn write_vectored_all_at(&self, bufs: &[io::IoSlice<'_>], offset: u64) -> io::Result<()> {
-            self.inner.write_vectored_all_at(bufs, offset)
-        }
-        fn sync_data(&self) -> io::Result<()> {
-            self.inner.sync_data()
-        }
-        fn sync_all(&self) -> io::Result<()> {
-            self.inner.sync_all()
-        }
-        fn len(&self) -> io::Result<u64> {
-            self.inner.len()
-        }
-        fn set_len(&self, len: u64) -> io::Result<()> {
-            self.inner.set_len(len)
-        }
-        fn allocate(&self, len: u64) -> io::Result<()> {
-            self.inner.allocate(len)
-        }
-    }
-
-    impl Vfs for ReadHook {
-        fn create_dir_all(&self, d: &Path) -> io::Result<()> {
-            self.sim.create_dir_all(d)
-        }
-        fn list(&self, d: &Path) -> io::Result<Vec<String>> {
-            self.sim.list(d)
-        }
-        fn open(&self, p: &Path, m: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
-            let inner = self.sim.open(p, m)?;
-            if p.ends_with(wal_log::segment_file_name(wal_format::SegmentSeq(1))) {
-                return Ok(Arc::new(HookedFile {
-                    inner,
-                    trigger: self.trigger.clone(),
-                }));
-            }
-            Ok(inner)
-        }
-        fn remove(&self, p: &Path) -> io::Result<()> {
-            self.sim.remove(p)
-        }
-        fn lock(&self, p: &Path) -> io::Result<Box<dyn VfsLock>> {
-            self.sim.lock(p)
-        }
-        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-            self.sim.rename(from, to)
-        }
-        fn sync_dir(&self, d: &Path) -> io::Result<()> {
-            self.sim.sync_dir(d)
-        }
+            Ok(())
+        })
     }
 
     #[test]
@@ -582,10 +488,7 @@ mod reuse_during_inspect {
                 running.append(&[9u8; 700]).unwrap();
             }
         });
-        let hook = ReadHook {
-            sim: sim.clone(),
-            trigger: Arc::new(Slot(Mutex::new(Some(trigger)))),
-        };
+        let hook = read_hook(sim.clone(), trigger);
         match wal_log::inspect(&hook, Path::new("/db"), &mut |_, _| {}) {
             Err(WalError::Changed { segment }) => {
                 assert!(segment.ends_with(wal_log::segment_file_name(wal_format::SegmentSeq(1))));

@@ -499,42 +499,26 @@ mod seal_published_before_next_segment {
     //! that read the seal would open a file not yet installed and report it truncated.
     //! Regression test for a reviewer-found race. A `Vfs` wrapper runs a reader from another
     //! thread at the moment rotation is about to rename the next segment into place.
-    use std::io;
     use std::path::Path;
     use std::sync::{Arc, Mutex, OnceLock};
-    use wal_log::sim::SimVfs;
-    use wal_log::vfs::{OpenMode, Vfs, VfsFile, VfsLock};
+    use wal_log::sim::{HookedVfs, OpKind, SimVfs};
+    use wal_log::vfs::Vfs;
     use wal_log::{Lsn, Options, Wal};
 
-    #[derive(Debug)]
-    struct Probe {
-        sim: SimVfs,
-        wal: OnceLock<Arc<Wal>>,
-        results: Mutex<Vec<Result<usize, String>>>,
-    }
-
-    #[derive(Debug)]
-    struct Hooked(Arc<Probe>);
-
-    impl Vfs for Hooked {
-        fn create_dir_all(&self, d: &Path) -> io::Result<()> {
-            self.0.sim.create_dir_all(d)
-        }
-        fn list(&self, d: &Path) -> io::Result<Vec<String>> {
-            self.0.sim.list(d)
-        }
-        fn open(&self, p: &Path, m: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
-            self.0.sim.open(p, m)
-        }
-        fn remove(&self, p: &Path) -> io::Result<()> {
-            self.0.sim.remove(p)
-        }
-        fn lock(&self, p: &Path) -> io::Result<Box<dyn VfsLock>> {
-            self.0.sim.lock(p)
-        }
-        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-            if to.extension().is_some_and(|e| e == "wal")
-                && let Some(wal) = self.0.wal.get().cloned()
+    #[test]
+    fn readers_never_see_a_seal_before_the_next_segment_exists() {
+        let sim = SimVfs::new();
+        sim.create_dir_all(Path::new("/db")).unwrap();
+        let log: Arc<OnceLock<Arc<Wal>>> = Arc::new(OnceLock::new());
+        let results = Arc::new(Mutex::new(Vec::<Result<usize, String>>::new()));
+        let (hook_log, hook_results) = (log.clone(), results.clone());
+        let vfs = HookedVfs::new(Arc::new(sim), move |call| {
+            let installs_segment = call
+                .to
+                .is_some_and(|to| to.extension() == Some("wal".as_ref()));
+            if call.op == OpKind::Rename
+                && installs_segment
+                && let Some(wal) = hook_log.get().cloned()
             {
                 // Rotation is about to install the next segment: read everything readable.
                 let read = std::thread::spawn(move || {
@@ -547,37 +531,23 @@ mod seal_published_before_next_segment {
                 })
                 .join()
                 .unwrap();
-                self.0.results.lock().unwrap().push(read);
+                hook_results.lock().unwrap().push(read);
             }
-            self.0.sim.rename(from, to)
-        }
-        fn sync_dir(&self, d: &Path) -> io::Result<()> {
-            self.0.sim.sync_dir(d)
-        }
-    }
-
-    #[test]
-    fn readers_never_see_a_seal_before_the_next_segment_exists() {
-        let sim = SimVfs::new();
-        sim.create_dir_all(Path::new("/db")).unwrap();
-        let probe = Arc::new(Probe {
-            sim,
-            wal: OnceLock::new(),
-            results: Mutex::new(Vec::new()),
+            Ok(())
         });
         let opts = Options::default()
-            .vfs(Arc::new(Hooked(probe.clone())))
+            .vfs(Arc::new(vfs))
             .segment_size(4 << 10)
             .preallocate(false);
         let (wal, _) = Wal::open("/db", opts).unwrap();
         let wal = Arc::new(wal);
-        probe.wal.set(wal.clone()).unwrap();
+        log.set(wal.clone()).unwrap();
         for i in 0..200u32 {
             let mut body = i.to_le_bytes().to_vec();
             body.resize(300, 1);
             wal.append(&body).unwrap();
         }
-        let results = std::mem::take(&mut *probe.results.lock().unwrap());
+        let results = std::mem::take(&mut *results.lock().unwrap());
         assert!(results.len() > 10, "{} rotations observed", results.len());
         for (i, r) in results.iter().enumerate() {
             assert!(r.is_ok(), "reader during rotation {i}: {r:?}");

@@ -8,84 +8,30 @@ mod common;
 
 use common::*;
 use std::collections::BTreeMap;
-use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use wal_format::Lsn;
-use wal_log::{OpenMode, StdVfs, Vfs, VfsFile, VfsLock};
+use wal_log::StdVfs;
+use wal_log::sim::{HookedVfs, OpKind};
 use wal_replay::{CheckpointStep, Engine, RecoverOptions, recover, replay_read_only};
 
-/// The real file system, counting the bytes read from files whose path contains `/log/`.
-#[derive(Debug, Clone, Default)]
-struct Counting {
-    log_bytes: Arc<AtomicU64>,
-}
-
-#[derive(Debug)]
-struct CountingFile {
-    inner: Arc<dyn VfsFile>,
-    counter: Option<Arc<AtomicU64>>,
-}
-
-impl VfsFile for CountingFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let n = self.inner.read_at(buf, offset)?;
-        if let Some(c) = &self.counter {
-            c.fetch_add(n as u64, Ordering::Relaxed);
+/// The real file system, counting the bytes read from files in a directory named `log`.
+fn counting_log_reads() -> (HookedVfs, Arc<AtomicU64>) {
+    let read = Arc::new(AtomicU64::new(0));
+    let counter = read.clone();
+    let vfs = HookedVfs::new(Arc::new(StdVfs), move |call| {
+        let in_log = call.path.parent().and_then(Path::file_name) == Some("log".as_ref());
+        if call.op == OpKind::Read && in_log {
+            // The hook runs before the read: count what it will return. Nothing writes the
+            // log while it is recovered, so the length holds.
+            let len = std::fs::metadata(call.path)?.len();
+            let n = call.len.min(len.saturating_sub(call.offset));
+            counter.fetch_add(n, Ordering::Relaxed);
         }
-        Ok(n)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn write_vectored_all_at(&self, bufs: &[io::IoSlice<'_>], offset: u64) -> io::Result<()> {
-        self.inner.write_vectored_all_at(bufs, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.inner.sync_data()
-    }
-    fn sync_all(&self) -> io::Result<()> {
-        self.inner.sync_all()
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn allocate(&self, len: u64) -> io::Result<()> {
-        self.inner.allocate(len)
-    }
-}
-
-impl Vfs for Counting {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        StdVfs.create_dir_all(dir)
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        StdVfs.list(dir)
-    }
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
-        let inner = StdVfs.open(path, mode)?;
-        let in_log = path.parent().and_then(Path::file_name) == Some("log".as_ref());
-        Ok(Arc::new(CountingFile {
-            inner,
-            counter: in_log.then(|| self.log_bytes.clone()),
-        }))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdVfs.rename(from, to)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        StdVfs.remove(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        StdVfs.sync_dir(dir)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Box<dyn VfsLock>> {
-        StdVfs.lock(path)
-    }
+        Ok(())
+    });
+    (vfs, read)
 }
 
 fn log_bytes(root: &Path) -> (u64, u64) {
@@ -109,8 +55,8 @@ fn recovery_reads_the_log_once() {
     let (total, segments) = log_bytes(dir.path());
     assert!(segments > 10, "{segments}");
     for read_only in [false, true] {
-        let vfs = Counting::default();
-        let opts = RecoverOptions::default().wal(small_log().vfs(Arc::new(vfs.clone())));
+        let (vfs, log_reads) = counting_log_reads();
+        let opts = RecoverOptions::default().wal(small_log().vfs(Arc::new(vfs)));
         let mut kv = Kv::default();
         let report = if read_only {
             replay_read_only(
@@ -125,7 +71,7 @@ fn recovery_reads_the_log_once() {
             recover(dir.path(), &mut kv, opts).unwrap().report
         };
         assert_eq!((report.applied, kv.map.len()), (8000, 8000));
-        let read = vfs.log_bytes.load(Ordering::Relaxed);
+        let read = log_reads.load(Ordering::Relaxed);
         // Every byte once, plus a few headers read twice (to plan before the read).
         assert!(
             read >= total && read <= total + segments * 256,
@@ -260,39 +206,21 @@ fn a_snapshot_with_nothing_after_it_is_restored_after_the_scan() {
     assert_eq!((report.applied, report.applied_range), (0, None));
 }
 
-/// The real file system, running a hook (once) when the log's lock is taken: what another
-/// process could do between recovery planning from the first segment's header and the open.
-#[derive(Debug, Clone, Default)]
-struct OnLock {
-    hook: Arc<std::sync::Mutex<Option<PathBuf>>>,
-}
-
-impl Vfs for OnLock {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        StdVfs.create_dir_all(dir)
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        StdVfs.list(dir)
-    }
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
-        StdVfs.open(path, mode)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdVfs.rename(from, to)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        StdVfs.remove(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        StdVfs.sync_dir(dir)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Box<dyn VfsLock>> {
-        let g = StdVfs.lock(path)?;
-        if let Some(victim) = self.hook.lock().unwrap().take() {
+/// The real file system, removing a file (once, set in the slot) when the log's lock is about to
+/// be taken: what another process could do between recovery planning from the first segment's
+/// header and the open.
+fn on_lock() -> (HookedVfs, Arc<Mutex<Option<PathBuf>>>) {
+    let slot = Arc::new(Mutex::new(None::<PathBuf>));
+    let victim = slot.clone();
+    let vfs = HookedVfs::new(Arc::new(StdVfs), move |call| {
+        if call.op == OpKind::Lock
+            && let Some(victim) = victim.lock().unwrap().take()
+        {
             std::fs::remove_file(victim)?;
         }
-        Ok(g)
-    }
+        Ok(())
+    });
+    (vfs, slot)
 }
 
 #[test]
@@ -321,8 +249,8 @@ fn a_first_segment_that_changes_before_the_open_is_planned_again() {
     // The first segment disappears after planning, before the open reads the log: the log no
     // longer holds what follows the snapshot's fence. Replaying the rest on top of the snapshot
     // would silently lose transactions; recovery must notice and refuse.
-    let vfs = OnLock::default();
-    *vfs.hook.lock().unwrap() = Some(segs[0].clone());
+    let (vfs, victim) = on_lock();
+    *victim.lock().unwrap() = Some(segs[0].clone());
     let mut kv = Kv::default();
     let err = recover(
         dir.path(),
