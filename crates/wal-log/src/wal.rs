@@ -150,10 +150,24 @@ struct Waiter {
 }
 
 impl Waiter {
-    fn wake(&self) {
+    /// Marks the waiter taken off the list and unparks its thread. Consumes this reference
+    /// before the unpark, so the woken thread finds its entry unshared and can reuse it.
+    fn wake(self: Arc<Self>) {
         self.woken.store(true, Ordering::Release);
-        self.thread.unpark();
+        let thread = self.thread.clone();
+        drop(self);
+        thread.unpark();
     }
+}
+
+thread_local! {
+    /// This thread's waiter entry, reused by each park while no waiter list or waker still
+    /// holds it, so that waiting for a group commit allocates nothing.
+    static MY_WAITER: std::cell::RefCell<Option<Arc<Waiter>>> =
+        const { std::cell::RefCell::new(None) };
+    /// The waiters a flush finishing on this thread wakes, reused from flush to flush.
+    static TO_WAKE: std::cell::RefCell<Vec<Arc<Waiter>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 enum Prealloc {
@@ -391,11 +405,14 @@ impl Inner {
             f.syncing = false;
         }
         self.flushed.notify_all();
-        let wake = self.take_wakeable(&mut f, strict);
-        drop(f);
-        for w in wake {
-            w.wake();
-        }
+        TO_WAKE.with(|wake| {
+            let mut wake = wake.borrow_mut();
+            self.take_wakeable(&mut f, strict, &mut wake);
+            drop(f);
+            for w in wake.drain(..) {
+                w.wake();
+            }
+        });
     }
 
     /// Takes the writer role (and under `strict` the syncer role too, as [`Inner::flush_to`]
@@ -600,11 +617,27 @@ impl Inner {
         sync: bool,
         done: &dyn Fn(&Self) -> bool,
     ) {
-        let me = Arc::new(Waiter {
-            lsn,
-            sync,
-            thread: std::thread::current(),
-            woken: AtomicBool::new(false),
+        let me = MY_WAITER.with(|mine| {
+            let mut mine = mine.borrow_mut();
+            if let Some(w) = mine.as_mut().and_then(Arc::get_mut) {
+                // No list or waker holds it any more: reuse it.
+                w.lsn = lsn;
+                w.sync = sync;
+                *w.woken.get_mut() = false;
+            } else {
+                // First park on this thread, or the last entry was left behind in a list (its
+                // thread returned before being woken): a new one.
+                *mine = None;
+            }
+            mine.get_or_insert_with(|| {
+                Arc::new(Waiter {
+                    lsn,
+                    sync,
+                    thread: std::thread::current(),
+                    woken: AtomicBool::new(false),
+                })
+            })
+            .clone()
         });
         f.waiters.push(me.clone());
         drop(f);
@@ -623,16 +656,18 @@ impl Inner {
     /// uncovered, first, to take the roles (it re-checks under the flush lock, and whoever holds
     /// the roles instead wakes another when done, so no waiter is forgotten). Otherwise, or
     /// once poisoned: everyone, as either role may be the one a waiter needs.
-    fn take_wakeable(&self, f: &mut FlushState, strict: bool) -> Vec<Arc<Waiter>> {
+    /// They go into `wake` (empty on entry), and both lists keep their capacity, so a flush
+    /// allocates nothing.
+    fn take_wakeable(&self, f: &mut FlushState, strict: bool, wake: &mut Vec<Arc<Waiter>>) {
         if f.waiters.is_empty() {
-            return Vec::new();
+            return;
         }
         if !strict || self.poisoned.load(Ordering::Acquire) {
-            return std::mem::take(&mut f.waiters);
+            wake.append(&mut f.waiters);
+            return;
         }
         let durable = self.durable_lsn.load(Ordering::Acquire);
         let written = self.written_lsn.load(Ordering::Acquire);
-        let mut wake = Vec::with_capacity(f.waiters.len());
         let mut next_leader = None;
         f.waiters.retain(|w| {
             let at = if w.sync { durable } else { written };
@@ -649,7 +684,6 @@ impl Inner {
         if let Some(l) = next_leader {
             wake.insert(0, l);
         }
-        wake
     }
 
     /// The writer role: writes every pending frame with one call (or rotates).
