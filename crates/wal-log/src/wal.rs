@@ -4,6 +4,7 @@ use crate::error::{Result, WalError, io_err};
 use crate::options::{Options, SyncPolicy};
 use crate::segment::{PREALLOC_FILE, SegmentInfo, recycled_file_name, segment_file_name};
 use crate::vfs::{OpenMode, VfsFile, VfsLock};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -163,11 +164,9 @@ impl Waiter {
 thread_local! {
     /// This thread's waiter entry, reused by each park while no waiter list or waker still
     /// holds it, so that waiting for a group commit allocates nothing.
-    static MY_WAITER: std::cell::RefCell<Option<Arc<Waiter>>> =
-        const { std::cell::RefCell::new(None) };
+    static MY_WAITER: RefCell<Option<Arc<Waiter>>> = const { RefCell::new(None) };
     /// The waiters a flush finishing on this thread wakes, reused from flush to flush.
-    static TO_WAKE: std::cell::RefCell<Vec<Arc<Waiter>>> =
-        const { std::cell::RefCell::new(Vec::new()) };
+    static TO_WAKE: RefCell<Vec<Arc<Waiter>>> = const { RefCell::new(Vec::new()) };
 }
 
 enum Prealloc {
@@ -405,14 +404,15 @@ impl Inner {
             f.syncing = false;
         }
         self.flushed.notify_all();
-        TO_WAKE.with(|wake| {
-            let mut wake = wake.borrow_mut();
-            self.take_wakeable(&mut f, strict, &mut wake);
-            drop(f);
-            for w in wake.drain(..) {
-                w.wake();
-            }
-        });
+        // `try_with`: a log dropped while this thread's locals are being destroyed still
+        // wakes its waiters, from a list of its own.
+        let mut wake = TO_WAKE.try_with(RefCell::take).unwrap_or_default();
+        self.take_wakeable(&mut f, strict, &mut wake);
+        drop(f);
+        for w in wake.drain(..) {
+            w.wake();
+        }
+        let _ = TO_WAKE.try_with(|spare| spare.replace(wake));
     }
 
     /// Takes the writer role (and under `strict` the syncer role too, as [`Inner::flush_to`]
@@ -617,7 +617,15 @@ impl Inner {
         sync: bool,
         done: &dyn Fn(&Self) -> bool,
     ) {
-        let me = MY_WAITER.with(|mine| {
+        let fresh = || {
+            Arc::new(Waiter {
+                lsn,
+                sync,
+                thread: std::thread::current(),
+                woken: AtomicBool::new(false),
+            })
+        };
+        let reused = MY_WAITER.try_with(|mine| {
             let mut mine = mine.borrow_mut();
             if let Some(w) = mine.as_mut().and_then(Arc::get_mut) {
                 // No list or waker holds it any more: reuse it.
@@ -629,16 +637,10 @@ impl Inner {
                 // thread returned before being woken): a new one.
                 *mine = None;
             }
-            mine.get_or_insert_with(|| {
-                Arc::new(Waiter {
-                    lsn,
-                    sync,
-                    thread: std::thread::current(),
-                    woken: AtomicBool::new(false),
-                })
-            })
-            .clone()
+            mine.get_or_insert_with(fresh).clone()
         });
+        // While this thread's locals are being destroyed: a one-off entry.
+        let me = reused.unwrap_or_else(|_| fresh());
         f.waiters.push(me.clone());
         drop(f);
         // Leaving early (done or poisoned) leaves the entry behind: it counts as covered and is
@@ -1666,6 +1668,39 @@ mod tests {
                 w.lsn.0 <= at.load(Ordering::Acquire)
             }));
         }
+    }
+
+    /// A log dropped while its thread's locals are being destroyed (it is held in a thread
+    /// local registered before the log's own, so destroyed after them) still syncs on close
+    /// instead of panicking in the flush that the close runs.
+    #[test]
+    fn a_log_dropped_during_thread_exit_closes_cleanly() {
+        thread_local! {
+            static HELD: RefCell<Option<Wal>> = const { RefCell::new(None) };
+        }
+        let vfs = SimVfs::new();
+        let v = vfs.clone();
+        std::thread::spawn(move || {
+            HELD.with(|_| {});
+            let wal = open(&v, SyncPolicy::Never);
+            for i in 0..3u8 {
+                wal.append(&[i; 100]).unwrap();
+            }
+            HELD.with(|h| *h.borrow_mut() = Some(wal));
+        })
+        .join()
+        .unwrap();
+        let image = vfs.crash(&crate::sim::CrashImage {
+            data: crate::sim::DataLoss::DurableOnly,
+            dirs: crate::sim::DirLoss::UnsyncedLost,
+        });
+        let wal = open(&image, SyncPolicy::Never);
+        let read: Vec<_> = wal
+            .read_from(Lsn::ZERO)
+            .unwrap()
+            .map(|t| t.unwrap().body[0])
+            .collect();
+        assert_eq!(read, [0, 1, 2]);
     }
 
     /// A failed fsync while threads are parked waiting for it: every thread gets an error

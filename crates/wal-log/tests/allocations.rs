@@ -78,7 +78,10 @@ fn appends_allocate_nothing() {
                 wal.append(&payload(i)).unwrap();
             });
             eprintln!("append, {policy:?}, {threads} thread(s): {per} allocations per call");
-            assert!(per <= AT_MOST, "append, {policy:?}, {threads} threads: {per} per call");
+            assert!(
+                per <= AT_MOST,
+                "append, {policy:?}, {threads} threads: {per} per call"
+            );
         }
     }
 }
@@ -92,14 +95,20 @@ fn batches_and_queued_appends_allocate_nothing() {
             wal.append_batch(&records).unwrap();
         });
         eprintln!("append_batch, {threads} thread(s): {per} allocations per call");
-        assert!(per <= AT_MOST, "append_batch, {threads} threads: {per} per call");
+        assert!(
+            per <= AT_MOST,
+            "append_batch, {threads} threads: {per} per call"
+        );
         let (_dir, wal) = open(SyncPolicy::Always);
         let per = allocations_per_call(threads, |i| {
             let lsn = wal.append_queued(&payload(i)).unwrap();
             wal.wait_durable(lsn).unwrap();
         });
         eprintln!("append_queued + wait_durable, {threads} thread(s): {per} allocations per call");
-        assert!(per <= AT_MOST, "append_queued, {threads} threads: {per} per call");
+        assert!(
+            per <= AT_MOST,
+            "append_queued, {threads} threads: {per} per call"
+        );
     }
 }
 
@@ -117,7 +126,10 @@ fn large_transactions_allocate_nothing() {
             wal.append_batch(&records).unwrap();
         }
     });
-    eprintln!("300 KB append_batch: {} allocations in 50 calls", info.count_total);
+    eprintln!(
+        "300 KB append_batch: {} allocations in 50 calls",
+        info.count_total
+    );
     assert_eq!(wal.stats().direct_writes, 53);
     assert_eq!(info.count_total, 0);
 }
