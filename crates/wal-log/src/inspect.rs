@@ -2,6 +2,8 @@
 //! reports. Nothing here writes.
 
 use crate::error::{Result, WalError, io_err};
+use crate::open::MovedAside;
+use crate::options::RecoveryMode;
 use crate::segment::{Entry, classify, segment_file_name};
 use crate::vfs::read_full;
 use crate::vfs::{OpenMode, Vfs, VfsFile};
@@ -269,6 +271,150 @@ impl Inspection {
     pub fn last_lsn(&self) -> Lsn {
         self.segments.last().map_or(Lsn::ZERO, |s| s.last_lsn)
     }
+
+    /// What [`crate::Wal::open`] in `mode` would do to this log, without doing it: the bytes
+    /// it would move aside (and the file names it would give them), and the last LSN it would
+    /// keep; or the error with which it would refuse. The same decisions as recovery makes,
+    /// in the same order, for dry runs (`walctl repair --dry-run`, a read-only replay).
+    ///
+    /// A live directory may change between this scan and a real open; the prediction is of
+    /// the directory as scanned. A directory without segments plans nothing (an open would
+    /// start a new log in it).
+    ///
+    /// # Errors
+    /// As [`crate::Wal::open`] would fail: [`Inspection::refusal`] in every mode, a torn tail
+    /// under [`RecoveryMode::Strict`] ([`WalError::TornTail`]), corruption under every mode
+    /// but [`RecoveryMode::SalvagePrefix`], and a damaged first header in every mode
+    /// ([`WalError::Corrupt`]), no segment with a valid header ([`WalError::NotAWal`]).
+    pub fn recovery_plan(&self, mode: RecoveryMode) -> Result<RecoveryPlan> {
+        if let Some(e) = self.refusal() {
+            return Err(e);
+        }
+        let salvage = mode == RecoveryMode::SalvagePrefix;
+        // (index of the first segment dropped whole, offset of the cut in the one before it
+        // (0: none), reason)
+        let cut = match self.verdict() {
+            Verdict::Sound => None,
+            Verdict::TornTail {
+                segment,
+                offset,
+                reason,
+            } => {
+                if mode == RecoveryMode::Strict {
+                    return Err(WalError::TornTail {
+                        segment,
+                        offset,
+                        reason,
+                    });
+                }
+                let i = self.position(&segment);
+                Some((i + 1, offset, reason))
+            }
+            Verdict::Corrupt {
+                segment,
+                offset,
+                reason,
+            } => {
+                let i = self.position(&segment);
+                let header_damage = offset == 0 && self.segments[i].header.is_none();
+                if !salvage || (header_damage && i == 0) {
+                    return Err(WalError::Corrupt {
+                        segment,
+                        offset,
+                        reason,
+                    });
+                }
+                if header_damage {
+                    // Worded as recovery words it.
+                    let reason = match &self.segments[i].header_error {
+                        Some(e) => header_error(&segment, &self.dir, e).to_string(),
+                        None => reason,
+                    };
+                    Some((i, 0, reason))
+                } else {
+                    Some((i + 1, offset, reason))
+                }
+            }
+        };
+        let mut plan = RecoveryPlan {
+            moved_aside: Vec::new(),
+            last_lsn: self.last_lsn(),
+        };
+        let mut taken: BTreeSet<String> = self.aside_files.iter().cloned().collect();
+        if let Some((after, offset, reason)) = cut {
+            let kept = &self.segments[..after];
+            let Some(last) = kept.last() else {
+                return Err(WalError::NotAWal {
+                    dir: self.dir.clone(),
+                    reason: "no valid segment".into(),
+                });
+            };
+            plan.last_lsn = last.last_lsn;
+            if offset > 0 {
+                let end = last.aside_end(salvage);
+                if end > offset {
+                    let what = if salvage { "salvaged" } else { "torn" };
+                    let base = file_name(&last.path);
+                    let mut name = format!("{base}.{what}-{offset}");
+                    let mut n = 0;
+                    while taken.contains(&name) {
+                        n += 1;
+                        name = format!("{base}.{what}-{offset}.{n}");
+                    }
+                    taken.insert(name.clone());
+                    plan.moved_aside.push(MovedAside {
+                        from: last.path.clone(),
+                        offset,
+                        bytes: end - offset,
+                        to: self.dir.join(name),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+            for later in &self.segments[after..] {
+                plan.moved_aside.push(MovedAside {
+                    from: later.path.clone(),
+                    offset: 0,
+                    bytes: later.file_len,
+                    to: self
+                        .dir
+                        .join(format!("{}.salvaged", file_name(&later.path))),
+                    reason: reason.clone(),
+                });
+            }
+        }
+        if self.log_id.is_none() && !self.segments.is_empty() {
+            return Err(WalError::NotAWal {
+                dir: self.dir.clone(),
+                reason: "no segment with a valid header".into(),
+            });
+        }
+        Ok(plan)
+    }
+
+    /// Index of the segment at `path` (the verdict names one of them).
+    fn position(&self, path: &Path) -> usize {
+        self.segments
+            .iter()
+            .position(|s| s.path == path)
+            .unwrap_or(0)
+    }
+}
+
+/// What opening a log would do: see [`Inspection::recovery_plan`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryPlan {
+    /// The bytes that would be moved aside, in the order recovery moves them, each with the
+    /// file it would go to (as [`crate::OpenReport::moved_aside`] would list them).
+    pub moved_aside: Vec<MovedAside>,
+    /// The last LSN the log would keep.
+    pub last_lsn: Lsn,
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// What a log directory holds, by kind of entry.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wal_format::{Bincode, Codec, LogId, Lsn, ScanEnd, SegmentHeader, SegmentSeq};
 use wal_log::{
-    DirFrame, OpenReport, Options, RecoveryMode, ScanVisitor, Verdict, Vfs, VisitError, Wal,
+    DirFrame, OpenReport, Options, RecoveryMode, ScanVisitor, Vfs, VisitError, Wal,
     segment_file_name,
 };
 
@@ -112,6 +112,15 @@ pub struct RejectedSnapshot {
     pub path: PathBuf,
     /// Why it was passed over.
     pub reason: String,
+    /// Its fence is past the end of the log (the log lost transactions the snapshot holds,
+    /// for example to a salvage). Such a snapshot can never be used again: the log's next
+    /// LSNs go to new commits that its state does not hold.
+    pub ahead_of_log: bool,
+    /// Where recovery renamed it (`<name>.corrupt`, kept, never read): a snapshot ahead of
+    /// the log is set aside before the log takes new commits, so that no later recovery
+    /// restores it once the log has grown past its fence. `None` for other rejections and
+    /// in a read-only replay.
+    pub set_aside: Option<PathBuf>,
 }
 
 /// Bytes taken out of the log by recovery (or that a read-only replay says would be).
@@ -348,6 +357,7 @@ where
                 &mut report,
             )?;
         }
+        set_aside_ahead_of_log(&store, &mut report)?;
         report.elapsed = started.elapsed();
         tracing::info!(
             applied = report.applied,
@@ -357,6 +367,27 @@ where
         );
         return Ok(Recovered { wal, report });
     }
+}
+
+/// Renames every snapshot found ahead of the log aside, before the log is handed back to take
+/// new commits: those get the LSNs the snapshot's state already covers with other
+/// transactions, and once the log has grown past its fence nothing could tell it apart from a
+/// usable snapshot.
+fn set_aside_ahead_of_log(store: &SnapshotStore, report: &mut RecoveryReport) -> Result<()> {
+    let mut renamed = false;
+    for r in report
+        .rejected_snapshots
+        .iter_mut()
+        .filter(|r| r.ahead_of_log)
+    {
+        tracing::warn!(snapshot = %r.path.display(), reason = %r.reason, "setting a snapshot ahead of the log aside");
+        r.set_aside = Some(store.set_aside(&r.path)?);
+        renamed = true;
+    }
+    if renamed {
+        store.sync()?;
+    }
+    Ok(())
 }
 
 /// The fallback's second read: replays the log from `fence` on (after the open, so the log
@@ -603,6 +634,8 @@ impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
                         "its fence {} is ahead of the log, which ends at LSN {}",
                         c.header.fence, report.log_end
                     ),
+                    ahead_of_log: true,
+                    set_aside: None,
                 });
             }
             self.plan.next
@@ -812,96 +845,49 @@ where
     }
 }
 
-/// Applies the verdict of a read-only scan: an error for damage the recovery mode refuses,
-/// else the record of what recovery would move aside.
+/// Applies the verdict of a read-only scan as recovery would (`Inspection::recovery_plan`): an
+/// error for damage the recovery mode refuses, else the record of what it would move aside
+/// and where the kept log would end.
 fn judge(
     inspection: &wal_log::Inspection,
     mode: RecoveryMode,
     report: &mut RecoveryReport,
 ) -> Result<()> {
-    match inspection.verdict() {
-        Verdict::Sound => {}
-        Verdict::TornTail {
+    let plan = inspection.recovery_plan(mode).map_err(|e| match e {
+        wal_log::WalError::TornTail {
             segment,
             offset,
             reason,
-        } => {
-            if mode == RecoveryMode::Strict {
-                return Err(ReplayError::TornTail {
-                    segment,
-                    offset,
-                    reason,
-                });
-            }
-            plan_cut(inspection, &segment, offset, &reason, false, report);
-        }
-        Verdict::Corrupt {
+        } => ReplayError::TornTail {
             segment,
             offset,
             reason,
-        } => {
-            let header_of_first = inspection
-                .segments
-                .first()
-                .is_some_and(|s| s.path == segment && s.header.is_none());
-            if mode != RecoveryMode::SalvagePrefix || header_of_first {
-                return Err(ReplayError::Corrupt {
-                    segment,
-                    offset,
-                    reason,
-                });
-            }
-            plan_cut(inspection, &segment, offset, &reason, true, report);
-        }
-    }
-    Ok(())
-}
-
-/// Records what recovery would move aside for damage at `offset` of `segment`.
-fn plan_cut(
-    inspection: &wal_log::Inspection,
-    segment: &Path,
-    offset: u64,
-    reason: &str,
-    salvage: bool,
-    report: &mut RecoveryReport,
-) {
-    let Some(i) = inspection.segments.iter().position(|s| s.path == segment) else {
-        return;
-    };
-    let s = &inspection.segments[i];
-    // Header damage drops the whole segment; otherwise the kept prefix ends at `offset`.
-    let whole = offset == 0 && s.header.is_none();
-    if whole {
-        report.log_end = inspection.segments[..i]
-            .last()
-            .map_or(Lsn::ZERO, |p| p.last_lsn);
-    } else {
-        report.log_end = s.last_lsn;
-        let end = s.aside_end(salvage);
-        if end > offset {
-            report.moved_aside.push(Aside {
-                from: s.path.clone(),
-                offset,
-                bytes: end - offset,
-                to: None,
-                reason: reason.to_owned(),
-            });
-        }
-    }
-    if salvage {
-        let from = if whole { i } else { i + 1 };
-        for later in &inspection.segments[from..] {
-            report.moved_aside.push(Aside {
-                from: later.path.clone(),
-                offset: 0,
-                bytes: later.file_len,
-                to: None,
-                reason: reason.to_owned(),
-            });
-        }
-    }
+        },
+        wal_log::WalError::Corrupt {
+            segment,
+            offset,
+            reason,
+        } => ReplayError::Corrupt {
+            segment,
+            offset,
+            reason,
+        },
+        other => other.into(),
+    })?;
+    report.log_end = plan.last_lsn;
+    report.moved_aside = plan
+        .moved_aside
+        .into_iter()
+        .map(|m| Aside {
+            from: m.from,
+            offset: m.offset,
+            bytes: m.bytes,
+            to: None,
+            reason: m.reason,
+        })
+        .collect();
     report.bytes_moved_aside = report.moved_aside.iter().map(|a| a.bytes).sum();
+    Ok(())
 }
 
 /// Picks the newest snapshot, from index `from` of the listing on, that verifies, belongs to
@@ -924,9 +910,12 @@ fn choose_snapshot(
             Ok(v) => v,
             Err(ReplayError::BadSnapshot { path, reason }) => {
                 tracing::warn!(snapshot = %path.display(), %reason, "snapshot rejected");
-                report
-                    .rejected_snapshots
-                    .push(RejectedSnapshot { path, reason });
+                report.rejected_snapshots.push(RejectedSnapshot {
+                    path,
+                    reason,
+                    ahead_of_log: false,
+                    set_aside: None,
+                });
                 continue;
             }
             Err(e) => return Err(e),
@@ -940,6 +929,8 @@ fn choose_snapshot(
                     "its fence {} is ahead of the log, which ends at LSN {end}",
                     verified.header.fence
                 ),
+                ahead_of_log: true,
+                set_aside: None,
             });
             continue;
         }

@@ -758,58 +758,41 @@ fn repair(
     mode: RepairMode,
 ) -> Result<u8, Failure> {
     let recovery: RecoveryMode = mode.into();
+    refuse_an_empty_log(data, vfs)?;
     if dry_run {
         let ins = inspect(data, vfs)?;
         let verdict = ins.verdict();
         let mut plan: Vec<Value> = Vec::new();
         let mut code = EXIT_OK;
         let mut note = String::new();
-        match &verdict {
-            _ if let Some(e) = ins.refusal() => {
+        // The same decisions as the repair's open makes (`Inspection::recovery_plan`).
+        match ins.recovery_plan(recovery) {
+            Ok(p) => {
+                plan = p
+                    .moved_aside
+                    .iter()
+                    .map(|m| json!({"from": m.from, "offset": m.offset, "bytes": m.bytes, "to": m.to, "reason": m.reason}))
+                    .collect();
+                if verdict == Verdict::Sound {
+                    note = "the log is sound: nothing to repair".into();
+                }
+            }
+            Err(e) => {
                 code = wal_code(&e);
-                note = format!(
-                    "{e}; no repair mode opens this log: put the missing, foreign or damaged file right first (docs/operations.md)"
-                );
+                note = if ins.refusal().is_some() {
+                    format!(
+                        "{e}; no repair mode opens this log: put the missing, foreign or damaged file right first (docs/operations.md)"
+                    )
+                } else if matches!(e, WalError::Corrupt { .. })
+                    && matches!(mode, RepairMode::TornTail)
+                {
+                    format!(
+                        "{e}: torn-tail mode does not repair corruption; --mode salvage-prefix would keep the valid prefix and move the rest aside"
+                    )
+                } else {
+                    format!("{e}: no repair mode opens this log")
+                };
             }
-            Verdict::Sound => note = "the log is sound: nothing to repair".into(),
-            Verdict::TornTail {
-                segment,
-                offset,
-                reason,
-            } => {
-                if let Some(s) = ins.segments.iter().find(|s| &s.path == segment) {
-                    let end = s.aside_end(matches!(mode, RepairMode::SalvagePrefix));
-                    plan.push(json!({"from": segment, "offset": offset, "bytes": end.saturating_sub(*offset), "to": format!("{}.{}-{offset}", segment.display(), if matches!(mode, RepairMode::SalvagePrefix) {"salvaged"} else {"torn"}), "reason": reason}));
-                }
-            }
-            Verdict::Corrupt {
-                segment,
-                offset,
-                reason,
-            } => match mode {
-                RepairMode::TornTail => {
-                    code = EXIT_CORRUPT;
-                    note = format!(
-                        "corruption in {} at byte {offset} ({reason}) cannot be repaired in torn-tail mode; --mode salvage-prefix would keep the valid prefix and move the rest aside",
-                        segment.display()
-                    );
-                }
-                RepairMode::SalvagePrefix => {
-                    let i = ins
-                        .segments
-                        .iter()
-                        .position(|s| &s.path == segment)
-                        .unwrap_or(0);
-                    let s = &ins.segments[i];
-                    let whole = *offset == 0 && s.header.is_none();
-                    if !whole && s.data_end > *offset {
-                        plan.push(json!({"from": segment, "offset": offset, "bytes": s.data_end - offset, "to": format!("{}.salvaged-{offset}", segment.display()), "reason": reason}));
-                    }
-                    for later in &ins.segments[if whole { i } else { i + 1 }..] {
-                        plan.push(json!({"from": later.path, "offset": 0, "bytes": later.file_len, "to": format!("{}.salvaged", later.path.display()), "reason": reason}));
-                    }
-                }
-            },
         }
         out.value(&json!({
             "dry_run": true,
@@ -900,6 +883,31 @@ fn repair(
         report.last_lsn, report.segments
     ));
     Ok(EXIT_OK)
+}
+
+/// `repair` never creates a log: opening a log directory without segments would start a new,
+/// empty log (a new log id), under which recovery would then reject every snapshot. A log
+/// directory that exists but is empty is a log that was moved or a volume not mounted.
+fn refuse_an_empty_log(data: &DataDir, vfs: &Arc<dyn Vfs>) -> Result<(), Failure> {
+    let dir = data.log_dir();
+    let names = match vfs.list(&dir) {
+        Ok(names) => names,
+        // Reported by the open, as for every other command.
+        Err(_) => return Ok(()),
+    };
+    if names
+        .iter()
+        .any(|n| matches!(wal_log::classify(n), wal_log::Entry::Segment(_)))
+    {
+        return Ok(());
+    }
+    Err(Failure::new(
+        EXIT_USAGE,
+        format!(
+            "refusing to repair {}: it holds no log segment, and repair never creates a log (was the log moved, or a volume not mounted? docs/operations.md)",
+            dir.display()
+        ),
+    ))
 }
 
 fn snapshot_ls(data: &DataDir, vfs: &Arc<dyn Vfs>, out: &Out) -> Result<u8, Failure> {
@@ -1057,7 +1065,7 @@ fn report_json(r: &RecoveryReport, tx_bytes: u64) -> Value {
         "log_id": r.log_id.map(|i| i.to_string()),
         "new_log": r.created,
         "snapshot": r.snapshot.as_ref().map(|s| json!({"file": s.path, "fence": s.fence.0, "bytes": s.bytes})),
-        "rejected_snapshots": r.rejected_snapshots.iter().map(|s| json!({"file": s.path, "reason": s.reason})).collect::<Vec<_>>(),
+        "rejected_snapshots": r.rejected_snapshots.iter().map(|s| json!({"file": s.path, "reason": s.reason, "would_set_aside": s.ahead_of_log})).collect::<Vec<_>>(),
         "snapshots_after_target": r.snapshots_after_target,
         "target": r.target.map(|t| t.0),
         "replay_from": r.replay_from.0,
@@ -1082,9 +1090,14 @@ fn print_report(out: &Out, r: &RecoveryReport, tx_bytes: u64) {
     }
     for s in &r.rejected_snapshots {
         out.line(format!(
-            "would skip snapshot {}: {}",
+            "would skip snapshot {}: {}{}",
             s.path.display(),
-            s.reason
+            s.reason,
+            if s.ahead_of_log {
+                " (recovery renames it to *.snap.corrupt before the log takes new commits)"
+            } else {
+                ""
+            }
         ));
     }
     for s in &r.snapshots_after_target {
