@@ -74,6 +74,13 @@ pub enum FormatError {
         /// Human-readable reason.
         reason: String,
     },
+    /// A batch cannot be encoded as one multi-record body: it stores each record's length and
+    /// the number of records as 32-bit integers.
+    #[error("batch cannot be encoded: {reason}")]
+    BatchTooLarge {
+        /// Which limit it exceeds.
+        reason: String,
+    },
     /// A multi-record transaction body is malformed.
     #[error("malformed record batch: {reason}")]
     BadRecords {

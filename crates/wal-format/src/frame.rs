@@ -235,6 +235,7 @@ pub fn encode_records_frame<R: AsRef<[u8]>>(
     lsn: Lsn,
     records: &[R],
 ) -> Result<(), FormatError> {
+    crate::check_records(records)?;
     let len = crate::records_len(records);
     encode_frame_with(out, seed, FrameKind::Tx, FLAG_MULTI, lsn, len, |sink| {
         sink.put(&(records.len() as u32).to_le_bytes());

@@ -56,6 +56,7 @@ pub use header::{
 };
 pub use lsn::{Lsn, SegmentSeq};
 pub use records::{
-    RecordIter, RecordSlices, encode_records, record_slices, records_body_pieces, records_len,
+    RecordIter, RecordSlices, check_records, encode_records, record_slices, records_body_pieces,
+    records_len,
 };
 pub use scan::{ScanEnd, SegmentScanner, scan_frames};

@@ -5,7 +5,7 @@ use std::ops::Range;
 
 /// Appends a multi-record transaction body: a record count (u32 LE), then for each record its
 /// length (u32 LE) and bytes. Used for atomic batches of several payloads, marked with
-/// [`crate::FLAG_MULTI`].
+/// [`crate::FLAG_MULTI`]. The batch must pass [`check_records`].
 pub fn encode_records<R: AsRef<[u8]>>(out: &mut Vec<u8>, records: &[R]) {
     out.reserve(records_len(records));
     out.extend_from_slice(&(records.len() as u32).to_le_bytes());
@@ -49,6 +49,34 @@ pub fn records_body_pieces<'a, R: AsRef<[u8]>>(
             .zip(records)
             .flat_map(|(l, r)| [&l[..], r.as_ref()]),
     )
+}
+
+/// Checks that `records` can be encoded as one multi-record body: at most `u32::MAX` records,
+/// each of at most `u32::MAX` bytes (the body stores both as 32-bit integers; the encoders
+/// would otherwise truncate them and write a body whose framing verifies but does not decode).
+///
+/// # Errors
+/// [`FormatError::BatchTooLarge`] naming the first limit exceeded.
+pub fn check_records<R: AsRef<[u8]>>(records: &[R]) -> Result<(), FormatError> {
+    if u32::try_from(records.len()).is_err() {
+        return Err(FormatError::BatchTooLarge {
+            reason: format!("{} records, more than {}", records.len(), u32::MAX),
+        });
+    }
+    if let Some((i, r)) = records
+        .iter()
+        .enumerate()
+        .find(|(_, r)| u32::try_from(r.as_ref().len()).is_err())
+    {
+        return Err(FormatError::BatchTooLarge {
+            reason: format!(
+                "record {i} is {} bytes, more than {}",
+                r.as_ref().len(),
+                u32::MAX
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Encoded length of a multi-record body holding `records`.

@@ -114,6 +114,17 @@ pub enum WalError {
         /// The oldest LSN still in the log.
         oldest: Lsn,
     },
+    /// [`crate::Wal::wait_durable`] was asked for an LSN the log has not assigned yet: no
+    /// append has returned it, so there is nothing that could become durable.
+    #[error(
+        "LSN {lsn} has not been assigned (the last assigned LSN is {last}): nothing to wait for"
+    )]
+    NotAssigned {
+        /// The LSN asked for.
+        lsn: Lsn,
+        /// The last LSN assigned when it was asked.
+        last: Lsn,
+    },
     /// A format-level error while encoding (a bug in the caller's arguments).
     #[error(transparent)]
     Format(#[from] FormatError),

@@ -7,7 +7,7 @@ use crate::inspect::{
 };
 use crate::options::{Options, RecoveryMode};
 use crate::segment::{LOCK_FILE, PREALLOC_FILE, SegmentInfo, segment_file_name};
-use crate::vfs::{OpenMode, Vfs, VfsLock};
+use crate::vfs::{OpenMode, Vfs, VfsLock, read_full};
 use crate::wal::{Point, Wal, Writer, lock};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -323,6 +323,9 @@ impl crate::vfs::VfsFile for NoFile {
 /// Copies `[offset, end)` of `seg` into a new file next to it, syncs it and the directory,
 /// then zeroes the range in the segment and syncs it. Crash-safe to repeat: a second attempt
 /// writes a file with another name and the same bytes.
+/// How much of a range [`move_aside`] copies at a time.
+const ASIDE_CHUNK: u64 = 1 << 20;
+
 pub(crate) fn move_aside(
     vfs: &dyn Vfs,
     dir: &Path,
@@ -335,19 +338,12 @@ pub(crate) fn move_aside(
     let file = vfs
         .open(seg, OpenMode::ReadWrite)
         .map_err(io_err("open", seg))?;
-    let len = (end - offset) as usize;
-    let mut bytes = vec![0u8; len];
-    let mut done = 0;
-    while done < len {
-        let n = file
-            .read_at(&mut bytes[done..], offset + done as u64)
-            .map_err(io_err("read", seg))?;
-        if n == 0 {
-            break;
-        }
-        done += n;
-    }
-    bytes.truncate(done);
+    // Copied a bounded piece at a time: the range can be as long as the file (garbage up to
+    // the end of a large segment), and recovery must not need memory for all of it. The first
+    // piece is read before the aside file is made, so a failing read leaves nothing behind.
+    let len = end - offset;
+    let mut buf = vec![0u8; len.min(ASIDE_CHUNK) as usize];
+    let mut got = read_full(&*file, &mut buf, offset).map_err(io_err("read", seg))?;
     let base = seg
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -366,17 +362,34 @@ pub(crate) fn move_aside(
             Err(e) => return Err(io_err("create", &to)(e)),
         }
     };
-    out.write_all_at(&bytes, 0).map_err(io_err("write", &to))?;
+    let mut moved = 0u64;
+    loop {
+        out.write_all_at(&buf[..got], moved)
+            .map_err(io_err("write", &to))?;
+        moved += got as u64;
+        let want = (len - moved).min(buf.len() as u64) as usize;
+        // Done, or the file ended before `end`.
+        if want == 0 || got < buf.len() {
+            break;
+        }
+        got = read_full(&*file, &mut buf[..want], offset + moved).map_err(io_err("read", seg))?;
+    }
     out.sync_all().map_err(io_err("fsync", &to))?;
     vfs.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
-    file.write_all_at(&vec![0u8; bytes.len()], offset)
-        .map_err(io_err("write", seg))?;
+    buf.fill(0);
+    let mut zeroed = 0u64;
+    while zeroed < moved {
+        let n = (moved - zeroed).min(buf.len() as u64) as usize;
+        file.write_all_at(&buf[..n], offset + zeroed)
+            .map_err(io_err("write", seg))?;
+        zeroed += n as u64;
+    }
     file.sync_data().map_err(io_err("fsync", seg))?;
-    tracing::warn!(segment = %seg.display(), offset, bytes = bytes.len(), to = %to.display(), "moved bytes aside");
+    tracing::warn!(segment = %seg.display(), offset, bytes = moved, to = %to.display(), "moved bytes aside");
     Ok(MovedAside {
         from: seg.to_path_buf(),
         offset,
-        bytes: bytes.len() as u64,
+        bytes: moved,
         to,
         reason: reason.to_owned(),
     })

@@ -13,8 +13,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wal_format::{
     FLAG_MULTI, FRAME_HEADER_LEN, FrameKind, FrameSum, LogId, Lsn, MAX_FRAME_PAYLOAD,
-    SEGMENT_HEADER_LEN, SegmentHeader, SegmentSeed, SegmentSeq, encode_fragment, encode_frame,
-    encode_records, encode_records_frame, encoded_frame_len, records_body_pieces, records_len,
+    SEGMENT_HEADER_LEN, SegmentHeader, SegmentSeed, SegmentSeq, check_records, encode_fragment,
+    encode_frame, encode_records, encode_records_frame, encoded_frame_len, records_body_pieces,
+    records_len,
 };
 
 /// At most this many yields while a flush gathers queued commits (see `Inner::gather`).
@@ -1359,9 +1360,12 @@ impl Wal {
     /// bytes on disk are the same either way; [`Stats::direct_writes`] counts such writes.
     ///
     /// # Errors
-    /// As [`Wal::append`].
+    /// As [`Wal::append`]; [`WalError::Format`] with `BatchTooLarge` for a batch the format
+    /// cannot hold (more than `u32::MAX` records, or a record over `u32::MAX` bytes), before
+    /// anything is written.
     pub fn append_batch<R: AsRef<[u8]>>(&self, payloads: &[R]) -> Result<Lsn> {
         self.inner.check_poison()?;
+        check_records(payloads)?;
         let size = records_len(payloads);
         self.inner.check_size(size)?;
         if size > MAX_FRAME_PAYLOAD {
@@ -1413,14 +1417,19 @@ impl Wal {
         self.inner.flush_to(target, true)
     }
 
-    /// Waits until `lsn` is durable, flushing if needed.
+    /// Waits until `lsn` (one an append returned) is durable, flushing if needed. Returns at
+    /// once for an LSN already durable.
     ///
     /// # Errors
-    /// As [`Wal::sync`].
+    /// [`WalError::NotAssigned`] for an LSN no append has returned yet (nothing could make it
+    /// durable); otherwise as [`Wal::sync`].
     pub fn wait_durable(&self, lsn: Lsn) -> Result<()> {
         self.inner.check_poison()?;
         let last = self.last_lsn();
-        self.inner.flush_to(lsn.min(last), true)
+        if lsn > last {
+            return Err(WalError::NotAssigned { lsn, last });
+        }
+        self.inner.flush_to(lsn, true)
     }
 
     /// The highest LSN known durable.

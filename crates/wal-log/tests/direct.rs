@@ -228,14 +228,15 @@ fn regression_a_crash_could_keep_a_direct_header_without_the_frames_before_it() 
     }
 }
 
-/// A record type whose `as_ref` panics on its third call: inside the direct write, with the
-/// flush roles held.
+/// A record type whose `as_ref` panics on its fourth call: inside the direct write, with the
+/// flush roles held (the first three measure the batch: its limits, its length, its length
+/// prefixes).
 struct PanicsInWrite(Vec<u8>, std::cell::Cell<u32>);
 
 impl AsRef<[u8]> for PanicsInWrite {
     fn as_ref(&self) -> &[u8] {
         self.1.set(self.1.get() + 1);
-        assert!(self.1.get() < 3, "the caller's AsRef panics");
+        assert!(self.1.get() < 4, "the caller's AsRef panics");
         &self.0
     }
 }
@@ -292,14 +293,14 @@ fn a_direct_write_from_a_drop_during_unwinding_does_not_poison_the_log() {
     wal.append(b"still usable").unwrap();
 }
 
-/// A record type whose `as_ref` grows on its third call: the bytes written no longer add up
-/// to the length the frame was given.
+/// A record type whose `as_ref` grows on its fourth call (in the write, after the batch was
+/// measured): the bytes written no longer add up to the length the frame was given.
 struct GrowsInWrite(Vec<u8>, Vec<u8>, std::cell::Cell<u32>);
 
 impl AsRef<[u8]> for GrowsInWrite {
     fn as_ref(&self) -> &[u8] {
         self.2.set(self.2.get() + 1);
-        if self.2.get() < 3 { &self.0 } else { &self.1 }
+        if self.2.get() < 4 { &self.0 } else { &self.1 }
     }
 }
 

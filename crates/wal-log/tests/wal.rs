@@ -240,6 +240,36 @@ fn torn_tail_is_moved_aside_not_deleted() {
     assert_eq!(bodies(&wal).len(), 11);
 }
 
+/// A torn tail longer than the piece recovery copies at a time (1 MiB): garbage to the end of
+/// a large file is moved aside whole and byte for byte, without reading it into memory at once.
+#[test]
+fn a_long_torn_tail_is_moved_aside_in_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts().preallocate(false).segment_size(8 << 20);
+    let (wal, _) = Wal::open(dir.path(), o.clone()).unwrap();
+    for i in 0..10u8 {
+        wal.append(&[i; 100]).unwrap();
+    }
+    drop(wal);
+    let seg = segment_path(dir.path(), 1);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let good_len = bytes.len() as u64;
+    let garbage: Vec<u8> = (0..(2_600_000u32)).map(|i| (i % 251) as u8 | 1).collect();
+    bytes.extend_from_slice(&garbage);
+    std::fs::write(&seg, &bytes).unwrap();
+    let (wal, report) = Wal::open(dir.path(), o).unwrap();
+    assert_eq!(report.moved_aside.len(), 1, "{report:?}");
+    let m = &report.moved_aside[0];
+    assert_eq!((m.offset, m.bytes), (good_len, garbage.len() as u64));
+    assert!(
+        std::fs::read(&m.to).unwrap() == garbage,
+        "the aside file differs"
+    );
+    let after = std::fs::read(&seg).unwrap();
+    assert!(after[good_len as usize..].iter().all(|&b| b == 0));
+    assert_eq!(bodies(&wal).len(), 10);
+}
+
 #[test]
 fn corruption_mid_log_is_an_error_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -478,6 +508,25 @@ fn interval_policy_syncs_in_the_background() {
     assert!(wal.durable_lsn() >= lsn2);
 }
 
+/// `wait_durable` of an LSN no append has returned is an error, not an `Ok` that would claim a
+/// durability nothing provided (nor a wait that could never end).
+#[test]
+fn waiting_for_an_unassigned_lsn_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), opts().sync(SyncPolicy::Never)).unwrap();
+    let lsn = wal.append(b"x").unwrap();
+    match wal.wait_durable(lsn.next()) {
+        Err(WalError::NotAssigned { lsn: asked, last }) => {
+            assert_eq!((asked, last), (lsn.next(), lsn));
+        }
+        other => panic!("expected NotAssigned, got {other:?}"),
+    }
+    assert!(wal.durable_lsn() < lsn, "nothing was synced");
+    wal.wait_durable(lsn).unwrap();
+    assert_eq!(wal.durable_lsn(), lsn);
+    wal.wait_durable(Lsn::ZERO).unwrap();
+}
+
 #[test]
 fn checkpoint_marker_resets_bytes_since_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
@@ -617,4 +666,25 @@ fn a_fragmented_transaction_whose_beginning_was_truncated_is_not_retained() {
         Err(WalError::Truncated { oldest, .. }) => assert_eq!(oldest, stream_end.next()),
         other => panic!("{other:?}"),
     }
+}
+
+/// A record too long for the format's 32-bit record length (possible only with a raised
+/// `max_transaction_size`) is refused before anything is written, instead of being stored with
+/// a truncated length under a checksum that verifies. The 4 GiB record is zero-filled memory
+/// that is never touched, so it costs no RAM.
+#[test]
+fn a_record_over_4_gib_is_refused_not_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), opts().max_transaction_size(u64::MAX)).unwrap();
+    let huge = vec![0u8; (u32::MAX as usize) + 1];
+    let small = [1u8; 10];
+    match wal.append_batch(&[&small[..], &huge[..]]) {
+        Err(WalError::Format(wal_format::FormatError::BatchTooLarge { reason })) => {
+            assert!(reason.contains("record 1"), "{reason}");
+        }
+        other => panic!("expected BatchTooLarge, got {other:?}"),
+    }
+    assert_eq!(wal.last_lsn(), Lsn::ZERO);
+    assert!(wal.poisoned_reason().is_none());
+    wal.append_batch(&[&small[..]]).unwrap();
 }
