@@ -254,7 +254,7 @@ fn a_long_torn_tail_is_moved_aside_in_pieces() {
     let seg = segment_path(dir.path(), 1);
     let mut bytes = std::fs::read(&seg).unwrap();
     let good_len = bytes.len() as u64;
-    let garbage: Vec<u8> = (0..(2_600_000u32)).map(|i| (i % 251) as u8 | 1).collect();
+    let garbage: Vec<u8> = (0..2_600_000u32).map(|i| (i % 251) as u8 | 1).collect();
     bytes.extend_from_slice(&garbage);
     std::fs::write(&seg, &bytes).unwrap();
     let (wal, report) = Wal::open(dir.path(), o).unwrap();
