@@ -266,10 +266,38 @@ impl Inspection {
         Verdict::Sound
     }
 
-    /// LSN of the last valid frame in the log.
+    /// LSN of the last valid frame of the newest segment, whatever the segments before it
+    /// hold (0 when its header failed). For the end of the log that recovery keeps, see
+    /// [`Inspection::valid_end`]. On a live directory this counts frames written but not yet
+    /// durable.
     #[must_use]
     pub fn last_lsn(&self) -> Lsn {
         self.segments.last().map_or(Lsn::ZERO, |s| s.last_lsn)
+    }
+
+    /// LSN of the last frame of the log's longest valid prefix, in sequence order: it stops at
+    /// a missing segment or LSN range, a segment of another log, a header that failed, and
+    /// after the first segment whose frames end in damage. For a sound log, the log's end;
+    /// for a damaged one, where a salvage would cut it. As scanned: on a live directory it
+    /// counts frames written but not yet durable.
+    #[must_use]
+    pub fn valid_end(&self) -> Lsn {
+        let mut end = Lsn::ZERO;
+        let mut prev: Option<&SegmentScan> = None;
+        for s in &self.segments {
+            let Some(h) = s.header.as_ref() else { break };
+            if seq_gap(&s.path, prev.map(|p| p.seq), s.seq).is_some()
+                || does_not_join(&s.path, self.log_id, prev.map(|p| p.last_lsn), h).is_some()
+            {
+                break;
+            }
+            end = s.last_lsn;
+            if !matches!(s.end, ScanEnd::Clean { .. }) {
+                break;
+            }
+            prev = Some(s);
+        }
+        end
     }
 
     /// What [`crate::Wal::open`] in `mode` would do to this log, without doing it: the bytes

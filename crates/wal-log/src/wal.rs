@@ -1321,8 +1321,9 @@ impl Wal {
     ///
     /// This is how an engine appends under its own lock (so the log order is the order in
     /// which it applied the changes) and waits outside it, letting concurrent committers share
-    /// one write and one fsync. Payloads larger than one frame are streamed as
-    /// [`Wal::append`] does.
+    /// one write and one fsync. Payloads larger than one frame (4 MiB) are the exception: they
+    /// are streamed as [`Wal::append`] streams them, which writes (and under
+    /// [`SyncPolicy::Always`] fsyncs) the fragments before returning.
     ///
     /// ```
     /// # fn main() -> Result<(), wal_log::WalError> {
@@ -1481,11 +1482,13 @@ impl Wal {
     }
 
     /// Removes whole segments whose every LSN is ≤ `fence`, oldest first, never the active
-    /// segment and never one that a fragmented transaction still needs. Returns how many were
-    /// removed.
+    /// segment and never one that a fragmented transaction still needs. Returns how many left
+    /// the log: deleted, or renamed into the pool of files kept for reuse
+    /// ([`Options::recycle_segments`]).
     ///
     /// # Errors
-    /// [`WalError::Poisoned`]; a remove or directory-sync error (which poisons the log).
+    /// [`WalError::Poisoned`]; a remove, rename or directory-sync error (which poisons the
+    /// log).
     pub fn truncate_prefix(&self, fence: Lsn) -> Result<usize> {
         self.inner.check_poison()?;
         let _span = tracing::info_span!("wal.truncate", fence = fence.0).entered();

@@ -127,9 +127,14 @@ fn the_plan_is_what_open_does() {
             copy_dir(&dir, &copy);
             // "gap" keeps its moved segment outside the log directory.
             let _ = std::fs::remove_file(copy.join("elsewhere"));
-            let planned = wal_log::inspect(&StdVfs, &copy, &mut |_, _| {})
-                .unwrap()
-                .recovery_plan(mode);
+            let inspection = wal_log::inspect(&StdVfs, &copy, &mut |_, _| {}).unwrap();
+            let planned = inspection.recovery_plan(mode);
+            // The valid prefix `walctl stat` reports ends where a salvage would cut.
+            if mode == RecoveryMode::SalvagePrefix
+                && let Ok(plan) = &planned
+            {
+                assert_eq!(inspection.valid_end(), plan.last_lsn, "{name}");
+            }
             let opened = Wal::open(&copy, opts().recovery(mode));
             match (planned, opened) {
                 (Ok(plan), Ok((wal, report))) => {

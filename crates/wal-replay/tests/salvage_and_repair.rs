@@ -5,32 +5,6 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
-use std::path::Path;
-use std::process::Command;
-
-fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut all = vec!["--dir", dir.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let o = Command::new(env!("CARGO_BIN_EXE_walctl"))
-        .args(&all)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn run_json(dir: &Path, args: &[&str]) -> (i32, Value) {
-    let mut a = args.to_vec();
-    a.push("--json");
-    let (code, out, err) = run(dir, &a);
-    let v = serde_json::from_str(out.trim())
-        .unwrap_or_else(|e| panic!("{args:?}: bad JSON ({e}): {out} / {err}"));
-    (code, v)
-}
 
 /// Several segments, two checkpoints, transactions after them; only engine commits.
 fn fixture() -> tempfile::TempDir {

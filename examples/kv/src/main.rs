@@ -140,8 +140,17 @@ fn value_for(i: u64, size: usize) -> String {
     v
 }
 
+/// More writer threads than this is a typo, not a load test.
+const MAX_THREADS: u64 = 1024;
+
 fn load(db: &Db, count: u64, start: u64, value_size: usize, threads: u64) -> Result<(), Error> {
     let threads = threads.max(1);
+    if threads > MAX_THREADS {
+        return Err(format!("--threads {threads}: at most {MAX_THREADS}").into());
+    }
+    let end = start
+        .checked_add(count)
+        .ok_or_else(|| format!("--start {start} + --count {count} is past the largest key"))?;
     let started = Instant::now();
     let done = AtomicBool::new(false);
     let stats_line = |db: &Db| {
@@ -162,12 +171,17 @@ fn load(db: &Db, count: u64, start: u64, value_size: usize, threads: u64) -> Res
                 eprintln!("progress: {}", stats_line(db));
             }
         });
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || -> Result<(), Error> {
+        let mut workers = Vec::new();
+        let mut workers_failed = None;
+        for t in 0..threads {
+            let worker =
+                std::thread::Builder::new().spawn_scoped(scope, move || -> Result<(), Error> {
                     let stdout = std::io::stdout();
-                    let mut i = start + t;
-                    while i < start + count {
+                    // `start + t` fits: it is below `end` or the worker has nothing to do.
+                    let Some(mut i) = start.checked_add(t) else {
+                        return Ok(());
+                    };
+                    while i < end {
                         let key = format!("k{i}");
                         db.write(KvEvent::Put {
                             key: key.clone(),
@@ -177,13 +191,26 @@ fn load(db: &Db, count: u64, start: u64, value_size: usize, threads: u64) -> Res
                         let mut out = stdout.lock();
                         writeln!(out, "{key}")?;
                         out.flush()?;
-                        i += threads;
+                        let Some(next) = i.checked_add(threads) else {
+                            break;
+                        };
+                        i = next;
                     }
                     Ok(())
-                })
-            })
-            .collect();
-        let mut result = Ok(());
+                });
+            match worker {
+                Ok(w) => workers.push(w),
+                Err(e) => {
+                    // The writers already started finish; the failure is reported after them.
+                    workers_failed = Some(format!("starting writer thread {t}: {e}"));
+                    break;
+                }
+            }
+        }
+        let mut result = match workers_failed {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        };
         for w in workers {
             match w.join() {
                 Ok(Ok(())) => {}

@@ -67,7 +67,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Log id, segments with sizes and LSN ranges, snapshots and fences, durable end.
+    /// Log id, segments with sizes and LSN ranges, snapshots and fences, the log's end.
     Stat,
     /// Frames and transactions; payloads as JSON when they are JSON, else hex.
     Dump {
@@ -83,7 +83,8 @@ enum Command {
     },
     /// Check every frame: exit 0 when sound, 1 on a torn tail, 2 on corruption.
     Verify,
-    /// Move damaged bytes aside (never deletes) under the log's lock.
+    /// Move damaged bytes aside under the log's lock (never deletes log data; like every open,
+    /// it removes the preallocated next segment and recycled files beyond the pool's size).
     Repair {
         /// Only say what would be done.
         #[arg(long)]
@@ -444,7 +445,7 @@ fn stat(data: &DataDir, vfs: &Arc<dyn Vfs>, out: &Out) -> Result<u8, Failure> {
         "log_id": ins.log_id.map(|i| i.to_string()),
         "segments": ins.segments.iter().map(segment_json).collect::<Vec<_>>(),
         "segment_bytes": total,
-        "durable_end": ins.last_lsn().0,
+        "log_end": ins.valid_end().0,
         "first_lsn": ins.segments.first().map(|s| s.first_lsn.0),
         "verdict": verdict_json(&verdict),
         "open_streams": ins.open_streams.iter().map(|l| l.0).collect::<Vec<_>>(),
@@ -495,7 +496,11 @@ fn stat(data: &DataDir, vfs: &Arc<dyn Vfs>, out: &Out) -> Result<u8, Failure> {
     for a in &ins.aside_files {
         out.line(format!("  aside: {a}"));
     }
-    out.line(format!("durable end      LSN {}", ins.last_lsn()));
+    // Not "durable": a read-only scan of a live log also sees frames not yet fsynced.
+    out.line(format!(
+        "log end          LSN {} (last frame of the valid prefix)",
+        ins.valid_end()
+    ));
     if let Some((at, fence)) = last_checkpoint {
         out.line(format!(
             "last checkpoint  marker at LSN {at}, snapshot fence {fence}"

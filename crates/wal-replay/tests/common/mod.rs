@@ -197,3 +197,33 @@ pub fn open_engine(root: &Path) -> wal_replay::Engine<Kv> {
         }
     }
 }
+
+/// Runs the `walctl` binary of this crate.
+pub fn walctl(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_walctl"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs `walctl --dir <dir> <args>`: exit code, stdout, stderr.
+pub fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["--dir", dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let o = walctl(&all);
+    (
+        o.status.code().unwrap(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// [`run`] with `--json`: exit code and the parsed output.
+pub fn run_json(dir: &Path, args: &[&str]) -> (i32, serde_json::Value) {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let (code, out, err) = run(dir, &a);
+    let v = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("{args:?}: bad JSON ({e}): {out} / {err}"));
+    (code, v)
+}
