@@ -320,9 +320,10 @@ fn tx(root: &Path) -> Res<()> {
                 let dir = systems::fresh_dir(root, "profile-tx")?;
                 let (mb, st, max) = tx_run(&dir, opts, &records, cell, steady)?;
                 eprintln!(
-                    "  [{round}] {name:<42} {mb:>7.1} MB/s  rotations {:>3} (recycled {:>3}) fsyncs {:>4} commits {:>4} max tx {:.1} ms",
+                    "  [{round}] {name:<42} {mb:>7.1} MB/s  rotations {:>3} (recycled {:>3}, unzeroed {:>3}) fsyncs {:>4} commits {:>4} max tx {:.1} ms",
                     st.rotations,
                     st.recycled,
+                    st.zero_fills_skipped,
                     st.fsyncs,
                     st.commits,
                     max.as_secs_f64() * 1e3

@@ -48,7 +48,10 @@ pub struct Options {
     /// A segment is sealed and a new one started once it passes this size. Default 32 MiB.
     pub segment_size: u64,
     /// Keep the next segment preallocated (zeros written and synced) by a background thread,
-    /// so appends never grow a file. Default true.
+    /// so appends never grow a file. Default true. While segments fill faster than they can be
+    /// zero-filled (bulk writing into a new log), the zeros would only be written twice and
+    /// waited for at each rotation: the next segment is then created without them
+    /// ([`crate::Stats::zero_fills_skipped`]), until the writer slows down.
     pub preallocate: bool,
     /// How many segments removed by [`crate::Wal::truncate_prefix`] are kept (renamed
     /// `recycled-<seq>.tmp`) to become future segments, instead of being deleted. A log that

@@ -170,6 +170,33 @@ thread_local! {
     static TO_WAKE: RefCell<Vec<Arc<Waiter>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// How fast segments fill against how long zero-filling one takes: see
+/// [`zero_fill_pays`].
+pub(crate) struct FillPace {
+    /// When the active segment was started (by open or rotation).
+    segment_started: Instant,
+    /// How long the last sealed segment took from its start to its seal.
+    last_fill: Option<Duration>,
+    /// How long the last zero-fill (writing and syncing a preallocated file) took.
+    last_zero_fill: Option<Duration>,
+}
+
+/// Whether the next segment file should be zero-filled ahead of time. Zero-filling lets an
+/// append's fdatasync skip block allocation, which is what keeps small commits fast; but it
+/// writes every byte twice, and a writer that fills segments faster than they can be
+/// zero-filled only ends up waiting for the zeros at each rotation. So it is skipped while the
+/// last segment filled in less than twice the last zero-fill (the file then grows as it is
+/// written, as with [`Options::preallocate`] off), and resumes when the writer slows down.
+pub(crate) fn zero_fill_pays(
+    last_fill: Option<Duration>,
+    last_zero_fill: Option<Duration>,
+) -> bool {
+    match (last_fill, last_zero_fill) {
+        (Some(fill), Some(zero)) => fill >= zero.saturating_mul(2),
+        _ => true,
+    }
+}
+
 enum Prealloc {
     Empty,
     Preparing,
@@ -188,6 +215,7 @@ pub(crate) struct Counters {
     pub(crate) recycled: AtomicU64,
     pub(crate) bytes_since_checkpoint: AtomicU64,
     pub(crate) direct_writes: AtomicU64,
+    pub(crate) zero_fills_skipped: AtomicU64,
 }
 
 pub(crate) struct Inner {
@@ -209,6 +237,7 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     prealloc: Mutex<Prealloc>,
     prealloc_cv: Condvar,
+    pace: Mutex<FillPace>,
     /// Truncated segment files waiting to become new segments, oldest first.
     pub(crate) recycle_pool: Mutex<VecDeque<PathBuf>>,
     /// Segments a reader is reading (count per segment): truncation deletes these rather
@@ -284,6 +313,10 @@ pub struct Stats {
     /// Transactions since open written straight from the caller's buffers rather than copied
     /// into the log's buffer first: those of at least 256 KiB (see [`Wal::append_batch`]).
     pub direct_writes: u64,
+    /// Segment files created since open without zero-filling them first, although
+    /// [`Options::preallocate`] is on, because segments were filling faster than they could be
+    /// zero-filled.
+    pub zero_fills_skipped: u64,
 }
 
 impl Inner {
@@ -869,6 +902,12 @@ impl Inner {
             *lock(&self.durable) = p;
         }
         self.counters.rotations.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut p = lock(&self.pace);
+            let now = Instant::now();
+            p.last_fill = Some(now.saturating_duration_since(p.segment_started));
+            p.segment_started = now;
+        }
         tracing::info!(
             next = next.0,
             elapsed_us = started.elapsed().as_micros() as u64,
@@ -992,11 +1031,24 @@ impl Inner {
         let file = vfs
             .open(&tmp, OpenMode::CreateNew)
             .map_err(io_err("create", &tmp))?;
-        if self.opts.preallocate {
+        let zero_fill = self.opts.preallocate && {
+            let p = lock(&self.pace);
+            zero_fill_pays(p.last_fill, p.last_zero_fill)
+        };
+        let started = Instant::now();
+        if zero_fill {
             file.allocate(self.opts.segment_size)
                 .map_err(io_err("allocate", &tmp))?;
+        } else if self.opts.preallocate {
+            self.counters
+                .zero_fills_skipped
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("segments fill faster than they can be zero-filled: skipping it");
         }
         file.sync_all().map_err(io_err("fsync", &tmp))?;
+        if zero_fill {
+            lock(&self.pace).last_zero_fill = Some(started.elapsed());
+        }
         vfs.sync_dir(&self.dir)
             .map_err(io_err("fsync dir", &self.dir))?;
         Ok(file)
@@ -1245,6 +1297,11 @@ impl Wal {
                 None => Prealloc::Empty,
             }),
             prealloc_cv: Condvar::new(),
+            pace: Mutex::new(FillPace {
+                segment_started: Instant::now(),
+                last_fill: None,
+                last_zero_fill: None,
+            }),
             recycle_pool: Mutex::new(VecDeque::new()),
             pins: Mutex::new(BTreeMap::new()),
             retained_from: AtomicU64::new(0),
@@ -1582,6 +1639,7 @@ impl Wal {
             recycled: c.recycled.load(Ordering::Relaxed),
             bytes_since_checkpoint: c.bytes_since_checkpoint.load(Ordering::Relaxed),
             direct_writes: c.direct_writes.load(Ordering::Relaxed),
+            zero_fills_skipped: c.zero_fills_skipped.load(Ordering::Relaxed),
         }
     }
 
@@ -1680,6 +1738,63 @@ mod tests {
                 w.lsn.0 <= at.load(Ordering::Acquire)
             }));
         }
+    }
+
+    /// Zero-filling stops while segments fill faster than it, and resumes when they do not.
+    #[test]
+    fn zero_fill_pays_only_when_the_writer_is_slower() {
+        let ms = Duration::from_millis;
+        assert!(zero_fill_pays(None, None));
+        assert!(zero_fill_pays(Some(ms(10)), None));
+        assert!(zero_fill_pays(None, Some(ms(80))));
+        assert!(!zero_fill_pays(Some(ms(50)), Some(ms(80))));
+        assert!(!zero_fill_pays(Some(ms(159)), Some(ms(80))));
+        assert!(zero_fill_pays(Some(ms(160)), Some(ms(80))));
+        assert!(zero_fill_pays(Some(Duration::from_secs(30)), Some(ms(80))));
+    }
+
+    /// The next segment file is created without zeros when the last segment filled faster
+    /// than twice the last zero-fill, and with them otherwise; both kinds of segment recover.
+    #[test]
+    fn a_fast_writer_gets_segments_without_zero_fill() {
+        let vfs = SimVfs::new();
+        let opts = Options::default()
+            .sync(SyncPolicy::Always)
+            .segment_size(16 << 10)
+            .vfs(Arc::new(vfs.clone()));
+        let (wal, _) = Wal::open(Path::new("/db"), opts.clone()).unwrap();
+        let inner = wal.inner.clone();
+        let prealloc = Path::new("/db").join(PREALLOC_FILE);
+        for (fill, zero, zeroed) in [(1, 50, false), (500, 50, true)] {
+            {
+                let mut p = lock(&inner.pace);
+                p.last_fill = Some(Duration::from_millis(fill));
+                p.last_zero_fill = Some(Duration::from_millis(zero));
+            }
+            // Take the name from the background preallocator, as a rotation does.
+            let _ = inner.claim_prealloc(false);
+            let f = inner.create_prealloc_file().unwrap();
+            let len = f.len().unwrap();
+            inner.release_prealloc();
+            assert_eq!(
+                len == 16 << 10,
+                zeroed,
+                "fill {fill} ms, zero-fill {zero} ms: {len}"
+            );
+            assert!(vfs.read_file(&prealloc).is_some());
+        }
+        assert_eq!(wal.stats().zero_fills_skipped, 1);
+        // Segments of both kinds, through rotations, then a crash.
+        for i in 0..200u32 {
+            wal.append(&i.to_le_bytes().repeat(100)).unwrap();
+        }
+        let image = vfs.crash(&crate::sim::CrashImage {
+            data: crate::sim::DataLoss::DurableOnly,
+            dirs: crate::sim::DirLoss::UnsyncedLost,
+        });
+        drop(wal);
+        let (wal, _) = Wal::open(Path::new("/db"), opts.vfs(Arc::new(image))).unwrap();
+        assert_eq!(wal.read_from(Lsn::ZERO).unwrap().count(), 200);
     }
 
     /// A log dropped while its thread's locals are being destroyed (it is held in a thread
