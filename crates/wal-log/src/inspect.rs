@@ -2,7 +2,7 @@
 //! reports. Nothing here writes.
 
 use crate::error::{Result, WalError, io_err};
-use crate::open::MovedAside;
+use crate::open::{MovedAside, salvaged_name};
 use crate::options::RecoveryMode;
 use crate::segment::{Entry, classify, segment_file_name};
 use crate::vfs::read_full;
@@ -400,13 +400,18 @@ impl Inspection {
                 }
             }
             for later in &self.segments[after..] {
+                let base = file_name(&later.path);
+                let mut n = 0;
+                while taken.contains(&salvaged_name(&base, n)) {
+                    n += 1;
+                }
+                let name = salvaged_name(&base, n);
+                taken.insert(name.clone());
                 plan.moved_aside.push(MovedAside {
                     from: later.path.clone(),
                     offset: 0,
                     bytes: later.file_len,
-                    to: self
-                        .dir
-                        .join(format!("{}.salvaged", file_name(&later.path))),
+                    to: self.dir.join(name),
                     reason: reason.clone(),
                 });
             }

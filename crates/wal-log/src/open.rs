@@ -395,17 +395,37 @@ pub(crate) fn move_aside(
     })
 }
 
-/// Renames a whole segment aside (salvage mode): `<name>.salvaged`.
+/// The name a salvage gives a whole segment named `base` when `n` earlier salvages left files
+/// of the names before: `<base>.salvaged`, then `<base>.salvaged.1`, ...
+pub(crate) fn salvaged_name(base: &str, n: u32) -> String {
+    if n == 0 {
+        format!("{base}.salvaged")
+    } else {
+        format!("{base}.salvaged.{n}")
+    }
+}
+
+/// Renames a whole segment aside (salvage mode): `<name>.salvaged`, or the first
+/// `<name>.salvaged.<n>` that does not exist.
 fn rename_aside(vfs: &dyn Vfs, dir: &Path, seg: &Path, reason: &str) -> Result<MovedAside> {
     let base = seg
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let to = dir.join(format!("{base}.salvaged"));
     let bytes = vfs
         .open(seg, OpenMode::Read)
         .and_then(|f| f.len())
         .map_err(io_err("stat", seg))?;
+    // A rename replaces its target: never the file an earlier salvage made.
+    let mut n = 0;
+    let to = loop {
+        let to = dir.join(salvaged_name(&base, n));
+        match vfs.open(&to, OpenMode::Read) {
+            Ok(_) => n += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break to,
+            Err(e) => return Err(io_err("stat", &to)(e)),
+        }
+    };
     vfs.rename(seg, &to).map_err(io_err("rename", seg))?;
     vfs.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
     Ok(MovedAside {

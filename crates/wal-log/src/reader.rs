@@ -326,14 +326,19 @@ impl TxReader {
                 FrameKind::FragPart | FrameKind::FragEnd => {
                     let Some(s) = frame.stream() else { continue };
                     let body = frame.body();
-                    self.hold(body.len())?;
-                    let Some((buf, multi)) = self.streams.get_mut(&s) else {
+                    // Charged only for a stream being assembled: the bytes of a fragment whose
+                    // beginning is gone are skipped, never held.
+                    if !self.streams.contains_key(&s) {
                         if frame.lsn >= self.from && frame.kind == FrameKind::FragEnd {
                             return Err(WalError::Truncated {
                                 requested: s,
                                 oldest: self.inner.oldest_retained(),
                             });
                         }
+                        continue;
+                    }
+                    self.hold(body.len())?;
+                    let Some((buf, multi)) = self.streams.get_mut(&s) else {
                         continue;
                     };
                     buf.extend_from_slice(&body);

@@ -850,15 +850,18 @@ impl Inner {
             seq: w.seq,
             end,
         };
-        lock(&self.flush).written = sealed_point;
-        self.written_lsn.store(seal_lsn.0, Ordering::Release);
         // Readers may read up to the seal but not past it until the next segment exists: a
         // reader that saw the seal would open a file not yet installed (and report it
         // truncated). The commits before the seal are durable now; waiters go on at once.
-        *lock(&self.durable) = Point {
+        // The written point stops before the seal too: under `Interval` or `Never` a syncer
+        // may run now, and the durable point it publishes must not show the seal either.
+        let before_seal = Point {
             end: end - wal_format::encoded_frame_len(8) as u64,
             ..sealed_point
         };
+        lock(&self.flush).written = before_seal;
+        self.written_lsn.store(seal_lsn.0, Ordering::Release);
+        *lock(&self.durable) = before_seal;
         self.durable_lsn.store(seal_lsn.0, Ordering::Release);
         {
             let mut segs = lock(&self.segments);

@@ -688,3 +688,105 @@ fn a_record_over_4_gib_is_refused_not_truncated() {
     assert!(wal.poisoned_reason().is_none());
     wal.append_batch(&[&small[..]]).unwrap();
 }
+
+fn flip(path: &Path, at: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    b[at] ^= 0xFF;
+    std::fs::write(path, b).unwrap();
+}
+
+fn append_until_segments(wal: &Wal, n: usize, tag: u8) {
+    while wal.segments().len() < n {
+        wal.append(&[tag; 1000]).unwrap();
+    }
+    for _ in 0..5 {
+        wal.append(&[tag; 1000]).unwrap();
+    }
+}
+
+/// A second salvage of the same log must not rename a segment over the file an earlier
+/// salvage moved aside (a rename replaces its target): it takes the next free name, and the
+/// dry run's plan says which. Regression for a reviewer-found loss of moved-aside bytes.
+#[test]
+fn a_second_salvage_keeps_the_first_salvaged_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = || Options::default().segment_size(64 << 10).preallocate(false);
+    {
+        let (wal, _) = Wal::open(d, o()).unwrap();
+        append_until_segments(&wal, 3, 0xA1);
+    }
+    // The first frame of segment 2 damaged, valid frames after it: corruption.
+    flip(&segment_path(d, 2), 64 + 30);
+    let salvage = || o().recovery(RecoveryMode::SalvagePrefix);
+    let (wal, report) = Wal::open(d, salvage()).unwrap();
+    let first = d.join(format!("{:020}.wal.salvaged", 3));
+    assert!(
+        report.moved_aside.iter().any(|m| m.to == first),
+        "{report:?}"
+    );
+    let kept = std::fs::read(&first).unwrap();
+    // The log goes on and makes a new segment 3; then segment 2 is damaged again.
+    append_until_segments(&wal, 3, 0xB2);
+    drop(wal);
+    flip(&segment_path(d, 2), 64 + 30);
+    let plan = wal_log::inspect(&wal_log::StdVfs, d, &mut |_, _| {})
+        .unwrap()
+        .recovery_plan(RecoveryMode::SalvagePrefix)
+        .unwrap();
+    let (_wal, report) = Wal::open(d, salvage()).unwrap();
+    assert_eq!(plan.moved_aside, report.moved_aside);
+    let second = d.join(format!("{:020}.wal.salvaged.1", 3));
+    assert!(
+        report.moved_aside.iter().any(|m| m.to == second),
+        "{report:?}"
+    );
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        kept,
+        "the first salvage's file changed"
+    );
+}
+
+/// After a truncation interrupted between removing the segment where a fragmented
+/// transaction begins and the one where it ends, a reader from `oldest_retained_lsn()` skips
+/// the orphaned fragments without charging them to its memory budget: a later transaction
+/// within `max_transaction_size` is read, not refused as too large. Reviewer-found.
+#[test]
+fn orphaned_fragments_do_not_count_against_a_readers_budget() {
+    const MAX: u64 = 8 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = || {
+        Options::default()
+            .segment_size(64 << 10)
+            .preallocate(false)
+            .max_transaction_size(MAX)
+    };
+    let chunk = (4 << 20) - 8;
+    let b_lsn;
+    {
+        let (wal, _) = Wal::open(d, o()).unwrap();
+        // A: begins in segment 1, ends in segment 2.
+        let mut a = wal.stream().unwrap();
+        a.write(&vec![1u8; 2 * chunk]).unwrap();
+        a.commit().unwrap();
+        // B: 5 MiB, within the limit.
+        let mut b = wal.stream().unwrap();
+        b.write(&vec![2u8; 5 << 20]).unwrap();
+        b_lsn = b.commit().unwrap();
+        assert_eq!(wal.read_from(Lsn::FIRST).unwrap().count(), 2);
+    }
+    // truncate_prefix removes segments 1 and 2 oldest first; a crash after the first removal.
+    std::fs::remove_file(segment_path(d, 1)).unwrap();
+    let (wal, _) = Wal::open(d, o()).unwrap();
+    let from = wal.oldest_retained_lsn();
+    assert!(from <= b_lsn);
+    let got: Vec<_> = wal
+        .read_from(from)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .expect("the retained range holds only B");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].lsn, b_lsn);
+}
