@@ -453,11 +453,23 @@ impl SnapshotStore {
         self.vfs.remove(path).map_err(io_err("remove", path))
     }
 
-    /// Renames a file aside (`<name>.corrupt`).
+    /// Renames a file aside: `<name>.corrupt`, or `<name>.<n>.corrupt` when an earlier file
+    /// took that name (a rename would replace it; fences repeat after a salvage).
     pub(crate) fn set_aside(&self, path: &Path) -> Result<PathBuf> {
-        let mut to = path.as_os_str().to_owned();
-        to.push(SNAPSHOT_CORRUPT_SUFFIX);
-        let to = PathBuf::from(to);
+        let mut n = 0u32;
+        let to = loop {
+            let mut to = path.as_os_str().to_owned();
+            if n > 0 {
+                to.push(format!(".{n}"));
+            }
+            to.push(SNAPSHOT_CORRUPT_SUFFIX);
+            let to = PathBuf::from(to);
+            match self.vfs.open(&to, OpenMode::Read) {
+                Ok(_) => n += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break to,
+                Err(e) => return Err(io_err("stat", &to)(e)),
+            }
+        };
         self.vfs.rename(path, &to).map_err(io_err("rename", path))?;
         Ok(to)
     }
@@ -585,6 +597,24 @@ impl io::Read for SnapReader {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    /// Setting aside a snapshot whose name an earlier set-aside file already took (fences
+    /// repeat after a salvage) keeps both files.
+    #[test]
+    fn set_aside_never_replaces_an_earlier_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::new(Arc::new(wal_log::StdVfs), dir.path());
+        let snap = dir.path().join("00000000000000000042.snap");
+        std::fs::write(&snap, b"first").unwrap();
+        let first = store.set_aside(&snap).unwrap();
+        std::fs::write(&snap, b"second").unwrap();
+        let second = store.set_aside(&snap).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(std::fs::read(&first).unwrap(), b"first");
+        assert_eq!(std::fs::read(&second).unwrap(), b"second");
+        assert!(!snap.exists());
+        assert_eq!(store.list().unwrap().corrupt_files.len(), 2);
+    }
 
     #[test]
     fn names_round_trip() {
