@@ -64,6 +64,11 @@ struct Copied {
 struct MirrorState {
     last: Option<Instant>,
     dir_ready: bool,
+    /// The archive directory may hold entries not yet made durable: a file this mirror
+    /// created (by a persist that may have failed before the directory fsync), or, before this
+    /// mirror's first persist, files an earlier process created. Cleared only by a successful
+    /// directory fsync.
+    dir_unsynced: bool,
     segments: BTreeMap<String, Copied>,
 }
 
@@ -75,7 +80,8 @@ struct MirrorState {
 /// frames that are new since the last copy (frames are checked with their checksums, so a frame
 /// being written concurrently is left for the next persist, and a segment's preallocated tail
 /// of zeros is never copied). The copied files, and the archive directory when a file was
-/// created in it, are fsynced before `persist` returns. Sealed segments are copied once.
+/// created in it (by this persist or a failed earlier one) and on a mirror's first persist,
+/// are fsynced before `persist` returns. Sealed segments are copied once.
 /// Segments removed from the log stay in the archive: it keeps the history.
 ///
 /// The first persist of a process copies each segment whole (and cuts an archived copy to the
@@ -161,6 +167,7 @@ impl DirMirror {
             wal_log::vfs::create_dir_durable(vfs, &self.archive)
                 .map_err(ctx("create dir", &self.archive))?;
             st.dir_ready = true;
+            st.dir_unsynced = true;
         }
         let mut names: Vec<String> = vfs
             .list(wal_dir)
@@ -172,14 +179,14 @@ impl DirMirror {
         // Segments truncated from the log stay in the archive; forget their handles.
         st.segments
             .retain(|name, _| names.binary_search(name).is_ok());
-        let mut created = false;
         for name in names {
             let seg = match st.segments.entry(name) {
                 btree_map::Entry::Occupied(o) => o.into_mut(),
                 btree_map::Entry::Vacant(v) => {
                     let (copied, new_file) =
                         self.start_segment(wal_dir.join(v.key()), self.archive.join(v.key()))?;
-                    created |= new_file;
+                    // Noted before anything else can fail: a later persist syncs it.
+                    st.dir_unsynced |= new_file;
                     v.insert(copied)
                 }
             };
@@ -187,9 +194,10 @@ impl DirMirror {
                 copy_frames(seg)?;
             }
         }
-        if created {
+        if st.dir_unsynced {
             vfs.sync_dir(&self.archive)
                 .map_err(ctx("fsync dir", &self.archive))?;
+            st.dir_unsynced = false;
         }
         Ok(())
     }

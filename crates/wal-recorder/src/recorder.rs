@@ -8,7 +8,9 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use wal_format::{Bincode, Codec, CodecError, MAX_FRAME_PAYLOAD};
-use wal_log::{Lsn, StreamWriter, SyncPolicy, Wal, WalError};
+#[cfg(doc)]
+use wal_log::SyncPolicy;
+use wal_log::{Lsn, StreamWriter, Wal, WalError};
 
 /// What a store calls while a query mutates it: one [`MutationRecorder::record`] per primitive
 /// mutation, after the mutation has been applied to the live store.
@@ -503,18 +505,19 @@ impl<E, C> WalRecorder<E, C> {
         Ok(had)
     }
 
-    /// Makes committed transactions durable according to the log's policy, then lets the
-    /// mirror persist. Under [`SyncPolicy::Always`] commits are already durable and the log is
-    /// not touched; under [`SyncPolicy::Interval`] and [`SyncPolicy::Never`] this fsyncs.
+    /// Makes every committed transaction durable, then lets the mirror persist: under
+    /// [`SyncPolicy::Interval`] and [`SyncPolicy::Never`] this fsyncs; under
+    /// [`SyncPolicy::Always`], where [`WalRecorder::commit`] already waited for durability,
+    /// it costs nothing unless transactions committed with `commit_queued` are still queued,
+    /// which it writes and fsyncs.
     ///
     /// # Errors
     /// [`RecorderError::Poisoned`]; [`RecorderError::Wal`] or [`RecorderError::Mirror`] (which
     /// poison).
     pub fn flush(&self) -> Result<()> {
         self.check()?;
-        if self.wal.options().sync != SyncPolicy::Always {
-            self.wal.sync().map_err(|e| self.fail(e))?;
-        }
+        // With nothing queued, `sync` returns without any I/O.
+        self.wal.sync().map_err(|e| self.fail(e))?;
         self.persist_mirror(false)
     }
 
@@ -625,9 +628,9 @@ impl<E, C: Codec<E>> WalRecorder<E, C> {
     /// zero bytes, which could not be decoded back), which poison; [`RecorderError::Wal`] when
     /// streaming an oversized query fails (which poisons).
     pub fn try_record(&self, event: &E) -> Result<()> {
-        if self.poisoned.load(Ordering::Acquire) {
-            return Err(self.poisoned_error());
-        }
+        // Also a failure the log latched (another user's failed fsync): the store must stop
+        // mutating, not keep buffering events no commit can write.
+        self.check()?;
         let mut st = self.state();
         if !st.armed {
             self.latch_locked(
