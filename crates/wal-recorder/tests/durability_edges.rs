@@ -5,10 +5,11 @@
 
 mod support;
 
+use std::sync::Arc;
 use support::*;
 use wal_log::SyncPolicy;
 use wal_log::sim::{CrashImage, DataLoss, DirLoss, OpKind, SimVfs};
-use wal_recorder::{RecorderError, WalRecorder};
+use wal_recorder::{DirMirror, RecorderError, WalMirror, WalRecorder};
 
 type Rec = WalRecorder<Ev>;
 
@@ -66,8 +67,6 @@ fn try_record_refuses_once_the_log_is_poisoned() {
 /// (it used not to: a power loss then lost the archived segment).
 #[test]
 fn a_retried_persist_makes_an_archive_file_created_by_a_failed_one_durable() {
-    use std::sync::Arc;
-    use wal_recorder::{DirMirror, WalMirror};
     let vfs = SimVfs::new();
     let rec = Rec::new(open_sim(&vfs, SyncPolicy::Always));
     rec.commit_events([set(1, 1)]).unwrap();
@@ -103,8 +102,6 @@ fn archived_after_power_loss(vfs: &SimVfs) -> Vec<String> {
 /// Control: without the fault the archived segment survives the power loss.
 #[test]
 fn control_a_clean_persist_is_durable() {
-    use std::sync::Arc;
-    use wal_recorder::{DirMirror, WalMirror};
     let vfs = SimVfs::new();
     let rec = Rec::new(open_sim(&vfs, SyncPolicy::Always));
     rec.commit_events([set(1, 1)]).unwrap();
@@ -121,8 +118,6 @@ fn control_a_clean_persist_is_durable() {
 /// there (created, never made durable), and its first persist fsyncs the directory.
 #[test]
 fn a_new_process_makes_an_archive_file_left_by_a_failed_persist_durable() {
-    use std::sync::Arc;
-    use wal_recorder::{DirMirror, WalMirror};
     let vfs = SimVfs::new();
     let rec = Rec::new(open_sim(&vfs, SyncPolicy::Always)).with_mirror(Arc::new(
         DirMirror::with_vfs(Arc::new(vfs.clone()), "/arch"),
