@@ -289,8 +289,10 @@ pub fn markdown(r: &Results, svg: &str) -> String {
         let _ = writeln!(
             o,
             "\n**Steady state.** Every wal-log cell above starts from an empty directory, so each \
-             32 MiB segment is a new file whose zeros the preallocator writes (and syncs) while \
-             the transactions run: at these rates every byte reaches the disk twice. An engine \
+             32 MiB segment is a new file: the file system allocates its blocks while the \
+             transactions run (the preallocator stops zero-filling new segments once they fill \
+             faster than it can, `Stats::zero_fills_skipped`; before that, the first segments' \
+             bytes reach the disk twice). An engine \
              that checkpoints truncates the log behind it instead, and `truncate_prefix` keeps \
              up to `Options::recycle_segments` (default 4) files for reuse, so new segments \
              overwrite blocks that are already allocated and written, as *raw* overwrites its \
