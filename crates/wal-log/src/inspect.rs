@@ -345,19 +345,22 @@ impl Inspection {
             } => {
                 let i = self.position(&segment);
                 let header_damage = offset == 0 && self.segments[i].header.is_none();
+                // A damaged header worded as recovery words it: the header error itself when
+                // refused, the whole error as the reason of a salvage cut.
+                let header_err = self.segments[i]
+                    .header_error
+                    .as_ref()
+                    .filter(|_| header_damage)
+                    .map(|e| header_error(&segment, &self.dir, e));
                 if !salvage || (header_damage && i == 0) {
-                    return Err(WalError::Corrupt {
+                    return Err(header_err.unwrap_or(WalError::Corrupt {
                         segment,
                         offset,
                         reason,
-                    });
+                    }));
                 }
                 if header_damage {
-                    // Worded as recovery words it.
-                    let reason = match &self.segments[i].header_error {
-                        Some(e) => header_error(&segment, &self.dir, e).to_string(),
-                        None => reason,
-                    };
+                    let reason = header_err.map_or(reason, |e| e.to_string());
                     Some((i, 0, reason))
                 } else {
                     Some((i + 1, offset, reason))

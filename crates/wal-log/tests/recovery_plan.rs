@@ -144,7 +144,10 @@ fn the_plan_is_what_open_does() {
                         moved += usize::from(!plan.moved_aside.is_empty());
                     }
                 }
-                (Err(p), Err(o)) => assert!(same_refusal(&p, &o), "{name}, {mode:?}: {p} / {o}"),
+                (Err(p), Err(o)) => {
+                    assert!(same_refusal(&p, &o), "{name}, {mode:?}: {p} / {o}");
+                    assert_eq!(p.to_string(), o.to_string(), "{name}, {mode:?}");
+                }
                 (p, o) => panic!(
                     "{name}, {mode:?}: planned {:?}, open {:?}",
                     p,
