@@ -118,12 +118,7 @@ pub fn ensure_cargo_deny(root: &Path) -> Result<(), Failure> {
 }
 
 fn workspace_has_package(root: &Path, name: &str) -> Result<bool, Failure> {
-    let json = util::capture(&mut util::cargo(
-        root,
-        ["metadata", "--format-version", "1", "--no-deps"],
-    ))?;
-    let meta: serde_json::Value = serde_json::from_str(&json)
-        .map_err(|e| Failure::error(format!("cargo metadata printed invalid JSON: {e}")))?;
+    let meta = util::metadata(root)?;
     let packages = crate::tidy::workspace_packages(&meta).map_err(Failure::error)?;
     Ok(packages.iter().any(|p| p.name == name))
 }

@@ -70,7 +70,7 @@ pub fn build_kv(root: &Path) -> Result<PathBuf, Failure> {
             "--bins",
         ],
     ))?;
-    Ok(root.join("target").join("release").join("kv"))
+    Ok(crate::util::target_dir(root)?.join("release").join("kv"))
 }
 
 /// The value `kv load` writes for key index `i` at `value_size` bytes.

@@ -38,7 +38,9 @@ fn show(cmd: &mut Command) -> Result<(String, i32), Failure> {
 pub fn run(root: &Path) -> Result<(), Failure> {
     println!("demo: building kv and walctl (release)…");
     let kv = build_kv(root)?;
-    let walctl = root.join("target").join("release").join("walctl");
+    let walctl = crate::util::target_dir(root)?
+        .join("release")
+        .join("walctl");
     let base = root.join("target").join("xtask-demo");
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base)

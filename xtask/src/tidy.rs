@@ -240,12 +240,7 @@ fn crate_manifests(root: &Path, packages: &[Package]) -> Result<BTreeSet<PathBuf
 
 /// Runs every check against the real workspace and reports all violations at once.
 pub fn run(root: &Path) -> Result<(), Failure> {
-    let json = util::capture(&mut util::cargo(
-        root,
-        ["metadata", "--format-version", "1", "--no-deps"],
-    ))?;
-    let meta: Value = serde_json::from_str(&json)
-        .map_err(|e| Failure::error(format!("cargo metadata printed invalid JSON: {e}")))?;
+    let meta = util::metadata(root)?;
     let packages = workspace_packages(&meta).map_err(Failure::error)?;
     let mut problems = check_metadata(&meta);
     let manifests = crate_manifests(root, &packages)?;

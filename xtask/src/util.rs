@@ -99,6 +99,27 @@ pub fn capture(cmd: &mut Command) -> Result<String, Failure> {
     }
 }
 
+/// `cargo metadata --format-version 1 --no-deps` of the workspace, parsed.
+pub fn metadata(root: &Path) -> Result<serde_json::Value, Failure> {
+    let json = capture(&mut cargo(
+        root,
+        ["metadata", "--format-version", "1", "--no-deps"],
+    ))?;
+    serde_json::from_str(&json)
+        .map_err(|e| Failure::error(format!("cargo metadata printed invalid JSON: {e}")))
+}
+
+/// Where cargo puts build output for the workspace: `target/` unless `CARGO_TARGET_DIR` or
+/// `build.target-dir` says otherwise. Binaries a command builds must be run from here, not
+/// from a hard-coded `target/` that may hold a stale build.
+pub fn target_dir(root: &Path) -> Result<PathBuf, Failure> {
+    metadata(root)?
+        .get("target_directory")
+        .and_then(serde_json::Value::as_str)
+        .map(PathBuf::from)
+        .ok_or_else(|| Failure::error("cargo metadata has no target_directory"))
+}
+
 /// Whether `cmd` starts and exits with status 0, with all its output discarded.
 pub fn succeeds(cmd: &mut Command) -> bool {
     cmd.stdin(Stdio::null())

@@ -1,12 +1,11 @@
 //! Scanning a segment that is read a chunk at a time rather than held whole in memory.
 
 use crate::frame::{
-    FRAME_HEADER_LEN, Frame, FrameKind, MAX_FRAME_PAYLOAD, SegmentSeed, decode_at, fault_at,
-    try_decode_at,
+    FRAME_HEADER_LEN, Frame, MAX_FRAME_PAYLOAD, SegmentSeed, decode_at, fault_at, try_decode_at,
 };
 use crate::header::{SEGMENT_HEADER_LEN, SegmentHeader, arr4};
 use crate::lsn::{Lsn, SegmentSeq};
-use crate::scan::ScanEnd;
+use crate::scan::{ScanEnd, could_follow};
 use bytes::{Bytes, BytesMut};
 use std::io;
 
@@ -264,7 +263,7 @@ impl ChunkedScanner {
             let after = if self.header.recycled {
                 // Stale bytes may follow the seal of a recycled file; a frame that verifies
                 // under this segment's seed may not.
-                self.find_valid_from(src, self.pos)?
+                self.find_valid_from(src, self.pos, self.pos)?
             } else {
                 self.first_nonzero(src, self.pos)?
             };
@@ -383,7 +382,7 @@ impl ChunkedScanner {
         if self.first_nonzero(src, pos)?.is_none() {
             return Ok(self.unsealed_end());
         }
-        if let Some(at) = self.find_valid_from(src, pos + 1)? {
+        if let Some(at) = self.find_valid_from(src, pos + 1, pos)? {
             return Ok(ScanEnd::Corrupt {
                 offset: pos as usize,
                 reason: format!("{reason}; a valid frame follows at offset {at}"),
@@ -440,13 +439,15 @@ impl ChunkedScanner {
             .is_some_and(crate::scan::is_end_marker))
     }
 
-    /// The offset of any verifying frame at or after `from`, as [`crate::SegmentScanner`]
-    /// searches for one: every offset is a candidate, cheap field checks filter them before
-    /// the CRC.
+    /// The offset of any verifying frame at or after `from` that could follow the frame
+    /// expected at `anchor`, as [`crate::SegmentScanner`] searches for one: every offset is a
+    /// candidate, cheap field checks (including the LSN bound of `could_follow`) filter them
+    /// before the CRC.
     fn find_valid_from<R: ReadAt + ?Sized>(
         &mut self,
         src: &R,
         from: u64,
+        anchor: u64,
     ) -> io::Result<Option<u64>> {
         let mut q = from;
         while q + FRAME_HEADER_LEN as u64 <= self.file_len {
@@ -458,7 +459,7 @@ impl ChunkedScanner {
             }
             let rel = (q - self.window_at) as usize;
             let h = &self.window[rel..rel + FRAME_HEADER_LEN];
-            if FrameKind::from_u8(h[8]).is_some() && h[10] == 0 && h[11] == 0 {
+            if could_follow(h, q, anchor, self.next_lsn) {
                 let len = u32::from_le_bytes(arr4(&h[4..8])) as usize;
                 let frame_end = q + (FRAME_HEADER_LEN + len) as u64;
                 if len <= MAX_FRAME_PAYLOAD && frame_end <= self.file_len {

@@ -157,7 +157,7 @@ impl SegmentScanner {
                 sealed: None,
             });
         }
-        if let Some(at) = self.find_valid_from(pos + 1) {
+        if let Some(at) = self.find_valid_from(pos + 1, pos) {
             return self.stop(ScanEnd::Corrupt {
                 offset: pos,
                 reason: format!("{}; a valid frame follows at offset {at}", fault.reason()),
@@ -183,19 +183,35 @@ impl SegmentScanner {
         })
     }
 
-    /// The offset of any verifying frame at or after `from`. Only runs when a frame has
-    /// failed (or after the seal of a recycled segment), so it costs nothing on a sound log;
-    /// cheap field checks filter candidates before the CRC.
-    fn find_valid_from(&self, from: usize) -> Option<usize> {
+    /// The offset of any verifying frame at or after `from` whose LSN could follow the frame
+    /// expected at `anchor` ([`could_follow`]). Only runs when a frame has failed (or after the
+    /// seal of a recycled segment), so it costs nothing on a sound log; cheap field checks
+    /// filter candidates before the CRC.
+    fn find_valid_from(&self, from: usize, anchor: usize) -> Option<usize> {
         let len = self.data.len();
         (from..len.saturating_sub(FRAME_HEADER_LEN - 1)).find(|&q| {
             let h = &self.data[q..q + FRAME_HEADER_LEN];
-            FrameKind::from_u8(h[8]).is_some()
-                && h[10] == 0
-                && h[11] == 0
+            could_follow(h, q as u64, anchor as u64, self.next_lsn)
                 && decode_at(&self.data, q, self.seed).is_ok()
         })
     }
+}
+
+/// Whether the frame header `h` at offset `q` can be a frame of this log after the frame
+/// expected at `anchor` with LSN `next_lsn`: a valid kind, zero reserved bytes, and an LSN from
+/// `next_lsn` to `next_lsn + (q - anchor) / 20` (LSNs are dense and every frame takes at least
+/// 20 bytes, so no frame of the log can carry a larger one there). Checked before the CRC, which
+/// can cover 4 MiB: without the LSN bound, damage full of header-like bytes (a payload of
+/// integers, say) costs a CRC at nearly every offset, and recovery time grows with the square
+/// of the damage.
+pub(crate) fn could_follow(h: &[u8], q: u64, anchor: u64, next_lsn: Lsn) -> bool {
+    if FrameKind::from_u8(h[8]).is_none() || h[10] != 0 || h[11] != 0 {
+        return false;
+    }
+    let mut lsn = [0u8; 8];
+    lsn.copy_from_slice(&h[12..20]);
+    let ahead = u64::from_le_bytes(lsn).wrapping_sub(next_lsn.0);
+    ahead <= q.saturating_sub(anchor) / FRAME_HEADER_LEN as u64
 }
 
 /// Whether `rest` starts with an end marker: an all-zero frame header, which the writer of a
@@ -267,7 +283,8 @@ impl Iterator for SegmentScanner {
             let nonzero = if self.header.recycled {
                 // Stale bytes may follow the seal of a recycled file; a frame that verifies
                 // under this segment's seed may not.
-                self.find_valid_from(self.pos).map(|at| at - self.pos)
+                self.find_valid_from(self.pos, self.pos)
+                    .map(|at| at - self.pos)
             } else {
                 after.iter().position(|&b| b != 0)
             };
