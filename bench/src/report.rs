@@ -482,7 +482,9 @@ fn targets(o: &mut String, r: &Results) {
     o.push_str(
         "\nWhy the 8-writer target is out of reach on this machine, and the group-commit designs \
          measured against it: [ADR 0005](decisions/0005-eight-writer-target.md). The fresh-log \
-         bulk rows against the steady-state ones: *Steady state* below.\n",
+         bulk rows against the steady-state ones: *Steady state* below; where the steady-state \
+         gap to raw goes, and the knobs measured against it: \
+         [ADR 0006](decisions/0006-bulk-transaction-gap.md).\n",
     );
     o.push('\n');
 }
