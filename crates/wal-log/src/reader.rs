@@ -396,7 +396,7 @@ impl TxReader {
                 return Ok(Some(t));
             }
             self.inner.check_poison()?;
-            let g = lock(&self.inner.flush);
+            let mut g = lock(&self.inner.flush);
             if self.inner.durable_lsn.load(Ordering::Acquire) != bound.0 {
                 continue;
             }
@@ -404,11 +404,14 @@ impl TxReader {
             if now >= deadline {
                 return Ok(None);
             }
-            let _ = self
+            // Counted under the lock the notifier takes, so no flush can miss this reader.
+            g.tailing += 1;
+            let (mut g, _) = self
                 .inner
                 .flushed
                 .wait_timeout(g, deadline - now)
                 .unwrap_or_else(PoisonError::into_inner);
+            g.tailing -= 1;
         }
     }
 }

@@ -138,6 +138,10 @@ pub(crate) struct FlushState {
     written_file: Option<Arc<dyn VfsFile>>,
     /// Threads parked in `flush_to`, each woken on its own (see `Inner::take_wakeable`).
     waiters: Vec<Arc<Waiter>>,
+    /// Follow readers waiting on `Inner::flushed` (`TxReader::next_timeout`). A flush
+    /// notifies the condition variable only when there are some: a notify is a system call
+    /// even when nobody waits.
+    pub(crate) tailing: usize,
 }
 
 /// A thread parked in [`Inner::flush_to`] until `lsn` is durable (`sync`) or written, or until
@@ -340,7 +344,9 @@ impl Inner {
         self.poisoned.store(true, Ordering::Release);
         // Wake everyone waiting for durability: they must see the failure, not hang.
         let mut f = lock(&self.flush);
-        self.flushed.notify_all();
+        if f.tailing > 0 {
+            self.flushed.notify_all();
+        }
         let all = std::mem::take(&mut f.waiters);
         drop(f);
         for w in all {
@@ -437,7 +443,9 @@ impl Inner {
         if strict || synced {
             f.syncing = false;
         }
-        self.flushed.notify_all();
+        if f.tailing > 0 {
+            self.flushed.notify_all();
+        }
         // `try_with`: a log dropped while this thread's locals are being destroyed still
         // wakes its waiters, from a list of its own.
         let mut wake = TO_WAKE.try_with(RefCell::take).unwrap_or_default();

@@ -790,3 +790,55 @@ fn orphaned_fragments_do_not_count_against_a_readers_budget() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].lsn, b_lsn);
 }
+
+/// A follow reader parked in `next_timeout` is woken by the flush that makes a transaction
+/// durable and by the failure that poisons the log, not by its own timeout (an hour here: the
+/// test would hang past its watchdog). Flushes notify only when a reader is parked.
+#[test]
+fn a_parked_follow_reader_is_woken_by_a_commit_and_by_poisoning() {
+    use wal_log::sim::{Fault, OpKind, SimVfs};
+    use wal_log::vfs::Vfs;
+    let sim = SimVfs::new();
+    sim.create_dir_all(Path::new("/db")).unwrap();
+    let opts = Options::default()
+        .vfs(Arc::new(sim.clone()))
+        .preallocate(false);
+    let (wal, _) = Wal::open("/db", opts).unwrap();
+    let wal = Arc::new(wal);
+    let mut reader = wal.follow(Lsn::ZERO).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tailer = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let got = reader.next_timeout(Duration::from_secs(3600));
+            let done = got.is_err();
+            tx.send(got.map(|t| t.map(|t| t.body.to_vec()))).unwrap();
+            if done {
+                break;
+            }
+        }
+    });
+    let watchdog = Duration::from_secs(60);
+    // Let the reader park first; a reader that has not parked yet finds the commit anyway.
+    std::thread::sleep(Duration::from_millis(50));
+    wal.append(b"first").unwrap();
+    let first = rx
+        .recv_timeout(watchdog)
+        .expect("a commit did not wake the reader");
+    assert_eq!(first.unwrap(), Some(b"first".to_vec()));
+
+    std::thread::sleep(Duration::from_millis(50));
+    sim.fail_nth(
+        OpKind::SyncData,
+        sim.op_count(OpKind::SyncData) + 1,
+        Fault::Eio,
+    );
+    assert!(wal.append(b"second").is_err());
+    let second = rx
+        .recv_timeout(watchdog)
+        .expect("poisoning did not wake the reader");
+    assert!(
+        matches!(second, Err(WalError::Poisoned { .. })),
+        "{second:?}"
+    );
+    tailer.join().unwrap();
+}
