@@ -56,7 +56,7 @@ pub use inspect::{
     DirFrame, DirFrames, Inspection, ScanVisitor, SegmentScan, Verdict, VisitError, frames,
     inspect, inspect_visit, reused_under_us,
 };
-pub use open::{MovedAside, OpenReport};
+pub use open::{MovedAside, OpenReport, check_not_open};
 pub use options::{Options, RecoveryMode, SyncPolicy};
 pub use reader::{Transaction, TxReader};
 pub use segment::{

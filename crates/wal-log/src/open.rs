@@ -201,6 +201,33 @@ fn lock_dir(vfs: &dyn Vfs, dir: &Path, lock_path: &Path) -> Result<Box<dyn VfsLo
     }
 }
 
+/// Fails with [`WalError::AlreadyOpen`] when a [`Wal`] (in this process or another) holds
+/// the lock of the log in `dir`, and changes nothing: a directory without a lock file is not
+/// open, and an existing one is locked for an instant and released. For tools that must
+/// refuse a live log before they read it (`walctl repair --dry-run` predicting the real
+/// repair). What it finds may change as soon as it returns; only [`Wal::open`] holds the lock.
+///
+/// # Errors
+/// [`WalError::AlreadyOpen`]; an I/O error listing `dir` or taking the lock.
+pub fn check_not_open(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+    let names = match vfs.list(dir) {
+        Ok(names) => names,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("list", dir)(e)),
+    };
+    if !names.iter().any(|n| n == LOCK_FILE) {
+        return Ok(());
+    }
+    let lock_path = dir.join(LOCK_FILE);
+    match vfs.lock(&lock_path) {
+        Ok(_released) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(WalError::AlreadyOpen {
+            dir: dir.to_path_buf(),
+        }),
+        Err(e) => Err(io_err("lock", &lock_path)(e)),
+    }
+}
+
 fn create(dir: PathBuf, opts: Options, lock_guard: Box<dyn VfsLock>) -> Result<(Wal, OpenReport)> {
     let log_id = fresh_log_id();
     let header = SegmentHeader::new(log_id, SegmentSeq::FIRST, Lsn::FIRST);

@@ -319,7 +319,7 @@ impl TxReader {
                     }
                 }
                 FrameKind::FragBegin => {
-                    self.hold(frame.body().len())?;
+                    self.hold(0, frame.body().len())?;
                     self.streams
                         .insert(frame.lsn, (frame.body().to_vec(), frame.is_multi()));
                 }
@@ -328,7 +328,7 @@ impl TxReader {
                     let body = frame.body();
                     // Charged only for a stream being assembled: the bytes of a fragment whose
                     // beginning is gone are skipped, never held.
-                    if !self.streams.contains_key(&s) {
+                    let Some(already) = self.streams.get(&s).map(|(buf, _)| buf.len()) else {
                         if frame.lsn >= self.from && frame.kind == FrameKind::FragEnd {
                             return Err(WalError::Truncated {
                                 requested: s,
@@ -336,8 +336,8 @@ impl TxReader {
                             });
                         }
                         continue;
-                    }
-                    self.hold(body.len())?;
+                    };
+                    self.hold(already, body.len())?;
                     let Some((buf, multi)) = self.streams.get_mut(&s) else {
                         continue;
                     };
@@ -372,15 +372,16 @@ impl TxReader {
         }
     }
 
-    fn hold(&mut self, n: usize) -> Result<()> {
-        self.held += n as u64;
+    /// Charges `n` more bytes to a stream already holding `already`. The limit is per
+    /// stream, as the log's own (`StreamWriter`): streams written at the same time must all
+    /// read back, so together they may hold more.
+    fn hold(&mut self, already: usize, n: usize) -> Result<()> {
+        let size = (already + n) as u64;
         let max = self.inner.opts.max_transaction_size;
-        if self.held > max {
-            return Err(WalError::TransactionTooLarge {
-                size: self.held,
-                max,
-            });
+        if size > max {
+            return Err(WalError::TransactionTooLarge { size, max });
         }
+        self.held += n as u64;
         Ok(())
     }
 

@@ -842,3 +842,50 @@ fn a_parked_follow_reader_is_woken_by_a_commit_and_by_poisoning() {
     );
     tailer.join().unwrap();
 }
+
+/// The transaction size limit is per transaction, for readers as for the writer: two large
+/// transactions streamed at the same time, each within the limit and together over it, both
+/// read back.
+#[test]
+fn concurrent_large_transactions_within_the_limit_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = opts().max_transaction_size(10 << 20);
+    let (wal, _) = Wal::open(dir.path(), opts).unwrap();
+    let mut a = wal.stream().unwrap();
+    let mut b = wal.stream().unwrap();
+    a.write(&vec![1u8; 9 << 20]).unwrap();
+    b.write(&vec![2u8; 9 << 20]).unwrap();
+    a.commit().unwrap();
+    b.commit().unwrap();
+    let got: Vec<(u8, usize)> = wal
+        .read_from(Lsn::ZERO)
+        .unwrap()
+        .map(|t| {
+            let t = t.unwrap();
+            (t.body[0], t.body.len())
+        })
+        .collect();
+    assert_eq!(got, vec![(1, 9 << 20), (2, 9 << 20)]);
+}
+
+/// `check_not_open` refuses a log a `Wal` holds, and otherwise changes nothing: no lock file
+/// is created where there was none.
+#[test]
+fn check_not_open_sees_the_lock_and_creates_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("log");
+    let vfs = wal_log::StdVfs;
+    wal_log::check_not_open(&vfs, &dir).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    wal_log::check_not_open(&vfs, &dir).unwrap();
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    let (wal, _) = Wal::open(&dir, opts()).unwrap();
+    assert!(matches!(
+        wal_log::check_not_open(&vfs, &dir),
+        Err(WalError::AlreadyOpen { .. })
+    ));
+    drop(wal);
+    wal_log::check_not_open(&vfs, &dir).unwrap();
+    // The probe released the lock at once.
+    let (_wal, _) = Wal::open(&dir, opts()).unwrap();
+}

@@ -85,7 +85,7 @@ pub enum ReplayError {
     FragmentBudget {
         /// Begin LSN of the stream that crossed the budget.
         stream: Lsn,
-        /// Bytes held for open fragments when it was crossed.
+        /// Bytes that stream would hold.
         held: u64,
         /// The budget.
         budget: u64,

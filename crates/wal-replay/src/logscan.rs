@@ -1,8 +1,8 @@
 //! Read-only streaming over a log directory: verified frames from a starting LSN, and the
-//! assembly of committed transactions (fragments included) under a memory budget.
+//! assembly of committed transactions (fragments included) under a per-transaction budget.
 //!
 //! Nothing here locks or writes. Segments are read a chunk at a time into a reused buffer,
-//! plus the bytes of open fragmented transactions, which are bounded by a budget.
+//! plus the bytes of open fragmented transactions, each bounded by a budget.
 
 use crate::error::{ReplayError, Result, io_err};
 use crate::snapshot::read_full;
@@ -264,8 +264,10 @@ impl LogFrames {
 }
 
 /// Turns verified frames, in LSN order, into committed transactions: whole `Tx` frames, and
-/// fragment streams joined when their `FragEnd` arrives; aborted streams are dropped. The
-/// bytes held for open streams are bounded by a budget.
+/// fragment streams joined when their `FragEnd` arrives; aborted streams are dropped. Each
+/// open stream holds at most a budget of bytes, as the log accepts each transaction up to
+/// [`wal_log::Options::max_transaction_size`]; streams written at the same time are held at
+/// the same time, so memory is the sum of those open together.
 ///
 /// Recovery uses it; so can tools reading [`wal_log::frames`].
 #[derive(Debug)]
@@ -278,11 +280,13 @@ pub struct TransactionAssembler {
     /// Streams whose abort frame recovery itself wrote (they were unfinished, not aborted).
     closed_by_recovery: BTreeSet<Lsn>,
     aborted: u64,
+    /// The first frame's LSN (`Lsn::ZERO` before any): where the frames fed begin.
+    first_fed: Lsn,
 }
 
 impl TransactionAssembler {
     /// An assembler that returns transactions committed after `after` (a snapshot's fence;
-    /// [`Lsn::ZERO`] for all) and holds at most `budget` bytes of open fragment streams.
+    /// [`Lsn::ZERO`] for all) and holds at most `budget` bytes for each open fragment stream.
     #[must_use]
     pub fn new(after: Lsn, budget: u64) -> TransactionAssembler {
         TransactionAssembler {
@@ -292,6 +296,7 @@ impl TransactionAssembler {
             after,
             closed_by_recovery: BTreeSet::new(),
             aborted: 0,
+            first_fed: Lsn::ZERO,
         }
     }
 
@@ -319,15 +324,19 @@ impl TransactionAssembler {
         self.aborted
     }
 
-    fn hold(&mut self, stream: Lsn, n: usize) -> Result<()> {
-        self.held += n as u64;
-        if self.held > self.budget {
+    /// Charges `n` more bytes to `stream`, which holds `already`. The budget is per stream,
+    /// like the log's limit on a transaction: streams the log took at the same time must all
+    /// replay, so together they may hold more.
+    fn hold(&mut self, stream: Lsn, already: usize, n: usize) -> Result<()> {
+        let held = (already + n) as u64;
+        if held > self.budget {
             return Err(ReplayError::FragmentBudget {
                 stream,
-                held: self.held,
+                held,
                 budget: self.budget,
             });
         }
+        self.held += n as u64;
         Ok(())
     }
 
@@ -335,10 +344,13 @@ impl TransactionAssembler {
     /// `after` LSN).
     ///
     /// # Errors
-    /// [`ReplayError::FragmentBudget`] when open streams would hold more than the budget;
+    /// [`ReplayError::FragmentBudget`] when an open stream would hold more than the budget;
     /// [`ReplayError::LogTruncated`] for the end of a stream whose beginning was never fed.
     #[inline(always)]
     pub fn push(&mut self, frame: Frame) -> Result<Option<Transaction>> {
+        if self.first_fed == Lsn::ZERO {
+            self.first_fed = frame.lsn;
+        }
         // The common case, inlined into the caller: a whole transaction in one frame.
         if frame.kind == FrameKind::Tx {
             if frame.lsn > self.after {
@@ -363,7 +375,7 @@ impl TransactionAssembler {
         match frame.kind {
             FrameKind::Tx => {}
             FrameKind::FragBegin => {
-                self.hold(frame.lsn, frame.payload.len())?;
+                self.hold(frame.lsn, 0, frame.payload.len())?;
                 self.streams
                     .insert(frame.lsn, (frame.payload.to_vec(), frame.is_multi()));
             }
@@ -372,11 +384,11 @@ impl TransactionAssembler {
                     return Ok(None);
                 };
                 let body = frame.body();
-                if !self.streams.contains_key(&s) {
+                let Some(already) = self.streams.get(&s).map(|(buf, _)| buf.len()) else {
                     if frame.kind == FrameKind::FragEnd && frame.lsn > self.after {
                         return Err(ReplayError::LogTruncated {
                             needed: s,
-                            oldest: frame.lsn,
+                            oldest: self.first_fed,
                             reason: format!(
                                 "the transaction committed at LSN {} began at LSN {s}, which the scan did not see",
                                 frame.lsn
@@ -384,8 +396,8 @@ impl TransactionAssembler {
                         });
                     }
                     return Ok(None);
-                }
-                self.hold(s, body.len())?;
+                };
+                self.hold(s, already, body.len())?;
                 let Some((buf, multi)) = self.streams.get_mut(&s) else {
                     return Ok(None);
                 };

@@ -63,9 +63,10 @@ pub struct RecoverOptions {
     /// Point-in-time recovery: apply transactions up to and including this LSN only, from the
     /// newest valid snapshot at or before it. `None` replays everything.
     pub target: Option<Lsn>,
-    /// The most bytes held for fragments of unfinished large transactions during replay.
-    /// `None` uses [`Options::max_transaction_size`] (the largest transaction the log
-    /// accepts), so that every transaction the log took can be replayed.
+    /// The most bytes held for the fragments of one unfinished large transaction during
+    /// replay. `None` uses [`Options::max_transaction_size`] (the largest transaction the log
+    /// accepts), so that every transaction the log took can be replayed. Large transactions
+    /// that were written at the same time are held at the same time, each within the budget.
     pub fragment_budget: Option<u64>,
 }
 

@@ -344,7 +344,9 @@ fn read_only_commands_never_modify_the_directory() {
     let before = snapshot_tree(dir.path());
     for c in commands {
         let (code, out, err) = run(dir.path(), c);
-        assert!(code == 0, "{c:?} on a live directory: {code} {out} {err}");
+        // A dry run predicts the real repair, which refuses a log another process has open.
+        let expected = if c[0] == "repair" { 4 } else { 0 };
+        assert_eq!(code, expected, "{c:?} on a live directory: {out} {err}");
         assert_eq!(
             snapshot_tree(dir.path()),
             before,

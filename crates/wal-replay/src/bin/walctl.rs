@@ -61,6 +61,10 @@ struct Cli {
     /// Print machine-readable JSON on stdout (JSON Lines for `dump`).
     #[arg(long, global = true)]
     json: bool,
+    /// The engine's `Options::max_transaction_size`, if it changed it: the most `dump` and
+    /// `replay` hold for one large (fragmented) transaction.
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = Options::default().max_transaction_size)]
+    max_transaction_size: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -305,14 +309,28 @@ fn run(cli: &Cli, out: &Out) -> Result<u8, Failure> {
             from,
             to,
             payload_limit,
-        } => dump(&data, &vfs, out, *from, *to, *payload_limit),
+        } => dump(
+            &data,
+            &vfs,
+            out,
+            (*from, *to),
+            *payload_limit,
+            cli.max_transaction_size,
+        ),
         Command::Verify => verify(&data, &vfs, out),
         Command::Repair { dry_run, mode } => repair(&data, &vfs, out, *dry_run, *mode),
         Command::Snapshot { action } => match action {
             SnapshotAction::Ls => snapshot_ls(&data, &vfs, out),
             SnapshotAction::Verify => snapshot_verify(&data, &vfs, out),
         },
-        Command::Replay { to, mode } => replay(&data, &vfs, out, to.map(Lsn), *mode),
+        Command::Replay { to, mode } => replay(
+            &data,
+            &vfs,
+            out,
+            to.map(Lsn),
+            *mode,
+            cli.max_transaction_size,
+        ),
     }
 }
 
@@ -610,23 +628,25 @@ fn dump(
     data: &DataDir,
     vfs: &Arc<dyn Vfs>,
     out: &Out,
-    from: Option<u64>,
-    to: Option<u64>,
+    (from, to): (Option<u64>, Option<u64>),
     limit: usize,
+    budget: u64,
 ) -> Result<u8, Failure> {
     let from = Lsn(from.unwrap_or(0));
     let to = Lsn(to.unwrap_or(u64::MAX));
     let mut frames = wal_log::frames(vfs.clone(), &data.log_dir())?;
     // Transactions that commit before `from` are not shown, but their fragments are still
     // assembled (a stream may begin before `from` and commit inside the range).
-    let mut asm = TransactionAssembler::new(from.prev(), 256 << 20);
+    let mut asm = TransactionAssembler::new(from.prev(), budget);
     let (mut nframes, mut ntx) = (0u64, 0u64);
+    let mut log_start = None;
     for item in frames.by_ref() {
         let df = item?;
         let f = df.frame;
         if f.lsn > to {
             break;
         }
+        let log_start = *log_start.get_or_insert(f.lsn);
         let show = f.lsn >= from;
         if show {
             nframes += 1;
@@ -654,6 +674,21 @@ fn dump(
                 f.payload.len(),
                 if f.is_multi() { " multi" } else { "" },
             ));
+        }
+        // The rest of a large transaction that began before the log's first frame: a
+        // truncation interrupted between its segments removed the beginning (recovery skips
+        // these too). Shown, never assembled.
+        if let Some(began) = f.stream().filter(|s| *s < log_start) {
+            if show && f.kind == FrameKind::FragEnd {
+                out.value(
+                    &json!({"type": "truncated_transaction", "lsn": f.lsn.0, "began": began.0}),
+                );
+                out.line(format!(
+                    "           commit LSN {} of a transaction begun at LSN {began}, before the log's first LSN {log_start} (truncated: not shown)",
+                    f.lsn
+                ));
+            }
+            continue;
         }
         if let Some(tx) = asm.push(f)? {
             ntx += 1;
@@ -704,6 +739,14 @@ fn dump(
 fn verify(data: &DataDir, vfs: &Arc<dyn Vfs>, out: &Out) -> Result<u8, Failure> {
     let started = Instant::now();
     let ins = inspect(data, vfs)?;
+    // A log without segments under snapshots was moved or is on a volume not mounted:
+    // recovery refuses it, so it is not sound.
+    if ins.segments.is_empty() && !data.snapshots(vfs.clone()).list()?.snapshots.is_empty() {
+        return Err(ReplayError::LogMissing {
+            dir: data.log_dir(),
+        }
+        .into());
+    }
     let elapsed = started.elapsed();
     let verdict = ins.verdict();
     let bytes: u64 = ins.segments.iter().map(|s| s.file_len).sum();
@@ -764,8 +807,19 @@ fn repair(
 ) -> Result<u8, Failure> {
     let recovery: RecoveryMode = mode.into();
     refuse_an_empty_log(data, vfs)?;
+    // Refused before anything is read or changed, by the dry run as by the real run.
+    wal_log::check_not_open(&**vfs, &data.log_dir()).map_err(refuse_locked)?;
+    let store = data.snapshots(vfs.clone());
+    let ins = inspect(data, vfs)?;
+    // Snapshots past the end the repair keeps hold transactions the log no longer has (a
+    // salvage cut them off). Recovery would set them aside, but only while the log still ends
+    // there: the abort frames the open writes for cut-off large transactions take those LSNs
+    // again. So they are set aside first, before the log changes.
+    let ahead = match (ins.log_id, ins.recovery_plan(recovery)) {
+        (Some(id), Ok(p)) => store.ahead_of(id, p.last_lsn)?,
+        _ => Vec::new(),
+    };
     if dry_run {
-        let ins = inspect(data, vfs)?;
         let verdict = ins.verdict();
         let mut plan: Vec<Value> = Vec::new();
         let mut code = EXIT_OK;
@@ -778,7 +832,7 @@ fn repair(
                     .iter()
                     .map(|m| json!({"from": m.from, "offset": m.offset, "bytes": m.bytes, "to": m.to, "reason": m.reason}))
                     .collect();
-                if verdict == Verdict::Sound {
+                if verdict == Verdict::Sound && ahead.is_empty() {
                     note = "the log is sound: nothing to repair".into();
                 }
             }
@@ -804,6 +858,7 @@ fn repair(
             "mode": format!("{mode:?}"),
             "verdict": verdict_json(&verdict),
             "would_move_aside": plan,
+            "would_set_aside_snapshots": ahead.iter().map(|s| json!({"file": s.path, "fence": s.fence.0})).collect::<Vec<_>>(),
             "open_streams_to_abort": ins.open_streams.iter().map(|l| l.0).collect::<Vec<_>>(),
             "note": note,
             "exit_code": code,
@@ -820,16 +875,26 @@ fn repair(
                 p["to"].as_str().unwrap_or_default()
             ));
         }
+        for s in &ahead {
+            out.line(format!(
+                "would set snapshot {} aside (*.corrupt): its fence {} is past the log's end after the repair",
+                s.path.display(),
+                s.fence
+            ));
+        }
         for l in &ins.open_streams {
             out.line(format!(
                 "would close unfinished fragmented transaction begun at LSN {l} with an abort frame"
             ));
         }
-        if plan.is_empty() && ins.open_streams.is_empty() && note.is_empty() {
+        if plan.is_empty() && ins.open_streams.is_empty() && ahead.is_empty() && note.is_empty() {
             out.line("nothing to repair");
         }
         return Ok(code);
     }
+    let mut set_aside: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let aside_to = store.set_aside_all(&ahead)?;
+    set_aside.extend(ahead.iter().map(|s| s.path.clone()).zip(aside_to));
     let opts = Options::default()
         .recovery(recovery)
         .create_if_missing(false)
@@ -837,19 +902,18 @@ fn repair(
         .sync(SyncPolicy::Always)
         .vfs(vfs.clone());
     let (wal, report) = Wal::open(data.log_dir(), opts).map_err(|e| match e {
-        WalError::AlreadyOpen { dir } => Failure::new(
-            EXIT_LOCKED,
-            format!(
-                "refusing to repair: the log {} is locked by another process (is the engine running? stop it, or work on a copy)",
-                dir.display()
-            ),
-        ),
+        e @ WalError::AlreadyOpen { .. } => refuse_locked(e),
         WalError::Corrupt { .. } if matches!(mode, RepairMode::TornTail) => Failure::new(
             EXIT_CORRUPT,
             format!("{e}; torn-tail mode does not repair corruption: see docs/operations.md before using --mode salvage-prefix"),
         ),
         other => other.into(),
     })?;
+    // Had the log changed since the inspection, the open's end is the one that counts.
+    let late = store.ahead_of(wal.log_id(), report.last_lsn)?;
+    let late_to = store.set_aside_all(&late)?;
+    set_aside.extend(late.iter().map(|s| s.path.clone()).zip(late_to));
+    let log_end = wal.last_lsn();
     drop(wal);
     let moved: Vec<Value> = report
         .moved_aside
@@ -862,7 +926,8 @@ fn repair(
         "moved_aside": moved,
         "bytes_moved_aside": report.bytes_moved_aside(),
         "aborted_streams": report.aborted_streams.iter().map(|l| l.0).collect::<Vec<_>>(),
-        "last_lsn": report.last_lsn.0,
+        "snapshots_set_aside": set_aside.iter().map(|(from, to)| json!({"from": from, "to": to})).collect::<Vec<_>>(),
+        "last_lsn": log_end.0,
         "segments": report.segments,
     }));
     for m in &report.moved_aside {
@@ -875,19 +940,39 @@ fn repair(
             m.reason
         ));
     }
+    for (from, to) in &set_aside {
+        out.line(format!(
+            "set snapshot {} aside to {}: its fence is past the log's end after the repair",
+            from.display(),
+            to.display()
+        ));
+    }
     for l in &report.aborted_streams {
         out.line(format!(
             "closed unfinished fragmented transaction begun at LSN {l} with an abort frame"
         ));
     }
-    if report.moved_aside.is_empty() && report.aborted_streams.is_empty() {
+    if report.moved_aside.is_empty() && report.aborted_streams.is_empty() && set_aside.is_empty() {
         out.line("nothing to repair: the log is sound");
     }
     out.line(format!(
-        "log ends at LSN {} in {} segments",
-        report.last_lsn, report.segments
+        "log ends at LSN {log_end} in {} segments",
+        report.segments
     ));
     Ok(EXIT_OK)
+}
+
+fn refuse_locked(e: WalError) -> Failure {
+    match e {
+        WalError::AlreadyOpen { dir } => Failure::new(
+            EXIT_LOCKED,
+            format!(
+                "refusing to repair: the log {} is locked by another process (is the engine running? stop it, or work on a copy)",
+                dir.display()
+            ),
+        ),
+        other => other.into(),
+    }
 }
 
 /// `repair` never creates a log: opening a log directory without segments would start a new,
@@ -1048,9 +1133,14 @@ fn replay(
     out: &Out,
     to: Option<Lsn>,
     mode: ReplayMode,
+    max_transaction_size: u64,
 ) -> Result<u8, Failure> {
-    let mut opts =
-        RecoverOptions::default().wal(Options::default().recovery(mode.into()).vfs(vfs.clone()));
+    let mut opts = RecoverOptions::default().wal(
+        Options::default()
+            .recovery(mode.into())
+            .max_transaction_size(max_transaction_size)
+            .vfs(vfs.clone()),
+    );
     opts.target = to;
     let mut state = DryRun::default();
     let mut progress = Progress::new();

@@ -1,0 +1,277 @@
+//! Operator paths a review found wrong (each test failed before its fix): a salvage repair
+//! followed by recovery, concurrent large transactions, `dump` after an interrupted
+//! truncation, `repair --dry-run` on a live log, `verify` of a log whose segments are gone.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::sync::Arc;
+use wal_format::{FrameKind, Lsn};
+use wal_log::{Options, RecoveryMode, StdVfs, Wal};
+use wal_replay::{DataDir, RecoverOptions};
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        let q = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&p, &q);
+        } else {
+            std::fs::copy(&p, &q).unwrap();
+        }
+    }
+}
+
+fn log_opts() -> Options {
+    Options::default().preallocate(false)
+}
+
+/// A data directory whose log is: LSN 1 Tx, LSN 2 FragBegin, LSN 3 FragEnd (a 5 MiB
+/// transaction, acknowledged), LSN 4 Tx; a snapshot with fence 3 (holding 2 transactions);
+/// then the FragEnd frame is damaged (bit rot), with the valid frame 4 after it: corruption.
+fn salvage_fixture() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let data = DataDir::new(root.path());
+    let (wal, _) = Wal::open(data.log_dir(), log_opts()).unwrap();
+    assert_eq!(wal.append(b"first").unwrap(), Lsn(1));
+    let mut s = wal.stream().unwrap();
+    s.write(&vec![7u8; 5 << 20]).unwrap();
+    let big = s.commit().unwrap();
+    assert_eq!(big, Lsn(3));
+    assert_eq!(wal.append(b"after").unwrap(), Lsn(4));
+    // The state at fence 3: two transactions.
+    let state = Counter {
+        txs: 2,
+        bytes: 5 + (5 << 20),
+    };
+    data.snapshots(Arc::new(StdVfs))
+        .write(&state, wal.log_id(), big)
+        .unwrap();
+    drop(wal);
+    // Damage the FragEnd frame's payload.
+    let mut frames = wal_log::frames(Arc::new(StdVfs), &data.log_dir()).unwrap();
+    let mut target = None;
+    for f in frames.by_ref() {
+        let f = f.unwrap();
+        if f.frame.kind == FrameKind::FragEnd {
+            target = Some((f.seq, f.frame.offset));
+        }
+    }
+    let (seq, off) = target.unwrap();
+    let seg = data.log_dir().join(wal_log::segment_file_name(seq));
+    let mut b = std::fs::read(&seg).unwrap();
+    b[off + 1000] ^= 0xff;
+    std::fs::write(&seg, &b).unwrap();
+    root
+}
+
+/// `walctl repair --mode salvage-prefix`, then an ordinary recovery, ends in the same state as
+/// a recovery in SalvagePrefix mode. The repair closes the stream the cut left open with an
+/// abort frame at LSN 3, the snapshot's fence: were the snapshot not set aside before that, it
+/// would no longer look ahead of the log, and recovery would restore the 5 MiB transaction
+/// the log lost.
+#[test]
+fn walctl_salvage_repair_then_recover_equals_salvage_recovery() {
+    let a = salvage_fixture();
+    let b = tempfile::tempdir().unwrap();
+    copy_tree(a.path(), b.path());
+
+    // Path A: the engine recovers in SalvagePrefix mode.
+    let mut direct = Counter::default();
+    let salvage = RecoverOptions::default().wal(log_opts().recovery(RecoveryMode::SalvagePrefix));
+    let rec = wal_replay::recover(a.path(), &mut direct, salvage).unwrap();
+    eprintln!(
+        "direct: snapshot {:?} rejected {:?} log_end {}",
+        rec.report.snapshot, rec.report.rejected_snapshots, rec.report.log_end
+    );
+    drop(rec);
+
+    // Path B: the operator's salvage with walctl (dry-run first, as the runbook says).
+    let (code, predicted) = run_json(b.path(), &["replay", "--mode", "salvage-prefix"]);
+    assert_eq!(code, 0);
+    eprintln!("walctl replay prediction: {predicted}");
+    let (code, dry) = run_json(
+        b.path(),
+        &["repair", "--mode", "salvage-prefix", "--dry-run"],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(dry["would_set_aside_snapshots"][0]["fence"], 3, "{dry}");
+    let (code, out, err) = run(b.path(), &["repair", "--mode", "salvage-prefix"]);
+    eprintln!("walctl repair: {code}\n{out}{err}");
+    assert_eq!(code, 0);
+    assert!(out.contains("set snapshot"), "{out}");
+    assert!(out.contains("log ends at LSN 3 "), "{out}");
+    assert_eq!(
+        std::fs::read_dir(DataDir::new(b.path()).snapshot_dir())
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".corrupt"))
+            .count(),
+        1
+    );
+    let mut after_repair = Counter::default();
+    let rec = wal_replay::recover(
+        b.path(),
+        &mut after_repair,
+        RecoverOptions::default().wal(log_opts()),
+    )
+    .unwrap();
+    eprintln!(
+        "after repair: snapshot {:?} rejected {:?} log_end {}",
+        rec.report.snapshot, rec.report.rejected_snapshots, rec.report.log_end
+    );
+    assert_eq!(
+        after_repair, direct,
+        "walctl repair + recover restored the snapshot holding the lost transaction at LSN 3"
+    );
+}
+
+/// Two large transactions written concurrently (two recorders streaming at once), each within
+/// `max_transaction_size`, both acknowledged, together over it: recovery with the default
+/// budget (per transaction) replays both, and so does `walctl replay`.
+#[test]
+fn default_budget_replays_every_transaction_the_log_took() {
+    let root = tempfile::tempdir().unwrap();
+    let data = DataDir::new(root.path());
+    let opts = log_opts().max_transaction_size(10 << 20);
+    let (wal, _) = Wal::open(data.log_dir(), opts.clone()).unwrap();
+    let mut a = wal.stream().unwrap();
+    let mut b = wal.stream().unwrap();
+    a.write(&vec![1u8; 9 << 20]).unwrap();
+    b.write(&vec![2u8; 9 << 20]).unwrap();
+    a.commit().unwrap();
+    b.commit().unwrap();
+    drop(wal);
+    let mut c = Counter::default();
+    let r = wal_replay::recover(root.path(), &mut c, RecoverOptions::default().wal(opts));
+    match r {
+        Ok(_) => assert_eq!(c.txs, 2),
+        Err(e) => panic!("recovery of a log of two acknowledged transactions failed: {e}"),
+    }
+    let (code, out, err) = run(
+        root.path(),
+        &["replay", "--max-transaction-size", "10485760"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // A budget below one transaction is refused with the error that names the option.
+    let (code, _, err) = run(
+        root.path(),
+        &["replay", "--max-transaction-size", "1048576"],
+    );
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("over the replay budget"), "{err}");
+}
+
+/// A checkpoint truncates the log up to its fence, removing whole segments oldest first; a
+/// crash after the first removal leaves the log starting with the fragments of a large
+/// transaction whose beginning is gone (ARCHITECTURE.md: "after a truncation interrupted
+/// between the segment that begins a fragmented transaction and the one that ends it, the
+/// retained range starts after that transaction"). That log is sound and recovers, and
+/// `walctl dump` prints all of it, naming the commit whose beginning was truncated.
+#[test]
+fn dump_of_a_log_whose_truncation_was_interrupted() {
+    let root = tempfile::tempdir().unwrap();
+    let data = DataDir::new(root.path());
+    let opts = log_opts().segment_size(64 << 10);
+    let (wal, _) = Wal::open(data.log_dir(), opts.clone()).unwrap();
+    wal.append(b"first").unwrap();
+    let mut s = wal.stream().unwrap();
+    s.write(&vec![7u8; 9 << 20]).unwrap();
+    let end = s.commit().unwrap();
+    for i in 0..20u32 {
+        wal.append(&i.to_le_bytes()).unwrap();
+    }
+    let fence = wal.last_lsn();
+    // The checkpoint's snapshot at `fence` (21 transactions).
+    let state = Counter {
+        txs: 22,
+        bytes: 5 + (9 << 20) + 80,
+    };
+    data.snapshots(Arc::new(StdVfs))
+        .write(&state, wal.log_id(), fence)
+        .unwrap();
+    let segs = wal.segments();
+    for seg in &segs {
+        eprintln!("{seg:?}");
+    }
+    drop(wal);
+    // `truncate_prefix(fence)` would remove segments 1..=3 oldest first; crash after the first.
+    std::fs::remove_file(data.log_dir().join(wal_log::segment_file_name(segs[0].seq))).unwrap();
+    eprintln!("stream committed at {end}; segment 1 removed by the interrupted truncation");
+
+    // The directory recovers, and walctl verify and replay are happy with it.
+    let mut c = Counter::default();
+    let rec =
+        wal_replay::recover(root.path(), &mut c, RecoverOptions::default().wal(opts)).unwrap();
+    assert_eq!(c, state);
+    drop(rec);
+    let (code, out, err) = run(root.path(), &["verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(root.path(), &["replay"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(root.path(), &["dump"]);
+    assert_eq!(
+        code,
+        0,
+        "walctl dump of a sound log:\n{}\nstderr: {err}",
+        out.lines().rev().take(3).collect::<Vec<_>>().join("\n")
+    );
+    assert!(out.contains("truncated: not shown"), "{out}");
+    assert!(out.contains(&format!("commit LSN {fence} ")), "{out}");
+}
+
+/// `repair --dry-run` on a log held by a running engine predicts the real run: both refuse
+/// with exit 4 ("locked by another process") and change nothing.
+#[test]
+fn repair_dry_run_predicts_the_lock_refusal() {
+    let root = tempfile::tempdir().unwrap();
+    let data = DataDir::new(root.path());
+    let (wal, _) = Wal::open(data.log_dir(), log_opts()).unwrap();
+    wal.append(b"one").unwrap();
+    // The engine is running: the lock is held (by this process; walctl is another one).
+    let (real, _, real_err) = run(root.path(), &["repair"]);
+    let (dry, dry_out, dry_err) = run(root.path(), &["repair", "--dry-run"]);
+    drop(wal);
+    eprintln!("real: {real} {real_err}\ndry-run: {dry} {dry_out}{dry_err}");
+    assert_eq!(real, 4, "{real_err}");
+    assert_eq!(dry, real, "dry run: {dry_out}{dry_err}");
+}
+
+/// The log directory lost every segment (moved, volume not mounted) while snapshots remain:
+/// recovery refuses (`LogMissing`), `repair` refuses (exit 3, "holds no log segment"),
+/// `replay` refuses (exit 3), and so does `verify`: the runbook's checklist reads its exit 0
+/// as "start the engine".
+#[test]
+fn verify_of_a_log_without_segments_under_snapshots_is_not_sound() {
+    let root = tempfile::tempdir().unwrap();
+    let mut e = open_engine(root.path());
+    for i in 0..10 {
+        e.commit(vec![put("k", i)]).unwrap();
+    }
+    e.checkpoint().unwrap();
+    drop(e);
+    for seg in segment_files(root.path()) {
+        std::fs::rename(&seg, root.path().join(seg.file_name().unwrap())).unwrap();
+    }
+    let (rcode, rout, rerr) = run(root.path(), &["replay"]);
+    let (pcode, _, perr) = run(root.path(), &["repair", "--dry-run"]);
+    let (vcode, vout, verr) = run(root.path(), &["verify"]);
+    eprintln!(
+        "replay {rcode}: {rout}{rerr}\nrepair --dry-run {pcode}: {perr}\nverify {vcode}: {vout}{verr}"
+    );
+    assert_eq!(rcode, 3);
+    assert_eq!(pcode, 3);
+    assert_eq!(vcode, 3, "verify: {vout}");
+    assert!(
+        verr.contains("holds snapshots but no log segments"),
+        "{verr}"
+    );
+}
