@@ -98,6 +98,10 @@ pub enum WalError {
         /// The original failure.
         reason: String,
     },
+    /// The [`crate::Wal`] was dropped: a follow reader that has read everything durable gets
+    /// this instead of waiting for commits that cannot come.
+    #[error("the WAL was closed")]
+    Closed,
     /// A transaction is larger than `Options::max_transaction_size`.
     #[error("transaction of {size} bytes exceeds the maximum of {max} bytes")]
     TransactionTooLarge {

@@ -306,70 +306,94 @@ impl TxReader {
                     ),
                 });
             }
+            // Consumed before it is handled; an error handling it puts the position back (the
+            // handlers fail before they change anything), so a retry fails the same way
+            // rather than skipping the frame and what depends on it.
+            let at = (c.pos, self.next_lsn);
             c.pos += frame.encoded_len() as u64;
             self.next_lsn = frame.lsn.next();
-            match frame.kind {
-                FrameKind::Tx => {
+            match self.consume(frame) {
+                Ok(Some(t)) => return Ok(Some(t)),
+                Ok(None) => {}
+                Err(e) => {
+                    if let Some(c) = self.cursor.as_mut() {
+                        c.pos = at.0;
+                    }
+                    self.next_lsn = at.1;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Handles a frame just read: the transaction it completes, if any (at or after `from`).
+    /// Fails only before changing anything.
+    fn consume(&mut self, frame: wal_format::Frame) -> Result<Option<Transaction>> {
+        match frame.kind {
+            FrameKind::Tx => {
+                if frame.lsn >= self.from {
+                    let multi = frame.is_multi();
+                    return Ok(Some(Transaction {
+                        lsn: frame.lsn,
+                        body: frame.payload,
+                        multi,
+                    }));
+                }
+            }
+            FrameKind::FragBegin => {
+                self.hold(0, frame.body().len())?;
+                self.streams
+                    .insert(frame.lsn, (frame.body().to_vec(), frame.is_multi()));
+            }
+            FrameKind::FragPart | FrameKind::FragEnd => {
+                let Some(s) = frame.stream() else {
+                    return Ok(None);
+                };
+                let body = frame.body();
+                // Charged only for a stream being assembled: the bytes of a fragment whose
+                // beginning is gone are skipped, never held.
+                let Some(already) = self.streams.get(&s).map(|(buf, _)| buf.len()) else {
+                    if frame.lsn >= self.from && frame.kind == FrameKind::FragEnd {
+                        return Err(WalError::Truncated {
+                            requested: s,
+                            oldest: self.inner.oldest_retained(),
+                        });
+                    }
+                    return Ok(None);
+                };
+                self.hold(already, body.len())?;
+                let Some((buf, multi)) = self.streams.get_mut(&s) else {
+                    return Ok(None);
+                };
+                buf.extend_from_slice(&body);
+                if frame.kind == FrameKind::FragEnd {
+                    let multi = *multi;
+                    let (buf, _) = self.streams.remove(&s).unwrap_or_default();
+                    self.held -= buf.len() as u64;
                     if frame.lsn >= self.from {
                         return Ok(Some(Transaction {
                             lsn: frame.lsn,
-                            body: frame.payload.clone(),
-                            multi: frame.is_multi(),
+                            body: Bytes::from(buf),
+                            multi,
                         }));
                     }
                 }
-                FrameKind::FragBegin => {
-                    self.hold(0, frame.body().len())?;
-                    self.streams
-                        .insert(frame.lsn, (frame.body().to_vec(), frame.is_multi()));
-                }
-                FrameKind::FragPart | FrameKind::FragEnd => {
-                    let Some(s) = frame.stream() else { continue };
-                    let body = frame.body();
-                    // Charged only for a stream being assembled: the bytes of a fragment whose
-                    // beginning is gone are skipped, never held.
-                    let Some(already) = self.streams.get(&s).map(|(buf, _)| buf.len()) else {
-                        if frame.lsn >= self.from && frame.kind == FrameKind::FragEnd {
-                            return Err(WalError::Truncated {
-                                requested: s,
-                                oldest: self.inner.oldest_retained(),
-                            });
-                        }
-                        continue;
-                    };
-                    self.hold(already, body.len())?;
-                    let Some((buf, multi)) = self.streams.get_mut(&s) else {
-                        continue;
-                    };
-                    buf.extend_from_slice(&body);
-                    if frame.kind == FrameKind::FragEnd {
-                        let multi = *multi;
-                        let (buf, _) = self.streams.remove(&s).unwrap_or_default();
-                        self.held -= buf.len() as u64;
-                        if frame.lsn >= self.from {
-                            return Ok(Some(Transaction {
-                                lsn: frame.lsn,
-                                body: Bytes::from(buf),
-                                multi,
-                            }));
-                        }
-                    }
-                }
-                FrameKind::FragAbort => {
-                    if let Some(s) = frame.stream()
-                        && let Some((buf, _)) = self.streams.remove(&s)
-                    {
-                        self.held -= buf.len() as u64;
-                    }
-                }
-                FrameKind::Seal => {
-                    if let Some(c) = self.cursor.as_mut() {
-                        c.sealed = true;
-                    }
-                }
-                FrameKind::Checkpoint => {}
             }
+            FrameKind::FragAbort => {
+                if let Some(s) = frame.stream()
+                    && let Some((buf, _)) = self.streams.remove(&s)
+                {
+                    self.held -= buf.len() as u64;
+                }
+            }
+            FrameKind::Seal => {
+                if let Some(c) = self.cursor.as_mut() {
+                    c.sealed = true;
+                }
+            }
+            FrameKind::Checkpoint => {}
         }
+        Ok(None)
     }
 
     /// Charges `n` more bytes to a stream already holding `already`. The limit is per
@@ -385,33 +409,51 @@ impl TxReader {
         Ok(())
     }
 
-    /// Waits up to `timeout` for the next durable transaction.
+    /// Waits up to `timeout` for the next durable transaction (`Duration::MAX`: no limit).
+    ///
+    /// An error leaves the reader where it was: called again, it fails the same way rather
+    /// than skipping what it could not read.
     ///
     /// # Errors
-    /// As the iterator, plus [`WalError::Poisoned`] when the log fails while waiting.
+    /// As the iterator, plus [`WalError::Poisoned`] when the log fails while waiting, and
+    /// [`WalError::Closed`] once everything durable was read and the [`Wal`] was dropped.
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Transaction>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         loop {
             let bound = Lsn(self.inner.durable_lsn.load(Ordering::Acquire));
             if let Some(t) = self.step(bound)? {
                 return Ok(Some(t));
             }
-            self.inner.check_poison()?;
             let mut g = lock(&self.inner.flush);
+            // Checked under the lock that poisoning and closing notify under, so neither can
+            // slip in between the check and the wait.
+            self.inner.check_poison()?;
             if self.inner.durable_lsn.load(Ordering::Acquire) != bound.0 {
                 continue;
             }
+            if self.inner.shutdown.load(Ordering::Acquire) {
+                return Err(WalError::Closed);
+            }
             let now = Instant::now();
-            if now >= deadline {
+            if deadline.is_some_and(|d| now >= d) {
                 return Ok(None);
             }
             // Counted under the lock the notifier takes, so no flush can miss this reader.
             g.tailing += 1;
-            let (mut g, _) = self
-                .inner
-                .flushed
-                .wait_timeout(g, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut g = match deadline {
+                Some(d) => {
+                    self.inner
+                        .flushed
+                        .wait_timeout(g, d - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => self
+                    .inner
+                    .flushed
+                    .wait(g)
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
             g.tailing -= 1;
         }
     }

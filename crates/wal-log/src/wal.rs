@@ -256,13 +256,20 @@ pub(crate) struct Inner {
     direct_prefixes: Mutex<Vec<[u8; 4]>>,
     /// Reused by [`Inner::append_direct`] to gather small pieces.
     direct_stage: Mutex<Vec<u8>>,
-    shutdown: AtomicBool,
+    pub(crate) shutdown: AtomicBool,
     shutdown_lock: Mutex<()>,
     shutdown_cv: Condvar,
 }
 
 /// A write-ahead log open on one directory. `Send + Sync`: share it (`Arc<Wal>`) between
 /// threads and call everything through `&self`.
+///
+/// Dropping it makes what was written durable (under `Interval` and `Never`) and stops its
+/// background threads. Follow readers made from it then return [`WalError::Closed`] once
+/// they have read everything durable. The directory's lock goes when the last handle that
+/// shares the log goes: the `Wal`, and any [`TxReader`](crate::TxReader) or
+/// [`StreamWriter`](crate::StreamWriter) made from it. Until then, opening the directory again
+/// fails with [`WalError::AlreadyOpen`], so drop readers and streams before reopening.
 ///
 /// ```
 /// # fn main() -> Result<(), wal_log::WalError> {
@@ -1566,7 +1573,7 @@ impl Wal {
         // new reader starts there.
         let doomed: Vec<SegmentInfo> = {
             let mut segs = lock(&self.inner.segments);
-            let mut keep_from = fence.next();
+            let mut keep_from = Lsn(fence.0.saturating_add(1));
             if let Some(o) = open_min {
                 keep_from = keep_from.min(o);
             }
@@ -1580,10 +1587,14 @@ impl Wal {
                     _ => break,
                 }
             }
+            // Never the last one: it is the segment being written, or one just sealed by a
+            // rotation that has yet to add its successor (with a fence past the log's end,
+            // the list would be empty meanwhile, and readers would find no log at all).
             let n = segs
                 .iter()
                 .take_while(|s| s.sealed && s.last_lsn < keep_from)
-                .count();
+                .count()
+                .min(segs.len().saturating_sub(1));
             segs.drain(..n).collect()
         };
         if doomed.is_empty() {
@@ -1674,6 +1685,11 @@ impl Drop for Wal {
             let _ = self.sync();
         }
         self.inner.shutdown.store(true, Ordering::Release);
+        // Follow readers waiting for commits stop waiting (`WalError::Closed`).
+        {
+            let _g = lock(&self.inner.flush);
+            self.inner.flushed.notify_all();
+        }
         {
             let _g = lock(&self.inner.prealloc);
             self.inner.prealloc_cv.notify_all();
@@ -1702,6 +1718,33 @@ mod tests {
             .segment_size(16 << 10)
             .vfs(Arc::new(vfs.clone()));
         Wal::open(Path::new("/db"), opts).unwrap().0
+    }
+
+    /// The moment a rotation has sealed the last listed segment and not yet added the next
+    /// one, staged by hand: a fence past the end of the log must still leave that segment
+    /// listed (and its file alone), or readers made then find no log at all.
+    #[test]
+    fn truncation_never_takes_the_last_listed_segment() {
+        let vfs = SimVfs::new();
+        let wal = open(&vfs, SyncPolicy::Always);
+        for _ in 0..100 {
+            wal.append(&[5u8; 400]).unwrap();
+        }
+        let before = lock(&wal.inner.segments).len();
+        assert!(before > 2, "{before}");
+        let last = lock(&wal.inner.segments).last().unwrap().seq;
+        lock(&wal.inner.segments).last_mut().unwrap().sealed = true;
+        assert_eq!(wal.truncate_prefix(Lsn(u64::MAX - 1)).unwrap(), before - 1);
+        let after: Vec<SegmentSeq> = lock(&wal.inner.segments).iter().map(|s| s.seq).collect();
+        assert_eq!(after, vec![last]);
+        lock(&wal.inner.segments).last_mut().unwrap().sealed = false;
+        let lsn = wal.append(b"still here").unwrap();
+        let got: Vec<Lsn> = wal
+            .read_from(wal.oldest_retained_lsn())
+            .unwrap()
+            .map(|t| t.unwrap().lsn)
+            .collect();
+        assert_eq!(got.last(), Some(&lsn));
     }
 
     /// Many threads waiting in `flush_to` at once, under every policy and through rotations:
