@@ -165,6 +165,11 @@ pub fn load_and_kill(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
+    // A writer that died by itself (a crash, an abort, a panic) before the kill is a failure
+    // of kv, not one of our crashes.
+    let died_before_kill = child
+        .try_wait()
+        .map_err(|e| Failure::error(format!("wait for kv: {e}")))?;
     // std's Child::kill sends SIGKILL on Unix: no destructor, no flush, no fsync runs.
     let _ = child.kill();
     let status = child
@@ -182,12 +187,19 @@ pub fn load_and_kill(
             acked.len()
         )));
     }
-    if !status.success() && status.code().is_some() {
+    if !status.success() && (died_before_kill.is_some() || !killed_by_sigkill(status)) {
         return Err(Failure::error(format!(
-            "kv load failed ({status}):\n{stderr}"
+            "kv load failed on its own ({status}) before it was killed:\n{stderr}"
         )));
     }
     Ok(Killed { acked, ran, stderr })
+}
+
+/// Whether `status` is a death by SIGKILL, the harness's signal (a kill racing the child's own
+/// exit leaves that exit's status instead).
+fn killed_by_sigkill(status: std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal() == Some(9)
 }
 
 fn parse_key(line: &str) -> Result<u64, Failure> {
@@ -314,4 +326,64 @@ pub fn run_cycles(root: &Path, cycles: u64, seed: u64) -> Result<(), Failure> {
         total_acked + acked.len()
     );
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in for `kv load`: a shell script with `body`, in a fresh directory.
+    fn fake_kv(body: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fake-kv");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (dir, path)
+    }
+
+    fn load(body: &str, count: u64, after: Duration) -> Result<Killed, Failure> {
+        let (dir, kv) = fake_kv(body);
+        load_and_kill(&kv, dir.path(), 0, count, 1, 8, after)
+    }
+
+    /// A writer that dies by itself (SIGSEGV, as a memory bug or a stack overflow would)
+    /// before the harness kills it fails the cycle; it is not one of our crashes.
+    #[test]
+    fn a_writer_that_crashes_on_its_own_fails_the_cycle() {
+        let r = load(
+            "echo k0; echo k1; kill -SEGV $$; sleep 60",
+            1_000_000,
+            Duration::from_secs(10),
+        );
+        let e = r.err().expect("a SIGSEGV was taken for the harness's kill");
+        assert!(e.message.contains("on its own"), "{}", e.message);
+    }
+
+    /// A writer still running when the time is up is killed with SIGKILL, and what it
+    /// acknowledged is kept.
+    #[test]
+    fn a_running_writer_is_killed_and_its_acknowledgements_kept() {
+        let k = load(
+            "echo k0; echo k1; exec sleep 60",
+            1_000_000,
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        assert_eq!(k.acked, vec![0, 1]);
+    }
+
+    /// A writer that finishes before the kill must have printed every key.
+    #[test]
+    fn a_writer_that_finishes_must_acknowledge_everything() {
+        assert_eq!(
+            load("echo k0; echo k1", 2, Duration::from_secs(10))
+                .unwrap()
+                .acked,
+            vec![0, 1]
+        );
+        let e = load("echo k0", 2, Duration::from_secs(10)).err().unwrap();
+        assert!(e.message.contains("printed 1 of 2"), "{}", e.message);
+    }
 }

@@ -245,18 +245,21 @@ impl DirMirror {
 }
 
 /// Copies the verified frames of `seg` past what was copied already, and syncs the copy.
+/// `seg` records progress only once all of it is done: after a failure the next call starts
+/// over from the same point (for a first copy: header, frames, and the cut to the log's
+/// length, which an archive ahead of the log needs).
 fn copy_frames(seg: &mut Copied) -> io::Result<()> {
     let src_len = seg.src.len().map_err(ctx("stat", &seg.src_path))?;
     let first = seg.end == 0;
     let mut wrote = false;
+    let mut sealed = false;
     if first {
         seg.dst
             .write_all_at(&seg.header, 0)
             .map_err(ctx("write", &seg.dst_path))?;
-        seg.end = SEGMENT_HEADER_LEN as u64;
         wrote = true;
     }
-    let mut pos = seg.end;
+    let mut pos = seg.end.max(SEGMENT_HEADER_LEN as u64);
     let mut want = CHUNK;
     while pos + FRAME_HEADER_LEN as u64 <= src_len {
         let mut buf = vec![0u8; (src_len - pos).min(want as u64) as usize];
@@ -280,11 +283,11 @@ fn copy_frames(seg: &mut Copied) -> io::Result<()> {
             };
             off += flen;
             if frame.kind == FrameKind::Seal {
-                seg.sealed = true;
+                sealed = true;
                 break;
             }
         }
-        if more.is_none() && !seg.sealed && !chunk_is_tail && buf.len() - off < FRAME_HEADER_LEN {
+        if more.is_none() && !sealed && !chunk_is_tail && buf.len() - off < FRAME_HEADER_LEN {
             // Only a frame header was cut by the chunk's end.
             more = Some(CHUNK);
         }
@@ -310,6 +313,7 @@ fn copy_frames(seg: &mut Copied) -> io::Result<()> {
         seg.dst.sync_data().map_err(ctx("fsync", &seg.dst_path))?;
     }
     seg.end = pos;
+    seg.sealed = sealed;
     Ok(())
 }
 

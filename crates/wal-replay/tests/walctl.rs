@@ -397,3 +397,52 @@ fn repair_dry_run_predicts_the_refusal_of_a_gap_or_a_foreign_segment() {
         assert!(v["note"].as_str().unwrap().contains(what), "{v}");
     }
 }
+
+/// An operator's `walctl dump | head`: once the reader of its output goes away, walctl stops
+/// writing and exits with the command's own code (here: a torn tail, 1), without a panic; a
+/// failure reported into a closed pipe keeps its exit code too.
+#[test]
+fn a_closed_output_pipe_ends_the_output_not_the_verdict() {
+    let dir = fixture();
+    tear_tail(dir.path());
+    let closed_stdout = |args: &[&str]| {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_walctl"))
+            .arg("--dir")
+            .arg(dir.path())
+            .args(args)
+            .stdout(std::process::Stdio::from(writer))
+            .output()
+            .unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    for (args, expected) in [
+        (&["dump"][..], 1),
+        (&["dump", "--json"][..], 1),
+        (&["verify"][..], 1),
+        (&["stat"][..], 0),
+        (&["replay", "--to", "999999999"][..], 0),
+    ] {
+        let (code, err) = closed_stdout(args);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(code, expected, "{args:?}: {err}");
+    }
+    let missing = dir.path().join("nope");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_walctl"))
+        .arg("--dir")
+        .arg(&missing)
+        .args(["verify", "--json"])
+        .stdout({
+            let (reader, writer) = std::io::pipe().unwrap();
+            drop(reader);
+            std::process::Stdio::from(writer)
+        })
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("walctl: data directory"));
+}

@@ -168,7 +168,8 @@ fn load(db: &Db, count: u64, start: u64, value_size: usize, threads: u64) -> Res
             // Progress on stderr, so a killed run still leaves its numbers behind.
             while !done.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(250));
-                eprintln!("progress: {}", stats_line(db));
+                // A closed stderr loses the progress, not the load.
+                let _ = writeln!(std::io::stderr(), "progress: {}", stats_line(db));
             }
         });
         let mut workers = Vec::new();
@@ -224,7 +225,8 @@ fn load(db: &Db, count: u64, start: u64, value_size: usize, threads: u64) -> Res
         result.map(|()| secs)
     })?;
     let s = db.wal.stats();
-    eprintln!(
+    let _ = writeln!(
+        std::io::stderr(),
         "load: {count} commits from {threads} threads in {secs:.2} s = {:.0} commits/s; {} fsyncs ({:.1} commits per fsync)",
         count as f64 / secs.max(1e-9),
         s.fsyncs,
@@ -235,16 +237,17 @@ fn load(db: &Db, count: u64, start: u64, value_size: usize, threads: u64) -> Res
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
     let db = Db::open(&cli.dir)?;
+    // Written with `?`: a closed stdout is an error (exit 2), not a panic.
+    let mut stdout = std::io::stdout().lock();
     match cli.command {
         Command::Put { key, value } => db.write(KvEvent::Put { key, value })?,
         Command::Del { key } => db.write(KvEvent::Del { key })?,
         Command::Get { key } => match db.with_store(|s| s.map.get(&key).cloned()) {
-            Some(v) => println!("{v}"),
+            Some(v) => writeln!(stdout, "{v}")?,
             None => return Ok(ExitCode::from(1)),
         },
         Command::Scan => {
-            let out = std::io::stdout();
-            let mut out = std::io::BufWriter::new(out.lock());
+            let mut out = std::io::BufWriter::new(&mut stdout);
             db.with_store(|s| -> std::io::Result<()> {
                 for (k, v) in &s.map {
                     writeln!(out, "{k}\t{v}")?;
@@ -259,40 +262,57 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let report = db.with_store(|s| {
                 Checkpointer::new(&db.root, db.wal.clone(), 2).checkpoint(s, fence)
             })?;
-            println!(
+            writeln!(
+                stdout,
                 "checkpoint: snapshot {} at fence {} ({} bytes); {} log segments removed; {} ms",
                 report.snapshot.display(),
                 report.fence,
                 report.bytes,
                 report.segments_removed,
                 report.elapsed.as_millis()
-            );
+            )?;
         }
         Command::Stat => {
             let r = &db.report;
             let s = db.wal.stats();
-            println!("keys={}", db.with_store(|s| s.map.len()));
-            println!(
+            writeln!(stdout, "keys={}", db.with_store(|s| s.map.len()))?;
+            writeln!(
+                stdout,
                 "log_id={}",
                 r.log_id.map_or_else(|| "-".to_owned(), |id| id.to_string())
-            );
-            println!(
+            )?;
+            writeln!(
+                stdout,
                 "snapshot_fence={}",
                 r.snapshot.as_ref().map_or(0, |s| s.fence.get())
-            );
-            println!("applied={}", r.applied);
-            println!("log_start={} log_end={}", r.log_start, r.log_end);
-            println!("segments={} durable_lsn={}", s.segments, s.durable_lsn);
-            println!("bytes_moved_aside={}", r.bytes_moved_aside);
-            println!("recovery_ms={:.1}", r.elapsed.as_secs_f64() * 1000.0);
+            )?;
+            writeln!(stdout, "applied={}", r.applied)?;
+            writeln!(stdout, "log_start={} log_end={}", r.log_start, r.log_end)?;
+            writeln!(
+                stdout,
+                "segments={} durable_lsn={}",
+                s.segments, s.durable_lsn
+            )?;
+            writeln!(stdout, "bytes_moved_aside={}", r.bytes_moved_aside)?;
+            writeln!(
+                stdout,
+                "recovery_ms={:.1}",
+                r.elapsed.as_secs_f64() * 1000.0
+            )?;
         }
         Command::Load {
             count,
             start,
             value_size,
             threads,
-        } => load(&db, count, start, value_size, threads)?,
+        } => {
+            // The writers print through stdout themselves.
+            drop(stdout);
+            load(&db, count, start, value_size, threads)?;
+            return Ok(ExitCode::SUCCESS);
+        }
     }
+    stdout.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -301,7 +321,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("kv: error: {e}");
+            let _ = writeln!(std::io::stderr(), "kv: error: {e}");
             ExitCode::from(2)
         }
     }

@@ -208,20 +208,49 @@ fn wal_code(e: &WalError) -> u8 {
     }
 }
 
-/// Output sink: human text or JSON on stdout.
+/// Output sink: human text or JSON on stdout. A failed write (a closed pipe, as under
+/// `walctl dump | head`, or a full disk) stops the output, not the command: the first error is
+/// kept for `main`, which reports it unless it was a closed pipe.
 struct Out {
     json: bool,
+    failed: std::cell::RefCell<Option<std::io::Error>>,
 }
 
 impl Out {
+    fn new(json: bool) -> Out {
+        Out {
+            json,
+            failed: std::cell::RefCell::new(None),
+        }
+    }
     fn line(&self, s: impl AsRef<str>) {
         if !self.json {
-            println!("{}", s.as_ref());
+            self.write(s.as_ref());
         }
     }
     fn value(&self, v: &Value) {
         if self.json {
-            println!("{v}");
+            self.write(&v.to_string());
+        }
+    }
+    fn write(&self, s: &str) {
+        let mut failed = self.failed.borrow_mut();
+        if failed.is_none() {
+            let mut stdout = std::io::stdout().lock();
+            if let Err(e) = writeln!(stdout, "{s}").and_then(|()| stdout.flush()) {
+                *failed = Some(e);
+            }
+        }
+    }
+    /// The exit code once the command is done: `code`, unless its output was lost.
+    fn finish(&self, code: u8) -> u8 {
+        match self.failed.borrow_mut().take() {
+            None => code,
+            Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
+            Some(e) => {
+                let _ = writeln!(std::io::stderr(), "walctl: writing the output: {e}");
+                EXIT_FAILED
+            }
         }
     }
 }
@@ -278,18 +307,13 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let out = Out { json: cli.json };
+    let out = Out::new(cli.json);
     match run(&cli, &out) {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => ExitCode::from(out.finish(code)),
         Err(f) => {
-            if cli.json {
-                println!(
-                    "{}",
-                    json!({"ok": false, "error": f.message, "exit_code": f.code})
-                );
-            }
-            eprintln!("walctl: {}", f.message);
-            ExitCode::from(f.code)
+            out.value(&json!({"ok": false, "error": f.message, "exit_code": f.code}));
+            let _ = writeln!(std::io::stderr(), "walctl: {}", f.message);
+            ExitCode::from(out.finish(f.code))
         }
     }
 }
