@@ -236,6 +236,9 @@ impl<E, C> WalRecorder<E, C> {
     /// Attaches a mirror: [`WalMirror::persist`] runs after every [`WalRecorder::flush`],
     /// [`WalMirror::persist_force`] after every [`WalRecorder::force_fsync`], and
     /// [`WalRecorder::truncate_up_to`] keeps the whole history so the mirror can recover alone.
+    /// Nothing else may truncate the log then: a segment removed before the mirror copied its
+    /// tail is missing from the archive (with wal-replay's `Checkpointer`, stop checkpoints
+    /// before their truncation step).
     #[must_use]
     pub fn with_mirror(mut self, mirror: Arc<dyn WalMirror>) -> Self {
         self.mirror = Some(mirror);

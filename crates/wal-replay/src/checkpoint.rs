@@ -117,6 +117,10 @@ impl Checkpointer {
     /// `fence` (and the caller must not let it change meanwhile). See the
     /// [module docs](self) for the steps and why a crash at any point is safe.
     ///
+    /// The last step truncates the log. A host that copies its log elsewhere (a
+    /// `wal_recorder` mirror, which must see every segment whole) stops before it with
+    /// [`Checkpointer::checkpoint_until`]`(state, fence, CheckpointStep::Prune)`.
+    ///
     /// # Errors
     /// [`ReplayError::FenceNotDurable`] when `fence` is beyond what the log has made durable
     /// (after syncing it); snapshot, log or I/O errors. A failed checkpoint leaves a
@@ -130,7 +134,8 @@ impl Checkpointer {
     }
 
     /// [`Checkpointer::checkpoint`], stopping after step `last`: the directory is then as a
-    /// crash right after that step would leave it. For crash tests and tools.
+    /// crash right after that step would leave it. For crash tests and tools, and for hosts
+    /// that must not truncate their log (a mirrored log: stop at [`CheckpointStep::Prune`]).
     ///
     /// # Errors
     /// As [`Checkpointer::checkpoint`].

@@ -216,10 +216,13 @@ impl SnapshotStore {
         for name in names {
             let path = self.dir.join(&name);
             if let Some(fence) = parse_snapshot_name(&name) {
-                let file = self
-                    .vfs
-                    .open(&path, OpenMode::Read)
-                    .map_err(io_err("open", &path))?;
+                let file = match self.vfs.open(&path, OpenMode::Read) {
+                    Ok(f) => f,
+                    // Pruned by a checkpoint of the running engine since the directory was
+                    // listed: it is not there any more.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_err("open", &path)(e)),
+                };
                 let file_len = file.len().map_err(io_err("stat", &path))?;
                 out.snapshots.push(SnapshotFile {
                     path,

@@ -275,3 +275,35 @@ fn verify_of_a_log_without_segments_under_snapshots_is_not_sound() {
         "{verr}"
     );
 }
+
+/// A snapshot pruned by the running engine's checkpoint between the listing of the snapshot
+/// directory and the open of the file is simply gone: read-only tools on a live directory do
+/// not fail on it.
+#[test]
+fn a_snapshot_pruned_while_listing_is_left_out_not_an_error() {
+    use wal_log::sim::{HookedVfs, OpKind};
+    let root = tempfile::tempdir().unwrap();
+    let data = DataDir::new(root.path());
+    let (wal, _) = Wal::open(data.log_dir(), log_opts()).unwrap();
+    let store = data.snapshots(Arc::new(StdVfs));
+    for i in 1..=3u64 {
+        wal.append(b"x").unwrap();
+        store
+            .write(&Counter { txs: i, bytes: i }, wal.log_id(), Lsn(i))
+            .unwrap();
+    }
+    let pruned = data
+        .snapshot_dir()
+        .join(wal_replay::snapshot::snapshot_file_name(Lsn(2)));
+    let target = pruned.clone();
+    let vfs = HookedVfs::new(Arc::new(StdVfs), move |call| {
+        if call.op == OpKind::Open && call.path == target && target.exists() {
+            std::fs::remove_file(&target).unwrap();
+        }
+        Ok(())
+    });
+    let listing = data.snapshots(Arc::new(vfs)).list().unwrap();
+    let fences: Vec<u64> = listing.snapshots.iter().map(|s| s.fence.0).collect();
+    assert_eq!(fences, vec![3, 1]);
+    assert!(!pruned.exists());
+}

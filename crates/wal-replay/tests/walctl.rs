@@ -446,3 +446,19 @@ fn a_closed_output_pipe_ends_the_output_not_the_verdict() {
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stderr).contains("walctl: data directory"));
 }
+
+/// A log/ that exists but cannot be examined (here a symlink loop, ELOOP; as root a
+/// permission error cannot be staged) is an I/O failure naming it (exit 6), not "not a data
+/// directory" (exit 3).
+#[test]
+fn an_unreadable_log_directory_is_an_io_failure_not_a_missing_one() {
+    let root = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("log", root.path().join("log")).unwrap();
+    let (code, out, err) = run(root.path(), &["verify"]);
+    assert_eq!(code, 6, "{out}{err}");
+    assert!(err.contains("log directory"), "{err}");
+    let empty = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(empty.path(), &["verify"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("no log/ subdirectory"), "{err}");
+}

@@ -377,7 +377,18 @@ fn check_data_dir(root: &Path) -> Result<DataDir, Failure> {
             format!("{} is not a directory", root.display()),
         ));
     }
-    if !data.log_dir().is_dir() {
+    // `is_dir` would call a log/ that cannot be read (permissions, I/O) missing.
+    let log_is_dir = match std::fs::metadata(data.log_dir()) {
+        Ok(m) => m.is_dir(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => {
+            return Err(Failure::new(
+                EXIT_FAILED,
+                format!("log directory {}: {e}", data.log_dir().display()),
+            ));
+        }
+    };
+    if !log_is_dir {
         let looks_like_log = std::fs::read_dir(root).ok().is_some_and(|rd| {
             rd.flatten()
                 .any(|e| e.file_name().to_string_lossy().ends_with(".wal"))
