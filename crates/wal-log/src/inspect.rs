@@ -517,6 +517,7 @@ pub(crate) fn list_dir(vfs: &dyn Vfs, dir: &Path) -> Result<DirListing> {
 pub(crate) trait RawVisit {
     fn segment(&mut self, header: &SegmentHeader) -> bool;
     fn frame(&mut self, frame: DirFrame) -> bool;
+    fn recovered(&mut self, last_lsn: Lsn) -> bool;
 }
 
 /// The visitor of a scan, if any.
@@ -853,6 +854,20 @@ pub trait ScanVisitor {
     /// # Errors
     /// Any error stops the scan, which then returns it.
     fn frame(&mut self, frame: DirFrame) -> std::result::Result<(), Self::Error>;
+
+    /// Called by [`Wal::open_visit`](crate::Wal::open_visit) once recovery has settled the
+    /// log's end (`last_lsn`, the last frame kept) and before the open appends anything: the
+    /// abort frames for transactions a crash left unfinished take the LSNs after
+    /// `last_lsn`. A caller that must act on the end before those LSNs are reused (set aside
+    /// what was derived from frames now lost) does it here. An error stops the open, which
+    /// then returns it. Not called by read-only scans. The default does nothing.
+    ///
+    /// # Errors
+    /// Any error stops the open.
+    fn recovered(&mut self, last_lsn: Lsn) -> std::result::Result<(), Self::Error> {
+        let _ = last_lsn;
+        Ok(())
+    }
 }
 
 impl<E, F: FnMut(DirFrame) -> std::result::Result<(), E>> ScanVisitor for F {
@@ -880,6 +895,15 @@ impl<V: ScanVisitor + ?Sized> RawVisit for Keep<'_, V> {
     }
     fn frame(&mut self, frame: DirFrame) -> bool {
         match self.visitor.frame(frame) {
+            Ok(()) => true,
+            Err(e) => {
+                self.failed = Some(e);
+                false
+            }
+        }
+    }
+    fn recovered(&mut self, last_lsn: Lsn) -> bool {
+        match self.visitor.recovered(last_lsn) {
             Ok(()) => true,
             Err(e) => {
                 self.failed = Some(e);

@@ -3,7 +3,7 @@
 use crate::error::{Result, WalError, io_err};
 use crate::inspect::{
     ScanVisitor, SegmentScan, Visit, VisitError, does_not_join, header_error, list_dir,
-    open_segment, scan_segment, seq_gap, with_visitor,
+    open_segment, scan_segment, seq_gap, visit_stopped, with_visitor,
 };
 use crate::options::{Options, RecoveryMode};
 use crate::segment::{LOCK_FILE, PREALLOC_FILE, SegmentInfo, segment_file_name};
@@ -128,7 +128,11 @@ impl Wal {
     }
 }
 
-fn open_impl(dir: &Path, opts: Options, visit: Option<Visit<'_, '_>>) -> Result<(Wal, OpenReport)> {
+fn open_impl(
+    dir: &Path,
+    opts: Options,
+    mut visit: Option<Visit<'_, '_>>,
+) -> Result<(Wal, OpenReport)> {
     let dir = dir.to_path_buf();
     let started = Instant::now();
     let _span = tracing::info_span!("wal.open", dir = %dir.display()).entered();
@@ -151,8 +155,13 @@ fn open_impl(dir: &Path, opts: Options, visit: Option<Visit<'_, '_>>) -> Result<
         remove_prealloc(&*vfs, &dir, prealloc)?;
         create(dir, opts, lock_guard)?
     } else {
-        recover(dir, opts, lock_guard, segs, prealloc, visit)?
+        recover(dir, opts, lock_guard, segs, prealloc, visit.as_deref_mut())?
     };
+    if let Some(v) = visit
+        && !v.recovered(report.last_lsn)
+    {
+        return Err(visit_stopped(&wal.inner.dir));
+    }
     (report.recycled_kept, report.recycled_removed) = adopt_recycled(&wal, &listing.recycled)?;
     // Close fragmented transactions that a crash left open, so readers need not hold them.
     for s in report.aborted_streams.clone() {

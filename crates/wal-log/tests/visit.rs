@@ -291,3 +291,65 @@ fn a_seal_naming_another_segment_is_not_visited() {
         }
     }
 }
+
+/// `ScanVisitor::recovered` is told the recovered end before the open appends anything (the
+/// abort frame of a transaction a crash left unfinished comes after it), and its error stops
+/// the open with nothing appended.
+#[test]
+fn recovered_is_told_the_end_before_the_open_appends() {
+    struct End {
+        segment: std::path::PathBuf,
+        /// The end it was told, and the segment's length then.
+        told: Option<(Lsn, u64)>,
+        refuse: bool,
+    }
+    impl ScanVisitor for End {
+        type Error = &'static str;
+        fn frame(&mut self, _: DirFrame) -> Result<(), Self::Error> {
+            Ok(())
+        }
+        fn recovered(&mut self, last_lsn: Lsn) -> Result<(), Self::Error> {
+            let len = std::fs::metadata(&self.segment).unwrap().len();
+            self.told = Some((last_lsn, len));
+            if self.refuse { Err("no") } else { Ok(()) }
+        }
+    }
+    let live = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let big = || opts().segment_size(64 << 20);
+    {
+        let (wal, _) = Wal::open(live.path(), big()).unwrap();
+        wal.append(b"one").unwrap();
+        let mut s = wal.stream().unwrap();
+        s.write(&vec![1u8; 5 << 20]).unwrap();
+        wal.sync().unwrap();
+        // The crash: a copy taken with the stream open (its beginning is in the log, its end
+        // never written).
+        let name = wal_log::segment_file_name(SegmentSeq(1));
+        std::fs::copy(live.path().join(&name), dir.path().join(&name)).unwrap();
+    }
+    let segment = segment_path(dir.path(), 1);
+    let len_before = std::fs::metadata(&segment).unwrap().len();
+    let mut refusing = End {
+        segment: segment.clone(),
+        told: None,
+        refuse: true,
+    };
+    let r = Wal::open_visit(dir.path(), big(), &mut refusing);
+    assert!(matches!(r, Err(VisitError::Visitor("no"))), "{:?}", r.err());
+    assert_eq!(refusing.told, Some((Lsn(2), len_before)));
+    assert_eq!(
+        std::fs::metadata(&segment).unwrap().len(),
+        len_before,
+        "nothing appended"
+    );
+    let mut accepting = End {
+        segment,
+        told: None,
+        refuse: false,
+    };
+    let (wal, report) = Wal::open_visit(dir.path(), big(), &mut accepting).unwrap();
+    assert_eq!(accepting.told.map(|t| t.0), Some(Lsn(2)));
+    assert_eq!(report.aborted_streams, vec![Lsn(2)]);
+    assert_eq!(wal.last_lsn(), Lsn(3));
+}

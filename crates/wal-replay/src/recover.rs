@@ -344,6 +344,7 @@ where
             elapsed: open.scan_elapsed,
             bytes: open.bytes_scanned,
         };
+        let set_aside_early = pass.set_aside_early.clone();
         if let Settled::ReplayFrom(second) =
             pass.settle(scanned, &listing.snapshots, &mut report)?
         {
@@ -357,6 +358,21 @@ where
                 &open,
                 &mut report,
             )?;
+        }
+        // Set aside early without being met again (past a point-in-time target, say).
+        for (from, to) in set_aside_early {
+            if !report.rejected_snapshots.iter().any(|r| r.path == from) {
+                report.snapshots_after_target.retain(|p| *p != from);
+                report.rejected_snapshots.push(RejectedSnapshot {
+                    reason: format!(
+                        "its fence is ahead of the log, which ends at LSN {}",
+                        report.log_end
+                    ),
+                    path: from,
+                    ahead_of_log: true,
+                    set_aside: Some(to),
+                });
+            }
         }
         set_aside_ahead_of_log(&store, &mut report)?;
         report.elapsed = started.elapsed();
@@ -379,7 +395,7 @@ fn set_aside_ahead_of_log(store: &SnapshotStore, report: &mut RecoveryReport) ->
     for r in report
         .rejected_snapshots
         .iter_mut()
-        .filter(|r| r.ahead_of_log)
+        .filter(|r| r.ahead_of_log && r.set_aside.is_none())
     {
         tracing::warn!(snapshot = %r.path.display(), reason = %r.reason, "setting a snapshot ahead of the log aside");
         r.set_aside = Some(store.set_aside(&r.path)?);
@@ -479,7 +495,7 @@ fn plan(
         });
     };
     report.log_start = h.base_lsn;
-    let (next, chosen) = choose_snapshot(store, snapshots, 0, h.log_id, None, report)?;
+    let (next, chosen) = choose_snapshot(store, snapshots, (0, &[]), h.log_id, None, report)?;
     let covered = check_covered(chosen.as_ref(), report);
     let fence = chosen.as_ref().map_or(Lsn::ZERO, |c| c.header.fence);
     let start = segs[start_index(vfs, log_dir, &segs, fence.next())];
@@ -534,6 +550,9 @@ struct OnePass<'a, S: StateMachine + ?Sized> {
     applied: u64,
     first: Option<Lsn>,
     last: Lsn,
+    /// Snapshots ahead of the recovered log, set aside before the open appended anything
+    /// (`ScanVisitor::recovered`): from, to.
+    set_aside_early: Vec<(PathBuf, PathBuf)>,
 }
 
 impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
@@ -559,6 +578,7 @@ impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
             applied: 0,
             first: None,
             last: Lsn::ZERO,
+            set_aside_early: Vec::new(),
         }
     }
 
@@ -636,7 +656,7 @@ impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
                         c.header.fence, report.log_end
                     ),
                     ahead_of_log: true,
-                    set_aside: None,
+                    set_aside: set_aside_to(&self.set_aside_early, &c.file.path),
                 });
             }
             self.plan.next
@@ -649,7 +669,7 @@ impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
         let (_, chosen) = choose_snapshot(
             store,
             snapshots,
-            from,
+            (from, &self.set_aside_early),
             scanned.log_id,
             Some(report.log_end),
             report,
@@ -680,6 +700,19 @@ enum Settled {
 
 impl<S: StateMachine + ?Sized> ScanVisitor for OnePass<'_, S> {
     type Error = PassError;
+
+    /// Sets aside the snapshots ahead of the recovered end now, before the open writes the
+    /// abort frames of unfinished transactions: those take the LSNs after `last_lsn`, and a
+    /// crash right after them would leave such a snapshot looking usable.
+    fn recovered(&mut self, last_lsn: Lsn) -> std::result::Result<(), PassError> {
+        if let Some(p) = &self.plan.first {
+            let ahead = self.store.ahead_of(p.log_id, last_lsn)?;
+            let to = self.store.set_aside_all(&ahead)?;
+            self.set_aside_early
+                .extend(ahead.into_iter().map(|s| s.path).zip(to));
+        }
+        Ok(())
+    }
 
     fn segment(&mut self, header: &SegmentHeader) -> std::result::Result<(), PassError> {
         self.segments += 1;
@@ -897,12 +930,24 @@ fn judge(
 fn choose_snapshot(
     store: &SnapshotStore,
     snapshots: &[SnapshotFile],
-    from: usize,
+    (from, set_aside_early): (usize, &[(PathBuf, PathBuf)]),
     log_id: LogId,
     log_end: Option<Lsn>,
     report: &mut RecoveryReport,
 ) -> Result<(usize, Option<VerifiedSnapshot>)> {
     for (i, file) in snapshots.iter().enumerate().skip(from) {
+        if let (Some(to), Some(end)) = (set_aside_to(set_aside_early, &file.path), log_end) {
+            report.rejected_snapshots.push(RejectedSnapshot {
+                path: file.path.clone(),
+                reason: format!(
+                    "its fence {} is ahead of the log, which ends at LSN {end}",
+                    file.fence
+                ),
+                ahead_of_log: true,
+                set_aside: Some(to),
+            });
+            continue;
+        }
         if report.target.is_some_and(|t| file.fence > t) {
             report.snapshots_after_target.push(file.path.clone());
             continue;
@@ -938,6 +983,14 @@ fn choose_snapshot(
         return Ok((i + 1, Some(verified)));
     }
     Ok((snapshots.len(), None))
+}
+
+/// Where `path` went, if it was set aside early.
+fn set_aside_to(set_aside_early: &[(PathBuf, PathBuf)], path: &Path) -> Option<PathBuf> {
+    set_aside_early
+        .iter()
+        .find(|(from, _)| from == path)
+        .map(|(_, to)| to.clone())
 }
 
 /// Checks that the log (starting at `report.log_start`) covers replay from the chosen

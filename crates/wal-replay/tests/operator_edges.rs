@@ -307,3 +307,77 @@ fn a_snapshot_pruned_while_listing_is_left_out_not_an_error() {
     assert_eq!(fences, vec![3, 1]);
     assert!(!pruned.exists());
 }
+
+/// Recovery sets a snapshot ahead of the recovered log aside before the open appends
+/// anything. The abort frame for a large transaction a torn tail cut off takes the LSN after
+/// the log's end, here the snapshot's fence: a crash right after that write, with the
+/// snapshot still in place, would have left it looking usable, holding the transaction the
+/// log lost.
+#[test]
+fn a_snapshot_ahead_of_the_log_is_set_aside_before_the_log_is_written() {
+    use std::sync::Mutex;
+    use wal_log::sim::{HookedVfs, OpKind};
+    let root = tempfile::tempdir().unwrap();
+    let data = DataDir::new(root.path());
+    let (wal, _) = Wal::open(data.log_dir(), log_opts()).unwrap();
+    wal.append(b"first").unwrap();
+    let mut s = wal.stream().unwrap();
+    s.write(&vec![7u8; 5 << 20]).unwrap();
+    assert_eq!(s.commit().unwrap(), Lsn(3));
+    let state = Counter {
+        txs: 2,
+        bytes: 5 + (5 << 20),
+    };
+    let snap = data
+        .snapshots(Arc::new(StdVfs))
+        .write(&state, wal.log_id(), Lsn(3))
+        .unwrap()
+        .file
+        .path;
+    drop(wal);
+    // A torn tail: the commit frame of the large transaction is cut short.
+    let (seq, at) = wal_log::frames(Arc::new(StdVfs), &data.log_dir())
+        .unwrap()
+        .map(Result::unwrap)
+        .find(|f| f.frame.kind == FrameKind::FragEnd)
+        .map(|f| (f.seq, f.frame.offset))
+        .unwrap();
+    let seg = data.log_dir().join(wal_log::segment_file_name(seq));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(at as u64 + 100)
+        .unwrap();
+
+    let snapshot_there_at_abort_write = Arc::new(Mutex::new(None::<bool>));
+    let (seen, watched) = (snapshot_there_at_abort_write.clone(), snap.clone());
+    let vfs = HookedVfs::new(Arc::new(StdVfs), move |call| {
+        let mut seen = seen.lock().unwrap();
+        // The first write into a segment other than the zeros over the 100 torn bytes moved
+        // aside: the abort frame.
+        if call.op == OpKind::Write
+            && call.path.extension() == Some("wal".as_ref())
+            && call.len != 100
+            && seen.is_none()
+        {
+            *seen = Some(watched.exists());
+        }
+        Ok(())
+    });
+    let mut recovered = Counter::default();
+    let opts = RecoverOptions::default().wal(log_opts().vfs(Arc::new(vfs)));
+    let rec = wal_replay::recover(root.path(), &mut recovered, opts).unwrap();
+    assert_eq!(recovered, Counter { txs: 1, bytes: 5 });
+    assert_eq!(rec.report.skipped_unfinished, 1);
+    let rejected = &rec.report.rejected_snapshots;
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(rejected[0].ahead_of_log);
+    assert!(rejected[0].set_aside.as_ref().is_some_and(|p| p.exists()));
+    assert!(!snap.exists());
+    assert_eq!(
+        *snapshot_there_at_abort_write.lock().unwrap(),
+        Some(false),
+        "the log was written while the snapshot ahead of it was still in place"
+    );
+}
