@@ -226,8 +226,9 @@ pub struct Recovered {
 /// snapshot's fence.
 ///
 /// Memory: one read buffer (1 MiB, grown only to fit one frame of up to 4 MiB) and the
-/// snapshot reader's buffer, plus at most [`RecoverOptions::fragment_budget`] for large
-/// transactions in progress, plus whatever the state holds.
+/// snapshot reader's buffer, plus at most [`RecoverOptions::fragment_budget`] for each large
+/// transaction in progress (those written at the same time are held together), plus
+/// whatever the state holds.
 ///
 /// On error `state` may hold part of the log (transactions are applied as the scan verifies
 /// them, before the open has checked the whole log): discard it.
@@ -359,21 +360,12 @@ where
                 &mut report,
             )?;
         }
-        // Set aside early without being met again (past a point-in-time target, say).
-        for (from, to) in set_aside_early {
-            if !report.rejected_snapshots.iter().any(|r| r.path == from) {
-                report.snapshots_after_target.retain(|p| *p != from);
-                report.rejected_snapshots.push(RejectedSnapshot {
-                    reason: format!(
-                        "its fence is ahead of the log, which ends at LSN {}",
-                        report.log_end
-                    ),
-                    path: from,
-                    ahead_of_log: true,
-                    set_aside: Some(to),
-                });
-            }
-        }
+        report_ahead_of_log(
+            &mut report,
+            set_aside_early
+                .into_iter()
+                .map(|(from, to)| (from, Some(to))),
+        );
         set_aside_ahead_of_log(&store, &mut report)?;
         report.elapsed = started.elapsed();
         tracing::info!(
@@ -705,6 +697,12 @@ impl<S: StateMachine + ?Sized> ScanVisitor for OnePass<'_, S> {
     /// abort frames of unfinished transactions: those take the LSNs after `last_lsn`, and a
     /// crash right after them would leave such a snapshot looking usable.
     fn recovered(&mut self, last_lsn: Lsn) -> std::result::Result<(), PassError> {
+        // Only for the log planned from, once its first segment was seen: an open that found
+        // no segments (moved away since the plan) creates a new log, under which the old log's
+        // snapshots are not "ahead" but another log's, and must stay where they are.
+        if self.segments == 0 {
+            return Ok(());
+        }
         if let Some(p) = &self.plan.first {
             let ahead = self.store.ahead_of(p.log_id, last_lsn)?;
             let to = self.store.set_aside_all(&ahead)?;
@@ -862,6 +860,8 @@ where
             elapsed: scan_elapsed,
             bytes,
         };
+        // What recovery would set aside, also those it never considers (past a target).
+        let ahead = store.ahead_of(log_id, report.log_end)?;
         match pass.settle(scanned, &listing.snapshots, &mut report)? {
             Settled::Done { open_streams } => report.skipped_unfinished = open_streams as u64,
             Settled::ReplayFrom(fence) => {
@@ -874,6 +874,7 @@ where
                 report.replay_elapsed += t.elapsed();
             }
         }
+        report_ahead_of_log(&mut report, ahead.into_iter().map(|s| (s.path, None)));
         report.elapsed = started.elapsed();
         return Ok(report);
     }
@@ -983,6 +984,34 @@ fn choose_snapshot(
         return Ok((i + 1, Some(verified)));
     }
     Ok((snapshots.len(), None))
+}
+
+/// Lists the snapshots ahead of the log (with where each went, if it was set aside) that the
+/// report does not name yet: those past a point-in-time target, which recovery never
+/// considers but sets aside all the same (the log will reuse their LSNs).
+fn report_ahead_of_log(
+    report: &mut RecoveryReport,
+    ahead: impl IntoIterator<Item = (PathBuf, Option<PathBuf>)>,
+) {
+    for (path, set_aside) in ahead {
+        if report.rejected_snapshots.iter().any(|r| r.path == path) {
+            continue;
+        }
+        report.snapshots_after_target.retain(|p| *p != path);
+        let fence = path
+            .file_name()
+            .and_then(|n| crate::snapshot::parse_snapshot_name(&n.to_string_lossy()))
+            .unwrap_or_default();
+        report.rejected_snapshots.push(RejectedSnapshot {
+            reason: format!(
+                "its fence {fence} is ahead of the log, which ends at LSN {}",
+                report.log_end
+            ),
+            path,
+            ahead_of_log: true,
+            set_aside,
+        });
+    }
 }
 
 /// Where `path` went, if it was set aside early.

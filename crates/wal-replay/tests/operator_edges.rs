@@ -381,3 +381,88 @@ fn a_snapshot_ahead_of_the_log_is_set_aside_before_the_log_is_written() {
         "the log was written while the snapshot ahead of it was still in place"
     );
 }
+
+/// A sound log of 10 transactions; snapshots at fence 3 (usable) and 20 (ahead of the log).
+fn ahead_fixture() -> (tempfile::TempDir, std::path::PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let data = DataDir::new(root.path());
+    let (wal, _) = Wal::open(data.log_dir(), log_opts()).unwrap();
+    for _ in 0..10 {
+        wal.append(b"tx").unwrap();
+    }
+    let store = data.snapshots(Arc::new(StdVfs));
+    store
+        .write(&Counter { txs: 3, bytes: 6 }, wal.log_id(), Lsn(3))
+        .unwrap();
+    let ahead = store
+        .write(&Counter { txs: 20, bytes: 40 }, wal.log_id(), Lsn(20))
+        .unwrap()
+        .file
+        .path;
+    drop(wal);
+    (root, ahead)
+}
+
+/// A point-in-time recovery sets aside a snapshot ahead of the log even though it is past
+/// the target (the log will reuse its LSNs), and `walctl replay --to` says so first.
+#[test]
+fn replay_with_a_target_predicts_the_rename_recovery_does() {
+    let (root, ahead) = ahead_fixture();
+    let (code, dry) = run_json(root.path(), &["replay", "--to", "5"]);
+    assert_eq!(code, 0, "{dry}");
+    let mut c = Counter::default();
+    let mut opts = RecoverOptions::default().wal(log_opts());
+    opts.target = Some(Lsn(5));
+    let rec = wal_replay::recover(root.path(), &mut c, opts).unwrap();
+    assert_eq!(c, Counter { txs: 5, bytes: 10 });
+    assert!(
+        !ahead.exists(),
+        "recovery renamed the snapshot ahead of the log"
+    );
+    assert!(
+        rec.report
+            .rejected_snapshots
+            .iter()
+            .any(|r| r.path == ahead && r.ahead_of_log && r.set_aside.is_some())
+    );
+    assert!(!rec.report.snapshots_after_target.contains(&ahead));
+    let predicted = dry["rejected_snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["file"] == ahead.to_str().unwrap() && r["would_set_aside"] == true);
+    assert!(
+        predicted,
+        "walctl replay --to 5 did not predict the rename: {dry}"
+    );
+}
+
+/// When the log's segments vanish between recovery's plan and its open (moved, a volume
+/// unmounted), the open creates a new log: the old log's snapshots are another log's then,
+/// and stay where they are.
+#[test]
+fn a_log_created_by_the_open_does_not_set_aside_the_old_logs_snapshots() {
+    use wal_log::sim::{HookedVfs, OpKind};
+    let (root, ahead) = ahead_fixture();
+    let data = DataDir::new(root.path());
+    let usable = data
+        .snapshot_dir()
+        .join(wal_replay::snapshot::snapshot_file_name(Lsn(3)));
+    let (log_dir, parked) = (data.log_dir(), root.path().join("parked"));
+    std::fs::create_dir(&parked).unwrap();
+    let vfs = HookedVfs::new(Arc::new(StdVfs), move |call| {
+        if call.op == OpKind::Lock && call.path.starts_with(&log_dir) {
+            for e in std::fs::read_dir(&log_dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "wal") {
+                    std::fs::rename(&p, parked.join(p.file_name().unwrap())).unwrap();
+                }
+            }
+        }
+        Ok(())
+    });
+    let mut c = Counter::default();
+    let opts = RecoverOptions::default().wal(log_opts().vfs(Arc::new(vfs)));
+    drop(wal_replay::recover(root.path(), &mut c, opts));
+    assert!(usable.exists() && ahead.exists());
+}
