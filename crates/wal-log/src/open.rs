@@ -211,8 +211,9 @@ fn lock_dir(vfs: &dyn Vfs, dir: &Path, lock_path: &Path) -> Result<Box<dyn VfsLo
 }
 
 /// Fails with [`WalError::AlreadyOpen`] when a [`Wal`] (in this process or another) holds
-/// the lock of the log in `dir`, and changes nothing: a directory without a lock file is not
-/// open, and an existing one is locked for an instant and released. For tools that must
+/// the lock of the log in `dir`, and changes nothing ([`Vfs::lock_held`]: a directory without
+/// a lock file is not open; an existing one is opened read-only, locked for an instant and
+/// released, so this works on a read-only copy too). For tools that must
 /// refuse a live log before they read it (`walctl repair --dry-run` predicting the real
 /// repair). What it finds may change as soon as it returns; only [`Wal::open`] holds the lock.
 ///
@@ -228,9 +229,9 @@ pub fn check_not_open(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
         return Ok(());
     }
     let lock_path = dir.join(LOCK_FILE);
-    match vfs.lock(&lock_path) {
-        Ok(_released) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(WalError::AlreadyOpen {
+    match vfs.lock_held(&lock_path) {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(WalError::AlreadyOpen {
             dir: dir.to_path_buf(),
         }),
         Err(e) => Err(io_err("lock", &lock_path)(e)),

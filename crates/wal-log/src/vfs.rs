@@ -142,6 +142,20 @@ pub trait Vfs: Send + Sync + Debug + 'static {
     /// # Errors
     /// [`io::ErrorKind::WouldBlock`] when another holder, in this process or another, has it.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn VfsLock>>;
+    /// Whether another holder has the lock on the existing file at `path`, found without
+    /// creating or writing anything (`false` when there is no such file). The default takes
+    /// and drops [`Vfs::lock`], which may create the file; [`StdVfs`] opens it read-only, so
+    /// it also works on a read-only copy.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn lock_held(&self, path: &Path) -> io::Result<bool> {
+        match self.lock(path) {
+            Ok(_released) => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// The real file system, through `std::fs`.
@@ -284,6 +298,20 @@ impl Vfs for StdVfs {
                 io::ErrorKind::WouldBlock,
                 "lock held by another open",
             )),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    fn lock_held(&self, path: &Path) -> io::Result<bool> {
+        // flock(2) works on a descriptor opened for reading.
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        match file.try_lock() {
+            Ok(()) => Ok(false),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(true),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
     }

@@ -887,5 +887,17 @@ fn check_not_open_sees_the_lock_and_creates_nothing() {
     drop(wal);
     wal_log::check_not_open(&vfs, &dir).unwrap();
     // The probe released the lock at once.
-    let (_wal, _) = Wal::open(&dir, opts()).unwrap();
+    let (wal, _) = Wal::open(&dir, opts()).unwrap();
+    drop(wal);
+    // A holder of the lock through a read-only descriptor is seen as well (the probe itself
+    // opens the file read-only; as root, file permissions cannot show that here).
+    let lock = dir.join(wal_log::LOCK_FILE);
+    let held = std::fs::File::open(&lock).unwrap();
+    held.try_lock().unwrap();
+    assert!(matches!(
+        wal_log::check_not_open(&vfs, &dir),
+        Err(WalError::AlreadyOpen { .. })
+    ));
+    drop(held);
+    wal_log::check_not_open(&vfs, &dir).unwrap();
 }

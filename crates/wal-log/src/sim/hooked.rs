@@ -148,6 +148,10 @@ impl Vfs for HookedVfs {
         self.call(OpKind::Lock, path)?;
         self.inner.lock(path)
     }
+    fn lock_held(&self, path: &Path) -> io::Result<bool> {
+        self.call(OpKind::Lock, path)?;
+        self.inner.lock_held(path)
+    }
 }
 
 /// A file opened through a [`HookedVfs`].
