@@ -43,10 +43,12 @@ Exit codes:
   1  torn tail: the newest segment ends in an interrupted write (normal after a crash;
      recovery or `repair` cuts it)
   2  corruption that a crash cannot explain (see docs/operations.md)
-  3  usage error, missing directory, or not a data directory
-  4  the log is locked by another process (repair only)
+  3  usage error, missing directory, not a data directory, or a log without segments
+     under snapshots (the log was moved or its volume is not mounted)
+  4  the log is locked by another process (repair, also with --dry-run)
   5  an unusable snapshot (snapshot verify), or no usable snapshot for a truncated log (replay)
-  6  any other failure (I/O error)
+  6  any other failure (an I/O error, or output that could not be written; a closed pipe,
+     as under `| head`, only ends the output)
 
 The data directory holds the log in <DIR>/log and snapshots in <DIR>/snapshots. Every command
 except `repair` without --dry-run is read-only, even on a live directory.";
