@@ -399,8 +399,9 @@ fn repair_dry_run_predicts_the_refusal_of_a_gap_or_a_foreign_segment() {
 }
 
 /// An operator's `walctl dump | head`: once the reader of its output goes away, walctl stops
-/// writing and exits with the command's own code (here: a torn tail, 1), without a panic; a
-/// failure reported into a closed pipe keeps its exit code too.
+/// writing, without a panic. `dump` stops scanning too (exit 0: nobody reads the rest);
+/// the other commands keep their own code (here: a torn tail, 1), and so does a failure
+/// reported into a closed pipe.
 #[test]
 fn a_closed_output_pipe_ends_the_output_not_the_verdict() {
     let dir = fixture();
@@ -421,8 +422,8 @@ fn a_closed_output_pipe_ends_the_output_not_the_verdict() {
         )
     };
     for (args, expected) in [
-        (&["dump"][..], 1),
-        (&["dump", "--json"][..], 1),
+        (&["dump"][..], 0),
+        (&["dump", "--json"][..], 0),
         (&["verify"][..], 1),
         (&["stat"][..], 0),
         (&["replay", "--to", "999999999"][..], 0),
