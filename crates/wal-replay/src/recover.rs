@@ -302,7 +302,13 @@ where
             ..RecoveryReport::default()
         };
         let plan = plan(&store, &listing.snapshots, &*vfs, &log_dir, &mut report)?;
-        let mut pass = OnePass::new(state, codec, &store, plan, (target, budget));
+        let mut pass = OnePass::new(
+            state,
+            codec,
+            (&store, &listing.snapshots),
+            plan,
+            (target, budget),
+        );
         let opened = Wal::open_visit(&log_dir, wal_opts.clone(), &mut pass);
         let (wal, open) = match opened {
             Ok(x) => x,
@@ -530,6 +536,8 @@ struct OnePass<'a, S: StateMachine + ?Sized> {
     state: &'a mut S,
     codec: &'a dyn Codec<S::Event>,
     store: &'a SnapshotStore,
+    /// The store's listing the plan was made from, newest first.
+    snapshots: &'a [SnapshotFile],
     plan: Plan,
     asm: TransactionAssembler,
     target: Lsn,
@@ -551,7 +559,7 @@ impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
     fn new(
         state: &'a mut S,
         codec: &'a dyn Codec<S::Event>,
-        store: &'a SnapshotStore,
+        (store, snapshots): (&'a SnapshotStore, &'a [SnapshotFile]),
         plan: Plan,
         (target, budget): (Option<Lsn>, u64),
     ) -> Self {
@@ -560,6 +568,7 @@ impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
             state,
             codec,
             store,
+            snapshots,
             enabled: plan.first.is_some() && plan.covered.is_ok(),
             plan,
             asm: TransactionAssembler::new(fence, budget),
@@ -704,7 +713,7 @@ impl<S: StateMachine + ?Sized> ScanVisitor for OnePass<'_, S> {
             return Ok(());
         }
         if let Some(p) = &self.plan.first {
-            let ahead = self.store.ahead_of(p.log_id, last_lsn)?;
+            let ahead = self.store.ahead_of(self.snapshots, p.log_id, last_lsn)?;
             let to = self.store.set_aside_all(&ahead)?;
             self.set_aside_early
                 .extend(ahead.into_iter().map(|s| s.path).zip(to));
@@ -812,7 +821,13 @@ where
             ..RecoveryReport::default()
         };
         let plan = plan(&store, &listing.snapshots, &*vfs, &log_dir, &mut report)?;
-        let mut pass = OnePass::new(state, codec, &store, plan, (opts.target, opts.budget()));
+        let mut pass = OnePass::new(
+            state,
+            codec,
+            (&store, &listing.snapshots),
+            plan,
+            (opts.target, opts.budget()),
+        );
         let t = Instant::now();
         let inspection = match wal_log::inspect_visit(&*vfs, &log_dir, progress, &mut pass) {
             Ok(i) => i,
@@ -861,7 +876,7 @@ where
             bytes,
         };
         // What recovery would set aside, also those it never considers (past a target).
-        let ahead = store.ahead_of(log_id, report.log_end)?;
+        let ahead = store.ahead_of(&listing.snapshots, log_id, report.log_end)?;
         match pass.settle(scanned, &listing.snapshots, &mut report)? {
             Settled::Done { open_streams } => report.skipped_unfinished = open_streams as u64,
             Settled::ReplayFrom(fence) => {

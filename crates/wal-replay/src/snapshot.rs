@@ -451,22 +451,24 @@ impl SnapshotStore {
         }
     }
 
-    /// The snapshots of log `log_id` whose fence is past `log_end`, newest first: those
-    /// recovery rejects as ahead of the log and renames aside
-    /// ([`RejectedSnapshot::ahead_of_log`](crate::RejectedSnapshot::ahead_of_log)). Reads
-    /// only; a snapshot that does not verify or belongs to another log is not one of them
-    /// (recovery rejects it for that instead).
+    /// Of `snapshots` (a [`SnapshotStore::list`] of this store, newest first), those of log
+    /// `log_id` whose fence is past `log_end`: those recovery rejects as ahead of the log and
+    /// renames aside ([`RejectedSnapshot::ahead_of_log`](crate::RejectedSnapshot::ahead_of_log)).
+    /// Reads only, and only those past `log_end`; a snapshot that does not verify or belongs
+    /// to another log is not one of them (recovery rejects it for that instead).
     ///
     /// # Errors
-    /// An I/O error listing or reading the snapshots.
-    pub fn ahead_of(&self, log_id: LogId, log_end: Lsn) -> Result<Vec<SnapshotFile>> {
+    /// An I/O error reading the snapshots.
+    pub fn ahead_of(
+        &self,
+        snapshots: &[SnapshotFile],
+        log_id: LogId,
+        log_end: Lsn,
+    ) -> Result<Vec<SnapshotFile>> {
         let mut ahead = Vec::new();
-        for file in self.list()?.snapshots {
-            if file.fence <= log_end {
-                break;
-            }
-            match self.verify(&file, Some(log_id)) {
-                Ok(_) => ahead.push(file),
+        for file in snapshots.iter().take_while(|f| f.fence > log_end) {
+            match self.verify(file, Some(log_id)) {
+                Ok(_) => ahead.push(file.clone()),
                 Err(ReplayError::BadSnapshot { .. }) => {}
                 Err(e) => return Err(e),
             }

@@ -864,8 +864,10 @@ fn repair(
     // salvage cut them off). Recovery would set them aside, but only while the log still ends
     // there: the abort frames the open writes for cut-off large transactions take those LSNs
     // again. So they are set aside first, before the log changes.
-    let ahead = match (ins.log_id, ins.recovery_plan(recovery)) {
-        (Some(id), Ok(p)) => store.ahead_of(id, p.last_lsn)?,
+    // The same decisions as the repair's open makes (`Inspection::recovery_plan`).
+    let recovery_plan = ins.recovery_plan(recovery);
+    let ahead = match (ins.log_id, &recovery_plan) {
+        (Some(id), Ok(p)) => store.ahead_of(&store.list()?.snapshots, id, p.last_lsn)?,
         _ => Vec::new(),
     };
     if dry_run {
@@ -873,8 +875,7 @@ fn repair(
         let mut plan: Vec<Value> = Vec::new();
         let mut code = EXIT_OK;
         let mut note = String::new();
-        // The same decisions as the repair's open makes (`Inspection::recovery_plan`).
-        match ins.recovery_plan(recovery) {
+        match recovery_plan {
             Ok(p) => {
                 plan = p
                     .moved_aside
@@ -959,7 +960,7 @@ fn repair(
         other => other.into(),
     })?;
     // Had the log changed since the inspection, the open's end is the one that counts.
-    let late = store.ahead_of(wal.log_id(), report.last_lsn)?;
+    let late = store.ahead_of(&store.list()?.snapshots, wal.log_id(), report.last_lsn)?;
     let late_to = store.set_aside_all(&late)?;
     set_aside.extend(late.iter().map(|s| s.path.clone()).zip(late_to));
     let log_end = wal.last_lsn();
