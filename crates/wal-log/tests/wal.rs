@@ -876,6 +876,13 @@ fn check_not_open_sees_the_lock_and_creates_nothing() {
     let dir = root.path().join("log");
     let vfs = wal_log::StdVfs;
     wal_log::check_not_open(&vfs, &dir).unwrap();
+    // A path that cannot be listed is an I/O error, not "not open".
+    let file = root.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    assert!(matches!(
+        wal_log::check_not_open(&vfs, &file),
+        Err(WalError::Io { op: "list", .. })
+    ));
     std::fs::create_dir(&dir).unwrap();
     wal_log::check_not_open(&vfs, &dir).unwrap();
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);

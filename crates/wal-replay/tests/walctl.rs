@@ -463,3 +463,25 @@ fn an_unreadable_log_directory_is_an_io_failure_not_a_missing_one() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("no log/ subdirectory"), "{err}");
 }
+
+/// Output that cannot be written for any reason but a closed pipe (here `/dev/full`: ENOSPC)
+/// is lost, so the command fails with exit 6 and says why on stderr.
+#[test]
+fn output_that_cannot_be_written_is_a_failure() {
+    let dir = fixture();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_walctl"))
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("stat")
+        .stdout(std::process::Stdio::from(full))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(6), "{err}");
+    assert!(err.contains("walctl: writing the output"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
