@@ -124,6 +124,22 @@ pub struct RejectedSnapshot {
     pub set_aside: Option<PathBuf>,
 }
 
+impl RejectedSnapshot {
+    /// `file`, whose fence is past `log_end`, the end of the log; `set_aside` if it was
+    /// renamed already.
+    fn past_the_end(file: &SnapshotFile, log_end: Lsn, set_aside: Option<PathBuf>) -> Self {
+        RejectedSnapshot {
+            path: file.path.clone(),
+            reason: format!(
+                "its fence {} is ahead of the log, which ends at LSN {log_end}",
+                file.fence
+            ),
+            ahead_of_log: true,
+            set_aside,
+        }
+    }
+}
+
 /// Bytes taken out of the log by recovery (or that a read-only replay says would be).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Aside {
@@ -370,7 +386,7 @@ where
             &mut report,
             set_aside_early
                 .into_iter()
-                .map(|(from, to)| (from, Some(to))),
+                .map(|(file, to)| (file, Some(to))),
         );
         set_aside_ahead_of_log(&store, &mut report)?;
         report.elapsed = started.elapsed();
@@ -551,8 +567,8 @@ struct OnePass<'a, S: StateMachine + ?Sized> {
     first: Option<Lsn>,
     last: Lsn,
     /// Snapshots ahead of the recovered log, set aside before the open appended anything
-    /// (`ScanVisitor::recovered`): from, to.
-    set_aside_early: Vec<(PathBuf, PathBuf)>,
+    /// (`ScanVisitor::recovered`), and where each went.
+    set_aside_early: Vec<(SnapshotFile, PathBuf)>,
 }
 
 impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
@@ -650,15 +666,13 @@ impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
         let t = Instant::now();
         let from = if planned {
             if let Some(c) = &self.plan.chosen {
-                report.rejected_snapshots.push(RejectedSnapshot {
-                    path: c.file.path.clone(),
-                    reason: format!(
-                        "its fence {} is ahead of the log, which ends at LSN {}",
-                        c.header.fence, report.log_end
-                    ),
-                    ahead_of_log: true,
-                    set_aside: set_aside_to(&self.set_aside_early, &c.file.path),
-                });
+                report
+                    .rejected_snapshots
+                    .push(RejectedSnapshot::past_the_end(
+                        &c.file,
+                        report.log_end,
+                        set_aside_to(&self.set_aside_early, &c.file.path),
+                    ));
             }
             self.plan.next
         } else {
@@ -715,8 +729,7 @@ impl<S: StateMachine + ?Sized> ScanVisitor for OnePass<'_, S> {
         if let Some(p) = &self.plan.first {
             let ahead = self.store.ahead_of(self.snapshots, p.log_id, last_lsn)?;
             let to = self.store.set_aside_all(&ahead)?;
-            self.set_aside_early
-                .extend(ahead.into_iter().map(|s| s.path).zip(to));
+            self.set_aside_early.extend(ahead.into_iter().zip(to));
         }
         Ok(())
     }
@@ -889,7 +902,7 @@ where
                 report.replay_elapsed += t.elapsed();
             }
         }
-        report_ahead_of_log(&mut report, ahead.into_iter().map(|s| (s.path, None)));
+        report_ahead_of_log(&mut report, ahead.into_iter().map(|s| (s, None)));
         report.elapsed = started.elapsed();
         return Ok(report);
     }
@@ -946,22 +959,16 @@ fn judge(
 fn choose_snapshot(
     store: &SnapshotStore,
     snapshots: &[SnapshotFile],
-    (from, set_aside_early): (usize, &[(PathBuf, PathBuf)]),
+    (from, set_aside_early): (usize, &[(SnapshotFile, PathBuf)]),
     log_id: LogId,
     log_end: Option<Lsn>,
     report: &mut RecoveryReport,
 ) -> Result<(usize, Option<VerifiedSnapshot>)> {
     for (i, file) in snapshots.iter().enumerate().skip(from) {
         if let (Some(to), Some(end)) = (set_aside_to(set_aside_early, &file.path), log_end) {
-            report.rejected_snapshots.push(RejectedSnapshot {
-                path: file.path.clone(),
-                reason: format!(
-                    "its fence {} is ahead of the log, which ends at LSN {end}",
-                    file.fence
-                ),
-                ahead_of_log: true,
-                set_aside: Some(to),
-            });
+            report
+                .rejected_snapshots
+                .push(RejectedSnapshot::past_the_end(file, end, Some(to)));
             continue;
         }
         if report.target.is_some_and(|t| file.fence > t) {
@@ -985,15 +992,9 @@ fn choose_snapshot(
         if let Some(end) = log_end
             && verified.header.fence > end
         {
-            report.rejected_snapshots.push(RejectedSnapshot {
-                path: file.path.clone(),
-                reason: format!(
-                    "its fence {} is ahead of the log, which ends at LSN {end}",
-                    verified.header.fence
-                ),
-                ahead_of_log: true,
-                set_aside: None,
-            });
+            report
+                .rejected_snapshots
+                .push(RejectedSnapshot::past_the_end(file, end, None));
             continue;
         }
         return Ok((i + 1, Some(verified)));
@@ -1006,34 +1007,27 @@ fn choose_snapshot(
 /// considers but sets aside all the same (the log will reuse their LSNs).
 fn report_ahead_of_log(
     report: &mut RecoveryReport,
-    ahead: impl IntoIterator<Item = (PathBuf, Option<PathBuf>)>,
+    ahead: impl IntoIterator<Item = (SnapshotFile, Option<PathBuf>)>,
 ) {
-    for (path, set_aside) in ahead {
-        if report.rejected_snapshots.iter().any(|r| r.path == path) {
+    for (file, set_aside) in ahead {
+        if report
+            .rejected_snapshots
+            .iter()
+            .any(|r| r.path == file.path)
+        {
             continue;
         }
-        report.snapshots_after_target.retain(|p| *p != path);
-        let fence = path
-            .file_name()
-            .and_then(|n| crate::snapshot::parse_snapshot_name(&n.to_string_lossy()))
-            .unwrap_or_default();
-        report.rejected_snapshots.push(RejectedSnapshot {
-            reason: format!(
-                "its fence {fence} is ahead of the log, which ends at LSN {}",
-                report.log_end
-            ),
-            path,
-            ahead_of_log: true,
-            set_aside,
-        });
+        report.snapshots_after_target.retain(|p| *p != file.path);
+        let rejected = RejectedSnapshot::past_the_end(&file, report.log_end, set_aside);
+        report.rejected_snapshots.push(rejected);
     }
 }
 
 /// Where `path` went, if it was set aside early.
-fn set_aside_to(set_aside_early: &[(PathBuf, PathBuf)], path: &Path) -> Option<PathBuf> {
+fn set_aside_to(set_aside_early: &[(SnapshotFile, PathBuf)], path: &Path) -> Option<PathBuf> {
     set_aside_early
         .iter()
-        .find(|(from, _)| from == path)
+        .find(|(from, _)| from.path == path)
         .map(|(_, to)| to.clone())
 }
 
