@@ -65,6 +65,10 @@ pub struct SegmentScan {
     /// the first segment scanned (truncated away, by a truncation a crash interrupted), which
     /// no reader can return whole; in damaged logs also a repeated abort or a bogus stream.
     pub unmatched_ends: Vec<(Lsn, Lsn)>,
+    /// `(stream, lsn)` of every frame in this segment that commits or aborts a fragmented
+    /// transaction begun in an earlier segment: what truncation needs to know to keep that
+    /// earlier segment only while such a transaction ends after its fence.
+    pub spanning_ends: Vec<(Lsn, Lsn)>,
 }
 
 impl SegmentScan {
@@ -625,6 +629,7 @@ impl SegmentFile {
             header_error: None,
             seal: None,
             unmatched_ends: Vec::new(),
+            spanning_ends: Vec::new(),
         };
         let header = match named_header(self.header, self.seq) {
             Ok(h) => h,
@@ -674,10 +679,12 @@ impl SegmentFile {
                     open_streams.insert(frame.lsn);
                 }
                 FrameKind::FragEnd | FrameKind::FragAbort => {
-                    if let Some(s) = frame.stream()
-                        && !open_streams.remove(&s)
-                    {
-                        scan.unmatched_ends.push((s, frame.lsn));
+                    if let Some(s) = frame.stream() {
+                        if !open_streams.remove(&s) {
+                            scan.unmatched_ends.push((s, frame.lsn));
+                        } else if s < header.base_lsn {
+                            scan.spanning_ends.push((s, frame.lsn));
+                        }
                     }
                     if frame.kind == FrameKind::FragEnd {
                         scan.transactions += 1;
@@ -1077,6 +1084,7 @@ fn header_only(vfs: &dyn Vfs, path: &Path, seq: SegmentSeq) -> Result<SegmentSca
         header_error: header.err(),
         seal: None,
         unmatched_ends: Vec::new(),
+        spanning_ends: Vec::new(),
     })
 }
 

@@ -48,6 +48,7 @@ mod segment;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 mod stream;
+mod streams;
 pub mod vfs;
 mod wal;
 

@@ -7,6 +7,7 @@ use crate::inspect::{
 };
 use crate::options::{Options, RecoveryMode};
 use crate::segment::{LOCK_FILE, PREALLOC_FILE, SegmentInfo, segment_file_name};
+use crate::streams::Streams;
 use crate::vfs::{OpenMode, Vfs, VfsLock, read_full};
 use crate::wal::{Point, Wal, Writer, lock};
 use std::collections::BTreeSet;
@@ -170,7 +171,7 @@ fn open_impl(
             let lsn = wal
                 .inner
                 .push_frame(&mut w, FrameKind::FragAbort, 0, &s.0.to_le_bytes())?;
-            w.open_streams.remove(&s);
+            lock(&wal.inner.streams).end(s, lsn);
             lsn
         };
         wal.inner.flush_to(lsn, true)?;
@@ -302,7 +303,6 @@ fn start(
         pending_commits: 0,
         spare: Vec::with_capacity(64 << 10),
         next_lsn: header.base_lsn,
-        open_streams: BTreeSet::new(),
     };
     let durable = Point {
         lsn: last,
@@ -692,6 +692,14 @@ fn recover(
             "a fragmented transaction begins in a segment no longer present (an interrupted truncation): reading starts after it"
         );
     }
+    // Transactions that crossed a boundary and ended in the kept log (a salvage cut may
+    // have dropped an end: that transaction is open again, in `streams`).
+    let spanning: Vec<(Lsn, Lsn)> = scans
+        .iter()
+        .flat_map(|s| &s.spanning_ends)
+        .filter(|(_, end)| *end <= last_lsn)
+        .copied()
+        .collect();
     let mut infos: Vec<SegmentInfo> = scans
         .iter()
         .filter_map(|s| {
@@ -754,7 +762,7 @@ fn recover(
             bytes_since_checkpoint,
             None,
         )?;
-        lock(&w.inner.writer).open_streams = streams.clone();
+        *lock(&w.inner.streams) = Streams::recovered(streams.clone(), &spanning);
         w
     } else {
         let Some(h) = last_scan.header else {
@@ -787,7 +795,7 @@ fn recover(
             let mut wr = lock(&w.inner.writer);
             wr.next_lsn = last_lsn.next();
             wr.pending_last = last_lsn;
-            wr.open_streams = streams.clone();
+            *lock(&w.inner.streams) = Streams::recovered(streams.clone(), &spanning);
         }
         let p = Point {
             lsn: last_lsn,

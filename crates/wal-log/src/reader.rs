@@ -161,17 +161,10 @@ impl TxReader {
                 oldest,
             });
         }
-        let mut idx = segs.iter().rposition(|s| s.base_lsn <= from).unwrap_or(0);
-        while let Some(s) = segs.get(idx) {
-            let o = s.oldest_open_lsn;
-            if o == Lsn::ZERO || o >= s.base_lsn {
-                break;
-            }
-            match segs.iter().rposition(|t| t.base_lsn <= o) {
-                Some(j) if j < idx => idx = j,
-                _ => break,
-            }
-        }
+        // Start at the first frame of any transaction committed at or after `from`: one
+        // that began earlier and ends later (or is open) is read from its beginning.
+        let needed = lock(&self.inner.streams).needed_from(from);
+        let idx = segs.iter().rposition(|s| s.base_lsn <= needed).unwrap_or(0);
         self.open_segment(segs[idx].seq)
     }
 

@@ -103,7 +103,7 @@ impl StreamWriter {
                 None => {
                     let flags = if self.multi { FLAG_MULTI } else { 0 };
                     let lsn = inner.push_frame(&mut w, FrameKind::FragBegin, flags, &self.buf)?;
-                    w.open_streams.insert(lsn);
+                    lock(&inner.streams).begin(lsn);
                     self.begin = Some(lsn);
                     lsn
                 }
@@ -137,7 +137,7 @@ impl StreamWriter {
                 }
                 Some(b) => {
                     let lsn = inner.push_fragment(&mut w, FrameKind::FragEnd, b, &self.buf)?;
-                    w.open_streams.remove(&b);
+                    lock(&inner.streams).end(b, lsn);
                     lsn
                 }
             }
@@ -163,7 +163,7 @@ impl StreamWriter {
             let mut w = lock(&inner.writer);
             inner.check_poison()?;
             let lsn = inner.push_frame(&mut w, FrameKind::FragAbort, 0, &b.0.to_le_bytes())?;
-            w.open_streams.remove(&b);
+            lock(&inner.streams).end(b, lsn);
             lsn
         };
         // Losing the abort frame alone would be harmless (recovery finds the stream unfinished

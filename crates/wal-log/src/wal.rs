@@ -3,9 +3,10 @@
 use crate::error::{Result, WalError, io_err};
 use crate::options::{Options, SyncPolicy};
 use crate::segment::{PREALLOC_FILE, SegmentInfo, recycled_file_name, segment_file_name};
+use crate::streams::Streams;
 use crate::vfs::{OpenMode, VfsFile, VfsLock};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -111,8 +112,6 @@ pub(crate) struct Writer {
     /// A cleared buffer to swap with `pending` (so steady-state appends never allocate).
     pub(crate) spare: Vec<u8>,
     pub(crate) next_lsn: Lsn,
-    /// Begin LSNs of fragmented transactions still being written.
-    pub(crate) open_streams: BTreeSet<Lsn>,
     /// The active segment is a recycled file: every write ends with an end marker.
     pub(crate) recycled: bool,
 }
@@ -251,6 +250,10 @@ pub(crate) struct Inner {
     /// `SegmentScan::unmatched_ends`), as recovery found it; 0 when none. Transactions up to it
     /// cannot be read whole, so the log's retained range starts after it.
     pub(crate) retained_from: AtomicU64,
+    /// Fragmented transactions: open ones, and those that cross a segment boundary. Changed
+    /// under the append lock (which orders it before `segments`); readers and truncation
+    /// take it alone, so they never wait for a rotation's I/O.
+    pub(crate) streams: Mutex<Streams>,
     /// Reused for the length prefixes of a batch written by [`Inner::append_direct`] (a
     /// batch running at the same time as another makes its own).
     direct_prefixes: Mutex<Vec<[u8; 4]>>,
@@ -886,7 +889,11 @@ impl Inner {
                 s.bytes = end;
             }
         }
-        let oldest_open = w.open_streams.first().copied().unwrap_or(Lsn::ZERO);
+        let oldest_open = {
+            let mut streams = lock(&self.streams);
+            streams.boundary();
+            streams.oldest_open().unwrap_or(Lsn::ZERO)
+        };
         let header = SegmentHeader {
             log_id: self.log_id,
             seq: next,
@@ -1323,6 +1330,7 @@ impl Wal {
             recycle_pool: Mutex::new(VecDeque::new()),
             pins: Mutex::new(BTreeMap::new()),
             retained_from: AtomicU64::new(0),
+            streams: Mutex::new(Streams::default()),
             direct_prefixes: Mutex::new(Vec::new()),
             direct_stage: Mutex::new(Vec::new()),
             shutdown: AtomicBool::new(false),
@@ -1567,26 +1575,17 @@ impl Wal {
     pub fn truncate_prefix(&self, fence: Lsn) -> Result<usize> {
         self.inner.check_poison()?;
         let _span = tracing::info_span!("wal.truncate", fence = fence.0).entered();
-        let open_min = lock(&self.inner.writer).open_streams.first().copied();
-        // Chosen and dropped from the in-memory list in one critical section, so that two
-        // truncations running at once never pick the same segment; dropped first so that no
-        // new reader starts there.
+        // Chosen and dropped from the in-memory list in one critical section (the stream
+        // table, then the segment list), so that two truncations running at once never pick
+        // the same segment, no transaction can begin (and, with a fence past the log's end,
+        // be cut off from its first segment by a rotation) meanwhile, and no new reader
+        // starts there.
         let doomed: Vec<SegmentInfo> = {
+            let mut streams = lock(&self.inner.streams);
             let mut segs = lock(&self.inner.segments);
-            let mut keep_from = Lsn(fence.0.saturating_add(1));
-            if let Some(o) = open_min {
-                keep_from = keep_from.min(o);
-            }
-            // The first kept segment may name an older open transaction in its header.
-            loop {
-                let first_kept = segs.iter().find(|s| !(s.sealed && s.last_lsn < keep_from));
-                match first_kept {
-                    Some(s) if s.oldest_open_lsn != Lsn::ZERO && s.oldest_open_lsn < keep_from => {
-                        keep_from = s.oldest_open_lsn;
-                    }
-                    _ => break,
-                }
-            }
+            // Every transaction committed after the fence must stay readable whole: keep
+            // from the first frame of any that ends after it (or is still open).
+            let keep_from = streams.needed_from(Lsn(fence.0.saturating_add(1)));
             // Never the last one: it is the segment being written, or one just sealed by a
             // rotation that has yet to add its successor (with a fence past the log's end,
             // the list would be empty meanwhile, and readers would find no log at all).
@@ -1595,7 +1594,20 @@ impl Wal {
                 .take_while(|s| s.sealed && s.last_lsn < keep_from)
                 .count()
                 .min(segs.len().saturating_sub(1));
-            segs.drain(..n).collect()
+            let doomed: Vec<SegmentInfo> = segs.drain(..n).collect();
+            if let Some(first) = segs.first() {
+                debug_assert!(doomed.iter().all(|d| d.last_lsn < first.base_lsn));
+                streams.forget_ended_before(first.base_lsn);
+                // The kept log may start with the tail of a transaction committed at or
+                // before the fence: reading starts after it.
+                if let Some(end) = streams.last_end_across(first.base_lsn) {
+                    debug_assert!(end <= fence);
+                    self.inner
+                        .retained_from
+                        .fetch_max(end.next().0, Ordering::AcqRel);
+                }
+            }
+            doomed
         };
         if doomed.is_empty() {
             return Ok(0);
