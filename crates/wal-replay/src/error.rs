@@ -56,8 +56,10 @@ pub enum ReplayError {
         /// The state machine's or the file's error.
         source: io::Error,
     },
-    /// The state machine failed to restore from a snapshot that verified. The state may be
-    /// partly restored and must be discarded.
+    /// The state machine failed to restore from a snapshot that verified (returned an error,
+    /// or left body bytes unread). The state may be partly restored and must be discarded.
+    /// Recovery falls back to an older snapshot instead; it returns this only when it cannot
+    /// (the state cannot reset to replay the log from its start, [`crate::StateMachine::reset`]).
     #[error("restoring from snapshot {path}: {source}")]
     Restore {
         /// The snapshot file.

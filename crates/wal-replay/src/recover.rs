@@ -117,10 +117,16 @@ pub struct RejectedSnapshot {
     /// for example to a salvage). Such a snapshot can never be used again: the log's next
     /// LSNs go to new commits that its state does not hold.
     pub ahead_of_log: bool,
+    /// It verified, but the state machine failed to restore it: [`StateMachine::restore`]
+    /// returned an error, or left body bytes unread (a snapshot its writer cut short, a state
+    /// format this build does not read). Recovery sets it aside and falls back to an older
+    /// snapshot, as for one ahead of the log.
+    pub restore_failed: bool,
     /// Where recovery renamed it (`<name>.corrupt`, kept, never read): a snapshot ahead of
     /// the log is set aside before the log takes new commits, so that no later recovery
-    /// restores it once the log has grown past its fence. `None` for other rejections and
-    /// in a read-only replay.
+    /// restores it once the log has grown past its fence; one that failed to restore, so that
+    /// no later recovery or checkpoint takes it for a usable one. `None` for other rejections
+    /// and in a read-only replay (which renames nothing).
     pub set_aside: Option<PathBuf>,
 }
 
@@ -135,7 +141,24 @@ impl RejectedSnapshot {
                 file.fence
             ),
             ahead_of_log: true,
+            restore_failed: false,
             set_aside,
+        }
+    }
+
+    /// `file`, which verified but failed to restore with `error` (a
+    /// [`ReplayError::Restore`]). Recovery renames it once it has recovered from an older one.
+    fn restore_failed(file: &SnapshotFile, error: &ReplayError) -> Self {
+        let cause = match error {
+            ReplayError::Restore { source, .. } => source.to_string(),
+            other => other.to_string(),
+        };
+        RejectedSnapshot {
+            path: file.path.clone(),
+            reason: format!("restoring it failed: {cause}"),
+            ahead_of_log: false,
+            restore_failed: true,
+            set_aside: None,
         }
     }
 }
@@ -169,7 +192,7 @@ pub struct RecoveryReport {
     /// state at the beginning of the log.
     pub snapshot: Option<SnapshotUsed>,
     /// Newer snapshots that were unusable (damaged, half-written, of another log, ahead of
-    /// the log), newest first.
+    /// the log, failing to restore), newest first.
     pub rejected_snapshots: Vec<RejectedSnapshot>,
     /// Snapshots newer than [`RecoveryReport::target`], not considered.
     pub snapshots_after_target: Vec<PathBuf>,
@@ -403,15 +426,16 @@ where
 /// Renames every snapshot found ahead of the log aside, before the log is handed back to take
 /// new commits: those get the LSNs the snapshot's state already covers with other
 /// transactions, and once the log has grown past its fence nothing could tell it apart from a
-/// usable snapshot.
+/// usable snapshot. Also renames those that failed to restore (the state was recovered from
+/// an older one): they verify, so a later recovery or checkpoint would take them for usable.
 fn set_aside_ahead_of_log(store: &SnapshotStore, report: &mut RecoveryReport) -> Result<()> {
     let mut renamed = false;
     for r in report
         .rejected_snapshots
         .iter_mut()
-        .filter(|r| r.ahead_of_log && r.set_aside.is_none())
+        .filter(|r| (r.ahead_of_log || r.restore_failed) && r.set_aside.is_none())
     {
-        tracing::warn!(snapshot = %r.path.display(), reason = %r.reason, "setting a snapshot ahead of the log aside");
+        tracing::warn!(snapshot = %r.path.display(), reason = %r.reason, "setting a rejected snapshot aside");
         r.set_aside = Some(store.set_aside(&r.path)?);
         renamed = true;
     }
@@ -459,6 +483,35 @@ fn replay_again<S: StateMachine + ?Sized>(
     report.bytes_replayed += frames.bytes_read;
     report.replay_elapsed += t.elapsed();
     Ok(())
+}
+
+/// A restore failed and the state, holding part of that snapshot, cannot reset
+/// ([`StateMachine::reset`]) to replay the log from its start instead.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{restore}; no older snapshot is usable and the log still starts at its first LSN, but the state cannot reset to replay it without a snapshot ({reset}): implement StateMachine::reset, or move the snapshot aside"
+)]
+struct CannotReset {
+    #[source]
+    restore: io::Error,
+    reset: io::Error,
+}
+
+/// `failure` (a [`ReplayError::Restore`]), saying that the state could not reset after it.
+fn cannot_reset(failure: ReplayError, reset: io::Error) -> ReplayError {
+    match failure {
+        ReplayError::Restore { path, source } => ReplayError::Restore {
+            path,
+            source: io::Error::new(
+                source.kind(),
+                CannotReset {
+                    restore: source,
+                    reset,
+                },
+            ),
+        },
+        other => other,
+    }
 }
 
 /// What is decided before the log is read: the snapshot to start from, chosen from the log's
@@ -569,6 +622,9 @@ struct OnePass<'a, S: StateMachine + ?Sized> {
     /// Snapshots ahead of the recovered log, set aside before the open appended anything
     /// (`ScanVisitor::recovered`), and where each went.
     set_aside_early: Vec<(SnapshotFile, PathBuf)>,
+    /// The chosen snapshot failed to restore ([`ReplayError::Restore`]): nothing more is
+    /// applied, and `settle` sets it aside and falls back to an older one.
+    restore_failed: Option<ReplayError>,
 }
 
 impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
@@ -596,18 +652,83 @@ impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
             first: None,
             last: Lsn::ZERO,
             set_aside_early: Vec::new(),
+            restore_failed: None,
         }
     }
 
-    /// Restores the chosen snapshot, once.
+    /// Restores the chosen snapshot, once. A restore that fails ([`ReplayError::Restore`]) is
+    /// kept in `restore_failed` and stops the pass from applying anything (the state holds
+    /// part of a snapshot): `settle` then falls back to an older snapshot.
     fn restore(&mut self) -> Result<()> {
         if let (false, Some(c)) = (self.restored, self.plan.chosen.as_ref()) {
             let t = Instant::now();
-            self.store.restore_into(c, self.state)?;
+            let restored = self.store.restore_into(c, self.state);
             self.restore_elapsed += t.elapsed();
+            match restored {
+                Ok(()) => {}
+                Err(e @ ReplayError::Restore { .. }) => {
+                    tracing::warn!(snapshot = %c.file.path.display(), error = %e, "snapshot failed to restore");
+                    self.restore_failed = Some(e);
+                    self.enabled = false;
+                }
+                Err(e) => return Err(e),
+            }
         }
         self.restored = true;
         Ok(())
+    }
+
+    /// Restores the newest usable snapshot from index `from` of the listing on, trying older
+    /// ones while one fails to restore (each is rejected; recovery renames them once it has
+    /// succeeded). `failure` is an earlier restore's error: the state then holds part of a
+    /// snapshot, so falling back to none resets it ([`StateMachine::reset`]; when the state
+    /// cannot reset, the first restore error is returned, saying so). Returns the fence to
+    /// replay the log from.
+    fn restore_fallback(
+        &mut self,
+        mut from: usize,
+        mut failure: Option<ReplayError>,
+        (snapshots, log_id): (&[SnapshotFile], LogId),
+        report: &mut RecoveryReport,
+    ) -> Result<Lsn> {
+        let store = self.store;
+        loop {
+            let (next, chosen) = choose_snapshot(
+                store,
+                snapshots,
+                (from, &self.set_aside_early),
+                log_id,
+                Some(report.log_end),
+                report,
+            )?;
+            let fence = check_covered(chosen.as_ref(), report)?;
+            let Some(c) = chosen else {
+                if let Some(e) = failure
+                    && let Err(reset) = self.state.reset()
+                {
+                    return Err(cannot_reset(e, reset));
+                }
+                return Ok(fence);
+            };
+            match store.restore_into(&c, self.state) {
+                Ok(()) => {
+                    report.snapshot = Some(SnapshotUsed {
+                        path: c.file.path.clone(),
+                        fence,
+                        bytes: c.header.body_len,
+                    });
+                    return Ok(fence);
+                }
+                Err(e @ ReplayError::Restore { .. }) => {
+                    tracing::warn!(snapshot = %c.file.path.display(), error = %e, "snapshot failed to restore");
+                    let rejected = RejectedSnapshot::restore_failed(&c.file, &e);
+                    report.rejected_snapshots.push(rejected);
+                    failure.get_or_insert(e);
+                    from = next;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// After the scan: settles the snapshot and fills the report. Says whether a second read
@@ -637,26 +758,47 @@ impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
             let t = Instant::now();
             self.restore()?;
             report.snapshot_elapsed += t.elapsed();
-            if let Some(c) = &self.plan.chosen {
-                report.snapshot = Some(SnapshotUsed {
-                    path: c.file.path.clone(),
-                    fence,
-                    bytes: c.header.body_len,
-                });
+            if self.restore_failed.is_none() {
+                return Ok(self.done(fence, report));
             }
-            report.replay_from = fence.next();
-            report.applied = self.applied;
-            report.applied_range = self.first.map(|f| (f, self.last));
-            report.skipped_aborted = self.asm.aborted();
-            return Ok(Settled::Done {
-                open_streams: self.asm.open_streams(),
+        }
+        self.fall_back(scanned.log_id, planned, snapshots, report)
+    }
+
+    /// Settles a pass that replayed from the chosen snapshot (restored) to the end.
+    fn done(self, fence: Lsn, report: &mut RecoveryReport) -> Settled {
+        if let Some(c) = &self.plan.chosen {
+            report.snapshot = Some(SnapshotUsed {
+                path: c.file.path.clone(),
+                fence,
+                bytes: c.header.body_len,
             });
         }
+        report.replay_from = fence.next();
+        report.applied = self.applied;
+        report.applied_range = self.first.map(|f| (f, self.last));
+        report.skipped_aborted = self.asm.aborted();
+        Settled::Done {
+            open_streams: self.asm.open_streams(),
+        }
+    }
+
+    /// Settles a pass whose chosen snapshot cannot be used: it is ahead of the log, or it
+    /// failed to restore (or there was no plan). An older one is restored here, and the log
+    /// must be replayed from its fence in a second read.
+    fn fall_back(
+        mut self,
+        log_id: LogId,
+        planned: bool,
+        snapshots: &[SnapshotFile],
+        report: &mut RecoveryReport,
+    ) -> Result<Settled> {
         // Nothing was applied: either there was no plan (no log before the open), or no frame
-        // after the chosen snapshot's fence exists, so it was never restored. (The first
-        // segment's check in `segment` guarantees it; a state built on a plan that turned out
-        // wrong must never be handed on.)
-        if self.applied != 0 || self.restored {
+        // after the chosen snapshot's fence exists, so it was never restored, or its restore
+        // failed before anything was applied. (The first segment's check in `segment`
+        // guarantees it; a state built on a plan that turned out wrong must never be handed
+        // on.)
+        if self.applied != 0 || (self.restored && self.restore_failed.is_none()) {
             return Err(ReplayError::Corrupt {
                 segment: PathBuf::new(),
                 offset: 0,
@@ -664,15 +806,18 @@ impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
             });
         }
         let t = Instant::now();
+        let failure = self.restore_failed.take();
         let from = if planned {
             if let Some(c) = &self.plan.chosen {
-                report
-                    .rejected_snapshots
-                    .push(RejectedSnapshot::past_the_end(
+                let rejected = match &failure {
+                    Some(e) => RejectedSnapshot::restore_failed(&c.file, e),
+                    None => RejectedSnapshot::past_the_end(
                         &c.file,
                         report.log_end,
                         set_aside_to(&self.set_aside_early, &c.file.path),
-                    ));
+                    ),
+                };
+                report.rejected_snapshots.push(rejected);
             }
             self.plan.next
         } else {
@@ -680,24 +825,7 @@ impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
             report.snapshots_after_target.clear();
             0
         };
-        let store = self.store;
-        let (_, chosen) = choose_snapshot(
-            store,
-            snapshots,
-            (from, &self.set_aside_early),
-            scanned.log_id,
-            Some(report.log_end),
-            report,
-        )?;
-        let fence = check_covered(chosen.as_ref(), report)?;
-        if let Some(c) = &chosen {
-            store.restore_into(c, self.state)?;
-            report.snapshot = Some(SnapshotUsed {
-                path: c.file.path.clone(),
-                fence,
-                bytes: c.header.body_len,
-            });
-        }
+        let fence = self.restore_fallback(from, failure, (snapshots, log_id), report)?;
         report.snapshot_elapsed += t.elapsed();
         Ok(Settled::ReplayFrom(fence))
     }
@@ -752,6 +880,10 @@ impl<S: StateMachine + ?Sized> ScanVisitor for OnePass<'_, S> {
         if let Some(tx) = self.asm.push(f.frame)? {
             if !self.restored {
                 self.restore()?;
+                if !self.enabled {
+                    // The snapshot failed to restore: `settle` falls back to an older one.
+                    return Ok(());
+                }
             }
             self.state
                 .apply_transaction(&tx, self.codec)
@@ -983,6 +1115,7 @@ fn choose_snapshot(
                     path,
                     reason,
                     ahead_of_log: false,
+                    restore_failed: false,
                     set_aside: None,
                 });
                 continue;

@@ -17,12 +17,15 @@
 //! | 60 | 4 | CRC32C over everything else: the body, then header bytes 0..60 |
 //!
 //! The checksum covers the body first so it can be computed while the body streams out; the
-//! header is written last, at offset 0, once the length and checksum are known.
+//! header is written last, at offset 0, once the length and checksum are known. The length is
+//! what the state machine wrote: a state that wrote less than it holds and returned `Ok` makes
+//! a snapshot that verifies but does not restore ([`SnapshotStore::restore_into`] fails, also
+//! when the state leaves body bytes unread), which recovery rejects like a damaged one.
 //!
 //! Files are named `<fence, 20 digits>.snap` in the snapshot directory; a snapshot being
 //! written is `<fence>.snap.tmp` until it is complete and synced, and is then renamed. A
-//! snapshot found unusable by a checkpoint is renamed `<name>.corrupt` and kept for the
-//! operator.
+//! snapshot found unusable by a checkpoint, or by recovery (ahead of the log, or failing to
+//! restore), is renamed `<name>.corrupt` and kept for the operator.
 
 use crate::error::{ReplayError, Result, io_err};
 use crate::state::StateMachine;
@@ -319,8 +322,16 @@ impl SnapshotStore {
     /// streamed through a 1 MiB buffer and its checksum checked again as it goes; the reader
     /// fails with `InvalidData` rather than deliver the last bytes if it does not match.
     ///
+    /// A restore must consume the whole body: one that returns `Ok` with body bytes left
+    /// unread did not read the state that was written (a snapshot cut short by its writer, or
+    /// a format this build reads differently), and fails like a restore that returned an
+    /// error. The unread rest is still read, so a checksum failure in it is reported instead.
+    ///
     /// # Errors
-    /// [`ReplayError::Restore`] with the state machine's or the reader's error.
+    /// [`ReplayError::Restore`] with the state machine's or the reader's error, or
+    /// `InvalidData` when the state left body bytes unread. The state is then partly restored
+    /// and must be discarded (or restored again: [`StateMachine::restore`] replaces the whole
+    /// state).
     pub fn restore_into<S: StateMachine + ?Sized>(
         &self,
         snap: &VerifiedSnapshot,
@@ -345,8 +356,19 @@ impl SnapshotStore {
             source,
         };
         state.restore(&mut reader).map_err(restore_err)?;
-        // Whatever the state did not read is still covered by the checksum.
+        let read = reader.consumed();
+        // Whatever the state did not read is still covered by the checksum: a mismatch there
+        // is the error to report.
         io::copy(&mut reader, &mut io::sink()).map_err(restore_err)?;
+        if read < snap.header.body_len {
+            return Err(restore_err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the state machine read {read} of the snapshot body's {} bytes and left the rest unread",
+                    snap.header.body_len
+                ),
+            )));
+        }
         Ok(())
     }
 
@@ -603,6 +625,13 @@ struct SnapReader {
     crc: u32,
     buf: Vec<u8>,
     at: usize,
+}
+
+impl SnapReader {
+    /// Body bytes handed out so far.
+    fn consumed(&self) -> u64 {
+        self.pos - SNAPSHOT_HEADER_LEN as u64 - (self.buf.len() - self.at) as u64
+    }
 }
 
 impl io::Read for SnapReader {

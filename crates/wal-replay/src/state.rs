@@ -18,9 +18,17 @@ use wal_log::Transaction;
 ///   directory must give the same state.
 /// * Recovery starts from the state it is given when no snapshot is used, so pass a fresh
 ///   (empty) state.
-/// * [`StateMachine::restore`] replaces the whole state with the snapshot's. It is only called
-///   with bytes whose checksum verified, but it may still fail (a state format this build does
-///   not read); the state is then unusable and recovery fails.
+/// * [`StateMachine::restore`] replaces the whole state with the snapshot's, whatever the
+///   state held before, including what an earlier restore that failed left in it. It is only
+///   called with bytes whose checksum verified, but it may still fail (a state format this
+///   build does not read, a snapshot its writer cut short). A restore fails when it returns an
+///   error, and also when it returns `Ok` without reading the whole body: bytes left unread
+///   mean it did not read the state that was written. Recovery then treats the snapshot as
+///   unusable (reported in [`crate::RecoveryReport::rejected_snapshots`]) and restores the
+///   next older snapshot the log still covers over the same state, or, when there is none and
+///   the log still starts at its first LSN, calls [`StateMachine::reset`] and replays the
+///   whole log; once recovered, it renames the snapshot aside (`<name>.corrupt`, kept, never
+///   read). When no fallback is possible, recovery fails and no snapshot is renamed.
 /// * An error from `apply` stops recovery ([`crate::ReplayError::Apply`]): the log holds a
 ///   transaction the state cannot take, and skipping it would silently diverge.
 ///
@@ -101,4 +109,21 @@ pub trait StateMachine {
     /// The reader's error (including a checksum failure found while reading), or bytes this
     /// state cannot parse.
     fn restore(&mut self, input: &mut dyn io::Read) -> io::Result<()>;
+
+    /// Empties the state, making it as fresh as the one recovery was given. Recovery calls it
+    /// only after a snapshot failed to restore (leaving part of it in the state) when no older
+    /// snapshot is usable and it replays the log from its first LSN instead; restoring an
+    /// older snapshot needs no reset, as [`StateMachine::restore`] replaces the whole state.
+    ///
+    /// # Errors
+    /// The default refuses (`ErrorKind::Unsupported`): recovery then fails with
+    /// [`crate::ReplayError::Restore`] for the snapshot that failed, saying that the state
+    /// could not reset, and changes no snapshot. Implement it (for a `Default` state,
+    /// `*self = Self::default()`), or move the snapshot aside by hand.
+    fn reset(&mut self) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this state machine cannot reset itself (StateMachine::reset)",
+        ))
+    }
 }

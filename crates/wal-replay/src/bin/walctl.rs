@@ -1159,9 +1159,10 @@ impl StateMachine for DryRun {
     fn write_snapshot(&self, _: &mut dyn Write) -> std::io::Result<()> {
         Ok(())
     }
-    fn restore(&mut self, _: &mut dyn std::io::Read) -> std::io::Result<()> {
-        // The snapshot body is drained (and its checksum checked) by the caller.
-        Ok(())
+    fn restore(&mut self, input: &mut dyn std::io::Read) -> std::io::Result<()> {
+        // Read it all (a restore that leaves bytes unread fails); the reader checks the
+        // checksum as it goes.
+        std::io::copy(input, &mut std::io::sink()).map(|_| ())
     }
 }
 
@@ -1210,7 +1211,7 @@ fn report_json(r: &RecoveryReport, tx_bytes: u64) -> Value {
         "log_id": r.log_id.map(|i| i.to_string()),
         "new_log": r.created,
         "snapshot": r.snapshot.as_ref().map(|s| json!({"file": s.path, "fence": s.fence.0, "bytes": s.bytes})),
-        "rejected_snapshots": r.rejected_snapshots.iter().map(|s| json!({"file": s.path, "reason": s.reason, "would_set_aside": s.ahead_of_log})).collect::<Vec<_>>(),
+        "rejected_snapshots": r.rejected_snapshots.iter().map(|s| json!({"file": s.path, "reason": s.reason, "would_set_aside": s.ahead_of_log || s.restore_failed, "restore_failed": s.restore_failed})).collect::<Vec<_>>(),
         "snapshots_after_target": r.snapshots_after_target,
         "target": r.target.map(|t| t.0),
         "replay_from": r.replay_from.0,
@@ -1240,6 +1241,8 @@ fn print_report(out: &Out, r: &RecoveryReport, tx_bytes: u64) {
             s.reason,
             if s.ahead_of_log {
                 " (recovery renames it to *.snap.corrupt before the log takes new commits)"
+            } else if s.restore_failed {
+                " (recovery renames it to *.snap.corrupt and falls back to an older snapshot)"
             } else {
                 ""
             }
