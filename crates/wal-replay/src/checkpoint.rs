@@ -27,6 +27,7 @@ use crate::recover::{DataDir, RecoverOptions, RecoveryReport, recover_with_codec
 use crate::snapshot::{SnapshotStore, VerifiedSnapshot};
 use crate::state::StateMachine;
 use std::collections::BTreeMap;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -80,6 +81,7 @@ pub struct CheckpointReport {
 /// It is `Send + Sync`; checkpoints are serialized by an internal lock.
 #[derive(Debug)]
 pub struct Checkpointer {
+    data: DataDir,
     wal: Arc<Wal>,
     store: SnapshotStore,
     keep: usize,
@@ -92,8 +94,10 @@ impl Checkpointer {
     /// `<root>/log`), keeping the newest `keep` snapshots (at least 1). Snapshot I/O goes
     /// through the log's [`wal_log::Vfs`].
     pub fn new(root: impl AsRef<Path>, wal: Arc<Wal>, keep: usize) -> Checkpointer {
-        let store = DataDir::new(root.as_ref()).snapshots(wal.options().vfs.clone());
+        let data = DataDir::new(root.as_ref());
+        let store = data.snapshots(wal.options().vfs.clone());
         Checkpointer {
+            data,
             wal,
             store,
             keep: keep.max(1),
@@ -116,6 +120,10 @@ impl Checkpointer {
     /// Checkpoints `state`, which must hold exactly the transactions committed at or before
     /// `fence` (and the caller must not let it change meanwhile). See the
     /// [module docs](self) for the steps and why a crash at any point is safe.
+    ///
+    /// A host whose writers commit concurrently should not read the fence itself: use
+    /// [`Checkpointer::checkpoint_locked`], which reads it under the host's lock, together
+    /// with the state it describes (or [`crate::Durable`], which does all of this).
     ///
     /// The last step truncates the log. A host that copies its log elsewhere (a
     /// `wal_recorder` mirror, which must see every segment whole) stops before it with
@@ -145,9 +153,98 @@ impl Checkpointer {
         fence: Lsn,
         last: CheckpointStep,
     ) -> Result<CheckpointReport> {
+        self.run(|| (state, fence), last)
+    }
+
+    /// Checkpoints the state behind the host's own exclusion, with the fence taken under it:
+    /// `lock` acquires the lock that every commit of the host runs under (the store lock its
+    /// queries mutate the state and commit under), and the fence is the log's last LSN read
+    /// while it is held. So the snapshot holds exactly the transactions up to its fence, and
+    /// the host never reads an LSN by hand: a fence read before the lock, with a commit
+    /// slipping in between, would put that commit both in the snapshot and after its fence,
+    /// and recovery would apply it twice.
+    ///
+    /// The lock is held while the log is synced and the snapshot written, and released
+    /// before the marker, pruning and truncation.
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use wal_replay::{Checkpointer, StateMachine, ApplyError};
+    /// # #[derive(Default)] struct Counter(u64);
+    /// # impl StateMachine for Counter {
+    /// #     type Event = u64;
+    /// #     fn apply(&mut self, _: wal_format::Lsn, e: Vec<u64>) -> Result<(), ApplyError> { self.0 += e.iter().sum::<u64>(); Ok(()) }
+    /// #     fn write_snapshot(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> { out.write_all(&self.0.to_le_bytes()) }
+    /// #     fn restore(&mut self, input: &mut dyn std::io::Read) -> std::io::Result<()> { let mut b = [0; 8]; input.read_exact(&mut b)?; self.0 = u64::from_le_bytes(b); Ok(()) }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let mut state = Counter::default();
+    /// let recovered = wal_replay::recover(dir.path(), &mut state, Default::default())?;
+    /// let wal = Arc::new(recovered.wal);
+    /// let store = Mutex::new(state);
+    /// let checkpointer = Checkpointer::new(dir.path(), wal, 2);
+    /// let report = checkpointer.checkpoint_locked(|| store.lock().unwrap_or_else(|e| e.into_inner()))?;
+    /// assert_eq!(report.fence, checkpointer.wal().last_lsn().prev()); // the marker came after
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Checkpointer::checkpoint`].
+    pub fn checkpoint_locked<S, G>(&self, lock: impl FnOnce() -> G) -> Result<CheckpointReport>
+    where
+        S: StateMachine + ?Sized,
+        G: Deref<Target = S>,
+    {
+        self.checkpoint_locked_until(lock, CheckpointStep::Truncate)
+    }
+
+    /// [`Checkpointer::checkpoint_locked`], stopping after step `last` (a mirrored log:
+    /// [`CheckpointStep::Prune`]).
+    ///
+    /// # Errors
+    /// As [`Checkpointer::checkpoint`].
+    pub fn checkpoint_locked_until<S, G>(
+        &self,
+        lock: impl FnOnce() -> G,
+        last: CheckpointStep,
+    ) -> Result<CheckpointReport>
+    where
+        S: StateMachine + ?Sized,
+        G: Deref<Target = S>,
+    {
+        self.run(
+            || {
+                let guard = lock();
+                let fence = self.wal.last_lsn();
+                (guard, fence)
+            },
+            last,
+        )
+    }
+
+    /// The steps, with the state and its fence taken by `state_at_fence` once the work that
+    /// needs no consistent state is done, and released once the snapshot is written.
+    fn run<S, G>(
+        &self,
+        state_at_fence: impl FnOnce() -> (G, Lsn),
+        last: CheckpointStep,
+    ) -> Result<CheckpointReport>
+    where
+        S: StateMachine + ?Sized,
+        G: Deref<Target = S>,
+    {
         let started = Instant::now();
-        let _span = tracing::info_span!("replay.checkpoint", fence = fence.0).entered();
+        self.data.check_owns_log(self.wal.dir())?;
         let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut removed_temp = Vec::new();
+        // Half-written snapshots of interrupted checkpoints.
+        for tmp in self.store.list()?.temp_files {
+            self.store.remove(&tmp)?;
+            removed_temp.push(tmp);
+        }
+        let (state, fence) = state_at_fence();
+        let _span = tracing::info_span!("replay.checkpoint", fence = fence.0).entered();
         self.wal.sync()?;
         let durable = self.wal.durable_lsn();
         if fence > durable {
@@ -160,17 +257,13 @@ impl Checkpointer {
             marker_lsn: None,
             pruned: Vec::new(),
             set_aside: Vec::new(),
-            removed_temp: Vec::new(),
+            removed_temp,
             truncated_to: None,
             segments_removed: 0,
             elapsed: Duration::ZERO,
         };
-        // Half-written snapshots of interrupted checkpoints.
-        for tmp in self.store.list()?.temp_files {
-            self.store.remove(&tmp)?;
-            report.removed_temp.push(tmp);
-        }
-        let snap = self.store.write(state, self.wal.log_id(), fence)?;
+        let snap = self.store.write(&*state, self.wal.log_id(), fence)?;
+        drop(state);
         verified.insert(snap.file.path.clone(), snap.file.file_len);
         report.snapshot = snap.file.path.clone();
         report.bytes = snap.header.body_len;

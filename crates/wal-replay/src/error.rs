@@ -31,6 +31,16 @@ pub enum ReplayError {
         /// The directory.
         dir: PathBuf,
     },
+    /// The directory given as a data directory is not one: most often the log directory
+    /// itself (the layout `Wal::open(dir)` creates) was passed where its parent, the data
+    /// directory holding `log/` and `snapshots/`, belongs. Nothing was read or changed.
+    #[error("{dir} is not a data directory: {reason}")]
+    NotADataDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What gave it away, and what to pass instead.
+        reason: String,
+    },
     /// Snapshots exist but the log directory holds no segment: recovering would silently
     /// start a new, empty log under old snapshots. Nothing was changed.
     #[error(
@@ -135,6 +145,10 @@ pub enum ReplayError {
         /// The first failure.
         reason: String,
     },
+    /// The recorder of a [`crate::Durable`] store failed: the log failed, or an earlier
+    /// failure poisoned it. Nothing of the transaction is acknowledged; reopen to recover.
+    #[error(transparent)]
+    Recorder(#[from] wal_recorder::RecorderError),
     /// Encoding an event failed (nothing was written).
     #[error("encoding an event: {0}")]
     Encode(#[from] wal_format::CodecError),

@@ -78,6 +78,7 @@
 pub struct ReadmeDoctests;
 
 pub mod checkpoint;
+mod durable;
 mod error;
 mod logscan;
 mod recover;
@@ -87,6 +88,7 @@ mod state;
 pub use checkpoint::{
     CheckpointReport, CheckpointStep, Checkpointer, DEFAULT_KEEP_SNAPSHOTS, Engine, EngineOptions,
 };
+pub use durable::{Durable, DurableOptions};
 pub use error::{ApplyError, ReplayError, Result};
 pub use logscan::TransactionAssembler;
 pub use recover::{

@@ -46,6 +46,59 @@ impl DataDir {
     pub fn snapshot_dir(&self) -> PathBuf {
         self.root.join(SNAPSHOT_DIR)
     }
+    /// Refuses a root that is a log directory itself (it holds segment files, the log's lock
+    /// or its other files): recovering there would create `<root>/log` beside the user's log
+    /// and silently start empty. A root that does not exist or cannot be listed passes: the
+    /// caller reports that in its own words.
+    ///
+    /// # Errors
+    /// [`ReplayError::NotADataDir`].
+    pub fn check_not_a_log_dir(&self, vfs: &dyn Vfs) -> Result<()> {
+        let Ok(names) = vfs.list(&self.root) else {
+            return Ok(());
+        };
+        let log_file = names.iter().find(|n| {
+            // A lone `LOCK` proves nothing (an engine may keep its own lock there).
+            !matches!(
+                wal_log::classify(n),
+                wal_log::Entry::Foreign | wal_log::Entry::Lock
+            )
+        });
+        match log_file {
+            None => Ok(()),
+            Some(name) => Err(ReplayError::NotADataDir {
+                dir: self.root.clone(),
+                reason: format!(
+                    "it holds {name}, a file of a log directory: it looks like a log directory itself; pass its parent, the data directory that holds {LOG_DIR}/ and {SNAPSHOT_DIR}/"
+                ),
+            }),
+        }
+    }
+
+    /// Refuses a log that is not this data directory's own `log/` (a checkpoint would
+    /// otherwise write snapshots where recovery never looks, or into the log directory).
+    ///
+    /// # Errors
+    /// [`ReplayError::NotADataDir`].
+    pub fn check_owns_log(&self, wal_dir: &Path) -> Result<()> {
+        let want = self.log_dir();
+        let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        };
+        if same(wal_dir, &want) {
+            return Ok(());
+        }
+        Err(ReplayError::NotADataDir {
+            dir: self.root.clone(),
+            reason: format!(
+                "the log is at {}, not at {}: open the log with wal_replay::recover (or Wal::open on <root>/{LOG_DIR})",
+                wal_dir.display(),
+                want.display()
+            ),
+        })
+    }
+
     /// The snapshot store of this directory, through `vfs`.
     #[must_use]
     pub fn snapshots(&self, vfs: Arc<dyn Vfs>) -> SnapshotStore {
@@ -315,6 +368,7 @@ where
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(crate::error::io_err("list", data.root())(e)),
     }
+    data.check_not_a_log_dir(&*vfs)?;
     let store = data.snapshots(vfs.clone());
     let listing = store.list()?;
     let log_dir = data.log_dir();
@@ -933,6 +987,7 @@ where
         }
         return Err(crate::error::io_err("list", data.root())(e));
     }
+    data.check_not_a_log_dir(&*vfs)?;
     let store = data.snapshots(vfs.clone());
     let listing = store.list()?;
     let log_dir = data.log_dir();

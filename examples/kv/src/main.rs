@@ -22,12 +22,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use store::{KvEvent, Store};
 use wal_log::{Options, SyncPolicy, Wal};
-use wal_recorder::{WalRecorder, WroteCommit};
-use wal_replay::{Checkpointer, RecoverOptions, RecoveryReport, recover};
+use wal_replay::{Durable, DurableOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -77,58 +75,42 @@ enum Command {
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// An open database: the recovered state, the log, and the recorder the store writes through.
+/// An open database: the recovered store, recorded and checkpointed by `wal_replay::Durable`.
 struct Db {
-    root: PathBuf,
-    store: Mutex<Store>,
-    recorder: WalRecorder<KvEvent>,
-    wal: Arc<Wal>,
-    report: RecoveryReport,
+    store: Durable<Store>,
 }
 
 impl Db {
     fn open(root: &Path) -> Result<Db, Error> {
-        let mut store = Store::default();
         // SyncPolicy::Always: every flush writes and fsyncs in one step, so no write is ever
-        // issued while an fsync is in flight. Commits are queued under the store lock and
-        // waited for outside it (`Db::write`), which is where group commit happens.
+        // issued while an fsync is in flight. `Durable::write` queues each commit under the
+        // store lock and waits for it outside, which is where group commit happens.
         // 8 MiB segments, so a checkpoint visibly truncates the log in the demo.
-        let opts = RecoverOptions::default().wal(
+        let opts = DurableOptions::default().wal(
             Options::default()
                 .sync(SyncPolicy::Always)
                 .segment_size(8 << 20),
         );
-        let recovered = recover(root, &mut store, opts)?;
-        let wal = Arc::new(recovered.wal);
         Ok(Db {
-            root: root.to_path_buf(),
-            store: Mutex::new(store),
-            recorder: WalRecorder::new(wal.clone()),
-            wal,
-            report: recovered.report,
+            store: Durable::open(root, Store::default(), opts)?,
         })
     }
 
     /// Applies `event` and commits it as one transaction; returns once it is durable.
     fn write(&self, event: KvEvent) -> Result<(), Error> {
-        let lsn = {
-            let mut store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
-            let tx = self.recorder.begin()?;
+        self.store.write(|store, tx| {
             store.apply_event(&event);
             tx.record(event);
-            // Queued only: no I/O while the store lock is held.
-            tx.commit_queued()?
-        };
-        if let WroteCommit::Yes(lsn) = lsn {
-            // Outside the store lock: concurrent writers' waits share one fsync.
-            self.wal.wait_durable(lsn)?;
-        }
-        self.recorder.ensure_not_poisoned()?;
+        })?;
         Ok(())
     }
 
     fn with_store<T>(&self, f: impl FnOnce(&Store) -> T) -> T {
-        f(&self.store.lock().unwrap_or_else(PoisonError::into_inner))
+        self.store.read(f)
+    }
+
+    fn wal(&self) -> &Wal {
+        self.store.wal()
     }
 }
 
@@ -154,7 +136,7 @@ fn load(db: &Db, count: u64, start: u64, value_size: usize, threads: u64) -> Res
     let started = Instant::now();
     let done = AtomicBool::new(false);
     let stats_line = |db: &Db| {
-        let s = db.wal.stats();
+        let s = db.wal().stats();
         format!(
             "commits={} fsyncs={} commits_per_fsync={:.2} elapsed_ms={}",
             s.commits,
@@ -224,7 +206,7 @@ fn load(db: &Db, count: u64, start: u64, value_size: usize, threads: u64) -> Res
         done.store(true, Ordering::Release);
         result.map(|()| secs)
     })?;
-    let s = db.wal.stats();
+    let s = db.wal().stats();
     let _ = writeln!(
         std::io::stderr(),
         "load: {count} commits from {threads} threads in {secs:.2} s = {:.0} commits/s; {} fsyncs ({:.1} commits per fsync)",
@@ -257,11 +239,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             out.flush()?;
         }
         Command::Checkpoint => {
-            db.wal.sync()?;
-            let fence = db.wal.last_lsn();
-            let report = db.with_store(|s| {
-                Checkpointer::new(&db.root, db.wal.clone(), 2).checkpoint(s, fence)
-            })?;
+            // The fence is taken under the store lock, with the state it describes.
+            let report = db.store.checkpoint()?;
             writeln!(
                 stdout,
                 "checkpoint: snapshot {} at fence {} ({} bytes); {} log segments removed; {} ms",
@@ -273,8 +252,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             )?;
         }
         Command::Stat => {
-            let r = &db.report;
-            let s = db.wal.stats();
+            let r = db.store.recovery_report();
+            let s = db.wal().stats();
             writeln!(stdout, "keys={}", db.with_store(|s| s.map.len()))?;
             writeln!(
                 stdout,

@@ -1,0 +1,142 @@
+//! What an engine author hit when embedding the crates from their docs alone: a log directory
+//! passed where the data directory belongs, and a checkpoint fence read apart from the state
+//! it describes. Each test failed before its fix.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Kv, Op};
+use std::sync::{Arc, Barrier, Mutex};
+use wal_log::{Options, Wal};
+use wal_replay::{
+    Checkpointer, Durable, DurableOptions, Engine, EngineOptions, RecoverOptions, ReplayError,
+    recover, replay_read_only,
+};
+
+/// `Wal::open(dir)` makes `dir` a log directory; every entry point that takes a data
+/// directory must refuse it instead of creating `dir/log` and starting empty.
+#[test]
+fn a_log_directory_passed_as_the_data_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+    wal.append(b"the user's data").unwrap();
+    drop(wal);
+    let before = common_listing(dir.path());
+    let refused = |r: Result<(), ReplayError>, who: &str| match r {
+        Err(ReplayError::NotADataDir { dir: d, reason }) => {
+            assert_eq!(d, dir.path(), "{who}");
+            assert!(
+                reason.contains("looks like a log directory"),
+                "{who}: {reason}"
+            );
+        }
+        other => panic!("{who}: {other:?}"),
+    };
+    refused(
+        recover(dir.path(), &mut Kv::default(), RecoverOptions::default()).map(drop),
+        "recover",
+    );
+    refused(
+        replay_read_only(
+            dir.path(),
+            &mut Kv::default(),
+            &wal_format::Bincode,
+            &RecoverOptions::default(),
+            &mut |_, _| {},
+        )
+        .map(drop),
+        "replay_read_only",
+    );
+    refused(
+        Engine::open(dir.path(), Kv::default(), EngineOptions::default()).map(drop),
+        "Engine::open",
+    );
+    refused(
+        Durable::open(dir.path(), Kv::default(), DurableOptions::default()).map(drop),
+        "Durable::open",
+    );
+    assert_eq!(
+        common_listing(dir.path()),
+        before,
+        "nothing created or changed"
+    );
+}
+
+/// A checkpointer whose log is not `<root>/log` would write snapshots where recovery never
+/// looks (or into the log directory itself, which then no longer opens).
+#[test]
+fn a_checkpointer_refuses_a_log_that_is_not_its_data_directorys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+    wal.append(b"x").unwrap();
+    let cp = Checkpointer::new(dir.path(), Arc::new(wal), 2);
+    let before = common_listing(dir.path());
+    match cp.checkpoint(&Kv::default(), wal_format::Lsn(1)) {
+        Err(ReplayError::NotADataDir { reason, .. }) => {
+            assert!(reason.contains("not at"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(common_listing(dir.path()), before);
+}
+
+fn common_listing(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Deposits from four threads while another thread checkpoints: the recovered balance is
+/// the live one. With the fence read before the state lock (what `examples/kv` did), a
+/// deposit committed in between was in the snapshot and after its fence, and applied twice.
+#[test]
+fn checkpoints_taken_during_concurrent_writes_never_apply_a_transaction_twice() {
+    const THREADS: u64 = 4;
+    const DEPOSITS: u64 = 400;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || DurableOptions::default().wal(Options::default().segment_size(64 << 10));
+    let store = Durable::open(dir.path(), Kv::default(), opts()).unwrap();
+    let start = Barrier::new(THREADS as usize + 1);
+    let checkpoints = Mutex::new(0u64);
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let (store, start) = (&store, &start);
+            s.spawn(move || {
+                start.wait();
+                for i in 0..DEPOSITS {
+                    let amount = t * 1000 + i + 1;
+                    store
+                        .write(|kv, tx| {
+                            *kv.map.entry("balance".into()).or_default() += amount;
+                            tx.record(Op::Add("balance".into(), amount));
+                        })
+                        .unwrap();
+                }
+            });
+        }
+        let (store, start, checkpoints) = (&store, &start, &checkpoints);
+        s.spawn(move || {
+            start.wait();
+            // Checkpoint until the writers are done (counted by the deposits seen).
+            while store.read(|kv| kv.map.get("balance").copied()) != Some(expected_total()) {
+                store.checkpoint().unwrap();
+                *checkpoints.lock().unwrap() += 1;
+            }
+        });
+    });
+    fn expected_total() -> u64 {
+        (0..THREADS)
+            .map(|t| (0..DEPOSITS).map(|i| t * 1000 + i + 1).sum::<u64>())
+            .sum()
+    }
+    assert!(*checkpoints.lock().unwrap() > 0);
+    let live = store.read(|kv| kv.map.clone());
+    drop(store);
+    let again = Durable::open(dir.path(), Kv::default(), opts()).unwrap();
+    assert!(again.recovery_report().snapshot.is_some());
+    assert_eq!(again.read(|kv| kv.map.clone()), live);
+    assert_eq!(live["balance"], expected_total());
+}
