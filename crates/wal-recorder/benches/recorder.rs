@@ -130,7 +130,7 @@ fn bench_commit(c: &mut Criterion) {
     g.bench_function("read_only_query", |b| {
         b.iter(|| {
             rec.arm().unwrap();
-            black_box(rec.commit_and_flush_if_needed().unwrap())
+            black_box(rec.commit_and_flush().unwrap())
         });
     });
     g.finish();

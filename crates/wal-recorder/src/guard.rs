@@ -2,12 +2,16 @@
 
 use crate::error::Result;
 use crate::recorder::{MutationRecorder, WalRecorder, WroteCommit};
+use crate::ticket::CommitTicket;
 use wal_format::{Bincode, Codec};
 
 /// One armed query of a [`WalRecorder`], made by [`WalRecorder::begin`].
 ///
-/// Finish it with [`RecorderTx::commit`] or [`RecorderTx::abort`]. Dropping it unfinished
-/// (forgetting it, an early `?` return, or a panic unwinding through it) aborts the query; if
+/// Finish it with one of the commits ([`RecorderTx::commit_deferred`] under a store lock,
+/// then wait on the ticket outside it; [`RecorderTx::commit`];
+/// [`RecorderTx::commit_and_flush`]) or with [`RecorderTx::abort`]. They mean what the
+/// [`WalRecorder`] methods of the same names mean. Dropping it unfinished (forgetting it, an
+/// early `?` return, or a panic unwinding through it) aborts the query; if
 /// the query had recorded anything the recorder is also poisoned, because the live store then
 /// holds mutations that are not in the log and nobody is left to quarantine it.
 ///
@@ -54,28 +58,40 @@ impl<'r, E, C> RecorderTx<'r, E, C> {
         self.rec
     }
 
-    /// Commits the query and flushes when something was written
-    /// ([`WalRecorder::commit_and_flush_if_needed`]): the normal durable boundary.
-    ///
-    /// # Errors
-    /// As [`WalRecorder::commit_and_flush_if_needed`].
-    pub fn commit(mut self) -> Result<WroteCommit> {
-        self.open = false;
-        self.rec.commit_and_flush_if_needed()
-    }
-
-    /// Commits the query without flushing ([`WalRecorder::commit`]); call
-    /// [`WalRecorder::flush`] later for durability under the `Interval` and `Never` policies.
+    /// Commits the query ([`WalRecorder::commit`]): durable on return under
+    /// `SyncPolicy::Always`, written under `Interval` and `Never`, where
+    /// [`WalRecorder::flush`] is the durability point.
     ///
     /// # Errors
     /// As [`WalRecorder::commit`].
-    pub fn commit_unflushed(mut self) -> Result<WroteCommit> {
+    pub fn commit(mut self) -> Result<WroteCommit> {
         self.open = false;
         self.rec.commit()
     }
 
-    /// Commits the query queued, without I/O ([`WalRecorder::commit_queued`]); wait for
-    /// durability with `wal().wait_durable(lsn)` after releasing the store lock.
+    /// Commits the query and returns the ticket to wait on once the store lock is released
+    /// ([`WalRecorder::commit_deferred`]): group commit.
+    ///
+    /// # Errors
+    /// As [`WalRecorder::commit_deferred`].
+    pub fn commit_deferred(mut self) -> Result<CommitTicket> {
+        self.open = false;
+        self.rec.commit_deferred()
+    }
+
+    /// Commits the query, then flushes when something was written
+    /// ([`WalRecorder::commit_and_flush`]): durable on return under every policy.
+    ///
+    /// # Errors
+    /// As [`WalRecorder::commit_and_flush`].
+    pub fn commit_and_flush(mut self) -> Result<WroteCommit> {
+        self.open = false;
+        self.rec.commit_and_flush()
+    }
+
+    /// Commits the query queued, without I/O ([`WalRecorder::commit_queued`], the building
+    /// block under [`RecorderTx::commit_deferred`]); wait for durability with
+    /// `wal().wait_durable(lsn)` after releasing the store lock.
     ///
     /// # Errors
     /// As [`WalRecorder::commit`].

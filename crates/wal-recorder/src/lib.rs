@@ -6,11 +6,22 @@
 //! type is an event), and commits them as **one** transaction of a [`wal_log::Wal`]: one frame,
 //! one checksum, one write. A read-only query touches the log zero times.
 //!
-//! * Lifecycle: [`WalRecorder::arm`] → `record`… → [`WalRecorder::commit`] (or
-//!   [`WalRecorder::commit_and_flush_if_needed`], the normal durable boundary) or
-//!   [`WalRecorder::abort`]. [`WalRecorder::begin`] gives a guard, [`RecorderTx`], that commits
-//!   explicitly and aborts on drop or panic. [`WalRecorder::commit_events`] commits events
-//!   buffered elsewhere.
+//! * Lifecycle: [`WalRecorder::arm`] → `record`… → a commit or [`WalRecorder::abort`].
+//!   [`WalRecorder::begin`] gives a guard, [`RecorderTx`], that commits explicitly and aborts
+//!   on drop or panic. [`WalRecorder::commit_events`] commits events buffered elsewhere.
+//! * Commits, the same three on the recorder and on the guard, in one meaning each:
+//!   - `commit_deferred()` → [`CommitTicket`], then [`CommitTicket::wait`] after releasing the
+//!     store lock: **group commit**, the way a host with concurrent queries commits.
+//!     Concurrent waiters share one write and one fsync.
+//!   - `commit()`: the same guarantee, waited inside the call (which, under a store lock,
+//!     holds the lock across the fsync).
+//!   - `commit_and_flush()`: `commit`, then [`WalRecorder::flush`]; the ticket's equivalent
+//!     is [`CommitTicket::wait_and_flush`].
+//!
+//!   "Commit" acknowledges per the log's [`wal_log::SyncPolicy`]: on return (or when the
+//!   ticket's wait returns) the transaction is durable under `Always`, and written to the OS
+//!   under `Interval` and `Never`, where `flush` (and the `_and_flush` variants) is the
+//!   durability point.
 //! * Poisoning: any failure of the log, and any violation of the lifecycle (double `arm`,
 //!   `commit` without `arm`, `record` outside a query), latches the recorder; from then on every
 //!   entry point refuses ([`RecorderError::Poisoned`]) until the process restarts and recovers.
@@ -25,6 +36,7 @@
 //! use std::sync::Arc;
 //! use serde::{Deserialize, Serialize};
 //! use wal_log::{Options, Wal};
+//! use std::sync::Mutex;
 //! use wal_recorder::{WalRecorder, WroteCommit};
 //!
 //! #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -37,21 +49,26 @@
 //! let dir = tempfile::tempdir()?;
 //! let (wal, _report) = Wal::open(dir.path(), Options::default())?;
 //! let recorder: WalRecorder<Mutation> = WalRecorder::new(Arc::new(wal));
+//! let store_lock = Mutex::new(()); // stands for the host's store
 //!
-//! // One query: the store records each mutation it applies.
+//! // One query: the store records each mutation it applies, under its lock, and commits;
+//! // the wait for the fsync happens after the lock is released.
+//! let store = store_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
 //! recorder.arm()?;
 //! recorder.record(Mutation::SetProp { node: 1, key: 7, value: 42 });
 //! recorder.record(Mutation::DeleteNode(2));
-//! let WroteCommit::Yes(lsn) = recorder.commit_and_flush_if_needed()? else { unreachable!() };
+//! let ticket = recorder.commit_deferred()?;
+//! drop(store);
+//! let WroteCommit::Yes(lsn) = ticket.wait()? else { unreachable!() };
 //!
 //! // A read-only query writes nothing.
 //! recorder.arm()?;
-//! assert_eq!(recorder.commit_and_flush_if_needed()?, WroteCommit::No);
+//! assert_eq!(recorder.commit()?, WroteCommit::No);
 //!
 //! // The guard API: commit explicitly, abort on drop or panic.
 //! let tx = recorder.begin()?;
 //! tx.record(Mutation::DeleteNode(3));
-//! tx.commit()?;
+//! tx.commit_deferred()?.wait()?;
 //!
 //! // Replay: each transaction's body is the concatenation of its encoded events.
 //! let txs: Vec<_> = recorder.wal().read_from(wal_log::Lsn::ZERO)?.collect::<Result<_, _>>()?;
@@ -67,9 +84,11 @@ mod error;
 mod guard;
 mod mirror;
 mod recorder;
+mod ticket;
 
 pub use error::{RecorderError, Result};
 pub use guard::RecorderTx;
 pub use mirror::{DirMirror, WalMirror};
 pub use recorder::{MutationRecorder, RecorderOptions, WalRecorder, WroteCommit};
+pub use ticket::CommitTicket;
 pub use wal_format::{Bincode, Codec, CodecError};

@@ -19,9 +19,11 @@ use wal_log::{Entry, classify};
 /// A hook that copies the log somewhere else (an archive file, another disk, a backup
 /// service) after the recorder made it durable.
 ///
-/// The recorder calls [`WalMirror::persist`] after every [`crate::WalRecorder::flush`] and
-/// [`WalMirror::persist_force`] after every [`crate::WalRecorder::force_fsync`] and instead of
-/// truncating the log. A failure poisons the recorder.
+/// The recorder calls [`WalMirror::persist`] after every [`crate::WalRecorder::flush`] (so
+/// also after [`crate::WalRecorder::commit_and_flush`] and
+/// [`crate::CommitTicket::wait_and_flush`]), and [`WalMirror::persist_force`] after every
+/// [`crate::WalRecorder::force_fsync`] and instead of truncating the log. A failure poisons
+/// the recorder.
 pub trait WalMirror: Send + Sync + fmt::Debug {
     /// Copies what is new in the log directory `wal_dir`. May batch or throttle (skip a call
     /// that comes soon after the previous one).

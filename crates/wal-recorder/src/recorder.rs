@@ -3,14 +3,13 @@
 use crate::error::{RecorderError, Result};
 use crate::guard::RecorderTx;
 use crate::mirror::WalMirror;
+use crate::ticket::CommitTicket;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use wal_format::{Bincode, Codec, CodecError, MAX_FRAME_PAYLOAD};
-#[cfg(doc)]
-use wal_log::SyncPolicy;
-use wal_log::{Lsn, StreamWriter, Wal, WalError};
+use wal_log::{Lsn, StreamWriter, SyncPolicy, Wal, WalError};
 
 /// What a store calls while a query mutates it: one [`MutationRecorder::record`] per primitive
 /// mutation, after the mutation has been applied to the live store.
@@ -152,6 +151,57 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The recorder's latched failure, shared with the [`CommitTicket`]s it hands out so that a
+/// ticket waited after the recorder was poisoned fails with the same reason.
+#[derive(Default)]
+pub(crate) struct Latch {
+    poisoned: AtomicBool,
+    reason: Mutex<Option<String>>,
+}
+
+impl Latch {
+    /// Latches `reason` (the first one wins).
+    pub(crate) fn set(&self, reason: String) {
+        {
+            let mut r = lock(&self.reason);
+            if r.is_none() {
+                tracing::error!(%reason, "WAL recorder poisoned");
+                *r = Some(reason);
+            }
+        }
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    /// Whether a failure is latched.
+    fn is_set(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// The latched reason, if any.
+    fn reason(&self) -> Option<String> {
+        lock(&self.reason).clone()
+    }
+
+    /// [`RecorderError::Poisoned`] with the first latched reason.
+    pub(crate) fn error(&self) -> RecorderError {
+        RecorderError::Poisoned {
+            reason: self.reason().unwrap_or_default(),
+        }
+    }
+
+    /// Refuses when a failure is latched, or when `wal` is poisoned (latching its reason).
+    pub(crate) fn check(&self, wal: &Wal) -> Result<()> {
+        if self.is_set() {
+            return Err(self.error());
+        }
+        if let Some(reason) = wal.poisoned_reason() {
+            self.set(reason);
+            return Err(self.error());
+        }
+        Ok(())
+    }
+}
+
 /// Records a store's mutation events into a [`Wal`]: the events of one query are buffered in
 /// memory (encoded with `C`, [`Bincode`] by default) and committed as **one** transaction.
 ///
@@ -162,9 +212,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// 1. [`arm`](WalRecorder::arm): enter the query. No I/O.
 /// 2. The store mutates and calls [`record`](MutationRecorder::record) once per mutation: one
 ///    mutex, one encode into the query buffer; no framing, no log lock.
-/// 3. On success [`commit_and_flush_if_needed`](WalRecorder::commit_and_flush_if_needed)
-///    (or [`commit`](WalRecorder::commit) and later [`flush`](WalRecorder::flush)): a query
-///    that recorded nothing returns [`WroteCommit::No`] without touching the log; otherwise the
+/// 3. On success [`commit_deferred`](WalRecorder::commit_deferred), then, once the store
+///    lock is released, [`CommitTicket::wait`] (group commit: concurrent queries share one
+///    fsync); or [`commit`](WalRecorder::commit), which waits inside the call, or
+///    [`commit_and_flush`](WalRecorder::commit_and_flush), which also flushes. A query that
+///    recorded nothing returns [`WroteCommit::No`] without touching the log; otherwise the
 ///    buffer is written as one `Tx` frame (fragments only when larger than a frame).
 /// 4. On failure or unwind [`abort`](WalRecorder::abort): the buffer is dropped; `true` means
 ///    the live store saw mutations that will never be in the log, so it must be quarantined
@@ -188,8 +240,7 @@ pub struct WalRecorder<E, C = Bincode> {
     mirror: Option<Arc<dyn WalMirror>>,
     opts: RecorderOptions,
     state: Mutex<State>,
-    poisoned: AtomicBool,
-    reason: Mutex<Option<String>>,
+    latch: Arc<Latch>,
     _events: PhantomData<fn(E)>,
 }
 
@@ -227,13 +278,13 @@ impl<E, C> WalRecorder<E, C> {
             mirror: None,
             opts: RecorderOptions::default(),
             state: Mutex::new(State::default()),
-            poisoned: AtomicBool::new(false),
-            reason: Mutex::new(None),
+            latch: Arc::default(),
             _events: PhantomData,
         }
     }
 
-    /// Attaches a mirror: [`WalMirror::persist`] runs after every [`WalRecorder::flush`],
+    /// Attaches a mirror: [`WalMirror::persist`] runs after every [`WalRecorder::flush`] (and
+    /// so after [`WalRecorder::commit_and_flush`] and [`CommitTicket::wait_and_flush`]),
     /// [`WalMirror::persist_force`] after every [`WalRecorder::force_fsync`], and
     /// [`WalRecorder::truncate_up_to`] keeps the whole history so the mirror can recover alone.
     /// Nothing else may truncate the log then: a segment removed before the mirror copied its
@@ -330,14 +381,7 @@ impl<E, C> WalRecorder<E, C> {
 
     /// Latches `reason` (the first one wins) without touching the query state.
     fn latch(&self, reason: String) {
-        {
-            let mut r = lock(&self.reason);
-            if r.is_none() {
-                tracing::error!(%reason, "WAL recorder poisoned");
-                *r = Some(reason);
-            }
-        }
-        self.poisoned.store(true, Ordering::Release);
+        self.latch.set(reason);
     }
 
     /// Latches `reason` and forgets the armed query.
@@ -358,23 +402,10 @@ impl<E, C> WalRecorder<E, C> {
         self.fail_locked(&mut st, e)
     }
 
-    fn poisoned_error(&self) -> RecorderError {
-        RecorderError::Poisoned {
-            reason: lock(&self.reason).clone().unwrap_or_default(),
-        }
-    }
-
     /// Refuses when the recorder or its log is poisoned.
     fn check(&self) -> Result<()> {
         self.settle();
-        if self.poisoned.load(Ordering::Acquire) {
-            return Err(self.poisoned_error());
-        }
-        if let Some(reason) = self.wal.poisoned_reason() {
-            self.latch(reason);
-            return Err(self.poisoned_error());
-        }
-        Ok(())
+        self.latch.check(&self.wal)
     }
 
     /// [`Self::check`] with the state held: a refusal also forgets the armed query.
@@ -403,10 +434,11 @@ impl<E, C> WalRecorder<E, C> {
         Ok(())
     }
 
-    /// Arms a query and returns a guard over it: [`RecorderTx::commit`] commits (and flushes),
-    /// [`RecorderTx::abort`] aborts, and dropping the guard (or unwinding through it) aborts,
-    /// poisoning the recorder if the query had recorded anything, since no one is left to
-    /// quarantine the live store.
+    /// Arms a query and returns a guard over it: [`RecorderTx::commit`],
+    /// [`RecorderTx::commit_deferred`] and [`RecorderTx::commit_and_flush`] commit as the
+    /// recorder's methods of the same names do, [`RecorderTx::abort`] aborts, and dropping the
+    /// guard (or unwinding through it) aborts, poisoning the recorder if the query had
+    /// recorded anything, since no one is left to quarantine the live store.
     ///
     /// # Errors
     /// As [`WalRecorder::arm`].
@@ -420,6 +452,10 @@ impl<E, C> WalRecorder<E, C> {
     /// [`SyncPolicy::Always`] the transaction is durable on return; under the other policies it
     /// is written to the OS and [`WalRecorder::flush`] is the durability point.
     ///
+    /// Under `Always` the fsync happens inside this call, so a host that calls it under its
+    /// store lock holds the lock across the fsync and its queries cannot share one: use
+    /// [`WalRecorder::commit_deferred`] and wait on the ticket after releasing the lock.
+    ///
     /// Returns [`WroteCommit::No`] without touching the log when nothing was recorded.
     ///
     /// # Errors
@@ -430,12 +466,44 @@ impl<E, C> WalRecorder<E, C> {
         self.commit_inner(false)
     }
 
+    /// Ends the armed query as [`WalRecorder::commit`] does, but hands the wait for the fsync
+    /// to the returned [`CommitTicket`]: the host calls this under its store lock, releases
+    /// the lock, then calls [`CommitTicket::wait`]. This is group commit: concurrent queries
+    /// commit in the order the store applied them and share one write and one fsync while
+    /// they wait, instead of each holding the lock across its own.
+    ///
+    /// * Under [`SyncPolicy::Always`] the transaction is only queued in the log (a copy and a
+    ///   checksum, no I/O); the ticket's wait writes and fsyncs it, or finds that a
+    ///   concurrent waiter's fsync already covered it.
+    /// * Under [`SyncPolicy::Interval`] and [`SyncPolicy::Never`] it is written to the OS here,
+    ///   as `commit` writes it (one write, no fsync); the ticket has no I/O left to wait for.
+    /// * A query that outgrew [`RecorderOptions::max_buffered_bytes`] has streamed fragments:
+    ///   it is committed here as `commit` commits it (durable on return under `Always`).
+    /// * A query that recorded nothing touches no log and gets a ticket for
+    ///   [`WroteCommit::No`].
+    ///
+    /// Nothing is acknowledged until the ticket's wait returns `Ok`.
+    ///
+    /// # Errors
+    /// As [`WalRecorder::commit`].
+    pub fn commit_deferred(&self) -> Result<CommitTicket> {
+        let queued = self.wal.options().sync == SyncPolicy::Always;
+        let wrote = self.commit_inner(queued)?;
+        Ok(CommitTicket::new(
+            self.wal.clone(),
+            self.latch.clone(),
+            self.mirror.clone(),
+            wrote,
+            queued,
+        ))
+    }
+
     /// Like [`WalRecorder::commit`], but the transaction is only queued in the log
-    /// ([`Wal::append_queued`]): no I/O, nothing acknowledged. The host calls it while holding
-    /// its store lock, releases the lock, then waits with `wal().wait_durable(lsn)`; concurrent
-    /// queries then share one write and one fsync, and the log order stays the order in which
-    /// the store applied them. (A transaction that streamed fragments is committed as
-    /// [`WalRecorder::commit`] does.)
+    /// ([`Wal::append_queued`]), whatever the policy: no I/O, nothing acknowledged, and
+    /// waiting (`wal().wait_durable(lsn)`, which fsyncs under every policy) and checking for
+    /// poisoning afterwards are the host's job. [`WalRecorder::commit_deferred`] does all of
+    /// it; this is the building block underneath. (A transaction that streamed fragments is
+    /// committed as [`WalRecorder::commit`] does.)
     ///
     /// # Errors
     /// As [`WalRecorder::commit`].
@@ -472,16 +540,30 @@ impl<E, C> WalRecorder<E, C> {
     }
 
     /// [`WalRecorder::commit`], then [`WalRecorder::flush`] only when something was written:
-    /// the normal durable boundary of a query. A read-only query costs no I/O at all.
+    /// durable on return under every policy, and the mirror (if any) has persisted. A
+    /// read-only query costs no I/O at all. The fsync happens inside this call;
+    /// [`WalRecorder::commit_deferred`] followed by [`CommitTicket::wait_and_flush`] gives the
+    /// same guarantee with the wait outside the host's lock.
     ///
     /// # Errors
     /// As [`WalRecorder::commit`] and [`WalRecorder::flush`].
-    pub fn commit_and_flush_if_needed(&self) -> Result<WroteCommit> {
+    pub fn commit_and_flush(&self) -> Result<WroteCommit> {
         let wrote = self.commit()?;
         if wrote.wrote() {
             self.flush()?;
         }
         Ok(wrote)
+    }
+
+    /// The former name of [`WalRecorder::commit_and_flush`], kept only until the last caller
+    /// moves.
+    ///
+    /// # Errors
+    /// As [`WalRecorder::commit_and_flush`].
+    #[doc(hidden)]
+    #[deprecated(note = "renamed `commit_and_flush`")]
+    pub fn commit_and_flush_if_needed(&self) -> Result<WroteCommit> {
+        self.commit_and_flush()
     }
 
     /// Ends the armed query without writing it. When fragments of it were already streamed to
@@ -511,8 +593,9 @@ impl<E, C> WalRecorder<E, C> {
     /// Makes every committed transaction durable, then lets the mirror persist: under
     /// [`SyncPolicy::Interval`] and [`SyncPolicy::Never`] this fsyncs; under
     /// [`SyncPolicy::Always`], where [`WalRecorder::commit`] already waited for durability,
-    /// it costs nothing unless transactions committed with `commit_queued` are still queued,
-    /// which it writes and fsyncs.
+    /// it costs nothing unless transactions committed with `commit_queued` or
+    /// `commit_deferred` are still queued (their tickets not waited yet), which it writes and
+    /// fsyncs.
     ///
     /// # Errors
     /// [`RecorderError::Poisoned`]; [`RecorderError::Wal`] or [`RecorderError::Mirror`] (which
@@ -584,7 +667,7 @@ impl<E, C> WalRecorder<E, C> {
     #[must_use]
     pub fn is_poisoned(&self) -> bool {
         self.settle();
-        self.poisoned.load(Ordering::Acquire) || self.wal.poisoned_reason().is_some()
+        self.latch.is_set() || self.wal.poisoned_reason().is_some()
     }
 
     /// Why the recorder refuses work: its own latched failure, or else a failure latched by the
@@ -592,8 +675,8 @@ impl<E, C> WalRecorder<E, C> {
     #[must_use]
     pub fn poisoned_reason(&self) -> Option<String> {
         self.settle();
-        if self.poisoned.load(Ordering::Acquire) {
-            return lock(&self.reason).clone();
+        if self.latch.is_set() {
+            return self.latch.reason();
         }
         self.wal.poisoned_reason()
     }
@@ -684,12 +767,12 @@ impl<E, C: Codec<E>> WalRecorder<E, C> {
 
     /// Commits an explicit transaction whose events were buffered elsewhere (for example by a
     /// host transaction with savepoints): arms, records every event, then
-    /// [`WalRecorder::commit_and_flush_if_needed`]. An empty `events` writes nothing and
-    /// returns [`WroteCommit::No`].
+    /// [`WalRecorder::commit_and_flush`]. An empty `events` writes nothing and returns
+    /// [`WroteCommit::No`].
     ///
     /// # Errors
     /// As [`WalRecorder::arm`], [`WalRecorder::try_record`] and
-    /// [`WalRecorder::commit_and_flush_if_needed`]; in particular
+    /// [`WalRecorder::commit_and_flush`]; in particular
     /// [`RecorderError::AlreadyArmed`] (which poisons) when called inside an armed query.
     pub fn commit_events<I>(&self, events: I) -> Result<WroteCommit>
     where
@@ -699,7 +782,7 @@ impl<E, C: Codec<E>> WalRecorder<E, C> {
         for event in events {
             tx.try_record(&event)?;
         }
-        tx.commit()
+        tx.commit_and_flush()
     }
 }
 

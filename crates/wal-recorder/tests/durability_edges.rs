@@ -129,7 +129,10 @@ fn a_new_process_makes_an_archive_file_left_by_a_failed_persist_durable() {
         vfs.op_count(OpKind::Write) + 2, // the log's write succeeds, the mirror's header write fails
         wal_log::sim::Fault::Eio,
     );
-    assert!(matches!(tx.commit(), Err(RecorderError::Mirror(_))));
+    assert!(matches!(
+        tx.commit_and_flush(),
+        Err(RecorderError::Mirror(_))
+    ));
     drop(rec); // "restart the process and recover"
     let rec = Rec::new(open_sim(&vfs, SyncPolicy::Always)).with_mirror(Arc::new(
         DirMirror::with_vfs(Arc::new(vfs.clone()), "/arch"),

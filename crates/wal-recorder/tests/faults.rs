@@ -89,7 +89,7 @@ fn a_failed_flush_under_never_poisons_and_the_commit_is_not_durable() {
     rec.arm().unwrap();
     rec.record(set(100, 1));
     // The normal durable boundary reports the failure instead of `Yes`.
-    let err = rec.commit_and_flush_if_needed().unwrap_err();
+    let err = rec.commit_and_flush().unwrap_err();
     assert!(is_io(&err), "{err:?}");
     assert_refuses(&rec);
     drop(rec);

@@ -53,10 +53,14 @@ fn read_only_query_touches_the_log_zero_times() {
         let before = io_counts(&vfs);
         for _ in 0..10 {
             rec.arm().unwrap();
-            assert_eq!(rec.commit_and_flush_if_needed().unwrap(), WroteCommit::No);
+            assert_eq!(rec.commit_and_flush().unwrap(), WroteCommit::No);
             rec.arm().unwrap();
             assert_eq!(rec.commit().unwrap(), WroteCommit::No);
             assert_eq!(rec.begin().unwrap().commit().unwrap(), WroteCommit::No);
+            assert_eq!(
+                rec.begin().unwrap().commit_and_flush().unwrap(),
+                WroteCommit::No
+            );
             rec.arm().unwrap();
             assert!(!rec.abort().unwrap());
         }
@@ -220,15 +224,15 @@ fn commit_under_never_writes_once_and_flush_is_the_durability_point() {
 }
 
 #[test]
-fn commit_and_flush_if_needed_flushes_only_when_something_was_written() {
+fn commit_and_flush_flushes_only_when_something_was_written() {
     let (vfs, rec) = setup(SyncPolicy::Never);
     let syncs = vfs.op_count(OpKind::SyncData);
     rec.arm().unwrap();
-    assert_eq!(rec.commit_and_flush_if_needed().unwrap(), WroteCommit::No);
+    assert_eq!(rec.commit_and_flush().unwrap(), WroteCommit::No);
     assert_eq!(vfs.op_count(OpKind::SyncData), syncs);
     rec.arm().unwrap();
     rec.record(Ev::Delete(9));
-    let lsn = rec.commit_and_flush_if_needed().unwrap().lsn().unwrap();
+    let lsn = rec.commit_and_flush().unwrap().lsn().unwrap();
     assert_eq!(vfs.op_count(OpKind::SyncData), syncs + 1);
     assert_eq!(rec.wal().durable_lsn(), lsn);
 }
@@ -377,7 +381,7 @@ fn mirror_persists_after_flush_and_forced_after_force_fsync() {
     let mirror = Arc::new(CountingMirror::default());
     let rec = rec.with_mirror(mirror.clone());
     rec.arm().unwrap();
-    rec.commit_and_flush_if_needed().unwrap();
+    rec.commit_and_flush().unwrap();
     assert_eq!(
         mirror.persists.load(Ordering::SeqCst),
         0,
@@ -457,7 +461,7 @@ fn once_poisoned_every_entry_point_refuses() {
     rec.record(set(3, 3));
     poisoned(rec.try_record(&set(3, 3)));
     poisoned(rec.commit());
-    poisoned(rec.commit_and_flush_if_needed());
+    poisoned(rec.commit_and_flush());
     poisoned(rec.commit_events([set(4, 4)]));
     poisoned(rec.abort());
     poisoned(rec.flush());
@@ -477,11 +481,11 @@ fn the_guard_commits_and_aborts_explicitly() {
     let tx = rec.begin().unwrap();
     tx.record(set(1, 1));
     tx.try_record(&set(1, 2)).unwrap();
-    let lsn = tx.commit().unwrap().lsn().unwrap();
+    let lsn = tx.commit_and_flush().unwrap().lsn().unwrap();
     assert_eq!(
         rec.wal().durable_lsn(),
         lsn,
-        "the guard's commit is the durable boundary"
+        "the guard's commit_and_flush is the durable boundary"
     );
 
     let tx = rec.begin().unwrap();
@@ -494,7 +498,7 @@ fn the_guard_commits_and_aborts_explicitly() {
 
     let tx = rec.begin().unwrap();
     tx.record(set(3, 3));
-    assert!(tx.commit_unflushed().unwrap().wrote());
+    assert!(tx.commit().unwrap().wrote());
     rec.flush().unwrap();
     drop(rec);
     assert_eq!(
@@ -550,7 +554,7 @@ fn a_second_guard_is_a_double_arm() {
     let (_vfs, rec) = setup(SyncPolicy::Always);
     let tx = rec.begin().unwrap();
     assert!(matches!(rec.begin(), Err(RecorderError::AlreadyArmed)));
-    poisoned(tx.commit());
+    poisoned(tx.commit_and_flush());
 }
 
 /// A codec that refuses negative values.
@@ -677,7 +681,7 @@ fn a_query_past_the_buffer_cap_streams_fragments_and_commits_atomically() {
         rec.wal().stats().appends > 0,
         "fragments reached the log before the commit"
     );
-    let lsn = rec.commit_and_flush_if_needed().unwrap().lsn().unwrap();
+    let lsn = rec.commit_and_flush().unwrap().lsn().unwrap();
     assert!(!rec.is_streaming());
     let kinds = frame_kinds(&vfs, Path::new(DIR));
     assert_eq!(kinds.first(), Some(&FrameKind::FragBegin));

@@ -1,5 +1,5 @@
 //! A proptest state machine: random sequences of arm / record / commit / abort / flush / poison
-//! (and the guard, `commit_events`, checkpoints) against a simple model, including what a
+//! (and the guard, `commit_events`, commit tickets, checkpoints) against a simple model, including what a
 //! replay of the log yields afterwards, and what survives a power loss.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -19,6 +19,8 @@ enum Op {
     Record(Ev),
     Commit,
     CommitAndFlush,
+    /// `commit_deferred`, then the ticket's `wait`, its `wait_and_flush`, or a drop.
+    CommitDeferred(Ticket),
     CommitEvents(Vec<Ev>),
     Abort,
     Flush,
@@ -30,6 +32,14 @@ enum Op {
         events: Vec<Ev>,
         commit: bool,
     },
+}
+
+/// What is done with a commit ticket.
+#[derive(Clone, Copy, Debug)]
+enum Ticket {
+    Wait,
+    WaitAndFlush,
+    Drop,
 }
 
 fn ev() -> impl Strategy<Value = Ev> {
@@ -46,6 +56,8 @@ fn op() -> impl Strategy<Value = Op> {
         12 => ev().prop_map(Op::Record),
         4 => Just(Op::Commit),
         3 => Just(Op::CommitAndFlush),
+        3 => prop_oneof![Just(Ticket::Wait), Just(Ticket::WaitAndFlush), Just(Ticket::Drop)]
+            .prop_map(Op::CommitDeferred),
         2 => proptest::collection::vec(ev(), 0..4).prop_map(Op::CommitEvents),
         3 => Just(Op::Abort),
         2 => Just(Op::Flush),
@@ -180,10 +192,29 @@ fn run(ops: &[Op], sync: SyncPolicy, cap: usize) -> Result<(), TestCaseError> {
                 }
                 (out(r, wrote), m.commit(false, always))
             }
-            Op::CommitAndFlush => (
-                out(rec.commit_and_flush_if_needed(), wrote),
-                m.commit(true, always),
-            ),
+            Op::CommitAndFlush => (out(rec.commit_and_flush(), wrote), m.commit(true, always)),
+            Op::CommitDeferred(how) => {
+                let r = rec.commit_deferred().and_then(|ticket| match how {
+                    Ticket::Wait => ticket.wait(),
+                    Ticket::WaitAndFlush => ticket.wait_and_flush(),
+                    Ticket::Drop => Ok(if let Some(lsn) = ticket.lsn() {
+                        WroteCommit::Yes(lsn)
+                    } else {
+                        WroteCommit::No
+                    }),
+                });
+                if let Ok(WroteCommit::Yes(lsn)) = r {
+                    prop_assert!(lsn > last_lsn);
+                    last_lsn = lsn;
+                }
+                // A dropped ticket's transaction is committed but was never acknowledged.
+                let (flush, acked) = match how {
+                    Ticket::Wait => (false, always),
+                    Ticket::WaitAndFlush => (true, always),
+                    Ticket::Drop => (false, false),
+                };
+                (out(r, wrote), m.commit(flush, acked))
+            }
             Op::CommitEvents(evs) => {
                 let want = match m.arm() {
                     Out::Ok => {
@@ -223,7 +254,7 @@ fn run(ops: &[Op], sync: SyncPolicy, cap: usize) -> Result<(), TestCaseError> {
                             m.record(e);
                         }
                         if *commit {
-                            (out(tx.commit(), wrote), m.commit(true, always))
+                            (out(tx.commit_and_flush(), wrote), m.commit(true, always))
                         } else {
                             drop(tx);
                             if let Out::Aborted(true) = m.abort() {
@@ -283,6 +314,8 @@ proptest! {
                 0 => Op::Abort,
                 1 => Op::Flush,
                 2..=4 => Op::Commit,
+                5 => Op::CommitDeferred(Ticket::Wait),
+                6 => Op::CommitDeferred(Ticket::WaitAndFlush),
                 _ => Op::CommitAndFlush,
             });
             if how == 1 {

@@ -77,7 +77,7 @@ fn run_hosts(rec: &Arc<Rec>, store: &Arc<Mutex<Store>>, threads: u64, queries: u
                             // Read-only query.
                             rec.arm().unwrap();
                             let _ = s.data.get(&rng.next(64));
-                            assert_eq!(rec.commit_and_flush_if_needed().unwrap(), WroteCommit::No);
+                            assert_eq!(rec.commit_and_flush().unwrap(), WroteCommit::No);
                         }
                         1 => {
                             rec.arm().unwrap();
@@ -89,7 +89,7 @@ fn run_hosts(rec: &Arc<Rec>, store: &Arc<Mutex<Store>>, threads: u64, queries: u
                                     s.set(node, (t * 1_000_000 + rng.next(1000)) as i64);
                                 }
                             }
-                            assert!(rec.commit_and_flush_if_needed().unwrap().wrote());
+                            assert!(rec.commit_and_flush().unwrap().wrote());
                             written += 1;
                         }
                         2 => {
@@ -114,7 +114,7 @@ fn run_hosts(rec: &Arc<Rec>, store: &Arc<Mutex<Store>>, threads: u64, queries: u
                             let node = rng.next(64);
                             s.set(node, t as i64);
                             s.set(node + 64, t as i64);
-                            assert!(tx.commit().unwrap().wrote());
+                            assert!(tx.commit_and_flush().unwrap().wrote());
                             written += 1;
                         }
                     }

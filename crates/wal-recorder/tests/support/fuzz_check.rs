@@ -12,8 +12,9 @@
 //! parameters), then up to 64 operations of a few bytes each (see `op`): `arm`; `record` of
 //! small events and of text events from bytes to megabytes (crossing `max_buffered_bytes`,
 //! and past one frame streaming real fragments); `commit`; `commit_queued`, then
-//! `wait_durable`; `commit_and_flush_if_needed`; `abort`; `flush`; `force_fsync`; `poison`;
-//! a `begin` guard finished every way (commit, unflushed, queued, abort, drop);
+//! `wait_durable`, or `commit_deferred`, then the ticket's `wait` or `wait_and_flush` (or a
+//! dropped ticket); `commit_and_flush`; `abort`; `flush`; `force_fsync`; `poison`;
+//! a `begin` guard finished every way (commit_and_flush, commit, queued, abort, drop);
 //! `commit_events`; `checkpoint_marker`; `truncate_up_to`; and `SimVfs` faults (EIO or
 //! ENOSPC on one of the next few operations of a kind, or a power cut).
 //!
@@ -23,7 +24,8 @@
 //! *attempt*: a commit of a query that recorded something, whatever it returned) and what was
 //! acknowledged: a commit that returned an LSN is *written* once a non-queued commit returned
 //! that LSN or a later one; it is *durable* once a commit under `SyncPolicy::Always`,
-//! `commit_and_flush_if_needed`, `wait_durable`, `flush` (under `Interval`/`Never`),
+//! `commit_and_flush`, `wait_durable`, a ticket's `wait` under `Always`, its `wait_and_flush`,
+//! `flush` (under `Interval`/`Never`),
 //! `force_fsync` or a checkpoint marker under `Always` covered its LSN. After the recorder is dropped, the log is recovered from
 //! several crash images (only synced data; everything written; a prefix of the unsynced
 //! operations; a torn last write), and in each:
@@ -182,7 +184,7 @@ impl Model {
     }
 
     /// Records what a commit of the current query returned; `queued` for `commit_queued`,
-    /// `flushed` for `commit_and_flush_if_needed`.
+    /// `flushed` for `commit_and_flush`.
     fn committed(
         &mut self,
         r: &Result<WroteCommit, RecorderError>,
@@ -256,11 +258,11 @@ fn finish_guard(rec: &Rec, m: &mut Model, inp: &mut Input<'_>) {
     }
     match inp.u8() % 5 {
         0 => {
-            let r = tx.commit();
+            let r = tx.commit_and_flush();
             m.committed(&r, false, true);
         }
         1 => {
-            let r = tx.commit_unflushed();
+            let r = tx.commit();
             m.committed(&r, false, false);
         }
         2 => {
@@ -324,17 +326,44 @@ fn op(rec: &Rec, vfs: &SimVfs, m: &mut Model, inp: &mut Input<'_>) {
             m.committed(&r, false, false);
         }
         8 => {
-            let r = rec.commit_queued();
-            let wait = inp.u8() & 1 == 0;
-            if let Some(lsn) = m.committed(&r, true, false)
-                && wait
-                && rec.wal().wait_durable(lsn).is_ok()
-            {
-                m.durable_to(lsn);
+            let how = inp.u8();
+            let wait = how & 1 == 0;
+            if how & 2 == 0 {
+                let r = rec.commit_queued();
+                if let Some(lsn) = m.committed(&r, true, false)
+                    && wait
+                    && rec.wal().wait_durable(lsn).is_ok()
+                {
+                    m.durable_to(lsn);
+                }
+            } else {
+                // Under `Always` the ticket's transaction is queued; otherwise written.
+                let always = m.sync == SyncPolicy::Always;
+                let (r, ticket) = match rec.commit_deferred() {
+                    Ok(t) => (
+                        Ok(t.lsn().map_or(WroteCommit::No, WroteCommit::Yes)),
+                        Some(t),
+                    ),
+                    Err(e) => (Err(e), None),
+                };
+                let lsn = m.committed(&r, always, false);
+                if let (Some(lsn), Some(ticket)) = (lsn, ticket)
+                    && wait
+                {
+                    let flush = how & 4 != 0;
+                    let r = if flush {
+                        ticket.wait_and_flush()
+                    } else {
+                        ticket.wait()
+                    };
+                    if r.is_ok() && (flush || always) {
+                        m.durable_to(lsn);
+                    }
+                }
             }
         }
         9 => {
-            let r = rec.commit_and_flush_if_needed();
+            let r = rec.commit_and_flush();
             m.committed(&r, false, true);
         }
         10 => {
@@ -359,7 +388,7 @@ fn op(rec: &Rec, vfs: &SimVfs, m: &mut Model, inp: &mut Input<'_>) {
         }
         14 => finish_guard(rec, m, inp),
         15 => {
-            // `begin`, `try_record` each, `commit_and_flush_if_needed`. When `begin` fails the
+            // `begin`, `try_record` each, `commit_and_flush`. When `begin` fails the
             // recorder was poisoned (or is now, by a double arm) and nothing later commits, so
             // counting the events as an attempt is harmless.
             let tx = m.tx + 1;
