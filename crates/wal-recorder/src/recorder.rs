@@ -555,17 +555,6 @@ impl<E, C> WalRecorder<E, C> {
         Ok(wrote)
     }
 
-    /// The former name of [`WalRecorder::commit_and_flush`], kept only until the last caller
-    /// moves.
-    ///
-    /// # Errors
-    /// As [`WalRecorder::commit_and_flush`].
-    #[doc(hidden)]
-    #[deprecated(note = "renamed `commit_and_flush`")]
-    pub fn commit_and_flush_if_needed(&self) -> Result<WroteCommit> {
-        self.commit_and_flush()
-    }
-
     /// Ends the armed query without writing it. When fragments of it were already streamed to
     /// the log an abort frame closes them (replay skips them). Without an armed query this is
     /// a no-op (unwind paths call it).
