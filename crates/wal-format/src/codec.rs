@@ -113,7 +113,33 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned> Codec<E> for Bincode {
             // Inputs above 4 GiB: no allocation larger than `isize::MAX` is ever attempted.
             decode_limited::<E, { isize::MAX as usize }>(input)
         };
-        r.map_err(|e| CodecError(e.to_string()))
+        r.map_err(|e| CodecError(describe(&e)))
+    }
+}
+
+/// bincode's decode error in words (its `Display` is its `Debug`); the common cases of a
+/// payload that does not match the type it is decoded as.
+#[cfg(feature = "bincode")]
+fn describe(e: &bincode::error::DecodeError) -> String {
+    use bincode::error::DecodeError as D;
+    match e {
+        D::UnexpectedEnd { additional } => format!(
+            "the payload ends before the event does (at least {additional} more byte(s) needed)"
+        ),
+        D::LimitExceeded => "a length in the payload is larger than the payload could hold".into(),
+        D::UnexpectedVariant {
+            type_name, found, ..
+        } => format!("variant number {found} is not a variant of enum `{type_name}`"),
+        D::Utf8 { inner } => format!("a string is not valid UTF-8 ({inner})"),
+        D::InvalidBooleanValue(v) => format!("{v} is not a boolean (0 or 1)"),
+        D::InvalidCharEncoding(b) => format!("bytes {b:02x?} are not a char"),
+        D::ArrayLengthMismatch { required, found } => {
+            format!("an array of {found} elements where the type has {required}")
+        }
+        D::OutsideUsizeRange(v) => format!("{v} does not fit a usize"),
+        D::OtherString(s) => s.clone(),
+        D::Other(s) => (*s).to_string(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -160,6 +186,22 @@ mod tests {
             ]
         );
         assert!(decode_all::<Ev, _>(&Bincode, &[0xff, 0xff, 0xff]).is_err());
+    }
+
+    /// Decoding errors are words, not bincode's `Debug` text.
+    #[test]
+    fn decode_errors_read_as_words() {
+        let mut p = Vec::new();
+        Bincode.encode(&Ev::Del("key".into()), &mut p).unwrap();
+        let short = decode_all::<Ev, _>(&Bincode, &p[..p.len() - 1]).unwrap_err();
+        assert!(short.0.contains("ends before the event does"), "{short}");
+        let unknown = decode_all::<Ev, _>(&Bincode, &[7]).unwrap_err();
+        assert!(unknown.0.contains("variant index"), "{unknown}");
+        let bad_utf8 = decode_all::<String, _>(&Bincode, &[1, 0xff]).unwrap_err();
+        assert!(bad_utf8.0.contains("not valid UTF-8"), "{bad_utf8}");
+        for e in [short, unknown, bad_utf8] {
+            assert!(!e.0.contains('{') && !e.0.contains("Unexpected"), "{e}");
+        }
     }
 
     #[test]

@@ -66,6 +66,10 @@ pub struct SegmentHeader {
     /// than zeros. They are written under another checksum seed, so they never verify here;
     /// the writer ends its data with an all-zero frame header instead (see `docs/format.md`).
     pub recycled: bool,
+    /// The version of what the payloads of this segment's frames hold, as the log's user
+    /// numbers it (an event schema); opaque to the log. 0 means "not recorded", and is what
+    /// every segment written before the field existed holds (the bytes were reserved, zero).
+    pub payload_schema: u32,
 }
 
 /// Bit of the header's flags field: [`SegmentHeader::recycled`].
@@ -81,7 +85,15 @@ impl SegmentHeader {
             base_lsn,
             oldest_open_lsn: Lsn::ZERO,
             recycled: false,
+            payload_schema: 0,
         }
+    }
+
+    /// This header with [`SegmentHeader::payload_schema`] set to `schema`.
+    #[must_use]
+    pub const fn with_payload_schema(mut self, schema: u32) -> SegmentHeader {
+        self.payload_schema = schema;
+        self
     }
 
     /// The checksum seed of every frame in this segment.
@@ -107,7 +119,7 @@ impl SegmentHeader {
         b[32..40].copy_from_slice(&self.seq.0.to_le_bytes());
         b[40..48].copy_from_slice(&self.base_lsn.0.to_le_bytes());
         b[48..56].copy_from_slice(&self.oldest_open_lsn.0.to_le_bytes());
-        // 56..60 reserved, zero.
+        b[56..60].copy_from_slice(&self.payload_schema.to_le_bytes());
         let crc = crc32c::crc32c(&b[0..60]);
         b[60..64].copy_from_slice(&crc.to_le_bytes());
         b
@@ -117,7 +129,7 @@ impl SegmentHeader {
     ///
     /// # Errors
     /// A typed [`FormatError`] for a short buffer, wrong magic, a checksum mismatch, a future
-    /// version or reserved bits set. The checks run in that order, so a file that is not a
+    /// version or reserved bits set (the payload schema, bytes 56..60, may hold any value). The checks run in that order, so a file that is not a
     /// segment at all reports [`FormatError::BadMagic`], and no field is trusted before the
     /// checksum has verified it.
     pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, FormatError> {
@@ -159,11 +171,6 @@ impl SegmentHeader {
                 detail: "header length",
             });
         }
-        if b[56..60] != [0; 4] {
-            return Err(FormatError::HeaderReserved {
-                detail: "reserved bytes 56..60",
-            });
-        }
         let mut id = [0u8; 16];
         id.copy_from_slice(&b[16..32]);
         let header = SegmentHeader {
@@ -172,6 +179,7 @@ impl SegmentHeader {
             base_lsn: Lsn(u64::from_le_bytes(arr8(&b[40..48]))),
             oldest_open_lsn: Lsn(u64::from_le_bytes(arr8(&b[48..56]))),
             recycled: flags & HEADER_FLAG_RECYCLED != 0,
+            payload_schema: u32::from_le_bytes(arr4(&b[56..60])),
         };
         header.check_ranges()?;
         Ok(header)
@@ -221,6 +229,7 @@ mod tests {
             base_lsn: Lsn(1000),
             oldest_open_lsn: Lsn(990),
             recycled: false,
+            payload_schema: 0,
         }
     }
 
@@ -235,6 +244,26 @@ mod tests {
         let bytes = r.encode();
         assert_eq!(&bytes[10..12], &HEADER_FLAG_RECYCLED.to_le_bytes());
         assert_eq!(SegmentHeader::decode(&bytes), Ok(r));
+    }
+
+    /// The payload schema sits in bytes 56..60 (reserved and zero before it existed), is
+    /// covered by the checksum, and a header without one encodes exactly as before.
+    #[test]
+    fn payload_schema_round_trips_in_the_formerly_reserved_bytes() {
+        let old = sample().encode();
+        assert_eq!(old[56..60], [0; 4]);
+        assert_eq!(SegmentHeader::decode(&old).unwrap().payload_schema, 0);
+        let h = sample().with_payload_schema(0xdead_beef);
+        let b = h.encode();
+        assert_eq!(b[56..60], 0xdead_beef_u32.to_le_bytes());
+        assert_eq!(b[..56], old[..56]);
+        assert_eq!(SegmentHeader::decode(&b), Ok(h));
+        let mut flipped = b;
+        flipped[57] ^= 1;
+        assert!(matches!(
+            SegmentHeader::decode(&flipped),
+            Err(FormatError::HeaderChecksum { .. })
+        ));
     }
 
     #[test]

@@ -122,7 +122,7 @@ fn annotate_tiny(b: &[u8], header: &SegmentHeader) -> String {
     field(32..40, "segment seq = 1 (u64 LE)".into());
     field(40..48, "base LSN = 1 (u64 LE)".into());
     field(48..56, "oldest open LSN = 0 (u64 LE)".into());
-    field(56..60, "reserved, zero".into());
+    field(56..60, "payload schema = 0 (not recorded)".into());
     field(
         60..64,
         format!(
@@ -185,6 +185,31 @@ fn tiny_segment() {
             "docs/format.md's worked example is out of date; paste tests/golden/tiny.txt into it"
         );
     }
+}
+
+/// The payload schema lives in header bytes 56..60, which were reserved and zero: every golden
+/// file (written before it existed) reads as schema 0 and re-encodes byte for byte, and a
+/// segment stamped with a schema differs from it only in those bytes and the header checksum,
+/// its frames verifying the same (their seed does not involve the schema).
+#[test]
+fn payload_schema_is_zero_in_old_files_and_changes_only_its_header_bytes() {
+    for name in ["tiny.seg", "tx.seg", "fragments.seg", "torn.seg"] {
+        let file = std::fs::read(golden_dir().join(name)).unwrap();
+        let h = SegmentHeader::decode(&file).unwrap();
+        assert_eq!(h.payload_schema, 0, "{name}");
+        assert_eq!(h.encode()[..], file[..SEGMENT_HEADER_LEN], "{name}");
+    }
+    let (header, specs) = tiny();
+    let old = build(&header, &specs).bytes;
+    let stamped = build(&header.with_payload_schema(7), &specs).bytes;
+    assert_eq!(stamped.len(), old.len());
+    let differ: Vec<usize> = (0..old.len()).filter(|&i| old[i] != stamped[i]).collect();
+    assert!(differ.iter().all(|i| (56..64).contains(i)), "{differ:?}");
+    assert_eq!(stamped[56..60], 7u32.to_le_bytes());
+    assert_eq!(SegmentHeader::decode(&stamped).unwrap().payload_schema, 7);
+    let [a, _] = scan(&old);
+    let [b, _] = scan(&stamped);
+    assert_eq!((a.frames, a.end), (b.frames, b.end));
 }
 
 // ---------------------------------------------------------------------------------------------

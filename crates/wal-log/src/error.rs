@@ -44,6 +44,25 @@ pub enum WalError {
         /// The version error.
         source: FormatError,
     },
+    /// A segment holds payloads of another schema than the log was opened for
+    /// ([`crate::Options::payload_schema`]), and not one of
+    /// [`crate::Options::upgrade_payload_schemas`]. Nothing was changed.
+    #[error(
+        "segment {segment} holds payload schema {}, but the log was opened for schema {}{}; nothing was changed",
+        schema_name(*found),
+        schema_name(*expected),
+        upgrades(accepted)
+    )]
+    PayloadSchema {
+        /// The segment file.
+        segment: PathBuf,
+        /// The schema its header records.
+        found: u32,
+        /// The schema the log was opened for.
+        expected: u32,
+        /// The older schemas the log was opened to accept as well.
+        accepted: Vec<u32>,
+    },
     /// A segment belongs to another log.
     #[error("segment {segment} belongs to log {found}, but this log is {expected}")]
     ForeignSegment {
@@ -143,4 +162,22 @@ pub(crate) fn io_err(
 ) -> impl FnOnce(io::Error) -> WalError {
     let path = path.into();
     move |source| WalError::Io { op, path, source }
+}
+
+/// A payload schema in words: 0 is "not recorded".
+pub(crate) fn schema_name(schema: u32) -> String {
+    if schema == 0 {
+        "0 (not recorded)".into()
+    } else {
+        schema.to_string()
+    }
+}
+
+fn upgrades(accepted: &[u32]) -> String {
+    if accepted.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = accepted.iter().map(|s| schema_name(*s)).collect();
+        format!(" (or, to upgrade, {})", list.join(", "))
+    }
 }

@@ -54,6 +54,10 @@ pub struct OpenReport {
     pub recycled_kept: usize,
     /// Recycled segment files found beyond that limit, and removed.
     pub recycled_removed: usize,
+    /// The payload schema of every segment of the log after recovery, oldest first, as its
+    /// header records it ([`Options::payload_schema`]), including a segment the open started
+    /// because the newest one carried another schema than the log was opened for.
+    pub payload_schemas: Vec<(SegmentSeq, u32)>,
     /// Bytes of segment files the recovery scan read (each file once, preallocated space
     /// included).
     pub bytes_scanned: u64,
@@ -163,6 +167,7 @@ fn open_impl(
     {
         return Err(visit_stopped(&wal.inner.dir));
     }
+    start_schema_segment(&wal, &mut report)?;
     (report.recycled_kept, report.recycled_removed) = adopt_recycled(&wal, &listing.recycled)?;
     // Close fragmented transactions that a crash left open, so readers need not hold them.
     for s in report.aborted_streams.clone() {
@@ -186,6 +191,30 @@ fn open_impl(
         "opened WAL"
     );
     Ok((wal, report))
+}
+
+/// When the newest segment carries another payload schema than the log stamps (it was opened
+/// to upgrade), seals it and starts a new segment, before anything is appended: every frame
+/// is written under its segment's schema. After the visitor's `recovered` (the seal takes the
+/// LSN after the recovered end, as the abort frames do), before the abort frames.
+fn start_schema_segment(wal: &Wal, report: &mut OpenReport) -> Result<()> {
+    let schema = wal.inner.opts.payload_schema.unwrap_or(0);
+    let Some(&(seq, newest)) = report.payload_schemas.last() else {
+        return Ok(());
+    };
+    if newest == schema {
+        return Ok(());
+    }
+    tracing::info!(
+        segment = seq.0,
+        from = newest,
+        to = schema,
+        "starting a new segment for the new payload schema"
+    );
+    let next = wal.inner.rotate_now()?;
+    report.payload_schemas.push((next, schema));
+    report.segments += 1;
+    Ok(())
 }
 
 /// Takes the directory lock. A lock that is busy is retried for up to 100 ms before
@@ -239,9 +268,15 @@ pub fn check_not_open(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
     }
 }
 
-fn create(dir: PathBuf, opts: Options, lock_guard: Box<dyn VfsLock>) -> Result<(Wal, OpenReport)> {
+fn create(
+    dir: PathBuf,
+    mut opts: Options,
+    lock_guard: Box<dyn VfsLock>,
+) -> Result<(Wal, OpenReport)> {
     let log_id = fresh_log_id();
-    let header = SegmentHeader::new(log_id, SegmentSeq::FIRST, Lsn::FIRST);
+    let schema = *opts.payload_schema.get_or_insert(0);
+    let header =
+        SegmentHeader::new(log_id, SegmentSeq::FIRST, Lsn::FIRST).with_payload_schema(schema);
     let info = SegmentInfo {
         seq: header.seq,
         base_lsn: header.base_lsn,
@@ -267,6 +302,7 @@ fn create(dir: PathBuf, opts: Options, lock_guard: Box<dyn VfsLock>) -> Result<(
         segments: 1,
         first_lsn: Lsn::FIRST,
         last_lsn: Lsn::ZERO,
+        payload_schemas: vec![(SegmentSeq::FIRST, schema)],
         ..OpenReport::default()
     };
     Ok((inner, report))
@@ -516,7 +552,7 @@ fn remove_prealloc(vfs: &dyn Vfs, dir: &Path, present: bool) -> Result<()> {
 
 fn recover(
     dir: PathBuf,
-    opts: Options,
+    mut opts: Options,
     lock_guard: Box<dyn VfsLock>,
     segs: &[SegmentSeq],
     prealloc: bool,
@@ -559,6 +595,14 @@ fn recover(
         };
         if let Some(e) = does_not_join(&path, log_id, scans.last().map(|p| p.last_lsn), &h) {
             return Err(e);
+        }
+        if !opts.accepts_payload_schema(h.payload_schema) {
+            return Err(WalError::PayloadSchema {
+                segment: path,
+                found: h.payload_schema,
+                expected: opts.payload_schema.unwrap_or(0),
+                accepted: opts.upgrade_payload_schemas.clone(),
+            });
         }
         log_id.get_or_insert(h.log_id);
         let scan = seg.scan(expect_sealed, &mut streams, &mut buf, visit.as_deref_mut())?;
@@ -722,6 +766,13 @@ fn recover(
         .collect();
     report.first_lsn = infos.first().map_or(Lsn::FIRST, |s| s.base_lsn);
     report.last_lsn = last_lsn;
+    report.payload_schemas = scans
+        .iter()
+        .filter_map(|s| Some((s.seq, s.header?.payload_schema)))
+        .collect();
+    // Without a schema of its own, the log goes on with the newest segment's.
+    let newest_schema = report.payload_schemas.last().map_or(0, |&(_, v)| v);
+    let schema = *opts.payload_schema.get_or_insert(newest_schema);
     let last_scan = last.clone();
     // What the scan found may so far be only in the page cache: a process that died (or a log
     // that failed) between a write and its fsync leaves frames, a seal and directory entries
@@ -742,7 +793,9 @@ fn recover(
             base_lsn: last_lsn.next(),
             oldest_open_lsn: streams.first().copied().unwrap_or(Lsn::ZERO),
             recycled: false,
+            payload_schema: schema,
         };
+        report.payload_schemas.push((next, schema));
         infos.push(SegmentInfo {
             seq: next,
             base_lsn: header.base_lsn,

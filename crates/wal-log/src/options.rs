@@ -72,6 +72,28 @@ pub struct Options {
     pub create_if_missing: bool,
     /// The file system. Default [`StdVfs`].
     pub vfs: Arc<dyn Vfs>,
+    /// The version of what this log's payloads hold, as its user numbers it (an event schema;
+    /// opaque to the log), stamped into every segment the log creates
+    /// ([`wal_format::SegmentHeader::payload_schema`]). Default `None`.
+    ///
+    /// * `None`: the log does not look: [`crate::Wal::open`] accepts segments of any schema,
+    ///   and new segments carry the schema of the newest existing one (0, "not recorded",
+    ///   for a new log). For tools, and for logs whose users do not version their payloads.
+    /// * `Some(v)`: open refuses a log holding a segment whose schema is neither `v` nor one
+    ///   of [`Options::upgrade_payload_schemas`], with [`crate::WalError::PayloadSchema`]
+    ///   naming the segment and both versions, before anything on disk is changed. When the
+    ///   newest segment carries another schema than `v` (an upgrade), open seals it and starts
+    ///   a new segment stamped `v` before it appends anything, so that every frame is written
+    ///   under its segment's schema. Every new segment carries `v`.
+    ///
+    /// After [`crate::Wal::open`], [`crate::Wal::options`] shows `Some` of the schema the log
+    /// stamps. Each segment's schema is reported ([`crate::OpenReport::payload_schemas`],
+    /// [`crate::SegmentScan::header`]).
+    pub payload_schema: Option<u32>,
+    /// Older payload schemas the user can still read (its upgrade path), which open accepts in
+    /// existing segments besides [`Options::payload_schema`]. Only with `Some` schema. Default
+    /// empty: every segment must carry that schema.
+    pub upgrade_payload_schemas: Vec<u32>,
 }
 
 impl Default for Options {
@@ -85,6 +107,8 @@ impl Default for Options {
             max_transaction_size: 256 << 20,
             create_if_missing: true,
             vfs: Arc::new(StdVfs),
+            payload_schema: None,
+            upgrade_payload_schemas: Vec::new(),
         }
     }
 }
@@ -137,6 +161,26 @@ impl Options {
     pub fn create_if_missing(mut self, on: bool) -> Self {
         self.create_if_missing = on;
         self
+    }
+
+    /// Sets [`Options::payload_schema`] to `Some(schema)`.
+    #[must_use]
+    pub fn payload_schema(mut self, schema: u32) -> Self {
+        self.payload_schema = Some(schema);
+        self
+    }
+    /// Sets [`Options::upgrade_payload_schemas`].
+    #[must_use]
+    pub fn upgrade_payload_schemas(mut self, older: impl IntoIterator<Item = u32>) -> Self {
+        self.upgrade_payload_schemas = older.into_iter().collect();
+        self
+    }
+    /// Whether open accepts a segment of payload schema `schema`.
+    pub(crate) fn accepts_payload_schema(&self, schema: u32) -> bool {
+        match self.payload_schema {
+            None => true,
+            Some(v) => v == schema || self.upgrade_payload_schemas.contains(&schema),
+        }
     }
 
     pub(crate) fn interval(&self) -> Option<Duration> {

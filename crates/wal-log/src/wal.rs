@@ -828,6 +828,16 @@ impl Inner {
         }
     }
 
+    /// Seals the active segment and switches to the next one now, whatever its size (open,
+    /// before anything is appended, when the newest segment carries another payload schema).
+    /// Returns the new segment's sequence number.
+    pub(crate) fn rotate_now(&self) -> Result<SegmentSeq> {
+        let mut w = lock(&self.writer);
+        self.check_poison()?;
+        self.rotate(&mut w)?;
+        Ok(w.seq)
+    }
+
     /// Seals the active segment and switches to the next one. Called with the append lock held
     /// by the flush leader. The seal and everything before it are durable before the next
     /// segment gets its name, so a segment exists on disk only when its predecessor is sealed.
@@ -900,6 +910,7 @@ impl Inner {
             base_lsn: w.next_lsn,
             oldest_open_lsn: oldest_open,
             recycled: false,
+            payload_schema: self.opts.payload_schema.unwrap_or(0),
         };
         let (file, header) = self
             .install_segment(header, true)

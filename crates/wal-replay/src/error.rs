@@ -131,6 +131,27 @@ pub enum ReplayError {
         /// The state machine's error.
         source: ApplyError,
     },
+    /// A committed transaction's payload did not decode as the state machine's event type
+    /// (the default [`crate::StateMachine::apply_transaction`]): names the LSN, the type and
+    /// the event schema.
+    #[error(transparent)]
+    Decode(Box<crate::state::EventDecodeError>),
+    /// A segment or snapshot holds events of an event schema the state machine does not read
+    /// ([`crate::StateMachine::EVENT_SCHEMA`], [`crate::StateMachine::reads_event_schema`]).
+    /// Recovery refuses it before changing anything on disk.
+    #[error(
+        "{file} holds events of event schema {}, but the state machine's is {} and it reads no other; nothing was changed (an engine that can migrate accepts the older version in StateMachine::reads_event_schema and upgrades it in apply_upgrade/restore_upgrade)",
+        crate::state::schema_name(*found),
+        crate::state::schema_name(*expected)
+    )]
+    EventSchema {
+        /// The segment or snapshot file.
+        file: PathBuf,
+        /// The event schema it records.
+        found: u32,
+        /// The state machine's ([`crate::StateMachine::EVENT_SCHEMA`]).
+        expected: u32,
+    },
     /// A checkpoint was asked for at an LSN the log has not made durable.
     #[error("checkpoint fence {fence} is beyond the durable end of the log ({durable})")]
     FenceNotDurable {
@@ -163,4 +184,13 @@ pub(crate) fn io_err(
 ) -> impl FnOnce(io::Error) -> ReplayError {
     let path = path.into();
     move |source| ReplayError::Io { op, path, source }
+}
+
+/// The error of applying the transaction at `lsn`: [`ReplayError::Decode`] when its payload
+/// did not decode, else [`ReplayError::Apply`].
+pub(crate) fn apply_err(lsn: Lsn, source: ApplyError) -> ReplayError {
+    match source.downcast::<crate::state::EventDecodeError>() {
+        Ok(d) => ReplayError::Decode(d),
+        Err(source) => ReplayError::Apply { lsn, source },
+    }
 }

@@ -98,4 +98,4 @@ pub use recover::{
 pub use snapshot::{
     SnapshotFile, SnapshotHeader, SnapshotListing, SnapshotStore, VerifiedSnapshot,
 };
-pub use state::StateMachine;
+pub use state::{EventDecodeError, StateMachine};

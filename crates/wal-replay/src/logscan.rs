@@ -140,6 +140,14 @@ impl LogFrames {
         })
     }
 
+    /// The payload schema of the segment the last frame came from (0 before any): the event
+    /// schema its transactions were written under.
+    pub(crate) fn schema(&self) -> u32 {
+        self.cursor
+            .as_ref()
+            .map_or(0, |c| c.scanner.header().payload_schema)
+    }
+
     /// After the iterator is exhausted: where and how it ended (`None` for an empty log).
     pub(crate) fn end(&self) -> Option<&LogEnd> {
         self.end.as_ref()

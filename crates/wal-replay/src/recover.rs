@@ -1,9 +1,9 @@
 //! Recovery: newest valid snapshot, then the committed transactions after its fence.
 
-use crate::error::{ReplayError, Result};
+use crate::error::{ReplayError, Result, apply_err};
 use crate::logscan::{LogFrames, TransactionAssembler, list_segments, read_header, start_index};
 use crate::snapshot::{SnapshotFile, SnapshotStore, VerifiedSnapshot};
-use crate::state::StateMachine;
+use crate::state::{StateMachine, apply_at_schema};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -394,7 +394,10 @@ where
             target,
             ..RecoveryReport::default()
         };
-        let plan = plan(&store, &listing.snapshots, &*vfs, &log_dir, &mut report)?;
+        let schemas = Schemas::of::<S>();
+        let snaps = (&store, &listing.snapshots[..]);
+        let plan = plan(snaps, &*vfs, &log_dir, schemas, &mut report)?;
+        let log_opts = schemas.wal_options(&wal_opts, &plan.older_schemas);
         let mut pass = OnePass::new(
             state,
             codec,
@@ -402,7 +405,7 @@ where
             plan,
             (target, budget),
         );
-        let opened = Wal::open_visit(&log_dir, wal_opts.clone(), &mut pass);
+        let opened = Wal::open_visit(&log_dir, log_opts, &mut pass);
         let (wal, open) = match opened {
             Ok(x) => x,
             Err(VisitError::Wal(e)) => return Err(e.into()),
@@ -584,16 +587,57 @@ struct Plan {
     covered: Result<Lsn>,
     /// Frames of segments before this one are not needed to replay from the fence.
     start: SegmentSeq,
+    /// The older event schemas the log's segments hold (all read by the state machine): the
+    /// log is opened to accept them.
+    older_schemas: Vec<u32>,
     /// Time spent choosing.
     elapsed: Duration,
 }
 
-/// Reads the first segment's header, chooses the snapshot and checks that the log covers it.
+/// The event schemas of a state machine: its own, and which it reads.
+#[derive(Clone, Copy)]
+struct Schemas {
+    own: u32,
+    reads: fn(u32) -> bool,
+}
+
+impl Schemas {
+    fn of<S: StateMachine + ?Sized>() -> Schemas {
+        Schemas {
+            own: S::EVENT_SCHEMA,
+            reads: S::reads_event_schema,
+        }
+    }
+
+    /// Refuses `file`, holding events of schema `found`, unless the state machine reads it.
+    fn check(self, file: &Path, found: u32) -> Result<()> {
+        if found == self.own || (self.reads)(found) {
+            return Ok(());
+        }
+        Err(ReplayError::EventSchema {
+            file: file.to_path_buf(),
+            found,
+            expected: self.own,
+        })
+    }
+
+    /// The log's options for this state machine: new segments carry its schema; the open
+    /// accepts the older ones the plan found (and refuses any other that appeared since).
+    fn wal_options(self, opts: &Options, older: &[u32]) -> Options {
+        opts.clone()
+            .payload_schema(self.own)
+            .upgrade_payload_schemas(older.iter().copied())
+    }
+}
+
+/// Reads the segments' headers (the first for the log's id and first LSN; all for their event
+/// schemas, which the state machine must read), chooses the snapshot (whose schema it must
+/// read too) and checks that the log covers it.
 fn plan(
-    store: &SnapshotStore,
-    snapshots: &[SnapshotFile],
+    (store, snapshots): (&SnapshotStore, &[SnapshotFile]),
     vfs: &dyn Vfs,
     log_dir: &Path,
+    schemas: Schemas,
     report: &mut RecoveryReport,
 ) -> Result<Plan> {
     let t = Instant::now();
@@ -602,9 +646,21 @@ fn plan(
         Err(ReplayError::NotFound { .. }) => Vec::new(),
         Err(e) => return Err(e),
     };
-    let first = segs
-        .first()
-        .and_then(|s| read_header(vfs, &log_dir.join(segment_file_name(*s))));
+    let mut first = None;
+    let mut older_schemas = Vec::new();
+    for (i, seq) in segs.iter().enumerate() {
+        let path = log_dir.join(segment_file_name(*seq));
+        let Some(h) = read_header(vfs, &path) else {
+            continue;
+        };
+        if i == 0 {
+            first = Some(h);
+        }
+        schemas.check(&path, h.payload_schema)?;
+        if h.payload_schema != schemas.own && !older_schemas.contains(&h.payload_schema) {
+            older_schemas.push(h.payload_schema);
+        }
+    }
     let Some(h) = first else {
         return Ok(Plan {
             first: None,
@@ -612,11 +668,15 @@ fn plan(
             chosen: None,
             covered: Ok(Lsn::ZERO),
             start: SegmentSeq(0),
+            older_schemas,
             elapsed: t.elapsed(),
         });
     };
     report.log_start = h.base_lsn;
     let (next, chosen) = choose_snapshot(store, snapshots, (0, &[]), h.log_id, None, report)?;
+    if let Some(c) = &chosen {
+        schemas.check(&c.file.path, c.header.event_schema)?;
+    }
     let covered = check_covered(chosen.as_ref(), report);
     let fence = chosen.as_ref().map_or(Lsn::ZERO, |c| c.header.fence);
     let start = segs[start_index(vfs, log_dir, &segs, fence.next())];
@@ -626,6 +686,7 @@ fn plan(
         chosen,
         covered,
         start,
+        older_schemas,
         elapsed: t.elapsed(),
     })
 }
@@ -679,6 +740,8 @@ struct OnePass<'a, S: StateMachine + ?Sized> {
     /// The chosen snapshot failed to restore ([`ReplayError::Restore`]): nothing more is
     /// applied, and `settle` sets it aside and falls back to an older one.
     restore_failed: Option<ReplayError>,
+    /// The event schema of the segment being scanned: its transactions were written under it.
+    schema: u32,
 }
 
 impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
@@ -707,6 +770,7 @@ impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
             last: Lsn::ZERO,
             set_aside_early: Vec::new(),
             restore_failed: None,
+            schema: S::EVENT_SCHEMA,
         }
     }
 
@@ -756,6 +820,9 @@ impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
                 report,
             )?;
             let fence = check_covered(chosen.as_ref(), report)?;
+            if let Some(c) = &chosen {
+                Schemas::of::<S>().check(&c.file.path, c.header.event_schema)?;
+            }
             let Some(c) = chosen else {
                 if let Some(e) = failure
                     && let Err(reset) = self.state.reset()
@@ -918,6 +985,7 @@ impl<S: StateMachine + ?Sized> ScanVisitor for OnePass<'_, S> {
 
     fn segment(&mut self, header: &SegmentHeader) -> std::result::Result<(), PassError> {
         self.segments += 1;
+        self.schema = header.payload_schema;
         if self.segments == 1
             && let Some(p) = &self.plan.first
             && (p.log_id, p.seq, p.base_lsn) != (header.log_id, header.seq, header.base_lsn)
@@ -939,12 +1007,8 @@ impl<S: StateMachine + ?Sized> ScanVisitor for OnePass<'_, S> {
                     return Ok(());
                 }
             }
-            self.state
-                .apply_transaction(&tx, self.codec)
-                .map_err(|source| ReplayError::Apply {
-                    lsn: tx.lsn,
-                    source,
-                })?;
+            apply_at_schema(self.state, self.schema, &tx, self.codec)
+                .map_err(|source| apply_err(tx.lsn, source))?;
             self.applied += 1;
             self.first.get_or_insert(tx.lsn);
             self.last = tx.lsn;
@@ -1020,7 +1084,8 @@ where
             target: opts.target,
             ..RecoveryReport::default()
         };
-        let plan = plan(&store, &listing.snapshots, &*vfs, &log_dir, &mut report)?;
+        let snaps = (&store, &listing.snapshots[..]);
+        let plan = plan(snaps, &*vfs, &log_dir, Schemas::of::<S>(), &mut report)?;
         let mut pass = OnePass::new(
             state,
             codec,
@@ -1277,12 +1342,8 @@ fn replay<S: StateMachine + ?Sized>(
             break;
         }
         if let Some(tx) = asm.push(frame)? {
-            state
-                .apply_transaction(&tx, codec)
-                .map_err(|source| ReplayError::Apply {
-                    lsn: tx.lsn,
-                    source,
-                })?;
+            apply_at_schema(state, frames.schema(), &tx, codec)
+                .map_err(|source| apply_err(tx.lsn, source))?;
             applied += 1;
             first.get_or_insert(tx.lsn);
             last = tx.lsn;

@@ -13,7 +13,7 @@
 //! | 32 | 8 | fence LSN (u64 LE): the state holds every transaction committed at or before it |
 //! | 40 | 8 | body length in bytes (u64 LE); the file is exactly `64 + length` bytes |
 //! | 48 | 8 | creation time, milliseconds since the Unix epoch (informational) |
-//! | 56 | 4 | reserved, zero |
+//! | 56 | 4 | event schema (u32 LE): [`StateMachine::EVENT_SCHEMA`] of the state that wrote it; 0 = not recorded (zero, reserved, before the field existed) |
 //! | 60 | 4 | CRC32C over everything else: the body, then header bytes 0..60 |
 //!
 //! The checksum covers the body first so it can be computed while the body streams out; the
@@ -79,6 +79,9 @@ pub struct SnapshotHeader {
     pub body_len: u64,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_unix_ms: u64,
+    /// The event schema of the state machine that wrote it ([`StateMachine::EVENT_SCHEMA`]);
+    /// 0 = not recorded.
+    pub event_schema: u32,
     /// The stored checksum.
     pub crc: u32,
 }
@@ -100,6 +103,7 @@ impl SnapshotHeader {
         b[32..40].copy_from_slice(&self.fence.0.to_le_bytes());
         b[40..48].copy_from_slice(&self.body_len.to_le_bytes());
         b[48..56].copy_from_slice(&self.created_unix_ms.to_le_bytes());
+        b[56..60].copy_from_slice(&self.event_schema.to_le_bytes());
         b
     }
 
@@ -127,7 +131,7 @@ impl SnapshotHeader {
                 "snapshot format version {version}, this build reads version {SNAPSHOT_VERSION}"
             ));
         }
-        if b[10..16].iter().chain(&b[56..60]).any(|&x| x != 0) {
+        if b[10..16].iter().any(|&x| x != 0) {
             return Err("reserved header bytes are not zero".into());
         }
         Ok(SnapshotHeader {
@@ -135,6 +139,7 @@ impl SnapshotHeader {
             fence: Lsn(u64::from_le_bytes(arr(&b[32..40]))),
             body_len: u64::from_le_bytes(arr(&b[40..48])),
             created_unix_ms: u64::from_le_bytes(arr(&b[48..56])),
+            event_schema: u32::from_le_bytes(arr(&b[56..60])),
             crc: u32::from_le_bytes(arr(&b[60..64])),
         })
     }
@@ -322,7 +327,9 @@ impl SnapshotStore {
     /// streamed through a 1 MiB buffer and its checksum checked again as it goes; the reader
     /// fails with `InvalidData` rather than deliver the last bytes if it does not match.
     ///
-    /// A restore must consume the whole body: one that returns `Ok` with body bytes left
+    /// A snapshot of the state's own event schema goes to [`StateMachine::restore`], one of an
+    /// older schema to [`StateMachine::restore_upgrade`] (recovery checks first that the state
+    /// reads it). A restore must consume the whole body: one that returns `Ok` with body bytes left
     /// unread did not read the state that was written (a snapshot cut short by its writer, or
     /// a format this build reads differently), and fails like a restore that returned an
     /// error. The unread rest is still read, so a checksum failure in it is reported instead.
@@ -355,7 +362,13 @@ impl SnapshotStore {
             path: path.clone(),
             source,
         };
-        state.restore(&mut reader).map_err(restore_err)?;
+        let schema = snap.header.event_schema;
+        if schema == S::EVENT_SCHEMA {
+            state.restore(&mut reader)
+        } else {
+            state.restore_upgrade(schema, &mut reader)
+        }
+        .map_err(restore_err)?;
         let read = reader.consumed();
         // Whatever the state did not read is still covered by the checksum: a mismatch there
         // is the error to report.
@@ -452,6 +465,7 @@ impl SnapshotStore {
             fence,
             body_len: w.len,
             created_unix_ms,
+            event_schema: S::EVENT_SCHEMA,
             crc: 0,
         };
         header.crc = header.expected_crc(w.crc);
@@ -713,6 +727,7 @@ mod tests {
             fence: Lsn(9),
             body_len: 3,
             created_unix_ms: 1,
+            event_schema: 0,
             crc: 0xdead_beef,
         };
         assert_eq!(SnapshotHeader::decode(&h.encode()), Ok(h));

@@ -207,6 +207,7 @@ fn synthesized(inp: &mut Input<'_>) -> Image {
             base_lsn: lsn,
             oldest_open_lsn: open.first().copied().unwrap_or(Lsn::ZERO),
             recycled: false,
+            payload_schema: 0,
         };
         let seed = header.seed();
         let mut buf = header.encode().to_vec();
@@ -445,6 +446,7 @@ pub fn restamp_all(data: &mut [u8]) {
         base_lsn: Lsn(u64_at(data, 40)),
         oldest_open_lsn: Lsn(u64_at(data, 48)),
         recycled: data[10] & 1 != 0,
+        payload_schema: u32::from_le_bytes([data[56], data[57], data[58], data[59]]),
     };
     data[..SEGMENT_HEADER_LEN].copy_from_slice(&header.encode());
     let seed = header.seed().get();

@@ -457,6 +457,7 @@ fn segment_json(s: &SegmentScan) -> Value {
         "transactions": s.transactions,
         "end": end_json(&s.end),
         "header_error": s.header_error.as_ref().map(ToString::to_string),
+        "payload_schema": s.header.map(|h| h.payload_schema),
     })
 }
 
@@ -521,6 +522,7 @@ fn stat(data: &DataDir, vfs: &Arc<dyn Vfs>, out: &Out) -> Result<u8, Failure> {
             "file_len": f.file_len,
             "log_id": h.as_ref().ok().map(|h| h.log_id.to_string()),
             "created_unix_ms": h.as_ref().ok().map(|h| h.created_unix_ms),
+            "event_schema": h.as_ref().ok().map(|h| h.event_schema),
             "header_error": h.as_ref().err().map(ToString::to_string),
         })).collect::<Vec<_>>(),
         "temp_snapshots": listing.temp_files,
@@ -539,7 +541,7 @@ fn stat(data: &DataDir, vfs: &Arc<dyn Vfs>, out: &Out) -> Result<u8, Failure> {
     ));
     for s in &ins.segments {
         out.line(format!(
-            "  {:>6}  {}  {:>12} bytes  LSN {:<24} {}",
+            "  {:>6}  {}  {:>12} bytes  LSN {:<24} {}{}",
             s.seq.0,
             s.path
                 .file_name()
@@ -547,7 +549,11 @@ fn stat(data: &DataDir, vfs: &Arc<dyn Vfs>, out: &Out) -> Result<u8, Failure> {
                 .unwrap_or_default(),
             s.file_len,
             lsn_range(s),
-            end_str(&s.end)
+            end_str(&s.end),
+            match s.header.map(|h| h.payload_schema) {
+                Some(v) if v != 0 => format!("  schema {v}"),
+                _ => String::new(),
+            }
         ));
     }
     for r in &ins.recycled_files {
@@ -1062,7 +1068,10 @@ fn snapshot_ls(data: &DataDir, vfs: &Arc<dyn Vfs>, out: &Out) -> Result<u8, Fail
             f.file_len,
             f.path.display(),
             match &h {
-                Ok(h) => format!("log {} created {} ms", h.log_id, h.created_unix_ms),
+                Ok(h) => format!(
+                    "log {} created {} ms event schema {}",
+                    h.log_id, h.created_unix_ms, h.event_schema
+                ),
                 Err(e) => format!("BAD HEADER: {e}"),
             }
         ));
@@ -1072,6 +1081,7 @@ fn snapshot_ls(data: &DataDir, vfs: &Arc<dyn Vfs>, out: &Out) -> Result<u8, Fail
             "file_len": f.file_len,
             "log_id": h.as_ref().ok().map(|h| h.log_id.to_string()),
             "created_unix_ms": h.as_ref().ok().map(|h| h.created_unix_ms),
+            "event_schema": h.as_ref().ok().map(|h| h.event_schema),
             "header_error": h.as_ref().err().map(ToString::to_string),
         }));
     }
@@ -1163,6 +1173,17 @@ impl StateMachine for DryRun {
         // Read it all (a restore that leaves bytes unread fails); the reader checks the
         // checksum as it goes.
         std::io::copy(input, &mut std::io::sink()).map(|_| ())
+    }
+    /// Payloads are not decoded: any event schema is read as it is.
+    fn reads_event_schema(_: u32) -> bool {
+        true
+    }
+    fn apply_upgrade(&mut self, _: u32, tx: &Transaction) -> Result<(), ApplyError> {
+        self.bytes += tx.body.len() as u64;
+        Ok(())
+    }
+    fn restore_upgrade(&mut self, _: u32, input: &mut dyn std::io::Read) -> std::io::Result<()> {
+        self.restore(input)
     }
 }
 
