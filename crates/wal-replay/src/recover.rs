@@ -57,6 +57,11 @@ impl DataDir {
         let Ok(names) = vfs.list(&self.root) else {
             return Ok(());
         };
+        // A log directory cannot hold a `log` entry (it would not open): with one, this is a
+        // data directory, whatever else lies beside it.
+        if names.iter().any(|n| n == LOG_DIR) {
+            return Ok(());
+        }
         let log_file = names.iter().find(|n| {
             // A lone `LOCK` proves nothing (an engine may keep its own lock there).
             !matches!(

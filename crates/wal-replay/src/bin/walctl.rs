@@ -179,7 +179,9 @@ impl From<ReplayError> for Failure {
     fn from(e: ReplayError) -> Failure {
         let code = match &e {
             ReplayError::Wal(w) => wal_code(w),
-            ReplayError::NotFound { .. } | ReplayError::LogMissing { .. } => EXIT_USAGE,
+            ReplayError::NotFound { .. }
+            | ReplayError::LogMissing { .. }
+            | ReplayError::NotADataDir { .. } => EXIT_USAGE,
             ReplayError::Corrupt { .. } => EXIT_CORRUPT,
             ReplayError::TornTail { .. } => EXIT_TORN,
             ReplayError::BadSnapshot { .. }
