@@ -5,17 +5,10 @@ use thiserror::Error;
 #[error("{0}")]
 pub struct CodecError(pub String);
 
-/// Encodes a transaction's events into a payload and back.
-///
-/// A payload is the concatenation of the encoded events; each encoding must be
-/// self-delimiting, so [`Codec::decode`] reports how many bytes it consumed.
-pub trait Codec<E>: Send + Sync {
-    /// Appends the encoding of `event` to `out`.
-    ///
-    /// # Errors
-    /// When the event cannot be represented by this codec.
-    fn encode(&self, event: &E, out: &mut Vec<u8>) -> Result<(), CodecError>;
-
+/// Decodes events from a payload: the half of a [`Codec`] that replay needs. Read-only tools
+/// and recovery ask only for this, so an event type that is only ever read back (a tool that
+/// inspects a log written by an engine) needs no encoder.
+pub trait Decoder<E>: Send + Sync {
     /// Decodes one event from the start of `input`, returning it and the bytes consumed.
     ///
     /// # Errors
@@ -23,11 +16,23 @@ pub trait Codec<E>: Send + Sync {
     fn decode(&self, input: &[u8]) -> Result<(E, usize), CodecError>;
 }
 
+/// Encodes a transaction's events into a payload, and (as a [`Decoder`]) back.
+///
+/// A payload is the concatenation of the encoded events; each encoding must be
+/// self-delimiting, so [`Decoder::decode`] reports how many bytes it consumed.
+pub trait Codec<E>: Decoder<E> {
+    /// Appends the encoding of `event` to `out`.
+    ///
+    /// # Errors
+    /// When the event cannot be represented by this codec.
+    fn encode(&self, event: &E, out: &mut Vec<u8>) -> Result<(), CodecError>;
+}
+
 /// Decodes every event of a payload written by [`Codec::encode`] calls.
 ///
 /// # Errors
 /// The first decoding error, or a codec that consumed zero bytes (which would loop forever).
-pub fn decode_all<E, C: Codec<E> + ?Sized>(codec: &C, input: &[u8]) -> Result<Vec<E>, CodecError> {
+pub fn decode_all<E, C: Decoder<E> + ?Sized>(codec: &C, input: &[u8]) -> Result<Vec<E>, CodecError> {
     let mut events = Vec::new();
     decode_into(codec, input, &mut events)?;
     Ok(events)
@@ -38,7 +43,7 @@ pub fn decode_all<E, C: Codec<E> + ?Sized>(codec: &C, input: &[u8]) -> Result<Ve
 ///
 /// # Errors
 /// As [`decode_all`]; the events decoded before the error stay in `out`.
-pub fn decode_into<E, C: Codec<E> + ?Sized>(
+pub fn decode_into<E, C: Decoder<E> + ?Sized>(
     codec: &C,
     mut input: &[u8],
     out: &mut Vec<E>,
@@ -61,7 +66,7 @@ pub fn decode_into<E, C: Codec<E> + ?Sized>(
 /// integers) through serde. Any `serde` type is an event.
 ///
 /// Decoding is bounded: a length prefix in hostile input cannot make it allocate more than a
-/// small multiple of the input's size (see [`Codec::decode`] on this type). Valid encodings
+/// small multiple of the input's size (see [`Decoder::decode`] on this type). Valid encodings
 /// are never refused by that bound. Types with zero-sized elements in sequences (`Vec<()>`)
 /// can still be made to loop for a long time by a huge length prefix; do not use them in
 /// events.
@@ -85,7 +90,10 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned> Codec<E> for Bincode {
             .map(|_| ())
             .map_err(|e| CodecError(e.to_string()))
     }
+}
 
+#[cfg(feature = "bincode")]
+impl<E: serde::de::DeserializeOwned> Decoder<E> for Bincode {
     /// Decodes one event with a bincode byte limit chosen from `input.len()`.
     ///
     /// Without a limit, bincode allocates a string's or byte buffer's length as read from the

@@ -44,7 +44,7 @@ mod scan;
 pub use chunked::{ChunkedScanner, DEFAULT_CHUNK, ReadAt};
 #[cfg(feature = "bincode")]
 pub use codec::Bincode;
-pub use codec::{Codec, CodecError, decode_all, decode_into};
+pub use codec::{Codec, CodecError, Decoder, decode_all, decode_into};
 pub use error::FormatError;
 pub use frame::{
     FLAG_MULTI, FRAME_HEADER_LEN, Frame, FrameKind, FrameSum, MAX_FRAME_PAYLOAD, SegmentSeed,

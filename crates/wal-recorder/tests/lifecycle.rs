@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use support::*;
-use wal_format::{Bincode, Codec, CodecError, FrameKind, MAX_FRAME_PAYLOAD};
+use wal_format::{Bincode, Codec, CodecError, Decoder, FrameKind, MAX_FRAME_PAYLOAD};
 use wal_log::sim::{OpKind, SimVfs};
 use wal_log::{Lsn, SyncPolicy, Wal};
 use wal_recorder::{
@@ -570,7 +570,9 @@ impl Codec<Ev> for Picky {
         }
         Bincode.encode(event, out)
     }
+}
 
+impl Decoder<Ev> for Picky {
     fn decode(&self, input: &[u8]) -> Result<(Ev, usize), CodecError> {
         Bincode.decode(input)
     }
@@ -606,7 +608,9 @@ impl Codec<Ev> for Panicky {
         }
         Bincode.encode(event, out)
     }
+}
 
+impl Decoder<Ev> for Panicky {
     fn decode(&self, input: &[u8]) -> Result<(Ev, usize), CodecError> {
         Bincode.decode(input)
     }

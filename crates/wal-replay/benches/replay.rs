@@ -16,7 +16,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::io;
 use std::time::Duration;
-use wal_format::{Codec, Lsn};
+use wal_format::{Codec, Decoder, Lsn};
 use wal_log::{Options, SyncPolicy, Transaction, Wal};
 use wal_replay::{ApplyError, RecoverOptions, StateMachine};
 
@@ -65,7 +65,7 @@ impl StateMachine for Count {
     fn apply(&mut self, _: Lsn, _: Vec<()>) -> Result<(), ApplyError> {
         Ok(())
     }
-    fn apply_transaction(&mut self, tx: &Transaction, _: &dyn Codec<()>) -> Result<(), ApplyError> {
+    fn apply_transaction(&mut self, tx: &Transaction, _: &dyn Decoder<()>) -> Result<(), ApplyError> {
         self.records += 1;
         self.check = self
             .check
@@ -122,12 +122,11 @@ fn bench(c: &mut Criterion) {
     g.bench_function("replay_read_only_128B_records", |b| {
         b.iter(|| {
             let mut s = Count::default();
-            let r = wal_replay::replay_read_only(
+            let r = wal_replay::replay_read_only_with_codec(
                 dir.path(),
                 &mut s,
                 &NoCodec,
-                &RecoverOptions::default().wal(opts()),
-                &mut |_, _| {},
+                RecoverOptions::default().wal(opts()),
             )
             .unwrap();
             assert_eq!(s.records, n);
@@ -184,10 +183,7 @@ fn bench(c: &mut Criterion) {
 }
 
 struct NoCodec;
-impl Codec<()> for NoCodec {
-    fn encode(&self, _: &(), _: &mut Vec<u8>) -> Result<(), wal_format::CodecError> {
-        Ok(())
-    }
+impl Decoder<()> for NoCodec {
     fn decode(&self, _: &[u8]) -> Result<((), usize), wal_format::CodecError> {
         Ok(((), 1))
     }

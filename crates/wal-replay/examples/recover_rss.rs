@@ -15,7 +15,7 @@
 
 use std::io;
 use std::time::Instant;
-use wal_format::{Codec, Lsn};
+use wal_format::{Decoder, Lsn};
 use wal_log::{Options, SyncPolicy, Transaction, Wal};
 use wal_replay::{ApplyError, RecoverOptions, StateMachine};
 
@@ -31,7 +31,7 @@ impl StateMachine for Count {
     fn apply(&mut self, _: Lsn, _: Vec<()>) -> Result<(), ApplyError> {
         Ok(())
     }
-    fn apply_transaction(&mut self, tx: &Transaction, _: &dyn Codec<()>) -> Result<(), ApplyError> {
+    fn apply_transaction(&mut self, tx: &Transaction, _: &dyn Decoder<()>) -> Result<(), ApplyError> {
         self.records += 1;
         self.check = self
             .check

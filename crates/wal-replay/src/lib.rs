@@ -94,6 +94,7 @@ pub use logscan::TransactionAssembler;
 pub use recover::{
     Aside, DataDir, LOG_DIR, RecoverOptions, Recovered, RecoveryReport, RejectedSnapshot,
     SNAPSHOT_DIR, SnapshotUsed, read_log_id, recover, recover_with_codec, replay_read_only,
+    replay_read_only_with_codec, Progress,
 };
 pub use snapshot::{
     SnapshotFile, SnapshotHeader, SnapshotListing, SnapshotStore, VerifiedSnapshot,

@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wal_format::{Bincode, Codec, LogId, Lsn, ScanEnd, SegmentHeader, SegmentSeq};
+use wal_format::{Bincode, Decoder, LogId, Lsn, ScanEnd, SegmentHeader, SegmentSeq};
 use wal_log::{
     DirFrame, OpenReport, Options, RecoveryMode, ScanVisitor, Vfs, VisitError, Wal,
     segment_file_name,
@@ -126,9 +126,40 @@ pub struct RecoverOptions {
     /// accepts), so that every transaction the log took can be replayed. Large transactions
     /// that were written at the same time are held at the same time, each within the budget.
     pub fragment_budget: Option<u64>,
+    /// Told `(bytes scanned, total bytes)` while the log is read, for a progress bar on a
+    /// long recovery. `None` (the default) reports nothing.
+    pub progress: Option<Progress>,
+}
+
+/// A progress callback: `(bytes scanned, total bytes)` of the log's segment files. Called
+/// from the recovering thread, after each segment (and more often by the read-only replay).
+#[derive(Clone)]
+pub struct Progress(Arc<dyn Fn(u64, u64) + Send + Sync>);
+
+impl Progress {
+    /// Wraps `f`.
+    pub fn new(f: impl Fn(u64, u64) + Send + Sync + 'static) -> Progress {
+        Progress(Arc::new(f))
+    }
+
+    pub(crate) fn report(&self, done: u64, total: u64) {
+        (self.0)(done, total);
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress(..)")
+    }
 }
 
 impl RecoverOptions {
+    /// Sets [`RecoverOptions::progress`].
+    #[must_use]
+    pub fn on_progress(mut self, f: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Progress::new(f));
+        self
+    }
     /// Sets [`RecoverOptions::wal`].
     #[must_use]
     pub fn wal(mut self, wal: Options) -> Self {
@@ -341,7 +372,7 @@ pub struct Recovered {
 pub fn recover<S>(root: impl AsRef<Path>, state: &mut S, opts: RecoverOptions) -> Result<Recovered>
 where
     S: StateMachine + ?Sized,
-    Bincode: Codec<S::Event>,
+    Bincode: Decoder<S::Event>,
 {
     recover_with_codec(root, state, &Bincode, opts)
 }
@@ -353,7 +384,7 @@ where
 pub fn recover_with_codec<S>(
     root: impl AsRef<Path>,
     state: &mut S,
-    codec: &dyn Codec<S::Event>,
+    codec: &dyn Decoder<S::Event>,
     opts: RecoverOptions,
 ) -> Result<Recovered>
 where
@@ -377,11 +408,16 @@ where
     let store = data.snapshots(vfs.clone());
     let listing = store.list()?;
     let log_dir = data.log_dir();
-    let has_segments = match list_segments(&*vfs, &log_dir) {
-        Ok(s) => !s.is_empty(),
-        Err(ReplayError::NotFound { .. }) => false,
+    let segments = match list_segments(&*vfs, &log_dir) {
+        Ok(s) => s,
+        Err(ReplayError::NotFound { .. }) => Vec::new(),
         Err(e) => return Err(e),
     };
+    let progress = opts
+        .progress
+        .clone()
+        .map(|p| SegmentProgress::new(p, &*vfs, &log_dir, &segments));
+    let has_segments = !segments.is_empty();
     if !has_segments && !listing.snapshots.is_empty() {
         return Err(ReplayError::LogMissing { dir: log_dir });
     }
@@ -410,6 +446,7 @@ where
             plan,
             (target, budget),
         );
+        pass.progress = progress.clone();
         let opened = Wal::open_visit(&log_dir, log_opts, &mut pass);
         let (wal, open) = match opened {
             Ok(x) => x,
@@ -474,6 +511,9 @@ where
                 .map(|(file, to)| (file, Some(to))),
         );
         set_aside_ahead_of_log(&store, &mut report)?;
+        if let Some(p) = &progress {
+            p.report.report(p.total, p.total);
+        }
         report.elapsed = started.elapsed();
         tracing::info!(
             applied = report.applied,
@@ -514,7 +554,7 @@ fn replay_again<S: StateMachine + ?Sized>(
     vfs: &Arc<dyn Vfs>,
     log_dir: &Path,
     state: &mut S,
-    codec: &dyn Codec<S::Event>,
+    codec: &dyn Decoder<S::Event>,
     fence: Lsn,
     limits: (Option<Lsn>, u64),
     open: &OpenReport,
@@ -723,7 +763,7 @@ struct Scanned {
 /// before the first one.
 struct OnePass<'a, S: StateMachine + ?Sized> {
     state: &'a mut S,
-    codec: &'a dyn Codec<S::Event>,
+    codec: &'a dyn Decoder<S::Event>,
     store: &'a SnapshotStore,
     /// The store's listing the plan was made from, newest first.
     snapshots: &'a [SnapshotFile],
@@ -747,12 +787,50 @@ struct OnePass<'a, S: StateMachine + ?Sized> {
     restore_failed: Option<ReplayError>,
     /// The event schema of the segment being scanned: its transactions were written under it.
     schema: u32,
+    /// Reported as each segment starts (the writing recovery; the read-only one reports
+    /// through its scan).
+    progress: Option<SegmentProgress>,
+}
+
+/// Progress of the writing recovery, by whole segment files.
+#[derive(Clone, Debug)]
+struct SegmentProgress {
+    report: Progress,
+    sizes: Vec<u64>,
+    total: u64,
+}
+
+impl SegmentProgress {
+    /// Sizes the segment files (best effort: one that cannot be sized counts as empty; the
+    /// open reports the real error).
+    fn new(report: Progress, vfs: &dyn Vfs, dir: &Path, segs: &[SegmentSeq]) -> Self {
+        let sizes: Vec<u64> = segs
+            .iter()
+            .map(|s| {
+                vfs.open(&dir.join(segment_file_name(*s)), wal_log::OpenMode::Read)
+                    .and_then(|f| f.len())
+                    .unwrap_or(0)
+            })
+            .collect();
+        let total = sizes.iter().sum();
+        SegmentProgress {
+            report,
+            sizes,
+            total,
+        }
+    }
+
+    /// The `n`th segment (from 1) starts.
+    fn segment(&self, n: u64) {
+        let done = self.sizes.iter().take(n.saturating_sub(1) as usize).sum();
+        self.report.report(done, self.total);
+    }
 }
 
 impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
     fn new(
         state: &'a mut S,
-        codec: &'a dyn Codec<S::Event>,
+        codec: &'a dyn Decoder<S::Event>,
         (store, snapshots): (&'a SnapshotStore, &'a [SnapshotFile]),
         plan: Plan,
         (target, budget): (Option<Lsn>, u64),
@@ -776,6 +854,7 @@ impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
             set_aside_early: Vec::new(),
             restore_failed: None,
             schema: S::EVENT_SCHEMA,
+            progress: None,
         }
     }
 
@@ -990,6 +1069,9 @@ impl<S: StateMachine + ?Sized> ScanVisitor for OnePass<'_, S> {
 
     fn segment(&mut self, header: &SegmentHeader) -> std::result::Result<(), PassError> {
         self.segments += 1;
+        if let Some(p) = &self.progress {
+            p.segment(self.segments);
+        }
         self.schema = header.payload_schema;
         if self.segments == 1
             && let Some(p) = &self.plan.first
@@ -1026,8 +1108,11 @@ impl<S: StateMachine + ?Sized> ScanVisitor for OnePass<'_, S> {
 /// taken, no file is created, repaired or moved, so it is safe on a live directory or a
 /// read-only copy. The report says what [`recover`] would do under
 /// `opts.wal.recovery` (which bytes it would move aside, which snapshot it would use, what
-/// it would apply). `progress` is called with `(bytes scanned, total)` during the scan that
-/// checks the log.
+/// it would apply). [`RecoverOptions::progress`] is told `(bytes scanned, total)` during the
+/// scan that checks the log.
+///
+/// Events are decoded with [`Bincode`], which needs only `Deserialize` on the event type (a
+/// tool that reads an engine's log does not need to encode its events).
 ///
 /// On a live directory the newest segment may be being written; the scan then sees a torn
 /// tail at the write position and stops there.
@@ -1038,16 +1123,38 @@ impl<S: StateMachine + ?Sized> ScanVisitor for OnePass<'_, S> {
 pub fn replay_read_only<S>(
     root: impl AsRef<Path>,
     state: &mut S,
-    codec: &dyn Codec<S::Event>,
-    opts: &RecoverOptions,
-    progress: &mut dyn FnMut(u64, u64),
+    opts: RecoverOptions,
+) -> Result<RecoveryReport>
+where
+    S: StateMachine + ?Sized,
+    Bincode: Decoder<S::Event>,
+{
+    replay_read_only_with_codec(root, state, &Bincode, opts)
+}
+
+/// [`replay_read_only`] with a decoder of your choice.
+///
+/// # Errors
+/// As [`replay_read_only`].
+pub fn replay_read_only_with_codec<S>(
+    root: impl AsRef<Path>,
+    state: &mut S,
+    codec: &dyn Decoder<S::Event>,
+    opts: RecoverOptions,
 ) -> Result<RecoveryReport>
 where
     S: StateMachine + ?Sized,
 {
     let started = Instant::now();
     let data = DataDir::new(root.as_ref());
-    let vfs = opts.wal.vfs.clone();
+    let budget = opts.budget();
+    let RecoverOptions {
+        wal: wal_opts,
+        target,
+        progress,
+        ..
+    } = opts;
+    let vfs = wal_opts.vfs.clone();
     if let Err(e) = vfs.list(data.root()) {
         if e.kind() == io::ErrorKind::NotFound {
             return Err(ReplayError::NotFound {
@@ -1071,7 +1178,7 @@ where
         }
         let report = RecoveryReport {
             read_only: true,
-            target: opts.target,
+            target,
             created: true,
             elapsed: started.elapsed(),
             ..RecoveryReport::default()
@@ -1086,7 +1193,7 @@ where
         }
         let mut report = RecoveryReport {
             read_only: true,
-            target: opts.target,
+            target,
             ..RecoveryReport::default()
         };
         let snaps = (&store, &listing.snapshots[..]);
@@ -1096,10 +1203,16 @@ where
             codec,
             (&store, &listing.snapshots),
             plan,
-            (opts.target, opts.budget()),
+            (target, budget),
         );
         let t = Instant::now();
-        let inspection = match wal_log::inspect_visit(&*vfs, &log_dir, progress, &mut pass) {
+        let mut progress = |done, total| {
+            if let Some(p) = &progress {
+                p.report(done, total);
+            }
+        };
+        let inspection = match wal_log::inspect_visit(&*vfs, &log_dir, &mut progress, &mut pass)
+        {
             Ok(i) => i,
             Err(VisitError::Wal(e)) => return Err(e.into()),
             Err(VisitError::Visitor(PassError::Replay(e))) => return Err(e),
@@ -1124,7 +1237,7 @@ where
             .first()
             .map_or(Lsn::FIRST, |s| s.first_lsn);
         report.log_end = inspection.last_lsn();
-        judge(&inspection, opts.wal.recovery, &mut report)?;
+        judge(&inspection, wal_opts.recovery, &mut report)?;
         let Some(log_id) = inspection.log_id else {
             return Err(wal_log::WalError::NotAWal {
                 dir: log_dir,
@@ -1152,7 +1265,7 @@ where
             Settled::ReplayFrom(fence) => {
                 let t = Instant::now();
                 let mut frames = LogFrames::open(vfs.clone(), &log_dir, fence.next())?;
-                let limits = (opts.target, opts.budget());
+                let limits = (target, budget);
                 let open = replay(&mut frames, state, codec, fence, limits, &[], &mut report)?;
                 report.skipped_unfinished = open as u64;
                 report.bytes_replayed += frames.bytes_read;
@@ -1330,7 +1443,7 @@ fn check_covered(chosen: Option<&VerifiedSnapshot>, report: &mut RecoveryReport)
 fn replay<S: StateMachine + ?Sized>(
     frames: &mut LogFrames,
     state: &mut S,
-    codec: &dyn Codec<S::Event>,
+    codec: &dyn Decoder<S::Event>,
     fence: Lsn,
     (target, budget): (Option<Lsn>, u64),
     closed_by_recovery: &[Lsn],

@@ -1,6 +1,6 @@
 use crate::error::ApplyError;
 use std::io;
-use wal_format::{Codec, CodecError, Lsn, decode_into, record_slices};
+use wal_format::{CodecError, Decoder, Lsn, decode_into, record_slices};
 use wal_log::Transaction;
 
 /// The application state that recovery rebuilds: it applies committed transactions, writes
@@ -155,7 +155,7 @@ pub trait StateMachine {
     fn apply_transaction(
         &mut self,
         tx: &Transaction,
-        codec: &dyn Codec<Self::Event>,
+        codec: &dyn Decoder<Self::Event>,
     ) -> Result<(), ApplyError> {
         let mut events = Vec::new();
         let undecodable =
@@ -210,7 +210,7 @@ pub(crate) fn apply_at_schema<S: StateMachine + ?Sized>(
     state: &mut S,
     schema: u32,
     tx: &Transaction,
-    codec: &dyn Codec<S::Event>,
+    codec: &dyn Decoder<S::Event>,
 ) -> Result<(), ApplyError> {
     if schema == S::EVENT_SCHEMA {
         state.apply_transaction(tx, codec)

@@ -37,13 +37,7 @@ fn a_log_directory_passed_as_the_data_directory_is_refused() {
         "recover",
     );
     refused(
-        replay_read_only(
-            dir.path(),
-            &mut Kv::default(),
-            &wal_format::Bincode,
-            &RecoverOptions::default(),
-            &mut |_, _| {},
-        )
+        replay_read_only(dir.path(), &mut Kv::default(), RecoverOptions::default())
         .map(drop),
         "replay_read_only",
     );
@@ -139,4 +133,98 @@ fn checkpoints_taken_during_concurrent_writes_never_apply_a_transaction_twice() 
     assert!(again.recovery_report().snapshot.is_some());
     assert_eq!(again.read(|kv| kv.map.clone()), live);
     assert_eq!(live["balance"], expected_total());
+}
+
+/// The event type as a read-only tool sees it: `Deserialize` only (its fields are decoded,
+/// then only counted).
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+enum SeenOp {
+    Put(String, u64),
+    Del(String),
+    Add(String, u64),
+}
+
+/// Counts events; only ever replays (no snapshot in these tests).
+#[derive(Default)]
+struct Seen(u64);
+
+impl wal_replay::StateMachine for Seen {
+    type Event = SeenOp;
+    fn apply(
+        &mut self,
+        _: wal_format::Lsn,
+        events: Vec<SeenOp>,
+    ) -> Result<(), wal_replay::ApplyError> {
+        for e in events {
+            match e {
+                SeenOp::Put(..) | SeenOp::Del(_) | SeenOp::Add(..) => self.0 += 1,
+            }
+        }
+        Ok(())
+    }
+    fn write_snapshot(&self, _: &mut dyn std::io::Write) -> std::io::Result<()> {
+        Err(std::io::Error::other("a read-only tool writes no snapshot"))
+    }
+    fn restore(&mut self, _: &mut dyn std::io::Read) -> std::io::Result<()> {
+        Err(std::io::Error::other("no snapshot in this test"))
+    }
+}
+
+/// `replay_read_only` and `recover` have the same shape (root, state, options), read-only
+/// replay needs only `Deserialize` on the event type, and both report progress through the
+/// options, ending at the total.
+#[test]
+fn read_only_replay_takes_the_same_arguments_and_reports_progress() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Durable::open(
+        dir.path(),
+        Kv::default(),
+        DurableOptions::default().wal(Options::default().segment_size(64 << 10)),
+    )
+    .unwrap();
+    for i in 0..500u64 {
+        store
+            .write(|kv, tx| {
+                // Keys long enough to fill several 64 KiB segments.
+                let key = format!("k{i}-{}", "x".repeat(300));
+                kv.map.insert(key.clone(), i);
+                tx.record(Op::Put(key, i));
+            })
+            .unwrap();
+    }
+    drop(store);
+    let watch = || {
+        let seen = Arc::new((AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)));
+        let s = seen.clone();
+        let opts = RecoverOptions::default().on_progress(move |done, total| {
+            assert!(done <= total, "{done} of {total}");
+            s.0.store(done, Ordering::SeqCst);
+            s.1.store(total, Ordering::SeqCst);
+            s.2.fetch_add(1, Ordering::SeqCst);
+        });
+        (seen, opts)
+    };
+    let (seen, opts) = watch();
+    let mut count = Seen::default();
+    let report = replay_read_only(dir.path(), &mut count, opts).unwrap();
+    assert_eq!((count.0, report.applied), (500, 500));
+    let (done, total, calls) = (
+        seen.0.load(Ordering::SeqCst),
+        seen.1.load(Ordering::SeqCst),
+        seen.2.load(Ordering::SeqCst),
+    );
+    assert!(total > 64 << 10 && done == total && calls > 1, "{done}/{total} in {calls}");
+
+    let (seen, opts) = watch();
+    let mut kv = Kv::default();
+    recover(dir.path(), &mut kv, opts).unwrap();
+    assert_eq!(kv.map.len(), 500);
+    let (done, total, calls) = (
+        seen.0.load(Ordering::SeqCst),
+        seen.1.load(Ordering::SeqCst),
+        seen.2.load(Ordering::SeqCst),
+    );
+    assert!(total > 64 << 10 && done == total && calls > 1, "{done}/{total} in {calls}");
 }

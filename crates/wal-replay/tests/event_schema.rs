@@ -203,13 +203,7 @@ fn a_bumped_event_schema_is_refused_naming_both_versions_and_nothing_changes() {
 
     let errors = [
         recover(dir.path(), &mut BankV2::default(), recover_opts()).unwrap_err(),
-        replay_read_only(
-            dir.path(),
-            &mut BankV2::default(),
-            &Bincode,
-            &recover_opts(),
-            &mut |_, _| {},
-        )
+        replay_read_only(dir.path(), &mut BankV2::default(), recover_opts())
         .unwrap_err(),
         Engine::open(dir.path(), BankV2::default(), engine_opts()).unwrap_err(),
     ];
@@ -378,13 +372,7 @@ fn a_payload_that_does_not_decode_names_the_lsn_and_the_event_type() {
     drop(e);
     for err in [
         recover(dir.path(), &mut BankV1::default(), recover_opts()).unwrap_err(),
-        replay_read_only(
-            dir.path(),
-            &mut BankV1::default(),
-            &Bincode,
-            &recover_opts(),
-            &mut |_, _| {},
-        )
+        replay_read_only(dir.path(), &mut BankV1::default(), recover_opts())
         .unwrap_err(),
     ] {
         let ReplayError::Decode(d) = &err else {

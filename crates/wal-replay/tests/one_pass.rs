@@ -59,13 +59,7 @@ fn recovery_reads_the_log_once() {
         let opts = RecoverOptions::default().wal(small_log().vfs(Arc::new(vfs)));
         let mut kv = Kv::default();
         let report = if read_only {
-            replay_read_only(
-                dir.path(),
-                &mut kv,
-                &wal_format::Bincode,
-                &opts,
-                &mut |_, _| {},
-            )
+            replay_read_only(dir.path(), &mut kv, opts.clone())
             .unwrap()
         } else {
             recover(dir.path(), &mut kv, opts).unwrap().report
@@ -133,13 +127,7 @@ fn a_snapshot_ahead_of_the_log_falls_back_to_the_previous_one() {
     for read_only in [true, false] {
         let mut kv = Kv::default();
         let report = if read_only {
-            replay_read_only(
-                dir.path(),
-                &mut kv,
-                &wal_format::Bincode,
-                &recover_opts(),
-                &mut |_, _| {},
-            )
+            replay_read_only(dir.path(), &mut kv, recover_opts())
             .unwrap()
         } else {
             recover(dir.path(), &mut kv, recover_opts()).unwrap().report

@@ -75,7 +75,7 @@ impl StateMachine for Resettable {
     fn apply_transaction(
         &mut self,
         tx: &Transaction,
-        codec: &dyn wal_format::Codec<Op>,
+        codec: &dyn wal_format::Decoder<Op>,
     ) -> Result<(), ApplyError> {
         self.0.apply_transaction(tx, codec)
     }
@@ -118,13 +118,7 @@ fn read_only<S: StateMachine>(
 where
     wal_format::Bincode: wal_format::Codec<S::Event>,
 {
-    replay_read_only(
-        root,
-        state,
-        &wal_format::Bincode,
-        &recover_opts(),
-        &mut |_, _| {},
-    )
+    replay_read_only(root, state, recover_opts())
 }
 
 #[test]

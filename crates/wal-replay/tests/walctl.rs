@@ -272,7 +272,7 @@ impl wal_replay::StateMachine for RawKv {
     fn apply_transaction(
         &mut self,
         _: &wal_log::Transaction,
-        _: &dyn wal_format::Codec<()>,
+        _: &dyn wal_format::Decoder<()>,
     ) -> Result<(), wal_replay::ApplyError> {
         Ok(())
     }

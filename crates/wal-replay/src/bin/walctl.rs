@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use wal_format::{Frame, FrameKind, Lsn, ScanEnd};
 use wal_log::{
@@ -1163,7 +1163,7 @@ impl StateMachine for DryRun {
     fn apply_transaction(
         &mut self,
         tx: &Transaction,
-        _: &dyn wal_format::Codec<()>,
+        _: &dyn wal_format::Decoder<()>,
     ) -> Result<(), ApplyError> {
         self.bytes += tx.body.len() as u64;
         Ok(())
@@ -1189,13 +1189,10 @@ impl StateMachine for DryRun {
     }
 }
 
-/// A codec for `()` that is never used: the dry run sees raw transactions.
+/// A decoder for `()` that is never used: the dry run sees raw transactions.
 struct NoCodec;
 
-impl wal_format::Codec<()> for NoCodec {
-    fn encode(&self, _: &(), _: &mut Vec<u8>) -> Result<(), wal_format::CodecError> {
-        Ok(())
-    }
+impl wal_format::Decoder<()> for NoCodec {
     fn decode(&self, _: &[u8]) -> Result<((), usize), wal_format::CodecError> {
         Err(wal_format::CodecError("not decoding".into()))
     }
@@ -1217,11 +1214,16 @@ fn replay(
     );
     opts.target = to;
     let mut state = DryRun::default();
-    let mut progress = Progress::new();
-    let r = wal_replay::replay_read_only(data.root(), &mut state, &NoCodec, &opts, &mut |d, t| {
-        progress.update(d, t);
+    let progress = Arc::new(Mutex::new(Progress::new()));
+    let bar = progress.clone();
+    let opts = opts.on_progress(move |d, t| {
+        bar.lock().unwrap_or_else(PoisonError::into_inner).update(d, t);
     });
-    progress.finish();
+    let r = wal_replay::replay_read_only_with_codec(data.root(), &mut state, &NoCodec, opts);
+    progress
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .finish();
     let report = r?;
     out.value(&report_json(&report, state.bytes));
     print_report(out, &report, state.bytes);

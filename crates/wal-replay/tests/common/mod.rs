@@ -76,7 +76,7 @@ impl StateMachine for Counter {
     fn apply_transaction(
         &mut self,
         tx: &wal_log::Transaction,
-        _: &dyn wal_format::Codec<()>,
+        _: &dyn wal_format::Decoder<()>,
     ) -> Result<(), ApplyError> {
         self.txs += 1;
         self.bytes += tx.body.len() as u64;

@@ -27,7 +27,7 @@
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
-use wal_format::{Bincode, Codec, FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq, encode_frame};
+use wal_format::{Bincode, Decoder, FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq, encode_frame};
 use wal_log::sim::SimVfs;
 use wal_log::{Options, Transaction, segment_file_name};
 use wal_replay::snapshot::{
@@ -177,7 +177,7 @@ impl StateMachine for Raw {
     fn apply_transaction(
         &mut self,
         tx: &Transaction,
-        _: &dyn Codec<Self::Event>,
+        _: &dyn Decoder<Self::Event>,
     ) -> Result<(), ApplyError> {
         self.applied.push((tx.lsn, tx.body.to_vec()));
         Ok(())
@@ -450,7 +450,7 @@ fn check_recovery(data: &[u8]) {
     );
 
     let mut ro = Raw::default();
-    let report = replay_read_only(root, &mut ro, &Bincode, &opts, &mut |_, _| {})
+    let report = replay_read_only(root, &mut ro, opts.clone())
         .unwrap_or_else(|e| panic!("read-only replay: {e}"));
     assert_eq!(ro.applied, expect_applied, "read-only replay: {report:?}");
 
