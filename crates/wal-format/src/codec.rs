@@ -32,7 +32,10 @@ pub trait Codec<E>: Decoder<E> {
 ///
 /// # Errors
 /// The first decoding error, or a codec that consumed zero bytes (which would loop forever).
-pub fn decode_all<E, C: Decoder<E> + ?Sized>(codec: &C, input: &[u8]) -> Result<Vec<E>, CodecError> {
+pub fn decode_all<E, C: Decoder<E> + ?Sized>(
+    codec: &C,
+    input: &[u8],
+) -> Result<Vec<E>, CodecError> {
     let mut events = Vec::new();
     decode_into(codec, input, &mut events)?;
     Ok(events)

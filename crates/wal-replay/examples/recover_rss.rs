@@ -31,7 +31,11 @@ impl StateMachine for Count {
     fn apply(&mut self, _: Lsn, _: Vec<()>) -> Result<(), ApplyError> {
         Ok(())
     }
-    fn apply_transaction(&mut self, tx: &Transaction, _: &dyn Decoder<()>) -> Result<(), ApplyError> {
+    fn apply_transaction(
+        &mut self,
+        tx: &Transaction,
+        _: &dyn Decoder<()>,
+    ) -> Result<(), ApplyError> {
         self.records += 1;
         self.check = self
             .check

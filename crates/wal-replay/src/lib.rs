@@ -92,9 +92,9 @@ pub use durable::{Durable, DurableOptions};
 pub use error::{ApplyError, ReplayError, Result};
 pub use logscan::TransactionAssembler;
 pub use recover::{
-    Aside, DataDir, LOG_DIR, RecoverOptions, Recovered, RecoveryReport, RejectedSnapshot,
+    Aside, DataDir, LOG_DIR, Progress, RecoverOptions, Recovered, RecoveryReport, RejectedSnapshot,
     SNAPSHOT_DIR, SnapshotUsed, read_log_id, recover, recover_with_codec, replay_read_only,
-    replay_read_only_with_codec, Progress,
+    replay_read_only_with_codec,
 };
 pub use snapshot::{
     SnapshotFile, SnapshotHeader, SnapshotListing, SnapshotStore, VerifiedSnapshot,

@@ -1211,8 +1211,7 @@ where
                 p.report(done, total);
             }
         };
-        let inspection = match wal_log::inspect_visit(&*vfs, &log_dir, &mut progress, &mut pass)
-        {
+        let inspection = match wal_log::inspect_visit(&*vfs, &log_dir, &mut progress, &mut pass) {
             Ok(i) => i,
             Err(VisitError::Wal(e)) => return Err(e.into()),
             Err(VisitError::Visitor(PassError::Replay(e))) => return Err(e),

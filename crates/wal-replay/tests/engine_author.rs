@@ -37,8 +37,7 @@ fn a_log_directory_passed_as_the_data_directory_is_refused() {
         "recover",
     );
     refused(
-        replay_read_only(dir.path(), &mut Kv::default(), RecoverOptions::default())
-        .map(drop),
+        replay_read_only(dir.path(), &mut Kv::default(), RecoverOptions::default()).map(drop),
         "replay_read_only",
     );
     refused(
@@ -215,7 +214,10 @@ fn read_only_replay_takes_the_same_arguments_and_reports_progress() {
         seen.1.load(Ordering::SeqCst),
         seen.2.load(Ordering::SeqCst),
     );
-    assert!(total > 64 << 10 && done == total && calls > 1, "{done}/{total} in {calls}");
+    assert!(
+        total > 64 << 10 && done == total && calls > 1,
+        "{done}/{total} in {calls}"
+    );
 
     let (seen, opts) = watch();
     let mut kv = Kv::default();
@@ -226,5 +228,8 @@ fn read_only_replay_takes_the_same_arguments_and_reports_progress() {
         seen.1.load(Ordering::SeqCst),
         seen.2.load(Ordering::SeqCst),
     );
-    assert!(total > 64 << 10 && done == total && calls > 1, "{done}/{total} in {calls}");
+    assert!(
+        total > 64 << 10 && done == total && calls > 1,
+        "{done}/{total} in {calls}"
+    );
 }

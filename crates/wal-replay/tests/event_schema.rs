@@ -203,8 +203,7 @@ fn a_bumped_event_schema_is_refused_naming_both_versions_and_nothing_changes() {
 
     let errors = [
         recover(dir.path(), &mut BankV2::default(), recover_opts()).unwrap_err(),
-        replay_read_only(dir.path(), &mut BankV2::default(), recover_opts())
-        .unwrap_err(),
+        replay_read_only(dir.path(), &mut BankV2::default(), recover_opts()).unwrap_err(),
         Engine::open(dir.path(), BankV2::default(), engine_opts()).unwrap_err(),
     ];
     for err in errors {
@@ -372,8 +371,7 @@ fn a_payload_that_does_not_decode_names_the_lsn_and_the_event_type() {
     drop(e);
     for err in [
         recover(dir.path(), &mut BankV1::default(), recover_opts()).unwrap_err(),
-        replay_read_only(dir.path(), &mut BankV1::default(), recover_opts())
-        .unwrap_err(),
+        replay_read_only(dir.path(), &mut BankV1::default(), recover_opts()).unwrap_err(),
     ] {
         let ReplayError::Decode(d) = &err else {
             panic!("{err:?}");
@@ -407,7 +405,11 @@ fn walctl_shows_the_versions_and_replays_any() {
     assert_eq!(code, 0);
     assert!(out.contains("schema 1"), "{out}");
     let (code, v) = common::run_json(dir.path(), &["snapshot", "ls"]);
-    assert_eq!((code, &v["snapshots"][0]["event_schema"]), (0, &1.into()), "{v}");
+    assert_eq!(
+        (code, &v["snapshots"][0]["event_schema"]),
+        (0, &1.into()),
+        "{v}"
+    );
     let (code, v) = common::run_json(dir.path(), &["replay"]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["transactions_applied"], 50, "{v}");

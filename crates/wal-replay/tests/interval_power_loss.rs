@@ -76,7 +76,11 @@ fn after_a_power_loss_under_interval_salvage_keeps_everything_durable() {
             Ok(_) => kv,
             Err(ReplayError::Wal(WalError::Corrupt { .. })) => {
                 refused += 1;
-                assert_eq!(disk.files(), before, "seed {seed}: a refused open changed files");
+                assert_eq!(
+                    disk.files(),
+                    before,
+                    "seed {seed}: a refused open changed files"
+                );
                 // The documented policy after a power loss: salvage the prefix.
                 let mut kv = Kv::default();
                 let r = recover(

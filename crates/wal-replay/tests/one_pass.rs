@@ -59,8 +59,7 @@ fn recovery_reads_the_log_once() {
         let opts = RecoverOptions::default().wal(small_log().vfs(Arc::new(vfs)));
         let mut kv = Kv::default();
         let report = if read_only {
-            replay_read_only(dir.path(), &mut kv, opts.clone())
-            .unwrap()
+            replay_read_only(dir.path(), &mut kv, opts.clone()).unwrap()
         } else {
             recover(dir.path(), &mut kv, opts).unwrap().report
         };
@@ -127,8 +126,7 @@ fn a_snapshot_ahead_of_the_log_falls_back_to_the_previous_one() {
     for read_only in [true, false] {
         let mut kv = Kv::default();
         let report = if read_only {
-            replay_read_only(dir.path(), &mut kv, recover_opts())
-            .unwrap()
+            replay_read_only(dir.path(), &mut kv, recover_opts()).unwrap()
         } else {
             recover(dir.path(), &mut kv, recover_opts()).unwrap().report
         };

@@ -69,8 +69,7 @@ fn recovering_twice_gives_the_same_state() {
     // A read-only replay agrees and changes nothing.
     let before = snapshot_tree(dir.path());
     let mut c = Kv::default();
-    let rc = replay_read_only(dir.path(), &mut c, recover_opts())
-    .unwrap();
+    let rc = replay_read_only(dir.path(), &mut c, recover_opts()).unwrap();
     assert_eq!(c, a);
     assert_eq!(rc.applied, ra.applied);
     assert!(rc.read_only);
@@ -349,8 +348,7 @@ fn torn_tail_is_moved_aside_and_reported() {
     let strict = recover_opts().wal(small_log().recovery(RecoveryMode::Strict));
     assert!(recover(dir.path(), &mut kv, strict).is_err());
     let mut kv = Kv::default();
-    let plan = replay_read_only(dir.path(), &mut kv, recover_opts())
-    .unwrap();
+    let plan = replay_read_only(dir.path(), &mut kv, recover_opts()).unwrap();
     assert_eq!(plan.bytes_moved_aside, 30);
     assert_eq!(plan.moved_aside[0].to, None);
     let (kv, report) = recovered(dir.path(), recover_opts());

@@ -249,8 +249,9 @@ fn read_only_replay_predicts_the_bytes_salvage_moves_aside() {
     drop(file);
 
     let salvage = recover_opts().wal(o.clone().recovery(wal_log::RecoveryMode::SalvagePrefix));
-    let predicted = wal_replay::replay_read_only(root.path(), &mut Counter::default(), salvage.clone())
-    .unwrap();
+    let predicted =
+        wal_replay::replay_read_only(root.path(), &mut Counter::default(), salvage.clone())
+            .unwrap();
     let (code, v) = run_json(root.path(), &["replay", "--mode", "salvage-prefix"]);
     let (dry_code, dry) = run_json(
         root.path(),

@@ -1217,7 +1217,9 @@ fn replay(
     let progress = Arc::new(Mutex::new(Progress::new()));
     let bar = progress.clone();
     let opts = opts.on_progress(move |d, t| {
-        bar.lock().unwrap_or_else(PoisonError::into_inner).update(d, t);
+        bar.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .update(d, t);
     });
     let r = wal_replay::replay_read_only_with_codec(data.root(), &mut state, &NoCodec, opts);
     progress
