@@ -3,7 +3,9 @@
 use crate::error::{RecorderError, Result};
 use crate::guard::RecorderTx;
 use crate::mirror::WalMirror;
+use crate::stats::{MirrorLag, RecorderStats};
 use crate::ticket::CommitTicket;
+use crate::truncator::Truncator;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -286,10 +288,12 @@ impl<E, C> WalRecorder<E, C> {
     /// Attaches a mirror: [`WalMirror::persist`] runs after every [`WalRecorder::flush`] (and
     /// so after [`WalRecorder::commit_and_flush`] and [`CommitTicket::wait_and_flush`]),
     /// [`WalMirror::persist_force`] after every [`WalRecorder::force_fsync`], and
-    /// [`WalRecorder::truncate_up_to`] keeps the whole history so the mirror can recover alone.
-    /// Nothing else may truncate the log then: a segment removed before the mirror copied its
-    /// tail is missing from the archive (with wal-replay's `Checkpointer`, stop checkpoints
-    /// before their truncation step).
+    /// [`WalRecorder::truncate_up_to`] removes only what the mirror has durably copied
+    /// ([`WalMirror::position`]; everything is kept when it reports none). Truncate the log
+    /// only through the recorder then ([`WalRecorder::truncator`] hands wal-replay's
+    /// `Checkpointer` the same rule): a segment removed before the mirror copied it whole
+    /// cannot reach the archive ([`crate::DirMirror`] then fails with
+    /// [`crate::MirrorError::SegmentLost`]).
     #[must_use]
     pub fn with_mirror(mut self, mirror: Arc<dyn WalMirror>) -> Self {
         self.mirror = Some(mirror);
@@ -637,19 +641,39 @@ impl<E, C> WalRecorder<E, C> {
     }
 
     /// Removes whole log segments at or below `fence` (see [`Wal::truncate_prefix`]) and returns
-    /// how many were removed. With a mirror attached nothing is removed: the mirror is persisted
-    /// (forced) and the full history is kept, so that the mirror alone can still recover.
+    /// how many were removed. With a mirror attached, truncation waits for it like a
+    /// replication slot: the mirror is persisted (forced) first, and only segments it holds
+    /// durably through their seal are removed (up to the smaller of `fence` and
+    /// [`WalMirror::position`]); a mirror that reports no position keeps the whole log. So
+    /// the log stays bounded while the mirror keeps the history.
     ///
     /// # Errors
     /// [`RecorderError::Poisoned`]; [`RecorderError::Wal`] or [`RecorderError::Mirror`] (which
     /// poison).
     pub fn truncate_up_to(&self, fence: Lsn) -> Result<usize> {
         self.check()?;
-        if self.mirror.is_some() {
-            self.persist_mirror(true)?;
-            return Ok(0);
-        }
-        self.wal.truncate_prefix(fence).map_err(|e| self.fail(e))
+        self.truncator().truncate_up_to(fence)
+    }
+
+    /// A handle that truncates this recorder's log as [`WalRecorder::truncate_up_to`] does,
+    /// waiting for the mirror, for whatever else truncates the log (wal-replay's
+    /// `Checkpointer::truncate_through`).
+    #[must_use]
+    pub fn truncator(&self) -> Truncator {
+        Truncator::new(self.wal.clone(), self.latch.clone(), self.mirror.clone())
+    }
+
+    /// The log's counters ([`Wal::stats`]) and, with a mirror that reports its position, where
+    /// its durable copy ends and how far it is behind the log.
+    #[must_use]
+    pub fn stats(&self) -> RecorderStats {
+        let wal = self.wal.stats();
+        let mirror = self
+            .mirror
+            .as_ref()
+            .and_then(|m| m.position())
+            .map(|p| MirrorLag::of(p, wal.last_lsn, &self.wal.segments()));
+        RecorderStats { wal, mirror }
     }
 
     /// Whether the recorder, or its log, is poisoned.

@@ -82,8 +82,22 @@ fn the_archive_alone_recovers_the_log() {
     assert_eq!(replay_dir(copy_dir(&archive_dir).path()), committed);
 }
 
+/// Commits `n` transactions of about 230 bytes; returns the last LSN.
+fn commit_small(rec: &Rec, committed: &mut Vec<Vec<Ev>>, from: u64, n: u64) -> Lsn {
+    let mut last = Lsn::ZERO;
+    for i in from..from + n {
+        let evs = vec![set(i, 1), Ev::Blob(vec![1; 200])];
+        last = rec.commit_events(evs.clone()).unwrap().lsn().unwrap();
+        committed.push(evs);
+    }
+    last
+}
+
+/// With a mirror, `truncate_up_to` removes segments (it used to remove none, so a mirrored
+/// log grew forever), and the archive keeps what left the log: it alone still recovers
+/// every transaction.
 #[test]
-fn with_a_mirror_truncation_keeps_the_history_and_the_archive_keeps_removed_segments() {
+fn with_a_mirror_truncation_bounds_the_log_and_the_archive_keeps_the_history() {
     let log = tempfile::tempdir().unwrap();
     let archive = tempfile::tempdir().unwrap();
     let opts = Options::default().segment_size(8 << 10).preallocate(false);
@@ -91,34 +105,117 @@ fn with_a_mirror_truncation_keeps_the_history_and_the_archive_keeps_removed_segm
     let wal = Arc::new(wal);
     let rec = Rec::new(wal.clone()).with_mirror(Arc::new(DirMirror::new(archive.path())));
     let mut committed = Vec::new();
-    let mut last = Lsn::ZERO;
-    for i in 0..200 {
-        last = rec
-            .commit_events([set(i, 1), Ev::Blob(vec![1; 200])])
-            .unwrap()
-            .lsn()
-            .unwrap();
-        committed.push(vec![set(i, 1), Ev::Blob(vec![1; 200])]);
-    }
+    let last = commit_small(&rec, &mut committed, 0, 200);
     let segments = wal.segments().len();
     assert!(segments > 3);
     rec.checkpoint_marker(last).unwrap();
-    assert_eq!(
-        rec.truncate_up_to(last).unwrap(),
-        0,
-        "the mirror must stay able to recover alone"
-    );
-    assert_eq!(wal.segments().len(), segments);
-
-    // Even when the log itself is truncated behind the recorder's back, the archive keeps the
-    // removed segments.
-    assert!(wal.truncate_prefix(last).unwrap() > 0);
-    for i in 200..220 {
-        rec.commit_events([set(i, 2)]).unwrap();
-        committed.push(vec![set(i, 2)]);
-    }
+    let removed = rec.truncate_up_to(last).unwrap();
+    assert_eq!(removed, segments - 1, "every sealed segment was archived");
+    assert_eq!(wal.segments().len(), 1);
+    commit_small(&rec, &mut committed, 200, 20);
     assert!(segment_names(archive.path()).len() > wal.segments().len());
     assert_eq!(replay_dir(copy_dir(archive.path()).path()), committed);
+}
+
+/// A mirror that can be held back: `persist` and `persist_force` do nothing while `hold` is
+/// set (a mirror whose destination is slow or away), so its position lags the log.
+#[derive(Debug)]
+struct HeldBack {
+    inner: DirMirror,
+    hold: std::sync::atomic::AtomicBool,
+}
+
+impl WalMirror for HeldBack {
+    fn persist(&self, wal_dir: &Path) -> std::io::Result<()> {
+        if self.hold.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.inner.persist(wal_dir)
+    }
+    fn persist_force(&self, wal_dir: &Path) -> std::io::Result<()> {
+        self.persist(wal_dir)
+    }
+    fn position(&self) -> Option<wal_recorder::MirrorPosition> {
+        self.inner.position()
+    }
+}
+
+/// Truncation goes only up to what the mirror has durably copied, even when asked for more,
+/// like a replication slot: the segment holding the mirror's position and every later one
+/// stay in the log, so the archive plus the log still hold every transaction.
+#[test]
+fn truncation_stops_at_what_the_mirror_has_copied() {
+    let log = tempfile::tempdir().unwrap();
+    let archive = tempfile::tempdir().unwrap();
+    let opts = Options::default().segment_size(8 << 10).preallocate(false);
+    let (wal, _) = Wal::open(log.path(), opts).unwrap();
+    let wal = Arc::new(wal);
+    let mirror = Arc::new(HeldBack {
+        inner: DirMirror::new(archive.path()),
+        hold: std::sync::atomic::AtomicBool::new(false),
+    });
+    let rec = Rec::new(wal.clone()).with_mirror(mirror.clone());
+    let mut committed = Vec::new();
+    commit_small(&rec, &mut committed, 0, 100);
+    let copied = mirror.position().unwrap();
+    assert_eq!(copied.lsn, wal.last_lsn());
+    mirror.hold.store(true, std::sync::atomic::Ordering::SeqCst);
+    let last = commit_small(&rec, &mut committed, 100, 100);
+    let before = wal.segments();
+    let removed = rec.truncate_up_to(last).unwrap();
+    assert!(removed > 0);
+    let kept = wal.segments();
+    assert_eq!(kept.len(), before.len() - removed);
+    // Every segment removed lies wholly within the copy; the one the copy ends in is kept.
+    assert!(before[..removed].iter().all(|s| s.last_lsn <= copied.lsn));
+    assert_eq!(kept[0].seq, copied.segment);
+    assert!(kept[0].base_lsn <= copied.lsn.next());
+    // Once the mirror catches up, the rest can go.
+    mirror
+        .hold
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(rec.truncate_up_to(last).unwrap() > 0);
+    assert_eq!(replay_dir(copy_dir(archive.path()).path()), committed);
+}
+
+/// `stats()` shows where the mirror's durable copy ends and how far behind the log it is.
+#[test]
+fn stats_show_the_mirrors_position_and_lag() {
+    let log = tempfile::tempdir().unwrap();
+    let archive = tempfile::tempdir().unwrap();
+    let opts = Options::default().segment_size(8 << 10).preallocate(false);
+    let (wal, _) = Wal::open(log.path(), opts).unwrap();
+    let wal = Arc::new(wal);
+    let mirror = Arc::new(DirMirror::new(archive.path()).min_interval(Duration::from_secs(3600)));
+    let rec = Rec::new(wal.clone()).with_mirror(mirror.clone());
+    assert_eq!(
+        rec.stats().mirror,
+        None,
+        "no position before the first persist"
+    );
+    let first = rec.commit_events([set(1, 1)]).unwrap().lsn().unwrap(); // persists
+    let lag = rec.stats().mirror.unwrap();
+    assert_eq!(lag.position.lsn, first);
+    assert_eq!((lag.lsns_behind, lag.bytes_behind), (0, 0));
+    let mut committed = Vec::new();
+    let last = commit_small(&rec, &mut committed, 2, 100); // throttled: not copied
+    let stats = rec.stats();
+    let lag = stats.mirror.unwrap();
+    assert_eq!(lag.position.lsn, first);
+    assert_eq!(lag.lsns_behind, last.0 - first.0);
+    let log_bytes: u64 = wal.segments().iter().map(|s| s.bytes).sum();
+    let archived: u64 = segment_names(archive.path())
+        .iter()
+        .map(|n| std::fs::metadata(archive.path().join(n)).unwrap().len())
+        .sum();
+    assert_eq!(lag.bytes_behind, log_bytes - archived);
+    assert_eq!(stats.wal.last_lsn, last);
+    assert_eq!(mirror.stats().position, Some(lag.position));
+    rec.force_fsync().unwrap();
+    let lag = rec.stats().mirror.unwrap();
+    assert_eq!(lag.position.lsn, last);
+    assert_eq!(lag.position.segment, wal.segments().last().unwrap().seq);
+    assert_eq!((lag.lsns_behind, lag.bytes_behind), (0, 0));
 }
 
 #[test]
@@ -146,6 +243,9 @@ fn a_new_process_brings_an_existing_archive_back_in_line() {
     let mirror = DirMirror::new(archive.path());
     mirror.persist(wal.dir()).unwrap();
     assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
+    // The bytes cut were not the log's: they are kept beside the segment, not deleted.
+    let aside = archive.path().join(format!("{last}.unmatched-{len}"));
+    assert_eq!(std::fs::read(aside).unwrap(), [0xAB; 100]);
     drop(wal);
     assert_eq!(replay_dir(copy_dir(archive.path()).path()), committed);
 }
