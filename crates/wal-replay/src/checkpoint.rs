@@ -20,7 +20,9 @@
 //!    only; the log also keeps any segment an unfinished large transaction needs). This runs
 //!    only after steps 2 and 4 are durable, so every kept snapshot, including the fallback
 //!    used when the newest one turns out to be damaged, still has all of the log after its
-//!    fence. A crash in the middle leaves extra segments, which replay skips.
+//!    fence. A crash in the middle leaves extra segments, which replay skips. A log copied
+//!    elsewhere by a `wal_recorder` mirror is truncated through the recorder
+//!    ([`Checkpointer::truncate_through`]), only up to what the mirror has durably copied.
 
 use crate::error::{ReplayError, Result};
 use crate::recover::{DataDir, RecoverOptions, RecoveryReport, recover_with_codec};
@@ -33,6 +35,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use wal_format::{Bincode, Codec, Lsn};
 use wal_log::Wal;
+use wal_recorder::Truncator;
 
 /// How many snapshots a checkpoint keeps by default.
 pub const DEFAULT_KEEP_SNAPSHOTS: usize = 2;
@@ -68,7 +71,8 @@ pub struct CheckpointReport {
     pub set_aside: Vec<PathBuf>,
     /// Half-written snapshots of interrupted checkpoints that were removed.
     pub removed_temp: Vec<PathBuf>,
-    /// The log was truncated up to this LSN (the oldest kept snapshot's fence), when it ran.
+    /// The log was truncated up to this LSN (the oldest kept snapshot's fence), when it ran;
+    /// with a mirror, segments it had not copied were kept ([`Checkpointer::truncate_through`]).
     pub truncated_to: Option<Lsn>,
     /// Segment files the truncation removed.
     pub segments_removed: usize,
@@ -87,6 +91,8 @@ pub struct Checkpointer {
     keep: usize,
     /// Snapshots already verified by this process: name → file length.
     verified: Mutex<BTreeMap<PathBuf, u64>>,
+    /// Truncates the log in the last step instead of [`Wal::truncate_prefix`].
+    truncator: Option<Truncator>,
 }
 
 impl Checkpointer {
@@ -102,7 +108,19 @@ impl Checkpointer {
             store,
             keep: keep.max(1),
             verified: Mutex::new(BTreeMap::new()),
+            truncator: None,
         }
+    }
+
+    /// Truncates the log in the last step through `truncator` (a recorder's,
+    /// [`wal_recorder::WalRecorder::truncator`]) instead of directly: with a mirror attached
+    /// to that recorder, the mirror is brought up to date and the log is truncated only up to
+    /// what it has durably copied, so a mirrored log can be checkpointed whole. A failure
+    /// poisons the recorder. [`crate::Durable`] does this.
+    #[must_use]
+    pub fn truncate_through(mut self, truncator: Truncator) -> Self {
+        self.truncator = Some(truncator);
+        self
     }
 
     /// The log.
@@ -126,8 +144,10 @@ impl Checkpointer {
     /// with the state it describes (or [`crate::Durable`], which does all of this).
     ///
     /// The last step truncates the log. A host that copies its log elsewhere (a
-    /// `wal_recorder` mirror, which must see every segment whole) stops before it with
-    /// [`Checkpointer::checkpoint_until`]`(state, fence, CheckpointStep::Prune)`.
+    /// `wal_recorder` mirror, which must see every segment whole) builds the checkpointer
+    /// with [`Checkpointer::truncate_through`] its recorder's truncator, so that truncation
+    /// waits for the mirror; truncating directly would remove segments the mirror has not
+    /// copied (`DirMirror` then fails with `MirrorError::SegmentLost`).
     ///
     /// # Errors
     /// [`ReplayError::FenceNotDurable`] when `fence` is beyond what the log has made durable
@@ -143,7 +163,7 @@ impl Checkpointer {
 
     /// [`Checkpointer::checkpoint`], stopping after step `last`: the directory is then as a
     /// crash right after that step would leave it. For crash tests and tools, and for hosts
-    /// that must not truncate their log (a mirrored log: stop at [`CheckpointStep::Prune`]).
+    /// that must not truncate their log.
     ///
     /// # Errors
     /// As [`Checkpointer::checkpoint`].
@@ -199,8 +219,7 @@ impl Checkpointer {
         self.checkpoint_locked_until(lock, CheckpointStep::Truncate)
     }
 
-    /// [`Checkpointer::checkpoint_locked`], stopping after step `last` (a mirrored log:
-    /// [`CheckpointStep::Prune`]).
+    /// [`Checkpointer::checkpoint_locked`], stopping after step `last`.
     ///
     /// # Errors
     /// As [`Checkpointer::checkpoint`].
@@ -274,7 +293,10 @@ impl Checkpointer {
             let kept = self.prune(&snap, &mut verified, &mut report)?;
             if last >= CheckpointStep::Truncate {
                 let oldest = kept.iter().copied().min().unwrap_or(fence);
-                report.segments_removed = self.wal.truncate_prefix(oldest)?;
+                report.segments_removed = match &self.truncator {
+                    Some(t) => t.truncate_up_to(oldest)?,
+                    None => self.wal.truncate_prefix(oldest)?,
+                };
                 report.truncated_to = Some(oldest);
             }
         }

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use wal_format::{Bincode, Codec};
 use wal_log::Wal;
-use wal_recorder::{RecorderTx, WalRecorder};
+use wal_recorder::{RecorderTx, WalMirror, WalRecorder};
 
 /// Options of [`Durable::open`].
 #[derive(Clone, Debug)]
@@ -27,8 +27,12 @@ pub struct DurableOptions {
     /// Snapshots kept by checkpoints. Default [`DEFAULT_KEEP_SNAPSHOTS`].
     pub keep_snapshots: usize,
     /// Checkpoints stop after this step. Default [`CheckpointStep::Truncate`] (the whole
-    /// checkpoint); a host that mirrors its log stops at [`CheckpointStep::Prune`].
+    /// checkpoint).
     pub checkpoint_until: CheckpointStep,
+    /// A mirror of the log ([`wal_recorder::DirMirror`] keeps an archive directory), attached
+    /// to the recorder: it persists at [`WalRecorder::flush`] (writes do not wait for it), and
+    /// checkpoints truncate the log only up to what it has durably copied. Default none.
+    pub mirror: Option<Arc<dyn WalMirror>>,
 }
 
 impl Default for DurableOptions {
@@ -37,6 +41,7 @@ impl Default for DurableOptions {
             recover: RecoverOptions::default(),
             keep_snapshots: DEFAULT_KEEP_SNAPSHOTS,
             checkpoint_until: CheckpointStep::Truncate,
+            mirror: None,
         }
     }
 }
@@ -46,6 +51,13 @@ impl DurableOptions {
     #[must_use]
     pub fn wal(mut self, wal: wal_log::Options) -> Self {
         self.recover = self.recover.wal(wal);
+        self
+    }
+
+    /// Sets [`DurableOptions::mirror`].
+    #[must_use]
+    pub fn mirror(mut self, mirror: Arc<dyn WalMirror>) -> Self {
+        self.mirror = Some(mirror);
         self
     }
 }
@@ -144,10 +156,17 @@ impl<S: StateMachine, C: Codec<S::Event>> Durable<S, C> {
         ropts.target = None;
         let recovered = recover_with_codec(root.as_ref(), &mut state, &codec, ropts)?;
         let wal = Arc::new(recovered.wal);
+        let mut recorder = WalRecorder::with_codec(wal.clone(), codec);
+        if let Some(mirror) = opts.mirror {
+            recorder = recorder.with_mirror(mirror);
+        }
+        // Checkpoints truncate through the recorder: with a mirror, only what it has copied.
+        let checkpointer = Checkpointer::new(root, wal, opts.keep_snapshots)
+            .truncate_through(recorder.truncator());
         Ok(Durable {
             state: Mutex::new(state),
-            recorder: WalRecorder::with_codec(wal.clone(), codec),
-            checkpointer: Checkpointer::new(root, wal, opts.keep_snapshots),
+            recorder,
+            checkpointer,
             checkpoint_until: opts.checkpoint_until,
             report: recovered.report,
         })
@@ -191,7 +210,8 @@ impl<S: StateMachine, C: Codec<S::Event>> Durable<S, C> {
 
     /// Checkpoints the state: under its lock, syncs the log and writes a snapshot whose fence
     /// is the last LSN the state holds; then marks the log, prunes old snapshots and
-    /// truncates the log ([`Checkpointer::checkpoint_locked`]). Writers wait while the
+    /// truncates the log ([`Checkpointer::checkpoint_locked`]), with a mirror only up to what
+    /// the mirror has durably copied (brought up to date first). Writers wait while the
     /// snapshot is written.
     ///
     /// # Errors
