@@ -5,12 +5,13 @@
 //!
 //! ```text
 //! bank --dir D run [--threads 4] [--accounts 100] [--checkpoint-ms 150] [--audit-every 200]
-//!                  [--sync always|interval] [--ops N]
+//!                  [--sync always|interval] [--ops N] [--mirror ARCHIVE]
 //! bank --dir D check
 //! ```
 //!
 //! `run` prints `ready` once recovered, `ack THREAD SEQ` once each transaction is acknowledged
-//! under the sync policy, `checkpoint FENCE SEGMENTS` after each checkpoint, and with `--ops`
+//! under the sync policy (with `--mirror`, once it is in the archive too), `checkpoint FENCE
+//! SEGMENTS` after each checkpoint, and with `--ops`
 //! a final `stats` line (commits, fsyncs, commits per fsync). `check` recovers and prints one
 //! JSON object: money in the bank and what it should be, each thread's last transaction, the
 //! log's segment count and bytes. Exit codes: 0 success, 2 any error.
@@ -23,9 +24,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wal_log::{Options, SyncPolicy};
+use wal_recorder::DirMirror;
 use wal_replay::{Durable, DurableOptions};
 
 #[derive(Parser, Debug)]
@@ -66,6 +69,11 @@ struct RunArgs {
     /// Transactions per thread, then stop (0: until killed).
     #[arg(long, default_value_t = 0)]
     ops: u64,
+    /// Keep an archive of the log in this directory (`wal_recorder::DirMirror`): each
+    /// transaction is acknowledged once the archive holds it, and checkpoints truncate the
+    /// log only up to what the archive holds.
+    #[arg(long)]
+    mirror: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -80,12 +88,16 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 /// segments many of them cross a segment boundary.
 const AUDIT_BYTES: usize = (4 << 20) + (256 << 10);
 
-fn open(dir: &Path, sync: SyncArg) -> Result<Durable<Bank>, Error> {
+fn open(dir: &Path, sync: SyncArg, mirror: Option<&Path>) -> Result<Durable<Bank>, Error> {
     let policy = match sync {
         SyncArg::Always => SyncPolicy::Always,
         SyncArg::Interval => SyncPolicy::Interval { ms: 20 },
     };
-    let opts = DurableOptions::default().wal(Options::default().sync(policy).segment_size(8 << 20));
+    let mut opts =
+        DurableOptions::default().wal(Options::default().sync(policy).segment_size(8 << 20));
+    if let Some(archive) = mirror {
+        opts = opts.mirror(Arc::new(DirMirror::new(archive)));
+    }
     Ok(Durable::open(dir, Bank::default(), opts)?)
 }
 
@@ -158,6 +170,10 @@ fn writer(store: &Durable<Bank>, args: &RunArgs, thread: u32) -> Result<(), Erro
             tx.record(event);
             Ok(())
         })??;
+        if args.mirror.is_some() {
+            // Durable in the log; now in the archive too.
+            store.recorder().flush()?;
+        }
         say(format_args!("ack {thread} {seq}"))?;
         seq += 1;
     }
@@ -178,7 +194,7 @@ fn checkpoints(store: &Durable<Bank>, every: Duration, done: &AtomicBool) -> Res
 }
 
 fn run(dir: &Path, args: &RunArgs) -> Result<(), Error> {
-    let store = open(dir, args.sync)?;
+    let store = open(dir, args.sync, args.mirror.as_deref())?;
     let open = BankEvent::Open {
         accounts: args.accounts,
         threads: args.threads,
@@ -221,7 +237,7 @@ fn run(dir: &Path, args: &RunArgs) -> Result<(), Error> {
 }
 
 fn check(dir: &Path) -> Result<(), Error> {
-    let store = open(dir, SyncArg::Always)?;
+    let store = open(dir, SyncArg::Always, None)?;
     let report = store.recovery_report().clone();
     let bank = store.read(Clone::clone);
     let segments = store.wal().segments();
