@@ -370,7 +370,8 @@ impl Checkpointer {
 /// Options of [`Engine::open`].
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
-    /// How to recover (the log options and the fragment budget; `target` must be `None`).
+    /// How to recover (the log options and the fragment budget; `target` must be `None`,
+    /// refused with [`ReplayError::Unsupported`] otherwise).
     pub recover: RecoverOptions,
     /// Snapshots kept by checkpoints. Default [`DEFAULT_KEEP_SNAPSHOTS`].
     pub keep_snapshots: usize,
@@ -472,8 +473,14 @@ impl<S: StateMachine, C: Codec<S::Event>> Engine<S, C> {
         codec: C,
         opts: EngineOptions,
     ) -> Result<(Self, RecoveryReport)> {
-        let mut ropts = opts.recover;
-        ropts.target = None;
+        let ropts = opts.recover;
+        if let Some(target) = ropts.target {
+            return Err(ReplayError::Unsupported {
+                what: format!(
+                    "point-in-time recovery (target LSN {target}) for an engine that takes commits: use wal_replay::recover or replay_read_only"
+                ),
+            });
+        }
         let rec = recover_with_codec(root.as_ref(), &mut state, &codec, ropts)?;
         let applied = rec.report.applied_range.map_or(
             rec.report.snapshot.as_ref().map_or(Lsn::ZERO, |s| s.fence),

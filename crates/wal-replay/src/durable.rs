@@ -9,9 +9,10 @@
 //! state it snapshots.
 
 use crate::checkpoint::{CheckpointReport, CheckpointStep, Checkpointer, DEFAULT_KEEP_SNAPSHOTS};
-use crate::error::Result;
+use crate::error::{ReplayError, Result};
 use crate::recover::{RecoverOptions, RecoveryReport, recover_with_codec};
 use crate::state::StateMachine;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use wal_format::{Bincode, Codec};
@@ -22,7 +23,8 @@ use wal_recorder::{RecorderTx, WalMirror, WalRecorder};
 #[derive(Clone, Debug)]
 pub struct DurableOptions {
     /// How to recover, and the log's options (sync policy, segment size, ...). `target` must
-    /// be `None`: a store that takes new writes recovers everything.
+    /// be `None` (refused with [`ReplayError::Unsupported`]): a store that takes new writes
+    /// recovers everything.
     pub recover: RecoverOptions,
     /// Snapshots kept by checkpoints. Default [`DEFAULT_KEEP_SNAPSHOTS`].
     pub keep_snapshots: usize,
@@ -152,8 +154,14 @@ impl<S: StateMachine, C: Codec<S::Event>> Durable<S, C> {
         codec: C,
         opts: DurableOptions,
     ) -> Result<Self> {
-        let mut ropts = opts.recover;
-        ropts.target = None;
+        let ropts = opts.recover;
+        if let Some(target) = ropts.target {
+            return Err(ReplayError::Unsupported {
+                what: format!(
+                    "point-in-time recovery (target LSN {target}) for a store that takes writes: use wal_replay::recover or replay_read_only"
+                ),
+            });
+        }
         let recovered = recover_with_codec(root.as_ref(), &mut state, &codec, ropts)?;
         let wal = Arc::new(recovered.wal);
         let mut recorder = WalRecorder::with_codec(wal.clone(), codec);
@@ -185,8 +193,12 @@ impl<S: StateMachine, C: Codec<S::Event>> Durable<S, C> {
     /// The state lock is held while `f` runs and the transaction is queued, and released
     /// before the wait: concurrent writers share one write and one fsync.
     ///
-    /// If `f` records events and then panics, the recorder is poisoned (the state holds
-    /// mutations the log will never have) and every later write fails: reopen to recover.
+    /// If `f` panics, the recorder is poisoned (the state may hold mutations the log will
+    /// never have, recorded or not) and every later write and checkpoint fails: reopen to
+    /// recover. `f` runs under the state lock: it must not call back into this store
+    /// (`read`, `write`, `checkpoint` would wait for the lock it holds). To refuse an
+    /// operation, check before mutating and record nothing: a query that records nothing
+    /// writes nothing.
     ///
     /// # Errors
     /// [`crate::ReplayError::Recorder`] when the log or the recorder fails (which poisons it;
@@ -195,7 +207,18 @@ impl<S: StateMachine, C: Codec<S::Event>> Durable<S, C> {
         let (out, ticket) = {
             let mut state = self.lock();
             let tx = self.recorder.begin()?;
-            let out = f(&mut state, &tx);
+            let out = match catch_unwind(AssertUnwindSafe(|| f(&mut state, &tx))) {
+                Ok(out) => out,
+                Err(panic) => {
+                    // The state may hold mutations the log will never have, whether or not
+                    // the closure had recorded anything yet: refuse every later write, so
+                    // that nothing is built on a state recovery cannot rebuild.
+                    self.recorder
+                        .poison("a Durable::write closure panicked; reopen to recover");
+                    drop(tx);
+                    resume_unwind(panic);
+                }
+            };
             // Under `Always` only queued: no I/O while the state lock is held.
             (out, tx.commit_deferred()?)
         };

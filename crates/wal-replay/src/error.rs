@@ -58,6 +58,13 @@ pub enum ReplayError {
         /// Why.
         reason: String,
     },
+    /// A listed snapshot was gone when it was opened: a live engine's checkpoint pruned it
+    /// meanwhile. Read-only tools skip it (the listing they act on is already stale).
+    #[error("snapshot {path} was removed while it was being read (pruned by a checkpoint)")]
+    SnapshotGone {
+        /// The snapshot file.
+        path: PathBuf,
+    },
     /// The state machine failed to write its snapshot.
     #[error("writing snapshot {path}: {source}")]
     SnapshotWrite {
@@ -165,6 +172,13 @@ pub enum ReplayError {
     EngineFailed {
         /// The first failure.
         reason: String,
+    },
+    /// The options ask for something this entry point does not do (for example a
+    /// point-in-time target for a store that takes writes). Nothing was read or changed.
+    #[error("not supported: {what}")]
+    Unsupported {
+        /// What was asked for, and what to use instead.
+        what: String,
     },
     /// The recorder of a [`crate::Durable`] store failed: the log failed, or an earlier
     /// failure poisoned it. Nothing of the transaction is acknowledged; reopen to recover.

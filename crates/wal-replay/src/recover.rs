@@ -62,6 +62,17 @@ impl DataDir {
         if names.iter().any(|n| n == LOG_DIR) {
             return Ok(());
         }
+        // A snapshot directory passed as the data directory would get a new, empty log.
+        if let Some(name) = names.iter().find(|n| {
+            n.ends_with(".snap") || n.ends_with(".snap.tmp") || n.ends_with(".snap.corrupt")
+        }) {
+            return Err(ReplayError::NotADataDir {
+                dir: self.root.clone(),
+                reason: format!(
+                    "it holds {name}, a snapshot file: it looks like the snapshot directory; pass its parent, the data directory that holds {LOG_DIR}/ and {SNAPSHOT_DIR}/"
+                ),
+            });
+        }
         let log_file = names.iter().find(|n| {
             // A lone `LOCK` proves nothing (an engine may keep its own lock there).
             !matches!(
@@ -1357,6 +1368,9 @@ fn choose_snapshot(
                 });
                 continue;
             }
+            // Pruned by a live engine since the listing (read-only replay): not usable, and
+            // not damaged either.
+            Err(ReplayError::SnapshotGone { .. }) => continue,
             Err(e) => return Err(e),
         };
         if let Some(end) = log_end

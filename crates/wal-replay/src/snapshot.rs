@@ -260,7 +260,7 @@ impl SnapshotStore {
         let f = self
             .vfs
             .open(&file.path, OpenMode::Read)
-            .map_err(io_err("open", &file.path))?;
+            .map_err(|e| open_err(file, e))?;
         let mut b = [0u8; SNAPSHOT_HEADER_LEN];
         let n = read_full(&*f, &mut b, 0).map_err(io_err("read", &file.path))?;
         let h = SnapshotHeader::decode(&b[..n]).map_err(|reason| bad(file, reason))?;
@@ -286,7 +286,7 @@ impl SnapshotStore {
         let f = self
             .vfs
             .open(&file.path, OpenMode::Read)
-            .map_err(io_err("open", &file.path))?;
+            .map_err(|e| open_err(file, e))?;
         let mut buf = vec![
             0u8;
             BUF.min(usize::try_from(header.body_len).unwrap_or(BUF))
@@ -679,6 +679,18 @@ impl io::Read for SnapReader {
         self.at += n;
         Ok(n)
     }
+}
+
+/// A snapshot that vanished between the listing and the open was pruned by a live engine's
+/// checkpoint: [`ReplayError::SnapshotGone`], which read-only tools skip; any other open
+/// failure is an I/O error.
+fn open_err(file: &SnapshotFile, e: std::io::Error) -> ReplayError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        return ReplayError::SnapshotGone {
+            path: file.path.clone(),
+        };
+    }
+    io_err("open", &file.path)(e)
 }
 
 #[cfg(test)]

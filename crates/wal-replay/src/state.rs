@@ -7,7 +7,7 @@ use wal_log::Transaction;
 /// itself to a snapshot and restores itself from one.
 ///
 /// A transaction's payload is the concatenation of its events, each encoded with a
-/// [`Codec`] (by default [`wal_format::Bincode`]); a multi-record transaction
+/// [`wal_format::Codec`] (by default [`wal_format::Bincode`]); a multi-record transaction
 /// ([`wal_log::Wal::append_batch`]) holds several such payloads, whose events are applied
 /// together, in order, as one transaction.
 ///

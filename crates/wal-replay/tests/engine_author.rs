@@ -233,3 +233,77 @@ fn read_only_replay_takes_the_same_arguments_and_reports_progress() {
         "{done}/{total} in {calls}"
     );
 }
+
+/// A closure that mutates the state and panics before it records anything left the store
+/// taking writes on a state the log could not rebuild (the next recovery then failed to apply
+/// a later transaction). Any panic in a write now poisons the store.
+#[test]
+fn a_panic_in_a_write_poisons_the_store_even_before_anything_was_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Durable::open(dir.path(), Kv::default(), DurableOptions::default()).unwrap();
+    store
+        .write(|kv, tx| {
+            kv.map.insert("a".into(), 1);
+            tx.record(Op::Put("a".into(), 1));
+        })
+        .unwrap();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        store.write(|kv, _tx| {
+            kv.map.insert("phantom".into(), 9); // mutated, never recorded
+            panic!("engine bug");
+        })
+    }));
+    assert!(panicked.is_err());
+    let err = store
+        .write(|kv, tx| {
+            *kv.map.get_mut("phantom").unwrap() += 1;
+            tx.record(Op::Add("phantom".into(), 1));
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("panicked"), "{err}");
+    assert!(
+        store.checkpoint().is_err(),
+        "no snapshot of a state the log lacks"
+    );
+    drop(store);
+    let again = Durable::open(dir.path(), Kv::default(), DurableOptions::default()).unwrap();
+    assert_eq!(
+        again.read(|kv| kv.map.clone()),
+        [("a".to_owned(), 1)].into()
+    );
+}
+
+/// The snapshot directory passed as the data directory, and a point-in-time target for a
+/// store that takes writes, are refused, not silently turned into something else.
+#[test]
+fn a_snapshot_directory_and_a_target_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Durable::open(dir.path(), Kv::default(), DurableOptions::default()).unwrap();
+    store
+        .write(|kv, tx| {
+            kv.map.insert("a".into(), 1);
+            tx.record(Op::Put("a".into(), 1));
+        })
+        .unwrap();
+    store.checkpoint().unwrap();
+    drop(store);
+    let snaps = dir.path().join("snapshots");
+    let before = common_listing(&snaps);
+    match Durable::open(&snaps, Kv::default(), DurableOptions::default()) {
+        Err(ReplayError::NotADataDir { reason, .. }) => {
+            assert!(reason.contains("snapshot directory"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(common_listing(&snaps), before);
+    let mut opts = DurableOptions::default();
+    opts.recover = opts.recover.target(wal_format::Lsn(1));
+    let err = Durable::open(dir.path(), Kv::default(), opts).unwrap_err();
+    assert!(matches!(err, ReplayError::Unsupported { .. }), "{err:?}");
+    let eopts = EngineOptions {
+        recover: RecoverOptions::default().target(wal_format::Lsn(1)),
+        ..EngineOptions::default()
+    };
+    let err = Engine::open(dir.path(), Kv::default(), eopts).unwrap_err();
+    assert!(matches!(err, ReplayError::Unsupported { .. }), "{err:?}");
+}
