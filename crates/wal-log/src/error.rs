@@ -137,6 +137,47 @@ pub enum WalError {
         /// The oldest LSN still in the log.
         oldest: Lsn,
     },
+    /// A reader was asked to start past the end of the log, where the LSNs between the end and
+    /// the start, once assigned, would never be read. Also what a saved
+    /// [`crate::FollowPosition`] gets from a log that ends before it (a primary restored from an
+    /// older copy, or one that lost its tail).
+    #[error(
+        "LSN {requested} is past the end of the log, whose next LSN is {next}: a reader starting there would skip LSNs {next} to {}",
+        .requested.prev()
+    )]
+    BeyondEnd {
+        /// The LSN asked for.
+        requested: Lsn,
+        /// The next LSN the log assigns (or, for a reader in another process, the LSN after the
+        /// last frame written).
+        next: Lsn,
+    },
+    /// A saved [`crate::FollowPosition`] names another log than the one it was given to: the
+    /// primary was replaced by another log (a new data directory, a restore from another
+    /// primary). Following it from that LSN would mix two histories.
+    #[error(
+        "the follow position is in log {position}, but this log is {log}: the primary was replaced; start the follower again from one of its snapshots"
+    )]
+    OtherLog {
+        /// The log the position was saved from.
+        position: LogId,
+        /// The log it was given to.
+        log: LogId,
+    },
+    /// The frame at a saved [`crate::FollowPosition`]'s LSN is not the one the follower got:
+    /// the log went back (a restore or a salvage) and took other commits at the same LSNs,
+    /// so the follower holds transactions this log never had.
+    #[error(
+        "the frame at LSN {lsn} is not the one the follower got (its checksum is {found:#010x}, the position holds {expected:#010x}): this log took other commits at the same LSNs after a restore or salvage, and the follower diverged from it"
+    )]
+    Diverged {
+        /// The position's LSN.
+        lsn: Lsn,
+        /// The checksum the position holds.
+        expected: u32,
+        /// The checksum of the frame the log holds there.
+        found: u32,
+    },
     /// [`crate::Wal::wait_durable`] was asked for an LSN the log has not assigned yet: no
     /// append has returned it, so there is nothing that could become durable.
     #[error(

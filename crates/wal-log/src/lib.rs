@@ -39,10 +39,12 @@
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+mod assembly;
 mod error;
 mod inspect;
 mod open;
 mod options;
+mod position;
 mod reader;
 mod segment;
 #[cfg(any(test, feature = "sim"))]
@@ -59,6 +61,7 @@ pub use inspect::{
 };
 pub use open::{MovedAside, OpenReport, check_not_open};
 pub use options::{Options, RecoveryMode, SyncPolicy};
+pub use position::{FollowPosition, PositionError};
 pub use reader::{Transaction, TxReader};
 pub use segment::{
     Entry, LOCK_FILE, PREALLOC_FILE, RECYCLED_PREFIX, SegmentInfo, classify, recycled_file_name,

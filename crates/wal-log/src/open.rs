@@ -847,6 +847,9 @@ fn recover(
         {
             let mut wr = lock(&w.inner.writer);
             wr.next_lsn = last_lsn.next();
+            w.inner
+                .assigned_lsn
+                .store(last_lsn.0, std::sync::atomic::Ordering::Release);
             wr.pending_last = last_lsn;
             *lock(&w.inner.streams) = Streams::recovered(streams.clone(), &spanning);
         }

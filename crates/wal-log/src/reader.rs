@@ -1,22 +1,17 @@
 //! Readers of committed transactions: from an LSN to the durable end, or following the log.
 
+use crate::assembly::{Assembly, SegmentCursor};
 use crate::error::{Result, WalError, io_err};
+use crate::position::FollowPosition;
 use crate::segment::segment_file_name;
+use crate::vfs::OpenMode;
 use crate::vfs::read_full;
-use crate::vfs::{OpenMode, VfsFile};
 use crate::wal::{Inner, Wal, lock};
-use bytes::{Bytes, BytesMut};
-use std::collections::BTreeMap;
+use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
-use wal_format::{
-    FRAME_HEADER_LEN, FrameKind, Lsn, MAX_FRAME_PAYLOAD, RecordIter, SEGMENT_HEADER_LEN,
-    SegmentHeader, SegmentSeq, decode_frame,
-};
-
-/// How much of a segment a reader holds in memory at once (plus up to one frame).
-const CHUNK: usize = 4 << 20;
+use wal_format::{FrameKind, Lsn, RecordIter, SEGMENT_HEADER_LEN, SegmentHeader, SegmentSeq};
 
 /// One committed transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +22,12 @@ pub struct Transaction {
     pub body: Bytes,
     /// Whether the body holds several records ([`Wal::append_batch`]).
     pub multi: bool,
+    /// No transaction of the log commits between this LSN and [`Transaction::lsn`]: the
+    /// commit LSN of the transaction before this one, or, for the first transaction a reader
+    /// returns when it read no commit before it, the LSN before the reader's start. LSNs are
+    /// also taken by seals, checkpoint markers and fragments, so a follower that applied
+    /// everything up to LSN `a` has missed a transaction exactly when `prev > a`.
+    pub prev: Lsn,
 }
 
 impl Transaction {
@@ -41,21 +42,6 @@ impl Transaction {
         let multi = self.multi.then(|| RecordIter::new(self.body.clone()));
         single.into_iter().chain(multi.into_iter().flatten())
     }
-}
-
-struct Cursor {
-    seq: SegmentSeq,
-    path: std::path::PathBuf,
-    header: SegmentHeader,
-    file: Arc<dyn VfsFile>,
-    /// Loaded bytes and the file offset they start at.
-    chunk: Bytes,
-    chunk_at: u64,
-    /// File offset of the next frame.
-    pos: u64,
-    sealed: bool,
-    /// Keeps truncation from recycling (overwriting) this file while it is read.
-    _pin: SegmentPin,
 }
 
 /// A reader's claim on one segment, counted in `Inner::pins`; released on drop.
@@ -88,23 +74,23 @@ impl Drop for SegmentPin {
 
 /// Iterates committed transactions in LSN order. Never yields a transaction that is not
 /// durable, nor part of one. Made by [`Wal::read_from`] (bounded by the durable LSN when it was
-/// made) or [`Wal::follow`] (use [`TxReader::next_timeout`] to wait for new ones).
+/// made), [`Wal::follow`] or [`Wal::follow_at`] (use [`TxReader::next_timeout`] to wait for
+/// new ones).
 pub struct TxReader {
     inner: Arc<Inner>,
-    from: Lsn,
     /// Upper bound for a bounded reader.
     limit: Option<Lsn>,
-    cursor: Option<Cursor>,
+    /// The segment being read, pinned against recycling while it is.
+    cursor: Option<(SegmentCursor, SegmentPin)>,
     next_lsn: Lsn,
-    streams: BTreeMap<Lsn, (Vec<u8>, bool)>,
-    held: u64,
+    asm: Assembly,
     failed: bool,
 }
 
 impl std::fmt::Debug for TxReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TxReader")
-            .field("from", &self.from)
+            .field("from", &self.asm.from())
             .field("next_lsn", &self.next_lsn)
             .finish()
     }
@@ -114,46 +100,96 @@ impl Wal {
     /// Reads committed transactions with LSN ≥ `from`, up to the durable LSN at this moment.
     ///
     /// # Errors
-    /// [`WalError::Truncated`] when `from` is older than the log keeps.
+    /// [`WalError::Truncated`] when `from` is older than the log keeps;
+    /// [`WalError::BeyondEnd`] when `from` is past the next LSN the log assigns.
     pub fn read_from(&self, from: Lsn) -> Result<TxReader> {
         let limit = self.durable_lsn();
-        TxReader::new(self.inner.clone(), from, Some(limit))
+        TxReader::new(self.inner.clone(), from, Some(limit), None)
     }
 
     /// A reader that follows the log: it yields every committed transaction with LSN ≥ `from`
-    /// as soon as it is durable.
+    /// as soon as it is durable. `from` may be at most the next LSN the log assigns
+    /// ([`Wal::last_lsn`] + 1): a reader starting later would never see the LSNs in between.
+    ///
+    /// A follower that saves its place between runs resumes with [`Wal::follow_at`], which
+    /// also checks that it is this log's place.
     ///
     /// # Errors
     /// As [`Wal::read_from`].
     pub fn follow(&self, from: Lsn) -> Result<TxReader> {
-        TxReader::new(self.inner.clone(), from, None)
+        TxReader::new(self.inner.clone(), from, None, None)
+    }
+
+    /// [`Wal::follow`] from a follower's saved place: from `position.lsn + 1`, after checking
+    /// that the position is in this log and, when it carries the checksum of its frame and
+    /// the log still holds that frame, that the frame is the one the follower got.
+    ///
+    /// # Errors
+    /// [`WalError::OtherLog`] for a position in another log; [`WalError::BeyondEnd`] when the
+    /// log ends before the position (a primary restored from an older copy);
+    /// [`WalError::Truncated`] when the log no longer holds the LSN after it. The reader
+    /// returns [`WalError::Diverged`] (before any transaction) when the frame at the
+    /// position's LSN is not the follower's.
+    pub fn follow_at(&self, position: &FollowPosition) -> Result<TxReader> {
+        if position.log_id != self.log_id() {
+            return Err(WalError::OtherLog {
+                position: position.log_id,
+                log: self.log_id(),
+            });
+        }
+        TxReader::new(self.inner.clone(), position.next(), None, position.crc)
     }
 }
 
 impl TxReader {
-    fn new(inner: Arc<Inner>, from: Lsn, limit: Option<Lsn>) -> Result<TxReader> {
+    fn new(
+        inner: Arc<Inner>,
+        from: Lsn,
+        limit: Option<Lsn>,
+        expect: Option<u32>,
+    ) -> Result<TxReader> {
+        let max = inner.opts.max_transaction_size;
         let mut r = TxReader {
             inner,
-            from,
             limit,
             cursor: None,
             next_lsn: Lsn::ZERO,
-            streams: BTreeMap::new(),
-            held: 0,
+            asm: Assembly::new(from, max, expect),
             failed: false,
         };
-        r.position()?;
+        r.seek()?;
         Ok(r)
+    }
+
+    /// Where this reader stands: the last transaction it returned (with its commit frame's
+    /// checksum), or the place it started after. Save it with what was applied, and resume
+    /// with [`Wal::follow_at`].
+    #[must_use]
+    pub fn position(&self) -> FollowPosition {
+        let (lsn, crc) = self.asm.position();
+        FollowPosition {
+            log_id: self.inner.log_id,
+            lsn,
+            crc,
+        }
     }
 
     /// Finds the segment to start from: the one holding `from`, or an older one when a
     /// fragmented transaction that commits later began before it.
-    fn position(&mut self) -> Result<()> {
+    fn seek(&mut self) -> Result<()> {
+        let from = self.asm.from();
+        // Not the append lock: a reader may be made while a rotation holds it across I/O.
+        let next = Lsn(self.inner.assigned_lsn.load(Ordering::Acquire)).next();
+        if from > next {
+            return Err(WalError::BeyondEnd {
+                requested: from,
+                next,
+            });
+        }
         let segs = lock(&self.inner.segments).clone();
         if segs.is_empty() {
             return Ok(());
         }
-        let from = self.from.max(Lsn::FIRST);
         let oldest = self.inner.oldest_retained();
         if from < oldest {
             return Err(WalError::Truncated {
@@ -163,7 +199,11 @@ impl TxReader {
         }
         // Start at the first frame of any transaction committed at or after `from`: one
         // that began earlier and ends later (or is open) is read from its beginning.
-        let needed = lock(&self.inner.streams).needed_from(from);
+        let mut needed = lock(&self.inner.streams).needed_from(from);
+        // The frame a resumed position names is checked before anything is returned.
+        if let Some(at) = self.asm.expecting().filter(|at| *at >= oldest) {
+            needed = needed.min(at);
+        }
         let idx = segs.iter().rposition(|s| s.base_lsn <= needed).unwrap_or(0);
         self.open_segment(segs[idx].seq)
     }
@@ -180,12 +220,11 @@ impl TxReader {
             .open(&path, OpenMode::Read)
             .map_err(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
-                    let oldest = lock(&self.inner.segments)
-                        .first()
-                        .map_or(Lsn::ZERO, |s| s.base_lsn);
+                    // Name the first transaction this reader still owes its user, not the
+                    // segment's first LSN: that is where a follower must resume.
                     WalError::Truncated {
-                        requested: self.next_lsn,
-                        oldest,
+                        requested: self.asm.next_needed(),
+                        oldest: self.inner.oldest_retained(),
                     }
                 } else {
                     io_err("open", &path)(e)
@@ -199,42 +238,14 @@ impl TxReader {
             reason: e.to_string(),
         })?;
         self.next_lsn = header.base_lsn;
-        self.cursor = Some(Cursor {
-            seq,
-            path,
-            header,
-            file,
-            chunk: Bytes::new(),
-            chunk_at: SEGMENT_HEADER_LEN as u64,
-            pos: SEGMENT_HEADER_LEN as u64,
-            sealed: false,
-            _pin: pin,
-        });
+        self.cursor = Some((SegmentCursor::new(seq, path, header, file), pin));
         Ok(())
-    }
-
-    /// A `want`-byte buffer to read the next chunk into: the previous chunk's memory when no
-    /// transaction handed out still refers to it (the common case of a replay that drops each
-    /// transaction before asking for the next), else a new one. Reuse skips zeroing and
-    /// page-faulting megabytes per chunk; the bytes it holds are overwritten by the read.
-    fn reuse_chunk(old: Bytes, want: usize) -> BytesMut {
-        match old.try_into_mut() {
-            Ok(mut m) if m.capacity() >= want => {
-                if m.len() >= want {
-                    m.truncate(want);
-                } else {
-                    m.resize(want, 0);
-                }
-                m
-            }
-            _ => BytesMut::zeroed(want),
-        }
     }
 
     /// The next transaction within `bound`, or `None` when caught up.
     fn step(&mut self, bound: Lsn) -> Result<Option<Transaction>> {
         loop {
-            let Some(c) = self.cursor.as_mut() else {
+            let Some((c, _)) = self.cursor.as_mut() else {
                 return Ok(None);
             };
             if c.sealed {
@@ -242,164 +253,45 @@ impl TxReader {
                 self.open_segment(next)?;
                 continue;
             }
-            // Make sure a whole frame header (and then the whole frame) is loaded.
-            let rel = (c.pos - c.chunk_at) as usize;
-            let have = c.chunk.len().saturating_sub(rel);
-            let need_header = have < FRAME_HEADER_LEN;
-            let need = if need_header {
-                FRAME_HEADER_LEN
-            } else {
-                let len = u32::from_le_bytes([
-                    c.chunk[rel + 4],
-                    c.chunk[rel + 5],
-                    c.chunk[rel + 6],
-                    c.chunk[rel + 7],
-                ]) as usize;
-                FRAME_HEADER_LEN + len.min(MAX_FRAME_PAYLOAD + 1)
+            let readable = readable_end(&self.inner, c)?;
+            let Some(f) = c.next_frame(readable)? else {
+                return Ok(None);
             };
-            if have < need {
-                let readable = readable_end(&self.inner, c)?;
-                if c.pos + need as u64 > readable {
-                    if c.pos >= readable || need_header {
-                        return Ok(None);
-                    }
-                    return Err(WalError::Corrupt {
-                        segment: c.path.clone(),
-                        offset: c.pos,
-                        reason: "a frame runs past the durable end of the segment".into(),
-                    });
-                }
-                let want = (readable - c.pos).min(CHUNK.max(need) as u64) as usize;
-                let mut buf = Self::reuse_chunk(std::mem::take(&mut c.chunk), want);
-                let n = read_full(&*c.file, &mut buf, c.pos).map_err(io_err("read", &c.path))?;
-                buf.truncate(n);
-                c.chunk = buf.freeze();
-                c.chunk_at = c.pos;
-                if n < need {
-                    return Ok(None);
-                }
-                continue;
-            }
-            let frame =
-                decode_frame(&c.chunk, rel, c.header.seed()).map_err(|e| WalError::Corrupt {
-                    segment: c.path.clone(),
-                    offset: c.pos,
-                    reason: e.to_string(),
-                })?;
-            if frame.lsn > bound {
+            if f.frame.lsn > bound {
+                c.rewind(f.at);
                 return Ok(None);
             }
-            if frame.lsn != self.next_lsn {
+            if f.frame.lsn != self.next_lsn {
+                c.rewind(f.at);
                 return Err(WalError::Corrupt {
                     segment: c.path.clone(),
-                    offset: c.pos,
+                    offset: f.at,
                     reason: format!(
                         "frame carries LSN {}, expected {}",
-                        frame.lsn, self.next_lsn
+                        f.frame.lsn, self.next_lsn
                     ),
                 });
             }
+            c.sealed = f.frame.kind == FrameKind::Seal;
             // Consumed before it is handled; an error handling it puts the position back (the
             // handlers fail before they change anything), so a retry fails the same way
             // rather than skipping the frame and what depends on it.
-            let at = (c.pos, self.next_lsn);
-            c.pos += frame.encoded_len() as u64;
-            self.next_lsn = frame.lsn.next();
-            match self.consume(frame) {
-                Ok(Some(t)) => return Ok(Some(t)),
-                Ok(None) => {}
-                Err(e) => {
-                    if let Some(c) = self.cursor.as_mut() {
-                        c.pos = at.0;
+            let inner = &self.inner;
+            match self.asm.consume(&f, &|| inner.oldest_retained()) {
+                Ok(t) => {
+                    self.next_lsn = f.frame.lsn.next();
+                    if t.is_some() {
+                        return Ok(t);
                     }
-                    self.next_lsn = at.1;
+                }
+                Err(e) => {
+                    if let Some((c, _)) = self.cursor.as_mut() {
+                        c.rewind(f.at);
+                    }
                     return Err(e);
                 }
             }
         }
-    }
-
-    /// Handles a frame just read: the transaction it completes, if any (at or after `from`).
-    /// Fails only before changing anything.
-    fn consume(&mut self, frame: wal_format::Frame) -> Result<Option<Transaction>> {
-        match frame.kind {
-            FrameKind::Tx => {
-                if frame.lsn >= self.from {
-                    let multi = frame.is_multi();
-                    return Ok(Some(Transaction {
-                        lsn: frame.lsn,
-                        body: frame.payload,
-                        multi,
-                    }));
-                }
-            }
-            FrameKind::FragBegin => {
-                self.hold(0, frame.body().len())?;
-                self.streams
-                    .insert(frame.lsn, (frame.body().to_vec(), frame.is_multi()));
-            }
-            FrameKind::FragPart | FrameKind::FragEnd => {
-                let Some(s) = frame.stream() else {
-                    return Ok(None);
-                };
-                let body = frame.body();
-                // Charged only for a stream being assembled: the bytes of a fragment whose
-                // beginning is gone are skipped, never held.
-                let Some(already) = self.streams.get(&s).map(|(buf, _)| buf.len()) else {
-                    if frame.lsn >= self.from && frame.kind == FrameKind::FragEnd {
-                        return Err(WalError::Truncated {
-                            requested: s,
-                            oldest: self.inner.oldest_retained(),
-                        });
-                    }
-                    return Ok(None);
-                };
-                self.hold(already, body.len())?;
-                let Some((buf, multi)) = self.streams.get_mut(&s) else {
-                    return Ok(None);
-                };
-                buf.extend_from_slice(&body);
-                if frame.kind == FrameKind::FragEnd {
-                    let multi = *multi;
-                    let (buf, _) = self.streams.remove(&s).unwrap_or_default();
-                    self.held -= buf.len() as u64;
-                    if frame.lsn >= self.from {
-                        return Ok(Some(Transaction {
-                            lsn: frame.lsn,
-                            body: Bytes::from(buf),
-                            multi,
-                        }));
-                    }
-                }
-            }
-            FrameKind::FragAbort => {
-                if let Some(s) = frame.stream()
-                    && let Some((buf, _)) = self.streams.remove(&s)
-                {
-                    self.held -= buf.len() as u64;
-                }
-            }
-            FrameKind::Seal => {
-                if let Some(c) = self.cursor.as_mut() {
-                    c.sealed = true;
-                }
-            }
-            FrameKind::Checkpoint => {}
-        }
-        Ok(None)
-    }
-
-    /// Charges `n` more bytes to a stream already holding `already`. The limit is per
-    /// stream, as the log's own (`StreamWriter`): streams written at the same time must all
-    /// read back, so together they may hold more.
-    fn hold(&mut self, already: usize, n: usize) -> Result<()> {
-        let size = (already + n) as u64;
-        let max = self.inner.opts.max_transaction_size;
-        if size > max {
-            return Err(WalError::TransactionTooLarge { size, max });
-        }
-        self.held += n as u64;
-        Ok(())
     }
 
     /// Waits up to `timeout` for the next durable transaction (`Duration::MAX`: no limit).
@@ -474,7 +366,7 @@ impl Iterator for TxReader {
 
 /// The file offset up to which segment `c` may be read: its durable end when it is the
 /// segment being written, else the whole file (it is sealed and synced).
-fn readable_end(inner: &Inner, c: &Cursor) -> Result<u64> {
+fn readable_end(inner: &Inner, c: &SegmentCursor) -> Result<u64> {
     let d = *lock(&inner.durable);
     if d.seq == c.seq {
         return Ok(d.end);

@@ -233,6 +233,9 @@ pub(crate) struct Inner {
     pub(crate) flushed: Condvar,
     pub(crate) durable_lsn: AtomicU64,
     pub(crate) written_lsn: AtomicU64,
+    /// The last LSN assigned (`Writer::next_lsn - 1`), for readers that must not take the
+    /// append lock (a reader made during a rotation, which holds it across I/O).
+    pub(crate) assigned_lsn: AtomicU64,
     pub(crate) durable: Mutex<Point>,
     pub(crate) segments: Mutex<Vec<SegmentInfo>>,
     poisoned: AtomicBool,
@@ -542,6 +545,7 @@ impl Inner {
         let frame_end = frame_at + encoded_frame_len(len) as u64;
         w.write_pos = frame_end;
         w.next_lsn = lsn.next();
+        self.assigned_lsn.store(lsn.0, Ordering::Release);
         w.pending_last = lsn;
         let commits = std::mem::take(&mut w.pending_commits)
             + u64::from(matches!(kind, FrameKind::Tx | FrameKind::FragEnd));
@@ -855,6 +859,7 @@ impl Inner {
             &next.0.to_le_bytes(),
         )?;
         w.next_lsn = seal_lsn.next();
+        self.assigned_lsn.store(seal_lsn.0, Ordering::Release);
         let old_path = self.path(&segment_file_name(w.seq));
         let pos = w.write_pos;
         let commits = std::mem::take(&mut w.pending_commits);
@@ -1229,6 +1234,7 @@ impl Inner {
 
     fn after_push(&self, w: &mut Writer, lsn: Lsn, kind: FrameKind, before: usize) {
         w.next_lsn = lsn.next();
+        self.assigned_lsn.store(lsn.0, Ordering::Release);
         w.pending_last = lsn;
         let n = (w.pending.len() - before) as u64;
         if matches!(kind, FrameKind::Tx | FrameKind::FragEnd) {
@@ -1323,6 +1329,7 @@ impl Wal {
             flushed: Condvar::new(),
             durable_lsn: AtomicU64::new(durable.lsn.0),
             written_lsn: AtomicU64::new(durable.lsn.0),
+            assigned_lsn: AtomicU64::new(durable.lsn.0),
             durable: Mutex::new(durable),
             segments: Mutex::new(segments),
             poisoned: AtomicBool::new(false),

@@ -272,3 +272,85 @@ fn truncating_past_the_end_never_empties_the_segment_list() {
         "segment list seen empty"
     );
 }
+
+/// A follower asked to start past the end of the log is refused: with LSN 100 the last one,
+/// `follow(151)` once returned a reader that, after 101..160 were appended, delivered from
+/// 151 on and never 101..150 (while `wait_durable(151)` said `NotAssigned`). The end + 1 is
+/// still a valid start, and a refused start changes nothing.
+#[test]
+fn a_follower_starting_past_the_end_is_refused() {
+    let sim = sim_dir();
+    let (wal, _) = Wal::open("/db", sim_opts(&sim).segment_size(1 << 20)).unwrap();
+    for i in 0u32..100 {
+        wal.append(&i.to_le_bytes()).unwrap();
+    }
+    assert_eq!(wal.durable_lsn(), Lsn(100));
+    for refused in [wal.follow(Lsn(151)), wal.read_from(Lsn(151))] {
+        match refused {
+            Err(WalError::BeyondEnd { requested, next }) => {
+                assert_eq!((requested, next), (Lsn(151), Lsn(101)));
+            }
+            other => panic!("expected BeyondEnd, got {:?}", other.map(|_| ())),
+        }
+    }
+    let mut at_end = wal.follow(Lsn(101)).unwrap();
+    for i in 100u32..160 {
+        wal.append(&i.to_le_bytes()).unwrap();
+    }
+    let first = at_end.next_timeout(WATCHDOG).unwrap().unwrap();
+    assert_eq!((first.lsn, first.prev), (Lsn(101), Lsn(100)));
+    // Once assigned, 151 is a valid start again.
+    assert_eq!(
+        wal.follow(Lsn(151))
+            .unwrap()
+            .next_timeout(WATCHDOG)
+            .unwrap()
+            .unwrap()
+            .lsn,
+        Lsn(151)
+    );
+}
+
+/// A follower that truncation passes gets `Truncated` naming the first transaction it has
+/// not received (where it must resume), not the first LSN of the segment it could not open
+/// (one past the seal, an LSN no transaction has).
+#[test]
+fn truncated_names_the_transaction_the_follower_needs_next() {
+    let sim = sim_dir();
+    let opts = sim_opts(&sim).segment_size(1 << 10).recycle_segments(0);
+    let (wal, _) = Wal::open("/db", opts).unwrap();
+    for _ in 0..30 {
+        wal.append(&[5u8; 150]).unwrap();
+    }
+    let segs = wal.segments();
+    assert!(segs.len() >= 4, "{segs:?}");
+    // The first segment: transactions, then its seal.
+    let seal = segs[0].last_lsn;
+    let mut r = wal.follow(Lsn::ZERO).unwrap();
+    let mut last = Lsn::ZERO;
+    while last < seal.prev() {
+        last = r.next_timeout(WATCHDOG).unwrap().unwrap().lsn;
+    }
+    assert_eq!(last, seal.prev());
+    // Truncation passes the follower: the segment after the one it holds is gone.
+    assert!(wal.truncate_prefix(segs[1].last_lsn).unwrap() >= 2);
+    for _ in 0..2 {
+        match r.next_timeout(WATCHDOG) {
+            Err(WalError::Truncated { requested, oldest }) => {
+                assert_eq!(
+                    requested, seal,
+                    "the LSN after {last}, the last one received"
+                );
+                assert_eq!(oldest, segs[2].base_lsn);
+            }
+            other => panic!(
+                "expected Truncated, got {:?}",
+                other.map(|t| t.map(|t| t.lsn))
+            ),
+        }
+    }
+    assert!(matches!(
+        wal.follow(seal),
+        Err(WalError::Truncated { requested, .. }) if requested == seal
+    ));
+}

@@ -290,6 +290,9 @@ pub struct TransactionAssembler {
     aborted: u64,
     /// The first frame's LSN (`Lsn::ZERO` before any): where the frames fed begin.
     first_fed: Lsn,
+    /// The commit LSN of the last transaction fed (returned or not), or `after` before any:
+    /// [`Transaction::prev`] of the next one returned.
+    prev: Lsn,
 }
 
 impl TransactionAssembler {
@@ -305,6 +308,7 @@ impl TransactionAssembler {
             closed_by_recovery: BTreeSet::new(),
             aborted: 0,
             first_fed: Lsn::ZERO,
+            prev: after,
         }
     }
 
@@ -361,12 +365,14 @@ impl TransactionAssembler {
         }
         // The common case, inlined into the caller: a whole transaction in one frame.
         if frame.kind == FrameKind::Tx {
+            let prev = std::mem::replace(&mut self.prev, frame.lsn);
             if frame.lsn > self.after {
                 let multi = frame.is_multi();
                 return Ok(Some(Transaction {
                     lsn: frame.lsn,
                     body: frame.payload,
                     multi,
+                    prev,
                 }));
             }
             return Ok(None);
@@ -403,6 +409,9 @@ impl TransactionAssembler {
                             ),
                         });
                     }
+                    if frame.kind == FrameKind::FragEnd {
+                        self.prev = frame.lsn;
+                    }
                     return Ok(None);
                 };
                 self.hold(s, already, body.len())?;
@@ -414,11 +423,13 @@ impl TransactionAssembler {
                     let multi = *multi;
                     let (buf, _) = self.streams.remove(&s).unwrap_or_default();
                     self.held -= buf.len() as u64;
+                    let prev = std::mem::replace(&mut self.prev, frame.lsn);
                     if frame.lsn > self.after {
                         return Ok(Some(Transaction {
                             lsn: frame.lsn,
                             body: Bytes::from(buf),
                             multi,
+                            prev,
                         }));
                     }
                 }
