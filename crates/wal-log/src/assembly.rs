@@ -1,4 +1,5 @@
-//! Reading transactions out of segment files: the parts that readers ([`crate::TxReader`])
+//! Reading transactions out of segment files: the parts that the in-process reader
+//! ([`crate::TxReader`]) and the reader of another process's log ([`crate::TailReader`])
 //! share. A [`SegmentCursor`] yields the verified frames of one segment up to a readable end
 //! the caller proves durable; an [`Assembly`] turns frames into committed transactions.
 

@@ -45,12 +45,14 @@ mod inspect;
 mod open;
 mod options;
 mod position;
+mod published;
 mod reader;
 mod segment;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 mod stream;
 mod streams;
+mod tail;
 pub mod vfs;
 mod wal;
 
@@ -68,6 +70,7 @@ pub use segment::{
     segment_file_name,
 };
 pub use stream::StreamWriter;
+pub use tail::{TailOptions, TailReader};
 pub use vfs::{OpenMode, StdVfs, Vfs, VfsFile, VfsLock};
 pub use wal::{Stats, Wal};
 pub use wal_format::{LogId, Lsn};

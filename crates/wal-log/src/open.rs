@@ -6,6 +6,7 @@ use crate::inspect::{
     open_segment, scan_segment, seq_gap, visit_stopped, with_visitor,
 };
 use crate::options::{Options, RecoveryMode};
+use crate::published::{self, Publisher};
 use crate::segment::{LOCK_FILE, PREALLOC_FILE, SegmentInfo, segment_file_name};
 use crate::streams::Streams;
 use crate::vfs::{OpenMode, Vfs, VfsLock, read_full};
@@ -166,6 +167,15 @@ fn open_impl(
         && !v.recovered(report.last_lsn)
     {
         return Err(visit_stopped(&wal.inner.dir));
+    }
+    // Everything recovery kept is durable now. Published (or an earlier run's record erased)
+    // before anything is appended, so no record covers LSNs that this run assigns anew.
+    if wal.inner.opts.publish_durable {
+        let p = Publisher::open(&*vfs, &wal.inner.dir, wal.inner.log_id)?;
+        p.publish_at_open(*lock(&wal.inner.durable))?;
+        let _ = wal.inner.publisher.set(p);
+    } else {
+        published::erase_stale(&*vfs, &wal.inner.dir)?;
     }
     start_schema_segment(&wal, &mut report)?;
     (report.recycled_kept, report.recycled_removed) = adopt_recycled(&wal, &listing.recycled)?;

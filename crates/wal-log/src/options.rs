@@ -94,6 +94,16 @@ pub struct Options {
     /// existing segments besides [`Options::payload_schema`]. Only with `Some` schema. Default
     /// empty: every segment must carry that schema.
     pub upgrade_payload_schemas: Vec<u32>,
+    /// Publish the durable LSN for readers in other processes: after every fsync that makes
+    /// more of the log durable (and when the log opens, before it appends anything), the
+    /// writer overwrites the start of its `LOCK` file with the log id and the durable point.
+    /// A [`crate::TailReader`] (and `walctl dump --follow`) then returns each transaction as
+    /// soon as it is durable; without it, such a reader can prove durable only the segments
+    /// that are sealed (a segment's successor is created only once its seal is synced), so it
+    /// lags by up to a segment. Costs one small write (no fsync) per fsync. Advisory: the
+    /// record is never synced and recovery never reads it (see `docs/format.md`, section 10).
+    /// Default false.
+    pub publish_durable: bool,
 }
 
 impl Default for Options {
@@ -109,11 +119,18 @@ impl Default for Options {
             vfs: Arc::new(StdVfs),
             payload_schema: None,
             upgrade_payload_schemas: Vec::new(),
+            publish_durable: false,
         }
     }
 }
 
 impl Options {
+    /// Sets [`Options::publish_durable`].
+    #[must_use]
+    pub fn publish_durable(mut self, on: bool) -> Self {
+        self.publish_durable = on;
+        self
+    }
     /// Sets [`Options::sync`].
     #[must_use]
     pub fn sync(mut self, sync: SyncPolicy) -> Self {

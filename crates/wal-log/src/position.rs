@@ -14,10 +14,12 @@ const HAS_CRC: u8 = 1;
 /// Where a follower stands in the log it follows: every transaction of log `log_id` that
 /// commits at or before `lsn` is applied, and it resumes at `lsn + 1`.
 ///
-/// Made by a reader ([`TxReader::position`](crate::TxReader::position)) after each transaction
-/// it returns, saved by the follower with what it applied (for example in the same
-/// transaction of its replica, [`FollowPosition::encode`]), and given back to
-/// [`Wal::follow_at`](crate::Wal::follow_at) on restart, which refuses:
+/// Made by a reader ([`TxReader::position`](crate::TxReader::position),
+/// [`TailReader::position`](crate::TailReader::position)) after each transaction it returns,
+/// saved by the follower with what it applied (for example in the same transaction of its
+/// replica, [`FollowPosition::encode`]), and given back to
+/// [`Wal::follow_at`](crate::Wal::follow_at) or
+/// [`TailReader::resume`](crate::TailReader::resume) on restart, which refuse:
 ///
 /// * a log with another id ([`WalError::OtherLog`](crate::WalError::OtherLog)): the primary
 ///   was replaced by another log;

@@ -2,6 +2,7 @@
 
 use crate::error::{Result, WalError, io_err};
 use crate::options::{Options, SyncPolicy};
+use crate::published::Publisher;
 use crate::segment::{PREALLOC_FILE, SegmentInfo, recycled_file_name, segment_file_name};
 use crate::streams::Streams;
 use crate::vfs::{OpenMode, VfsFile, VfsLock};
@@ -9,7 +10,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wal_format::{
@@ -263,6 +264,9 @@ pub(crate) struct Inner {
     /// Reused by [`Inner::append_direct`] to gather small pieces.
     direct_stage: Mutex<Vec<u8>>,
     pub(crate) shutdown: AtomicBool,
+    /// Where durability is published for readers in other processes
+    /// ([`Options::publish_durable`]); set once by the open.
+    pub(crate) publisher: OnceLock<Publisher>,
     shutdown_lock: Mutex<()>,
     shutdown_cv: Condvar,
 }
@@ -820,7 +824,17 @@ impl Inner {
         }
         self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.advance_durable(point);
+        self.publish_durable();
         Ok(())
+    }
+
+    /// Tells readers in other processes how far the log is durable, when it publishes that
+    /// ([`Options::publish_durable`]). Called by the syncer role and the open, one at a time.
+    pub(crate) fn publish_durable(&self) {
+        if let Some(p) = self.publisher.get() {
+            let point = *lock(&self.durable);
+            p.publish(point);
+        }
     }
 
     /// Raises the durable point (never lowers it: a rotation may have moved it further).
@@ -1352,6 +1366,7 @@ impl Wal {
             direct_prefixes: Mutex::new(Vec::new()),
             direct_stage: Mutex::new(Vec::new()),
             shutdown: AtomicBool::new(false),
+            publisher: OnceLock::new(),
             shutdown_lock: Mutex::new(()),
             shutdown_cv: Condvar::new(),
         };
