@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use wal_format::{Frame, FrameKind, Lsn, ScanEnd};
 use wal_log::{
-    Options, RecoveryMode, SegmentScan, StdVfs, SyncPolicy, Transaction, Verdict, Vfs, Wal,
-    WalError,
+    Options, RecoveryMode, SegmentScan, StdVfs, SyncPolicy, TailOptions, TailReader, Transaction,
+    Verdict, Vfs, Wal, WalError,
 };
 use wal_replay::{
     ApplyError, DataDir, RecoverOptions, RecoveryReport, ReplayError, SnapshotStore, StateMachine,
@@ -86,6 +86,12 @@ enum Command {
         /// Most payload bytes shown per record.
         #[arg(long, default_value_t = 256)]
         payload_limit: usize,
+        /// Like `tail -f`: print each committed transaction (from --from, default the log's
+        /// first) once it is durable, and keep waiting for more until interrupted (or past
+        /// --to). Read-only, without the lock; each line (with --json) holds the LSN, the
+        /// previous transaction's LSN and the records.
+        #[arg(long)]
+        follow: bool,
     },
     /// Check every frame: exit 0 when sound, 1 on a torn tail, 2 on corruption.
     Verify,
@@ -202,7 +208,9 @@ impl From<WalError> for Failure {
 fn wal_code(e: &WalError) -> u8 {
     match e {
         WalError::AlreadyOpen { .. } => EXIT_LOCKED,
-        WalError::NotFound { .. } | WalError::NotAWal { .. } => EXIT_USAGE,
+        WalError::NotFound { .. } | WalError::NotAWal { .. } | WalError::BeyondEnd { .. } => {
+            EXIT_USAGE
+        }
         WalError::Corrupt { .. }
         | WalError::Gap { .. }
         | WalError::ForeignSegment { .. }
@@ -344,6 +352,20 @@ fn run(cli: &Cli, out: &Out) -> Result<u8, Failure> {
             from,
             to,
             payload_limit,
+            follow: true,
+        } => dump_follow(
+            &data,
+            &vfs,
+            out,
+            (*from, *to),
+            *payload_limit,
+            cli.max_transaction_size,
+        ),
+        Command::Dump {
+            from,
+            to,
+            payload_limit,
+            follow: false,
         } => dump(
             &data,
             &vfs,
@@ -791,6 +813,60 @@ fn dump(
     }));
     out.line(format!("{nframes} frames, {ntx} transactions"));
     Ok(code)
+}
+
+/// `dump --follow`: transactions as they become durable, from a reader in this process that
+/// takes no lock (see `wal_log::TailReader` for what it can prove durable), until
+/// interrupted, past `to`, or when the output pipe closes.
+fn dump_follow(
+    data: &DataDir,
+    vfs: &Arc<dyn Vfs>,
+    out: &Out,
+    (from, to): (Option<u64>, Option<u64>),
+    limit: usize,
+    budget: u64,
+) -> Result<u8, Failure> {
+    let opts = TailOptions::default()
+        .vfs(vfs.clone())
+        .max_transaction_size(budget);
+    let mut reader = TailReader::open(data.log_dir(), Lsn(from.unwrap_or(0)), opts)?;
+    let to = Lsn(to.unwrap_or(u64::MAX));
+    let mut told = false;
+    loop {
+        if out.pipe_closed() {
+            return Ok(EXIT_OK);
+        }
+        let Some(tx) = reader.next_timeout(Duration::from_millis(200))? else {
+            if !told && !reader.published() {
+                told = true;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "walctl: the writer does not publish its durable LSN (wal_log::Options::publish_durable): transactions appear once their segment is sealed"
+                );
+            }
+            continue;
+        };
+        if tx.lsn > to {
+            return Ok(EXIT_OK);
+        }
+        let mut v = render_tx(&tx, limit);
+        v["type"] = json!("transaction");
+        v["prev"] = json!(tx.prev.0);
+        out.value(&v);
+        if let Some(records) = v.get("records").and_then(Value::as_array) {
+            out.line(format!(
+                "commit LSN {} (previous {}, {} bytes, {} record{})",
+                tx.lsn,
+                tx.prev,
+                tx.body.len(),
+                records.len(),
+                if records.len() == 1 { "" } else { "s" }
+            ));
+            for r in records {
+                out.line(format!("  {}", payload_text(r)));
+            }
+        }
+    }
 }
 
 fn verify(data: &DataDir, vfs: &Arc<dyn Vfs>, out: &Out) -> Result<u8, Failure> {
