@@ -22,6 +22,8 @@
 //!   to the newest N snapshots (default 2), truncate the log up to the oldest kept snapshot's
 //!   fence. A crash at any step leaves a recoverable directory (see [`checkpoint`]).
 //! * [`SnapshotStore`]: the snapshot files themselves (format in [`snapshot`]).
+//! * [`install_snapshot`]: a follower that truncation passed installs its primary's snapshot
+//!   into its own data directory, then recovers from it and follows on from its fence.
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -80,6 +82,7 @@ pub struct ReadmeDoctests;
 pub mod checkpoint;
 mod durable;
 mod error;
+mod install;
 mod logscan;
 mod recover;
 pub mod snapshot;
@@ -90,6 +93,7 @@ pub use checkpoint::{
 };
 pub use durable::{Durable, DurableOptions};
 pub use error::{ApplyError, ReplayError, Result};
+pub use install::{InstalledSnapshot, install_snapshot};
 pub use logscan::TransactionAssembler;
 pub use recover::{
     Aside, DataDir, LOG_DIR, Progress, RecoverOptions, Recovered, RecoveryReport, RejectedSnapshot,

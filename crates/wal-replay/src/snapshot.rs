@@ -397,6 +397,50 @@ impl SnapshotStore {
         log_id: LogId,
         fence: Lsn,
     ) -> Result<VerifiedSnapshot> {
+        let id = (log_id, fence, S::EVENT_SCHEMA);
+        self.write_with(id, &mut |out| state.write_snapshot(out))
+    }
+
+    /// Writes a copy of `source`, a verified snapshot of any log in the store `from`, as a
+    /// snapshot of log `log_id` with fence `fence`: the same state bytes and event schema
+    /// under a new header, written as [`SnapshotStore::write`] writes. The body is streamed
+    /// through a 1 MiB buffer and its checksum checked again as it is read; a mismatch fails
+    /// the copy before it is named.
+    ///
+    /// # Errors
+    /// As [`SnapshotStore::write`] ([`ReplayError::SnapshotWrite`] also when reading the
+    /// source fails or its checksum no longer matches).
+    pub fn copy_from(
+        &self,
+        from: &SnapshotStore,
+        source: &VerifiedSnapshot,
+        log_id: LogId,
+        fence: Lsn,
+    ) -> Result<VerifiedSnapshot> {
+        let path = &source.file.path;
+        let f = from
+            .vfs
+            .open(path, OpenMode::Read)
+            .map_err(io_err("open", path))?;
+        let mut reader = SnapReader {
+            file: f,
+            header: source.header,
+            pos: SNAPSHOT_HEADER_LEN as u64,
+            end: SNAPSHOT_HEADER_LEN as u64 + source.header.body_len,
+            crc: 0,
+            buf: Vec::new(),
+            at: 0,
+        };
+        let id = (log_id, fence, source.header.event_schema);
+        self.write_with(id, &mut |out| io::copy(&mut reader, out).map(|_| ()))
+    }
+
+    /// [`SnapshotStore::write`] of the body `body` writes, for `(log id, fence, event schema)`.
+    fn write_with(
+        &self,
+        (log_id, fence, schema): (LogId, Lsn, u32),
+        body: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
+    ) -> Result<VerifiedSnapshot> {
         self.ensure_dir()?;
         let name = snapshot_file_name(fence);
         let path = self.dir.join(&name);
@@ -410,7 +454,7 @@ impl SnapshotStore {
             .vfs
             .open(&tmp, OpenMode::CreateNew)
             .map_err(io_err("create", &tmp))?;
-        let r = self.write_body(state, &file, &tmp, log_id, fence);
+        let r = self.write_body(body, &file, &tmp, (log_id, fence, schema));
         let header = match r {
             Ok(h) => h,
             Err(e) => {
@@ -436,13 +480,12 @@ impl SnapshotStore {
         })
     }
 
-    fn write_body<S: StateMachine + ?Sized>(
+    fn write_body(
         &self,
-        state: &S,
+        body: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
         file: &Arc<dyn VfsFile>,
         tmp: &Path,
-        log_id: LogId,
-        fence: Lsn,
+        (log_id, fence, schema): (LogId, Lsn, u32),
     ) -> Result<SnapshotHeader> {
         let mut w = SnapWriter {
             file: file.clone(),
@@ -455,7 +498,7 @@ impl SnapshotStore {
             path: tmp.to_path_buf(),
             source,
         };
-        state.write_snapshot(&mut w).map_err(werr)?;
+        body(&mut w).map_err(werr)?;
         io::Write::flush(&mut w).map_err(werr)?;
         let created_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -465,7 +508,7 @@ impl SnapshotStore {
             fence,
             body_len: w.len,
             created_unix_ms,
-            event_schema: S::EVENT_SCHEMA,
+            event_schema: schema,
             crc: 0,
         };
         header.crc = header.expected_crc(w.crc);
