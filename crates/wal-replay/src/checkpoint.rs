@@ -20,7 +20,10 @@
 //!    only; the log also keeps any segment an unfinished large transaction needs). This runs
 //!    only after steps 2 and 4 are durable, so every kept snapshot, including the fallback
 //!    used when the newest one turns out to be damaged, still has all of the log after its
-//!    fence. A crash in the middle leaves extra segments, which replay skips. A log copied
+//!    fence. Until two snapshots are kept (the first checkpoint) nothing is truncated: the
+//!    whole log is then the fallback (with `keep` 1, which asks for no fallback, the one
+//!    snapshot's fence is used). A crash in the middle leaves extra segments, which replay
+//!    skips. A log copied
 //!    elsewhere by a `wal_recorder` mirror is truncated through the recorder
 //!    ([`Checkpointer::truncate_through`]), only up to what the mirror has durably copied.
 
@@ -291,7 +294,11 @@ impl Checkpointer {
         }
         if last >= CheckpointStep::Prune {
             let kept = self.prune(&snap, &mut verified, &mut report)?;
-            if last >= CheckpointStep::Truncate {
+            // Truncate only behind a fallback: while fewer snapshots than two are kept (the
+            // first checkpoint), the whole log is the fallback for a newest snapshot found
+            // damaged later, so it stays. `keep == 1` asks for no fallback.
+            let has_fallback = kept.len() >= 2 || self.keep == 1;
+            if last >= CheckpointStep::Truncate && has_fallback {
                 let oldest = kept.iter().copied().min().unwrap_or(fence);
                 report.segments_removed = match &self.truncator {
                     Some(t) => t.truncate_up_to(oldest)?,

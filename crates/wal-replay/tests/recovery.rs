@@ -34,10 +34,15 @@ fn engine_recovers_from_snapshot_plus_log() {
     let dir = tempfile::tempdir().unwrap();
     let (mut e, report) = Engine::open(dir.path(), Kv::default(), engine_opts()).unwrap();
     assert!(report.created);
-    fill(&mut e, 0, 300);
+    fill(&mut e, 0, 150);
+    // The first checkpoint keeps the whole log: it is the fallback of the only snapshot.
+    let first = e.checkpoint().unwrap();
+    assert_eq!((first.segments_removed, first.truncated_to), (0, None), "{first:?}");
+    fill(&mut e, 150, 150);
     let cp = e.checkpoint().unwrap();
     assert_eq!(cp.fence, e.applied_lsn());
     assert!(cp.segments_removed > 0, "{cp:?}");
+    assert_eq!(cp.truncated_to, Some(first.fence));
     fill(&mut e, 300, 100);
     let expected = e.state().clone();
     drop(e);

@@ -8,9 +8,15 @@ use serde_json::Value;
 use std::path::Path;
 
 /// A data directory with two checkpoints, transactions after them, and one JSON payload.
+/// A data directory with two checkpoints and a log after them. Segments are not recycled, so
+/// the newest segment ends in zeros and `tear_tail` can append garbage right after its data.
 fn fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let mut e = open_engine(dir.path());
+    let opts = wal_replay::EngineOptions {
+        recover: wal_replay::RecoverOptions::default().wal(small_log().recycle_segments(0)),
+        ..wal_replay::EngineOptions::default()
+    };
+    let (mut e, _) = wal_replay::Engine::open(dir.path(), Kv::default(), opts).unwrap();
     for i in 0..400u64 {
         e.commit(vec![put(
             &format!("key{:03}{}", i % 40, "v".repeat(100)),
