@@ -447,7 +447,9 @@ fn a_replaced_log_is_refused() {
 #[test]
 fn a_writer_that_does_not_publish_erases_an_earlier_record() {
     let (dir, backup) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let o = Options::default().segment_size(1 << 20).publish_durable(true);
+    let o = Options::default()
+        .segment_size(1 << 20)
+        .publish_durable(true);
     let (wal, _) = Wal::open(dir.path(), o.clone()).unwrap();
     for i in 0..5 {
         wal.append(&body(i)).unwrap();
@@ -468,7 +470,9 @@ fn a_writer_that_does_not_publish_erases_an_earlier_record() {
         Ok(())
     });
     match Wal::open(backup.path(), quiet.clone().vfs(Arc::new(failing))) {
-        Err(WalError::Io { op: "write", path, .. }) => assert!(path.ends_with("LOCK")),
+        Err(WalError::Io {
+            op: "write", path, ..
+        }) => assert!(path.ends_with("LOCK")),
         other => panic!("{:?}", other.map(|_| ())),
     }
     let (wal, _) = Wal::open(backup.path(), quiet).unwrap();
@@ -477,6 +481,10 @@ fn a_writer_that_does_not_publish_erases_an_earlier_record() {
     }
     let mut r = TailReader::open(backup.path(), Lsn::FIRST, TailOptions::default()).unwrap();
     let got = drain(&mut r);
-    assert!(got.is_empty(), "read {} frames that are not durable", got.len());
+    assert!(
+        got.is_empty(),
+        "read {} frames that are not durable",
+        got.len()
+    );
     assert!(!r.published());
 }
