@@ -37,7 +37,11 @@ fn engine_recovers_from_snapshot_plus_log() {
     fill(&mut e, 0, 150);
     // The first checkpoint keeps the whole log: it is the fallback of the only snapshot.
     let first = e.checkpoint().unwrap();
-    assert_eq!((first.segments_removed, first.truncated_to), (0, None), "{first:?}");
+    assert_eq!(
+        (first.segments_removed, first.truncated_to),
+        (0, None),
+        "{first:?}"
+    );
     fill(&mut e, 150, 150);
     let cp = e.checkpoint().unwrap();
     assert_eq!(cp.fence, e.applied_lsn());

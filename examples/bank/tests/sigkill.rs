@@ -189,7 +189,14 @@ fn sigkill_with_a_mirror() {
     let archive_arg = archive.to_str().unwrap();
     // Fewer large audits than the other tests: each check recovers a copy of the whole
     // archive, which only grows (a debug build replays it at tens of MB/s).
-    let args = ["--sync", "always", "--mirror", archive_arg, "--audit-every", "500"];
+    let args = [
+        "--sync",
+        "always",
+        "--mirror",
+        archive_arg,
+        "--audit-every",
+        "500",
+    ];
     let mut acked_ever = [0u64; THREADS];
     let (mut log_segments, mut archive_segments, mut torn) = (Vec::new(), Vec::new(), 0);
     for cycle in 0..CYCLES {
