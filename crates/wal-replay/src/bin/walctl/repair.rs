@@ -1,0 +1,302 @@
+//! `walctl repair [--dry-run]`: move damaged bytes aside under the log's lock (the dry run
+//! says exactly what would be done, including the refusals).
+
+use serde::Serialize;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use wal_log::{
+    Inspection, MovedAside, Options, RecoveryMode, SyncPolicy, Verdict, Vfs, Wal, WalError,
+};
+use wal_replay::{DataDir, ReplayError, SnapshotFile};
+
+use crate::RepairMode;
+use crate::exit::{EXIT_CORRUPT, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, Failure, exit_code};
+use crate::output::Out;
+use crate::scan::{MovedRow, VerdictRow, inspect};
+
+/// What `repair --dry-run` reports: the plan, or (with its exit code) the refusal in `note`.
+#[derive(Serialize)]
+pub(crate) struct DryRunReport {
+    dry_run: bool,
+    mode: String,
+    verdict: VerdictRow,
+    would_move_aside: Vec<MovedRow>,
+    would_set_aside_snapshots: Vec<SnapshotAside>,
+    open_streams_to_abort: Vec<u64>,
+    note: String,
+    exit_code: u8,
+}
+
+/// A snapshot past the end the repair keeps.
+#[derive(Serialize)]
+struct SnapshotAside {
+    file: PathBuf,
+    fence: u64,
+}
+
+/// What `repair` did.
+#[derive(Serialize)]
+pub(crate) struct RepairReport {
+    dry_run: bool,
+    mode: String,
+    moved_aside: Vec<MovedRow>,
+    bytes_moved_aside: u64,
+    aborted_streams: Vec<u64>,
+    snapshots_set_aside: Vec<SnapshotMoved>,
+    last_lsn: u64,
+    segments: usize,
+}
+
+/// A snapshot renamed aside, and its new name.
+#[derive(Serialize)]
+struct SnapshotMoved {
+    from: PathBuf,
+    to: PathBuf,
+}
+
+pub(crate) fn repair(
+    data: &DataDir,
+    vfs: &Arc<dyn Vfs>,
+    out: &Out,
+    dry_run: bool,
+    mode: RepairMode,
+) -> Result<u8, Failure> {
+    let recovery: RecoveryMode = mode.into();
+    refuse_an_empty_log(data, vfs)?;
+    // Refused before anything is read or changed, by the dry run as by the real run.
+    wal_log::check_not_open(&**vfs, &data.log_dir()).map_err(refuse_locked)?;
+    let store = data.snapshots(vfs.clone());
+    let ins = inspect(data, vfs)?;
+    // Snapshots past the end the repair keeps hold transactions the log no longer has (a
+    // salvage cut them off). Recovery would set them aside, but only while the log still ends
+    // there: the abort frames the open writes for cut-off large transactions take those LSNs
+    // again. So they are set aside first, before the log changes.
+    // The same decisions as the repair's open makes (`Inspection::recovery_plan`).
+    let plan = ins.recovery_plan(recovery);
+    let ahead = match (ins.log_id, &plan) {
+        (Some(id), Ok(p)) => store.ahead_of(&store.list()?.snapshots, id, p.last_lsn)?,
+        _ => Vec::new(),
+    };
+    if dry_run {
+        let report = dry_run_report(&ins, plan.map(|p| p.moved_aside), &ahead, mode);
+        out.emit(&report);
+        return Ok(report.exit_code);
+    }
+    let mut set_aside: Vec<SnapshotMoved> = Vec::new();
+    let aside_to = store.set_aside_all(&ahead)?;
+    set_aside.extend(moved_snapshots(&ahead, aside_to));
+    let opts = Options::default()
+        .recovery(recovery)
+        .create_if_missing(false)
+        .preallocate(false)
+        .sync(SyncPolicy::Always)
+        .vfs(vfs.clone());
+    let (wal, report) = Wal::open(data.log_dir(), opts).map_err(|e| match e {
+        e @ WalError::AlreadyOpen { .. } => refuse_locked(e),
+        WalError::Corrupt { .. } if matches!(mode, RepairMode::TornTail) => Failure::new(
+            EXIT_CORRUPT,
+            format!("{e}; torn-tail mode does not repair corruption: see docs/operations.md before using --mode salvage-prefix"),
+        ),
+        other => other.into(),
+    })?;
+    // Had the log changed since the inspection, the open's end is the one that counts.
+    let late = store.ahead_of(&store.list()?.snapshots, wal.log_id(), report.last_lsn)?;
+    let late_to = store.set_aside_all(&late)?;
+    set_aside.extend(moved_snapshots(&late, late_to));
+    let log_end = wal.last_lsn();
+    drop(wal);
+    out.emit(&RepairReport {
+        dry_run: false,
+        mode: format!("{mode:?}"),
+        moved_aside: report.moved_aside.iter().map(MovedRow::from).collect(),
+        bytes_moved_aside: report.bytes_moved_aside(),
+        aborted_streams: report.aborted_streams.iter().map(|l| l.0).collect(),
+        snapshots_set_aside: set_aside,
+        last_lsn: log_end.0,
+        segments: report.segments,
+    });
+    Ok(EXIT_OK)
+}
+
+fn moved_snapshots(
+    files: &[SnapshotFile],
+    to: Vec<PathBuf>,
+) -> impl Iterator<Item = SnapshotMoved> + '_ {
+    files.iter().zip(to).map(|(s, to)| SnapshotMoved {
+        from: s.path.clone(),
+        to,
+    })
+}
+
+/// The dry run's report: the plan of the repair's open, or the refusal it would meet.
+fn dry_run_report(
+    ins: &Inspection,
+    plan: Result<Vec<MovedAside>, WalError>,
+    ahead: &[SnapshotFile],
+    mode: RepairMode,
+) -> DryRunReport {
+    let verdict = ins.verdict();
+    let mut would_move_aside = Vec::new();
+    let mut code = EXIT_OK;
+    let mut note = String::new();
+    match plan {
+        Ok(p) => {
+            would_move_aside = p.iter().map(MovedRow::from).collect();
+            if verdict == Verdict::Sound && ahead.is_empty() {
+                note = "the log is sound: nothing to repair".into();
+            }
+        }
+        Err(e) => {
+            note = if ins.refusal().is_some() {
+                format!(
+                    "{e}; no repair mode opens this log: put the missing, foreign or damaged file right first (docs/operations.md)"
+                )
+            } else if matches!(e, WalError::Corrupt { .. }) && matches!(mode, RepairMode::TornTail)
+            {
+                format!(
+                    "{e}: torn-tail mode does not repair corruption; --mode salvage-prefix would keep the valid prefix and move the rest aside"
+                )
+            } else {
+                format!("{e}: no repair mode opens this log")
+            };
+            code = exit_code(&ReplayError::Wal(e));
+        }
+    }
+    DryRunReport {
+        dry_run: true,
+        mode: format!("{mode:?}"),
+        verdict: VerdictRow::from(&verdict),
+        would_move_aside,
+        would_set_aside_snapshots: ahead
+            .iter()
+            .map(|s| SnapshotAside {
+                file: s.path.clone(),
+                fence: s.fence.0,
+            })
+            .collect(),
+        open_streams_to_abort: ins.open_streams.iter().map(|l| l.0).collect(),
+        note,
+        exit_code: code,
+    }
+}
+
+impl fmt::Display for DryRunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.note.is_empty() {
+            writeln!(f, "{}", self.note)?;
+        }
+        for p in &self.would_move_aside {
+            writeln!(
+                f,
+                "would move {} bytes at offset {} of {} to {} ({})",
+                p.bytes,
+                p.offset,
+                p.from.display(),
+                p.to.display(),
+                p.reason
+            )?;
+        }
+        for s in &self.would_set_aside_snapshots {
+            writeln!(
+                f,
+                "would set snapshot {} aside (*.corrupt): its fence {} is past the log's end after the repair",
+                s.file.display(),
+                s.fence
+            )?;
+        }
+        for l in &self.open_streams_to_abort {
+            writeln!(
+                f,
+                "would close unfinished fragmented transaction begun at LSN {l} with an abort frame"
+            )?;
+        }
+        if self.would_move_aside.is_empty()
+            && self.open_streams_to_abort.is_empty()
+            && self.would_set_aside_snapshots.is_empty()
+            && self.note.is_empty()
+        {
+            writeln!(f, "nothing to repair")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for RepairReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for m in &self.moved_aside {
+            writeln!(
+                f,
+                "moved {} bytes at offset {} of {} to {} ({})",
+                m.bytes,
+                m.offset,
+                m.from.display(),
+                m.to.display(),
+                m.reason
+            )?;
+        }
+        for s in &self.snapshots_set_aside {
+            writeln!(
+                f,
+                "set snapshot {} aside to {}: its fence is past the log's end after the repair",
+                s.from.display(),
+                s.to.display()
+            )?;
+        }
+        for l in &self.aborted_streams {
+            writeln!(
+                f,
+                "closed unfinished fragmented transaction begun at LSN {l} with an abort frame"
+            )?;
+        }
+        if self.moved_aside.is_empty()
+            && self.aborted_streams.is_empty()
+            && self.snapshots_set_aside.is_empty()
+        {
+            writeln!(f, "nothing to repair: the log is sound")?;
+        }
+        writeln!(
+            f,
+            "log ends at LSN {} in {} segments",
+            self.last_lsn, self.segments
+        )
+    }
+}
+
+fn refuse_locked(e: WalError) -> Failure {
+    match e {
+        WalError::AlreadyOpen { dir } => Failure::new(
+            EXIT_LOCKED,
+            format!(
+                "refusing to repair: the log {} is locked by another process (is the engine running? stop it, or work on a copy)",
+                dir.display()
+            ),
+        ),
+        other => other.into(),
+    }
+}
+
+/// `repair` never creates a log: opening a log directory without segments would start a new,
+/// empty log (a new log id), under which recovery would then reject every snapshot. A log
+/// directory that exists but is empty is a log that was moved or a volume not mounted.
+fn refuse_an_empty_log(data: &DataDir, vfs: &Arc<dyn Vfs>) -> Result<(), Failure> {
+    let dir = data.log_dir();
+    let names = match vfs.list(&dir) {
+        Ok(names) => names,
+        // Reported by the open, as for every other command.
+        Err(_) => return Ok(()),
+    };
+    if names
+        .iter()
+        .any(|n| matches!(wal_log::classify(n), wal_log::Entry::Segment(_)))
+    {
+        return Ok(());
+    }
+    Err(Failure::new(
+        EXIT_USAGE,
+        format!(
+            "refusing to repair {}: it holds no log segment, and repair never creates a log (was the log moved, or a volume not mounted? docs/operations.md)",
+            dir.display()
+        ),
+    ))
+}

@@ -1,0 +1,283 @@
+//! `walctl replay`: what recovery would do (read-only): which snapshot, which LSNs, how many
+//! transactions, what it would move aside.
+
+use serde::Serialize;
+use std::fmt;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use wal_format::Lsn;
+use wal_log::{Options, Transaction, Vfs};
+use wal_replay::{ApplyError, DataDir, RecoverOptions, RecoveryReport, StateMachine};
+
+use crate::ReplayMode;
+use crate::exit::{EXIT_OK, Failure};
+use crate::output::{Out, Progress};
+
+/// Counts what replay would apply, without holding any state.
+#[derive(Default)]
+struct DryRun {
+    bytes: u64,
+}
+
+impl StateMachine for DryRun {
+    type Event = ();
+    fn apply(&mut self, _: Lsn, _: Vec<()>) -> Result<(), ApplyError> {
+        Ok(())
+    }
+    fn apply_transaction(
+        &mut self,
+        tx: &Transaction,
+        _: &dyn wal_format::Decoder<()>,
+    ) -> Result<(), ApplyError> {
+        self.bytes += tx.body.len() as u64;
+        Ok(())
+    }
+    fn write_snapshot(&self, _: &mut dyn Write) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn restore(&mut self, input: &mut dyn std::io::Read) -> std::io::Result<()> {
+        // Read it all (a restore that leaves bytes unread fails); the reader checks the
+        // checksum as it goes.
+        std::io::copy(input, &mut std::io::sink()).map(|_| ())
+    }
+    /// Payloads are not decoded: any event schema is read as it is.
+    fn reads_event_schema(_: u32) -> bool {
+        true
+    }
+    fn apply_upgrade(&mut self, _: u32, tx: &Transaction) -> Result<(), ApplyError> {
+        self.bytes += tx.body.len() as u64;
+        Ok(())
+    }
+    fn restore_upgrade(&mut self, _: u32, input: &mut dyn std::io::Read) -> std::io::Result<()> {
+        self.restore(input)
+    }
+}
+
+/// A decoder for `()` that is never used: the dry run sees raw transactions.
+struct NoCodec;
+
+impl wal_format::Decoder<()> for NoCodec {
+    fn decode(&self, _: &[u8]) -> Result<((), usize), wal_format::CodecError> {
+        Err(wal_format::CodecError("not decoding".into()))
+    }
+}
+
+/// What `replay` reports: the read-only replay's [`RecoveryReport`].
+#[derive(Serialize)]
+pub(crate) struct ReplayReport {
+    read_only: bool,
+    log_id: Option<String>,
+    new_log: bool,
+    snapshot: Option<SnapshotUsedRow>,
+    rejected_snapshots: Vec<RejectedRow>,
+    snapshots_after_target: Vec<PathBuf>,
+    target: Option<u64>,
+    replay_from: u64,
+    applied_range: Option<[u64; 2]>,
+    transactions_applied: u64,
+    transaction_bytes: u64,
+    skipped_aborted: u64,
+    skipped_unfinished: u64,
+    log_start: u64,
+    log_end: u64,
+    bytes_scanned: u64,
+    would_move_aside: Vec<AsideRow>,
+    bytes_moved_aside: u64,
+    elapsed_s: f64,
+}
+
+#[derive(Serialize)]
+struct SnapshotUsedRow {
+    file: PathBuf,
+    fence: u64,
+    bytes: u64,
+}
+
+/// A snapshot recovery would skip; `would_set_aside` when it would rename it
+/// `*.snap.corrupt` (`ahead_of_log`, or `restore_failed`).
+#[derive(Serialize)]
+struct RejectedRow {
+    file: PathBuf,
+    reason: String,
+    would_set_aside: bool,
+    ahead_of_log: bool,
+    restore_failed: bool,
+}
+
+#[derive(Serialize)]
+struct AsideRow {
+    from: PathBuf,
+    offset: u64,
+    bytes: u64,
+    reason: String,
+}
+
+impl ReplayReport {
+    fn new(r: &RecoveryReport, transaction_bytes: u64) -> ReplayReport {
+        ReplayReport {
+            read_only: r.read_only,
+            log_id: r.log_id.map(|i| i.to_string()),
+            new_log: r.created,
+            snapshot: r.snapshot.as_ref().map(|s| SnapshotUsedRow {
+                file: s.path.clone(),
+                fence: s.fence.0,
+                bytes: s.bytes,
+            }),
+            rejected_snapshots: r
+                .rejected_snapshots
+                .iter()
+                .map(|s| RejectedRow {
+                    file: s.path.clone(),
+                    reason: s.reason.clone(),
+                    would_set_aside: s.ahead_of_log || s.restore_failed,
+                    ahead_of_log: s.ahead_of_log,
+                    restore_failed: s.restore_failed,
+                })
+                .collect(),
+            snapshots_after_target: r.snapshots_after_target.clone(),
+            target: r.target.map(|t| t.0),
+            replay_from: r.replay_from.0,
+            applied_range: r.applied_range.map(|(a, b)| [a.0, b.0]),
+            transactions_applied: r.applied,
+            transaction_bytes,
+            skipped_aborted: r.skipped_aborted,
+            skipped_unfinished: r.skipped_unfinished,
+            log_start: r.log_start.0,
+            log_end: r.log_end.0,
+            bytes_scanned: r.bytes_replayed,
+            would_move_aside: r
+                .moved_aside
+                .iter()
+                .map(|a| AsideRow {
+                    from: a.from.clone(),
+                    offset: a.offset,
+                    bytes: a.bytes,
+                    reason: a.reason.clone(),
+                })
+                .collect(),
+            bytes_moved_aside: r.bytes_moved_aside,
+            elapsed_s: r.elapsed.as_secs_f64(),
+        }
+    }
+}
+
+pub(crate) fn replay(
+    data: &DataDir,
+    vfs: &Arc<dyn Vfs>,
+    out: &Out,
+    (to, mode): (Option<Lsn>, ReplayMode),
+    max_transaction_size: u64,
+) -> Result<u8, Failure> {
+    let mut opts = RecoverOptions::default().wal(
+        Options::default()
+            .recovery(mode.into())
+            .max_transaction_size(max_transaction_size)
+            .vfs(vfs.clone()),
+    );
+    opts.target = to;
+    let mut state = DryRun::default();
+    let progress = Arc::new(Mutex::new(Progress::new()));
+    let bar = progress.clone();
+    let opts = opts.on_progress(move |d, t| {
+        bar.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .update(d, t);
+    });
+    let r = wal_replay::replay_read_only_with_codec(data.root(), &mut state, &NoCodec, opts);
+    progress
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .finish();
+    out.emit(&ReplayReport::new(&r?, state.bytes));
+    Ok(EXIT_OK)
+}
+
+impl ReplayReport {
+    fn fmt_snapshots(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for s in &self.rejected_snapshots {
+            writeln!(
+                f,
+                "would skip snapshot {}: {}{}",
+                s.file.display(),
+                s.reason,
+                if s.ahead_of_log {
+                    " (recovery renames it to *.snap.corrupt before the log takes new commits)"
+                } else if s.restore_failed {
+                    " (recovery renames it to *.snap.corrupt and falls back to an older snapshot)"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        for s in &self.snapshots_after_target {
+            writeln!(
+                f,
+                "would ignore snapshot {} (after the target)",
+                s.display()
+            )?;
+        }
+        match &self.snapshot {
+            Some(s) => writeln!(
+                f,
+                "would restore snapshot {} (fence {}, {} bytes)",
+                s.file.display(),
+                s.fence,
+                s.bytes
+            ),
+            None => writeln!(f, "would start from an empty state (no usable snapshot)"),
+        }
+    }
+}
+
+impl fmt::Display for ReplayReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.new_log {
+            return writeln!(
+                f,
+                "the log is empty: recovery would start a new log with an empty state"
+            );
+        }
+        self.fmt_snapshots(f)?;
+        for a in &self.would_move_aside {
+            writeln!(
+                f,
+                "would move {} bytes at offset {} of {} aside ({})",
+                a.bytes,
+                a.offset,
+                a.from.display(),
+                a.reason
+            )?;
+        }
+        let range = self
+            .applied_range
+            .map_or("none".to_string(), |[a, b]| format!("LSN {a}..={b}"));
+        writeln!(
+            f,
+            "would apply {} transactions ({} bytes), {range}, replaying from LSN {}{}",
+            self.transactions_applied,
+            self.transaction_bytes,
+            self.replay_from,
+            self.target
+                .map(|t| format!(" up to target LSN {t}"))
+                .unwrap_or_default()
+        )?;
+        writeln!(
+            f,
+            "would skip {} aborted and {} unfinished fragmented transactions",
+            self.skipped_aborted, self.skipped_unfinished
+        )?;
+        writeln!(
+            f,
+            "log holds LSN {}..={} (valid end after recovery)",
+            self.log_start, self.log_end
+        )?;
+        writeln!(
+            f,
+            "log id {}; read {} bytes in {:.3} s (read-only: nothing was changed)",
+            self.log_id.as_deref().unwrap_or("-"),
+            self.bytes_scanned,
+            self.elapsed_s
+        )
+    }
+}

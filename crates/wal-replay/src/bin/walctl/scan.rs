@@ -1,0 +1,226 @@
+//! Pieces several reports share: the scan of the log (with a progress bar), and the rows that
+//! describe a segment, a scan's end, the log's verdict, bytes moved aside and a snapshot file.
+
+use serde::Serialize;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use wal_format::ScanEnd;
+use wal_log::{MovedAside, SegmentScan, Verdict, Vfs};
+use wal_replay::{DataDir, SnapshotFile, SnapshotStore};
+
+use crate::exit::Failure;
+use crate::output::Progress;
+
+/// The read-only scan of the log directory, with a progress bar for a long one.
+pub(crate) fn inspect(data: &DataDir, vfs: &Arc<dyn Vfs>) -> Result<wal_log::Inspection, Failure> {
+    let mut progress = Progress::new();
+    let r = wal_log::inspect(&**vfs, &data.log_dir(), &mut |d, t| progress.update(d, t));
+    progress.finish();
+    Ok(r?)
+}
+
+/// How a segment's scan ended.
+#[derive(Serialize, Clone)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum EndRow {
+    /// At the end of its data; `sealed_next` when a seal names the next segment.
+    Clean {
+        offset: usize,
+        sealed_next: Option<u64>,
+    },
+    /// In an interrupted write.
+    TornTail { offset: usize, reason: String },
+    /// In damage a crash cannot explain.
+    Corrupt { offset: usize, reason: String },
+}
+
+impl From<&ScanEnd> for EndRow {
+    fn from(end: &ScanEnd) -> Self {
+        match end {
+            ScanEnd::Clean { offset, sealed } => EndRow::Clean {
+                offset: *offset,
+                sealed_next: sealed.map(|s| s.0),
+            },
+            ScanEnd::TornTail { offset, reason } => EndRow::TornTail {
+                offset: *offset,
+                reason: reason.to_string(),
+            },
+            ScanEnd::Corrupt { offset, reason } => EndRow::Corrupt {
+                offset: *offset,
+                reason: reason.to_string(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for EndRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndRow::Clean {
+                sealed_next: Some(n),
+                ..
+            } => write!(f, "sealed (next {n})"),
+            EndRow::Clean { .. } => write!(f, "open"),
+            EndRow::TornTail { offset, reason } => {
+                write!(f, "torn tail at byte {offset}: {reason}")
+            }
+            EndRow::Corrupt { offset, reason } => write!(f, "CORRUPT at byte {offset}: {reason}"),
+        }
+    }
+}
+
+/// One segment of the log as a scan found it.
+#[derive(Serialize)]
+pub(crate) struct SegmentRow {
+    pub(crate) seq: u64,
+    pub(crate) file: PathBuf,
+    pub(crate) file_len: u64,
+    pub(crate) data_end: u64,
+    pub(crate) torn_end: u64,
+    pub(crate) first_lsn: u64,
+    pub(crate) last_lsn: u64,
+    pub(crate) frames: u64,
+    pub(crate) transactions: u64,
+    pub(crate) end: EndRow,
+    pub(crate) header_error: Option<String>,
+    pub(crate) payload_schema: Option<u32>,
+}
+
+impl SegmentRow {
+    /// `first..=last`, or `first.. (empty)` for a segment without frames.
+    pub(crate) fn lsn_range(&self) -> String {
+        if self.last_lsn < self.first_lsn {
+            format!("{}.. (empty)", self.first_lsn)
+        } else {
+            format!("{}..={}", self.first_lsn, self.last_lsn)
+        }
+    }
+}
+
+impl From<&SegmentScan> for SegmentRow {
+    fn from(s: &SegmentScan) -> Self {
+        SegmentRow {
+            seq: s.seq.0,
+            file: s.path.clone(),
+            file_len: s.file_len,
+            data_end: s.data_end,
+            torn_end: s.torn_end,
+            first_lsn: s.first_lsn.0,
+            last_lsn: s.last_lsn.0,
+            frames: s.frames,
+            transactions: s.transactions,
+            end: EndRow::from(&s.end),
+            header_error: s.header_error.as_ref().map(ToString::to_string),
+            payload_schema: s.header.map(|h| h.payload_schema),
+        }
+    }
+}
+
+/// The log's verdict: sound, or where the first problem is.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum VerdictRow {
+    /// Every frame verifies.
+    Sound,
+    /// The newest segment ends in an interrupted write.
+    TornTail {
+        segment: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    /// Damage a crash cannot explain.
+    Corrupt {
+        segment: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+}
+
+impl From<&Verdict> for VerdictRow {
+    fn from(v: &Verdict) -> Self {
+        match v {
+            Verdict::Sound => VerdictRow::Sound,
+            Verdict::TornTail {
+                segment,
+                offset,
+                reason,
+            } => VerdictRow::TornTail {
+                segment: segment.clone(),
+                offset: *offset,
+                reason: reason.to_string(),
+            },
+            Verdict::Corrupt {
+                segment,
+                offset,
+                reason,
+            } => VerdictRow::Corrupt {
+                segment: segment.clone(),
+                offset: *offset,
+                reason: reason.to_string(),
+            },
+        }
+    }
+}
+
+/// Bytes moved aside (or to be moved aside) into a file of their own.
+#[derive(Serialize)]
+pub(crate) struct MovedRow {
+    pub(crate) from: PathBuf,
+    pub(crate) offset: u64,
+    pub(crate) bytes: u64,
+    pub(crate) to: PathBuf,
+    pub(crate) reason: String,
+}
+
+impl From<&MovedAside> for MovedRow {
+    fn from(m: &MovedAside) -> Self {
+        MovedRow {
+            from: m.from.clone(),
+            offset: m.offset,
+            bytes: m.bytes,
+            to: m.to.clone(),
+            reason: m.reason.to_string(),
+        }
+    }
+}
+
+/// A snapshot file and what its header says (headers only: `snapshot verify` reads bodies).
+#[derive(Serialize)]
+pub(crate) struct SnapshotRow {
+    pub(crate) file: PathBuf,
+    pub(crate) fence: u64,
+    pub(crate) file_len: u64,
+    pub(crate) log_id: Option<String>,
+    pub(crate) created_unix_ms: Option<u64>,
+    pub(crate) event_schema: Option<u32>,
+    pub(crate) header_error: Option<String>,
+}
+
+impl SnapshotRow {
+    pub(crate) fn read(store: &SnapshotStore, f: &SnapshotFile) -> SnapshotRow {
+        let h = store.read_header(f);
+        SnapshotRow {
+            file: f.path.clone(),
+            fence: f.fence.0,
+            file_len: f.file_len,
+            log_id: h.as_ref().ok().map(|h| h.log_id.to_string()),
+            created_unix_ms: h.as_ref().ok().map(|h| h.created_unix_ms),
+            event_schema: h.as_ref().ok().map(|h| h.event_schema),
+            header_error: h.as_ref().err().map(ToString::to_string),
+        }
+    }
+
+    /// `log L created T ms event schema E`, or `BAD HEADER: why`.
+    pub(crate) fn header_text(&self) -> String {
+        match (&self.log_id, &self.header_error) {
+            (_, Some(e)) => format!("BAD HEADER: {e}"),
+            (id, None) => format!(
+                "log {} created {} ms event schema {}",
+                id.as_deref().unwrap_or("-"),
+                self.created_unix_ms.unwrap_or_default(),
+                self.event_schema.unwrap_or_default()
+            ),
+        }
+    }
+}
