@@ -2,7 +2,7 @@
 
 use crate::error::{ReplayError, Result, apply_err};
 use crate::logscan::{LogFrames, TransactionAssembler, list_segments, read_header, start_index};
-use crate::snapshot::{SnapshotFile, SnapshotStore, VerifiedSnapshot};
+use crate::snapshot::{SnapshotFile, SnapshotListing, SnapshotStore, VerifiedSnapshot};
 use crate::state::{StateMachine, apply_at_schema};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -405,33 +405,16 @@ where
     let data = DataDir::new(root.as_ref());
     let vfs = opts.wal.vfs.clone();
     let _span = tracing::info_span!("replay.recover", root = %data.root().display()).entered();
-    match vfs.list(data.root()) {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound && !opts.wal.create_if_missing => {
-            return Err(ReplayError::NotFound {
-                dir: data.root().to_path_buf(),
-            });
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(crate::error::io_err("list", data.root())(e)),
-    }
-    data.check_not_a_log_dir(&*vfs)?;
-    let store = data.snapshots(vfs.clone());
-    let listing = store.list()?;
-    let log_dir = data.log_dir();
-    let segments = match list_segments(&*vfs, &log_dir) {
-        Ok(s) => s,
-        Err(ReplayError::NotFound { .. }) => Vec::new(),
-        Err(e) => return Err(e),
-    };
+    let Found {
+        store,
+        listing,
+        log_dir,
+        segments,
+    } = Found::look(&data, &vfs, opts.wal.create_if_missing)?;
     let progress = opts
         .progress
         .clone()
         .map(|p| SegmentProgress::new(p, &*vfs, &log_dir, &segments));
-    let has_segments = !segments.is_empty();
-    if !has_segments && !listing.snapshots.is_empty() {
-        return Err(ReplayError::LogMissing { dir: log_dir });
-    }
 
     let (target, budget) = (opts.target, opts.budget());
     let wal_opts = opts.wal;
@@ -683,6 +666,51 @@ impl Schemas {
         opts.clone()
             .payload_schema(self.own)
             .upgrade_payload_schemas(older.iter().copied())
+    }
+}
+
+/// What the entry points find before they plan: the directory is a data directory (or may
+/// be created), its snapshots, and its log's segments.
+struct Found {
+    store: SnapshotStore,
+    listing: SnapshotListing,
+    log_dir: PathBuf,
+    segments: Vec<SegmentSeq>,
+}
+
+impl Found {
+    /// Lists the data directory `data`. A missing root is `NotFound` unless it may be
+    /// created; a log directory (or snapshot directory) passed as the root is refused; so are
+    /// snapshots without a log (`LogMissing`).
+    fn look(data: &DataDir, vfs: &Arc<dyn Vfs>, may_create: bool) -> Result<Found> {
+        match vfs.list(data.root()) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound && may_create => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ReplayError::NotFound {
+                    dir: data.root().to_path_buf(),
+                });
+            }
+            Err(e) => return Err(crate::error::io_err("list", data.root())(e)),
+        }
+        data.check_not_a_log_dir(&**vfs)?;
+        let store = data.snapshots(vfs.clone());
+        let listing = store.list()?;
+        let log_dir = data.log_dir();
+        let segments = match list_segments(&**vfs, &log_dir) {
+            Ok(s) => s,
+            Err(ReplayError::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        if segments.is_empty() && !listing.snapshots.is_empty() {
+            return Err(ReplayError::LogMissing { dir: log_dir });
+        }
+        Ok(Found {
+            store,
+            listing,
+            log_dir,
+            segments,
+        })
     }
 }
 
@@ -1166,27 +1194,13 @@ where
         ..
     } = opts;
     let vfs = wal_opts.vfs.clone();
-    if let Err(e) = vfs.list(data.root()) {
-        if e.kind() == io::ErrorKind::NotFound {
-            return Err(ReplayError::NotFound {
-                dir: data.root().to_path_buf(),
-            });
-        }
-        return Err(crate::error::io_err("list", data.root())(e));
-    }
-    data.check_not_a_log_dir(&*vfs)?;
-    let store = data.snapshots(vfs.clone());
-    let listing = store.list()?;
-    let log_dir = data.log_dir();
-    let segs = match list_segments(&*vfs, &log_dir) {
-        Ok(s) => s,
-        Err(ReplayError::NotFound { .. }) => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    if segs.is_empty() {
-        if !listing.snapshots.is_empty() {
-            return Err(ReplayError::LogMissing { dir: log_dir });
-        }
+    let Found {
+        store,
+        listing,
+        log_dir,
+        segments,
+    } = Found::look(&data, &vfs, false)?;
+    if segments.is_empty() {
         let report = RecoveryReport {
             read_only: true,
             target,
