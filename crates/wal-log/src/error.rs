@@ -3,8 +3,14 @@ use std::path::PathBuf;
 use thiserror::Error;
 use wal_format::{FormatError, LogId, Lsn};
 
+use crate::poison::PoisonCause;
+
 /// Errors of the log. Each variant names what went wrong and where, so an operator can act.
+///
+/// One type for opening and for writing (`docs/decisions/0008-errors.md` says why).
+/// [`WalError::io_kind`] tells an I/O failure's kind, also behind [`WalError::Poisoned`].
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum WalError {
     /// An I/O operation failed.
     #[error("{op} {path}: {source}")]
@@ -112,10 +118,15 @@ pub enum WalError {
         segment: PathBuf,
     },
     /// An earlier write or fsync failed; the log refuses all further work. Reopen to recover.
+    /// [`std::error::Error::source`] is that first failure (a [`WalError`], usually
+    /// [`WalError::Io`]); [`WalError::io_kind`] its I/O error's kind.
     #[error("WAL is poisoned: {reason}")]
     Poisoned {
-        /// The original failure.
+        /// The first failure, as text.
         reason: String,
+        /// The first failure itself.
+        #[source]
+        cause: PoisonCause,
     },
     /// The [`crate::Wal`] was dropped: a follow reader that has read everything durable gets
     /// this instead of waiting for commits that cannot come.
@@ -192,6 +203,136 @@ pub enum WalError {
     /// A format-level error while encoding (a bug in the caller's arguments).
     #[error(transparent)]
     Format(#[from] FormatError),
+}
+
+impl WalError {
+    /// The kind of the I/O error behind this one, if an I/O error caused it: this call's own
+    /// ([`WalError::Io`]) or, for [`WalError::Poisoned`], the first failure's
+    /// (`StorageFull` when the disk was full).
+    #[must_use]
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        crate::poison::io_kind_in_chain(self)
+    }
+
+    /// The first failure, when this is [`WalError::Poisoned`].
+    #[must_use]
+    pub fn poison_cause(&self) -> Option<&PoisonCause> {
+        match self {
+            WalError::Poisoned { cause, .. } => Some(cause),
+            _ => None,
+        }
+    }
+
+    /// A copy for a poison latch: every field cloned, an `io::Error` rebuilt from its OS error
+    /// code (exact) or else from its kind and message.
+    pub(crate) fn duplicate(&self) -> WalError {
+        use WalError as E;
+        match self {
+            E::Io { op, path, source } => E::Io {
+                op,
+                path: path.clone(),
+                source: copy_io(source),
+            },
+            E::AlreadyOpen { dir } => E::AlreadyOpen { dir: dir.clone() },
+            E::NotFound { dir } => E::NotFound { dir: dir.clone() },
+            E::NotAWal { dir, reason } => E::NotAWal {
+                dir: dir.clone(),
+                reason: reason.clone(),
+            },
+            E::UnsupportedVersion { segment, source } => E::UnsupportedVersion {
+                segment: segment.clone(),
+                source: source.clone(),
+            },
+            E::PayloadSchema {
+                segment,
+                found,
+                expected,
+                accepted,
+            } => E::PayloadSchema {
+                segment: segment.clone(),
+                found: *found,
+                expected: *expected,
+                accepted: accepted.clone(),
+            },
+            E::ForeignSegment {
+                segment,
+                expected,
+                found,
+            } => E::ForeignSegment {
+                segment: segment.clone(),
+                expected: *expected,
+                found: *found,
+            },
+            E::Gap { segment, reason } => E::Gap {
+                segment: segment.clone(),
+                reason: reason.clone(),
+            },
+            E::Corrupt {
+                segment,
+                offset,
+                reason,
+            } => E::Corrupt {
+                segment: segment.clone(),
+                offset: *offset,
+                reason: reason.clone(),
+            },
+            E::TornTail {
+                segment,
+                offset,
+                reason,
+            } => E::TornTail {
+                segment: segment.clone(),
+                offset: *offset,
+                reason: reason.clone(),
+            },
+            E::Changed { segment } => E::Changed {
+                segment: segment.clone(),
+            },
+            E::Poisoned { reason, cause } => E::Poisoned {
+                reason: reason.clone(),
+                cause: cause.clone(),
+            },
+            E::Closed => E::Closed,
+            E::TransactionTooLarge { size, max } => E::TransactionTooLarge {
+                size: *size,
+                max: *max,
+            },
+            E::Truncated { requested, oldest } => E::Truncated {
+                requested: *requested,
+                oldest: *oldest,
+            },
+            E::BeyondEnd { requested, next } => E::BeyondEnd {
+                requested: *requested,
+                next: *next,
+            },
+            E::OtherLog { position, log } => E::OtherLog {
+                position: *position,
+                log: *log,
+            },
+            E::Diverged {
+                lsn,
+                expected,
+                found,
+            } => E::Diverged {
+                lsn: *lsn,
+                expected: *expected,
+                found: *found,
+            },
+            E::NotAssigned { lsn, last } => E::NotAssigned {
+                lsn: *lsn,
+                last: *last,
+            },
+            E::Format(f) => E::Format(f.clone()),
+        }
+    }
+}
+
+/// A copy of an `io::Error`: exact for an OS error, else its kind and message.
+fn copy_io(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
 }
 
 /// Result alias of this crate.

@@ -44,6 +44,7 @@ mod error;
 mod inspect;
 mod open;
 mod options;
+mod poison;
 mod position;
 mod published;
 mod reader;
@@ -63,6 +64,7 @@ pub use inspect::{
 };
 pub use open::{MovedAside, OpenReport, check_not_open};
 pub use options::{Options, RecoveryMode, SyncPolicy};
+pub use poison::{PoisonCause, PoisonLatch};
 pub use position::{FollowPosition, PositionError};
 pub use reader::{Transaction, TxReader};
 pub use segment::{

@@ -2,6 +2,7 @@
 
 use crate::error::{Result, WalError, io_err};
 use crate::options::{Options, SyncPolicy};
+use crate::poison::{PoisonCause, PoisonLatch};
 use crate::published::Publisher;
 use crate::segment::{PREALLOC_FILE, SegmentInfo, recycled_file_name, segment_file_name};
 use crate::streams::Streams;
@@ -239,8 +240,8 @@ pub(crate) struct Inner {
     pub(crate) assigned_lsn: AtomicU64,
     pub(crate) durable: Mutex<Point>,
     pub(crate) segments: Mutex<Vec<SegmentInfo>>,
-    poisoned: AtomicBool,
-    poison_reason: Mutex<Option<String>>,
+    /// The first write or fsync failure, for good.
+    latch: PoisonLatch,
     pub(crate) counters: Counters,
     prealloc: Mutex<Prealloc>,
     prealloc_cv: Condvar,
@@ -342,23 +343,20 @@ pub struct Stats {
 
 impl Inner {
     pub(crate) fn check_poison(&self) -> Result<()> {
-        if self.poisoned.load(Ordering::Acquire) {
-            let reason = lock(&self.poison_reason).clone().unwrap_or_default();
-            return Err(WalError::Poisoned { reason });
-        }
-        Ok(())
+        self.latch
+            .check(|reason, cause| WalError::Poisoned { reason, cause })
+    }
+
+    /// Whether a failure is latched.
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.latch.is_poisoned()
     }
 
     /// Latches the first failure for good and hands the error back to the caller that hit it.
     pub(crate) fn poison(&self, err: WalError) -> WalError {
-        {
-            let mut r = lock(&self.poison_reason);
-            if r.is_none() {
-                tracing::error!(error = %err, "WAL poisoned");
-                *r = Some(err.to_string());
-            }
+        if self.latch.poison(PoisonCause::of_wal(&err)) {
+            tracing::error!(error = %err, "WAL poisoned");
         }
-        self.poisoned.store(true, Ordering::Release);
         // Wake everyone waiting for durability: they must see the failure, not hang.
         let mut f = lock(&self.flush);
         if f.tailing > 0 {
@@ -373,11 +371,11 @@ impl Inner {
     }
 
     pub(crate) fn poison_reason(&self) -> Option<String> {
-        if self.poisoned.load(Ordering::Acquire) {
-            lock(&self.poison_reason).clone()
-        } else {
-            None
-        }
+        self.latch.reason()
+    }
+
+    pub(crate) fn poison_cause(&self) -> Option<PoisonCause> {
+        self.latch.cause()
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -705,10 +703,7 @@ impl Inner {
         drop(f);
         // Leaving early (done or poisoned) leaves the entry behind: it counts as covered and is
         // dropped by the next flush that finishes (or by the poisoning), its unpark ignored.
-        while !me.woken.load(Ordering::Acquire)
-            && !done(self)
-            && !self.poisoned.load(Ordering::Acquire)
-        {
+        while !me.woken.load(Ordering::Acquire) && !done(self) && !self.is_poisoned() {
             std::thread::park();
         }
     }
@@ -724,7 +719,7 @@ impl Inner {
         if f.waiters.is_empty() {
             return;
         }
-        if !strict || self.poisoned.load(Ordering::Acquire) {
+        if !strict || self.is_poisoned() {
             wake.append(&mut f.waiters);
             return;
         }
@@ -1152,7 +1147,7 @@ impl Inner {
                         .wait(p)
                         .unwrap_or_else(PoisonError::into_inner);
                 }
-                if self.shutdown.load(Ordering::Acquire) || self.poisoned.load(Ordering::Acquire) {
+                if self.shutdown.load(Ordering::Acquire) || self.is_poisoned() {
                     return;
                 }
                 *p = Prealloc::Preparing;
@@ -1172,8 +1167,7 @@ impl Inner {
 
     /// The interval syncer thread of [`SyncPolicy::Interval`].
     fn syncer(self: &Arc<Self>, every: Duration) {
-        let stop =
-            |s: &Self| s.shutdown.load(Ordering::Acquire) || s.poisoned.load(Ordering::Acquire);
+        let stop = |s: &Self| s.shutdown.load(Ordering::Acquire) || s.is_poisoned();
         let mut g = lock(&self.shutdown_lock);
         loop {
             // Checked under the lock before waiting, so a shutdown signalled before this
@@ -1346,8 +1340,7 @@ impl Wal {
             assigned_lsn: AtomicU64::new(durable.lsn.0),
             durable: Mutex::new(durable),
             segments: Mutex::new(segments),
-            poisoned: AtomicBool::new(false),
-            poison_reason: Mutex::new(None),
+            latch: PoisonLatch::new(),
             counters: Counters::default(),
             prealloc: Mutex::new(match prealloc_ready {
                 Some(f) => Prealloc::Ready(f),
@@ -1565,6 +1558,13 @@ impl Wal {
     #[must_use]
     pub fn poisoned_reason(&self) -> Option<String> {
         self.inner.poison_reason()
+    }
+
+    /// The failure that poisoned the log, if it is: the original error, shared
+    /// ([`PoisonCause::io_kind`] tells `ENOSPC` from `EIO`).
+    #[must_use]
+    pub fn poison_cause(&self) -> Option<PoisonCause> {
+        self.inner.poison_cause()
     }
 
     /// Records that a snapshot covers every transaction up to `snapshot_lsn`. Durable under the

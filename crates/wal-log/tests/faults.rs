@@ -494,7 +494,7 @@ fn run_case(c: Case, base_v: &SimVfs, base_model: &Model, t: &mut Tally) -> Resu
                     ));
                 }
                 match w.append(b"after the failure") {
-                    Err(WalError::Poisoned { reason: r }) if r == reason => {}
+                    Err(WalError::Poisoned { reason: r, .. }) if r == reason => {}
                     other => return Err(format!("append after the failure: {other:?}")),
                 }
                 if !matches!(w.sync(), Err(WalError::Poisoned { .. })) {

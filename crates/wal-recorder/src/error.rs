@@ -3,7 +3,7 @@
 use std::io;
 use thiserror::Error;
 use wal_format::CodecError;
-use wal_log::WalError;
+use wal_log::{PoisonCause, WalError};
 
 /// Why a recorder call failed.
 ///
@@ -15,10 +15,17 @@ use wal_log::WalError;
 pub enum RecorderError {
     /// The recorder (or its log) failed earlier and refuses all work. Restart the process and
     /// recover from the last snapshot plus the log.
+    ///
+    /// [`std::error::Error::source`] is that first failure itself (the log's [`WalError`],
+    /// the mirror's error, or the reason given as text); [`RecorderError::io_kind`] tells its
+    /// I/O error's kind.
     #[error("WAL recorder is poisoned: {reason}")]
     Poisoned {
         /// The first failure, as text.
         reason: String,
+        /// The first failure itself, shared.
+        #[source]
+        cause: PoisonCause,
     },
     /// `commit` (or another call that needs a query) was called without `arm`. The recorder is
     /// now poisoned: the host's lifecycle is broken.
@@ -49,6 +56,19 @@ impl RecorderError {
     #[must_use]
     pub fn is_poisoned(&self) -> bool {
         matches!(self, RecorderError::Poisoned { .. })
+    }
+
+    /// The kind of the I/O error behind this one, if an I/O error caused it: the log's
+    /// ([`WalError::io_kind`]), the mirror's, or, for [`RecorderError::Poisoned`], the first
+    /// failure's (`StorageFull` when the disk was full).
+    #[must_use]
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            RecorderError::Poisoned { cause, .. } => cause.io_kind(),
+            RecorderError::Wal(e) => e.io_kind(),
+            RecorderError::Mirror(e) => Some(e.kind()),
+            _ => None,
+        }
     }
 }
 

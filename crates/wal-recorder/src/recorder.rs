@@ -7,11 +7,11 @@ use crate::stats::{MirrorLag, RecorderStats};
 use crate::ticket::CommitTicket;
 use crate::truncator::Truncator;
 use std::fmt;
+use std::io;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use wal_format::{Bincode, Codec, CodecError, MAX_FRAME_PAYLOAD};
-use wal_log::{Lsn, StreamWriter, SyncPolicy, Wal, WalError};
+use wal_log::{Lsn, PoisonCause, PoisonLatch, StreamWriter, SyncPolicy, Wal, WalError};
 
 /// What a store calls while a query mutates it: one [`MutationRecorder::record`] per primitive
 /// mutation, after the mutation has been applied to the live store.
@@ -148,60 +148,43 @@ impl State {
     }
 }
 
-/// Locks the poison reason (or any mutex whose critical sections cannot panic half-way).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+/// Latches `cause` on the recorder's latch (the first one wins; the latch is shared with the
+/// [`CommitTicket`]s and the [`Truncator`] it hands out, so a ticket waited after the recorder
+/// was poisoned fails with the same first failure).
+pub(crate) fn latch(latch: &PoisonLatch, cause: PoisonCause) {
+    if latch.poison(cause) {
+        tracing::error!(reason = %latch.reason().unwrap_or_default(), "WAL recorder poisoned");
+    }
 }
 
-/// The recorder's latched failure, shared with the [`CommitTicket`]s it hands out so that a
-/// ticket waited after the recorder was poisoned fails with the same reason.
-#[derive(Default)]
-pub(crate) struct Latch {
-    poisoned: AtomicBool,
-    reason: Mutex<Option<String>>,
+/// Latches a failure of the log (the log's own first failure when `e` is
+/// [`WalError::Poisoned`]).
+pub(crate) fn latch_wal(l: &PoisonLatch, e: &WalError) {
+    latch(l, PoisonCause::of_wal(e));
 }
 
-impl Latch {
-    /// Latches `reason` (the first one wins).
-    pub(crate) fn set(&self, reason: String) {
-        {
-            let mut r = lock(&self.reason);
-            if r.is_none() {
-                tracing::error!(%reason, "WAL recorder poisoned");
-                *r = Some(reason);
-            }
-        }
-        self.poisoned.store(true, Ordering::Release);
-    }
+/// Latches a failure of the mirror.
+pub(crate) fn latch_mirror(l: &PoisonLatch, e: &io::Error) {
+    let copy = match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    };
+    latch(l, PoisonCause::new(RecorderError::Mirror(copy)));
+}
 
-    /// Whether a failure is latched.
-    fn is_set(&self) -> bool {
-        self.poisoned.load(Ordering::Acquire)
-    }
+/// [`RecorderError::Poisoned`] with the latched first failure, if there is one.
+pub(crate) fn check_latch(l: &PoisonLatch) -> Result<()> {
+    l.check(|reason, cause| RecorderError::Poisoned { reason, cause })
+}
 
-    /// The latched reason, if any.
-    fn reason(&self) -> Option<String> {
-        lock(&self.reason).clone()
+/// Refuses when a failure is latched, or when `wal` is poisoned (latching its first failure).
+pub(crate) fn check(l: &PoisonLatch, wal: &Wal) -> Result<()> {
+    check_latch(l)?;
+    if let Some(cause) = wal.poison_cause() {
+        latch(l, cause);
+        return check_latch(l);
     }
-
-    /// [`RecorderError::Poisoned`] with the first latched reason.
-    pub(crate) fn error(&self) -> RecorderError {
-        RecorderError::Poisoned {
-            reason: self.reason().unwrap_or_default(),
-        }
-    }
-
-    /// Refuses when a failure is latched, or when `wal` is poisoned (latching its reason).
-    pub(crate) fn check(&self, wal: &Wal) -> Result<()> {
-        if self.is_set() {
-            return Err(self.error());
-        }
-        if let Some(reason) = wal.poisoned_reason() {
-            self.set(reason);
-            return Err(self.error());
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// Records a store's mutation events into a [`Wal`]: the events of one query are buffered in
@@ -242,7 +225,7 @@ pub struct WalRecorder<E, C = Bincode> {
     mirror: Option<Arc<dyn WalMirror>>,
     opts: RecorderOptions,
     state: Mutex<State>,
-    latch: Arc<Latch>,
+    latch: Arc<PoisonLatch>,
     _events: PhantomData<fn(E)>,
 }
 
@@ -369,7 +352,9 @@ impl<E, C> WalRecorder<E, C> {
                 self.state.clear_poison();
                 self.latch_locked(
                     &mut st,
-                    "a panic occurred inside the recorder while recording an event".into(),
+                    PoisonCause::message(
+                        "a panic occurred inside the recorder while recording an event",
+                    ),
                 );
                 st
             }
@@ -383,20 +368,16 @@ impl<E, C> WalRecorder<E, C> {
         }
     }
 
-    /// Latches `reason` (the first one wins) without touching the query state.
-    fn latch(&self, reason: String) {
-        self.latch.set(reason);
-    }
-
-    /// Latches `reason` and forgets the armed query.
-    fn latch_locked(&self, st: &mut State, reason: String) {
-        self.latch(reason);
+    /// Latches `cause` (the first one wins) and forgets the armed query.
+    fn latch_locked(&self, st: &mut State, cause: PoisonCause) {
+        latch(&self.latch, cause);
         st.reset();
     }
 
     /// Latches a log failure while holding the state and hands the error back.
     fn fail_locked(&self, st: &mut State, e: WalError) -> RecorderError {
-        self.latch_locked(st, e.to_string());
+        latch_wal(&self.latch, &e);
+        st.reset();
         RecorderError::Wal(e)
     }
 
@@ -409,7 +390,7 @@ impl<E, C> WalRecorder<E, C> {
     /// Refuses when the recorder or its log is poisoned.
     fn check(&self) -> Result<()> {
         self.settle();
-        self.latch.check(&self.wal)
+        check(&self.latch, &self.wal)
     }
 
     /// [`Self::check`] with the state held: a refusal also forgets the armed query.
@@ -428,7 +409,7 @@ impl<E, C> WalRecorder<E, C> {
         if st.armed {
             self.latch_locked(
                 &mut st,
-                "WalRecorder::arm called while a query was already armed".into(),
+                PoisonCause::message("WalRecorder::arm called while a query was already armed"),
             );
             return Err(RecorderError::AlreadyArmed);
         }
@@ -521,7 +502,7 @@ impl<E, C> WalRecorder<E, C> {
         if !st.armed {
             self.latch_locked(
                 &mut st,
-                "WalRecorder::commit called without an armed query".into(),
+                PoisonCause::message("WalRecorder::commit called without an armed query"),
             );
             return Err(RecorderError::NotArmed);
         }
@@ -623,7 +604,8 @@ impl<E, C> WalRecorder<E, C> {
         };
         r.map_err(|e| {
             let mut st = self.state();
-            self.latch_locked(&mut st, format!("WAL mirror: {e}"));
+            latch_mirror(&self.latch, &e);
+            st.reset();
             RecorderError::Mirror(e)
         })
     }
@@ -680,7 +662,7 @@ impl<E, C> WalRecorder<E, C> {
     #[must_use]
     pub fn is_poisoned(&self) -> bool {
         self.settle();
-        self.latch.is_set() || self.wal.poisoned_reason().is_some()
+        self.latch.is_poisoned() || self.wal.poison_cause().is_some()
     }
 
     /// Why the recorder refuses work: its own latched failure, or else a failure latched by the
@@ -688,10 +670,15 @@ impl<E, C> WalRecorder<E, C> {
     #[must_use]
     pub fn poisoned_reason(&self) -> Option<String> {
         self.settle();
-        if self.latch.is_set() {
-            return self.latch.reason();
-        }
-        self.wal.poisoned_reason()
+        self.latch.reason().or_else(|| self.wal.poisoned_reason())
+    }
+
+    /// The first failure of the recorder (or else of its log), shared: the original error, its
+    /// [`PoisonCause::io_kind`] (`StorageFull` after `ENOSPC`). `None` while healthy.
+    #[must_use]
+    pub fn poison_cause(&self) -> Option<PoisonCause> {
+        self.settle();
+        self.latch.cause().or_else(|| self.wal.poison_cause())
     }
 
     /// `Ok` while healthy.
@@ -706,7 +693,7 @@ impl<E, C> WalRecorder<E, C> {
     /// from what was logged). The armed query, if any, is dropped. The first reason wins.
     pub fn poison(&self, reason: impl Into<String>) {
         let mut st = self.state();
-        self.latch_locked(&mut st, reason.into());
+        self.latch_locked(&mut st, PoisonCause::message(reason));
     }
 }
 
@@ -734,20 +721,26 @@ impl<E, C: Codec<E>> WalRecorder<E, C> {
         if !st.armed {
             self.latch_locked(
                 &mut st,
-                "MutationRecorder::record fired outside an armed query".into(),
+                PoisonCause::message("MutationRecorder::record fired outside an armed query"),
             );
             return Err(RecorderError::NotArmed);
         }
         let before = st.buf.len();
         if let Err(e) = self.codec.encode(event, &mut st.buf) {
-            self.latch_locked(&mut st, format!("encoding a mutation event: {e}"));
+            self.latch_locked(
+                &mut st,
+                PoisonCause::new(RecorderError::Codec(CodecError(e.0.clone()))),
+            );
             return Err(RecorderError::Codec(e));
         }
         if st.buf.len() == before {
             let e = CodecError(
                 "the codec encoded an event as zero bytes; it could not be decoded back".into(),
             );
-            self.latch_locked(&mut st, format!("encoding a mutation event: {e}"));
+            self.latch_locked(
+                &mut st,
+                PoisonCause::new(RecorderError::Codec(CodecError(e.0.clone()))),
+            );
             return Err(RecorderError::Codec(e));
         }
         st.events += 1;

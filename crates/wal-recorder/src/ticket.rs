@@ -2,9 +2,10 @@
 
 use crate::error::{RecorderError, Result};
 use crate::mirror::WalMirror;
-use crate::recorder::{Latch, WroteCommit};
+use crate::recorder::{self, WroteCommit};
 use std::fmt;
 use std::sync::Arc;
+use wal_log::PoisonLatch;
 use wal_log::{Lsn, Wal, WalError};
 #[cfg(doc)]
 use {
@@ -84,7 +85,7 @@ use {
               leaves the transaction unacknowledged until the log's next flush"]
 pub struct CommitTicket {
     wal: Arc<Wal>,
-    latch: Arc<Latch>,
+    latch: Arc<PoisonLatch>,
     mirror: Option<Arc<dyn WalMirror>>,
     wrote: WroteCommit,
     /// The transaction was only queued: `wait` must write and fsync it.
@@ -103,7 +104,7 @@ impl fmt::Debug for CommitTicket {
 impl CommitTicket {
     pub(crate) fn new(
         wal: Arc<Wal>,
-        latch: Arc<Latch>,
+        latch: Arc<PoisonLatch>,
         mirror: Option<Arc<dyn WalMirror>>,
         wrote: WroteCommit,
         queued: bool,
@@ -163,10 +164,10 @@ impl CommitTicket {
         }
         // A failure latched before or while this one waited (the host's `poison`, another
         // query's, the background fsync's).
-        self.latch.check(&self.wal)?;
+        recorder::check(&self.latch, &self.wal)?;
         if flush && let Some(mirror) = &self.mirror {
             mirror.persist(self.wal.dir()).map_err(|e| {
-                self.latch.set(format!("WAL mirror: {e}"));
+                recorder::latch_mirror(&self.latch, &e);
                 RecorderError::Mirror(e)
             })?;
         }
@@ -177,11 +178,12 @@ impl CommitTicket {
     /// (another thread's, or the background fsync's) as [`RecorderError::Poisoned`] with the
     /// recorder's first reason, this wait's own failure as [`RecorderError::Wal`].
     fn fail(&self, e: WalError) -> RecorderError {
-        if let WalError::Poisoned { reason } = &e {
-            self.latch.set(reason.clone());
-            return self.latch.error();
+        recorder::latch_wal(&self.latch, &e);
+        if matches!(e, WalError::Poisoned { .. })
+            && let Err(poisoned) = recorder::check_latch(&self.latch)
+        {
+            return poisoned;
         }
-        self.latch.set(e.to_string());
         RecorderError::Wal(e)
     }
 }

@@ -4,9 +4,10 @@
 use crate::WalRecorder;
 use crate::error::{RecorderError, Result};
 use crate::mirror::WalMirror;
-use crate::recorder::Latch;
+use crate::recorder;
 use std::fmt;
 use std::sync::Arc;
+use wal_log::PoisonLatch;
 use wal_log::{Lsn, Wal};
 
 /// Truncates a recorder's log the way [`WalRecorder::truncate_up_to`] does, from anywhere:
@@ -23,7 +24,7 @@ use wal_log::{Lsn, Wal};
 #[derive(Clone)]
 pub struct Truncator {
     wal: Arc<Wal>,
-    latch: Arc<Latch>,
+    latch: Arc<PoisonLatch>,
     mirror: Option<Arc<dyn WalMirror>>,
 }
 
@@ -39,7 +40,7 @@ impl fmt::Debug for Truncator {
 impl Truncator {
     pub(crate) fn new(
         wal: Arc<Wal>,
-        latch: Arc<Latch>,
+        latch: Arc<PoisonLatch>,
         mirror: Option<Arc<dyn WalMirror>>,
     ) -> Truncator {
         Truncator { wal, latch, mirror }
@@ -53,12 +54,12 @@ impl Truncator {
     /// [`RecorderError::Poisoned`]; [`RecorderError::Mirror`] when bringing the mirror up to
     /// date fails, and [`RecorderError::Wal`] when the truncation fails (both poison).
     pub fn truncate_up_to(&self, fence: Lsn) -> Result<usize> {
-        self.latch.check(&self.wal)?;
+        recorder::check(&self.latch, &self.wal)?;
         let fence = match &self.mirror {
             None => fence,
             Some(mirror) => {
                 mirror.persist_force(self.wal.dir()).map_err(|e| {
-                    self.latch.set(format!("WAL mirror: {e}"));
+                    recorder::latch_mirror(&self.latch, &e);
                     RecorderError::Mirror(e)
                 })?;
                 match mirror.position() {
@@ -68,7 +69,7 @@ impl Truncator {
             }
         };
         self.wal.truncate_prefix(fence).map_err(|e| {
-            self.latch.set(e.to_string());
+            recorder::latch_wal(&self.latch, &e);
             RecorderError::Wal(e)
         })
     }

@@ -25,7 +25,7 @@ fn setup(sync: SyncPolicy) -> (SimVfs, Rec) {
 
 fn poisoned<T: std::fmt::Debug>(r: Result<T, RecorderError>) -> String {
     match r {
-        Err(RecorderError::Poisoned { reason }) => reason,
+        Err(RecorderError::Poisoned { reason, .. }) => reason,
         other => panic!("expected Poisoned, got {other:?}"),
     }
 }

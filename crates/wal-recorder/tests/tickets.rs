@@ -117,7 +117,7 @@ fn a_ticket_waited_after_the_host_poisoned_the_recorder_fails_with_that_reason()
     let ticket = deferred(&rec, &[set(1, 1)]);
     rec.poison("the store diverged from the log");
     match ticket.wait() {
-        Err(RecorderError::Poisoned { reason }) => {
+        Err(RecorderError::Poisoned { reason, .. }) => {
             assert_eq!(reason, "the store diverged from the log");
         }
         other => panic!("expected Poisoned, got {other:?}"),
@@ -148,7 +148,7 @@ fn a_failed_fsync_under_one_wait_poisons_every_other_ticket_with_its_reason() {
     let original = rec.poisoned_reason().unwrap();
     assert_eq!(original, err.to_string());
     match second.wait() {
-        Err(RecorderError::Poisoned { reason }) => assert_eq!(reason, original),
+        Err(RecorderError::Poisoned { reason, .. }) => assert_eq!(reason, original),
         other => panic!("expected Poisoned, got {other:?}"),
     }
     assert!(rec.wal().durable_lsn() < first_lsn, "nothing acknowledged");
@@ -168,7 +168,7 @@ fn a_ticket_reports_a_log_poisoned_by_someone_else() {
     assert!(wal.append(b"admin").is_err());
     let reason = wal.poisoned_reason().unwrap();
     match ticket.wait() {
-        Err(RecorderError::Poisoned { reason: got }) => assert_eq!(got, reason),
+        Err(RecorderError::Poisoned { reason: got, .. }) => assert_eq!(got, reason),
         other => panic!("expected Poisoned, got {other:?}"),
     }
     assert_eq!(rec.poisoned_reason().unwrap(), reason);

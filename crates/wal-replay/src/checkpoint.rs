@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use wal_format::{Bincode, Codec, Lsn};
-use wal_log::Wal;
+use wal_log::{PoisonCause, PoisonLatch, Wal};
 use wal_recorder::Truncator;
 
 /// How many snapshots a checkpoint keeps by default.
@@ -438,7 +438,7 @@ pub struct Engine<S: StateMachine, C: Codec<S::Event> = Bincode> {
     codec: C,
     checkpointer: Checkpointer,
     applied: Lsn,
-    failed: Option<String>,
+    failed: PoisonLatch,
     buf: Vec<u8>,
 }
 
@@ -499,7 +499,7 @@ impl<S: StateMachine, C: Codec<S::Event>> Engine<S, C> {
             codec,
             checkpointer: Checkpointer::new(root, wal, opts.keep_snapshots),
             applied,
-            failed: None,
+            failed: PoisonLatch::new(),
             buf: Vec::new(),
         };
         Ok((engine, rec.report))
@@ -538,11 +538,7 @@ impl<S: StateMachine, C: Codec<S::Event>> Engine<S, C> {
     /// everything ([`ReplayError::EngineFailed`]): reopen it, and recovery will meet the same
     /// transaction.
     pub fn commit(&mut self, events: Vec<S::Event>) -> Result<Lsn> {
-        if let Some(reason) = &self.failed {
-            return Err(ReplayError::EngineFailed {
-                reason: reason.clone(),
-            });
-        }
+        self.check_failed()?;
         self.buf.clear();
         for e in &events {
             self.codec.encode(e, &mut self.buf)?;
@@ -550,13 +546,14 @@ impl<S: StateMachine, C: Codec<S::Event>> Engine<S, C> {
         let lsn = match self.checkpointer.wal.append(&self.buf) {
             Ok(lsn) => lsn,
             Err(e) => {
-                self.failed = Some(e.to_string());
+                self.failed.poison(PoisonCause::of_wal(&e));
                 return Err(e.into());
             }
         };
         if let Err(source) = self.state.apply(lsn, events) {
             let err = ReplayError::Apply { lsn, source };
-            self.failed = Some(err.to_string());
+            // The state machine's error goes to the caller; the latch keeps its text.
+            self.failed.poison(PoisonCause::message(err.to_string()));
             return Err(err);
         }
         self.applied = lsn;
@@ -569,17 +566,25 @@ impl<S: StateMachine, C: Codec<S::Event>> Engine<S, C> {
     /// # Errors
     /// As [`Checkpointer::checkpoint`], and [`ReplayError::EngineFailed`].
     pub fn checkpoint(&mut self) -> Result<CheckpointReport> {
-        if let Some(reason) = &self.failed {
-            return Err(ReplayError::EngineFailed {
-                reason: reason.clone(),
-            });
-        }
+        self.check_failed()?;
         let wal = &self.checkpointer.wal;
         wal.sync()?;
         // Every transaction up to the durable LSN went through `commit` and is applied; the
         // frames after the last one (markers, aborts) are not transactions.
         let fence = wal.durable_lsn();
         self.checkpointer.checkpoint(&self.state, fence)
+    }
+
+    /// The first failure of a commit, which the engine refuses all work after
+    /// ([`ReplayError::EngineFailed`]): the original error, shared. `None` while healthy.
+    #[must_use]
+    pub fn failure(&self) -> Option<PoisonCause> {
+        self.failed.cause()
+    }
+
+    fn check_failed(&self) -> Result<()> {
+        self.failed
+            .check(|reason, cause| ReplayError::EngineFailed { reason, cause })
     }
 
     /// Takes the state and the log apart.

@@ -2,7 +2,7 @@ use std::io;
 use std::path::PathBuf;
 use thiserror::Error;
 use wal_format::Lsn;
-use wal_log::WalError;
+use wal_log::{PoisonCause, WalError};
 
 /// The error a [`crate::StateMachine`] returns from applying a transaction.
 pub type ApplyError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -168,10 +168,16 @@ pub enum ReplayError {
         durable: Lsn,
     },
     /// An earlier failure left the engine's state behind its log; reopen to recover.
+    /// [`std::error::Error::source`] is that first failure itself (the log's [`WalError`], or
+    /// the state machine's refusal as text); [`ReplayError::io_kind`] tells its I/O error's
+    /// kind.
     #[error("engine failed earlier and refuses further work: {reason}")]
     EngineFailed {
-        /// The first failure.
+        /// The first failure, as text.
         reason: String,
+        /// The first failure itself, shared.
+        #[source]
+        cause: PoisonCause,
     },
     /// The options ask for something this entry point does not do (for example a
     /// point-in-time target for a store that takes writes). Nothing was read or changed.
@@ -187,6 +193,25 @@ pub enum ReplayError {
     /// Encoding an event failed (nothing was written).
     #[error("encoding an event: {0}")]
     Encode(#[from] wal_format::CodecError),
+}
+
+impl ReplayError {
+    /// The kind of the I/O error behind this one, if an I/O error caused it: this call's own,
+    /// the log's ([`WalError::io_kind`]), the recorder's, or, for
+    /// [`ReplayError::EngineFailed`], the first failure's (`StorageFull` when the disk was
+    /// full).
+    #[must_use]
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            ReplayError::Wal(e) => e.io_kind(),
+            ReplayError::Recorder(e) => e.io_kind(),
+            ReplayError::EngineFailed { cause, .. } => cause.io_kind(),
+            ReplayError::Io { source, .. }
+            | ReplayError::SnapshotWrite { source, .. }
+            | ReplayError::Restore { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
 }
 
 /// Result alias of this crate.
