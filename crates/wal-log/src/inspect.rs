@@ -2,9 +2,9 @@
 //! reports. Nothing here writes.
 
 use crate::error::{Result, WalError, io_err};
-use crate::open::{MovedAside, salvaged_name};
+use crate::layout::{Entry, LogFile, classify, segment_file_name};
+use crate::open::MovedAside;
 use crate::options::RecoveryMode;
-use crate::segment::{Entry, classify, segment_file_name};
 use crate::vfs::read_full;
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 use bytes::BytesMut;
@@ -388,14 +388,8 @@ impl Inspection {
             if offset > 0 {
                 let end = last.aside_end(salvage);
                 if end > offset {
-                    let what = if salvage { "salvaged" } else { "torn" };
-                    let base = file_name(&last.path);
-                    let mut name = format!("{base}.{what}-{offset}");
-                    let mut n = 0;
-                    while taken.contains(&name) {
-                        n += 1;
-                        name = format!("{base}.{what}-{offset}.{n}");
-                    }
+                    let piece = LogFile::cut_piece(last.seq, offset, salvage);
+                    let name = free_name(piece, &taken);
                     taken.insert(name.clone());
                     plan.moved_aside.push(MovedAside {
                         from: last.path.clone(),
@@ -407,12 +401,13 @@ impl Inspection {
                 }
             }
             for later in &self.segments[after..] {
-                let base = file_name(&later.path);
-                let mut n = 0;
-                while taken.contains(&salvaged_name(&base, n)) {
-                    n += 1;
-                }
-                let name = salvaged_name(&base, n);
+                let name = free_name(
+                    LogFile::SalvagedSegment {
+                        seq: later.seq,
+                        n: 0,
+                    },
+                    &taken,
+                );
                 taken.insert(name.clone());
                 plan.moved_aside.push(MovedAside {
                     from: later.path.clone(),
@@ -451,10 +446,13 @@ pub struct RecoveryPlan {
     pub last_lsn: Lsn,
 }
 
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+/// The first name of `file`'s kind that no file in `taken` has.
+fn free_name(file: LogFile, taken: &BTreeSet<String>) -> String {
+    let free = file.first_free(|name| Ok::<_, std::convert::Infallible>(taken.contains(name)));
+    match free {
+        Ok(name) => name,
+        Err(never) => match never {},
+    }
 }
 
 /// What a log directory holds, by kind of entry.

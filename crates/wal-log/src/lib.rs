@@ -42,6 +42,7 @@ pub struct ReadmeDoctests;
 mod assembly;
 mod error;
 mod inspect;
+pub mod layout;
 mod open;
 mod options;
 mod poison;
@@ -62,15 +63,16 @@ pub use inspect::{
     DirFrame, DirFrames, Inspection, ScanVisitor, SegmentScan, Verdict, VisitError, frames,
     inspect, inspect_visit, reused_under_us,
 };
+pub use layout::{
+    Entry, LOCK_FILE, PREALLOC_FILE, RECYCLED_PREFIX, classify, recycled_file_name,
+    segment_file_name,
+};
 pub use open::{MovedAside, OpenReport, check_not_open};
 pub use options::{Options, RecoveryMode, SyncPolicy};
 pub use poison::{PoisonCause, PoisonLatch};
 pub use position::{FollowPosition, PositionError};
 pub use reader::{Transaction, TxReader};
-pub use segment::{
-    Entry, LOCK_FILE, PREALLOC_FILE, RECYCLED_PREFIX, SegmentInfo, classify, recycled_file_name,
-    segment_file_name,
-};
+pub use segment::SegmentInfo;
 pub use stream::StreamWriter;
 pub use tail::{TailOptions, TailReader};
 pub use vfs::{OpenMode, StdVfs, Vfs, VfsFile, VfsLock};

@@ -5,9 +5,10 @@ use crate::inspect::{
     ScanVisitor, SegmentScan, Visit, VisitError, does_not_join, header_error, list_dir,
     open_segment, scan_segment, seq_gap, visit_stopped, with_visitor,
 };
+use crate::layout::{LOCK_FILE, LogFile, PREALLOC_FILE, segment_file_name};
 use crate::options::{Options, RecoveryMode};
 use crate::published::{self, Publisher};
-use crate::segment::{LOCK_FILE, PREALLOC_FILE, SegmentInfo, segment_file_name};
+use crate::segment::SegmentInfo;
 use crate::streams::Streams;
 use crate::vfs::{OpenMode, Vfs, VfsLock, read_full};
 use crate::wal::{Point, Wal, Writer, lock};
@@ -415,7 +416,7 @@ pub(crate) fn move_aside(
     seg: &Path,
     offset: u64,
     end: u64,
-    what: &str,
+    piece: LogFile,
     reason: &str,
 ) -> Result<MovedAside> {
     let file = vfs
@@ -427,18 +428,9 @@ pub(crate) fn move_aside(
     let len = end - offset;
     let mut buf = vec![0u8; len.min(ASIDE_CHUNK) as usize];
     let mut got = read_full(&*file, &mut buf, offset).map_err(io_err("read", seg))?;
-    let base = seg
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let mut n = 0;
     let (to, out) = loop {
-        let name = if n == 0 {
-            format!("{base}.{what}-{offset}")
-        } else {
-            format!("{base}.{what}-{offset}.{n}")
-        };
-        let to = dir.join(name);
+        let to = dir.join(piece.numbered(n).name());
         match vfs.open(&to, OpenMode::CreateNew) {
             Ok(f) => break (to, f),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
@@ -478,37 +470,24 @@ pub(crate) fn move_aside(
     })
 }
 
-/// The name a salvage gives a whole segment named `base` when `n` earlier salvages left files
-/// of the names before: `<base>.salvaged`, then `<base>.salvaged.1`, ...
-pub(crate) fn salvaged_name(base: &str, n: u32) -> String {
-    if n == 0 {
-        format!("{base}.salvaged")
-    } else {
-        format!("{base}.salvaged.{n}")
-    }
-}
-
 /// Renames a whole segment aside (salvage mode): `<name>.salvaged`, or the first
 /// `<name>.salvaged.<n>` that does not exist.
-fn rename_aside(vfs: &dyn Vfs, dir: &Path, seg: &Path, reason: &str) -> Result<MovedAside> {
-    let base = seg
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+fn rename_aside(vfs: &dyn Vfs, dir: &Path, seq: SegmentSeq, reason: &str) -> Result<MovedAside> {
+    let seg = &dir.join(segment_file_name(seq));
     let bytes = vfs
         .open(seg, OpenMode::Read)
         .and_then(|f| f.len())
         .map_err(io_err("stat", seg))?;
     // A rename replaces its target: never the file an earlier salvage made.
-    let mut n = 0;
-    let to = loop {
-        let to = dir.join(salvaged_name(&base, n));
+    let whole = LogFile::SalvagedSegment { seq, n: 0 };
+    let to = dir.join(whole.first_free(|name| {
+        let to = dir.join(name);
         match vfs.open(&to, OpenMode::Read) {
-            Ok(_) => n += 1,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break to,
-            Err(e) => return Err(io_err("stat", &to)(e)),
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err("stat", &to)(e)),
         }
-    };
+    })?);
     vfs.rename(seg, &to).map_err(io_err("rename", seg))?;
     vfs.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
     Ok(MovedAside {
@@ -668,19 +647,18 @@ fn recover(
             let s = &scans[kept_last];
             // A torn tail moves the torn write aside; salvage moves everything after the cut.
             let salvage = mode == RecoveryMode::SalvagePrefix;
-            let what = if salvage { "salvaged" } else { "torn" };
+            let piece = LogFile::cut_piece(s.seq, *offset, salvage);
             let end = s.aside_end(salvage);
             if end > *offset {
                 report.moved_aside.push(move_aside(
-                    &*vfs, &dir, &s.path, *offset, end, what, reason,
+                    &*vfs, &dir, &s.path, *offset, end, piece, reason,
                 )?);
             }
         }
         for seq in &segs[*after..] {
-            let p = dir.join(segment_file_name(*seq));
             report
                 .moved_aside
-                .push(rename_aside(&*vfs, &dir, &p, reason)?);
+                .push(rename_aside(&*vfs, &dir, *seq, reason)?);
         }
         if *offset > 0 {
             let s = &mut scans[kept_last];

@@ -26,7 +26,7 @@
 //! | 52 | 4 | CRC32C of bytes 0..52 |
 
 use crate::error::{Result, io_err};
-use crate::segment::LOCK_FILE;
+use crate::layout::LOCK_FILE;
 use crate::vfs::{OpenMode, Vfs, VfsFile, read_full};
 use crate::wal::Point;
 use std::path::{Path, PathBuf};

@@ -2,8 +2,8 @@
 
 use crate::assembly::{Assembly, SegmentCursor};
 use crate::error::{Result, WalError, io_err};
+use crate::layout::segment_file_name;
 use crate::position::FollowPosition;
-use crate::segment::segment_file_name;
 use crate::vfs::OpenMode;
 use crate::vfs::read_full;
 use crate::wal::{Inner, Wal, lock};

@@ -1,10 +1,11 @@
 //! The log: appends, group commit, rotation, preallocation, truncation, statistics.
 
 use crate::error::{Result, WalError, io_err};
+use crate::layout::{PREALLOC_FILE, recycled_file_name, segment_file_name};
 use crate::options::{Options, SyncPolicy};
 use crate::poison::{PoisonCause, PoisonLatch};
 use crate::published::Publisher;
-use crate::segment::{PREALLOC_FILE, SegmentInfo, recycled_file_name, segment_file_name};
+use crate::segment::SegmentInfo;
 use crate::streams::Streams;
 use crate::vfs::{OpenMode, VfsFile, VfsLock};
 use std::cell::RefCell;
