@@ -5,6 +5,7 @@ use thiserror::Error;
 /// Every variant describes bad input a caller can report or act on; none of them is a bug in
 /// this crate, and no input makes this crate panic.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FormatError {
     /// Fewer bytes than a segment header needs.
     #[error("segment header truncated: {len} bytes, {needed} needed")]

@@ -3,7 +3,7 @@
 //! share. A [`SegmentCursor`] yields the verified frames of one segment up to a readable end
 //! the caller proves durable; an [`Assembly`] turns frames into committed transactions.
 
-use crate::error::{Result, WalError, io_err};
+use crate::error::{Damage, Result, WalError, io_err};
 use crate::reader::Transaction;
 use crate::vfs::{VfsFile, read_full};
 use bytes::{Bytes, BytesMut};
@@ -103,11 +103,11 @@ impl SegmentCursor {
                     if self.pos >= readable || need_header {
                         return Ok(None);
                     }
-                    return Err(WalError::Corrupt {
+                    return Err(WalError::Corrupt(Damage {
                         segment: self.path.clone(),
                         offset: self.pos,
                         reason: "a frame runs past the durable end of the segment".into(),
-                    });
+                    }));
                 }
                 let want = (readable - self.pos).min(CHUNK.max(need) as u64) as usize;
                 let mut buf = Self::reuse_chunk(std::mem::take(&mut self.chunk), want);
@@ -122,11 +122,11 @@ impl SegmentCursor {
                 continue;
             }
             let frame = decode_frame(&self.chunk, rel, self.header.seed()).map_err(|e| {
-                WalError::Corrupt {
+                WalError::Corrupt(Damage {
                     segment: self.path.clone(),
                     offset: self.pos,
                     reason: e.to_string(),
-                }
+                })
             })?;
             let c = &self.chunk;
             let crc = u32::from_le_bytes([c[rel], c[rel + 1], c[rel + 2], c[rel + 3]]);

@@ -5,6 +5,31 @@ use wal_format::{FormatError, LogId, Lsn};
 
 use crate::poison::PoisonCause;
 
+/// Where a log is damaged and why: the segment file, the byte offset in it, the reason. The
+/// same value in every error that reports damage ([`WalError::Corrupt`],
+/// [`WalError::TornTail`], and `wal-replay`'s `ReplayError::Corrupt` and `TornTail`), whichever
+/// entry point found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// The segment file.
+    pub segment: PathBuf,
+    /// Byte offset in the file.
+    pub offset: u64,
+    /// Why.
+    pub reason: String,
+}
+
+impl Damage {
+    /// Damage in `segment` at byte `offset`, for `reason`.
+    pub fn new(segment: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+        Damage {
+            segment: segment.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+}
+
 /// Errors of the log. Each variant names what went wrong and where, so an operator can act.
 ///
 /// One type for opening and for writing (`docs/decisions/0008-errors.md` says why).
@@ -88,25 +113,21 @@ pub enum WalError {
         reason: String,
     },
     /// Damage that a crash cannot explain. Nothing on disk was changed.
-    #[error("corruption in {segment} at offset {offset}: {reason}")]
-    Corrupt {
-        /// The segment file.
-        segment: PathBuf,
-        /// Byte offset in the file.
-        offset: u64,
-        /// Why.
-        reason: String,
-    },
+    #[error(
+        "corruption in {} at offset {}: {}",
+        .0.segment.display(),
+        .0.offset,
+        .0.reason
+    )]
+    Corrupt(Damage),
     /// A torn tail was found under `RecoveryMode::Strict`. Nothing on disk was changed.
-    #[error("torn tail in {segment} at offset {offset} (strict recovery): {reason}")]
-    TornTail {
-        /// The segment file.
-        segment: PathBuf,
-        /// Byte offset in the file.
-        offset: u64,
-        /// Why.
-        reason: String,
-    },
+    #[error(
+        "torn tail in {} at offset {} (strict recovery): {}",
+        .0.segment.display(),
+        .0.offset,
+        .0.reason
+    )]
+    TornTail(Damage),
     /// A read-only scan of a live directory (`inspect`, `frames`) found that a segment it was
     /// reading had been truncated by the running log and its file reused for a new segment:
     /// what it read is not damage. Scan again.
@@ -267,24 +288,8 @@ impl WalError {
                 segment: segment.clone(),
                 reason: reason.clone(),
             },
-            E::Corrupt {
-                segment,
-                offset,
-                reason,
-            } => E::Corrupt {
-                segment: segment.clone(),
-                offset: *offset,
-                reason: reason.clone(),
-            },
-            E::TornTail {
-                segment,
-                offset,
-                reason,
-            } => E::TornTail {
-                segment: segment.clone(),
-                offset: *offset,
-                reason: reason.clone(),
-            },
+            E::Corrupt(d) => E::Corrupt(d.clone()),
+            E::TornTail(d) => E::TornTail(d.clone()),
             E::Changed { segment } => E::Changed {
                 segment: segment.clone(),
             },

@@ -1,7 +1,7 @@
 //! Read-only scanning of a log directory: what open recovers from, and what `walctl verify`
 //! reports. Nothing here writes.
 
-use crate::error::{Result, WalError, io_err};
+use crate::error::{Damage, Result, WalError, io_err};
 use crate::layout::{Entry, LogFile, classify, segment_file_name};
 use crate::open::MovedAside;
 use crate::options::RecoveryMode;
@@ -140,11 +140,11 @@ pub(crate) fn header_error(path: &Path, dir: &Path, e: &FormatError) -> WalError
             segment: path.to_path_buf(),
             source: e.clone(),
         },
-        _ => WalError::Corrupt {
+        _ => WalError::Corrupt(Damage {
             segment: path.to_path_buf(),
             offset: 0,
             reason: e.to_string(),
-        },
+        }),
     }
 }
 
@@ -333,11 +333,11 @@ impl Inspection {
                 reason,
             } => {
                 if mode == RecoveryMode::Strict {
-                    return Err(WalError::TornTail {
+                    return Err(WalError::TornTail(Damage {
                         segment,
                         offset,
                         reason,
-                    });
+                    }));
                 }
                 let i = self.position(&segment);
                 Some((i + 1, offset, reason))
@@ -357,11 +357,11 @@ impl Inspection {
                     .filter(|_| header_damage)
                     .map(|e| header_error(&segment, &self.dir, e));
                 if !salvage || (header_damage && i == 0) {
-                    return Err(header_err.unwrap_or(WalError::Corrupt {
+                    return Err(header_err.unwrap_or(WalError::Corrupt(Damage {
                         segment,
                         offset,
                         reason,
-                    }));
+                    })));
                 }
                 if header_damage {
                     let reason = header_err.map_or(reason, |e| e.to_string());
@@ -802,7 +802,8 @@ pub(crate) fn scan_segment(
 }
 
 /// An error of [`crate::Wal::open_visit`] or [`inspect_visit`]: the log's own, or the one the
-/// visitor returned.
+/// visitor returned. Not `#[non_exhaustive]`, unlike the error enums: an error comes from the
+/// log or from the visitor, so there is never a third case (`docs/decisions/0008-errors.md`).
 #[derive(Debug)]
 pub enum VisitError<E> {
     /// Opening or scanning the log failed.

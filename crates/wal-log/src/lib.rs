@@ -58,7 +58,7 @@ mod tail;
 pub mod vfs;
 mod wal;
 
-pub use error::{Result, WalError};
+pub use error::{Damage, Result, WalError};
 pub use inspect::{
     DirFrame, DirFrames, Inspection, ScanVisitor, SegmentScan, Verdict, VisitError, frames,
     inspect, inspect_visit, reused_under_us,

@@ -1,6 +1,6 @@
 //! Opening a log: locking, recovery scan, repair of the tail, and setting up the writer.
 
-use crate::error::{Result, WalError, io_err};
+use crate::error::{Damage, Result, WalError, io_err};
 use crate::inspect::{
     ScanVisitor, SegmentScan, Visit, VisitError, does_not_join, header_error, list_dir,
     open_segment, scan_segment, seq_gap, visit_stopped, with_visitor,
@@ -602,22 +602,22 @@ fn recover(
             ScanEnd::Clean { .. } => {}
             ScanEnd::TornTail { offset, reason } => match mode {
                 RecoveryMode::Strict => {
-                    return Err(WalError::TornTail {
+                    return Err(WalError::TornTail(Damage {
                         segment: path,
                         offset: offset as u64,
                         reason,
-                    });
+                    }));
                 }
                 // Only the newest segment can be torn (older ones must be sealed).
                 _ => cut = Some((i + 1, offset as u64, reason)),
             },
             ScanEnd::Corrupt { offset, reason } => {
                 if mode != RecoveryMode::SalvagePrefix {
-                    return Err(WalError::Corrupt {
+                    return Err(WalError::Corrupt(Damage {
                         segment: path,
                         offset: offset as u64,
                         reason,
-                    });
+                    }));
                 }
                 cut = Some((i + 1, offset as u64, reason));
                 break;

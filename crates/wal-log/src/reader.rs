@@ -1,7 +1,7 @@
 //! Readers of committed transactions: from an LSN to the durable end, or following the log.
 
 use crate::assembly::{Assembly, SegmentCursor};
-use crate::error::{Result, WalError, io_err};
+use crate::error::{Damage, Result, WalError, io_err};
 use crate::layout::segment_file_name;
 use crate::position::FollowPosition;
 use crate::vfs::OpenMode;
@@ -232,10 +232,12 @@ impl TxReader {
             })?;
         let mut hb = [0u8; SEGMENT_HEADER_LEN];
         let n = read_full(&*file, &mut hb, 0).map_err(io_err("read", &path))?;
-        let header = SegmentHeader::decode(&hb[..n]).map_err(|e| WalError::Corrupt {
-            segment: path.clone(),
-            offset: 0,
-            reason: e.to_string(),
+        let header = SegmentHeader::decode(&hb[..n]).map_err(|e| {
+            WalError::Corrupt(Damage {
+                segment: path.clone(),
+                offset: 0,
+                reason: e.to_string(),
+            })
         })?;
         self.next_lsn = header.base_lsn;
         self.cursor = Some((SegmentCursor::new(seq, path, header, file), pin));
@@ -263,14 +265,14 @@ impl TxReader {
             }
             if f.frame.lsn != self.next_lsn {
                 c.rewind(f.at);
-                return Err(WalError::Corrupt {
+                return Err(WalError::Corrupt(Damage {
                     segment: c.path.clone(),
                     offset: f.at,
                     reason: format!(
                         "frame carries LSN {}, expected {}",
                         f.frame.lsn, self.next_lsn
                     ),
-                });
+                }));
             }
             c.sealed = f.frame.kind == FrameKind::Seal;
             // Consumed before it is handled; an error handling it puts the position back (the

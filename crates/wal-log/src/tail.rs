@@ -1,7 +1,7 @@
 //! Following a log that another process writes: [`TailReader`].
 
 use crate::assembly::{Assembly, ReadFrame, SegmentCursor};
-use crate::error::{Result, WalError, io_err};
+use crate::error::{Damage, Result, WalError, io_err};
 use crate::inspect::{list_dir, reused_under_us};
 use crate::layout::segment_file_name;
 use crate::position::FollowPosition;
@@ -300,14 +300,14 @@ impl TailReader {
             };
             if f.frame.lsn != self.next_lsn {
                 self.cursor.rewind(f.at);
-                let e = WalError::Corrupt {
+                let e = WalError::Corrupt(Damage {
                     segment: self.cursor.path.clone(),
                     offset: f.at,
                     reason: format!(
                         "frame carries LSN {}, expected {}",
                         f.frame.lsn, self.next_lsn
                     ),
-                };
+                });
                 return Err(self.damage_or_truncated(e));
             }
             if let Some(t) = self.consume(&f)? {
@@ -564,10 +564,12 @@ fn read_header(
     };
     let mut b = [0u8; SEGMENT_HEADER_LEN];
     let n = read_full(&*file, &mut b, 0).map_err(io_err("read", path))?;
-    let corrupt = |reason: String| WalError::Corrupt {
-        segment: path.to_path_buf(),
-        offset: 0,
-        reason,
+    let corrupt = |reason: String| {
+        WalError::Corrupt(Damage {
+            segment: path.to_path_buf(),
+            offset: 0,
+            reason,
+        })
     };
     let h = SegmentHeader::decode(&b[..n]).map_err(|e| corrupt(e.to_string()))?;
     if h.seq != seq {

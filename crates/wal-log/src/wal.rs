@@ -1,6 +1,6 @@
 //! The log: appends, group commit, rotation, preallocation, truncation, statistics.
 
-use crate::error::{Result, WalError, io_err};
+use crate::error::{Damage, Result, WalError, io_err};
 use crate::layout::{PREALLOC_FILE, recycled_file_name, segment_file_name};
 use crate::options::{Options, SyncPolicy};
 use crate::poison::{PoisonCause, PoisonLatch};
@@ -980,13 +980,13 @@ impl Inner {
         let target = self.path(&segment_file_name(header.seq));
         // Never rename over an existing segment, whatever the in-memory state says.
         if self.opts.vfs.open(&target, OpenMode::Read).is_ok() {
-            return Err(WalError::Corrupt {
+            return Err(WalError::Corrupt(Damage {
                 segment: target,
                 offset: 0,
                 reason:
                     "a segment with this sequence number already exists; refusing to overwrite it"
                         .into(),
-            });
+            }));
         }
         if reuse && let Some(file) = self.install_recycled(&mut header, &target)? {
             return Ok((file, header));

@@ -31,7 +31,9 @@ use wal_format::{
 };
 use wal_log::sim::{CrashImage, DataLoss, DirLoss, SimVfs};
 use wal_log::vfs::Vfs;
-use wal_log::{Options, RecoveryMode, SyncPolicy, Verdict, Wal, WalError, segment_file_name};
+use wal_log::{
+    Damage, Options, RecoveryMode, SyncPolicy, Verdict, Wal, WalError, segment_file_name,
+};
 
 const DIR: &str = "/db";
 const SEGMENT: u64 = 64 << 10;
@@ -361,15 +363,15 @@ fn sampled_bit_flips_through_inspect_frames_and_open() {
                 Err(e) => {
                     let ok = match (&e, want_kind) {
                         (
-                            WalError::Corrupt {
+                            WalError::Corrupt(Damage {
                                 segment, offset, ..
-                            },
+                            }),
                             "Corrupt",
                         ) => *segment == path && *offset as usize == want_off,
                         (
-                            WalError::Corrupt {
+                            WalError::Corrupt(Damage {
                                 segment, offset: 0, ..
-                            },
+                            }),
                             "Header",
                         ) => *segment == path,
                         (WalError::NotAWal { .. }, "Header") => at < 8,
@@ -494,9 +496,9 @@ fn zeroed_sectors_are_corruption_not_a_clean_end() {
             w.poke(&path, from as u64, &vec![0u8; to - from]);
             let before = snapshot(&w);
             match Wal::open(DIR, opts(&w)) {
-                Err(WalError::Corrupt {
+                Err(WalError::Corrupt(Damage {
                     segment, offset, ..
-                }) => {
+                })) => {
                     assert_eq!(
                         (segment, offset as usize),
                         (path.clone(), frames[first_bad].offset),
@@ -549,7 +551,10 @@ fn regression_a_refused_open_removed_the_preallocated_file() {
     damaged.poke(&seg_path(1), SEGMENT_HEADER_LEN as u64 + 30, &[0xff]);
     let before = snapshot(&damaged);
     let e = Wal::open(DIR, opts(&damaged).segment_size(4 << 10)).unwrap_err();
-    assert!(matches!(e, WalError::Corrupt { offset: 64, .. }), "{e}");
+    assert!(
+        matches!(e, WalError::Corrupt(Damage { offset: 64, .. })),
+        "{e}"
+    );
     assert!(
         snapshot(&damaged) == before,
         "a refused open changed the files"

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use wal_log::{Lsn, Options, RecoveryMode, SyncPolicy, Wal, WalError};
+use wal_log::{Damage, Lsn, Options, RecoveryMode, SyncPolicy, Wal, WalError};
 
 fn opts() -> Options {
     Options::default().segment_size(1 << 20)
@@ -220,7 +220,7 @@ fn torn_tail_is_moved_aside_not_deleted() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, WalError::TornTail { offset, .. } if offset == good_len),
+        matches!(err, WalError::TornTail(Damage { offset, .. }) if offset == good_len),
         "{err}"
     );
     assert_eq!(std::fs::read(&seg).unwrap(), bytes);
@@ -287,7 +287,7 @@ fn corruption_mid_log_is_an_error_and_changes_nothing() {
     for mode in [RecoveryMode::TolerateTornTail, RecoveryMode::Strict] {
         let err = Wal::open(dir.path(), opts().preallocate(false).recovery(mode)).unwrap_err();
         assert!(
-            matches!(err, WalError::Corrupt { offset, .. } if offset == 64 + 2 * 120),
+            matches!(err, WalError::Corrupt(Damage { offset, .. }) if offset == 64 + 2 * 120),
             "{err}"
         );
         assert_eq!(

@@ -2,7 +2,7 @@ use std::io;
 use std::path::PathBuf;
 use thiserror::Error;
 use wal_format::Lsn;
-use wal_log::{PoisonCause, WalError};
+use wal_log::{Damage, PoisonCause, WalError};
 
 /// The error a [`crate::StateMachine`] returns from applying a transaction.
 pub type ApplyError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -111,25 +111,21 @@ pub enum ReplayError {
     },
     /// The log is damaged in a way the chosen recovery mode does not repair (found by a
     /// read-only replay; the real recovery reports [`ReplayError::Wal`] instead).
-    #[error("corruption in {segment} at offset {offset}: {reason}")]
-    Corrupt {
-        /// The segment.
-        segment: PathBuf,
-        /// Byte offset.
-        offset: u64,
-        /// Why.
-        reason: String,
-    },
+    #[error(
+        "corruption in {} at offset {}: {}",
+        .0.segment.display(),
+        .0.offset,
+        .0.reason
+    )]
+    Corrupt(Damage),
     /// A torn tail found by a read-only replay under strict recovery.
-    #[error("torn tail in {segment} at offset {offset} (strict recovery): {reason}")]
-    TornTail {
-        /// The segment.
-        segment: PathBuf,
-        /// Byte offset.
-        offset: u64,
-        /// Why.
-        reason: String,
-    },
+    #[error(
+        "torn tail in {} at offset {} (strict recovery): {}",
+        .0.segment.display(),
+        .0.offset,
+        .0.reason
+    )]
+    TornTail(Damage),
     /// The state machine refused a committed transaction.
     #[error("applying the transaction at LSN {lsn}: {source}")]
     Apply {

@@ -453,11 +453,11 @@ where
                 continue;
             }
             Err(VisitError::Visitor(PassError::Changed)) => {
-                return Err(ReplayError::Corrupt {
+                return Err(ReplayError::Corrupt(wal_log::Damage {
                     segment: log_dir,
                     offset: 0,
                     reason: "the log's first segment kept changing during recovery".into(),
-                });
+                }));
             }
         };
         report.log_id = Some(wal.log_id());
@@ -570,11 +570,11 @@ fn replay_again<S: StateMachine + ?Sized>(
     {
         // The log was just recovered under our lock: damage now means the disk changed under
         // us or the log is wrong; never report a partial replay as success.
-        return Err(ReplayError::Corrupt {
+        return Err(ReplayError::Corrupt(wal_log::Damage {
             segment: end.path.clone(),
             offset: end.end.offset() as u64,
             reason: end.end.to_string(),
-        });
+        }));
     }
     report.bytes_replayed += frames.bytes_read;
     report.replay_elapsed += t.elapsed();
@@ -1043,11 +1043,11 @@ impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
         // guarantees it; a state built on a plan that turned out wrong must never be handed
         // on.)
         if self.applied != 0 || (self.restored && self.restore_failed.is_none()) {
-            return Err(ReplayError::Corrupt {
+            return Err(ReplayError::Corrupt(wal_log::Damage {
                 segment: PathBuf::new(),
                 offset: 0,
                 reason: "the log changed while it was being recovered".into(),
-            });
+            }));
         }
         let t = Instant::now();
         let failure = self.restore_failed.take();
@@ -1247,11 +1247,11 @@ where
                 continue;
             }
             Err(VisitError::Visitor(PassError::Changed)) => {
-                return Err(ReplayError::Corrupt {
+                return Err(ReplayError::Corrupt(wal_log::Damage {
                     segment: log_dir,
                     offset: 0,
                     reason: "the log's first segment kept changing during the replay".into(),
-                });
+                }));
             }
         };
         let scan_elapsed = t.elapsed();
@@ -1311,24 +1311,8 @@ fn judge(
     report: &mut RecoveryReport,
 ) -> Result<()> {
     let plan = inspection.recovery_plan(mode).map_err(|e| match e {
-        wal_log::WalError::TornTail {
-            segment,
-            offset,
-            reason,
-        } => ReplayError::TornTail {
-            segment,
-            offset,
-            reason,
-        },
-        wal_log::WalError::Corrupt {
-            segment,
-            offset,
-            reason,
-        } => ReplayError::Corrupt {
-            segment,
-            offset,
-            reason,
-        },
+        wal_log::WalError::TornTail(damage) => ReplayError::TornTail(damage),
+        wal_log::WalError::Corrupt(damage) => ReplayError::Corrupt(damage),
         other => other.into(),
     })?;
     report.log_end = plan.last_lsn;

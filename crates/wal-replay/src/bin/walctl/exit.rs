@@ -205,19 +205,19 @@ mod tests {
                 2,
             ),
             (
-                WalError::Corrupt {
+                WalError::Corrupt(wal_log::Damage {
                     segment: p(),
                     offset: 1,
                     reason: s(),
-                },
+                }),
                 2,
             ),
             (
-                WalError::TornTail {
+                WalError::TornTail(wal_log::Damage {
                     segment: p(),
                     offset: 1,
                     reason: s(),
-                },
+                }),
                 1,
             ),
             (WalError::Changed { segment: p() }, 6),
@@ -324,19 +324,19 @@ mod tests {
                 6,
             ),
             (
-                ReplayError::Corrupt {
+                ReplayError::Corrupt(wal_log::Damage {
                     segment: p(),
                     offset: 1,
                     reason: s(),
-                },
+                }),
                 2,
             ),
             (
-                ReplayError::TornTail {
+                ReplayError::TornTail(wal_log::Damage {
                     segment: p(),
                     offset: 1,
                     reason: s(),
-                },
+                }),
                 1,
             ),
             (
