@@ -1,0 +1,457 @@
+//! The log: one [`Wal`] and the state it shares between threads ([`Inner`]). The write path is
+//! split by concern:
+//!
+//! - [`append`]: frames encoded into the pending buffer under the append lock;
+//! - [`group_commit`]: the writer and syncer roles of a flush, and the threads waiting on one;
+//! - [`direct`]: large transactions written from the caller's buffers;
+//! - [`rotate`]: sealing a segment and installing the next;
+//! - [`prealloc`]: the preallocated next segment file and its thread;
+//! - [`truncate`]: removing the log's prefix;
+//! - [`stats`]: counters and positions.
+
+mod append;
+mod direct;
+mod group_commit;
+mod prealloc;
+mod rotate;
+mod stats;
+mod truncate;
+
+pub(crate) use direct::{DIRECT_MIN, DirectFrame};
+pub(crate) use group_commit::FlushState;
+use prealloc::{FillPace, Prealloc};
+pub(crate) use stats::Counters;
+pub use stats::Stats;
+
+use crate::error::{Result, WalError};
+use crate::options::{Options, SyncPolicy};
+use crate::poison::{PoisonCause, PoisonLatch};
+use crate::published::Publisher;
+use crate::segment::SegmentInfo;
+use crate::streams::Streams;
+use crate::vfs::{VfsFile, VfsLock};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Instant;
+use wal_format::{LogId, Lsn, SegmentSeed, SegmentSeq};
+
+/// Locks a mutex, ignoring std's poisoning: every critical section here leaves its state
+/// consistent before anything that can panic, and I/O failures are handled by the log's own
+/// poisoning instead.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The append side: everything guarded by the append lock.
+pub(crate) struct Writer {
+    pub(crate) seq: SegmentSeq,
+    pub(crate) seed: SegmentSeed,
+    pub(crate) file: Arc<dyn VfsFile>,
+    /// File offset where `pending` will be written.
+    pub(crate) write_pos: u64,
+    /// Encoded frames not yet handed to a flush leader.
+    pub(crate) pending: Vec<u8>,
+    /// LSN of the last frame in `pending`.
+    pub(crate) pending_last: Lsn,
+    /// Transactions committed by frames in `pending`.
+    pub(crate) pending_commits: u64,
+    /// A cleared buffer to swap with `pending` (so steady-state appends never allocate).
+    pub(crate) spare: Vec<u8>,
+    pub(crate) next_lsn: Lsn,
+    /// The active segment is a recycled file: every write ends with an end marker.
+    pub(crate) recycled: bool,
+}
+
+/// Where durability stands, for readers.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Point {
+    pub(crate) lsn: Lsn,
+    pub(crate) seq: SegmentSeq,
+    /// Byte offset just past `lsn`'s frame in segment `seq`.
+    pub(crate) end: u64,
+}
+
+pub(crate) struct Inner {
+    pub(crate) dir: PathBuf,
+    pub(crate) opts: Options,
+    pub(crate) log_id: LogId,
+    pub(crate) _lock: Box<dyn VfsLock>,
+    pub(crate) writer: Mutex<Writer>,
+    pub(crate) flush: Mutex<FlushState>,
+    /// Signalled whenever a flush leader finishes (durability advanced or failed), for
+    /// readers; threads in `flush_to` park instead (`FlushState::waiters`).
+    pub(crate) flushed: Condvar,
+    pub(crate) durable_lsn: AtomicU64,
+    pub(crate) written_lsn: AtomicU64,
+    /// The last LSN assigned (`Writer::next_lsn - 1`), for readers that must not take the
+    /// append lock (a reader made during a rotation, which holds it across I/O).
+    pub(crate) assigned_lsn: AtomicU64,
+    pub(crate) durable: Mutex<Point>,
+    pub(crate) segments: Mutex<Vec<SegmentInfo>>,
+    /// The first write or fsync failure, for good.
+    latch: PoisonLatch,
+    pub(crate) counters: Counters,
+    prealloc: Mutex<Prealloc>,
+    prealloc_cv: Condvar,
+    pace: Mutex<FillPace>,
+    /// Truncated segment files waiting to become new segments, oldest first.
+    pub(crate) recycle_pool: Mutex<VecDeque<PathBuf>>,
+    /// Segments a reader is reading (count per segment): truncation deletes these rather
+    /// than recycling them, so a reader's open file is never overwritten under it.
+    pub(crate) pins: Mutex<BTreeMap<SegmentSeq, usize>>,
+    /// The first LSN after every fragmented transaction whose beginning is gone (see
+    /// `SegmentScan::unmatched_ends`), as recovery found it; 0 when none. Transactions up to it
+    /// cannot be read whole, so the log's retained range starts after it.
+    pub(crate) retained_from: AtomicU64,
+    /// Fragmented transactions: open ones, and those that cross a segment boundary. Changed
+    /// under the append lock (which orders it before `segments`); readers and truncation
+    /// take it alone, so they never wait for a rotation's I/O.
+    pub(crate) streams: Mutex<Streams>,
+    /// Reused for the length prefixes of a batch written by [`Inner::append_direct`] (a
+    /// batch running at the same time as another makes its own).
+    direct_prefixes: Mutex<Vec<[u8; 4]>>,
+    /// Reused by [`Inner::append_direct`] to gather small pieces.
+    direct_stage: Mutex<Vec<u8>>,
+    pub(crate) shutdown: AtomicBool,
+    /// Where durability is published for readers in other processes
+    /// ([`Options::publish_durable`]); set once by the open.
+    pub(crate) publisher: OnceLock<Publisher>,
+    shutdown_lock: Mutex<()>,
+    shutdown_cv: Condvar,
+}
+
+/// A write-ahead log open on one directory. `Send + Sync`: share it (`Arc<Wal>`) between
+/// threads and call everything through `&self`.
+///
+/// Dropping it makes what was written durable (under `Interval` and `Never`) and stops its
+/// background threads. Follow readers made from it then return [`WalError::Closed`] once
+/// they have read everything durable. The directory's lock goes when the last handle that
+/// shares the log goes: the `Wal`, and any [`TxReader`](crate::TxReader) or
+/// [`StreamWriter`](crate::StreamWriter) made from it. Until then, opening the directory again
+/// fails with [`WalError::AlreadyOpen`], so drop readers and streams before reopening.
+///
+/// ```
+/// # fn main() -> Result<(), wal_log::WalError> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let (wal, report) = wal_log::Wal::open(dir.path(), wal_log::Options::default())?;
+/// assert!(report.created);
+/// let lsn = wal.append(b"first transaction")?; // durable when it returns
+/// assert_eq!(wal.durable_lsn(), lsn);
+/// let txs: Vec<_> = wal.read_from(wal_format::Lsn::ZERO)?.collect::<Result<_, _>>()?;
+/// assert_eq!(&txs[0].body[..], b"first transaction");
+/// # Ok(()) }
+/// ```
+pub struct Wal {
+    pub(crate) inner: Arc<Inner>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.inner.dir)
+            .field("log_id", &self.inner.log_id)
+            .finish()
+    }
+}
+
+impl Inner {
+    pub(crate) fn check_poison(&self) -> Result<()> {
+        self.latch
+            .check(|reason, cause| WalError::Poisoned { reason, cause })
+    }
+
+    /// Whether a failure is latched.
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.latch.is_poisoned()
+    }
+
+    /// Latches the first failure for good and hands the error back to the caller that hit it.
+    pub(crate) fn poison(&self, err: WalError) -> WalError {
+        if self.latch.poison(PoisonCause::of_wal(&err)) {
+            tracing::error!(error = %err, "WAL poisoned");
+        }
+        // Wake everyone waiting for durability: they must see the failure, not hang.
+        let mut f = lock(&self.flush);
+        if f.tailing > 0 {
+            self.flushed.notify_all();
+        }
+        let all = std::mem::take(&mut f.waiters);
+        drop(f);
+        for w in all {
+            w.wake();
+        }
+        err
+    }
+
+    pub(crate) fn poison_reason(&self) -> Option<String> {
+        self.latch.reason()
+    }
+
+    pub(crate) fn poison_cause(&self) -> Option<PoisonCause> {
+        self.latch.cause()
+    }
+
+    pub(super) fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Refuses a transaction larger than `Options::max_transaction_size` before anything is
+    /// encoded (streams check as they grow).
+    pub(crate) fn check_size(&self, len: usize) -> Result<()> {
+        let max = self.opts.max_transaction_size;
+        if len as u64 > max {
+            return Err(WalError::TransactionTooLarge {
+                size: len as u64,
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits until `lsn` is acknowledged under the sync policy.
+    pub(crate) fn commit_point(&self, lsn: Lsn) -> Result<()> {
+        self.flush_to(lsn, self.opts.sync == SyncPolicy::Always)
+    }
+}
+
+impl Wal {
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Wal {
+        let mut threads = Vec::new();
+        if inner.opts.preallocate {
+            let i = inner.clone();
+            if let Ok(h) = std::thread::Builder::new()
+                .name("wal-prealloc".into())
+                .spawn(move || i.preallocator())
+            {
+                threads.push(h);
+            }
+        }
+        if let Some(every) = inner.opts.interval() {
+            let i = inner.clone();
+            if let Ok(h) = std::thread::Builder::new()
+                .name("wal-sync".into())
+                .spawn(move || i.syncer(every))
+            {
+                threads.push(h);
+            }
+        }
+        Wal { inner, threads }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new_inner(
+        dir: PathBuf,
+        opts: Options,
+        log_id: LogId,
+        lock_guard: Box<dyn VfsLock>,
+        writer: Writer,
+        segments: Vec<SegmentInfo>,
+        durable: Point,
+        prealloc_ready: Option<Arc<dyn VfsFile>>,
+        bytes_since_checkpoint: u64,
+    ) -> Arc<Inner> {
+        let inner = Inner {
+            dir,
+            opts,
+            log_id,
+            _lock: lock_guard,
+            writer: Mutex::new(writer),
+            flush: Mutex::new(FlushState {
+                written: durable,
+                ..FlushState::default()
+            }),
+            flushed: Condvar::new(),
+            durable_lsn: AtomicU64::new(durable.lsn.0),
+            written_lsn: AtomicU64::new(durable.lsn.0),
+            assigned_lsn: AtomicU64::new(durable.lsn.0),
+            durable: Mutex::new(durable),
+            segments: Mutex::new(segments),
+            latch: PoisonLatch::new(),
+            counters: Counters::default(),
+            prealloc: Mutex::new(match prealloc_ready {
+                Some(f) => Prealloc::Ready(f),
+                None => Prealloc::Empty,
+            }),
+            prealloc_cv: Condvar::new(),
+            pace: Mutex::new(FillPace {
+                segment_started: Instant::now(),
+                last_fill: None,
+                last_zero_fill: None,
+            }),
+            recycle_pool: Mutex::new(VecDeque::new()),
+            pins: Mutex::new(BTreeMap::new()),
+            retained_from: AtomicU64::new(0),
+            streams: Mutex::new(Streams::default()),
+            direct_prefixes: Mutex::new(Vec::new()),
+            direct_stage: Mutex::new(Vec::new()),
+            shutdown: AtomicBool::new(false),
+            publisher: OnceLock::new(),
+            shutdown_lock: Mutex::new(()),
+            shutdown_cv: Condvar::new(),
+        };
+        inner
+            .counters
+            .bytes_since_checkpoint
+            .store(bytes_since_checkpoint, Ordering::Relaxed);
+        Arc::new(inner)
+    }
+
+    /// The directory of this log.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The log's random identity.
+    #[must_use]
+    pub fn log_id(&self) -> LogId {
+        self.inner.log_id
+    }
+
+    /// The options the log was opened with.
+    #[must_use]
+    pub fn options(&self) -> &Options {
+        &self.inner.opts
+    }
+
+    /// Starts a streaming transaction for payloads larger than one frame.
+    ///
+    /// # Errors
+    /// [`WalError::Poisoned`].
+    pub fn stream(&self) -> Result<crate::StreamWriter> {
+        self.inner.check_poison()?;
+        Ok(crate::StreamWriter::new(self))
+    }
+
+    /// Makes everything appended so far durable, whatever the policy.
+    ///
+    /// # Errors
+    /// [`WalError::Poisoned`] or the fsync error that poisons the log.
+    pub fn sync(&self) -> Result<()> {
+        self.inner.check_poison()?;
+        let last = lock(&self.inner.writer).pending_last;
+        let target = last.max(Lsn(self.inner.written_lsn.load(Ordering::Acquire)));
+        self.inner.flush_to(target, true)
+    }
+
+    /// Waits until `lsn` (one an append returned) is durable, flushing if needed. Returns at
+    /// once for an LSN already durable.
+    ///
+    /// # Errors
+    /// [`WalError::NotAssigned`] for an LSN no append has returned yet (nothing could make it
+    /// durable); otherwise as [`Wal::sync`].
+    pub fn wait_durable(&self, lsn: Lsn) -> Result<()> {
+        self.inner.check_poison()?;
+        let last = self.last_lsn();
+        if lsn > last {
+            return Err(WalError::NotAssigned { lsn, last });
+        }
+        self.inner.flush_to(lsn, true)
+    }
+
+    /// The highest LSN known durable.
+    #[must_use]
+    pub fn durable_lsn(&self) -> Lsn {
+        Lsn(self.inner.durable_lsn.load(Ordering::Acquire))
+    }
+
+    /// The highest LSN assigned so far (durable or not).
+    #[must_use]
+    pub fn last_lsn(&self) -> Lsn {
+        lock(&self.inner.writer).next_lsn.prev()
+    }
+
+    /// The reason the log is poisoned, if it is (including a failed background fsync).
+    #[must_use]
+    pub fn poisoned_reason(&self) -> Option<String> {
+        self.inner.poison_reason()
+    }
+
+    /// The failure that poisoned the log, if it is: the original error, shared
+    /// ([`PoisonCause::io_kind`] tells `ENOSPC` from `EIO`).
+    #[must_use]
+    pub fn poison_cause(&self) -> Option<PoisonCause> {
+        self.inner.poison_cause()
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        // Best effort: under Interval/Never, make what was written durable on a clean close.
+        if self.inner.poison_reason().is_none() {
+            let _ = self.sync();
+        }
+        self.inner.shutdown.store(true, Ordering::Release);
+        // Follow readers waiting for commits stop waiting (`WalError::Closed`).
+        {
+            let _g = lock(&self.inner.flush);
+            self.inner.flushed.notify_all();
+        }
+        {
+            let _g = lock(&self.inner.prealloc);
+            self.inner.prealloc_cv.notify_all();
+        }
+        {
+            let _g = lock(&self.inner.shutdown_lock);
+            self.inner.shutdown_cv.notify_all();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::sim::SimVfs;
+    use std::cell::RefCell;
+
+    pub(super) fn open(vfs: &SimVfs, sync: SyncPolicy) -> Wal {
+        let opts = Options::default()
+            .sync(sync)
+            .preallocate(false)
+            .segment_size(16 << 10)
+            .vfs(Arc::new(vfs.clone()));
+        Wal::open(Path::new("/db"), opts).unwrap().0
+    }
+
+    /// A log dropped while its thread's locals are being destroyed (it is held in a thread
+    /// local registered before the log's own, so destroyed after them) still syncs on close
+    /// instead of panicking in the flush that the close runs.
+    #[test]
+    fn a_log_dropped_during_thread_exit_closes_cleanly() {
+        thread_local! {
+            static HELD: RefCell<Option<Wal>> = const { RefCell::new(None) };
+        }
+        let vfs = SimVfs::new();
+        let v = vfs.clone();
+        std::thread::spawn(move || {
+            HELD.with(|_| {});
+            let wal = open(&v, SyncPolicy::Never);
+            for i in 0..3u8 {
+                wal.append(&[i; 100]).unwrap();
+            }
+            HELD.with(|h| *h.borrow_mut() = Some(wal));
+        })
+        .join()
+        .unwrap();
+        let image = vfs.crash(&crate::sim::CrashImage {
+            data: crate::sim::DataLoss::DurableOnly,
+            dirs: crate::sim::DirLoss::UnsyncedLost,
+        });
+        let wal = open(&image, SyncPolicy::Never);
+        let read: Vec<_> = wal
+            .read_from(Lsn::ZERO)
+            .unwrap()
+            .map(|t| t.unwrap().body[0])
+            .collect();
+        assert_eq!(read, [0, 1, 2]);
+    }
+}
