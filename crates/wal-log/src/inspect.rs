@@ -2,9 +2,9 @@
 //! reports. Nothing here writes.
 
 use crate::error::{Damage, Result, WalError, io_err};
-use crate::layout::{Entry, LogFile, classify, segment_file_name};
-use crate::open::MovedAside;
+use crate::layout::{Entry, classify, segment_file_name};
 use crate::options::RecoveryMode;
+use crate::plan::{RecoveryPlan, plan_recovery};
 use crate::vfs::read_full;
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 use bytes::BytesMut;
@@ -305,153 +305,17 @@ impl Inspection {
     }
 
     /// What [`crate::Wal::open`] in `mode` would do to this log, without doing it: the bytes
-    /// it would move aside (and the file names it would give them), and the last LSN it would
-    /// keep; or the error with which it would refuse. The same decisions as recovery makes,
-    /// in the same order, for dry runs (`walctl repair --dry-run`, a read-only replay).
+    /// it would move aside (and the file names it would give them), and the LSNs it would
+    /// keep; or the error with which it would refuse. The very plan the open executes
+    /// ([`crate::plan_recovery`]), for dry runs (`walctl repair --dry-run`, a read-only replay).
     ///
     /// A live directory may change between this scan and a real open; the prediction is of
-    /// the directory as scanned. A directory without segments plans nothing (an open would
-    /// start a new log in it).
+    /// the directory as scanned.
     ///
     /// # Errors
-    /// As [`crate::Wal::open`] would fail: [`Inspection::refusal`] in every mode, a torn tail
-    /// under [`RecoveryMode::Strict`] ([`WalError::TornTail`]), corruption under every mode
-    /// but [`RecoveryMode::SalvagePrefix`], and a damaged first header in every mode
-    /// ([`WalError::Corrupt`]), no segment with a valid header ([`WalError::NotAWal`]).
+    /// As [`crate::plan_recovery`].
     pub fn recovery_plan(&self, mode: RecoveryMode) -> Result<RecoveryPlan> {
-        if let Some(e) = self.refusal() {
-            return Err(e);
-        }
-        let salvage = mode == RecoveryMode::SalvagePrefix;
-        // (index of the first segment dropped whole, offset of the cut in the one before it
-        // (0: none), reason)
-        let cut = match self.verdict() {
-            Verdict::Sound => None,
-            Verdict::TornTail {
-                segment,
-                offset,
-                reason,
-            } => {
-                if mode == RecoveryMode::Strict {
-                    return Err(WalError::TornTail(Damage {
-                        segment,
-                        offset,
-                        reason,
-                    }));
-                }
-                let i = self.position(&segment);
-                Some((i + 1, offset, reason))
-            }
-            Verdict::Corrupt {
-                segment,
-                offset,
-                reason,
-            } => {
-                let i = self.position(&segment);
-                let header_damage = offset == 0 && self.segments[i].header.is_none();
-                // A damaged header worded as recovery words it: the header error itself when
-                // refused, the whole error as the reason of a salvage cut.
-                let header_err = self.segments[i]
-                    .header_error
-                    .as_ref()
-                    .filter(|_| header_damage)
-                    .map(|e| header_error(&segment, &self.dir, e));
-                if !salvage || (header_damage && i == 0) {
-                    return Err(header_err.unwrap_or(WalError::Corrupt(Damage {
-                        segment,
-                        offset,
-                        reason,
-                    })));
-                }
-                if header_damage {
-                    let reason = header_err.map_or(reason, |e| e.to_string());
-                    Some((i, 0, reason))
-                } else {
-                    Some((i + 1, offset, reason))
-                }
-            }
-        };
-        let mut plan = RecoveryPlan {
-            moved_aside: Vec::new(),
-            last_lsn: self.last_lsn(),
-        };
-        let mut taken: BTreeSet<String> = self.aside_files.iter().cloned().collect();
-        if let Some((after, offset, reason)) = cut {
-            let kept = &self.segments[..after];
-            let Some(last) = kept.last() else {
-                return Err(WalError::NotAWal {
-                    dir: self.dir.clone(),
-                    reason: "no valid segment".into(),
-                });
-            };
-            plan.last_lsn = last.last_lsn;
-            if offset > 0 {
-                let end = last.aside_end(salvage);
-                if end > offset {
-                    let piece = LogFile::cut_piece(last.seq, offset, salvage);
-                    let name = free_name(piece, &taken);
-                    taken.insert(name.clone());
-                    plan.moved_aside.push(MovedAside {
-                        from: last.path.clone(),
-                        offset,
-                        bytes: end - offset,
-                        to: self.dir.join(name),
-                        reason: reason.clone(),
-                    });
-                }
-            }
-            for later in &self.segments[after..] {
-                let name = free_name(
-                    LogFile::SalvagedSegment {
-                        seq: later.seq,
-                        n: 0,
-                    },
-                    &taken,
-                );
-                taken.insert(name.clone());
-                plan.moved_aside.push(MovedAside {
-                    from: later.path.clone(),
-                    offset: 0,
-                    bytes: later.file_len,
-                    to: self.dir.join(name),
-                    reason: reason.clone(),
-                });
-            }
-        }
-        if self.log_id.is_none() && !self.segments.is_empty() {
-            return Err(WalError::NotAWal {
-                dir: self.dir.clone(),
-                reason: "no segment with a valid header".into(),
-            });
-        }
-        Ok(plan)
-    }
-
-    /// Index of the segment at `path` (the verdict names one of them).
-    fn position(&self, path: &Path) -> usize {
-        self.segments
-            .iter()
-            .position(|s| s.path == path)
-            .unwrap_or(0)
-    }
-}
-
-/// What opening a log would do: see [`Inspection::recovery_plan`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RecoveryPlan {
-    /// The bytes that would be moved aside, in the order recovery moves them, each with the
-    /// file it would go to (as [`crate::OpenReport::moved_aside`] would list them).
-    pub moved_aside: Vec<MovedAside>,
-    /// The last LSN the log would keep.
-    pub last_lsn: Lsn,
-}
-
-/// The first name of `file`'s kind that no file in `taken` has.
-fn free_name(file: LogFile, taken: &BTreeSet<String>) -> String {
-    let free = file.first_free(|name| Ok::<_, std::convert::Infallible>(taken.contains(name)));
-    match free {
-        Ok(name) => name,
-        Err(never) => match never {},
+        plan_recovery(self, mode)
     }
 }
 
@@ -597,6 +461,40 @@ fn named_header(
 }
 
 impl SegmentFile {
+    /// The segment as a scan that did not read its frames: where the scan of the writing
+    /// open stops, at a header that fails or does not continue the log (the plan refuses or
+    /// cuts there).
+    pub(crate) fn unscanned(self) -> SegmentScan {
+        let header = named_header(self.header, self.seq);
+        let h = header.as_ref().ok().copied();
+        let end = match &header {
+            Ok(_) => "not scanned: does not continue the log".to_owned(),
+            Err(e) => format!("segment header: {e}"),
+        };
+        SegmentScan {
+            path: self.path,
+            seq: self.seq,
+            header: h,
+            file_len: self.file_len,
+            frames: 0,
+            transactions: 0,
+            first_lsn: h.map_or(Lsn::ZERO, |h| h.base_lsn),
+            last_lsn: h.map_or(Lsn::ZERO, |h| h.base_lsn.prev()),
+            end: ScanEnd::Corrupt {
+                offset: 0,
+                reason: end,
+            },
+            data_end: self.file_len,
+            torn_end: self.file_len,
+            last_checkpoint: None,
+            bytes_after_checkpoint: 0,
+            header_error: header.err(),
+            seal: None,
+            unmatched_ends: Vec::new(),
+            spanning_ends: Vec::new(),
+        }
+    }
+
     /// Scans the segment's frames, a chunk at a time into `buf` (reused from segment to
     /// segment), and passes each verified frame to `visit`.
     pub(crate) fn scan(
@@ -1055,7 +953,9 @@ fn inspect_impl(
     Ok(out)
 }
 
-fn header_only(vfs: &dyn Vfs, path: &Path, seq: SegmentSeq) -> Result<SegmentScan> {
+/// A segment after the scan stopped, known through its header only: not scanned, it ends
+/// (as far as the facts go) in damage at offset 0.
+pub(crate) fn header_only(vfs: &dyn Vfs, path: &Path, seq: SegmentSeq) -> Result<SegmentScan> {
     let f = vfs
         .open(path, OpenMode::Read)
         .map_err(io_err("open", path))?;

@@ -45,6 +45,7 @@ mod inspect;
 pub mod layout;
 mod open;
 mod options;
+mod plan;
 mod poison;
 mod position;
 mod published;
@@ -69,6 +70,7 @@ pub use layout::{
 };
 pub use open::{MovedAside, OpenReport, check_not_open};
 pub use options::{Options, RecoveryMode, SyncPolicy};
+pub use plan::{Cut, RecoveryPlan, plan_recovery};
 pub use poison::{PoisonCause, PoisonLatch};
 pub use position::{FollowPosition, PositionError};
 pub use reader::{Transaction, TxReader};

@@ -1,12 +1,13 @@
 //! Opening a log: locking, recovery scan, repair of the tail, and setting up the writer.
 
-use crate::error::{Damage, Result, WalError, io_err};
+use crate::error::{Result, WalError, io_err};
 use crate::inspect::{
-    ScanVisitor, SegmentScan, Visit, VisitError, does_not_join, header_error, list_dir,
-    open_segment, scan_segment, seq_gap, visit_stopped, with_visitor,
+    DirListing, Inspection, ScanVisitor, SegmentScan, Visit, VisitError, does_not_join,
+    header_only, list_dir, open_segment, scan_segment, seq_gap, visit_stopped, with_visitor,
 };
-use crate::layout::{LOCK_FILE, LogFile, PREALLOC_FILE, segment_file_name};
+use crate::layout::{LOCK_FILE, PREALLOC_FILE, segment_file_name};
 use crate::options::{Options, RecoveryMode};
+use crate::plan::{RecoveryPlan, plan_recovery};
 use crate::published::{self, Publisher};
 use crate::segment::SegmentInfo;
 use crate::streams::Streams;
@@ -157,12 +158,11 @@ fn open_impl(
     let lock_path = dir.join(LOCK_FILE);
     let lock_guard = lock_dir(&*vfs, &dir, &lock_path)?;
     let listing = list_dir(&*vfs, &dir)?;
-    let (segs, prealloc) = (&listing.segs, listing.prealloc);
-    let (wal, mut report) = if segs.is_empty() {
-        remove_prealloc(&*vfs, &dir, prealloc)?;
+    let (wal, mut report) = if listing.segs.is_empty() {
+        remove_prealloc(&*vfs, &dir, listing.prealloc)?;
         create(dir, opts, lock_guard)?
     } else {
-        recover(dir, opts, lock_guard, segs, prealloc, visit.as_deref_mut())?
+        recover(dir, opts, lock_guard, &listing, visit.as_deref_mut())?
     };
     if let Some(v) = visit
         && !v.recovered(report.last_lsn)
@@ -404,43 +404,31 @@ impl crate::vfs::VfsFile for NoFile {
     }
 }
 
-/// Copies `[offset, end)` of `seg` into a new file next to it, syncs it and the directory,
-/// then zeroes the range in the segment and syncs it. Crash-safe to repeat: a second attempt
-/// writes a file with another name and the same bytes.
 /// How much of a range [`move_aside`] copies at a time.
 const ASIDE_CHUNK: u64 = 1 << 20;
 
-pub(crate) fn move_aside(
-    vfs: &dyn Vfs,
-    dir: &Path,
-    seg: &Path,
-    offset: u64,
-    end: u64,
-    piece: LogFile,
-    reason: &str,
-) -> Result<MovedAside> {
+/// Copies the `planned.bytes` bytes at `planned.offset` of segment `planned.from` into the
+/// new file `planned.to` next to it, syncs it and the directory, then zeroes the range in the
+/// segment and syncs it. Crash-safe to repeat: a second attempt plans from a listing that
+/// holds the first one's file, so it writes a file with another name and the same bytes.
+fn move_aside(vfs: &dyn Vfs, dir: &Path, planned: &MovedAside) -> Result<MovedAside> {
+    let (seg, offset, to) = (&planned.from, planned.offset, &planned.to);
     let file = vfs
         .open(seg, OpenMode::ReadWrite)
         .map_err(io_err("open", seg))?;
     // Copied a bounded piece at a time: the range can be as long as the file (garbage up to
     // the end of a large segment), and recovery must not need memory for all of it. The first
     // piece is read before the aside file is made, so a failing read leaves nothing behind.
-    let len = end - offset;
+    let len = planned.bytes;
     let mut buf = vec![0u8; len.min(ASIDE_CHUNK) as usize];
     let mut got = read_full(&*file, &mut buf, offset).map_err(io_err("read", seg))?;
-    let mut n = 0;
-    let (to, out) = loop {
-        let to = dir.join(piece.numbered(n).name());
-        match vfs.open(&to, OpenMode::CreateNew) {
-            Ok(f) => break (to, f),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
-            Err(e) => return Err(io_err("create", &to)(e)),
-        }
-    };
+    let out = vfs
+        .open(to, OpenMode::CreateNew)
+        .map_err(io_err("create", to))?;
     let mut moved = 0u64;
     loop {
         out.write_all_at(&buf[..got], moved)
-            .map_err(io_err("write", &to))?;
+            .map_err(io_err("write", to))?;
         moved += got as u64;
         let want = (len - moved).min(buf.len() as u64) as usize;
         // Done, or the file ended before `end`.
@@ -449,7 +437,7 @@ pub(crate) fn move_aside(
         }
         got = read_full(&*file, &mut buf[..want], offset + moved).map_err(io_err("read", seg))?;
     }
-    out.sync_all().map_err(io_err("fsync", &to))?;
+    out.sync_all().map_err(io_err("fsync", to))?;
     vfs.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
     buf.fill(0);
     let mut zeroed = 0u64;
@@ -462,41 +450,19 @@ pub(crate) fn move_aside(
     file.sync_data().map_err(io_err("fsync", seg))?;
     tracing::warn!(segment = %seg.display(), offset, bytes = moved, to = %to.display(), "moved bytes aside");
     Ok(MovedAside {
-        from: seg.to_path_buf(),
-        offset,
         bytes: moved,
-        to,
-        reason: reason.to_owned(),
+        ..planned.clone()
     })
 }
 
-/// Renames a whole segment aside (salvage mode): `<name>.salvaged`, or the first
-/// `<name>.salvaged.<n>` that does not exist.
-fn rename_aside(vfs: &dyn Vfs, dir: &Path, seq: SegmentSeq, reason: &str) -> Result<MovedAside> {
-    let seg = &dir.join(segment_file_name(seq));
-    let bytes = vfs
-        .open(seg, OpenMode::Read)
-        .and_then(|f| f.len())
-        .map_err(io_err("stat", seg))?;
-    // A rename replaces its target: never the file an earlier salvage made.
-    let whole = LogFile::SalvagedSegment { seq, n: 0 };
-    let to = dir.join(whole.first_free(|name| {
-        let to = dir.join(name);
-        match vfs.open(&to, OpenMode::Read) {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(io_err("stat", &to)(e)),
-        }
-    })?);
-    vfs.rename(seg, &to).map_err(io_err("rename", seg))?;
+/// Renames a whole segment aside (salvage mode) to the name the plan gave it
+/// (`<name>.salvaged`, or the first `<name>.salvaged.<n>` that did not exist).
+fn rename_aside(vfs: &dyn Vfs, dir: &Path, planned: &MovedAside) -> Result<MovedAside> {
+    let seg = &planned.from;
+    vfs.rename(seg, &planned.to)
+        .map_err(io_err("rename", seg))?;
     vfs.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
-    Ok(MovedAside {
-        from: seg.to_path_buf(),
-        offset: 0,
-        bytes,
-        to,
-        reason: reason.to_owned(),
-    })
+    Ok(planned.clone())
 }
 
 /// Takes the recycled files a previous run left (oldest first) into the reuse pool, up to
@@ -539,229 +505,287 @@ fn remove_prealloc(vfs: &dyn Vfs, dir: &Path, present: bool) -> Result<()> {
     Ok(())
 }
 
+/// What the scan of the writing open found: the facts the plan is made from, and what only
+/// the open needs.
+struct OpenScan {
+    /// What [`plan_recovery`] decides from: every segment, scanned up to the first damage or
+    /// the first segment that does not continue the log, and only through its header after.
+    found: Inspection,
+    /// Fragmented transactions begun and not ended in the frames scanned.
+    streams: BTreeSet<Lsn>,
+    /// Bytes of segment files the scan read.
+    bytes_scanned: u64,
+    /// How long it took.
+    elapsed: Duration,
+}
+
+/// Recovery of a log that has segments: scan, plan ([`plan_recovery`], the same function the
+/// dry runs call), execute the plan, and resume writing after the kept log.
 fn recover(
     dir: PathBuf,
-    mut opts: Options,
+    opts: Options,
     lock_guard: Box<dyn VfsLock>,
-    segs: &[SegmentSeq],
-    prealloc: bool,
-    mut visit: Option<Visit<'_, '_>>,
+    listing: &DirListing,
+    visit: Option<Visit<'_, '_>>,
 ) -> Result<(Wal, OpenReport)> {
-    let _span = tracing::info_span!("wal.recover", segments = segs.len()).entered();
+    let _span = tracing::info_span!("wal.recover", segments = listing.segs.len()).entered();
     let vfs = opts.vfs.clone();
-    let mode = opts.recovery;
-    let mut scans: Vec<SegmentScan> = Vec::new();
-    let mut streams = BTreeSet::new();
-    let mut log_id: Option<LogId> = None;
-    // Index of the first segment past the valid prefix (salvage), and the damage found.
-    let mut cut: Option<(usize, u64, String)> = None;
-    let scan_started = Instant::now();
-    let mut bytes_scanned = 0;
-    // One read buffer for every segment.
-    let mut buf = None;
-    for (i, seq) in segs.iter().enumerate() {
-        let path = dir.join(segment_file_name(*seq));
-        if let Some(e) = seq_gap(&path, scans.last().map(|p| p.seq), *seq) {
-            return Err(e);
-        }
-        let expect_sealed = i + 1 < segs.len();
-        // The header and the segment's continuity are checked before its frames are read,
-        // so that a visitor only ever sees frames of the valid prefix.
-        let seg = open_segment(&*vfs, &path, *seq)?;
-        let h = match &seg.header {
-            Ok(h) => *h,
-            Err(e) => {
-                let err = header_error(&path, &dir, e);
-                if mode == RecoveryMode::SalvagePrefix
-                    && i > 0
-                    && matches!(err, WalError::Corrupt { .. })
-                {
-                    cut = Some((i, 0, err.to_string()));
-                    break;
-                }
-                return Err(err);
-            }
-        };
-        if let Some(e) = does_not_join(&path, log_id, scans.last().map(|p| p.last_lsn), &h) {
-            return Err(e);
-        }
-        if !opts.accepts_payload_schema(h.payload_schema) {
-            return Err(WalError::PayloadSchema {
-                segment: path,
-                found: h.payload_schema,
-                expected: opts.payload_schema.unwrap_or(0),
-                accepted: opts.upgrade_payload_schemas.clone(),
-            });
-        }
-        log_id.get_or_insert(h.log_id);
-        let scan = seg.scan(expect_sealed, &mut streams, &mut buf, visit.as_deref_mut())?;
-        bytes_scanned += scan.file_len;
-        let end = scan.end.clone();
-        scans.push(scan);
-        match end {
-            ScanEnd::Clean { .. } => {}
-            ScanEnd::TornTail { offset, reason } => match mode {
-                RecoveryMode::Strict => {
-                    return Err(WalError::TornTail(Damage {
-                        segment: path,
-                        offset: offset as u64,
-                        reason,
-                    }));
-                }
-                // Only the newest segment can be torn (older ones must be sealed).
-                _ => cut = Some((i + 1, offset as u64, reason)),
-            },
-            ScanEnd::Corrupt { offset, reason } => {
-                if mode != RecoveryMode::SalvagePrefix {
-                    return Err(WalError::Corrupt(Damage {
-                        segment: path,
-                        offset: offset as u64,
-                        reason,
-                    }));
-                }
-                cut = Some((i + 1, offset as u64, reason));
-                break;
-            }
-        }
-    }
-    let Some(log_id) = log_id else {
+    let mut scan = scan_for_open(&*vfs, &dir, &opts, listing, visit)?;
+    let plan = plan_recovery(&scan.found, opts.recovery)?;
+    let Some(log_id) = scan.found.log_id else {
         return Err(WalError::NotAWal {
             dir,
             reason: "no segment with a valid header".into(),
         });
     };
     // Only now that the log is known to open: a refused open changes nothing on disk.
-    remove_prealloc(&*vfs, &dir, prealloc)?;
+    remove_prealloc(&*vfs, &dir, listing.prealloc)?;
     let mut report = OpenReport {
         log_id: Some(log_id),
-        bytes_scanned,
-        scan_elapsed: scan_started.elapsed(),
+        bytes_scanned: scan.bytes_scanned,
+        scan_elapsed: scan.elapsed,
         ..OpenReport::default()
     };
-    drop(buf);
-    if let Some((after, offset, reason)) = &cut {
-        // `after` segments are kept; the last kept one is cut at `offset` (0 = header damage
-        // in the first dropped segment, nothing to cut in the kept ones).
-        let kept_last = after - 1;
-        if *offset > 0 {
-            let s = &scans[kept_last];
-            // A torn tail moves the torn write aside; salvage moves everything after the cut.
-            let salvage = mode == RecoveryMode::SalvagePrefix;
-            let piece = LogFile::cut_piece(s.seq, *offset, salvage);
-            let end = s.aside_end(salvage);
-            if end > *offset {
-                report.moved_aside.push(move_aside(
-                    &*vfs, &dir, &s.path, *offset, end, piece, reason,
-                )?);
-            }
-        }
-        for seq in &segs[*after..] {
-            report
-                .moved_aside
-                .push(rename_aside(&*vfs, &dir, *seq, reason)?);
-        }
-        if *offset > 0 {
-            let s = &mut scans[kept_last];
-            // A seal before the cut stays: the segment is still sealed (damage after a seal).
-            s.end = ScanEnd::Clean {
-                offset: *offset as usize,
-                sealed: s.seal,
-            };
-        }
-        scans.truncate(*after);
-    }
-    // Salvage cut inside an earlier segment: streams may reference cut frames; recompute.
-    if cut.is_some() && mode == RecoveryMode::SalvagePrefix {
-        streams.clear();
-        for s in &scans {
+    report.moved_aside = execute_plan(&*vfs, &dir, &plan, &mut scan)?;
+    if plan.cut.is_some() && opts.recovery == RecoveryMode::SalvagePrefix {
+        // Salvage cut inside an earlier segment: streams may reference cut frames; recompute.
+        scan.streams.clear();
+        for s in &scan.found.segments {
             let mut tmp = BTreeSet::new();
             let _ = scan_segment(&*vfs, &s.path, s.seq, false, &mut tmp);
-            for l in tmp {
-                streams.insert(l);
-            }
+            scan.streams.extend(tmp);
         }
     }
-    let Some(last) = scans.last() else {
+    let wal = resume(dir, opts, lock_guard, log_id, scan, &mut report)?;
+    Ok((wal, report))
+}
+
+/// Scans every segment in `listing` for the open, showing `visit` the frames of the valid
+/// prefix. It stops reading frames at the first segment whose header fails or that does not
+/// continue the log, and after the first segment whose frames end in damage; the segments
+/// after are read through their headers only. Refuses (before showing its frames) a segment
+/// of a payload schema `opts` does not accept.
+fn scan_for_open(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    opts: &Options,
+    listing: &DirListing,
+    mut visit: Option<Visit<'_, '_>>,
+) -> Result<OpenScan> {
+    let started = Instant::now();
+    let segs = &listing.segs;
+    let mut found = Inspection {
+        dir: dir.to_path_buf(),
+        aside_files: listing.aside.clone(),
+        prealloc: listing.prealloc,
+        recycled_files: listing.recycled.clone(),
+        ..Inspection::default()
+    };
+    let (mut streams, mut bytes_scanned) = (BTreeSet::new(), 0);
+    // One read buffer for every segment.
+    let mut buf = None;
+    let mut stopped_at = segs.len();
+    for (i, seq) in segs.iter().enumerate() {
+        let path = dir.join(segment_file_name(*seq));
+        let prev = found.segments.last();
+        // The header and the segment's continuity are checked before its frames are read,
+        // so that a visitor only ever sees frames of the valid prefix.
+        let continues = seq_gap(&path, prev.map(|p| p.seq), *seq).is_none();
+        let seg = open_segment(vfs, &path, *seq)?;
+        let joins = match &seg.header {
+            Ok(h) => {
+                continues
+                    && does_not_join(&path, found.log_id, prev.map(|p| p.last_lsn), h).is_none()
+            }
+            Err(_) => false,
+        };
+        if !joins {
+            found.segments.push(seg.unscanned());
+            stopped_at = i + 1;
+            break;
+        }
+        if let Ok(h) = &seg.header {
+            if !opts.accepts_payload_schema(h.payload_schema) {
+                return Err(WalError::PayloadSchema {
+                    segment: path,
+                    found: h.payload_schema,
+                    expected: opts.payload_schema.unwrap_or(0),
+                    accepted: opts.upgrade_payload_schemas.clone(),
+                });
+            }
+            found.log_id.get_or_insert(h.log_id);
+        }
+        let expect_sealed = i + 1 < segs.len();
+        let scan = seg.scan(expect_sealed, &mut streams, &mut buf, visit.as_deref_mut())?;
+        bytes_scanned += scan.file_len;
+        let clean = matches!(scan.end, ScanEnd::Clean { .. });
+        found.segments.push(scan);
+        if !clean {
+            stopped_at = i + 1;
+            break;
+        }
+    }
+    for seq in &segs[stopped_at..] {
+        let path = dir.join(segment_file_name(*seq));
+        found.segments.push(header_only(vfs, &path, *seq)?);
+    }
+    Ok(OpenScan {
+        found,
+        streams,
+        bytes_scanned,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Moves aside what `plan` moves aside, to the files it names, in its order, and leaves in
+/// `scan` the segments it keeps (the last one ending at the cut). Returns what was moved.
+fn execute_plan(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    plan: &RecoveryPlan,
+    scan: &mut OpenScan,
+) -> Result<Vec<MovedAside>> {
+    let Some(cut) = &plan.cut else {
+        return Ok(Vec::new());
+    };
+    let mut moved = Vec::with_capacity(plan.moved_aside.len());
+    for m in &plan.moved_aside {
+        moved.push(if m.offset > 0 {
+            move_aside(vfs, dir, m)?
+        } else {
+            rename_aside(vfs, dir, m)?
+        });
+    }
+    let segments = &mut scan.found.segments;
+    if cut.offset > 0 {
+        let s = &mut segments[cut.kept - 1];
+        // A seal before the cut stays: the segment is still sealed (damage after a seal).
+        s.end = ScanEnd::Clean {
+            offset: cut.offset as usize,
+            sealed: s.seal,
+        };
+    }
+    segments.truncate(cut.kept);
+    Ok(moved)
+}
+
+/// What recovery keeps of the scanned segments, for the running log.
+struct Kept {
+    last_lsn: Lsn,
+    /// The successor a seal at the end of the log names (rotation cut short after the seal).
+    sealed_next: Option<SegmentSeq>,
+    bytes_since_checkpoint: u64,
+    /// The first LSN readers may start from (0: the log's first).
+    retained_from: u64,
+    /// Transactions that crossed a segment boundary and ended in the kept log.
+    spanning: Vec<(Lsn, Lsn)>,
+    infos: Vec<SegmentInfo>,
+}
+
+impl Kept {
+    fn of(scans: &[SegmentScan]) -> Kept {
+        let last_lsn = scans.last().map_or(Lsn::ZERO, |s| s.last_lsn);
+        let sealed_next = match scans.last().map(|s| &s.end) {
+            Some(ScanEnd::Clean {
+                sealed: Some(n), ..
+            }) => Some(*n),
+            _ => None,
+        };
+        let mut bytes_since_checkpoint = 0u64;
+        for s in scans.iter().rev() {
+            bytes_since_checkpoint += s.bytes_after_checkpoint;
+            if s.last_checkpoint.is_some() {
+                break;
+            }
+        }
+        // A fragmented transaction whose beginning is gone (a truncation interrupted between
+        // removing its first segment and the next) cannot be read whole: the retained range
+        // starts after it. Its LSNs are all below that truncation's fence.
+        let first_base = scans
+            .first()
+            .and_then(|s| s.header)
+            .map_or(Lsn::ZERO, |h| h.base_lsn);
+        let retained_from = scans
+            .iter()
+            .flat_map(|s| &s.unmatched_ends)
+            .filter(|(stream, _)| *stream < first_base)
+            .map(|(_, end)| *end)
+            .max()
+            .map_or(0, |l| l.next().0);
+        if retained_from > 0 {
+            tracing::warn!(
+                retained_from,
+                "a fragmented transaction begins in a segment no longer present (an interrupted truncation): reading starts after it"
+            );
+        }
+        // Transactions that crossed a boundary and ended in the kept log (a salvage cut may
+        // have dropped an end: that transaction is open again, in `streams`).
+        let spanning = scans
+            .iter()
+            .flat_map(|s| &s.spanning_ends)
+            .filter(|(_, end)| *end <= last_lsn)
+            .copied()
+            .collect();
+        let infos = scans
+            .iter()
+            .filter_map(|s| {
+                let h = s.header?;
+                Some(SegmentInfo {
+                    seq: s.seq,
+                    base_lsn: h.base_lsn,
+                    last_lsn: s.last_lsn,
+                    bytes: s.end.offset() as u64,
+                    sealed: matches!(
+                        s.end,
+                        ScanEnd::Clean {
+                            sealed: Some(_),
+                            ..
+                        }
+                    ),
+                    oldest_open_lsn: h.oldest_open_lsn,
+                })
+            })
+            .collect();
+        Kept {
+            last_lsn,
+            sealed_next,
+            bytes_since_checkpoint,
+            retained_from,
+            spanning,
+            infos,
+        }
+    }
+}
+
+/// Starts the running log after the segments recovery kept: in a new successor when the
+/// newest one ends with a seal, else at the end of the newest one.
+fn resume(
+    dir: PathBuf,
+    mut opts: Options,
+    lock_guard: Box<dyn VfsLock>,
+    log_id: LogId,
+    scan: OpenScan,
+    report: &mut OpenReport,
+) -> Result<Wal> {
+    let vfs = opts.vfs.clone();
+    let OpenScan { found, streams, .. } = scan;
+    let Some(last_scan) = found.segments.last().cloned() else {
         return Err(WalError::NotAWal {
             dir,
             reason: "no valid segment".into(),
         });
     };
-    let last_lsn = last.last_lsn;
-    let sealed_next = match &last.end {
-        ScanEnd::Clean {
-            sealed: Some(n), ..
-        } => Some(*n),
-        _ => None,
-    };
-    let bytes_since_checkpoint = {
-        let mut b = 0u64;
-        for s in scans.iter().rev() {
-            b += s.bytes_after_checkpoint;
-            if s.last_checkpoint.is_some() {
-                break;
-            }
-        }
-        b
-    };
-    // A fragmented transaction whose beginning is gone (a truncation interrupted between
-    // removing its first segment and the next) cannot be read whole: the retained range
-    // starts after it. Its LSNs are all below that truncation's fence.
-    let first_base = scans
-        .first()
-        .and_then(|s| s.header)
-        .map_or(Lsn::ZERO, |h| h.base_lsn);
-    let retained_from = scans
-        .iter()
-        .flat_map(|s| &s.unmatched_ends)
-        .filter(|(stream, _)| *stream < first_base)
-        .map(|(_, end)| *end)
-        .max()
-        .map_or(0, |l| l.next().0);
-    if retained_from > 0 {
-        tracing::warn!(
-            retained_from,
-            "a fragmented transaction begins in a segment no longer present (an interrupted truncation): reading starts after it"
-        );
-    }
-    // Transactions that crossed a boundary and ended in the kept log (a salvage cut may
-    // have dropped an end: that transaction is open again, in `streams`).
-    let spanning: Vec<(Lsn, Lsn)> = scans
-        .iter()
-        .flat_map(|s| &s.spanning_ends)
-        .filter(|(_, end)| *end <= last_lsn)
-        .copied()
-        .collect();
-    let mut infos: Vec<SegmentInfo> = scans
-        .iter()
-        .filter_map(|s| {
-            let h = s.header?;
-            Some(SegmentInfo {
-                seq: s.seq,
-                base_lsn: h.base_lsn,
-                last_lsn: s.last_lsn,
-                bytes: s.end.offset() as u64,
-                sealed: matches!(
-                    s.end,
-                    ScanEnd::Clean {
-                        sealed: Some(_),
-                        ..
-                    }
-                ),
-                oldest_open_lsn: h.oldest_open_lsn,
-            })
-        })
-        .collect();
-    report.first_lsn = infos.first().map_or(Lsn::FIRST, |s| s.base_lsn);
-    report.last_lsn = last_lsn;
-    report.payload_schemas = scans
+    let kept = Kept::of(&found.segments);
+    report.first_lsn = kept.infos.first().map_or(Lsn::FIRST, |s| s.base_lsn);
+    report.last_lsn = kept.last_lsn;
+    report.payload_schemas = found
+        .segments
         .iter()
         .filter_map(|s| Some((s.seq, s.header?.payload_schema)))
         .collect();
     // Without a schema of its own, the log goes on with the newest segment's.
     let newest_schema = report.payload_schemas.last().map_or(0, |&(_, v)| v);
     let schema = *opts.payload_schema.get_or_insert(newest_schema);
-    let last_scan = last.clone();
     // What the scan found may so far be only in the page cache: a process that died (or a log
     // that failed) between a write and its fsync leaves frames, a seal and directory entries
     // that read back but are not durable. Make them durable before they are reported durable
@@ -773,94 +797,122 @@ fn recover(
     tail.sync_data().map_err(io_err("fsync", &last_scan.path))?;
     drop(tail);
     vfs.sync_dir(&dir).map_err(io_err("fsync dir", &dir))?;
-    let wal = if let Some(next) = sealed_next {
-        // Rotation was cut short after the seal: create the successor now.
-        let header = SegmentHeader {
-            log_id,
-            seq: next,
-            base_lsn: last_lsn.next(),
-            oldest_open_lsn: streams.first().copied().unwrap_or(Lsn::ZERO),
-            recycled: false,
-            payload_schema: schema,
-        };
+    let retained_from = kept.retained_from;
+    let wal = if let Some(next) = kept.sealed_next {
         report.payload_schemas.push((next, schema));
-        infos.push(SegmentInfo {
-            seq: next,
-            base_lsn: header.base_lsn,
-            last_lsn,
-            bytes: SEGMENT_HEADER_LEN as u64,
-            sealed: false,
-            oldest_open_lsn: header.oldest_open_lsn,
-        });
-        let w = start(
-            dir,
-            opts,
-            log_id,
-            lock_guard,
-            header,
-            SEGMENT_HEADER_LEN as u64,
-            infos,
-            bytes_since_checkpoint,
-            None,
-        )?;
-        *lock(&w.inner.streams) = Streams::recovered(streams.clone(), &spanning);
-        w
+        resume_in_successor(dir, opts, lock_guard, log_id, next, kept, &streams)?
     } else {
-        let Some(h) = last_scan.header else {
-            return Err(WalError::NotAWal {
-                dir,
-                reason: "no valid segment".into(),
-            });
-        };
-        let file = vfs
-            .open(&last_scan.path, OpenMode::ReadWrite)
-            .map_err(io_err("open", &last_scan.path))?;
-        let write_pos = last_scan.end.offset() as u64;
-        if opts.preallocate && last_scan.file_len < opts.segment_size {
-            file.allocate(opts.segment_size)
-                .map_err(io_err("allocate", &last_scan.path))?;
-            file.sync_all().map_err(io_err("fsync", &last_scan.path))?;
-        }
-        let w = start(
-            dir,
-            opts,
-            log_id,
-            lock_guard,
-            h,
-            write_pos,
-            infos,
-            bytes_since_checkpoint,
-            Some(file),
-        )?;
-        {
-            let mut wr = lock(&w.inner.writer);
-            wr.next_lsn = last_lsn.next();
-            w.inner
-                .assigned_lsn
-                .store(last_lsn.0, std::sync::atomic::Ordering::Release);
-            wr.pending_last = last_lsn;
-            *lock(&w.inner.streams) = Streams::recovered(streams.clone(), &spanning);
-        }
-        let p = Point {
-            lsn: last_lsn,
-            seq: h.seq,
-            end: write_pos,
-        };
-        *lock(&w.inner.durable) = p;
-        w.inner
-            .durable_lsn
-            .store(last_lsn.0, std::sync::atomic::Ordering::Release);
-        w.inner
-            .written_lsn
-            .store(last_lsn.0, std::sync::atomic::Ordering::Release);
-        let file = lock(&w.inner.writer).file.clone();
-        w.inner.set_written(p, file);
-        w
+        resume_in_tail(dir, opts, lock_guard, log_id, &last_scan, kept, &streams)?
     };
     wal.inner
         .retained_from
         .store(retained_from, std::sync::atomic::Ordering::Release);
     report.segments = lock(&wal.inner.segments).len();
     report.aborted_streams = streams.into_iter().collect();
-    Ok((wal, report))
+    Ok(wal)
+}
+
+/// Rotation was cut short after the seal: creates the successor `next` now and writes there.
+fn resume_in_successor(
+    dir: PathBuf,
+    opts: Options,
+    lock_guard: Box<dyn VfsLock>,
+    log_id: LogId,
+    next: SegmentSeq,
+    mut kept: Kept,
+    streams: &BTreeSet<Lsn>,
+) -> Result<Wal> {
+    let header = SegmentHeader {
+        log_id,
+        seq: next,
+        base_lsn: kept.last_lsn.next(),
+        oldest_open_lsn: streams.first().copied().unwrap_or(Lsn::ZERO),
+        recycled: false,
+        payload_schema: opts.payload_schema.unwrap_or(0),
+    };
+    kept.infos.push(SegmentInfo {
+        seq: next,
+        base_lsn: header.base_lsn,
+        last_lsn: kept.last_lsn,
+        bytes: SEGMENT_HEADER_LEN as u64,
+        sealed: false,
+        oldest_open_lsn: header.oldest_open_lsn,
+    });
+    let w = start(
+        dir,
+        opts,
+        log_id,
+        lock_guard,
+        header,
+        SEGMENT_HEADER_LEN as u64,
+        kept.infos,
+        kept.bytes_since_checkpoint,
+        None,
+    )?;
+    *lock(&w.inner.streams) = Streams::recovered(streams.clone(), &kept.spanning);
+    Ok(w)
+}
+
+/// Goes on writing at the end of the newest kept segment, `last`.
+fn resume_in_tail(
+    dir: PathBuf,
+    opts: Options,
+    lock_guard: Box<dyn VfsLock>,
+    log_id: LogId,
+    last: &SegmentScan,
+    kept: Kept,
+    streams: &BTreeSet<Lsn>,
+) -> Result<Wal> {
+    let vfs = opts.vfs.clone();
+    let Some(h) = last.header else {
+        return Err(WalError::NotAWal {
+            dir,
+            reason: "no valid segment".into(),
+        });
+    };
+    let file = vfs
+        .open(&last.path, OpenMode::ReadWrite)
+        .map_err(io_err("open", &last.path))?;
+    let write_pos = last.end.offset() as u64;
+    if opts.preallocate && last.file_len < opts.segment_size {
+        file.allocate(opts.segment_size)
+            .map_err(io_err("allocate", &last.path))?;
+        file.sync_all().map_err(io_err("fsync", &last.path))?;
+    }
+    let last_lsn = kept.last_lsn;
+    let w = start(
+        dir,
+        opts,
+        log_id,
+        lock_guard,
+        h,
+        write_pos,
+        kept.infos,
+        kept.bytes_since_checkpoint,
+        Some(file),
+    )?;
+    {
+        let mut wr = lock(&w.inner.writer);
+        wr.next_lsn = last_lsn.next();
+        w.inner
+            .assigned_lsn
+            .store(last_lsn.0, std::sync::atomic::Ordering::Release);
+        wr.pending_last = last_lsn;
+        *lock(&w.inner.streams) = Streams::recovered(streams.clone(), &kept.spanning);
+    }
+    let p = Point {
+        lsn: last_lsn,
+        seq: h.seq,
+        end: write_pos,
+    };
+    *lock(&w.inner.durable) = p;
+    w.inner
+        .durable_lsn
+        .store(last_lsn.0, std::sync::atomic::Ordering::Release);
+    w.inner
+        .written_lsn
+        .store(last_lsn.0, std::sync::atomic::Ordering::Release);
+    let file = lock(&w.inner.writer).file.clone();
+    w.inner.set_written(p, file);
+    Ok(w)
 }
