@@ -1,6 +1,8 @@
-//! `Inspection::recovery_plan` (what dry runs show) predicts exactly what `Wal::open` then does,
-//! for every kind of damage and every recovery mode: the same refusal, or the same bytes moved
-//! aside to the same files and the same last LSN kept.
+//! The plan a dry run shows (`Inspection::recovery_plan`) is the plan `Wal::open` executes, for
+//! every kind of damage and every recovery mode: the same refusal, or the same bytes moved
+//! aside to the same files and the same last LSN kept. Both come from `plan_recovery`, so this
+//! holds by construction; the cases check that the open's scan gives the planner the same facts
+//! as the read-only one and that the open does what its plan says.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::os::unix::fs::FileExt;
