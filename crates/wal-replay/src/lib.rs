@@ -81,6 +81,7 @@ pub struct ReadmeDoctests;
 
 pub mod checkpoint;
 mod durable;
+pub mod engine;
 mod error;
 mod install;
 mod logscan;
@@ -88,10 +89,9 @@ mod recover;
 pub mod snapshot;
 mod state;
 
-pub use checkpoint::{
-    CheckpointReport, CheckpointStep, Checkpointer, DEFAULT_KEEP_SNAPSHOTS, Engine, EngineOptions,
-};
+pub use checkpoint::{CheckpointReport, CheckpointStep, Checkpointer, DEFAULT_KEEP_SNAPSHOTS};
 pub use durable::{Durable, DurableOptions};
+pub use engine::{Engine, EngineOptions};
 pub use error::{ApplyError, ReplayError, Result};
 pub use install::{InstalledSnapshot, install_snapshot};
 pub use logscan::TransactionAssembler;
