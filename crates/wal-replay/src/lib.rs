@@ -96,7 +96,7 @@ pub use error::{ApplyError, ReplayError, Result};
 pub use install::{InstalledSnapshot, install_snapshot};
 pub use logscan::TransactionAssembler;
 pub use recover::{
-    Aside, DataDir, LOG_DIR, Progress, RecoverOptions, Recovered, RecoveryReport, RejectedSnapshot,
+    DataDir, LOG_DIR, Progress, RecoverOptions, Recovered, RecoveryReport, RejectedSnapshot,
     SNAPSHOT_DIR, SnapshotUsed, read_log_id, recover, recover_with_codec, replay_read_only,
     replay_read_only_with_codec,
 };

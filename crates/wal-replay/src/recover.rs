@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wal_format::{Bincode, Decoder, LogId, Lsn, ScanEnd, SegmentHeader, SegmentSeq};
 use wal_log::{
-    DirFrame, OpenReport, Options, RecoveryMode, ScanVisitor, Vfs, VisitError, Wal,
+    DirFrame, MovedAside, OpenReport, Options, RecoveryMode, ScanVisitor, Vfs, VisitError, Wal,
     segment_file_name,
 };
 
@@ -263,21 +263,6 @@ impl RejectedSnapshot {
     }
 }
 
-/// Bytes taken out of the log by recovery (or that a read-only replay says would be).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Aside {
-    /// The segment they came from.
-    pub from: PathBuf,
-    /// Offset in that segment.
-    pub offset: u64,
-    /// How many bytes.
-    pub bytes: u64,
-    /// The file that holds them now (`None` in a read-only report).
-    pub to: Option<PathBuf>,
-    /// Why.
-    pub reason: String,
-}
-
 /// What recovery found and did.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RecoveryReport {
@@ -317,8 +302,10 @@ pub struct RecoveryReport {
     /// (every segment once, preallocated space included), plus those of a second replay in
     /// the rare case that needs one (see [`RecoveryReport::replay_elapsed`]).
     pub bytes_replayed: u64,
-    /// Bytes moved out of the log, and where.
-    pub moved_aside: Vec<Aside>,
+    /// Bytes moved out of the log, and where: the log's own record of it, whichever entry
+    /// point found the damage. For [`replay_read_only`], what recovery would move and the
+    /// files it would move it to (nothing is moved: those files do not exist).
+    pub moved_aside: Vec<MovedAside>,
     /// Total of [`RecoveryReport::moved_aside`].
     pub bytes_moved_aside: u64,
     /// Time to open the log besides reading it: locking, listing, repairing the tail and
@@ -465,17 +452,7 @@ where
         report.log_start = open.first_lsn;
         report.log_end = open.last_lsn;
         report.skipped_unfinished = open.aborted_streams.len() as u64;
-        report.moved_aside = open
-            .moved_aside
-            .iter()
-            .map(|m| Aside {
-                from: m.from.clone(),
-                offset: m.offset,
-                bytes: m.bytes,
-                to: Some(m.to.clone()),
-                reason: m.reason.clone(),
-            })
-            .collect();
+        report.moved_aside = open.moved_aside.clone();
         report.bytes_moved_aside = open.bytes_moved_aside();
         report.open_elapsed = open.elapsed.saturating_sub(open.scan_elapsed);
         let scanned = Scanned {
@@ -1316,17 +1293,7 @@ fn judge(
         other => other.into(),
     })?;
     report.log_end = plan.last_lsn;
-    report.moved_aside = plan
-        .moved_aside
-        .into_iter()
-        .map(|m| Aside {
-            from: m.from,
-            offset: m.offset,
-            bytes: m.bytes,
-            to: None,
-            reason: m.reason,
-        })
-        .collect();
+    report.moved_aside = plan.moved_aside;
     report.bytes_moved_aside = report.moved_aside.iter().map(|a| a.bytes).sum();
     Ok(())
 }
