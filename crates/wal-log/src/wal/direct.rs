@@ -5,8 +5,9 @@ use super::{Inner, Point, lock};
 use crate::error::{Result, WalError, io_err};
 use crate::layout::segment_file_name;
 use crate::options::SyncPolicy;
+use crate::vfs::VfsFile;
 use std::sync::atomic::Ordering;
-use wal_format::{FRAME_HEADER_LEN, FrameKind, FrameSum, Lsn, encoded_frame_len};
+use wal_format::{FRAME_HEADER_LEN, FrameKind, FrameSum, Lsn, SegmentSeq, encoded_frame_len};
 
 /// A transaction whose encoded body is at least this large is written straight from the
 /// caller's buffers ([`Inner::append_direct`]) instead of being copied into the pending
@@ -86,7 +87,7 @@ impl Inner {
     /// the pending frames and then the header. A crash in between leaves an end (an end marker
     /// in a recycled segment, else a torn tail), never a header over a payload not all written
     /// nor a header without the frames before it. Every [`WRITEBACK_CHUNK`] handed to the
-    /// kernel is put to the device at once ([`crate::vfs::VfsFile::start_writeback`]) while the rest is
+    /// kernel is put to the device at once ([`VfsFile::start_writeback`]) while the rest is
     /// still being copied, so the fsync at the end waits for less.
     pub(crate) fn append_direct<'a>(
         &self,
@@ -148,6 +149,37 @@ impl Inner {
             .bytes_since_checkpoint
             .fetch_add(frame_len, Ordering::Relaxed);
 
+        self.write_payload(&*file, seq, recycled, frame_at, pieces, &mut sum)?;
+        let failed = |e| self.poison(io_err("write", self.path(&segment_file_name(seq)))(e));
+        // A miscounted payload is a bug here, and the frame is half written: stop the log.
+        let header = sum.header().map_err(|e| self.poison(e.into()))?;
+        // The frames queued in front go out with the header, in the last write: a crash can
+        // keep the header only with them, so the frame never verifies after a hole (even when
+        // its payload matches bytes already on disk, like zeros or a recycled file's).
+        let tail = [std::io::IoSlice::new(&head), std::io::IoSlice::new(&header)];
+        file.write_vectored_all_at(&tail, pos).map_err(failed)?;
+        let written = Point {
+            lsn,
+            seq,
+            end: frame_end,
+        };
+        self.publish_write(written, file, head, commits);
+        Ok(lsn)
+    }
+
+    /// Writes a direct frame's payload `pieces` from `frame_at` on, behind zeros where its
+    /// header goes (and, in a `recycled` file, an end marker after it), folding it into
+    /// `sum`: small pieces are gathered in the staging buffer, large ones handed to the
+    /// kernel as they are, in vectored writes of at most [`DIRECT_IOV`] buffers.
+    fn write_payload<'a>(
+        &self,
+        file: &dyn VfsFile,
+        seq: SegmentSeq,
+        recycled: bool,
+        frame_at: u64,
+        pieces: impl Iterator<Item = &'a [u8]>,
+        sum: &mut FrameSum,
+    ) -> Result<()> {
         let failed = |e| self.poison(io_err("write", self.path(&segment_file_name(seq)))(e));
         let mut stage = std::mem::take(&mut *lock(&self.direct_stage));
         stage.clear();
@@ -220,19 +252,6 @@ impl Inner {
             }
         }
         *lock(&self.direct_stage) = stage;
-        // A miscounted payload is a bug here, and the frame is half written: stop the log.
-        let header = sum.header().map_err(|e| self.poison(e.into()))?;
-        // The frames queued in front go out with the header, in the last write: a crash can
-        // keep the header only with them, so the frame never verifies after a hole (even when
-        // its payload matches bytes already on disk, like zeros or a recycled file's).
-        let tail = [std::io::IoSlice::new(&head), std::io::IoSlice::new(&header)];
-        file.write_vectored_all_at(&tail, pos).map_err(failed)?;
-        let written = Point {
-            lsn,
-            seq,
-            end: frame_end,
-        };
-        self.publish_write(written, file, head, commits);
-        Ok(lsn)
+        Ok(())
     }
 }

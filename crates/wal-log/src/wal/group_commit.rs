@@ -255,6 +255,11 @@ impl Inner {
         }
         let durable = self.durable_lsn.load(Ordering::Acquire);
         let written = self.written_lsn.load(Ordering::Acquire);
+        // Under `Always` the thread that fsyncs wrote first (both roles at once).
+        debug_assert!(
+            durable <= written,
+            "durable {durable} past written {written}"
+        );
         let mut next_leader = None;
         f.waiters.retain(|w| {
             let at = if w.sync { durable } else { written };
@@ -336,6 +341,17 @@ impl Inner {
     pub(super) fn lead_sync(&self) -> Result<()> {
         let (point, file) = {
             let f = lock(&self.flush);
+            // The caller holds the syncer role; under `Always` the writer role too, so no
+            // write is in flight while this fsync runs.
+            debug_assert!(f.syncing, "an fsync without the syncer role");
+            debug_assert!(
+                self.opts.sync != SyncPolicy::Always || f.writing,
+                "an fsync under Always while a write may be in flight"
+            );
+            debug_assert!(
+                self.durable_lsn.load(Ordering::Acquire) <= f.written.lsn.0,
+                "durable past written"
+            );
             (f.written, f.written_file.clone())
         };
         if point.lsn.0 <= self.durable_lsn.load(Ordering::Acquire) {
@@ -365,6 +381,10 @@ impl Inner {
     /// Raises the durable point (never lowers it: a rotation may have moved it further).
     pub(super) fn advance_durable(&self, point: Point) {
         let mut d = lock(&self.durable);
+        debug_assert!(
+            point.lsn.0 <= self.assigned_lsn.load(Ordering::Acquire),
+            "durable past the last LSN assigned"
+        );
         if point.lsn > d.lsn || (point.lsn == d.lsn && point.seq > d.seq) {
             *d = point;
             self.durable_lsn.store(point.lsn.0, Ordering::Release);
@@ -373,6 +393,7 @@ impl Inner {
 
     pub(crate) fn set_written(&self, p: Point, file: Arc<dyn VfsFile>) {
         let mut f = lock(&self.flush);
+        debug_assert!(p.lsn >= f.written.lsn, "the written point went back");
         f.written = p;
         f.written_file = Some(file);
     }

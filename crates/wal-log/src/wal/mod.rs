@@ -8,6 +8,31 @@
 //! - [`prealloc`]: the preallocated next segment file and its thread;
 //! - [`truncate`]: removing the log's prefix;
 //! - [`stats`]: counters and positions.
+//!
+//! # Lock order
+//!
+//! The locks of [`Inner`], in the one order they may nest: a thread holding one takes only
+//! locks further down the list, never one above it.
+//!
+//! 1. `writer`, the append lock (`Writer`). Held across I/O only by a rotation (its few
+//!    syscalls, and a wait for the preallocator thread on `prealloc_cv`).
+//! 2. `streams` (under `writer` when a fragmented transaction begins or ends, and by a
+//!    rotation; readers and truncation take it alone, or before `segments`).
+//! 3. `segments`.
+//! 4. `pins` (truncation holds it across its renames, then takes `recycle_pool`).
+//! 5. `recycle_pool`.
+//! 6. `prealloc`, with `prealloc_cv`. The preallocator thread takes only `prealloc` and
+//!    `pace`, so a rotation may wait for it while holding `writer`.
+//! 7. `pace`.
+//! 8. `flush` (`FlushState`), with `flushed`. No lock is taken under it; nobody parks
+//!    holding it (a thread waiting for a flush leaves the list's lock before parking).
+//! 9. `durable`.
+//! 10. `direct_prefixes`, `direct_stage`, `shutdown_lock` (with `shutdown_cv`): each taken
+//!     alone.
+//!
+//! The poison latch and the atomics (`durable_lsn`, `written_lsn`, `assigned_lsn`,
+//! `retained_from`, `shutdown`, the counters) take no lock. The positions keep
+//! `durable_lsn <= written_lsn <= assigned_lsn`, asserted in debug builds where they move.
 
 mod append;
 mod direct;

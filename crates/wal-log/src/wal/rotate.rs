@@ -31,41 +31,10 @@ impl Inner {
     pub(super) fn rotate(&self, w: &mut Writer) -> Result<()> {
         let started = Instant::now();
         let _span = tracing::info_span!("wal.rotate", seq = w.seq.0).entered();
-        let seal_lsn = w.next_lsn;
-        let next = w.seq.next();
-        encode_frame(
-            &mut w.pending,
-            w.seed,
-            FrameKind::Seal,
-            0,
-            seal_lsn,
-            &next.0.to_le_bytes(),
-        )?;
-        w.next_lsn = seal_lsn.next();
-        self.assigned_lsn.store(seal_lsn.0, Ordering::Release);
-        let old_path = self.path(&segment_file_name(w.seq));
-        let pos = w.write_pos;
-        let commits = std::mem::take(&mut w.pending_commits);
-        if let Err(e) = w.file.write_all_at(&w.pending, pos) {
-            return Err(self.poison(io_err("write", &old_path)(e)));
-        }
-        let end = pos + w.pending.len() as u64;
-        self.counters.appends.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .bytes
-            .fetch_add(w.pending.len() as u64, Ordering::Relaxed);
-        self.counters.commits.fetch_add(commits, Ordering::Relaxed);
-        w.pending.clear();
-        w.pending_last = seal_lsn;
-        if let Err(e) = w.file.sync_data() {
-            return Err(self.poison(io_err("fsync", &old_path)(e)));
-        }
-        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-        let sealed_point = Point {
-            lsn: seal_lsn,
-            seq: w.seq,
-            end,
-        };
+        let sealed_point = self.seal(w)?;
+        let (seal_lsn, end, next) = (sealed_point.lsn, sealed_point.end, w.seq.next());
+        // The seal is the last frame of its segment: nothing is left to write in it.
+        debug_assert!(w.pending.is_empty() && w.next_lsn == seal_lsn.next());
         // Readers may read up to the seal but not past it until the next segment exists: a
         // reader that saw the seal would open a file not yet installed (and report it
         // truncated). The commits before the seal are durable now; waiters go on at once.
@@ -103,6 +72,11 @@ impl Inner {
         let (file, header) = self
             .install_segment(header, true)
             .map_err(|e| self.poison(e))?;
+        debug_assert_eq!(
+            header.base_lsn,
+            seal_lsn.next(),
+            "LSNs are dense across segments"
+        );
         w.file = file;
         w.seq = next;
         w.seed = header.seed();
@@ -138,6 +112,47 @@ impl Inner {
             "rotated"
         );
         Ok(())
+    }
+
+    /// Appends the `Seal` frame (naming the next segment) to the pending frames, writes them
+    /// at the end of the active segment and fsyncs it. Returns where the seal is: its LSN,
+    /// the segment and the offset just past it.
+    fn seal(&self, w: &mut Writer) -> Result<Point> {
+        let seal_lsn = w.next_lsn;
+        let next = w.seq.next();
+        encode_frame(
+            &mut w.pending,
+            w.seed,
+            FrameKind::Seal,
+            0,
+            seal_lsn,
+            &next.0.to_le_bytes(),
+        )?;
+        w.next_lsn = seal_lsn.next();
+        self.assigned_lsn.store(seal_lsn.0, Ordering::Release);
+        let old_path = self.path(&segment_file_name(w.seq));
+        let pos = w.write_pos;
+        let commits = std::mem::take(&mut w.pending_commits);
+        if let Err(e) = w.file.write_all_at(&w.pending, pos) {
+            return Err(self.poison(io_err("write", &old_path)(e)));
+        }
+        let end = pos + w.pending.len() as u64;
+        self.counters.appends.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .bytes
+            .fetch_add(w.pending.len() as u64, Ordering::Relaxed);
+        self.counters.commits.fetch_add(commits, Ordering::Relaxed);
+        w.pending.clear();
+        w.pending_last = seal_lsn;
+        if let Err(e) = w.file.sync_data() {
+            return Err(self.poison(io_err("fsync", &old_path)(e)));
+        }
+        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        Ok(Point {
+            lsn: seal_lsn,
+            seq: w.seq,
+            end,
+        })
     }
 
     /// Gives segment `header.seq` its header and name, and returns its file and the header as

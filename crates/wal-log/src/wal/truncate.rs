@@ -58,6 +58,10 @@ impl Wal {
                 .count()
                 .min(segs.len().saturating_sub(1));
             let doomed: Vec<SegmentInfo> = segs.drain(..n).collect();
+            debug_assert!(
+                n == 0 || !segs.is_empty(),
+                "truncation took the last segment"
+            );
             if let Some(first) = segs.first() {
                 debug_assert!(doomed.iter().all(|d| d.last_lsn < first.base_lsn));
                 streams.forget_ended_before(first.base_lsn);
