@@ -75,15 +75,16 @@ impl Inner {
 }
 
 impl Wal {
-    /// Appends one transaction. Under [`SyncPolicy::Always`](crate::SyncPolicy::Always) it returns once the transaction
-    /// is durable (sharing the fsync with concurrent appends); under the other policies once it
-    /// is written to the OS. Payloads larger than one frame are written as fragments and are
-    /// still atomic. A payload of 256 KiB or more is written from `payload` itself rather than
-    /// copied into the log's buffer (see [`Wal::append_batch`]).
+    /// Appends one transaction. Under [`SyncPolicy::Always`](crate::SyncPolicy::Always) it returns
+    /// once the transaction is durable (sharing the fsync with concurrent appends); under the other
+    /// policies once it is written to the OS. Payloads larger than one frame are written as
+    /// fragments and are still atomic. A payload of 256 KiB or more is written from `payload`
+    /// itself rather than copied into the log's buffer (see [`Wal::append_batch`]).
     ///
     /// # Errors
-    /// [`WalError::Poisoned`](crate::WalError::Poisoned) after an earlier failure; the write or fsync error that poisons
-    /// the log; [`WalError::TransactionTooLarge`](crate::WalError::TransactionTooLarge).
+    /// [`WalError::Poisoned`](crate::WalError::Poisoned) after an earlier failure; the write or
+    /// fsync error that poisons the log;
+    /// [`WalError::TransactionTooLarge`](crate::WalError::TransactionTooLarge).
     pub fn append(&self, payload: &[u8]) -> Result<Lsn> {
         self.inner.check_poison()?;
         self.inner.check_size(payload.len())?;
@@ -133,7 +134,8 @@ impl Wal {
     /// ```
     ///
     /// # Errors
-    /// [`WalError::Poisoned`](crate::WalError::Poisoned); [`WalError::TransactionTooLarge`](crate::WalError::TransactionTooLarge).
+    /// [`WalError::Poisoned`](crate::WalError::Poisoned);
+    /// [`WalError::TransactionTooLarge`](crate::WalError::TransactionTooLarge).
     pub fn append_queued(&self, payload: &[u8]) -> Result<Lsn> {
         self.inner.check_poison()?;
         self.inner.check_size(payload.len())?;
@@ -153,13 +155,14 @@ impl Wal {
     ///
     /// A transaction of 256 KiB or more (that still fits one frame) is written straight from
     /// `payloads`, with the frames other threads have queued in front of it, instead of being
-    /// copied into the log's buffer first: the calling thread leads that flush itself. The
-    /// bytes on disk are the same either way; [`Stats::direct_writes`](crate::Stats::direct_writes) counts such writes.
+    /// copied into the log's buffer first: the calling thread leads that flush itself. The bytes on
+    /// disk are the same either way; [`Stats::direct_writes`](crate::Stats::direct_writes) counts
+    /// such writes.
     ///
     /// # Errors
-    /// As [`Wal::append`]; [`WalError::Format`](crate::WalError::Format) with `BatchTooLarge` for a batch the format
-    /// cannot hold (more than `u32::MAX` records, or a record over `u32::MAX` bytes), before
-    /// anything is written.
+    /// As [`Wal::append`]; [`WalError::Format`](crate::WalError::Format) with `BatchTooLarge` for a
+    /// batch the format cannot hold (more than `u32::MAX` records, or a record over `u32::MAX`
+    /// bytes), before anything is written.
     pub fn append_batch<R: AsRef<[u8]>>(&self, payloads: &[R]) -> Result<Lsn> {
         self.inner.check_poison()?;
         check_records(payloads)?;

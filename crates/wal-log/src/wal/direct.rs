@@ -1,10 +1,10 @@
 //! Direct writes: a large transaction written straight from the caller's buffers, with the
 //! frames queued in front of it, by a caller that leads the flush itself.
 
+use super::barrier::Lead;
 use super::{Inner, Point, lock};
 use crate::error::{Result, WalError, io_err};
 use crate::layout::segment_file_name;
-use crate::options::SyncPolicy;
 use crate::vfs::VfsFile;
 use std::sync::atomic::Ordering;
 use wal_format::{FRAME_HEADER_LEN, FrameKind, FrameSum, Lsn, SegmentSeq, encoded_frame_len};
@@ -42,7 +42,7 @@ pub(crate) struct DirectFrame<I> {
 /// and no thread is left waiting for roles nobody will release.
 pub(super) struct DirectRoles<'a> {
     pub(super) inner: &'a Inner,
-    pub(super) strict: bool,
+    pub(super) lead: Lead,
     /// Set once the write returned (successfully or not); still clear when a panic unwinds
     /// through it. (Not `std::thread::panicking()`: a caller may append while unwinding.)
     pub(super) finished: bool,
@@ -59,7 +59,7 @@ impl Drop for DirectRoles<'_> {
                 ),
             });
         }
-        self.inner.release_roles(true, self.strict, self.strict);
+        self.inner.release_roles(self.lead);
     }
 }
 
@@ -77,31 +77,30 @@ pub(super) enum Part<'a> {
 pub(super) const ZERO_HEADER: [u8; FRAME_HEADER_LEN] = [0; FRAME_HEADER_LEN];
 
 impl Inner {
-    /// Appends one frame whose payload is `pieces` (in order, `len` bytes in all), written
-    /// from the caller's buffers with no copy into the pending buffer. The caller becomes the
-    /// flush leader: it writes whatever is pending in front of the frame in the same write,
-    /// and under [`SyncPolicy::Always`] fsyncs before returning, which covers the frames of
-    /// any writers waiting on it as well.
+    /// Appends one frame whose payload is `pieces` (in order, `len` bytes in all), written from the
+    /// caller's buffers with no copy into the pending buffer. The caller becomes the flush leader:
+    /// it writes whatever is pending in front of the frame in the same write, and under
+    /// [`SyncPolicy::Always`](crate::SyncPolicy::Always) fsyncs before returning, which covers the
+    /// frames of any writers waiting on it as well.
     ///
-    /// The payload is written first, behind zeros where the header goes; the last write holds
-    /// the pending frames and then the header. A crash in between leaves an end (an end marker
-    /// in a recycled segment, else a torn tail), never a header over a payload not all written
-    /// nor a header without the frames before it. Every [`WRITEBACK_CHUNK`] handed to the
-    /// kernel is put to the device at once ([`VfsFile::start_writeback`]) while the rest is
-    /// still being copied, so the fsync at the end waits for less.
+    /// The payload is written first, behind zeros where the header goes; the last write holds the
+    /// pending frames and then the header. A crash in between leaves an end (an end marker in a
+    /// recycled segment, else a torn tail), never a header over a payload not all written nor a
+    /// header without the frames before it. Every [`WRITEBACK_CHUNK`] handed to the kernel is put
+    /// to the device at once ([`VfsFile::start_writeback`]) while the rest is still being copied,
+    /// so the fsync at the end waits for less.
     pub(crate) fn append_direct<'a>(
         &self,
         frame: DirectFrame<impl Iterator<Item = &'a [u8]>>,
     ) -> Result<Lsn> {
-        let strict = self.opts.sync == SyncPolicy::Always;
-        self.take_roles(strict)?;
+        let lead = self.take_roles()?;
         let mut roles = DirectRoles {
             inner: self,
-            strict,
+            lead,
             finished: false,
         };
         let result = self.write_direct(frame).and_then(|lsn| {
-            if strict {
+            if lead.sync {
                 self.lead_sync()?;
             }
             Ok(lsn)

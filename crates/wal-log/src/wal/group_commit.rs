@@ -1,10 +1,10 @@
 //! Group commit: the writer and syncer roles of a flush, the threads parked until a flush
 //! covers them, and the interval syncer thread.
 
+use super::barrier::{Barrier, Lead, Wait};
 use super::{Inner, Point, lock};
 use crate::error::{Result, io_err};
 use crate::layout::segment_file_name;
-use crate::options::SyncPolicy;
 use crate::vfs::VfsFile;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,22 +15,31 @@ use wal_format::{FRAME_HEADER_LEN, Lsn};
 /// At most this many yields while a flush gathers queued commits (see `Inner::gather`).
 pub(super) const GATHER_ROUNDS: usize = 8;
 
-#[derive(Default)]
 pub(crate) struct FlushState {
-    /// A thread holds the writer role.
-    pub(super) writing: bool,
-    /// A thread holds the syncer role.
-    pub(super) syncing: bool,
+    /// Who holds the writer and syncer roles, and the threads parked in `flush_to`, each
+    /// woken on its own.
+    pub(super) barrier: Barrier<Arc<Waiter>>,
     /// Written to the OS (not necessarily durable).
     pub(super) written: Point,
     /// The file `written` is in.
     pub(super) written_file: Option<Arc<dyn VfsFile>>,
-    /// Threads parked in `flush_to`, each woken on its own (see `Inner::take_wakeable`).
-    pub(super) waiters: Vec<Arc<Waiter>>,
     /// Follow readers waiting on `Inner::flushed` (`TxReader::next_timeout`). A flush
     /// notifies the condition variable only when there are some: a notify is a system call
     /// even when nobody waits.
     pub(crate) tailing: usize,
+}
+
+impl FlushState {
+    /// Written (and durable) up to `written`, no role taken, nobody waiting. `joint`: one
+    /// thread takes both roles at once ([`SyncPolicy::Always`](crate::SyncPolicy::Always)).
+    pub(super) fn new(written: Point, joint: bool) -> Self {
+        FlushState {
+            barrier: Barrier::new(joint),
+            written,
+            written_file: None,
+            tailing: 0,
+        }
+    }
 }
 
 /// A thread parked in [`Inner::flush_to`] until `lsn` is durable (`sync`) or written, or until
@@ -42,6 +51,16 @@ pub(super) struct Waiter {
     /// Set (before the unpark) once the waiter has been taken off the list; a stray unpark
     /// without it is ignored.
     pub(super) woken: AtomicBool,
+}
+
+impl Wait for Arc<Waiter> {
+    fn lsn(&self) -> Lsn {
+        self.lsn
+    }
+
+    fn sync(&self) -> bool {
+        self.sync
+    }
 }
 
 impl Waiter {
@@ -68,20 +87,19 @@ impl Inner {
     ///
     /// Two roles, each held by one thread at a time: the *writer* takes every pending frame and
     /// writes them with one call; the *syncer* fsyncs what has been written and advances the
-    /// durable LSN. Everyone else waits and is released by the first flush that covers them
-    /// (group commit). Neither role holds the append lock during I/O.
+    /// durable LSN. Everyone else waits and is released by the first flush that covers them (group
+    /// commit). Neither role holds the append lock during I/O.
     ///
     /// A thread that cannot go on parks on its own: the flush that covers it wakes exactly the
     /// threads it made durable, which return without touching the flush lock again (a shared
     /// condition variable would wake all of them to queue on that lock one after the other).
     ///
-    /// Under [`SyncPolicy::Always`] one thread takes both roles at once, so a write is never
-    /// issued while an fsync is in flight: only one flush's writes are ever unsynced, and a
-    /// crash can never persist a later flush without an earlier one (which recovery would have
-    /// to call corruption). Under the other policies writes proceed while an fsync runs, so appends do
-    /// not stall behind the background fsync.
+    /// Under [`SyncPolicy::Always`](crate::SyncPolicy::Always) one thread takes both roles at once,
+    /// so a write is never issued while an fsync is in flight: only one flush's writes are ever
+    /// unsynced, and a crash can never persist a later flush without an earlier one (which recovery
+    /// would have to call corruption). Under the other policies writes proceed while an fsync runs,
+    /// so appends do not stall behind the background fsync.
     pub(crate) fn flush_to(&self, lsn: Lsn, sync: bool) -> Result<()> {
-        let strict = self.opts.sync == SyncPolicy::Always;
         let written = |s: &Self| s.written_lsn.load(Ordering::Acquire) >= lsn.0;
         let done = |s: &Self| {
             let at = if sync { &s.durable_lsn } else { &s.written_lsn };
@@ -97,56 +115,37 @@ impl Inner {
                 return Ok(());
             }
             self.check_poison()?;
-            let (do_write, do_sync) = if strict {
-                if f.writing || f.syncing {
-                    self.park_until(f, lsn, sync, &done);
-                    continue;
-                }
-                f.writing = true;
-                f.syncing = true;
-                (true, sync)
-            } else if !written(self) {
-                if f.writing {
-                    self.park_until(f, lsn, sync, &done);
-                    continue;
-                }
-                f.writing = true;
-                (true, false)
-            } else {
-                if f.syncing {
-                    self.park_until(f, lsn, sync, &done);
-                    continue;
-                }
-                f.syncing = true;
-                (false, true)
+            let Some(lead) = f.barrier.claim(|| written(self), sync) else {
+                self.park_until(f, lsn, sync, &done);
+                continue;
             };
             drop(f);
-            let mut result = if do_write { self.lead_write() } else { Ok(()) };
-            if do_sync && result.is_ok() {
+            let mut result = if lead.write {
+                self.lead_write()
+            } else {
+                Ok(())
+            };
+            if lead.sync && result.is_ok() {
                 result = self.lead_sync();
             }
-            self.release_roles(do_write, do_sync, strict);
+            self.release_roles(lead);
             result?;
         }
     }
 
     /// Gives up the roles taken in [`Inner::flush_to`] or [`Inner::take_roles`] and wakes the
     /// waiters that the flush covered (and one to lead the next).
-    pub(super) fn release_roles(&self, wrote: bool, synced: bool, strict: bool) {
+    pub(super) fn release_roles(&self, lead: Lead) {
         let mut f = lock(&self.flush);
-        if strict || wrote {
-            f.writing = false;
-        }
-        if strict || synced {
-            f.syncing = false;
-        }
+        f.barrier.release(lead);
         if f.tailing > 0 {
             self.flushed.notify_all();
         }
         // `try_with`: a log dropped while this thread's locals are being destroyed still
         // wakes its waiters, from a list of its own.
         let mut wake = TO_WAKE.try_with(RefCell::take).unwrap_or_default();
-        self.take_wakeable(&mut f, strict, &mut wake);
+        f.barrier
+            .take_wakeable(|| self.positions_unless_poisoned(), &mut wake);
         drop(f);
         for w in wake.drain(..) {
             w.wake();
@@ -154,23 +153,19 @@ impl Inner {
         let _ = TO_WAKE.try_with(|spare| spare.replace(wake));
     }
 
-    /// Takes the writer role (and under `strict` the syncer role too, as [`Inner::flush_to`]
-    /// does), waiting in line with the other waiters while another thread holds them.
-    pub(super) fn take_roles(&self, strict: bool) -> Result<()> {
+    /// Takes the writer role (under [`SyncPolicy::Always`](crate::SyncPolicy::Always) the syncer
+    /// role too, as [`Inner::flush_to`] does), waiting in line with the other waiters while another
+    /// thread holds them.
+    pub(super) fn take_roles(&self) -> Result<Lead> {
         loop {
             self.check_poison()?;
             let mut f = lock(&self.flush);
             self.check_poison()?;
-            if f.writing || (strict && f.syncing) {
-                // No flush covers this waiter: it is woken as the next leader, or by poisoning.
-                self.park_until(f, Lsn(u64::MAX), true, &|_| false);
-                continue;
+            if let Some(lead) = f.barrier.claim_writer() {
+                return Ok(lead);
             }
-            f.writing = true;
-            if strict {
-                f.syncing = true;
-            }
-            return Ok(());
+            // No flush covers this waiter: it is woken as the next leader, or by poisoning.
+            self.park_until(f, Lsn(u64::MAX), true, &|_| false);
         }
     }
 
@@ -224,7 +219,7 @@ impl Inner {
         });
         // While this thread's locals are being destroyed: a one-off entry.
         let me = reused.unwrap_or_else(|_| fresh());
-        f.waiters.push(me.clone());
+        f.barrier.wait(me.clone());
         drop(f);
         // Leaving early (done or poisoned) leaves the entry behind: it counts as covered and is
         // dropped by the next flush that finishes (or by the poisoning), its unpark ignored.
@@ -233,49 +228,20 @@ impl Inner {
         }
     }
 
-    /// Takes off the waiter list the threads to wake now that the roles are free. Under
-    /// `strict` (both roles free at once): every waiter now covered, plus the oldest one still
-    /// uncovered, first, to take the roles (it re-checks under the flush lock, and whoever holds
-    /// the roles instead wakes another when done, so no waiter is forgotten). Otherwise, or
-    /// once poisoned: everyone, as either role may be the one a waiter needs.
-    /// They go into `wake` (empty on entry), and both lists keep their capacity, so a flush
-    /// allocates nothing.
-    pub(super) fn take_wakeable(
-        &self,
-        f: &mut FlushState,
-        strict: bool,
-        wake: &mut Vec<Arc<Waiter>>,
-    ) {
-        if f.waiters.is_empty() {
-            return;
-        }
-        if !strict || self.is_poisoned() {
-            wake.append(&mut f.waiters);
-            return;
+    /// The durable and the written LSN, for [`Barrier::take_wakeable`], or `None` once the
+    /// log is poisoned (then everyone is woken to see it).
+    fn positions_unless_poisoned(&self) -> Option<(Lsn, Lsn)> {
+        if self.is_poisoned() {
+            return None;
         }
         let durable = self.durable_lsn.load(Ordering::Acquire);
         let written = self.written_lsn.load(Ordering::Acquire);
-        // Under `Always` the thread that fsyncs wrote first (both roles at once).
+        // Asked under `Always` only, where the thread that fsyncs wrote first (both roles).
         debug_assert!(
             durable <= written,
             "durable {durable} past written {written}"
         );
-        let mut next_leader = None;
-        f.waiters.retain(|w| {
-            let at = if w.sync { durable } else { written };
-            if w.lsn.0 <= at {
-                wake.push(w.clone());
-                false
-            } else if next_leader.is_none() {
-                next_leader = Some(w.clone());
-                false
-            } else {
-                true
-            }
-        });
-        if let Some(l) = next_leader {
-            wake.insert(0, l);
-        }
+        Some((Lsn(durable), Lsn(written)))
     }
 
     /// The writer role: writes every pending frame with one call (or rotates).
@@ -343,9 +309,9 @@ impl Inner {
             let f = lock(&self.flush);
             // The caller holds the syncer role; under `Always` the writer role too, so no
             // write is in flight while this fsync runs.
-            debug_assert!(f.syncing, "an fsync without the syncer role");
+            debug_assert!(f.barrier.syncing(), "an fsync without the syncer role");
             debug_assert!(
-                self.opts.sync != SyncPolicy::Always || f.writing,
+                !f.barrier.joint() || f.barrier.writing(),
                 "an fsync under Always while a write may be in flight"
             );
             debug_assert!(
@@ -370,7 +336,8 @@ impl Inner {
     }
 
     /// Tells readers in other processes how far the log is durable, when it publishes that
-    /// ([`Options::publish_durable`](crate::Options::publish_durable)). Called by the syncer role and the open, one at a time.
+    /// ([`Options::publish_durable`](crate::Options::publish_durable)). Called by the syncer role
+    /// and the open, one at a time.
     pub(crate) fn publish_durable(&self) {
         if let Some(p) = self.publisher.get() {
             let point = *lock(&self.durable);
@@ -398,7 +365,7 @@ impl Inner {
         f.written_file = Some(file);
     }
 
-    /// The interval syncer thread of [`SyncPolicy::Interval`].
+    /// The interval syncer thread of [`SyncPolicy::Interval`](crate::SyncPolicy::Interval).
     pub(super) fn syncer(self: &Arc<Self>, every: Duration) {
         let stop = |s: &Self| s.shutdown.load(Ordering::Acquire) || s.is_poisoned();
         let mut g = lock(&self.shutdown_lock);
@@ -478,7 +445,7 @@ mod tests {
                 }
             });
             assert_eq!(wal.stats().commits, 1600, "{sync:?}");
-            assert!(lock(&wal.inner.flush).waiters.iter().all(|w| {
+            assert!(lock(&wal.inner.flush).barrier.waiters().iter().all(|w| {
                 let at = if w.sync {
                     &wal.inner.durable_lsn
                 } else {
@@ -527,7 +494,7 @@ mod tests {
                     .all(|e| matches!(e, WalError::Io { .. } | WalError::Poisoned { .. }))
             );
             assert!(wal.poisoned_reason().is_some());
-            assert!(lock(&wal.inner.flush).waiters.is_empty());
+            assert!(lock(&wal.inner.flush).barrier.waiters().is_empty());
         }
     }
 }

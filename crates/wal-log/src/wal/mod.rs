@@ -2,7 +2,9 @@
 //! split by concern:
 //!
 //! - [`append`]: frames encoded into the pending buffer under the append lock;
-//! - [`group_commit`]: the writer and syncer roles of a flush, and the threads waiting on one;
+//! - [`barrier`]: the I/O-free core of group commit (who leads a flush, who waits, whom a
+//!   finished flush wakes), tested without files or threads;
+//! - [`group_commit`]: flushes (writes and fsyncs) led through it, and the threads waiting on one;
 //! - [`direct`]: large transactions written from the caller's buffers;
 //! - [`rotate`]: sealing a segment and installing the next;
 //! - [`prealloc`]: the preallocated next segment file and its thread;
@@ -35,6 +37,7 @@
 //! `durable_lsn <= written_lsn <= assigned_lsn`, asserted in debug builds where they move.
 
 mod append;
+mod barrier;
 mod direct;
 mod group_commit;
 mod prealloc;
@@ -107,7 +110,7 @@ pub(crate) struct Inner {
     pub(crate) writer: Mutex<Writer>,
     pub(crate) flush: Mutex<FlushState>,
     /// Signalled whenever a flush leader finishes (durability advanced or failed), for
-    /// readers; threads in `flush_to` park instead (`FlushState::waiters`).
+    /// readers; threads in `flush_to` park instead (`FlushState::barrier`).
     pub(crate) flushed: Condvar,
     pub(crate) durable_lsn: AtomicU64,
     pub(crate) written_lsn: AtomicU64,
@@ -204,7 +207,7 @@ impl Inner {
         if f.tailing > 0 {
             self.flushed.notify_all();
         }
-        let all = std::mem::take(&mut f.waiters);
+        let all = f.barrier.take_all();
         drop(f);
         for w in all {
             w.wake();
@@ -279,16 +282,14 @@ impl Wal {
         prealloc_ready: Option<Arc<dyn VfsFile>>,
         bytes_since_checkpoint: u64,
     ) -> Arc<Inner> {
+        let joint_roles = opts.sync == SyncPolicy::Always;
         let inner = Inner {
             dir,
             opts,
             log_id,
             _lock: lock_guard,
             writer: Mutex::new(writer),
-            flush: Mutex::new(FlushState {
-                written: durable,
-                ..FlushState::default()
-            }),
+            flush: Mutex::new(FlushState::new(durable, joint_roles)),
             flushed: Condvar::new(),
             durable_lsn: AtomicU64::new(durable.lsn.0),
             written_lsn: AtomicU64::new(durable.lsn.0),

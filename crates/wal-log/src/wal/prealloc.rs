@@ -20,12 +20,13 @@ pub(crate) struct FillPace {
     pub(super) last_zero_fill: Option<Duration>,
 }
 
-/// Whether the next segment file should be zero-filled ahead of time. Zero-filling lets an
-/// append's fdatasync skip block allocation, which is what keeps small commits fast; but it
-/// writes every byte twice, and a writer that fills segments faster than they can be
-/// zero-filled only ends up waiting for the zeros at each rotation. So it is skipped while the
-/// last segment filled in less than twice the last zero-fill (the file then grows as it is
-/// written, as with [`Options::preallocate`](crate::Options::preallocate) off), and resumes when the writer slows down.
+/// Whether the next segment file should be zero-filled ahead of time. Zero-filling lets an append's
+/// fdatasync skip block allocation, which is what keeps small commits fast; but it writes every
+/// byte twice, and a writer that fills segments faster than they can be zero-filled only ends up
+/// waiting for the zeros at each rotation. So it is skipped while the last segment filled in less
+/// than twice the last zero-fill (the file then grows as it is written, as with
+/// [`Options::preallocate`](crate::Options::preallocate) off), and resumes when the writer slows
+/// down.
 pub(crate) fn zero_fill_pays(
     last_fill: Option<Duration>,
     last_zero_fill: Option<Duration>,

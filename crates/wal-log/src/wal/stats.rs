@@ -39,7 +39,8 @@ pub struct Stats {
     pub segments: usize,
     /// Segment rotations since open.
     pub rotations: u64,
-    /// Rotations since open that reused a recycled file (see [`Options::recycle_segments`](crate::Options::recycle_segments)).
+    /// Rotations since open that reused a recycled file (see
+    /// [`Options::recycle_segments`](crate::Options::recycle_segments)).
     pub recycled: u64,
     /// Frame bytes appended since the last checkpoint marker (including before open).
     pub bytes_since_checkpoint: u64,
@@ -47,8 +48,8 @@ pub struct Stats {
     /// into the log's buffer first: those of at least 256 KiB (see [`Wal::append_batch`]).
     pub direct_writes: u64,
     /// Segment files created since open without zero-filling them first, although
-    /// [`Options::preallocate`](crate::Options::preallocate) is on, because segments were filling faster than they could be
-    /// zero-filled.
+    /// [`Options::preallocate`](crate::Options::preallocate) is on, because segments were filling
+    /// faster than they could be zero-filled.
     pub zero_fills_skipped: u64,
 }
 

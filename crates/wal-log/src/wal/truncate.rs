@@ -33,8 +33,8 @@ impl Wal {
     /// ([`Options::recycle_segments`](crate::Options::recycle_segments)).
     ///
     /// # Errors
-    /// [`WalError::Poisoned`](crate::WalError::Poisoned); a remove, rename or directory-sync error (which poisons the
-    /// log).
+    /// [`WalError::Poisoned`](crate::WalError::Poisoned); a remove, rename or directory-sync error
+    /// (which poisons the log).
     pub fn truncate_prefix(&self, fence: Lsn) -> Result<usize> {
         self.inner.check_poison()?;
         let _span = tracing::info_span!("wal.truncate", fence = fence.0).entered();
