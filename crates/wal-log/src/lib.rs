@@ -50,6 +50,7 @@ mod poison;
 mod position;
 mod published;
 mod reader;
+mod recovery_scan;
 mod segment;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
@@ -61,19 +62,20 @@ mod wal;
 
 pub use error::{Damage, Result, WalError};
 pub use inspect::{
-    DirFrame, DirFrames, Inspection, ScanVisitor, SegmentScan, Verdict, VisitError, frames,
-    inspect, inspect_visit, reused_under_us,
+    DirFrame, DirFrames, Inspection, ScanVisitor, Verdict, VisitError, frames, inspect,
+    inspect_visit,
 };
 pub use layout::{
     Entry, LOCK_FILE, PREALLOC_FILE, RECYCLED_PREFIX, classify, recycled_file_name,
     segment_file_name,
 };
-pub use open::{MovedAside, OpenReport, check_not_open};
+pub use open::{OpenReport, check_not_open};
 pub use options::{Options, RecoveryMode, SyncPolicy};
-pub use plan::{Cut, RecoveryPlan, plan_recovery};
+pub use plan::{Cut, MovedAside, RecoveryPlan, plan_recovery};
 pub use poison::{PoisonCause, PoisonLatch};
 pub use position::{FollowPosition, PositionError};
 pub use reader::{Transaction, TxReader};
+pub use recovery_scan::{SegmentScan, reused_under_us};
 pub use segment::SegmentInfo;
 pub use stream::StreamWriter;
 pub use tail::{TailOptions, TailReader};

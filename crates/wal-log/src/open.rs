@@ -1,14 +1,14 @@
 //! Opening a log: locking, recovery scan, repair of the tail, and setting up the writer.
 
 use crate::error::{Result, WalError, io_err};
-use crate::inspect::{
-    DirListing, Inspection, ScanVisitor, SegmentScan, Visit, VisitError, does_not_join,
-    header_only, list_dir, open_segment, scan_segment, seq_gap, visit_stopped, with_visitor,
-};
-use crate::layout::{LOCK_FILE, PREALLOC_FILE, segment_file_name};
+use crate::inspect::{ScanVisitor, VisitError, with_visitor};
+use crate::layout::{LOCK_FILE, PREALLOC_FILE};
 use crate::options::{Options, RecoveryMode};
-use crate::plan::{RecoveryPlan, plan_recovery};
+use crate::plan::{MovedAside, RecoveryPlan, plan_recovery};
 use crate::published::{self, Publisher};
+use crate::recovery_scan::{
+    DirListing, OpenScan, SegmentScan, Visit, list_dir, scan_for_open, scan_segment, visit_stopped,
+};
 use crate::segment::SegmentInfo;
 use crate::streams::Streams;
 use crate::vfs::{OpenMode, Vfs, VfsLock, read_full};
@@ -18,21 +18,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wal_format::{FrameKind, LogId, Lsn, SEGMENT_HEADER_LEN, ScanEnd, SegmentHeader, SegmentSeq};
-
-/// Bytes that recovery moved out of the log (never deleted).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MovedAside {
-    /// The segment they came from.
-    pub from: PathBuf,
-    /// Offset in that segment where they started.
-    pub offset: u64,
-    /// How many bytes.
-    pub bytes: u64,
-    /// The file that now holds them.
-    pub to: PathBuf,
-    /// Why they were moved.
-    pub reason: String,
-}
 
 /// What [`Wal::open`] found and did.
 #[derive(Clone, Debug, Default)]
@@ -505,20 +490,6 @@ fn remove_prealloc(vfs: &dyn Vfs, dir: &Path, present: bool) -> Result<()> {
     Ok(())
 }
 
-/// What the scan of the writing open found: the facts the plan is made from, and what only
-/// the open needs.
-struct OpenScan {
-    /// What [`plan_recovery`] decides from: every segment, scanned up to the first damage or
-    /// the first segment that does not continue the log, and only through its header after.
-    found: Inspection,
-    /// Fragmented transactions begun and not ended in the frames scanned.
-    streams: BTreeSet<Lsn>,
-    /// Bytes of segment files the scan read.
-    bytes_scanned: u64,
-    /// How long it took.
-    elapsed: Duration,
-}
-
 /// Recovery of a log that has segments: scan, plan ([`plan_recovery`], the same function the
 /// dry runs call), execute the plan, and resume writing after the kept log.
 fn recover(
@@ -558,83 +529,6 @@ fn recover(
     }
     let wal = resume(dir, opts, lock_guard, log_id, scan, &mut report)?;
     Ok((wal, report))
-}
-
-/// Scans every segment in `listing` for the open, showing `visit` the frames of the valid
-/// prefix. It stops reading frames at the first segment whose header fails or that does not
-/// continue the log, and after the first segment whose frames end in damage; the segments
-/// after are read through their headers only. Refuses (before showing its frames) a segment
-/// of a payload schema `opts` does not accept.
-fn scan_for_open(
-    vfs: &dyn Vfs,
-    dir: &Path,
-    opts: &Options,
-    listing: &DirListing,
-    mut visit: Option<Visit<'_, '_>>,
-) -> Result<OpenScan> {
-    let started = Instant::now();
-    let segs = &listing.segs;
-    let mut found = Inspection {
-        dir: dir.to_path_buf(),
-        aside_files: listing.aside.clone(),
-        prealloc: listing.prealloc,
-        recycled_files: listing.recycled.clone(),
-        ..Inspection::default()
-    };
-    let (mut streams, mut bytes_scanned) = (BTreeSet::new(), 0);
-    // One read buffer for every segment.
-    let mut buf = None;
-    let mut stopped_at = segs.len();
-    for (i, seq) in segs.iter().enumerate() {
-        let path = dir.join(segment_file_name(*seq));
-        let prev = found.segments.last();
-        // The header and the segment's continuity are checked before its frames are read,
-        // so that a visitor only ever sees frames of the valid prefix.
-        let continues = seq_gap(&path, prev.map(|p| p.seq), *seq).is_none();
-        let seg = open_segment(vfs, &path, *seq)?;
-        let joins = match &seg.header {
-            Ok(h) => {
-                continues
-                    && does_not_join(&path, found.log_id, prev.map(|p| p.last_lsn), h).is_none()
-            }
-            Err(_) => false,
-        };
-        if !joins {
-            found.segments.push(seg.unscanned());
-            stopped_at = i + 1;
-            break;
-        }
-        if let Ok(h) = &seg.header {
-            if !opts.accepts_payload_schema(h.payload_schema) {
-                return Err(WalError::PayloadSchema {
-                    segment: path,
-                    found: h.payload_schema,
-                    expected: opts.payload_schema.unwrap_or(0),
-                    accepted: opts.upgrade_payload_schemas.clone(),
-                });
-            }
-            found.log_id.get_or_insert(h.log_id);
-        }
-        let expect_sealed = i + 1 < segs.len();
-        let scan = seg.scan(expect_sealed, &mut streams, &mut buf, visit.as_deref_mut())?;
-        bytes_scanned += scan.file_len;
-        let clean = matches!(scan.end, ScanEnd::Clean { .. });
-        found.segments.push(scan);
-        if !clean {
-            stopped_at = i + 1;
-            break;
-        }
-    }
-    for seq in &segs[stopped_at..] {
-        let path = dir.join(segment_file_name(*seq));
-        found.segments.push(header_only(vfs, &path, *seq)?);
-    }
-    Ok(OpenScan {
-        found,
-        streams,
-        bytes_scanned,
-        elapsed: started.elapsed(),
-    })
 }
 
 /// Moves aside what `plan` moves aside, to the files it names, in its order, and leaves in

@@ -5,12 +5,12 @@
 //! read-only replay) print it. Nothing here reads or writes a file.
 
 use crate::error::{Damage, Result, WalError};
-use crate::inspect::{Inspection, SegmentScan, Verdict, header_error};
+use crate::inspect::{Inspection, Verdict};
 use crate::layout::LogFile;
-use crate::open::MovedAside;
 use crate::options::RecoveryMode;
+use crate::recovery_scan::{SegmentScan, header_error};
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use wal_format::Lsn;
 
 /// What opening a log does to it, decided before anything changes: see [`plan_recovery`].
@@ -26,6 +26,21 @@ pub struct RecoveryPlan {
     pub first_lsn: Lsn,
     /// The last LSN the log keeps.
     pub last_lsn: Lsn,
+}
+
+/// Bytes that recovery moved out of the log (never deleted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MovedAside {
+    /// The segment they came from.
+    pub from: PathBuf,
+    /// Offset in that segment where they started.
+    pub offset: u64,
+    /// How many bytes.
+    pub bytes: u64,
+    /// The file that now holds them.
+    pub to: PathBuf,
+    /// Why they were moved.
+    pub reason: String,
 }
 
 /// Where recovery cuts the log.

@@ -2,11 +2,11 @@
 
 use crate::assembly::{Assembly, ReadFrame, SegmentCursor};
 use crate::error::{Damage, Result, WalError, io_err};
-use crate::inspect::{list_dir, reused_under_us};
 use crate::layout::segment_file_name;
 use crate::position::FollowPosition;
 use crate::published::read_published;
 use crate::reader::Transaction;
+use crate::recovery_scan::{list_dir, reused_under_us};
 use crate::vfs::{OpenMode, StdVfs, Vfs, VfsFile, read_full};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
