@@ -19,7 +19,8 @@ pub(crate) struct FlushState {
     /// Who holds the writer and syncer roles, and the threads parked in `flush_to`, each
     /// woken on its own.
     pub(super) barrier: Barrier<Arc<Waiter>>,
-    /// Written to the OS (not necessarily durable).
+    /// Written to the OS (not necessarily durable); its LSN is also in `Inner::written_lsn`.
+    /// Moved only in [`positions`](super::positions).
     pub(super) written: Point,
     /// The file `written` is in.
     pub(super) written_file: Option<Arc<dyn VfsFile>>,
@@ -180,7 +181,6 @@ impl Inner {
         commits: u64,
     ) {
         self.set_written(written, file);
-        self.written_lsn.store(written.lsn.0, Ordering::Release);
         buf.clear();
         lock(&self.writer).spare = buf;
         self.counters.commits.fetch_add(commits, Ordering::Relaxed);
@@ -343,26 +343,6 @@ impl Inner {
             let point = *lock(&self.durable);
             p.publish(point);
         }
-    }
-
-    /// Raises the durable point (never lowers it: a rotation may have moved it further).
-    pub(super) fn advance_durable(&self, point: Point) {
-        let mut d = lock(&self.durable);
-        debug_assert!(
-            point.lsn.0 <= self.assigned_lsn.load(Ordering::Acquire),
-            "durable past the last LSN assigned"
-        );
-        if point.lsn > d.lsn || (point.lsn == d.lsn && point.seq > d.seq) {
-            *d = point;
-            self.durable_lsn.store(point.lsn.0, Ordering::Release);
-        }
-    }
-
-    pub(crate) fn set_written(&self, p: Point, file: Arc<dyn VfsFile>) {
-        let mut f = lock(&self.flush);
-        debug_assert!(p.lsn >= f.written.lsn, "the written point went back");
-        f.written = p;
-        f.written_file = Some(file);
     }
 
     /// The interval syncer thread of [`SyncPolicy::Interval`](crate::SyncPolicy::Interval).

@@ -7,6 +7,7 @@
 //! - [`group_commit`]: flushes (writes and fsyncs) led through it, and the threads waiting on one;
 //! - [`direct`]: large transactions written from the caller's buffers;
 //! - [`rotate`]: sealing a segment and installing the next;
+//! - [`positions`]: the one place that moves the written and the durable position;
 //! - [`prealloc`]: the preallocated next segment file and its thread;
 //! - [`truncate`]: removing the log's prefix;
 //! - [`stats`]: counters and positions.
@@ -33,13 +34,15 @@
 //!     alone.
 //!
 //! The poison latch and the atomics (`durable_lsn`, `written_lsn`, `assigned_lsn`,
-//! `retained_from`, `shutdown`, the counters) take no lock. The positions keep
-//! `durable_lsn <= written_lsn <= assigned_lsn`, asserted in debug builds where they move.
+//! `retained_from`, `shutdown`, the counters) take no lock. The written and durable positions
+//! move only in [`positions`], which keeps `durable <= written <= assigned` and asserts it in
+//! debug builds.
 
 mod append;
 mod barrier;
 mod direct;
 mod group_commit;
+mod positions;
 mod prealloc;
 mod rotate;
 mod stats;
@@ -112,11 +115,15 @@ pub(crate) struct Inner {
     /// Signalled whenever a flush leader finishes (durability advanced or failed), for
     /// readers; threads in `flush_to` park instead (`FlushState::barrier`).
     pub(crate) flushed: Condvar,
+    /// The durable point's LSN (see [`Inner::durable`]). Moved only in [`positions`].
     pub(crate) durable_lsn: AtomicU64,
+    /// The written point's LSN (see `FlushState::written`). Moved only in [`positions`].
     pub(crate) written_lsn: AtomicU64,
     /// The last LSN assigned (`Writer::next_lsn - 1`), for readers that must not take the
     /// append lock (a reader made during a rotation, which holds it across I/O).
     pub(crate) assigned_lsn: AtomicU64,
+    /// Where durability stands, for readers; its LSN is also in `durable_lsn`. Moved only in
+    /// [`positions`] (and by the open, before anything is appended).
     pub(crate) durable: Mutex<Point>,
     pub(crate) segments: Mutex<Vec<SegmentInfo>>,
     /// The first write or fsync failure, for good.

@@ -44,10 +44,7 @@ impl Inner {
             end: end - wal_format::encoded_frame_len(8) as u64,
             ..sealed_point
         };
-        lock(&self.flush).written = before_seal;
-        self.written_lsn.store(seal_lsn.0, Ordering::Release);
-        *lock(&self.durable) = before_seal;
-        self.durable_lsn.store(seal_lsn.0, Ordering::Release);
+        self.set_written_and_durable(before_seal);
         {
             let mut segs = lock(&self.segments);
             if let Some(s) = segs.last_mut() {
@@ -96,8 +93,7 @@ impl Inner {
                 seq: next,
                 end: SEGMENT_HEADER_LEN as u64,
             };
-            lock(&self.flush).written = p;
-            *lock(&self.durable) = p;
+            self.set_written_and_durable(p);
         }
         self.counters.rotations.fetch_add(1, Ordering::Relaxed);
         {
