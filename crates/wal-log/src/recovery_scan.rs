@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wal_format::{
-    ChunkedScanner, FRAME_HEADER_LEN, FormatError, FrameKind, LogId, Lsn, MAX_FRAME_PAYLOAD,
+    ChunkedScanner, FRAME_HEADER_LEN, FormatError, Frame, FrameKind, LogId, Lsn, MAX_FRAME_PAYLOAD,
     SEGMENT_HEADER_LEN, ScanEnd, SegmentHeader, SegmentSeq,
 };
 
@@ -166,6 +166,94 @@ pub struct SegmentScan {
 }
 
 impl SegmentScan {
+    /// A segment at `path` before its scan: no header, no frames.
+    fn empty(path: PathBuf, seq: SegmentSeq, file_len: u64) -> SegmentScan {
+        SegmentScan {
+            path,
+            seq,
+            header: None,
+            file_len,
+            frames: 0,
+            transactions: 0,
+            first_lsn: Lsn::ZERO,
+            last_lsn: Lsn::ZERO,
+            end: ScanEnd::Clean {
+                offset: 0,
+                sealed: None,
+            },
+            data_end: 0,
+            torn_end: 0,
+            last_checkpoint: None,
+            bytes_after_checkpoint: 0,
+            header_error: None,
+            seal: None,
+            unmatched_ends: Vec::new(),
+            spanning_ends: Vec::new(),
+        }
+    }
+
+    /// Counts one verified frame of a segment starting at `base_lsn`, and follows the
+    /// fragmented transactions it begins or ends in `open_streams`.
+    #[inline]
+    fn count(&mut self, frame: &Frame, open_streams: &mut BTreeSet<Lsn>, base_lsn: Lsn) {
+        self.frames += 1;
+        self.last_lsn = frame.lsn;
+        if let Some(next) = frame.sealed_next() {
+            self.seal = Some(next);
+        }
+        self.bytes_after_checkpoint += frame.encoded_len() as u64;
+        match frame.kind {
+            FrameKind::Tx => self.transactions += 1,
+            FrameKind::FragBegin => {
+                open_streams.insert(frame.lsn);
+            }
+            FrameKind::FragEnd | FrameKind::FragAbort => {
+                if let Some(s) = frame.stream() {
+                    if !open_streams.remove(&s) {
+                        self.unmatched_ends.push((s, frame.lsn));
+                    } else if s < base_lsn {
+                        self.spanning_ends.push((s, frame.lsn));
+                    }
+                }
+                if frame.kind == FrameKind::FragEnd {
+                    self.transactions += 1;
+                }
+            }
+            FrameKind::Checkpoint => {
+                self.last_checkpoint = frame.checkpoint_lsn().map(|s| (frame.lsn, s));
+                self.bytes_after_checkpoint = 0;
+            }
+            FrameKind::FragPart | FrameKind::Seal => {}
+        }
+    }
+
+    /// After the scan of segment `seq`: a seal (found at `seal_at`) that names another
+    /// segment than the next is corruption, and not part of the valid prefix. Rotation always
+    /// names the very next segment; anything else would make open create (or overwrite) the
+    /// wrong file.
+    fn reject_foreign_seal(&mut self, seal_at: Option<usize>, seq: SegmentSeq) {
+        let (Some(next), Some(at)) = (self.seal, seal_at) else {
+            return;
+        };
+        if next == seq.next() {
+            return;
+        }
+        self.end = ScanEnd::Corrupt {
+            offset: at,
+            reason: format!(
+                "the seal names segment {next}, but the next segment is {}",
+                seq.next()
+            ),
+        };
+        self.seal = None;
+        // The seal is not part of the valid prefix.
+        self.frames -= 1;
+        self.last_lsn = self.last_lsn.prev();
+        self.bytes_after_checkpoint = self
+            .bytes_after_checkpoint
+            .saturating_sub(wal_format::encoded_frame_len(8) as u64);
+    }
+
     /// Where the bytes that recovery moves aside from a cut in this segment end: the torn
     /// write only ([`SegmentScan::torn_end`]) when a torn tail is cut, everything up to
     /// [`SegmentScan::data_end`] when the log is salvaged.
@@ -426,28 +514,7 @@ impl SegmentFile {
         mut visit: Option<Visit<'_, '_>>,
     ) -> Result<SegmentScan> {
         let path = self.path;
-        let mut scan = SegmentScan {
-            path: path.clone(),
-            seq: self.seq,
-            header: None,
-            file_len: self.file_len,
-            frames: 0,
-            transactions: 0,
-            first_lsn: Lsn::ZERO,
-            last_lsn: Lsn::ZERO,
-            end: ScanEnd::Clean {
-                offset: 0,
-                sealed: None,
-            },
-            data_end: 0,
-            torn_end: 0,
-            last_checkpoint: None,
-            bytes_after_checkpoint: 0,
-            header_error: None,
-            seal: None,
-            unmatched_ends: Vec::new(),
-            spanning_ends: Vec::new(),
-        };
+        let mut scan = SegmentScan::empty(path.clone(), self.seq, self.file_len);
         let header = match named_header(self.header, self.seq) {
             Ok(h) => h,
             Err(e) => {
@@ -483,36 +550,10 @@ impl SegmentFile {
             .next_frame(file)
             .map_err(|e| io_err("read", &path)(e))?
         {
-            scan.frames += 1;
-            scan.last_lsn = frame.lsn;
-            if let Some(next) = frame.sealed_next() {
+            if frame.sealed_next().is_some() {
                 seal_at = Some(frame.offset);
-                scan.seal = Some(next);
             }
-            scan.bytes_after_checkpoint += frame.encoded_len() as u64;
-            match frame.kind {
-                FrameKind::Tx => scan.transactions += 1,
-                FrameKind::FragBegin => {
-                    open_streams.insert(frame.lsn);
-                }
-                FrameKind::FragEnd | FrameKind::FragAbort => {
-                    if let Some(s) = frame.stream() {
-                        if !open_streams.remove(&s) {
-                            scan.unmatched_ends.push((s, frame.lsn));
-                        } else if s < header.base_lsn {
-                            scan.spanning_ends.push((s, frame.lsn));
-                        }
-                    }
-                    if frame.kind == FrameKind::FragEnd {
-                        scan.transactions += 1;
-                    }
-                }
-                FrameKind::Checkpoint => {
-                    scan.last_checkpoint = frame.checkpoint_lsn().map(|s| (frame.lsn, s));
-                    scan.bytes_after_checkpoint = 0;
-                }
-                FrameKind::FragPart | FrameKind::Seal => {}
-            }
+            scan.count(&frame, open_streams, header.base_lsn);
             // A seal naming another segment than the next is not in the valid prefix (see
             // below): not shown. It is the last frame, so nothing after it is either.
             let foreign_seal = frame.sealed_next().is_some_and(|n| n != header.seq.next());
@@ -527,26 +568,7 @@ impl SegmentFile {
             }
         }
         scan.end = scanner.finish(file).map_err(io_err("read", &path))?;
-        if let (Some(next), Some(at)) = (scan.seal, seal_at)
-            && next != header.seq.next()
-        {
-            // Rotation always names the very next segment; anything else would make open
-            // create (or overwrite) the wrong file.
-            scan.end = ScanEnd::Corrupt {
-                offset: at,
-                reason: format!(
-                    "the seal names segment {next}, but the next segment is {}",
-                    header.seq.next()
-                ),
-            };
-            scan.seal = None;
-            // The seal is not part of the valid prefix.
-            scan.frames -= 1;
-            scan.last_lsn = scan.last_lsn.prev();
-            scan.bytes_after_checkpoint = scan
-                .bytes_after_checkpoint
-                .saturating_sub(wal_format::encoded_frame_len(8) as u64);
-        }
+        scan.reject_foreign_seal(seal_at, header.seq);
         scan.data_end = scanner.data_end(file).map_err(io_err("read", &path))?;
         scan.file_len = scanner.file_len();
         scan.torn_end = scan.data_end;
