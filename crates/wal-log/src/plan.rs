@@ -205,3 +205,113 @@ fn free_name(file: LogFile, taken: &BTreeSet<String>) -> String {
         Err(never) => match never {},
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use wal_format::{LogId, ScanEnd, SegmentHeader, SegmentSeq};
+
+    /// A log of `n` clean segments of 10 frames each in `/db`, the newest ending at `end`.
+    fn log(n: u64, end: &ScanEnd) -> Inspection {
+        let id = LogId::from_u128(7);
+        let mut segments = Vec::new();
+        for i in 1..=n {
+            let seq = SegmentSeq(i);
+            let path = Path::new("/db").join(LogFile::Segment(seq).name());
+            let mut s = SegmentScan::empty(path, seq, 4096);
+            let h = SegmentHeader::new(id, seq, Lsn(1 + (i - 1) * 10));
+            s.header = Some(h);
+            s.first_lsn = h.base_lsn;
+            s.last_lsn = Lsn(i * 10);
+            (s.data_end, s.torn_end) = (4000, 3000);
+            s.end = if i == n {
+                end.clone()
+            } else {
+                ScanEnd::Clean {
+                    offset: 4000,
+                    sealed: Some(seq.next()),
+                }
+            };
+            segments.push(s);
+        }
+        Inspection {
+            dir: "/db".into(),
+            log_id: Some(id),
+            segments,
+            ..Inspection::default()
+        }
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_under_a_free_name_and_refused_by_strict() {
+        let torn = ScanEnd::TornTail {
+            offset: 2000,
+            reason: "torn".into(),
+        };
+        let mut found = log(2, &torn);
+        found.aside_files = vec!["00000000000000000002.wal.torn-2000".into()];
+        let plan = plan_recovery(&found, RecoveryMode::TolerateTornTail).unwrap();
+        assert_eq!(
+            plan.cut,
+            Some(Cut {
+                kept: 2,
+                offset: 2000,
+                reason: "torn".into()
+            })
+        );
+        assert_eq!((plan.first_lsn, plan.last_lsn), (Lsn(1), Lsn(20)));
+        assert_eq!(plan.moved_aside.len(), 1);
+        let m = &plan.moved_aside[0];
+        assert_eq!((m.offset, m.bytes), (2000, 1000));
+        assert_eq!(m.to, Path::new("/db/00000000000000000002.wal.torn-2000.1"));
+        assert!(matches!(
+            plan_recovery(&found, RecoveryMode::Strict),
+            Err(WalError::TornTail(_))
+        ));
+    }
+
+    #[test]
+    fn a_salvage_moves_the_rest_of_the_segment_and_renames_later_ones() {
+        let corrupt = ScanEnd::Corrupt {
+            offset: 100,
+            reason: "bad".into(),
+        };
+        let mut found = log(1, &corrupt);
+        let mut later =
+            SegmentScan::empty("/db/00000000000000000002.wal".into(), SegmentSeq(2), 4096);
+        later.end = ScanEnd::Corrupt {
+            offset: 0,
+            reason: "not scanned".into(),
+        };
+        found.segments.push(later);
+        assert!(matches!(
+            plan_recovery(&found, RecoveryMode::TolerateTornTail),
+            Err(WalError::Corrupt(_))
+        ));
+        let plan = plan_recovery(&found, RecoveryMode::SalvagePrefix).unwrap();
+        let to: Vec<_> = plan.moved_aside.iter().map(|m| m.to.clone()).collect();
+        assert_eq!(
+            to,
+            [
+                Path::new("/db/00000000000000000001.wal.salvaged-100"),
+                Path::new("/db/00000000000000000002.wal.salvaged"),
+            ]
+        );
+        assert_eq!(plan.moved_aside[0].bytes, 3900);
+        assert_eq!(plan.moved_aside[1].bytes, 4096);
+        assert_eq!(plan.last_lsn, Lsn(10));
+    }
+
+    #[test]
+    fn a_sound_log_plans_nothing() {
+        let clean = ScanEnd::Clean {
+            offset: 4000,
+            sealed: None,
+        };
+        let plan = plan_recovery(&log(3, &clean), RecoveryMode::SalvagePrefix).unwrap();
+        assert_eq!(plan.cut, None);
+        assert!(plan.moved_aside.is_empty());
+        assert_eq!((plan.first_lsn, plan.last_lsn), (Lsn(1), Lsn(30)));
+    }
+}

@@ -167,7 +167,7 @@ pub struct SegmentScan {
 
 impl SegmentScan {
     /// A segment at `path` before its scan: no header, no frames.
-    fn empty(path: PathBuf, seq: SegmentSeq, file_len: u64) -> SegmentScan {
+    pub(crate) fn empty(path: PathBuf, seq: SegmentSeq, file_len: u64) -> SegmentScan {
         SegmentScan {
             path,
             seq,
