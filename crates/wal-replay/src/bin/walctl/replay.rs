@@ -110,6 +110,8 @@ struct AsideRow {
     from: PathBuf,
     offset: u64,
     bytes: u64,
+    /// The file recovery would move them to (the plan `Wal::open` executes).
+    to: PathBuf,
     reason: String,
 }
 
@@ -153,6 +155,7 @@ impl ReplayReport {
                     from: a.from.clone(),
                     offset: a.offset,
                     bytes: a.bytes,
+                    to: a.to.clone(),
                     reason: a.reason.clone(),
                 })
                 .collect(),
@@ -242,10 +245,11 @@ impl fmt::Display for ReplayReport {
         for a in &self.would_move_aside {
             writeln!(
                 f,
-                "would move {} bytes at offset {} of {} aside ({})",
+                "would move {} bytes at offset {} of {} to {} ({})",
                 a.bytes,
                 a.offset,
                 a.from.display(),
+                a.to.display(),
                 a.reason
             )?;
         }
