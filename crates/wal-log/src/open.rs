@@ -12,7 +12,7 @@ use crate::recovery_scan::{
 use crate::segment::SegmentInfo;
 use crate::streams::Streams;
 use crate::vfs::{OpenMode, Vfs, VfsLock, read_full};
-use crate::wal::{Point, Wal, Writer, lock};
+use crate::wal::{Inner, Point, Start, Wal, Writer, lock};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -341,7 +341,7 @@ fn start(
         seq: header.seq,
         end: write_pos,
     };
-    let inner = Wal::new_inner(
+    let inner = Inner::new(Start {
         dir,
         opts,
         log_id,
@@ -349,9 +349,9 @@ fn start(
         writer,
         segments,
         durable,
-        None,
+        prealloc_ready: None,
         bytes_since_checkpoint,
-    );
+    });
     if is_new {
         let (file, _) = inner.install_segment(header, false)?;
         lock(&inner.writer).file = file;

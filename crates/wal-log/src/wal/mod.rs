@@ -253,42 +253,50 @@ impl Inner {
     }
 }
 
-impl Wal {
-    pub(crate) fn from_inner(inner: Arc<Inner>) -> Wal {
-        let mut threads = Vec::new();
-        if inner.opts.preallocate {
-            let i = inner.clone();
-            if let Ok(h) = std::thread::Builder::new()
-                .name("wal-prealloc".into())
-                .spawn(move || i.preallocator())
-            {
-                threads.push(h);
-            }
-        }
-        if let Some(every) = inner.opts.interval() {
-            let i = inner.clone();
-            if let Ok(h) = std::thread::Builder::new()
-                .name("wal-sync".into())
-                .spawn(move || i.syncer(every))
-            {
-                threads.push(h);
-            }
-        }
-        Wal { inner, threads }
-    }
+/// What the open found (or made) that the running log starts from: see [`Inner::new`].
+pub(crate) struct Start {
+    pub(crate) dir: PathBuf,
+    pub(crate) opts: Options,
+    pub(crate) log_id: LogId,
+    /// The directory's lock, held as long as the log is.
+    pub(crate) lock_guard: Box<dyn VfsLock>,
+    /// The append side, at the end of the active segment with nothing pending.
+    pub(crate) writer: Writer,
+    /// The segments of the log, oldest first.
+    pub(crate) segments: Vec<SegmentInfo>,
+    /// Where the log ends: written and durable up to here (`writer.next_lsn` follows it).
+    pub(crate) durable: Point,
+    /// A preallocated next segment file ready for the first rotation.
+    pub(crate) prealloc_ready: Option<Arc<dyn VfsFile>>,
+    /// Frame bytes after the last checkpoint marker, as recovery counted them.
+    pub(crate) bytes_since_checkpoint: u64,
+}
 
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new_inner(
-        dir: PathBuf,
-        opts: Options,
-        log_id: LogId,
-        lock_guard: Box<dyn VfsLock>,
-        writer: Writer,
-        segments: Vec<SegmentInfo>,
-        durable: Point,
-        prealloc_ready: Option<Arc<dyn VfsFile>>,
-        bytes_since_checkpoint: u64,
-    ) -> Arc<Inner> {
+impl Inner {
+    /// The shared state of a log starting from `start`: written and durable up to
+    /// `start.durable`, no role taken, nobody waiting, no background thread yet
+    /// ([`Wal::from_inner`] starts them).
+    pub(crate) fn new(start: Start) -> Arc<Inner> {
+        let Start {
+            dir,
+            opts,
+            log_id,
+            lock_guard,
+            writer,
+            segments,
+            durable,
+            prealloc_ready,
+            bytes_since_checkpoint,
+        } = start;
+        debug_assert!(
+            writer.pending.is_empty(),
+            "a log starts with nothing pending"
+        );
+        debug_assert_eq!(
+            writer.next_lsn,
+            durable.lsn.next(),
+            "a log starts durable up to its last LSN"
+        );
         let joint_roles = opts.sync == SyncPolicy::Always;
         let inner = Inner {
             dir,
@@ -331,6 +339,31 @@ impl Wal {
             .bytes_since_checkpoint
             .store(bytes_since_checkpoint, Ordering::Relaxed);
         Arc::new(inner)
+    }
+}
+
+impl Wal {
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Wal {
+        let mut threads = Vec::new();
+        if inner.opts.preallocate {
+            let i = inner.clone();
+            if let Ok(h) = std::thread::Builder::new()
+                .name("wal-prealloc".into())
+                .spawn(move || i.preallocator())
+            {
+                threads.push(h);
+            }
+        }
+        if let Some(every) = inner.opts.interval() {
+            let i = inner.clone();
+            if let Ok(h) = std::thread::Builder::new()
+                .name("wal-sync".into())
+                .spawn(move || i.syncer(every))
+            {
+                threads.push(h);
+            }
+        }
+        Wal { inner, threads }
     }
 
     /// The directory of this log.
