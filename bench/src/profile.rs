@@ -129,14 +129,14 @@ fn replay(root: &Path) -> Res<()> {
     drop(wal);
     let (t, frames) = best(3, || {
         let mut k = 0u64;
-        for f in wal_log::frames(Arc::new(StdVfs), &dir)? {
+        for f in wal_log::inspect::frames(Arc::new(StdVfs), &dir)? {
             std::hint::black_box(f?);
             k += 1;
         }
         Ok(k)
     })?;
     eprintln!(
-        "  wal_log::frames (read-only, verifies CRC): {frames} frames {}",
+        "  wal_log::inspect::frames (read-only, verifies CRC): {frames} frames {}",
         secs(t)
     );
     let (t, read) = best(3, || {

@@ -351,7 +351,7 @@ pub mod ours {
         /// the file has its full size, then sync it ourselves (the preallocator's own sync then
         /// finds nothing left to write).
         fn settle(&self) {
-            let path = self.dir.join(wal_log::PREALLOC_FILE);
+            let path = self.dir.join(wal_log::layout::PREALLOC_FILE);
             let size = self.wal.options().segment_size;
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {

@@ -1,21 +1,30 @@
-//! Read-only inspection of a log directory: what `walctl verify` reports, the verdict on a log
-//! and the plan a dry run shows, frame iteration for tools, and the visitor seam. The scan
-//! itself, shared with the writing open, is in `recovery_scan`. Nothing here writes.
+//! Read-only inspection of a log directory, for tools (walctl, mirrors, tests) rather than
+//! engines: what `walctl verify` reports ([`inspect()`], [`Inspection`], [`Verdict`]), the plan a
+//! dry run shows ([`plan_recovery`]), frame iteration ([`frames`]), the per-segment scan
+//! ([`SegmentScan`], [`reused_under_us`]) and whether a `Wal` holds the directory
+//! ([`check_not_open`]). The visitor seam ([`ScanVisitor`], [`VisitError`]) is also at the crate
+//! root, for [`Wal::open_visit`](crate::Wal::open_visit). The scan itself, shared with the
+//! writing open, is in `recovery_scan`. Nothing here writes. File names are in
+//! [`crate::layout`].
 
 use crate::error::{Result, WalError, io_err};
 use crate::layout::segment_file_name;
+pub use crate::open::check_not_open;
 use crate::options::RecoveryMode;
-use crate::plan::{RecoveryPlan, plan_recovery};
+use crate::plan::RecoveryPlan;
+pub use crate::plan::plan_recovery;
 use crate::recovery_scan::{
-    DirListing, RawVisit, SCAN_CHUNK, SegmentScan, Visit, does_not_join, header_error, header_only,
-    list_dir, named_header, open_segment, reused_under_us, seq_gap,
+    DirListing, RawVisit, SCAN_CHUNK, Visit, does_not_join, header_error, header_only, list_dir,
+    named_header, open_segment, seq_gap,
 };
+pub use crate::recovery_scan::{SegmentScan, reused_under_us};
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 use bytes::BytesMut;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
 use wal_format::{ChunkedScanner, LogId, Lsn, ScanEnd, SegmentHeader, SegmentSeq};
 
 /// The result of scanning a whole directory.
@@ -179,13 +188,13 @@ impl Inspection {
     /// What [`crate::Wal::open`] in `mode` would do to this log, without doing it: the bytes
     /// it would move aside (and the file names it would give them), and the LSNs it would
     /// keep; or the error with which it would refuse. The very plan the open executes
-    /// ([`crate::plan_recovery`]), for dry runs (`walctl repair --dry-run`, a read-only replay).
+    /// ([`crate::inspect::plan_recovery`]), for dry runs (`walctl repair --dry-run`, a read-only replay).
     ///
     /// A live directory may change between this scan and a real open; the prediction is of
     /// the directory as scanned.
     ///
     /// # Errors
-    /// As [`crate::plan_recovery`].
+    /// As [`crate::inspect::plan_recovery`].
     pub fn recovery_plan(&self, mode: RecoveryMode) -> Result<RecoveryPlan> {
         plan_recovery(self, mode)
     }

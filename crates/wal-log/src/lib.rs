@@ -41,7 +41,7 @@ pub struct ReadmeDoctests;
 
 mod assembly;
 mod error;
-mod inspect;
+pub mod inspect;
 pub mod layout;
 mod open;
 mod options;
@@ -61,21 +61,13 @@ pub mod vfs;
 mod wal;
 
 pub use error::{Damage, Result, WalError};
-pub use inspect::{
-    DirFrame, DirFrames, Inspection, ScanVisitor, Verdict, VisitError, frames, inspect,
-    inspect_visit,
-};
-pub use layout::{
-    Entry, LOCK_FILE, PREALLOC_FILE, RECYCLED_PREFIX, classify, recycled_file_name,
-    segment_file_name,
-};
-pub use open::{OpenReport, check_not_open};
+pub use inspect::{ScanVisitor, VisitError};
+pub use open::OpenReport;
 pub use options::{Options, RecoveryMode, SyncPolicy};
-pub use plan::{Cut, MovedAside, RecoveryPlan, plan_recovery};
+pub use plan::{Cut, MovedAside, RecoveryPlan};
 pub use poison::{PoisonCause, PoisonLatch};
 pub use position::{FollowPosition, PositionError};
 pub use reader::{Transaction, TxReader};
-pub use recovery_scan::{SegmentScan, reused_under_us};
 pub use segment::SegmentInfo;
 pub use stream::StreamWriter;
 pub use tail::{TailOptions, TailReader};

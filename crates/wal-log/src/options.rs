@@ -88,7 +88,7 @@ pub struct Options {
     ///
     /// After [`crate::Wal::open`], [`crate::Wal::options`] shows `Some` of the schema the log
     /// stamps. Each segment's schema is reported ([`crate::OpenReport::payload_schemas`],
-    /// [`crate::SegmentScan::header`]).
+    /// [`crate::inspect::SegmentScan::header`]).
     pub payload_schema: Option<u32>,
     /// Older payload schemas the user can still read (its upgrade path), which open accepts in
     /// existing segments besides [`Options::payload_schema`]. Only with `Some` schema. Default

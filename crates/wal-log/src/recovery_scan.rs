@@ -3,7 +3,7 @@
 //! classifying the directory, reading each segment's header, scanning its frames a chunk at a
 //! time, and the checks that a segment continues the log. It produces facts (a
 //! [`SegmentScan`] per segment, gathered in an [`Inspection`]); what recovery does about them
-//! is decided by [`crate::plan_recovery`]. Nothing here writes.
+//! is decided by [`crate::inspect::plan_recovery`]. Nothing here writes.
 
 use crate::error::{Damage, Result, WalError, io_err};
 use crate::inspect::{DirFrame, Inspection};
@@ -440,7 +440,7 @@ pub(crate) fn open_segment(vfs: &dyn Vfs, path: &Path, seq: SegmentSeq) -> Resul
 /// scan began with: a live log truncated the segment and gave its file to a new segment
 /// (recycling) while it was being read, so where the scan stopped says nothing about damage.
 ///
-/// For tools that scan segments themselves; [`crate::inspect()`] and [`crate::frames`]
+/// For tools that scan segments themselves; [`crate::inspect::inspect()`] and [`crate::inspect::frames`]
 /// already check it and report [`WalError::Changed`].
 #[must_use]
 pub fn reused_under_us(file: &dyn VfsFile, header: &SegmentHeader) -> bool {

@@ -13,7 +13,7 @@
 //!   it are unchanged, so so is the outcome for them); a sample of flips is also scanned from the
 //!   start to check that shortcut.
 //! * **Sampled, through the log**: every 97th bit is flipped in a copy of the whole directory
-//!   and `wal_log::inspect`, `wal_log::frames` and `Wal::open` (`TolerateTornTail`) must report
+//!   and `wal_log::inspect`, `wal_log::inspect::frames` and `Wal::open` (`TolerateTornTail`) must report
 //!   the damage at the right segment and offset; `open` must refuse a sealed segment's damage
 //!   without changing anything on disk, and in the newest segment cut only a torn last frame,
 //!   reading back exactly the transactions before it.
@@ -29,11 +29,11 @@ use bytes::Bytes;
 use wal_format::{
     Frame, Lsn, SEGMENT_HEADER_LEN, ScanEnd, SegmentHeader, SegmentScanner, scan_frames,
 };
+use wal_log::inspect::Verdict;
+use wal_log::layout::segment_file_name;
 use wal_log::sim::{CrashImage, DataLoss, DirLoss, SimVfs};
 use wal_log::vfs::Vfs;
-use wal_log::{
-    Damage, Options, RecoveryMode, SyncPolicy, Verdict, Wal, WalError, segment_file_name,
-};
+use wal_log::{Damage, Options, RecoveryMode, SyncPolicy, Wal, WalError};
 
 const DIR: &str = "/db";
 const SEGMENT: u64 = 64 << 10;
@@ -109,7 +109,7 @@ fn build_log() -> (SimVfs, Vec<(Lsn, Vec<u8>)>) {
         .collect();
     drop(wal);
     // Whether the preallocator got to it before the close depends on timing: make it certain.
-    let tmp = Path::new(DIR).join(wal_log::PREALLOC_FILE);
+    let tmp = Path::new(DIR).join(wal_log::layout::PREALLOC_FILE);
     if v.read_file(&tmp).is_none() {
         v.put_file(&tmp, &vec![0u8; SEGMENT as usize]);
     }
@@ -320,7 +320,7 @@ fn sampled_bit_flips_through_inspect_frames_and_open() {
             let label =
                 format!("segment {seq} byte {at} bit {bit} (want {want_kind} at {want_off})");
             // inspect
-            let insp = wal_log::inspect(&w, Path::new(DIR), &mut |_, _| {}).unwrap();
+            let insp = wal_log::inspect::inspect(&w, Path::new(DIR), &mut |_, _| {}).unwrap();
             let verdict_ok = match insp.verdict() {
                 Verdict::Corrupt {
                     segment, offset, ..
@@ -338,7 +338,7 @@ fn sampled_bit_flips_through_inspect_frames_and_open() {
                 failures.push(format!("{label}: inspect verdict {:?}", insp.verdict()));
             }
             // frames(): only original frames, in order, then the end names the damage.
-            let mut it = wal_log::frames(Arc::new(w.clone()), Path::new(DIR)).unwrap();
+            let mut it = wal_log::inspect::frames(Arc::new(w.clone()), Path::new(DIR)).unwrap();
             let mut yielded = 0usize;
             for f in it.by_ref() {
                 let f = f.unwrap();
@@ -544,7 +544,7 @@ fn regression_a_refused_open_removed_the_preallocated_file() {
         wal.append(&[7u8; 300]).unwrap();
     }
     drop(wal);
-    let tmp = Path::new(DIR).join(wal_log::PREALLOC_FILE);
+    let tmp = Path::new(DIR).join(wal_log::layout::PREALLOC_FILE);
     v.put_file(&tmp, &[0u8; 4096]);
     // Damage the first frame of the sealed segment.
     let damaged = copy(&v);

@@ -243,7 +243,7 @@ fn base_image(base: Base) -> (SimVfs, Model) {
     let segs = wal.segments();
     drop(wal);
     let last = segs.last().unwrap();
-    let path = Path::new(DIR).join(wal_log::segment_file_name(last.seq));
+    let path = Path::new(DIR).join(wal_log::layout::segment_file_name(last.seq));
     match base {
         Base::TornTail => {
             // Half a frame of garbage after the last frame.

@@ -129,7 +129,7 @@ fn the_plan_is_what_open_does() {
             copy_dir(&dir, &copy);
             // "gap" keeps its moved segment outside the log directory.
             let _ = std::fs::remove_file(copy.join("elsewhere"));
-            let inspection = wal_log::inspect(&StdVfs, &copy, &mut |_, _| {}).unwrap();
+            let inspection = wal_log::inspect::inspect(&StdVfs, &copy, &mut |_, _| {}).unwrap();
             let planned = inspection.recovery_plan(mode);
             // The valid prefix `walctl stat` reports ends where a salvage would cut.
             if mode == RecoveryMode::SalvagePrefix
@@ -168,7 +168,7 @@ fn the_plan_is_what_open_does() {
 #[test]
 fn an_empty_directory_plans_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = wal_log::inspect(&StdVfs, dir.path(), &mut |_, _| {})
+    let plan = wal_log::inspect::inspect(&StdVfs, dir.path(), &mut |_, _| {})
         .unwrap()
         .recovery_plan(RecoveryMode::SalvagePrefix)
         .unwrap();

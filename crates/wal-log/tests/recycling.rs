@@ -85,7 +85,7 @@ fn truncated_segments_are_reused_and_reopen_cleanly() {
     let (wal, report) = Wal::open(dir.path(), opts()).unwrap();
     assert!(report.moved_aside.is_empty(), "{:?}", report.moved_aside);
     assert_eq!(report.last_lsn, last);
-    let scan = wal_log::inspect(&wal_log::StdVfs, dir.path(), &mut |_, _| {}).unwrap();
+    let scan = wal_log::inspect::inspect(&wal_log::StdVfs, dir.path(), &mut |_, _| {}).unwrap();
     let active = scan.segments.last().unwrap();
     assert!(active.header.unwrap().recycled);
     assert_eq!(scan.recycled_files.len(), 2);
@@ -131,7 +131,7 @@ fn torn_tail_in_a_recycled_segment_is_moved_aside() {
 
     // A crash mid-write: a frame of 100 bytes whose checksum does not match (its bytes are
     // only partly there) over the end marker; stale data of the file's earlier life follows.
-    let path = dir.path().join(wal_log::segment_file_name(seg.seq));
+    let path = dir.path().join(wal_log::layout::segment_file_name(seg.seq));
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     use std::os::unix::fs::FileExt;
     let mut torn = vec![0xEE; 120];
@@ -174,7 +174,7 @@ fn a_segment_being_read_is_deleted_not_recycled() {
     assert_eq!(t.lsn, lsns[0]);
     wal.truncate_prefix(lsns[900]).unwrap();
     let names = recycled_files(dir.path());
-    let pinned = wal_log::recycled_file_name(first.seq);
+    let pinned = wal_log::layout::recycled_file_name(first.seq);
     assert!(!names.contains(&pinned), "{names:?}");
     assert_eq!(names.len(), 4);
     // The reader keeps its (deleted) file and reads on to the end of that segment.
@@ -260,7 +260,8 @@ mod truncation_racing_rotation {
                         st.images.push(image(&self.sim));
                     }
                     let to_name = call.to.and_then(Path::file_name).unwrap().to_string_lossy();
-                    if me == st.truncating && to_name.starts_with(wal_log::RECYCLED_PREFIX) {
+                    if me == st.truncating && to_name.starts_with(wal_log::layout::RECYCLED_PREFIX)
+                    {
                         st.renamed_for_reuse = true;
                     }
                 }
@@ -362,7 +363,8 @@ fn a_read_only_scan_reports_a_reused_segment_as_changed_not_corrupt() {
     while wal.segments().len() < 3 {
         wal.append(&[5u8; 1000]).unwrap();
     }
-    let mut it = wal_log::frames(std::sync::Arc::new(wal_log::StdVfs), dir.path()).unwrap();
+    let mut it =
+        wal_log::inspect::frames(std::sync::Arc::new(wal_log::StdVfs), dir.path()).unwrap();
     let first = it.next().unwrap().unwrap();
     assert_eq!(first.seq.0, 1);
     wal.truncate_prefix(Lsn(wal.last_lsn().0 - 10)).unwrap();
@@ -386,15 +388,16 @@ fn a_read_only_scan_reports_a_reused_segment_as_changed_not_corrupt() {
         Some(wal_log::WalError::Changed { segment }) => {
             assert_eq!(
                 segment,
-                dir.path().join(wal_log::segment_file_name(first.seq))
+                dir.path()
+                    .join(wal_log::layout::segment_file_name(first.seq))
             );
         }
         other => panic!("expected Changed, got {other:?}, end {:?}", it.end()),
     }
     // Scanned again, the directory is sound.
-    let again = wal_log::inspect(&wal_log::StdVfs, dir.path(), &mut |_, _| {}).unwrap();
+    let again = wal_log::inspect::inspect(&wal_log::StdVfs, dir.path(), &mut |_, _| {}).unwrap();
     assert!(
-        matches!(again.verdict(), wal_log::Verdict::Sound),
+        matches!(again.verdict(), wal_log::inspect::Verdict::Sound),
         "{:?}",
         again.verdict()
     );
@@ -452,7 +455,7 @@ mod reuse_during_inspect {
     /// (the running log truncating and reusing that file).
     fn read_hook(sim: SimVfs, trigger: Trigger) -> HookedVfs {
         let trigger = Mutex::new(Some(trigger));
-        let segment_1 = wal_log::segment_file_name(wal_format::SegmentSeq(1));
+        let segment_1 = wal_log::layout::segment_file_name(wal_format::SegmentSeq(1));
         HookedVfs::new(Arc::new(sim), move |call| {
             if call.op == OpKind::Read && call.offset > 0 && call.path.ends_with(&segment_1) {
                 let t = trigger.lock().unwrap().take();
@@ -489,14 +492,16 @@ mod reuse_during_inspect {
             }
         });
         let hook = read_hook(sim.clone(), trigger);
-        match wal_log::inspect(&hook, Path::new("/db"), &mut |_, _| {}) {
+        match wal_log::inspect::inspect(&hook, Path::new("/db"), &mut |_, _| {}) {
             Err(WalError::Changed { segment }) => {
-                assert!(segment.ends_with(wal_log::segment_file_name(wal_format::SegmentSeq(1))));
+                assert!(segment.ends_with(wal_log::layout::segment_file_name(
+                    wal_format::SegmentSeq(1)
+                )));
             }
             other => panic!("expected Changed, got {:?}", other.map(|i| i.verdict())),
         }
         // Read again, the live directory is sound.
-        let again = wal_log::inspect(&sim, Path::new("/db"), &mut |_, _| {}).unwrap();
-        assert!(matches!(again.verdict(), wal_log::Verdict::Sound));
+        let again = wal_log::inspect::inspect(&sim, Path::new("/db"), &mut |_, _| {}).unwrap();
+        assert!(matches!(again.verdict(), wal_log::inspect::Verdict::Sound));
     }
 }

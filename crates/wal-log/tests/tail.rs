@@ -114,7 +114,7 @@ fn the_reader_never_takes_the_writers_lock() {
     let mut r = TailReader::open(dir.path(), Lsn::ZERO, TailOptions::default()).unwrap();
     assert_eq!(r.next_timeout(WATCHDOG).unwrap().unwrap().lsn, one);
     drop(wal);
-    wal_log::check_not_open(&wal_log::StdVfs, dir.path()).unwrap();
+    wal_log::inspect::check_not_open(&wal_log::StdVfs, dir.path()).unwrap();
     let (wal, _) = Wal::open(dir.path(), o).unwrap();
     let two = wal.append(b"two").unwrap();
     let t = r.next_timeout(WATCHDOG).unwrap().unwrap();
@@ -167,7 +167,7 @@ fn a_start_reads_headers_not_the_log_before_it() {
         .filter(|(_, offsets)| offsets.iter().any(|o| *o > 0))
         .map(|(p, _)| p)
         .collect();
-    let start = PathBuf::from("/db").join(wal_log::segment_file_name(target.seq));
+    let start = PathBuf::from("/db").join(wal_log::layout::segment_file_name(target.seq));
     assert_eq!(
         frames_read,
         [&start],

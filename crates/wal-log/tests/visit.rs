@@ -5,16 +5,15 @@
 
 use std::path::Path;
 use wal_format::{FrameKind, SegmentHeader, SegmentSeq};
-use wal_log::{
-    DirFrame, Lsn, Options, RecoveryMode, ScanVisitor, Verdict, VisitError, Wal, WalError,
-};
+use wal_log::inspect::{DirFrame, Verdict};
+use wal_log::{Lsn, Options, RecoveryMode, ScanVisitor, VisitError, Wal, WalError};
 
 fn opts() -> Options {
     Options::default().segment_size(16 << 10).preallocate(false)
 }
 
 fn segment_path(dir: &Path, seq: u64) -> std::path::PathBuf {
-    dir.join(wal_log::segment_file_name(SegmentSeq(seq)))
+    dir.join(wal_log::layout::segment_file_name(SegmentSeq(seq)))
 }
 
 /// Records headers and frames.
@@ -232,7 +231,8 @@ fn inspect_visit_stops_visiting_where_the_log_stops_continuing() {
     std::fs::remove_file(segment_path(dir.path(), 3)).unwrap();
     let mut seen = Record::default();
     let ins =
-        wal_log::inspect_visit(&wal_log::StdVfs, dir.path(), &mut |_, _| {}, &mut seen).unwrap();
+        wal_log::inspect::inspect_visit(&wal_log::StdVfs, dir.path(), &mut |_, _| {}, &mut seen)
+            .unwrap();
     assert!(matches!(ins.verdict(), Verdict::Corrupt { .. }));
     assert!(
         seen.frames.iter().all(|f| f.seq.0 <= 2),
@@ -245,7 +245,7 @@ fn inspect_visit_stops_visiting_where_the_log_stops_continuing() {
     let seqs: Vec<u64> = seen.headers.iter().map(|h| h.seq.0).collect();
     assert_eq!(seqs, [1, 2]);
     // The inspection itself is what inspect() says.
-    let plain = wal_log::inspect(&wal_log::StdVfs, dir.path(), &mut |_, _| {}).unwrap();
+    let plain = wal_log::inspect::inspect(&wal_log::StdVfs, dir.path(), &mut |_, _| {}).unwrap();
     assert_eq!(plain.verdict(), ins.verdict());
     assert_eq!(plain.segments.len(), ins.segments.len());
 }
@@ -325,7 +325,7 @@ fn recovered_is_told_the_end_before_the_open_appends() {
         wal.sync().unwrap();
         // The crash: a copy taken with the stream open (its beginning is in the log, its end
         // never written).
-        let name = wal_log::segment_file_name(SegmentSeq(1));
+        let name = wal_log::layout::segment_file_name(SegmentSeq(1));
         std::fs::copy(live.path().join(&name), dir.path().join(&name)).unwrap();
     }
     let segment = segment_path(dir.path(), 1);

@@ -23,7 +23,9 @@ fn bodies(wal: &Wal) -> Vec<Vec<u8>> {
 }
 
 fn segment_path(dir: &Path, seq: u64) -> std::path::PathBuf {
-    dir.join(wal_log::segment_file_name(wal_format::SegmentSeq(seq)))
+    dir.join(wal_log::layout::segment_file_name(wal_format::SegmentSeq(
+        seq,
+    )))
 }
 
 #[test]
@@ -364,7 +366,7 @@ fn foreign_files_gaps_and_other_logs_are_refused() {
         Wal::open(dir.path(), opts().recovery(RecoveryMode::SalvagePrefix)),
         Err(WalError::Gap { .. })
     ));
-    let ins = wal_log::inspect(&wal_log::StdVfs, dir.path(), &mut |_, _| {}).unwrap();
+    let ins = wal_log::inspect::inspect(&wal_log::StdVfs, dir.path(), &mut |_, _| {}).unwrap();
     assert!(matches!(ins.refusal(), Some(WalError::Gap { .. })));
     // A segment from another log.
     let a = tempfile::tempdir().unwrap();
@@ -388,13 +390,13 @@ fn foreign_files_gaps_and_other_logs_are_refused() {
         Wal::open(a.path(), opts().recovery(RecoveryMode::SalvagePrefix)),
         Err(WalError::ForeignSegment { .. })
     ));
-    let ins = wal_log::inspect(&wal_log::StdVfs, a.path(), &mut |_, _| {}).unwrap();
+    let ins = wal_log::inspect::inspect(&wal_log::StdVfs, a.path(), &mut |_, _| {}).unwrap();
     assert!(matches!(
         ins.refusal(),
         Some(WalError::ForeignSegment { .. })
     ));
     // The other log is sound: nothing to refuse.
-    let ins = wal_log::inspect(&wal_log::StdVfs, b.path(), &mut |_, _| {}).unwrap();
+    let ins = wal_log::inspect::inspect(&wal_log::StdVfs, b.path(), &mut |_, _| {}).unwrap();
     assert!(ins.refusal().is_none());
     // Missing directory without create.
     let missing = a.path().join("nope");
@@ -730,7 +732,7 @@ fn a_second_salvage_keeps_the_first_salvaged_file() {
     append_until_segments(&wal, 3, 0xB2);
     drop(wal);
     flip(&segment_path(d, 2), 64 + 30);
-    let plan = wal_log::inspect(&wal_log::StdVfs, d, &mut |_, _| {})
+    let plan = wal_log::inspect::inspect(&wal_log::StdVfs, d, &mut |_, _| {})
         .unwrap()
         .recovery_plan(RecoveryMode::SalvagePrefix)
         .unwrap();
@@ -875,36 +877,36 @@ fn check_not_open_sees_the_lock_and_creates_nothing() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("log");
     let vfs = wal_log::StdVfs;
-    wal_log::check_not_open(&vfs, &dir).unwrap();
+    wal_log::inspect::check_not_open(&vfs, &dir).unwrap();
     // A path that cannot be listed is an I/O error, not "not open".
     let file = root.path().join("a-file");
     std::fs::write(&file, b"x").unwrap();
     assert!(matches!(
-        wal_log::check_not_open(&vfs, &file),
+        wal_log::inspect::check_not_open(&vfs, &file),
         Err(WalError::Io { op: "list", .. })
     ));
     std::fs::create_dir(&dir).unwrap();
-    wal_log::check_not_open(&vfs, &dir).unwrap();
+    wal_log::inspect::check_not_open(&vfs, &dir).unwrap();
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     let (wal, _) = Wal::open(&dir, opts()).unwrap();
     assert!(matches!(
-        wal_log::check_not_open(&vfs, &dir),
+        wal_log::inspect::check_not_open(&vfs, &dir),
         Err(WalError::AlreadyOpen { .. })
     ));
     drop(wal);
-    wal_log::check_not_open(&vfs, &dir).unwrap();
+    wal_log::inspect::check_not_open(&vfs, &dir).unwrap();
     // The probe released the lock at once.
     let (wal, _) = Wal::open(&dir, opts()).unwrap();
     drop(wal);
     // A holder of the lock through a read-only descriptor is seen as well (the probe itself
     // opens the file read-only; as root, file permissions cannot show that here).
-    let lock = dir.join(wal_log::LOCK_FILE);
+    let lock = dir.join(wal_log::layout::LOCK_FILE);
     let held = std::fs::File::open(&lock).unwrap();
     held.try_lock().unwrap();
     assert!(matches!(
-        wal_log::check_not_open(&vfs, &dir),
+        wal_log::inspect::check_not_open(&vfs, &dir),
         Err(WalError::AlreadyOpen { .. })
     ));
     drop(held);
-    wal_log::check_not_open(&vfs, &dir).unwrap();
+    wal_log::inspect::check_not_open(&vfs, &dir).unwrap();
 }

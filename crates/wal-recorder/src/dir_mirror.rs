@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use wal_format::{Lsn, SEGMENT_HEADER_LEN, SegmentSeq};
-use wal_log::segment_file_name;
+use wal_log::layout::segment_file_name;
 use wal_log::vfs::{OpenMode, StdVfs, Vfs};
 
 #[derive(Default)]

@@ -309,7 +309,7 @@ fn a_segment_being_written_is_copied_only_up_to_its_last_whole_frame() {
     rec.commit_events([set(1, 1)]).unwrap();
     // A frame whose bytes have only partly reached the file, after the last whole frame.
     let info = rec.wal().segments()[0].clone();
-    let seg = Path::new(DIR).join(wal_log::segment_file_name(info.seq));
+    let seg = Path::new(DIR).join(wal_log::layout::segment_file_name(info.seq));
     let bytes = vfs.read_file(&seg).unwrap();
     let seed = wal_format::SegmentHeader::decode(&bytes[..wal_format::SEGMENT_HEADER_LEN])
         .unwrap()

@@ -14,8 +14,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use support::*;
+use wal_log::inspect::Verdict;
 use wal_log::sim::SimVfs;
-use wal_log::{Lsn, Options, SyncPolicy, Verdict, Wal};
+use wal_log::{Lsn, Options, SyncPolicy, Wal};
 use wal_recorder::{DirMirror, MirrorError, WalMirror, WalRecorder};
 
 type Rec = WalRecorder<Ev>;
@@ -109,7 +110,7 @@ fn a_sealed_segment_that_does_not_copy_through_its_seal_is_an_error() {
         rec.commit_events([set(n, 1), Ev::Blob(vec![5; 200])])
             .unwrap();
     }
-    let seg = Path::new(DIR).join(wal_log::segment_file_name(wal.segments()[0].seq));
+    let seg = Path::new(DIR).join(wal_log::layout::segment_file_name(wal.segments()[0].seq));
     vfs.poke(&seg, 1000, &[0xFF; 4]);
     let mirror = DirMirror::with_vfs(Arc::new(vfs.clone()), "/arch");
     let err = mirror.persist_force(wal.dir()).unwrap_err();
@@ -127,7 +128,7 @@ fn a_frame_that_does_not_carry_the_next_lsn_is_an_error() {
     let rec = Rec::new(open_sim(&vfs, SyncPolicy::Always));
     rec.commit_events([set(1, 1)]).unwrap();
     let info = rec.wal().segments()[0].clone();
-    let seg = Path::new(DIR).join(wal_log::segment_file_name(info.seq));
+    let seg = Path::new(DIR).join(wal_log::layout::segment_file_name(info.seq));
     let bytes = vfs.read_file(&seg).unwrap();
     let seed = wal_format::SegmentHeader::decode(&bytes[..wal_format::SEGMENT_HEADER_LEN])
         .unwrap()

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use support::*;
+use wal_log::inspect::Verdict;
 use wal_log::sim::{HookedVfs, OpKind};
-use wal_log::{Options, StdVfs, Verdict, Vfs, Wal};
+use wal_log::{Options, StdVfs, Vfs, Wal};
 use wal_recorder::{DirMirror, MirrorError, RecorderError, WalRecorder};
 
 type Rec = WalRecorder<Ev>;
@@ -97,7 +98,7 @@ fn log_bytes(rec: &Rec) -> u64 {
 
 /// The archive, as `walctl verify` sees it, and what it recovers (on a copy).
 fn check_archive(archive: &Path, committed: &[Vec<Ev>]) {
-    let ins = wal_log::inspect(&StdVfs, archive, &mut |_, _| {}).unwrap();
+    let ins = wal_log::inspect::inspect(&StdVfs, archive, &mut |_, _| {}).unwrap();
     assert_eq!(ins.verdict(), Verdict::Sound);
     let copy = tempfile::tempdir().unwrap();
     for e in std::fs::read_dir(archive).unwrap() {

@@ -178,8 +178,12 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(log_bytes));
     g.bench_function("inspect", |b| {
         b.iter(|| {
-            let ins = wal_log::inspect(&wal_log::StdVfs, &dir.path().join("log"), &mut |_, _| {})
-                .unwrap();
+            let ins = wal_log::inspect::inspect(
+                &wal_log::StdVfs,
+                &dir.path().join("log"),
+                &mut |_, _| {},
+            )
+            .unwrap();
             black_box(ins.last_lsn())
         });
     });

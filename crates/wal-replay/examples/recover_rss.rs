@@ -132,7 +132,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "verify" => {
             let t = Instant::now();
             let log = std::path::Path::new(dir).join("log");
-            let ins = wal_log::inspect(&wal_log::StdVfs, &log, &mut |_, _| {})?;
+            let ins = wal_log::inspect::inspect(&wal_log::StdVfs, &log, &mut |_, _| {})?;
             let bytes: u64 = ins.segments.iter().map(|s| s.file_len).sum();
             let e = t.elapsed().as_secs_f64();
             println!(

@@ -15,7 +15,8 @@ use wal_format::{
     ChunkedScanner, Frame, FrameKind, LogId, Lsn, SEGMENT_HEADER_LEN, ScanEnd, SegmentHeader,
     SegmentSeq,
 };
-use wal_log::{Entry, OpenMode, Transaction, Vfs, VfsFile, classify, segment_file_name};
+use wal_log::layout::{Entry, classify, segment_file_name};
+use wal_log::{OpenMode, Transaction, Vfs, VfsFile};
 
 /// Lists the segments of a log directory, sorted.
 ///
@@ -254,7 +255,7 @@ impl LogFrames {
                 }
                 // Damage, unless a live log reused the file while it was being read.
                 ScanEnd::TornTail { .. } | ScanEnd::Corrupt { .. }
-                    if wal_log::reused_under_us(&*c.file, &h) =>
+                    if wal_log::inspect::reused_under_us(&*c.file, &h) =>
                 {
                     self.idx = self.segs.len();
                     return Err(ReplayError::Wal(wal_log::WalError::Changed {
@@ -277,7 +278,7 @@ impl LogFrames {
 /// [`wal_log::Options::max_transaction_size`]; streams written at the same time are held at
 /// the same time, so memory is the sum of those open together.
 ///
-/// Recovery uses it; so can tools reading [`wal_log::frames`].
+/// Recovery uses it; so can tools reading [`wal_log::inspect::frames`].
 #[derive(Debug)]
 pub struct TransactionAssembler {
     streams: BTreeMap<Lsn, (Vec<u8>, bool)>,

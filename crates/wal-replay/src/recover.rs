@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wal_format::{Bincode, Decoder, LogId, Lsn, ScanEnd, SegmentHeader, SegmentSeq};
-use wal_log::{
-    DirFrame, MovedAside, OpenReport, Options, RecoveryMode, ScanVisitor, Vfs, VisitError, Wal,
-    segment_file_name,
-};
+use wal_log::inspect::DirFrame;
+use wal_log::layout::segment_file_name;
+use wal_log::{MovedAside, OpenReport, Options, RecoveryMode, ScanVisitor, Vfs, VisitError, Wal};
 
 /// Name of the log directory under the data directory.
 pub const LOG_DIR: &str = "log";
@@ -76,8 +75,8 @@ impl DataDir {
         let log_file = names.iter().find(|n| {
             // A lone `LOCK` proves nothing (an engine may keep its own lock there).
             !matches!(
-                wal_log::classify(n),
-                wal_log::Entry::Foreign | wal_log::Entry::Lock
+                wal_log::layout::classify(n),
+                wal_log::layout::Entry::Foreign | wal_log::layout::Entry::Lock
             )
         });
         match log_file {
@@ -1213,24 +1212,25 @@ where
                 p.report(done, total);
             }
         };
-        let inspection = match wal_log::inspect_visit(&*vfs, &log_dir, &mut progress, &mut pass) {
-            Ok(i) => i,
-            Err(VisitError::Wal(e)) => return Err(e.into()),
-            Err(VisitError::Visitor(PassError::Replay(e))) => return Err(e),
-            // The first segment changed since it was planned from (a live directory):
-            // nothing was applied yet; plan again.
-            Err(VisitError::Visitor(PassError::Changed)) if attempts < 3 => {
-                attempts += 1;
-                continue;
-            }
-            Err(VisitError::Visitor(PassError::Changed)) => {
-                return Err(ReplayError::Corrupt(wal_log::Damage {
-                    segment: log_dir,
-                    offset: 0,
-                    reason: "the log's first segment kept changing during the replay".into(),
-                }));
-            }
-        };
+        let inspection =
+            match wal_log::inspect::inspect_visit(&*vfs, &log_dir, &mut progress, &mut pass) {
+                Ok(i) => i,
+                Err(VisitError::Wal(e)) => return Err(e.into()),
+                Err(VisitError::Visitor(PassError::Replay(e))) => return Err(e),
+                // The first segment changed since it was planned from (a live directory):
+                // nothing was applied yet; plan again.
+                Err(VisitError::Visitor(PassError::Changed)) if attempts < 3 => {
+                    attempts += 1;
+                    continue;
+                }
+                Err(VisitError::Visitor(PassError::Changed)) => {
+                    return Err(ReplayError::Corrupt(wal_log::Damage {
+                        segment: log_dir,
+                        offset: 0,
+                        reason: "the log's first segment kept changing during the replay".into(),
+                    }));
+                }
+            };
         let scan_elapsed = t.elapsed();
         report.log_id = inspection.log_id;
         report.log_start = inspection
@@ -1283,7 +1283,7 @@ where
 /// error for damage the recovery mode refuses, else the record of what it would move aside
 /// and where the kept log would end.
 fn judge(
-    inspection: &wal_log::Inspection,
+    inspection: &wal_log::inspect::Inspection,
     mode: RecoveryMode,
     report: &mut RecoveryReport,
 ) -> Result<()> {
@@ -1459,7 +1459,7 @@ fn replay<S: StateMachine + ?Sized>(
 pub fn read_log_id(vfs: &dyn Vfs, log_dir: &Path) -> Result<Option<LogId>> {
     let segs = list_segments(vfs, log_dir)?;
     Ok(segs.first().and_then(|s| {
-        crate::logscan::read_header(vfs, &log_dir.join(wal_log::segment_file_name(*s)))
+        crate::logscan::read_header(vfs, &log_dir.join(wal_log::layout::segment_file_name(*s)))
             .map(|h| h.log_id)
     }))
 }

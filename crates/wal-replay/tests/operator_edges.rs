@@ -53,7 +53,7 @@ fn salvage_fixture() -> tempfile::TempDir {
         .unwrap();
     drop(wal);
     // Damage the FragEnd frame's payload.
-    let mut frames = wal_log::frames(Arc::new(StdVfs), &data.log_dir()).unwrap();
+    let mut frames = wal_log::inspect::frames(Arc::new(StdVfs), &data.log_dir()).unwrap();
     let mut target = None;
     for f in frames.by_ref() {
         let f = f.unwrap();
@@ -62,7 +62,7 @@ fn salvage_fixture() -> tempfile::TempDir {
         }
     }
     let (seq, off) = target.unwrap();
-    let seg = data.log_dir().join(wal_log::segment_file_name(seq));
+    let seg = data.log_dir().join(wal_log::layout::segment_file_name(seq));
     let mut b = std::fs::read(&seg).unwrap();
     b[off + 1000] ^= 0xff;
     std::fs::write(&seg, &b).unwrap();
@@ -204,7 +204,11 @@ fn dump_of_a_log_whose_truncation_was_interrupted() {
     }
     drop(wal);
     // `truncate_prefix(fence)` would remove segments 1..=3 oldest first; crash after the first.
-    std::fs::remove_file(data.log_dir().join(wal_log::segment_file_name(segs[0].seq))).unwrap();
+    std::fs::remove_file(
+        data.log_dir()
+            .join(wal_log::layout::segment_file_name(segs[0].seq)),
+    )
+    .unwrap();
     eprintln!("stream committed at {end}; segment 1 removed by the interrupted truncation");
 
     // The directory recovers, and walctl verify and replay are happy with it.
@@ -336,13 +340,13 @@ fn a_snapshot_ahead_of_the_log_is_set_aside_before_the_log_is_written() {
         .path;
     drop(wal);
     // A torn tail: the commit frame of the large transaction is cut short.
-    let (seq, at) = wal_log::frames(Arc::new(StdVfs), &data.log_dir())
+    let (seq, at) = wal_log::inspect::frames(Arc::new(StdVfs), &data.log_dir())
         .unwrap()
         .map(Result::unwrap)
         .find(|f| f.frame.kind == FrameKind::FragEnd)
         .map(|f| (f.seq, f.frame.offset))
         .unwrap();
-    let seg = data.log_dir().join(wal_log::segment_file_name(seq));
+    let seg = data.log_dir().join(wal_log::layout::segment_file_name(seq));
     std::fs::OpenOptions::new()
         .write(true)
         .open(&seg)

@@ -238,7 +238,7 @@ fn read_only_replay_predicts_the_bytes_salvage_moves_aside() {
     }
     let seg = wal.segments().last().unwrap().clone();
     drop(wal);
-    let path = log.join(wal_log::segment_file_name(seg.seq));
+    let path = log.join(wal_log::layout::segment_file_name(seg.seq));
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     use std::os::unix::fs::FileExt;
     let mut torn = vec![0xEE; 120];

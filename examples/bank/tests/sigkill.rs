@@ -161,8 +161,8 @@ fn sigkill_cycles(sync: &str) {
 /// tail, exit 1, when the kill cut a copy short; never corruption, exit 2), and its figures
 /// when recovered alone, on a copy (a data directory whose log is the archive: no snapshot,
 /// every transaction from the first).
-fn check_archive(archive: &Path) -> (wal_log::Verdict, serde_json::Value, usize) {
-    let verdict = wal_log::inspect(&wal_log::StdVfs, archive, &mut |_, _| {})
+fn check_archive(archive: &Path) -> (wal_log::inspect::Verdict, serde_json::Value, usize) {
+    let verdict = wal_log::inspect::inspect(&wal_log::StdVfs, archive, &mut |_, _| {})
         .unwrap()
         .verdict();
     let copy = tempfile::tempdir().unwrap();
@@ -204,8 +204,8 @@ fn sigkill_with_a_mirror() {
         let acked = run_and_kill_with(&data, &args, acks);
         let (verdict, c, segments) = check_archive(&archive);
         match verdict {
-            wal_log::Verdict::Sound => {}
-            wal_log::Verdict::TornTail { .. } => torn += 1,
+            wal_log::inspect::Verdict::Sound => {}
+            wal_log::inspect::Verdict::TornTail { .. } => torn += 1,
             corrupt => panic!("cycle {cycle}: the archive is corrupt: {corrupt:?}"),
         }
         assert_eq!(

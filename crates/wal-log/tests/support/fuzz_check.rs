@@ -45,11 +45,10 @@ use wal_format::{
     FLAG_MULTI, FRAME_HEADER_LEN, FrameKind, LogId, Lsn, MAX_FRAME_PAYLOAD, SEGMENT_HEADER_LEN,
     SegmentHeader, SegmentSeq, decode_frame, encode_fragment, encode_frame, encode_records,
 };
+use wal_log::inspect::Verdict;
+use wal_log::layout::{Entry, classify, segment_file_name};
 use wal_log::sim::{CrashImage, DataLoss, DirLoss, SimVfs};
-use wal_log::{
-    Entry, Options, RecoveryMode, SyncPolicy, Verdict, Vfs, Wal, WalError, classify,
-    segment_file_name,
-};
+use wal_log::{Options, RecoveryMode, SyncPolicy, Vfs, Wal, WalError};
 
 /// The log directory on the `SimVfs`.
 pub const DIR: &str = "/wal";
@@ -664,7 +663,7 @@ fn open_and_use(vfs: &SimVfs, mode: RecoveryMode, bound: usize) -> Opened {
         (a, b) => panic!("{mode:?}: reading before reopening gave {a:?}, after {b:?}"),
     }
     drop(wal);
-    let inspection = wal_log::inspect(vfs, Path::new(DIR), &mut |_, _| {})
+    let inspection = wal_log::inspect::inspect(vfs, Path::new(DIR), &mut |_, _| {})
         .unwrap_or_else(|e| panic!("{mode:?}: inspecting a reopened log fails: {e}"));
     assert_eq!(
         inspection.verdict(),
@@ -686,17 +685,20 @@ pub fn check_image(image: &Image) {
     let bound = total / FRAME_HEADER_LEN + 2;
 
     let untouched = dir_contents(&base);
-    let inspection = wal_log::inspect(&base, Path::new(DIR), &mut |done, all| {
+    let inspection = wal_log::inspect::inspect(&base, Path::new(DIR), &mut |done, all| {
         assert!(done <= all, "inspect progress {done} of {all}");
     });
-    let verdict = inspection.as_ref().ok().map(wal_log::Inspection::verdict);
+    let verdict = inspection
+        .as_ref()
+        .ok()
+        .map(wal_log::inspect::Inspection::verdict);
     if let Ok(i) = &inspection {
         let segments = image.keys().filter(|n| is_segment(n)).count();
         assert_eq!(i.segments.len(), segments, "inspect lists every segment");
         let _ = i.last_lsn();
     }
 
-    if let Ok(frames) = wal_log::frames(Arc::new(base.clone()), Path::new(DIR)) {
+    if let Ok(frames) = wal_log::inspect::frames(Arc::new(base.clone()), Path::new(DIR)) {
         let mut n = 0usize;
         for f in frames {
             n += 1;

@@ -8,8 +8,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wal_format::{Lsn, SEGMENT_HEADER_LEN, SegmentHeader, SegmentSeq};
+use wal_log::layout::{Entry, classify, segment_file_name};
 use wal_log::vfs::read_full;
-use wal_log::{Entry, OpenMode, Vfs, VfsFile, classify, segment_file_name};
+use wal_log::{OpenMode, Vfs, VfsFile};
 
 /// Sequence numbers of the segment files in `dir`, sorted.
 pub(super) fn segments_in(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<u64>, MirrorError> {

@@ -6,8 +6,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wal_format::{Lsn, SEGMENT_HEADER_LEN, SegmentHeader, SegmentSeed};
+use wal_log::layout::PREALLOC_FILE;
 use wal_log::vfs::read_full;
-use wal_log::{OpenMode, PREALLOC_FILE, Vfs, VfsFile};
+use wal_log::{OpenMode, Vfs, VfsFile};
 
 /// A segment of the log and its archive copy, held open only while the copy is unfinished
 /// (until the segment's seal is archived).

@@ -4,7 +4,8 @@
 
 use crate::support::{Ev, transactions};
 use std::path::{Path, PathBuf};
-use wal_log::{Options, StdVfs, Verdict, Wal};
+use wal_log::inspect::Verdict;
+use wal_log::{Options, StdVfs, Wal};
 use wal_recorder::{MirrorError, RecorderError};
 
 /// The `MirrorError` inside an I/O error from a `DirMirror`.
@@ -24,7 +25,7 @@ pub fn recorder_mirror_error(e: &RecorderError) -> &MirrorError {
 
 /// What `walctl verify` (and `wal_log::inspect`) says about the log directory `dir`.
 pub fn verdict(dir: &Path) -> Verdict {
-    wal_log::inspect(&StdVfs, dir, &mut |_, _| {})
+    wal_log::inspect::inspect(&StdVfs, dir, &mut |_, _| {})
         .unwrap()
         .verdict()
 }

@@ -80,7 +80,7 @@ pub fn durable_image(vfs: &SimVfs) -> SimVfs {
 
 /// Kinds of every valid frame in the log directory, in LSN order.
 pub fn frame_kinds(vfs: &SimVfs, dir: &Path) -> Vec<FrameKind> {
-    wal_log::frames(Arc::new(vfs.clone()), dir)
+    wal_log::inspect::frames(Arc::new(vfs.clone()), dir)
         .unwrap()
         .map(|f| f.unwrap().frame.kind)
         .collect()

@@ -30,8 +30,9 @@ use std::sync::Arc;
 use wal_format::{
     Bincode, Decoder, FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq, encode_frame,
 };
+use wal_log::layout::segment_file_name;
 use wal_log::sim::SimVfs;
-use wal_log::{Options, Transaction, segment_file_name};
+use wal_log::{Options, Transaction};
 use wal_replay::snapshot::{
     SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC, SNAPSHOT_VERSION, snapshot_file_name,
 };

@@ -273,7 +273,7 @@ pub(crate) fn dump(
 ) -> Result<u8, Failure> {
     let from = Lsn(args.from.unwrap_or(0));
     let to = Lsn(args.to.unwrap_or(u64::MAX));
-    let mut frames = wal_log::frames(vfs.clone(), &data.log_dir())?;
+    let mut frames = wal_log::inspect::frames(vfs.clone(), &data.log_dir())?;
     // Transactions that commit before `from` are not shown, but their fragments are still
     // assembled (a stream may begin before `from` and commit inside the range).
     let mut asm = TransactionAssembler::new(from.prev(), args.budget);

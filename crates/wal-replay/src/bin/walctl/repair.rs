@@ -5,9 +5,8 @@ use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use wal_log::{
-    Inspection, MovedAside, Options, RecoveryMode, SyncPolicy, Verdict, Vfs, Wal, WalError,
-};
+use wal_log::inspect::{Inspection, Verdict};
+use wal_log::{MovedAside, Options, RecoveryMode, SyncPolicy, Vfs, Wal, WalError};
 use wal_replay::{DataDir, ReplayError, SnapshotFile};
 
 use crate::RepairMode;
@@ -65,7 +64,7 @@ pub(crate) fn repair(
     let recovery: RecoveryMode = mode.into();
     refuse_an_empty_log(data, vfs)?;
     // Refused before anything is read or changed, by the dry run as by the real run.
-    wal_log::check_not_open(&**vfs, &data.log_dir()).map_err(refuse_locked)?;
+    wal_log::inspect::check_not_open(&**vfs, &data.log_dir()).map_err(refuse_locked)?;
     let store = data.snapshots(vfs.clone());
     let ins = inspect(data, vfs)?;
     // Snapshots past the end the repair keeps hold transactions the log no longer has (a
@@ -286,10 +285,12 @@ fn refuse_an_empty_log(data: &DataDir, vfs: &Arc<dyn Vfs>) -> Result<(), Failure
         // Reported by the open, as for every other command.
         Err(_) => return Ok(()),
     };
-    if names
-        .iter()
-        .any(|n| matches!(wal_log::classify(n), wal_log::Entry::Segment(_)))
-    {
+    if names.iter().any(|n| {
+        matches!(
+            wal_log::layout::classify(n),
+            wal_log::layout::Entry::Segment(_)
+        )
+    }) {
         return Ok(());
     }
     Err(Failure::new(

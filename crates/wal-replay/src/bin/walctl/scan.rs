@@ -6,16 +6,20 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use wal_format::ScanEnd;
-use wal_log::{MovedAside, SegmentScan, Verdict, Vfs};
+use wal_log::inspect::{SegmentScan, Verdict};
+use wal_log::{MovedAside, Vfs};
 use wal_replay::{DataDir, SnapshotFile, SnapshotStore};
 
 use crate::exit::Failure;
 use crate::output::Progress;
 
 /// The read-only scan of the log directory, with a progress bar for a long one.
-pub(crate) fn inspect(data: &DataDir, vfs: &Arc<dyn Vfs>) -> Result<wal_log::Inspection, Failure> {
+pub(crate) fn inspect(
+    data: &DataDir,
+    vfs: &Arc<dyn Vfs>,
+) -> Result<wal_log::inspect::Inspection, Failure> {
     let mut progress = Progress::new();
-    let r = wal_log::inspect(&**vfs, &data.log_dir(), &mut |d, t| progress.update(d, t));
+    let r = wal_log::inspect::inspect(&**vfs, &data.log_dir(), &mut |d, t| progress.update(d, t));
     progress.finish();
     Ok(r?)
 }
