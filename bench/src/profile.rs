@@ -360,7 +360,7 @@ fn tx(root: &Path) -> Res<()> {
             );
             while start.elapsed() < cell {
                 out.clear();
-                wal_format::encode_records_frame(&mut out, seed, Lsn(1), &records)?;
+                wal_format::frame::encode_records_frame(&mut out, seed, Lsn(1), &records)?;
                 std::hint::black_box(&out);
                 n += 1;
             }

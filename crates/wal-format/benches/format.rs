@@ -6,10 +6,9 @@
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use wal_format::{
-    ChunkedScanner, FrameKind, LogId, Lsn, SegmentHeader, SegmentScanner, SegmentSeq, encode_frame,
-    encoded_frame_len,
-};
+use wal_format::frame::{encode_frame, encoded_frame_len};
+use wal_format::scan::{ChunkedScanner, SegmentScanner};
+use wal_format::{FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq};
 
 const SMALL: usize = 128;
 const SMALL_FRAMES: usize = 8192;

@@ -48,7 +48,7 @@ impl ReadAt for Bytes {
 /// the bytes are still in the CPU cache when their checksums are computed.
 pub const DEFAULT_CHUNK: usize = 1 << 20;
 
-/// A [`crate::SegmentScanner`] for a segment that is not in memory: it reads the segment
+/// A [`crate::scan::SegmentScanner`] for a segment that is not in memory: it reads the segment
 /// through a [`ReadAt`] a chunk at a time into one buffer that it reuses, and yields the same
 /// verified frames and decides the same [`ScanEnd`] — same variant, same offset, same reason —
 /// as a `SegmentScanner` over the whole file would.
@@ -67,7 +67,9 @@ pub const DEFAULT_CHUNK: usize = 1 << 20;
 /// the newest has at most its preallocated space.
 ///
 /// ```
-/// use wal_format::{ChunkedScanner, FrameKind, LogId, Lsn, ScanEnd, SegmentHeader, SegmentSeq, encode_frame};
+/// use wal_format::{FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq};
+/// use wal_format::frame::encode_frame;
+/// use wal_format::scan::{ChunkedScanner, ScanEnd};
 ///
 /// let header = SegmentHeader::new(LogId::from_u128(7), SegmentSeq(1), Lsn(1));
 /// let mut file = header.encode().to_vec();
@@ -112,7 +114,7 @@ impl ChunkedScanner {
     /// A scanner of the frames of a segment whose header (already read and decoded from the
     /// first [`SEGMENT_HEADER_LEN`] bytes) is `header` and whose file holds `file_len` bytes.
     ///
-    /// `expect_sealed` is as for [`crate::SegmentScanner::new`]: true for every segment but
+    /// `expect_sealed` is as for [`crate::scan::SegmentScanner::new`]: true for every segment but
     /// the newest.
     #[must_use]
     pub fn new(header: SegmentHeader, file_len: u64, expect_sealed: bool) -> ChunkedScanner {
@@ -129,7 +131,7 @@ impl ChunkedScanner {
     }
 
     /// A scanner that starts at `offset` of the file, where the next frame must carry
-    /// `next_lsn` (a reader resuming mid-segment), like [`crate::scan_frames`]. What it
+    /// `next_lsn` (a reader resuming mid-segment), like [`crate::scan::scan_frames`]. What it
     /// reports about the bytes (the end, [`ChunkedScanner::data_end`]) is about the bytes from
     /// `offset` on.
     #[must_use]
@@ -440,7 +442,7 @@ impl ChunkedScanner {
     }
 
     /// The offset of any verifying frame at or after `from` that could follow the frame
-    /// expected at `anchor`, as [`crate::SegmentScanner`] searches for one: every offset is a
+    /// expected at `anchor`, as [`crate::scan::SegmentScanner`] searches for one: every offset is a
     /// candidate, cheap field checks (including the LSN bound of `could_follow`) filter them
     /// before the CRC.
     fn find_valid_from<R: ReadAt + ?Sized>(

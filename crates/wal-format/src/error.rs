@@ -59,7 +59,7 @@ pub enum FormatError {
         /// What differs.
         reason: String,
     },
-    /// A payload is larger than [`crate::MAX_FRAME_PAYLOAD`]; it must be fragmented.
+    /// A payload is larger than [`crate::frame::MAX_FRAME_PAYLOAD`]; it must be fragmented.
     #[error("payload of {len} bytes exceeds the maximum frame payload of {max} bytes")]
     PayloadTooLarge {
         /// Payload length.

@@ -1,3 +1,7 @@
+//! Frames: the kinds, the header length and payload limit, the per-segment checksum seed,
+//! and the functions that encode and decode one frame. Tools and `wal-log` write through these;
+//! an engine never needs them.
+
 use crate::error::FormatError;
 use crate::header::{LogId, arr4, arr8};
 use crate::lsn::{Lsn, SegmentSeq};
@@ -11,7 +15,7 @@ pub const FRAME_HEADER_LEN: usize = 20;
 /// allocated, so a corrupt length cannot make a reader allocate gigabytes.
 pub const MAX_FRAME_PAYLOAD: usize = 4 << 20;
 
-/// Flag: the transaction body is a multi-record batch (see [`crate::encode_records`]).
+/// Flag: the transaction body is a multi-record batch (see [`crate::records::encode_records`]).
 /// Allowed on [`FrameKind::Tx`] and [`FrameKind::FragBegin`] only.
 pub const FLAG_MULTI: u8 = 0x01;
 
@@ -211,21 +215,22 @@ pub(crate) fn encode_frame_parts(
 }
 
 /// Appends a `Tx` frame with [`FLAG_MULTI`] whose body is `records` in the layout of
-/// [`crate::encode_records`], copying each record once, straight into `out`.
+/// [`crate::records::encode_records`], copying each record once, straight into `out`.
 ///
 /// # Errors
 /// [`FormatError::PayloadTooLarge`] when the body exceeds [`MAX_FRAME_PAYLOAD`].
 ///
 /// # Examples
 /// ```
-/// use wal_format::{LogId, Lsn, SegmentSeed, SegmentSeq, decode_frame, encode_records_frame};
+/// use wal_format::{LogId, Lsn, SegmentSeed, SegmentSeq};
+/// use wal_format::frame::{decode_frame, encode_records_frame};
 /// let seed = SegmentSeed::new(LogId::from_u128(7), SegmentSeq(1));
 /// let mut out = Vec::new();
 /// encode_records_frame(&mut out, seed, Lsn(1), &[&b"a"[..], &b"bc"[..]])?;
 /// let frame = decode_frame(&bytes::Bytes::from(out), 0, seed)?;
 /// assert!(frame.is_multi());
 /// let body = frame.body();
-/// let records: Vec<&[u8]> = wal_format::record_slices(&body).collect::<Result<_, _>>()?;
+/// let records: Vec<&[u8]> = wal_format::records::record_slices(&body).collect::<Result<_, _>>()?;
 /// assert_eq!(records, [&b"a"[..], &b"bc"[..]]);
 /// # Ok::<(), wal_format::FormatError>(())
 /// ```
@@ -235,8 +240,8 @@ pub fn encode_records_frame<R: AsRef<[u8]>>(
     lsn: Lsn,
     records: &[R],
 ) -> Result<(), FormatError> {
-    crate::check_records(records)?;
-    let len = crate::records_len(records);
+    crate::records::check_records(records)?;
+    let len = crate::records::records_len(records);
     encode_frame_with(out, seed, FrameKind::Tx, FLAG_MULTI, lsn, len, |sink| {
         sink.put(&(records.len() as u32).to_le_bytes());
         for r in records {
@@ -332,7 +337,8 @@ fn unsummed_header(kind: FrameKind, flags: u8, lsn: Lsn, len: usize) -> [u8; FRA
 /// bytes are the same as [`encode_frame`]'s for the same payload.
 ///
 /// ```
-/// use wal_format::{FrameKind, FrameSum, LogId, Lsn, SegmentSeed, SegmentSeq, encode_frame};
+/// use wal_format::{FrameKind, LogId, Lsn, SegmentSeed, SegmentSeq};
+/// use wal_format::frame::{FrameSum, encode_frame};
 /// let seed = SegmentSeed::new(LogId::from_u128(7), SegmentSeq(1));
 /// let mut sum = FrameSum::new(seed, FrameKind::Tx, 0, Lsn(3), 5)?;
 /// sum.fold(b"he");
@@ -425,7 +431,7 @@ fn check_fields(kind: FrameKind, flags: u8, len: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Why a frame failed to decode; the scanner turns these into a [`crate::ScanEnd`].
+/// Why a frame failed to decode; the scanner turns these into a [`crate::scan::ScanEnd`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum FrameFault {
     /// The bytes end before the frame does.
@@ -583,7 +589,7 @@ mod tests {
     fn records_frame_matches_encoding_the_body_first() {
         let records: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; usize::from(i) * 3]).collect();
         let mut body = Vec::new();
-        crate::encode_records(&mut body, &records);
+        crate::records::encode_records(&mut body, &records);
         let mut two_step = Vec::new();
         encode_frame(
             &mut two_step,
@@ -602,7 +608,7 @@ mod tests {
         let mut a = Vec::new();
         encode_records_frame(&mut a, seed(), Lsn(1), &empty).unwrap();
         let mut b = Vec::new();
-        crate::encode_records(&mut b, &empty);
+        crate::records::encode_records(&mut b, &empty);
         let mut c = Vec::new();
         encode_frame(&mut c, seed(), FrameKind::Tx, FLAG_MULTI, Lsn(1), &b).unwrap();
         assert_eq!(a, c);

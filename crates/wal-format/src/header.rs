@@ -1,3 +1,5 @@
+//! The segment header that opens every segment file: its length, magic, version and flags.
+
 use crate::error::FormatError;
 use crate::frame::SegmentSeed;
 use crate::lsn::{Lsn, SegmentSeq};

@@ -2,17 +2,19 @@
 //!
 //! This crate knows bytes, never files: it defines [`Lsn`]s, the [`SegmentHeader`] that opens
 //! every segment file, the [`Frame`] that carries one unit of the log, the CRC32C checksum and
-//! its per-segment seed, and the [`SegmentScanner`] that turns a segment's bytes back into frames
+//! its per-segment seed, and the [`SegmentScanner`](scan::SegmentScanner) that turns a segment's bytes back into frames
 //! and decides, at the first frame that fails, whether the log ended cleanly, ends in a torn
-//! tail, or is corrupt. [`ChunkedScanner`] makes the same decisions for a segment read a chunk
-//! at a time through [`ReadAt`] (a file), so a reader never holds a whole segment. The
+//! tail, or is corrupt. [`ChunkedScanner`](scan::ChunkedScanner) makes the same decisions for a segment read a chunk
+//! at a time through [`ReadAt`](scan::ReadAt) (a file), so a reader never holds a whole segment. The
 //! [`Codec`] trait turns a transaction's events into a payload.
 //!
 //! The full byte-exact specification is `docs/format.md` in the repository.
 //!
 //! ```
 //! use bytes::Bytes;
-//! use wal_format::{FrameKind, Lsn, LogId, SegmentHeader, SegmentSeq, SegmentScanner, ScanEnd, encode_frame};
+//! use wal_format::frame::encode_frame;
+//! use wal_format::scan::{ScanEnd, SegmentScanner};
+//! use wal_format::{FrameKind, Lsn, LogId, SegmentHeader, SegmentSeq};
 //!
 //! let header = SegmentHeader::new(LogId::from_u128(7), SegmentSeq(1), Lsn(1));
 //! let mut segment = header.encode().to_vec();
@@ -35,28 +37,16 @@ pub struct ReadmeDoctests;
 mod chunked;
 mod codec;
 mod error;
-mod frame;
-mod header;
+pub mod frame;
+pub mod header;
 mod lsn;
-mod records;
-mod scan;
+pub mod records;
+pub mod scan;
 
-pub use chunked::{ChunkedScanner, DEFAULT_CHUNK, ReadAt};
 #[cfg(feature = "bincode")]
 pub use codec::Bincode;
 pub use codec::{Codec, CodecError, Decoder, decode_all, decode_into};
 pub use error::FormatError;
-pub use frame::{
-    FLAG_MULTI, FRAME_HEADER_LEN, Frame, FrameKind, FrameSum, MAX_FRAME_PAYLOAD, SegmentSeed,
-    decode_frame, encode_fragment, encode_frame, encode_records_frame, encoded_frame_len,
-};
-pub use header::{
-    FORMAT_VERSION, HEADER_FLAG_RECYCLED, LogId, MAX_POSITION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
-    SegmentHeader,
-};
+pub use frame::{Frame, FrameKind, SegmentSeed};
+pub use header::{LogId, SegmentHeader};
 pub use lsn::{Lsn, SegmentSeq};
-pub use records::{
-    RecordIter, RecordSlices, check_records, encode_records, record_slices, records_body_pieces,
-    records_len,
-};
-pub use scan::{ScanEnd, SegmentScanner, scan_frames};

@@ -1,3 +1,5 @@
+//! The multi-record transaction body (`FLAG_MULTI`): encoding, validation and iteration.
+
 use crate::error::FormatError;
 use crate::header::arr4;
 use bytes::Bytes;
@@ -5,7 +7,7 @@ use std::ops::Range;
 
 /// Appends a multi-record transaction body: a record count (u32 LE), then for each record its
 /// length (u32 LE) and bytes. Used for atomic batches of several payloads, marked with
-/// [`crate::FLAG_MULTI`]. The batch must pass [`check_records`].
+/// [`crate::frame::FLAG_MULTI`]. The batch must pass [`check_records`].
 pub fn encode_records<R: AsRef<[u8]>>(out: &mut Vec<u8>, records: &[R]) {
     out.reserve(records_len(records));
     out.extend_from_slice(&(records.len() as u32).to_le_bytes());
@@ -19,15 +21,15 @@ pub fn encode_records<R: AsRef<[u8]>>(out: &mut Vec<u8>, records: &[R]) {
 /// The multi-record body of `records` as the pieces [`encode_records`] would copy, in order,
 /// without copying any record: the framing (count and length prefixes) comes from `prefixes`,
 /// which is cleared and refilled (so a caller can reuse it), and each record is borrowed.
-/// Concatenated, the pieces are exactly the body; with [`crate::FrameSum`] they let a log
+/// Concatenated, the pieces are exactly the body; with [`crate::frame::FrameSum`] they let a log
 /// write a large batch straight from the caller's buffers.
 ///
 /// ```
 /// let records = [&b"a"[..], &b"bc"[..]];
 /// let mut prefixes = Vec::new();
-/// let body: Vec<u8> = wal_format::records_body_pieces(&records, &mut prefixes).flatten().copied().collect();
+/// let body: Vec<u8> = wal_format::records::records_body_pieces(&records, &mut prefixes).flatten().copied().collect();
 /// let mut encoded = Vec::new();
-/// wal_format::encode_records(&mut encoded, &records);
+/// wal_format::records::encode_records(&mut encoded, &records);
 /// assert_eq!(body, encoded);
 /// ```
 pub fn records_body_pieces<'a, R: AsRef<[u8]>>(

@@ -1,9 +1,15 @@
+//! Turning a segment's bytes back into frames, whole ([`SegmentScanner`], [`scan_frames`]) or a
+//! chunk at a time from a file ([`ChunkedScanner`] over [`ReadAt`]), and how a scan ended
+//! ([`ScanEnd`]).
+
 use crate::error::FormatError;
 use crate::frame::{FRAME_HEADER_LEN, Frame, FrameFault, FrameKind, SegmentSeed, decode_at};
 use crate::header::{SEGMENT_HEADER_LEN, SegmentHeader};
 use crate::lsn::{Lsn, SegmentSeq};
 use bytes::Bytes;
 use std::fmt;
+
+pub use crate::chunked::{ChunkedScanner, DEFAULT_CHUNK, ReadAt};
 
 /// How a scan of one segment ended. Exactly one of these ends every scan.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,10 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use bytes::Bytes;
-use wal_format::{
-    ChunkedScanner, FRAME_HEADER_LEN, Frame, FrameKind, LogId, Lsn, MAX_FRAME_PAYLOAD, ScanEnd,
-    SegmentHeader, SegmentScanner, SegmentSeq, encode_frame, scan_frames,
-};
+use wal_format::frame::{FRAME_HEADER_LEN, MAX_FRAME_PAYLOAD, encode_frame};
+use wal_format::scan::{ChunkedScanner, ScanEnd, SegmentScanner, scan_frames};
+use wal_format::{Frame, FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq};
 
 fn header() -> SegmentHeader {
     SegmentHeader::new(LogId::from_u128(0xc4u128), SegmentSeq(3), Lsn(100))
@@ -67,7 +66,7 @@ fn the_largest_frame_scans_with_the_default_chunk() {
     let (frames, end) = whole(&data, false);
     assert_eq!(frames.len(), 3);
     assert_eq!(
-        chunked(&data, data.len() as u64, wal_format::DEFAULT_CHUNK),
+        chunked(&data, data.len() as u64, wal_format::scan::DEFAULT_CHUNK),
         (frames, end, (data.len() - 100) as u64)
     );
     // Damage in the last frame: a torn tail (only zeros follow it).

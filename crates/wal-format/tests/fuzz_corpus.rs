@@ -27,9 +27,9 @@ fn scan_segment_corpus_reaches_every_ending() {
     for (_, data) in corpus("corpus", "scan_segment") {
         for o in check::check_segment(&data).into_iter().flatten() {
             seen[match o.end {
-                wal_format::ScanEnd::Clean { .. } => 0,
-                wal_format::ScanEnd::TornTail { .. } => 1,
-                wal_format::ScanEnd::Corrupt { .. } => 2,
+                wal_format::scan::ScanEnd::Clean { .. } => 0,
+                wal_format::scan::ScanEnd::TornTail { .. } => 1,
+                wal_format::scan::ScanEnd::Corrupt { .. } => 2,
             }] = true;
         }
     }

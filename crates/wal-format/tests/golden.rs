@@ -21,10 +21,11 @@ use bytes::Bytes;
 use check::{Outcome, check_records, check_segment, reencode};
 use segment::{Spec, build, hexdump};
 use std::path::PathBuf;
-use wal_format::{
-    Bincode, Codec, FRAME_HEADER_LEN, FrameKind, LogId, Lsn, RecordIter, SEGMENT_HEADER_LEN,
-    ScanEnd, SegmentHeader, SegmentSeq, decode_all, encode_records,
-};
+use wal_format::frame::FRAME_HEADER_LEN;
+use wal_format::header::SEGMENT_HEADER_LEN;
+use wal_format::records::{RecordIter, encode_records};
+use wal_format::scan::ScanEnd;
+use wal_format::{Bincode, Codec, FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq, decode_all};
 
 /// Events for the codec golden vector. Its serde shape is part of what is pinned.
 #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]

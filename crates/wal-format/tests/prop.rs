@@ -12,10 +12,10 @@ use bytes::Bytes;
 use check::{Outcome, check_segment, reencode};
 use proptest::prelude::*;
 use segment::{Built, Spec, build};
-use wal_format::{
-    LogId, Lsn, RecordIter, SEGMENT_HEADER_LEN, ScanEnd, SegmentHeader, SegmentScanner, SegmentSeq,
-    decode_all, encode_records,
-};
+use wal_format::header::SEGMENT_HEADER_LEN;
+use wal_format::records::{RecordIter, encode_records};
+use wal_format::scan::{ScanEnd, SegmentScanner};
+use wal_format::{LogId, Lsn, SegmentHeader, SegmentSeq, decode_all};
 
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
@@ -52,7 +52,7 @@ fn spec() -> impl Strategy<Value = Spec> {
 
 fn header() -> impl Strategy<Value = SegmentHeader> {
     // Every value a header may hold: 1..2^63, including the top of the range.
-    let max = wal_format::MAX_POSITION;
+    let max = wal_format::header::MAX_POSITION;
     let base = prop_oneof![3 => 1..1_000_000u64, 1 => 1..max, 1 => (max - 8)..max];
     (any::<u128>(), 1..max, base, any::<u64>()).prop_map(|(id, seq, base, open)| {
         let mut h = SegmentHeader::new(LogId::from_u128(id), SegmentSeq(seq), Lsn(base));
@@ -153,7 +153,7 @@ proptest! {
         let end = built.bytes.len();
         let mut data = built.bytes.clone();
         if marker {
-            data.extend_from_slice(&[0; wal_format::FRAME_HEADER_LEN]);
+            data.extend_from_slice(&[0; wal_format::frame::FRAME_HEADER_LEN]);
         }
         data.extend_from_slice(&stale.bytes[SEGMENT_HEADER_LEN..]);
         let [open, _] = outcomes(&data);
@@ -296,7 +296,7 @@ proptest! {
     /// Arbitrary bytes behind a real header magic get as far as the checksum.
     #[test]
     fn arbitrary_headers_never_panic(rest in prop::collection::vec(any::<u8>(), 0..100)) {
-        let mut data = wal_format::SEGMENT_MAGIC.to_vec();
+        let mut data = wal_format::header::SEGMENT_MAGIC.to_vec();
         data.extend_from_slice(&rest);
         prop_assert!(check_segment(&data).is_none());
     }
@@ -393,13 +393,13 @@ proptest! {
         let seed = wal_format::SegmentSeed::new(LogId::from_u128(log_id), SegmentSeq(seq));
         let lsn = Lsn(lsn);
         let mut encoded = Vec::new();
-        wal_format::encode_records_frame(&mut encoded, seed, lsn, &records).unwrap();
+        wal_format::frame::encode_records_frame(&mut encoded, seed, lsn, &records).unwrap();
 
-        let len = wal_format::records_len(&records);
-        let mut sum = wal_format::FrameSum::new(seed, wal_format::FrameKind::Tx, wal_format::FLAG_MULTI, lsn, len).unwrap();
+        let len = wal_format::records::records_len(&records);
+        let mut sum = wal_format::frame::FrameSum::new(seed, wal_format::FrameKind::Tx, wal_format::frame::FLAG_MULTI, lsn, len).unwrap();
         let mut prefixes = vec![[9u8; 4]; 3];
         let mut framed = Vec::new();
-        for piece in wal_format::records_body_pieces(&records, &mut prefixes) {
+        for piece in wal_format::records::records_body_pieces(&records, &mut prefixes) {
             sum.fold(piece);
             framed.extend_from_slice(piece);
         }

@@ -6,10 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use bytes::Bytes;
-use wal_format::{
-    ChunkedScanner, FRAME_HEADER_LEN, FrameKind, HEADER_FLAG_RECYCLED, LogId, Lsn, ScanEnd,
-    SegmentHeader, SegmentScanner, SegmentSeq, encode_frame,
-};
+use wal_format::frame::{FRAME_HEADER_LEN, encode_frame};
+use wal_format::header::HEADER_FLAG_RECYCLED;
+use wal_format::scan::{ChunkedScanner, ScanEnd, SegmentScanner};
+use wal_format::{FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq};
 
 const LOG: LogId = LogId::from_u128(0x5eed);
 

@@ -101,7 +101,7 @@ fn many_writers(c: &mut Criterion) {
 fn big_transactions(c: &mut Criterion) {
     let mut g = c.benchmark_group("tx_1000_records_128B");
     let records: Vec<Vec<u8>> = (0..1000).map(|i| vec![i as u8; PAYLOAD]).collect();
-    let bytes = wal_format::records_len(&records) as u64;
+    let bytes = wal_format::records::records_len(&records) as u64;
     g.throughput(Throughput::Bytes(bytes));
     g.sample_size(20).measurement_time(Duration::from_secs(4));
     {

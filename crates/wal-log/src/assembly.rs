@@ -10,10 +10,9 @@ use bytes::{Bytes, BytesMut};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use wal_format::{
-    FRAME_HEADER_LEN, Frame, FrameKind, Lsn, MAX_FRAME_PAYLOAD, SEGMENT_HEADER_LEN, SegmentHeader,
-    SegmentSeq, decode_frame,
-};
+use wal_format::frame::{FRAME_HEADER_LEN, MAX_FRAME_PAYLOAD, decode_frame};
+use wal_format::header::SEGMENT_HEADER_LEN;
+use wal_format::{Frame, FrameKind, Lsn, SegmentHeader, SegmentSeq};
 
 /// How much of a segment a reader holds in memory at once (plus up to one frame).
 const CHUNK: usize = 4 << 20;

@@ -25,7 +25,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use wal_format::{ChunkedScanner, LogId, Lsn, ScanEnd, SegmentHeader, SegmentSeq};
+use wal_format::scan::{ChunkedScanner, ScanEnd};
+use wal_format::{LogId, Lsn, SegmentHeader, SegmentSeq};
 
 /// The result of scanning a whole directory.
 #[derive(Clone, Debug, Default)]

@@ -17,7 +17,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wal_format::{FrameKind, LogId, Lsn, SEGMENT_HEADER_LEN, ScanEnd, SegmentHeader, SegmentSeq};
+use wal_format::header::SEGMENT_HEADER_LEN;
+use wal_format::scan::ScanEnd;
+use wal_format::{FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq};
 
 /// What [`Wal::open`] found and did.
 #[derive(Clone, Debug, Default)]

@@ -210,7 +210,8 @@ fn free_name(file: LogFile, taken: &BTreeSet<String>) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use wal_format::{LogId, ScanEnd, SegmentHeader, SegmentSeq};
+    use wal_format::scan::ScanEnd;
+    use wal_format::{LogId, SegmentHeader, SegmentSeq};
 
     /// A log of `n` clean segments of 10 frames each in `/db`, the newest ending at `end`.
     fn log(n: u64, end: &ScanEnd) -> Inspection {

@@ -11,7 +11,9 @@ use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
-use wal_format::{FrameKind, Lsn, RecordIter, SEGMENT_HEADER_LEN, SegmentHeader, SegmentSeq};
+use wal_format::header::SEGMENT_HEADER_LEN;
+use wal_format::records::RecordIter;
+use wal_format::{FrameKind, Lsn, SegmentHeader, SegmentSeq};
 
 /// One committed transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]

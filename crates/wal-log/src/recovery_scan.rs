@@ -16,10 +16,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wal_format::{
-    ChunkedScanner, FRAME_HEADER_LEN, FormatError, Frame, FrameKind, LogId, Lsn, MAX_FRAME_PAYLOAD,
-    SEGMENT_HEADER_LEN, ScanEnd, SegmentHeader, SegmentSeq,
-};
+use wal_format::frame::{FRAME_HEADER_LEN, MAX_FRAME_PAYLOAD};
+use wal_format::header::SEGMENT_HEADER_LEN;
+use wal_format::scan::{ChunkedScanner, ScanEnd};
+use wal_format::{FormatError, Frame, FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq};
 
 /// What the scan of the writing open found: the facts the plan is made from, and what only
 /// the open needs.
@@ -114,7 +114,7 @@ pub(crate) fn scan_for_open(
 
 /// Bytes a scan reads at a time into its one reused buffer (which grows only to fit a frame
 /// larger than this).
-pub(crate) const SCAN_CHUNK: usize = wal_format::DEFAULT_CHUNK;
+pub(crate) const SCAN_CHUNK: usize = wal_format::scan::DEFAULT_CHUNK;
 
 /// What one segment holds, as found by a scan.
 #[derive(Clone, Debug)]
@@ -251,7 +251,7 @@ impl SegmentScan {
         self.last_lsn = self.last_lsn.prev();
         self.bytes_after_checkpoint = self
             .bytes_after_checkpoint
-            .saturating_sub(wal_format::encoded_frame_len(8) as u64);
+            .saturating_sub(wal_format::frame::encoded_frame_len(8) as u64);
     }
 
     /// Where the bytes that recovery moves aside from a cut in this segment end: the torn

@@ -3,7 +3,8 @@
 use crate::error::{Result, WalError};
 use crate::wal::{Inner, Wal, lock};
 use std::sync::Arc;
-use wal_format::{FLAG_MULTI, FrameKind, Lsn, MAX_FRAME_PAYLOAD};
+use wal_format::frame::{FLAG_MULTI, MAX_FRAME_PAYLOAD};
+use wal_format::{FrameKind, Lsn};
 
 /// Writes one transaction of any size (up to `Options::max_transaction_size`) as a fragment
 /// sequence, without holding it all in memory: every full frame's worth is written out as it
@@ -48,7 +49,7 @@ impl StreamWriter {
         self.begin
     }
 
-    /// Marks the body as a multi-record batch (see `wal_format::encode_records`).
+    /// Marks the body as a multi-record batch (see `wal_format::records::encode_records`).
     pub fn set_multi(&mut self, multi: bool) {
         self.multi = multi;
     }

@@ -11,9 +11,9 @@ use crate::vfs::{OpenMode, StdVfs, Vfs, VfsFile, read_full};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wal_format::{
-    ChunkedScanner, FrameKind, LogId, Lsn, SEGMENT_HEADER_LEN, SegmentHeader, SegmentSeq,
-};
+use wal_format::header::SEGMENT_HEADER_LEN;
+use wal_format::scan::ChunkedScanner;
+use wal_format::{FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq};
 
 /// Options of a [`TailReader`].
 #[derive(Clone, Debug)]

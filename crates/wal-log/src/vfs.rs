@@ -95,8 +95,8 @@ pub trait VfsFile: Send + Sync + Debug {
     }
 }
 
-/// A log file is what a [`wal_format::ChunkedScanner`] reads segments from.
-impl wal_format::ReadAt for dyn VfsFile {
+/// A log file is what a [`wal_format::scan::ChunkedScanner`] reads segments from.
+impl wal_format::scan::ReadAt for dyn VfsFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         VfsFile::read_at(self, buf, offset)
     }

@@ -26,9 +26,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use wal_format::{
-    Frame, Lsn, SEGMENT_HEADER_LEN, ScanEnd, SegmentHeader, SegmentScanner, scan_frames,
-};
+use wal_format::header::SEGMENT_HEADER_LEN;
+use wal_format::scan::{ScanEnd, SegmentScanner, scan_frames};
+use wal_format::{Frame, Lsn, SegmentHeader};
 use wal_log::inspect::Verdict;
 use wal_log::layout::segment_file_name;
 use wal_log::sim::{CrashImage, DataLoss, DirLoss, SimVfs};

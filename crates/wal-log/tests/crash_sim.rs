@@ -50,7 +50,8 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use wal_format::{MAX_FRAME_PAYLOAD, encode_records};
+use wal_format::frame::MAX_FRAME_PAYLOAD;
+use wal_format::records::encode_records;
 use wal_log::sim::{CrashImage, DataLoss, DirLoss, SimVfs};
 use wal_log::vfs::Vfs;
 use wal_log::{Lsn, Options, RecoveryMode, SyncPolicy, Transaction, Wal, WalError};

@@ -224,7 +224,7 @@ fn base_image(base: Base) -> (SimVfs, Model) {
         let (wal, _) = Wal::open(DIR, opts(&v, false).segment_size(64 << 20)).unwrap();
         wal.append(&body(1_000, 300)).unwrap();
         let mut s = wal.stream().unwrap();
-        s.write(&body(1_001, wal_format::MAX_FRAME_PAYLOAD + 10))
+        s.write(&body(1_001, wal_format::frame::MAX_FRAME_PAYLOAD + 10))
             .unwrap();
         // The process dies with the stream open: no abort frame.
         std::mem::forget(s);

@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use wal_format::{SEGMENT_HEADER_LEN, SegmentHeader, SegmentSeq};
+use wal_format::header::SEGMENT_HEADER_LEN;
+use wal_format::{SegmentHeader, SegmentSeq};
 use wal_log::{Lsn, Options, Wal, WalError};
 
 fn small() -> Options {

@@ -259,7 +259,7 @@ fn a_seal_naming_another_segment_is_not_visited() {
     let mut bytes = std::fs::read(&seg).unwrap();
     let header = SegmentHeader::decode(&bytes).unwrap();
     let mut scanner =
-        wal_format::SegmentScanner::new(bytes::Bytes::from(bytes.clone()), true).unwrap();
+        wal_format::scan::SegmentScanner::new(bytes::Bytes::from(bytes.clone()), true).unwrap();
     let seal = scanner.by_ref().last().unwrap();
     assert_eq!(seal.kind, FrameKind::Seal);
     let at = seal.offset;

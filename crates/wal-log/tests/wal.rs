@@ -644,7 +644,7 @@ fn readers_keep_handed_out_transactions_intact_across_chunks() {
 fn a_fragmented_transaction_whose_beginning_was_truncated_is_not_retained() {
     let dir = tempfile::tempdir().unwrap();
     let opts = || Options::default().segment_size(64 << 10).preallocate(false);
-    let big = vec![3u8; wal_format::MAX_FRAME_PAYLOAD + 1000];
+    let big = vec![3u8; wal_format::frame::MAX_FRAME_PAYLOAD + 1000];
     let (stream_end, after) = {
         let (wal, _) = Wal::open(dir.path(), opts()).unwrap();
         wal.append(b"before").unwrap();

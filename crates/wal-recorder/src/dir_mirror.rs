@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-use wal_format::{Lsn, SEGMENT_HEADER_LEN, SegmentSeq};
+use wal_format::header::SEGMENT_HEADER_LEN;
+use wal_format::{Lsn, SegmentSeq};
 use wal_log::layout::segment_file_name;
 use wal_log::vfs::{OpenMode, StdVfs, Vfs};
 

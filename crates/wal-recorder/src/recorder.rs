@@ -10,7 +10,8 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
-use wal_format::{Bincode, Codec, CodecError, MAX_FRAME_PAYLOAD};
+use wal_format::frame::MAX_FRAME_PAYLOAD;
+use wal_format::{Bincode, Codec, CodecError};
 use wal_log::{Lsn, PoisonCause, PoisonLatch, StreamWriter, SyncPolicy, Wal, WalError};
 
 /// What a store calls while a query mutates it: one [`MutationRecorder::record`] per primitive
@@ -91,9 +92,9 @@ pub struct RecorderOptions {
     /// The most encoded event bytes one query keeps in memory. Past it the recorder opens a
     /// fragment stream on the log and writes the buffer into it, so a huge query costs bounded
     /// memory: at most this many bytes here plus about one frame
-    /// ([`wal_format::MAX_FRAME_PAYLOAD`]) inside the log's stream writer. Fragments reach the
+    /// ([`wal_format::frame::MAX_FRAME_PAYLOAD`]) inside the log's stream writer. Fragments reach the
     /// log before the query commits; an abort then writes an abort frame, and replay skips
-    /// them. Default [`wal_format::MAX_FRAME_PAYLOAD`] (4 MiB): every transaction that fits
+    /// them. Default [`wal_format::frame::MAX_FRAME_PAYLOAD`] (4 MiB): every transaction that fits
     /// one frame is buffered and written as one frame.
     pub max_buffered_bytes: usize,
 }

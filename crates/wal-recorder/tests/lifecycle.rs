@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use support::*;
-use wal_format::{Bincode, Codec, CodecError, Decoder, FrameKind, MAX_FRAME_PAYLOAD};
+use wal_format::frame::MAX_FRAME_PAYLOAD;
+use wal_format::{Bincode, Codec, CodecError, Decoder, FrameKind};
 use wal_log::sim::{OpKind, SimVfs};
 use wal_log::{Lsn, SyncPolicy, Wal};
 use wal_recorder::{

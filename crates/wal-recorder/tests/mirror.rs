@@ -311,12 +311,12 @@ fn a_segment_being_written_is_copied_only_up_to_its_last_whole_frame() {
     let info = rec.wal().segments()[0].clone();
     let seg = Path::new(DIR).join(wal_log::layout::segment_file_name(info.seq));
     let bytes = vfs.read_file(&seg).unwrap();
-    let seed = wal_format::SegmentHeader::decode(&bytes[..wal_format::SEGMENT_HEADER_LEN])
+    let seed = wal_format::SegmentHeader::decode(&bytes[..wal_format::header::SEGMENT_HEADER_LEN])
         .unwrap()
         .seed();
     let end = info.bytes;
     let mut partial = Vec::new();
-    wal_format::encode_frame(
+    wal_format::frame::encode_frame(
         &mut partial,
         seed,
         wal_format::FrameKind::Tx,

@@ -130,12 +130,12 @@ fn a_frame_that_does_not_carry_the_next_lsn_is_an_error() {
     let info = rec.wal().segments()[0].clone();
     let seg = Path::new(DIR).join(wal_log::layout::segment_file_name(info.seq));
     let bytes = vfs.read_file(&seg).unwrap();
-    let seed = wal_format::SegmentHeader::decode(&bytes[..wal_format::SEGMENT_HEADER_LEN])
+    let seed = wal_format::SegmentHeader::decode(&bytes[..wal_format::header::SEGMENT_HEADER_LEN])
         .unwrap()
         .seed();
     let mut frame = Vec::new();
     let wrong = Lsn(info.last_lsn.0 + 5);
-    wal_format::encode_frame(
+    wal_format::frame::encode_frame(
         &mut frame,
         seed,
         wal_format::FrameKind::Tx,

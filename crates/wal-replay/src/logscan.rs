@@ -11,10 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use wal_format::{
-    ChunkedScanner, Frame, FrameKind, LogId, Lsn, SEGMENT_HEADER_LEN, ScanEnd, SegmentHeader,
-    SegmentSeq,
-};
+use wal_format::header::SEGMENT_HEADER_LEN;
+use wal_format::scan::{ChunkedScanner, ScanEnd};
+use wal_format::{Frame, FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq};
 use wal_log::layout::{Entry, classify, segment_file_name};
 use wal_log::{OpenMode, Transaction, Vfs, VfsFile};
 
@@ -76,7 +75,7 @@ struct Cursor {
 
 /// Verified frames of a log directory in LSN order, from a starting point on.
 ///
-/// Segments are read by [`wal_format::ChunkedScanner`], a chunk at a time into one reused
+/// Segments are read by [`wal_format::scan::ChunkedScanner`], a chunk at a time into one reused
 /// buffer, so memory stays at about one chunk (plus one frame) whatever the segment size, and
 /// each segment's end is decided exactly as `Wal::open` decides it: a clean end, a torn
 /// tail, or corruption. Segments must also continue each other (sequence, LSNs, log id).

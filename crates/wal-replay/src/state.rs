@@ -1,6 +1,7 @@
 use crate::error::ApplyError;
 use std::io;
-use wal_format::{CodecError, Decoder, Lsn, decode_into, record_slices};
+use wal_format::records::record_slices;
+use wal_format::{CodecError, Decoder, Lsn, decode_into};
 use wal_log::Transaction;
 
 /// The application state that recovery rebuilds: it applies committed transactions, writes

@@ -9,7 +9,8 @@ use common::{engine_opts, recover_opts, snapshot_tree};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use wal_format::{Bincode, Codec, Lsn, SEGMENT_HEADER_LEN, SegmentHeader, decode_into};
+use wal_format::header::SEGMENT_HEADER_LEN;
+use wal_format::{Bincode, Codec, Lsn, SegmentHeader, decode_into};
 use wal_log::Transaction;
 use wal_replay::snapshot::SnapshotStore;
 use wal_replay::{

@@ -6,10 +6,12 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
+use wal_format::frame::{FLAG_MULTI, FRAME_HEADER_LEN, MAX_FRAME_PAYLOAD, encode_frame};
+use wal_format::header::{SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
+use wal_format::records::{RecordIter, encode_records};
+use wal_format::scan::{ChunkedScanner, ReadAt, ScanEnd, SegmentScanner};
 use wal_format::{
-    Bincode, ChunkedScanner, FLAG_MULTI, FRAME_HEADER_LEN, FormatError, Frame, FrameKind, LogId,
-    Lsn, MAX_FRAME_PAYLOAD, ReadAt, RecordIter, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, ScanEnd,
-    SegmentHeader, SegmentScanner, SegmentSeq, decode_all, encode_frame, encode_records,
+    Bincode, FormatError, Frame, FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq, decode_all,
 };
 
 /// An event type with every shape bincode's decoder allocates for: strings, byte vectors,
@@ -203,7 +205,7 @@ fn restamp_header(data: &mut [u8]) -> SegmentHeader {
     let mut id = [0u8; 16];
     id.copy_from_slice(&data[16..32]);
     // Fold the fields into the ranges a header may hold (1..2^63, open < base).
-    let pos = |v: u64| 1 + v % (wal_format::MAX_POSITION - 1);
+    let pos = |v: u64| 1 + v % (wal_format::header::MAX_POSITION - 1);
     let base = pos(u64_at(40));
     let mut h = SegmentHeader::new(
         LogId::from_u128(u128::from_le_bytes(id)),
@@ -271,7 +273,8 @@ fn check_scan(
                 );
                 let seed = header.seed();
                 assert!(
-                    (pos..data.len()).all(|q| wal_format::decode_frame(data, q, seed).is_err()),
+                    (pos..data.len())
+                        .all(|q| wal_format::frame::decode_frame(data, q, seed).is_err()),
                     "a clean end with a verifying frame after it"
                 );
             } else {

@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use wal_format::{FLAG_MULTI, Frame, FrameKind, Lsn, SegmentHeader, encode_fragment, encode_frame};
+use wal_format::frame::{FLAG_MULTI, encode_fragment, encode_frame};
+use wal_format::{Frame, FrameKind, Lsn, SegmentHeader};
 
 /// One frame to write, with its payload in structured form.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,10 +4,11 @@
 use super::{DIRECT_MIN, DirectFrame, Inner, Wal, Writer, lock};
 use crate::error::Result;
 use std::sync::atomic::Ordering;
-use wal_format::{
-    FLAG_MULTI, FrameKind, Lsn, MAX_FRAME_PAYLOAD, check_records, encode_fragment, encode_frame,
-    encode_records, encode_records_frame, records_body_pieces, records_len,
+use wal_format::frame::{
+    FLAG_MULTI, MAX_FRAME_PAYLOAD, encode_fragment, encode_frame, encode_records_frame,
 };
+use wal_format::records::{check_records, encode_records, records_body_pieces, records_len};
+use wal_format::{FrameKind, Lsn};
 
 impl Inner {
     /// Encodes one frame into the pending buffer under the append lock.

@@ -7,7 +7,8 @@ use crate::error::{Result, WalError, io_err};
 use crate::layout::segment_file_name;
 use crate::vfs::VfsFile;
 use std::sync::atomic::Ordering;
-use wal_format::{FRAME_HEADER_LEN, FrameKind, FrameSum, Lsn, SegmentSeq, encoded_frame_len};
+use wal_format::frame::{FRAME_HEADER_LEN, FrameSum, encoded_frame_len};
+use wal_format::{FrameKind, Lsn, SegmentSeq};
 
 /// A transaction whose encoded body is at least this large is written straight from the
 /// caller's buffers ([`Inner::append_direct`]) instead of being copied into the pending

@@ -10,7 +10,8 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::Duration;
-use wal_format::{FRAME_HEADER_LEN, Lsn};
+use wal_format::Lsn;
+use wal_format::frame::FRAME_HEADER_LEN;
 
 /// At most this many yields while a flush gathers queued commits (see `Inner::gather`).
 pub(super) const GATHER_ROUNDS: usize = 8;

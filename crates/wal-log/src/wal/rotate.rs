@@ -10,9 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-use wal_format::{
-    FRAME_HEADER_LEN, FrameKind, Lsn, SEGMENT_HEADER_LEN, SegmentHeader, SegmentSeq, encode_frame,
-};
+use wal_format::frame::{FRAME_HEADER_LEN, encode_frame};
+use wal_format::header::SEGMENT_HEADER_LEN;
+use wal_format::{FrameKind, Lsn, SegmentHeader, SegmentSeq};
 
 impl Inner {
     /// Seals the active segment and switches to the next one now, whatever its size (open,
@@ -41,7 +41,7 @@ impl Inner {
         // The written point stops before the seal too: under `Interval` or `Never` a syncer
         // may run now, and the durable point it publishes must not show the seal either.
         let before_seal = Point {
-            end: end - wal_format::encoded_frame_len(8) as u64,
+            end: end - wal_format::frame::encoded_frame_len(8) as u64,
             ..sealed_point
         };
         self.set_written_and_durable(before_seal);

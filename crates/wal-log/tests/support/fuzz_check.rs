@@ -41,10 +41,12 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
-use wal_format::{
-    FLAG_MULTI, FRAME_HEADER_LEN, FrameKind, LogId, Lsn, MAX_FRAME_PAYLOAD, SEGMENT_HEADER_LEN,
-    SegmentHeader, SegmentSeq, decode_frame, encode_fragment, encode_frame, encode_records,
+use wal_format::frame::{
+    FLAG_MULTI, FRAME_HEADER_LEN, MAX_FRAME_PAYLOAD, decode_frame, encode_fragment, encode_frame,
 };
+use wal_format::header::SEGMENT_HEADER_LEN;
+use wal_format::records::encode_records;
+use wal_format::{FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq};
 use wal_log::inspect::Verdict;
 use wal_log::layout::{Entry, classify, segment_file_name};
 use wal_log::sim::{CrashImage, DataLoss, DirLoss, SimVfs};

@@ -3,7 +3,8 @@
 use super::error::MirrorError;
 use bytes::Bytes;
 use std::path::Path;
-use wal_format::{FRAME_HEADER_LEN, FrameKind, Lsn, MAX_FRAME_PAYLOAD, SegmentSeed, decode_frame};
+use wal_format::frame::{FRAME_HEADER_LEN, MAX_FRAME_PAYLOAD, decode_frame};
+use wal_format::{FrameKind, Lsn, SegmentSeed};
 use wal_log::VfsFile;
 use wal_log::vfs::read_full;
 

@@ -58,9 +58,9 @@ pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
 /// Rewrites the header of the segment file `path` (re-encoded, so it verifies).
 pub fn rewrite_header(path: &Path, change: impl FnOnce(&mut wal_format::SegmentHeader)) {
     let mut bytes = std::fs::read(path).unwrap();
-    let mut h =
-        wal_format::SegmentHeader::decode(&bytes[..wal_format::SEGMENT_HEADER_LEN]).unwrap();
+    let mut h = wal_format::SegmentHeader::decode(&bytes[..wal_format::header::SEGMENT_HEADER_LEN])
+        .unwrap();
     change(&mut h);
-    bytes[..wal_format::SEGMENT_HEADER_LEN].copy_from_slice(&h.encode());
+    bytes[..wal_format::header::SEGMENT_HEADER_LEN].copy_from_slice(&h.encode());
     std::fs::write(path, bytes).unwrap();
 }

@@ -40,7 +40,8 @@
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use wal_format::{Bincode, MAX_FRAME_PAYLOAD, decode_all};
+use wal_format::frame::MAX_FRAME_PAYLOAD;
+use wal_format::{Bincode, decode_all};
 use wal_log::sim::{CrashImage, DataLoss, DirLoss, Fault, OpKind, SimVfs};
 use wal_log::{Lsn, Options, SyncPolicy, Wal};
 use wal_recorder::{RecorderError, RecorderOptions, WalRecorder, WroteCommit};

@@ -27,9 +27,8 @@
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
-use wal_format::{
-    Bincode, Decoder, FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq, encode_frame,
-};
+use wal_format::frame::encode_frame;
+use wal_format::{Bincode, Decoder, FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq};
 use wal_log::layout::segment_file_name;
 use wal_log::sim::SimVfs;
 use wal_log::{Options, Transaction};

@@ -8,7 +8,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use wal_format::{Frame, FrameKind, Lsn, ScanEnd};
+use wal_format::scan::ScanEnd;
+use wal_format::{Frame, FrameKind, Lsn};
 use wal_log::{TailOptions, TailReader, Transaction, Vfs};
 use wal_replay::{DataDir, TransactionAssembler};
 

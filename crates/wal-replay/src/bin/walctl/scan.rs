@@ -5,7 +5,7 @@ use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use wal_format::ScanEnd;
+use wal_format::scan::ScanEnd;
 use wal_log::inspect::{SegmentScan, Verdict};
 use wal_log::{MovedAside, Vfs};
 use wal_replay::{DataDir, SnapshotFile, SnapshotStore};
