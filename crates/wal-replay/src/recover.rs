@@ -447,19 +447,7 @@ where
                 }));
             }
         };
-        report.log_id = Some(wal.log_id());
-        report.created = open.created;
-        report.log_start = open.first_lsn;
-        report.log_end = open.last_lsn;
-        report.skipped_unfinished = open.aborted_streams.len() as u64;
-        report.moved_aside = open.moved_aside.clone();
-        report.bytes_moved_aside = open.bytes_moved_aside();
-        report.open_elapsed = open.elapsed.saturating_sub(open.scan_elapsed);
-        let scanned = Scanned {
-            log_id: wal.log_id(),
-            elapsed: open.scan_elapsed,
-            bytes: open.bytes_scanned,
-        };
+        let scanned = report.opened(&wal, &open);
         let set_aside_early = pass.set_aside_early.clone();
         if let Settled::ReplayFrom(second) =
             pass.settle(scanned, &listing.snapshots, &mut report)?
@@ -493,6 +481,25 @@ where
             "recovered"
         );
         return Ok(Recovered { wal, report });
+    }
+}
+
+impl RecoveryReport {
+    /// What the log's open found and did, into the report; and what it read.
+    fn opened(&mut self, wal: &Wal, open: &OpenReport) -> Scanned {
+        self.log_id = Some(wal.log_id());
+        self.created = open.created;
+        self.log_start = open.first_lsn;
+        self.log_end = open.last_lsn;
+        self.skipped_unfinished = open.aborted_streams.len() as u64;
+        self.moved_aside = open.moved_aside.clone();
+        self.bytes_moved_aside = open.bytes_moved_aside();
+        self.open_elapsed = open.elapsed.saturating_sub(open.scan_elapsed);
+        Scanned {
+            log_id: wal.log_id(),
+            elapsed: open.scan_elapsed,
+            bytes: open.bytes_scanned,
+        }
     }
 }
 
@@ -1232,33 +1239,11 @@ where
                     }));
                 }
             };
-        let scan_elapsed = t.elapsed();
-        report.log_id = inspection.log_id;
-        report.log_start = inspection
-            .segments
-            .first()
-            .map_or(Lsn::FIRST, |s| s.first_lsn);
-        report.log_end = inspection.last_lsn();
-        judge(&inspection, wal_opts.recovery, &mut report)?;
-        let Some(log_id) = inspection.log_id else {
-            return Err(wal_log::WalError::NotAWal {
-                dir: log_dir,
-                reason: "no segment with a valid header".into(),
-            }
-            .into());
-        };
-        // Every segment up to the first damage was read; later ones only for their headers.
-        let mut bytes = 0;
-        for s in &inspection.segments {
-            bytes += s.file_len;
-            if !matches!(s.end, ScanEnd::Clean { .. }) {
-                break;
-            }
-        }
+        let scanned = read_only_verdict(&inspection, wal_opts.recovery, &log_dir, &mut report)?;
+        let log_id = scanned.log_id;
         let scanned = Scanned {
-            log_id,
-            elapsed: scan_elapsed,
-            bytes,
+            elapsed: t.elapsed(),
+            ..scanned
         };
         // What recovery would set aside, also those it never considers (past a target).
         let ahead = store.ahead_of(&listing.snapshots, log_id, report.log_end)?;
@@ -1278,6 +1263,43 @@ where
         report.elapsed = started.elapsed();
         return Ok(report);
     }
+}
+
+/// What a read-only scan found, into the report (the log's range, the verdict of
+/// [`judge`]), and what it read.
+fn read_only_verdict(
+    inspection: &wal_log::inspect::Inspection,
+    mode: RecoveryMode,
+    log_dir: &Path,
+    report: &mut RecoveryReport,
+) -> Result<Scanned> {
+    report.log_id = inspection.log_id;
+    report.log_start = inspection
+        .segments
+        .first()
+        .map_or(Lsn::FIRST, |s| s.first_lsn);
+    report.log_end = inspection.last_lsn();
+    judge(inspection, mode, report)?;
+    let Some(log_id) = inspection.log_id else {
+        return Err(wal_log::WalError::NotAWal {
+            dir: log_dir.to_path_buf(),
+            reason: "no segment with a valid header".into(),
+        }
+        .into());
+    };
+    // Every segment up to the first damage was read; later ones only for their headers.
+    let mut bytes = 0;
+    for s in &inspection.segments {
+        bytes += s.file_len;
+        if !matches!(s.end, ScanEnd::Clean { .. }) {
+            break;
+        }
+    }
+    Ok(Scanned {
+        log_id,
+        elapsed: Duration::ZERO,
+        bytes,
+    })
 }
 
 /// Applies the verdict of a read-only scan as recovery would (`Inspection::recovery_plan`): an
