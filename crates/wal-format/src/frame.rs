@@ -576,10 +576,126 @@ pub fn encode_fragment(
     encode_frame_parts(out, seed, kind, 0, lsn, &[&stream.0.to_le_bytes(), chunk])
 }
 
+/// The flags byte of a frame, typed: [`FrameFlags::NONE`] or [`FrameFlags::MULTI`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FrameFlags(u8);
+
+impl FrameFlags {
+    /// No flag: a plain body.
+    pub const NONE: FrameFlags = FrameFlags(0);
+    /// [`FLAG_MULTI`]: the body is a multi-record batch ([`crate::records::encode_records`]).
+    pub const MULTI: FrameFlags = FrameFlags(FLAG_MULTI);
+
+    /// The byte written to the frame header.
+    #[must_use]
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+}
+
+/// Writes the frames of one segment: holds the segment's [`SegmentSeed`], so each call names
+/// only what differs between frames, with typed flags. Produces exactly the bytes of
+/// [`encode_frame`], [`encode_records_frame`] and [`encode_fragment`], which it calls.
+///
+/// ```
+/// use wal_format::frame::{FrameEncoder, FrameFlags};
+/// use wal_format::{FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq};
+///
+/// let header = SegmentHeader::new(LogId::from_u128(7), SegmentSeq(1), Lsn(1));
+/// let frames = FrameEncoder::new(header.seed());
+/// let mut out = Vec::new();
+/// frames.frame(&mut out, FrameKind::Tx, FrameFlags::NONE, Lsn(1), b"hello")?;
+/// frames.records(&mut out, Lsn(2), &[&b"a"[..], b"b"])?;
+/// # Ok::<(), wal_format::FormatError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameEncoder {
+    seed: SegmentSeed,
+}
+
+impl FrameEncoder {
+    /// An encoder for the segment whose checksum seed is `seed` ([`crate::SegmentHeader::seed`]).
+    #[must_use]
+    pub const fn new(seed: SegmentSeed) -> FrameEncoder {
+        FrameEncoder { seed }
+    }
+
+    /// The segment's seed.
+    #[must_use]
+    pub const fn seed(self) -> SegmentSeed {
+        self.seed
+    }
+
+    /// Appends one frame to `out`, as [`encode_frame`].
+    ///
+    /// # Errors
+    /// As [`encode_frame`].
+    pub fn frame(
+        self,
+        out: &mut Vec<u8>,
+        kind: FrameKind,
+        flags: FrameFlags,
+        lsn: Lsn,
+        payload: &[u8],
+    ) -> Result<(), FormatError> {
+        encode_frame(out, self.seed, kind, flags.bits(), lsn, payload)
+    }
+
+    /// Appends a multi-record `Tx` frame to `out`, as [`encode_records_frame`].
+    ///
+    /// # Errors
+    /// As [`encode_records_frame`].
+    pub fn records<R: AsRef<[u8]>>(
+        self,
+        out: &mut Vec<u8>,
+        lsn: Lsn,
+        records: &[R],
+    ) -> Result<(), FormatError> {
+        encode_records_frame(out, self.seed, lsn, records)
+    }
+
+    /// Appends one fragment frame of the stream begun at `stream`, as [`encode_fragment`].
+    ///
+    /// # Errors
+    /// As [`encode_fragment`].
+    pub fn fragment(
+        self,
+        out: &mut Vec<u8>,
+        kind: FrameKind,
+        lsn: Lsn,
+        stream: Lsn,
+        chunk: &[u8],
+    ) -> Result<(), FormatError> {
+        encode_fragment(out, self.seed, kind, lsn, stream, chunk)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_encoder_writes_the_bytes_of_the_free_functions() {
+        let seed = SegmentSeed::new(LogId::from_u128(3), SegmentSeq(2));
+        let enc = FrameEncoder::new(seed);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        enc.frame(&mut a, FrameKind::Tx, FrameFlags::NONE, Lsn(5), b"x")
+            .unwrap();
+        encode_frame(&mut b, seed, FrameKind::Tx, 0, Lsn(5), b"x").unwrap();
+        enc.records(&mut a, Lsn(6), &[&b"p"[..], b"q"]).unwrap();
+        encode_records_frame(&mut b, seed, Lsn(6), &[&b"p"[..], b"q"]).unwrap();
+        enc.fragment(&mut a, FrameKind::FragPart, Lsn(7), Lsn(6), b"c")
+            .unwrap();
+        encode_fragment(&mut b, seed, FrameKind::FragPart, Lsn(7), Lsn(6), b"c").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(enc.seed(), seed);
+        assert_eq!(FrameFlags::MULTI.bits(), FLAG_MULTI);
+        assert!(
+            enc.frame(&mut a, FrameKind::Seal, FrameFlags::MULTI, Lsn(8), &[0; 8])
+                .is_err()
+        );
+    }
 
     fn seed() -> SegmentSeed {
         SegmentSeed::new(LogId::from_u128(99), SegmentSeq(1))
