@@ -221,6 +221,16 @@ pub enum WalError {
         /// The last LSN assigned when it was asked.
         last: Lsn,
     },
+    /// A positioned read ([`crate::PositionedReader`]) named a transaction that is not durable
+    /// yet: readers never see one (serve it from memory, or wait with
+    /// [`crate::Wal::wait_durable`] first).
+    #[error("LSN {lsn} is not durable yet (the log is durable up to {durable})")]
+    NotDurable {
+        /// The LSN asked for.
+        lsn: Lsn,
+        /// The durable LSN when it was asked.
+        durable: Lsn,
+    },
     /// A format-level error while encoding (a bug in the caller's arguments).
     #[error(transparent)]
     Format(#[from] FormatError),
@@ -326,6 +336,10 @@ impl WalError {
             E::NotAssigned { lsn, last } => E::NotAssigned {
                 lsn: *lsn,
                 last: *last,
+            },
+            E::NotDurable { lsn, durable } => E::NotDurable {
+                lsn: *lsn,
+                durable: *durable,
             },
             E::Format(f) => E::Format(f.clone()),
         }
