@@ -19,6 +19,7 @@ pub const LAYERS: &[(&str, u32)] = &[
     ("wal-log", 1),
     ("wal-recorder", 2),
     ("wal-replay", 3),
+    ("wal-raft", 4),
 ];
 
 /// The crate that must stay free of file and network I/O.

@@ -1,0 +1,88 @@
+//! What the tests share: a type config, a small key-value state machine, and stores opened
+//! on real directories or on a simulated file system.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::{self, Cursor, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use wal_format::Lsn;
+use wal_log::{Options, Vfs};
+use wal_raft::{LogStore, LogStoreOptions, StateMachineStore};
+use wal_replay::{ApplyError, StateMachine};
+
+/// A write to the key-value state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    Put(String, String),
+    Del(String),
+}
+
+openraft::declare_raft_types!(
+    pub Cfg:
+        D = Op,
+        R = (),
+);
+
+/// A tiny ordered key-value state.
+#[derive(Default, Debug, PartialEq, Eq)]
+pub struct Kv {
+    pub map: BTreeMap<String, String>,
+}
+
+impl StateMachine for Kv {
+    type Event = Op;
+
+    fn apply(&mut self, _lsn: Lsn, events: Vec<Op>) -> Result<(), ApplyError> {
+        for e in events {
+            match e {
+                Op::Put(k, v) => {
+                    self.map.insert(k, v);
+                }
+                Op::Del(k) => {
+                    self.map.remove(&k);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write_snapshot(&self, out: &mut dyn Write) -> io::Result<()> {
+        let b = bincode::serde::encode_to_vec(&self.map, bincode::config::standard())
+            .map_err(io::Error::other)?;
+        out.write_all(&(b.len() as u64).to_le_bytes())?;
+        out.write_all(&b)
+    }
+
+    fn restore(&mut self, input: &mut dyn Read) -> io::Result<()> {
+        let mut len = [0u8; 8];
+        input.read_exact(&mut len)?;
+        let mut b = vec![0u8; u64::from_le_bytes(len) as usize];
+        input.read_exact(&mut b)?;
+        self.map = bincode::serde::decode_from_slice(&b, bincode::config::standard())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+            .0;
+        Ok(())
+    }
+}
+
+/// Small segments, so that tests cross rotations and purges remove files.
+pub fn wal_opts(vfs: Arc<dyn Vfs>) -> Options {
+    Options::default()
+        .segment_size(64 << 10)
+        .preallocate(false)
+        .vfs(vfs)
+}
+
+pub fn open_log(dir: &Path, vfs: Arc<dyn Vfs>) -> LogStore<Cfg> {
+    let opts = LogStoreOptions {
+        wal: wal_opts(vfs),
+        ..LogStoreOptions::default()
+    };
+    LogStore::open(dir, opts).unwrap().0
+}
+
+pub fn open_sm(dir: &Path, vfs: Arc<dyn Vfs>) -> StateMachineStore<Cfg, Kv> {
+    StateMachineStore::open(dir, Kv::default(), vfs).unwrap()
+}
