@@ -29,7 +29,7 @@ use wal_log::{
 };
 
 /// The payload schema stamped in the segment headers of a Raft log: opening a log of another
-/// kind fails with [`WalError::PayloadSchema`] and changes nothing ("RAFT" in ASCII).
+/// kind fails with [`WalError::PayloadSchema`](wal_log::WalError::PayloadSchema) and changes nothing ("RAFT" in ASCII).
 pub const RAFT_PAYLOAD_SCHEMA: u32 = 0x5241_4654;
 
 /// Appended entries go to the log in transactions of at most this many bytes of records, so
@@ -157,7 +157,7 @@ where
     ///
     /// # Errors
     /// [`RaftStoreError::Wal`] when the log does not open (another kind of log:
-    /// [`WalError::PayloadSchema`]; not a log: [`WalError::NotAWal`]; damage the recovery mode
+    /// [`WalError::PayloadSchema`](wal_log::WalError::PayloadSchema); not a log: [`WalError::NotAWal`](wal_log::WalError::NotAWal); damage the recovery mode
     /// refuses); [`RaftStoreError::UnknownRecord`], [`RaftStoreError::Decode`],
     /// [`RaftStoreError::BadBatch`] or [`RaftStoreError::Fragmented`] for records no Raft store
     /// writes. In every error case nothing on disk was changed.
