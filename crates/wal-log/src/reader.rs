@@ -8,8 +8,8 @@ use crate::vfs::OpenMode;
 use crate::vfs::read_full;
 use crate::wal::{Inner, Wal, lock};
 use bytes::Bytes;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 use wal_format::header::SEGMENT_HEADER_LEN;
 use wal_format::records::RecordIter;
@@ -330,18 +330,8 @@ impl TxReader {
             // Counted under the lock the notifier takes, so no flush can miss this reader.
             g.tailing += 1;
             let mut g = match deadline {
-                Some(d) => {
-                    self.inner
-                        .flushed
-                        .wait_timeout(g, d - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-                None => self
-                    .inner
-                    .flushed
-                    .wait(g)
-                    .unwrap_or_else(PoisonError::into_inner),
+                Some(d) => g.wait_timeout(&self.inner.flushed, d - now),
+                None => g.wait(&self.inner.flushed),
             };
             g.tailing -= 1;
         }

@@ -24,7 +24,7 @@ use wal_format::{FormatError, Frame, FrameKind, LogId, Lsn, SegmentHeader, Segme
 /// What the scan of the writing open found: the facts the plan is made from, and what only
 /// the open needs.
 pub(crate) struct OpenScan {
-    /// What [`plan_recovery`] decides from: every segment, scanned up to the first damage or
+    /// What [`plan_recovery`](crate::inspect::plan_recovery) decides from: every segment, scanned up to the first damage or
     /// the first segment that does not continue the log, and only through its header after.
     pub(crate) found: Inspection,
     /// Fragmented transactions begun and not ended in the frames scanned.
@@ -399,7 +399,7 @@ pub(crate) trait RawVisit {
 pub(crate) type Visit<'r, 'v> = &'r mut (dyn RawVisit + 'v);
 
 /// The error a scan returns when its visitor stopped it. Never seen by users:
-/// [`Wal::open_visit`](crate::Wal::open_visit) and [`inspect_visit`] return the visitor's own
+/// [`Wal::open_visit`](crate::Wal::open_visit) and [`inspect_visit`](crate::inspect::inspect_visit) return the visitor's own
 /// error instead.
 pub(crate) fn visit_stopped(path: &Path) -> WalError {
     WalError::Io {

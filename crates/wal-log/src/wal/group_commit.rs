@@ -2,13 +2,14 @@
 //! covers them, and the interval syncer thread.
 
 use super::barrier::{Barrier, Lead, Wait};
+use super::rank::RankedGuard;
 use super::{Inner, Point, lock};
 use crate::error::{Result, io_err};
 use crate::layout::segment_file_name;
 use crate::vfs::VfsFile;
 use std::cell::RefCell;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::Duration;
 use wal_format::Lsn;
 use wal_format::frame::FRAME_HEADER_LEN;
@@ -191,7 +192,7 @@ impl Inner {
     /// holds, or the log is poisoned. The caller then checks again from the start.
     pub(super) fn park_until(
         &self,
-        mut f: MutexGuard<'_, FlushState>,
+        mut f: RankedGuard<'_, FlushState>,
         lsn: Lsn,
         sync: bool,
         done: &dyn Fn(&Self) -> bool,
@@ -356,11 +357,7 @@ impl Inner {
             if stop(self) {
                 return;
             }
-            g = self
-                .shutdown_cv
-                .wait_timeout(g, every)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            g = g.wait_timeout(&self.shutdown_cv, every);
             if stop(self) {
                 return;
             }

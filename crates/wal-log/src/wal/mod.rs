@@ -10,12 +10,15 @@
 //! - [`positions`]: the one place that moves the written and the durable position;
 //! - [`prealloc`]: the preallocated next segment file and its thread;
 //! - [`truncate`]: removing the log's prefix;
-//! - [`stats`]: counters and positions.
+//! - [`stats`]: counters and positions;
+//! - [`rank`]: the lock order below, checked in debug builds.
 //!
 //! # Lock order
 //!
 //! The locks of [`Inner`], in the one order they may nest: a thread holding one takes only
-//! locks further down the list, never one above it.
+//! locks further down the list, never one above it. Each carries its place in this list
+//! ([`rank::Rank`]); in debug builds taking one asserts that the thread holds none of the same
+//! or a later place, so every test run checks the order.
 //!
 //! 1. `writer`, the append lock (`Writer`). Held across I/O only by a rotation (its few
 //!    syscalls, and a wait for the preallocator thread on `prealloc_cv`).
@@ -44,6 +47,7 @@ mod direct;
 mod group_commit;
 mod positions;
 mod prealloc;
+mod rank;
 mod rotate;
 mod stats;
 mod truncate;
@@ -51,6 +55,8 @@ mod truncate;
 pub(crate) use direct::{DIRECT_MIN, DirectFrame};
 pub(crate) use group_commit::FlushState;
 use prealloc::{FillPace, Prealloc};
+pub(crate) use rank::lock;
+use rank::{Rank, Ranked};
 pub(crate) use stats::Counters;
 pub use stats::Stats;
 
@@ -64,17 +70,10 @@ use crate::vfs::{VfsFile, VfsLock};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 use wal_format::{LogId, Lsn, SegmentSeed, SegmentSeq};
-
-/// Locks a mutex, ignoring std's poisoning: every critical section here leaves its state
-/// consistent before anything that can panic, and I/O failures are handled by the log's own
-/// poisoning instead.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// The append side: everything guarded by the append lock.
 pub(crate) struct Writer {
@@ -110,8 +109,8 @@ pub(crate) struct Inner {
     pub(crate) opts: Options,
     pub(crate) log_id: LogId,
     pub(crate) _lock: Box<dyn VfsLock>,
-    pub(crate) writer: Mutex<Writer>,
-    pub(crate) flush: Mutex<FlushState>,
+    pub(crate) writer: Ranked<Writer>,
+    pub(crate) flush: Ranked<FlushState>,
     /// Signalled whenever a flush leader finishes (durability advanced or failed), for
     /// readers; threads in `flush_to` park instead (`FlushState::barrier`).
     pub(crate) flushed: Condvar,
@@ -124,19 +123,19 @@ pub(crate) struct Inner {
     pub(crate) assigned_lsn: AtomicU64,
     /// Where durability stands, for readers; its LSN is also in `durable_lsn`. Moved only in
     /// [`positions`] (and by the open, before anything is appended).
-    pub(crate) durable: Mutex<Point>,
-    pub(crate) segments: Mutex<Vec<SegmentInfo>>,
+    pub(crate) durable: Ranked<Point>,
+    pub(crate) segments: Ranked<Vec<SegmentInfo>>,
     /// The first write or fsync failure, for good.
     latch: PoisonLatch,
     pub(crate) counters: Counters,
-    prealloc: Mutex<Prealloc>,
+    prealloc: Ranked<Prealloc>,
     prealloc_cv: Condvar,
-    pace: Mutex<FillPace>,
+    pace: Ranked<FillPace>,
     /// Truncated segment files waiting to become new segments, oldest first.
-    pub(crate) recycle_pool: Mutex<VecDeque<PathBuf>>,
+    pub(crate) recycle_pool: Ranked<VecDeque<PathBuf>>,
     /// Segments a reader is reading (count per segment): truncation deletes these rather
     /// than recycling them, so a reader's open file is never overwritten under it.
-    pub(crate) pins: Mutex<BTreeMap<SegmentSeq, usize>>,
+    pub(crate) pins: Ranked<BTreeMap<SegmentSeq, usize>>,
     /// The first LSN after every fragmented transaction whose beginning is gone (see
     /// `SegmentScan::unmatched_ends`), as recovery found it; 0 when none. Transactions up to it
     /// cannot be read whole, so the log's retained range starts after it.
@@ -144,17 +143,17 @@ pub(crate) struct Inner {
     /// Fragmented transactions: open ones, and those that cross a segment boundary. Changed
     /// under the append lock (which orders it before `segments`); readers and truncation
     /// take it alone, so they never wait for a rotation's I/O.
-    pub(crate) streams: Mutex<Streams>,
+    pub(crate) streams: Ranked<Streams>,
     /// Reused for the length prefixes of a batch written by [`Inner::append_direct`] (a
     /// batch running at the same time as another makes its own).
-    direct_prefixes: Mutex<Vec<[u8; 4]>>,
+    direct_prefixes: Ranked<Vec<[u8; 4]>>,
     /// Reused by [`Inner::append_direct`] to gather small pieces.
-    direct_stage: Mutex<Vec<u8>>,
+    direct_stage: Ranked<Vec<u8>>,
     pub(crate) shutdown: AtomicBool,
     /// Where durability is published for readers in other processes
     /// ([`Options::publish_durable`]); set once by the open.
     pub(crate) publisher: OnceLock<Publisher>,
-    shutdown_lock: Mutex<()>,
+    shutdown_lock: Ranked<()>,
     shutdown_cv: Condvar,
 }
 
@@ -303,35 +302,41 @@ impl Inner {
             opts,
             log_id,
             _lock: lock_guard,
-            writer: Mutex::new(writer),
-            flush: Mutex::new(FlushState::new(durable, joint_roles)),
+            writer: Ranked::new(Rank::Writer, writer),
+            flush: Ranked::new(Rank::Flush, FlushState::new(durable, joint_roles)),
             flushed: Condvar::new(),
             durable_lsn: AtomicU64::new(durable.lsn.0),
             written_lsn: AtomicU64::new(durable.lsn.0),
             assigned_lsn: AtomicU64::new(durable.lsn.0),
-            durable: Mutex::new(durable),
-            segments: Mutex::new(segments),
+            durable: Ranked::new(Rank::Durable, durable),
+            segments: Ranked::new(Rank::Segments, segments),
             latch: PoisonLatch::new(),
             counters: Counters::default(),
-            prealloc: Mutex::new(match prealloc_ready {
-                Some(f) => Prealloc::Ready(f),
-                None => Prealloc::Empty,
-            }),
+            prealloc: Ranked::new(
+                Rank::Prealloc,
+                match prealloc_ready {
+                    Some(f) => Prealloc::Ready(f),
+                    None => Prealloc::Empty,
+                },
+            ),
             prealloc_cv: Condvar::new(),
-            pace: Mutex::new(FillPace {
-                segment_started: Instant::now(),
-                last_fill: None,
-                last_zero_fill: None,
-            }),
-            recycle_pool: Mutex::new(VecDeque::new()),
-            pins: Mutex::new(BTreeMap::new()),
+            pace: Ranked::new(
+                Rank::Pace,
+                FillPace {
+                    segment_started: Instant::now(),
+                    last_fill: None,
+                    last_zero_fill: None,
+                },
+            ),
+            recycle_pool: Ranked::new(Rank::RecyclePool, VecDeque::new()),
+            pins: Ranked::new(Rank::Pins, BTreeMap::new()),
             retained_from: AtomicU64::new(0),
-            streams: Mutex::new(Streams::default()),
-            direct_prefixes: Mutex::new(Vec::new()),
-            direct_stage: Mutex::new(Vec::new()),
+            streams: Ranked::new(Rank::Streams, Streams::default()),
+            direct_prefixes: Ranked::new(Rank::Leaf, Vec::new()),
+            direct_stage: Ranked::new(Rank::Leaf, Vec::new()),
             shutdown: AtomicBool::new(false),
             publisher: OnceLock::new(),
-            shutdown_lock: Mutex::new(()),
+            shutdown_lock: Ranked::new(Rank::Leaf, ()),
             shutdown_cv: Condvar::new(),
         };
         inner

@@ -5,8 +5,8 @@ use super::{Inner, lock};
 use crate::error::{Result, io_err};
 use crate::layout::PREALLOC_FILE;
 use crate::vfs::{OpenMode, VfsFile};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How fast segments fill against how long zero-filling one takes: see
@@ -91,10 +91,7 @@ impl Inner {
                 Prealloc::Ready(f) if take => return Some(f),
                 Prealloc::Ready(_) | Prealloc::Empty | Prealloc::Failed => return None,
                 Prealloc::Preparing => {
-                    p = self
-                        .prealloc_cv
-                        .wait(p)
-                        .unwrap_or_else(PoisonError::into_inner);
+                    p = p.wait(&self.prealloc_cv);
                 }
             }
         }
@@ -113,10 +110,7 @@ impl Inner {
             {
                 let mut p = lock(&self.prealloc);
                 while !self.shutdown.load(Ordering::Acquire) && !matches!(*p, Prealloc::Empty) {
-                    p = self
-                        .prealloc_cv
-                        .wait(p)
-                        .unwrap_or_else(PoisonError::into_inner);
+                    p = p.wait(&self.prealloc_cv);
                 }
                 if self.shutdown.load(Ordering::Acquire) || self.is_poisoned() {
                     return;
