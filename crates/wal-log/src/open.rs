@@ -12,7 +12,7 @@ use crate::recovery_scan::{
 use crate::segment::SegmentInfo;
 use crate::streams::Streams;
 use crate::vfs::{OpenMode, Vfs, VfsLock, read_full};
-use crate::wal::{Inner, Point, Start, Wal, Writer, lock};
+use crate::wal::{Inner, Start, Wal, lock};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -283,17 +283,17 @@ fn create(
         sealed: false,
         oldest_open_lsn: Lsn::ZERO,
     };
-    let inner = start(
-        dir,
-        opts,
-        log_id,
-        lock_guard,
+    let resume = Resume {
         header,
-        SEGMENT_HEADER_LEN as u64,
-        vec![info],
-        0,
-        None,
-    )?;
+        file: None,
+        write_pos: SEGMENT_HEADER_LEN as u64,
+        last_lsn: Lsn::ZERO,
+        segments: vec![info],
+        bytes_since_checkpoint: 0,
+        streams: Streams::default(),
+        retained_from: 0,
+    };
+    let inner = start(dir, opts, log_id, lock_guard, resume)?;
     let report = OpenReport {
         created: true,
         log_id: Some(log_id),
@@ -306,89 +306,47 @@ fn create(
     Ok((inner, report))
 }
 
-/// Builds the running log. When `active` is `None`, segment `header` is created (header,
-/// rename, directory sync); otherwise writing continues in `active` at `write_pos`.
-#[allow(clippy::too_many_arguments)]
+/// Where the running log starts: the active segment and what recovery found about the log
+/// (see [`Start`]).
+struct Resume {
+    /// The active segment's header.
+    header: SegmentHeader,
+    /// Its file when it exists (writing goes on in it); `None` to create it.
+    file: Option<Arc<dyn crate::vfs::VfsFile>>,
+    /// Where writing goes on in it.
+    write_pos: u64,
+    /// The log's last LSN: written and durable up to it.
+    last_lsn: Lsn,
+    segments: Vec<SegmentInfo>,
+    bytes_since_checkpoint: u64,
+    streams: Streams,
+    retained_from: u64,
+}
+
+/// Builds the running log from what the open found, in one constructor ([`Inner::new`]).
 fn start(
     dir: PathBuf,
     opts: Options,
     log_id: LogId,
     lock_guard: Box<dyn VfsLock>,
-    header: SegmentHeader,
-    write_pos: u64,
-    segments: Vec<SegmentInfo>,
-    bytes_since_checkpoint: u64,
-    active: Option<Arc<dyn crate::vfs::VfsFile>>,
+    r: Resume,
 ) -> Result<Wal> {
-    let is_new = active.is_none();
-    let placeholder: Arc<dyn crate::vfs::VfsFile> = match active {
-        Some(f) => f,
-        None => Arc::new(NoFile),
-    };
-    let last = header.base_lsn.prev();
-    let writer = Writer {
-        seq: header.seq,
-        seed: header.seed(),
-        recycled: header.recycled,
-        file: placeholder,
-        write_pos,
-        pending: Vec::with_capacity(64 << 10),
-        pending_last: last,
-        pending_commits: 0,
-        spare: Vec::with_capacity(64 << 10),
-        next_lsn: header.base_lsn,
-    };
-    let durable = Point {
-        lsn: last,
-        seq: header.seq,
-        end: write_pos,
-    };
     let inner = Inner::new(Start {
         dir,
         opts,
         log_id,
         lock_guard,
-        writer,
-        segments,
-        durable,
+        header: r.header,
+        file: r.file,
+        write_pos: r.write_pos,
+        last_lsn: r.last_lsn,
+        segments: r.segments,
         prealloc_ready: None,
-        bytes_since_checkpoint,
-    });
-    if is_new {
-        let (file, _) = inner.install_segment(header, false)?;
-        lock(&inner.writer).file = file;
-    }
-    let file = lock(&inner.writer).file.clone();
-    inner.set_written(durable, file);
+        bytes_since_checkpoint: r.bytes_since_checkpoint,
+        streams: r.streams,
+        retained_from: r.retained_from,
+    })?;
     Ok(Wal::from_inner(inner))
-}
-
-/// Stands in for the active file until the first segment is installed.
-#[derive(Debug)]
-struct NoFile;
-
-impl crate::vfs::VfsFile for NoFile {
-    fn read_at(&self, _: &mut [u8], _: u64) -> std::io::Result<usize> {
-        Err(std::io::Error::other("no active segment"))
-    }
-    fn write_all_at(&self, _: &[u8], _: u64) -> std::io::Result<()> {
-        Err(std::io::Error::other("no active segment"))
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        Err(std::io::Error::other("no active segment"))
-    }
-    fn sync_all(&self) -> std::io::Result<()> {
-        Err(std::io::Error::other("no active segment"))
-    }
-    fn len(&self) -> std::io::Result<u64> {
-        Ok(0)
-    }
-    fn set_len(&self, _: u64) -> std::io::Result<()> {
-        Err(std::io::Error::other("no active segment"))
-    }
-    fn allocate(&self, _: u64) -> std::io::Result<()> {
-        Err(std::io::Error::other("no active segment"))
-    }
 }
 
 /// How much of a range [`move_aside`] copies at a time.
@@ -522,11 +480,11 @@ fn recover(
     report.moved_aside = execute_plan(&*vfs, &dir, &plan, &mut scan)?;
     if plan.cut.is_some() && opts.recovery == RecoveryMode::SalvagePrefix {
         // Salvage cut inside an earlier segment: streams may reference cut frames; recompute.
-        scan.streams.clear();
+        scan.found.open_streams.clear();
         for s in &scan.found.segments {
             let mut tmp = BTreeSet::new();
             let _ = scan_segment(&*vfs, &s.path, s.seq, false, &mut tmp);
-            scan.streams.extend(tmp);
+            scan.found.open_streams.extend(tmp);
         }
     }
     let wal = resume(dir, opts, lock_guard, log_id, scan, &mut report)?;
@@ -664,7 +622,7 @@ fn resume(
     report: &mut OpenReport,
 ) -> Result<Wal> {
     let vfs = opts.vfs.clone();
-    let OpenScan { found, streams, .. } = scan;
+    let OpenScan { found, .. } = scan;
     let Some(last_scan) = found.segments.last().cloned() else {
         return Err(WalError::NotAWal {
             dir,
@@ -693,38 +651,34 @@ fn resume(
     tail.sync_data().map_err(io_err("fsync", &last_scan.path))?;
     drop(tail);
     vfs.sync_dir(&dir).map_err(io_err("fsync dir", &dir))?;
-    let retained_from = kept.retained_from;
-    let wal = if let Some(next) = kept.sealed_next {
+    let streams = &found.open_streams;
+    let resume = if let Some(next) = kept.sealed_next {
         report.payload_schemas.push((next, schema));
-        resume_in_successor(dir, opts, lock_guard, log_id, next, kept, &streams)?
+        in_successor(log_id, schema, next, kept, streams)
     } else {
-        resume_in_tail(dir, opts, lock_guard, log_id, &last_scan, kept, &streams)?
+        in_tail(&opts, &last_scan, kept, streams)?
     };
-    wal.inner
-        .retained_from
-        .store(retained_from, std::sync::atomic::Ordering::Release);
-    report.segments = lock(&wal.inner.segments).len();
-    report.aborted_streams = streams.into_iter().collect();
-    Ok(wal)
+    report.segments = resume.segments.len();
+    report.aborted_streams = streams.iter().copied().collect();
+    start(dir, opts, log_id, lock_guard, resume)
 }
 
-/// Rotation was cut short after the seal: creates the successor `next` now and writes there.
-fn resume_in_successor(
-    dir: PathBuf,
-    opts: Options,
-    lock_guard: Box<dyn VfsLock>,
+/// Rotation was cut short after the seal: the successor `next` is created by the start, and
+/// writing goes on there.
+fn in_successor(
     log_id: LogId,
+    schema: u32,
     next: SegmentSeq,
     mut kept: Kept,
     streams: &BTreeSet<Lsn>,
-) -> Result<Wal> {
+) -> Resume {
     let header = SegmentHeader {
         log_id,
         seq: next,
         base_lsn: kept.last_lsn.next(),
         oldest_open_lsn: streams.first().copied().unwrap_or(Lsn::ZERO),
         recycled: false,
-        payload_schema: opts.payload_schema.unwrap_or(0),
+        payload_schema: schema,
     };
     kept.infos.push(SegmentInfo {
         seq: next,
@@ -734,81 +688,53 @@ fn resume_in_successor(
         sealed: false,
         oldest_open_lsn: header.oldest_open_lsn,
     });
-    let w = start(
-        dir,
-        opts,
-        log_id,
-        lock_guard,
+    Resume {
         header,
-        SEGMENT_HEADER_LEN as u64,
-        kept.infos,
-        kept.bytes_since_checkpoint,
-        None,
-    )?;
-    *lock(&w.inner.streams) = Streams::recovered(streams.clone(), &kept.spanning);
-    Ok(w)
+        file: None,
+        write_pos: SEGMENT_HEADER_LEN as u64,
+        last_lsn: kept.last_lsn,
+        streams: Streams::recovered(streams.clone(), &kept.spanning),
+        segments: kept.infos,
+        bytes_since_checkpoint: kept.bytes_since_checkpoint,
+        retained_from: kept.retained_from,
+    }
 }
 
-/// Goes on writing at the end of the newest kept segment, `last`.
-fn resume_in_tail(
-    dir: PathBuf,
-    opts: Options,
-    lock_guard: Box<dyn VfsLock>,
-    log_id: LogId,
+/// Goes on writing at the end of the newest kept segment, `last` (opened, and allocated to the
+/// segment size when preallocation is on).
+fn in_tail(
+    opts: &Options,
     last: &SegmentScan,
     kept: Kept,
     streams: &BTreeSet<Lsn>,
-) -> Result<Wal> {
-    let vfs = opts.vfs.clone();
-    let Some(h) = last.header else {
+) -> Result<Resume> {
+    let Some(header) = last.header else {
         return Err(WalError::NotAWal {
-            dir,
+            dir: last
+                .path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
             reason: "no valid segment".into(),
         });
     };
-    let file = vfs
+    let file = opts
+        .vfs
         .open(&last.path, OpenMode::ReadWrite)
         .map_err(io_err("open", &last.path))?;
-    let write_pos = last.end.offset() as u64;
     if opts.preallocate && last.file_len < opts.segment_size {
         file.allocate(opts.segment_size)
             .map_err(io_err("allocate", &last.path))?;
         file.sync_all().map_err(io_err("fsync", &last.path))?;
     }
-    let last_lsn = kept.last_lsn;
-    let w = start(
-        dir,
-        opts,
-        log_id,
-        lock_guard,
-        h,
-        write_pos,
-        kept.infos,
-        kept.bytes_since_checkpoint,
-        Some(file),
-    )?;
-    {
-        let mut wr = lock(&w.inner.writer);
-        wr.next_lsn = last_lsn.next();
-        w.inner
-            .assigned_lsn
-            .store(last_lsn.0, std::sync::atomic::Ordering::Release);
-        wr.pending_last = last_lsn;
-        *lock(&w.inner.streams) = Streams::recovered(streams.clone(), &kept.spanning);
-    }
-    let p = Point {
-        lsn: last_lsn,
-        seq: h.seq,
-        end: write_pos,
-    };
-    *lock(&w.inner.durable) = p;
-    w.inner
-        .durable_lsn
-        .store(last_lsn.0, std::sync::atomic::Ordering::Release);
-    w.inner
-        .written_lsn
-        .store(last_lsn.0, std::sync::atomic::Ordering::Release);
-    let file = lock(&w.inner.writer).file.clone();
-    w.inner.set_written(p, file);
-    Ok(w)
+    Ok(Resume {
+        header,
+        file: Some(file),
+        write_pos: last.end.offset() as u64,
+        last_lsn: kept.last_lsn,
+        streams: Streams::recovered(streams.clone(), &kept.spanning),
+        segments: kept.infos,
+        bytes_since_checkpoint: kept.bytes_since_checkpoint,
+        retained_from: kept.retained_from,
+    })
 }

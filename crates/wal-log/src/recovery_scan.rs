@@ -24,11 +24,11 @@ use wal_format::{FormatError, Frame, FrameKind, LogId, Lsn, SegmentHeader, Segme
 /// What the scan of the writing open found: the facts the plan is made from, and what only
 /// the open needs.
 pub(crate) struct OpenScan {
-    /// What [`plan_recovery`](crate::inspect::plan_recovery) decides from: every segment, scanned up to the first damage or
-    /// the first segment that does not continue the log, and only through its header after.
+    /// What [`plan_recovery`](crate::inspect::plan_recovery) decides from: every segment,
+    /// scanned up to the first damage or the first segment that does not continue the log, and
+    /// only through its header after; with the fragmented transactions begun and not ended in
+    /// the frames scanned ([`Inspection::open_streams`], as the read-only inspection fills it).
     pub(crate) found: Inspection,
-    /// Fragmented transactions begun and not ended in the frames scanned.
-    pub(crate) streams: BTreeSet<Lsn>,
     /// Bytes of segment files the scan read.
     pub(crate) bytes_scanned: u64,
     /// How long it took.
@@ -56,7 +56,7 @@ pub(crate) fn scan_for_open(
         recycled_files: listing.recycled.clone(),
         ..Inspection::default()
     };
-    let (mut streams, mut bytes_scanned) = (BTreeSet::new(), 0);
+    let mut bytes_scanned = 0;
     // One read buffer for every segment.
     let mut buf = None;
     let mut stopped_at = segs.len();
@@ -91,7 +91,8 @@ pub(crate) fn scan_for_open(
             found.log_id.get_or_insert(h.log_id);
         }
         let expect_sealed = i + 1 < segs.len();
-        let scan = seg.scan(expect_sealed, &mut streams, &mut buf, visit.as_deref_mut())?;
+        let streams = &mut found.open_streams;
+        let scan = seg.scan(expect_sealed, streams, &mut buf, visit.as_deref_mut())?;
         bytes_scanned += scan.file_len;
         let clean = matches!(scan.end, ScanEnd::Clean { .. });
         found.segments.push(scan);
@@ -106,7 +107,6 @@ pub(crate) fn scan_for_open(
     }
     Ok(OpenScan {
         found,
-        streams,
         bytes_scanned,
         elapsed: started.elapsed(),
     })

@@ -33,13 +33,13 @@ pub(crate) struct FlushState {
 }
 
 impl FlushState {
-    /// Written (and durable) up to `written`, no role taken, nobody waiting. `joint`: one
+    /// Written (and durable) up to `written` in `file`, no role taken, nobody waiting. `joint`: one
     /// thread takes both roles at once ([`SyncPolicy::Always`](crate::SyncPolicy::Always)).
-    pub(super) fn new(written: Point, joint: bool) -> Self {
+    pub(super) fn new(written: Point, file: Arc<dyn VfsFile>, joint: bool) -> Self {
         FlushState {
             barrier: Barrier::new(joint),
             written,
-            written_file: None,
+            written_file: Some(file),
             tailing: 0,
         }
     }

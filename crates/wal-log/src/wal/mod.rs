@@ -73,7 +73,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
-use wal_format::{LogId, Lsn, SegmentSeed, SegmentSeq};
+use wal_format::{LogId, Lsn, SegmentHeader, SegmentSeed, SegmentSeq};
 
 /// The append side: everything guarded by the append lock.
 pub(crate) struct Writer {
@@ -259,55 +259,113 @@ pub(crate) struct Start {
     pub(crate) log_id: LogId,
     /// The directory's lock, held as long as the log is.
     pub(crate) lock_guard: Box<dyn VfsLock>,
-    /// The append side, at the end of the active segment with nothing pending.
-    pub(crate) writer: Writer,
-    /// The segments of the log, oldest first.
+    /// The active segment's header.
+    pub(crate) header: SegmentHeader,
+    /// The active segment's file when it exists (writing goes on in it at `write_pos`);
+    /// `None` when the start creates it (a new log, or the successor a seal names).
+    pub(crate) file: Option<Arc<dyn VfsFile>>,
+    /// Where writing goes on in the active segment.
+    pub(crate) write_pos: u64,
+    /// The log's last LSN: written and durable up to it, with nothing pending.
+    pub(crate) last_lsn: Lsn,
+    /// The segments of the log, oldest first (the active one last).
     pub(crate) segments: Vec<SegmentInfo>,
-    /// Where the log ends: written and durable up to here (`writer.next_lsn` follows it).
-    pub(crate) durable: Point,
     /// A preallocated next segment file ready for the first rotation.
     pub(crate) prealloc_ready: Option<Arc<dyn VfsFile>>,
     /// Frame bytes after the last checkpoint marker, as recovery counted them.
     pub(crate) bytes_since_checkpoint: u64,
+    /// Fragmented transactions open at the end of the log, and those crossing a boundary.
+    pub(crate) streams: Streams,
+    /// The first LSN readers may start from (0: the log's first), see `Inner::retained_from`.
+    pub(crate) retained_from: u64,
+}
+
+impl Start {
+    /// Asserts (debug builds) what the start relies on: the active segment is the newest and
+    /// ends the log, and writing goes on after its header.
+    fn debug_check(&self) {
+        debug_assert!(
+            self.last_lsn >= self.header.base_lsn.prev(),
+            "the log ends before its active segment begins"
+        );
+        debug_assert!(
+            self.write_pos >= wal_format::header::SEGMENT_HEADER_LEN as u64,
+            "writing starts after the segment header"
+        );
+        debug_assert!(
+            self.segments
+                .last()
+                .is_some_and(|s| s.seq == self.header.seq && s.last_lsn == self.last_lsn),
+            "the active segment is the newest one and ends the log"
+        );
+    }
+}
+
+impl Writer {
+    /// The append side of segment `header` in `file`, written up to `write_pos` (where the
+    /// log's last LSN, `last_lsn`, ends) with nothing pending.
+    fn at(header: &SegmentHeader, file: Arc<dyn VfsFile>, write_pos: u64, last_lsn: Lsn) -> Self {
+        Writer {
+            seq: header.seq,
+            seed: header.seed(),
+            recycled: header.recycled,
+            file,
+            write_pos,
+            pending: Vec::with_capacity(64 << 10),
+            pending_last: last_lsn,
+            pending_commits: 0,
+            spare: Vec::with_capacity(64 << 10),
+            next_lsn: last_lsn.next(),
+        }
+    }
 }
 
 impl Inner {
-    /// The shared state of a log starting from `start`: written and durable up to
-    /// `start.durable`, no role taken, nobody waiting, no background thread yet
-    /// ([`Wal::from_inner`] starts them).
-    pub(crate) fn new(start: Start) -> Arc<Inner> {
+    /// The shared state of a log starting from `start`, every field set from it: written and
+    /// durable up to `start.last_lsn` at `write_pos` of the active segment, no role taken,
+    /// nobody waiting, no background thread yet ([`Wal::from_inner`] starts them). When the
+    /// active segment is to be created, it is created here (header, rename, directory sync,
+    /// by the installer rotation uses) before the state is shared with anyone.
+    ///
+    /// # Errors
+    /// Creating the active segment failed.
+    pub(crate) fn new(start: Start) -> Result<Arc<Inner>> {
+        start.debug_check();
         let Start {
             dir,
             opts,
             log_id,
             lock_guard,
-            writer,
+            header,
+            file,
+            write_pos,
+            last_lsn,
             segments,
-            durable,
             prealloc_ready,
             bytes_since_checkpoint,
+            streams,
+            retained_from,
         } = start;
-        debug_assert!(
-            writer.pending.is_empty(),
-            "a log starts with nothing pending"
-        );
-        debug_assert_eq!(
-            writer.next_lsn,
-            durable.lsn.next(),
-            "a log starts durable up to its last LSN"
-        );
+        let create = file.is_none();
+        let file = file.unwrap_or_else(|| Arc::new(NoFile));
+        let writer = Writer::at(&header, file.clone(), write_pos, last_lsn);
+        let durable = Point {
+            lsn: last_lsn,
+            seq: header.seq,
+            end: write_pos,
+        };
         let joint_roles = opts.sync == SyncPolicy::Always;
-        let inner = Inner {
+        let mut inner = Inner {
             dir,
             opts,
             log_id,
             _lock: lock_guard,
             writer: Ranked::new(Rank::Writer, writer),
-            flush: Ranked::new(Rank::Flush, FlushState::new(durable, joint_roles)),
+            flush: Ranked::new(Rank::Flush, FlushState::new(durable, file, joint_roles)),
             flushed: Condvar::new(),
-            durable_lsn: AtomicU64::new(durable.lsn.0),
-            written_lsn: AtomicU64::new(durable.lsn.0),
-            assigned_lsn: AtomicU64::new(durable.lsn.0),
+            durable_lsn: AtomicU64::new(last_lsn.0),
+            written_lsn: AtomicU64::new(last_lsn.0),
+            assigned_lsn: AtomicU64::new(last_lsn.0),
             durable: Ranked::new(Rank::Durable, durable),
             segments: Ranked::new(Rank::Segments, segments),
             latch: PoisonLatch::new(),
@@ -330,8 +388,8 @@ impl Inner {
             ),
             recycle_pool: Ranked::new(Rank::RecyclePool, VecDeque::new()),
             pins: Ranked::new(Rank::Pins, BTreeMap::new()),
-            retained_from: AtomicU64::new(0),
-            streams: Ranked::new(Rank::Streams, Streams::default()),
+            retained_from: AtomicU64::new(retained_from),
+            streams: Ranked::new(Rank::Streams, streams),
             direct_prefixes: Ranked::new(Rank::Leaf, Vec::new()),
             direct_stage: Ranked::new(Rank::Leaf, Vec::new()),
             shutdown: AtomicBool::new(false),
@@ -343,7 +401,40 @@ impl Inner {
             .counters
             .bytes_since_checkpoint
             .store(bytes_since_checkpoint, Ordering::Relaxed);
-        Arc::new(inner)
+        if create {
+            let (file, _) = inner.install_segment(header, false)?;
+            inner.writer.get_mut().file = file.clone();
+            inner.flush.get_mut().written_file = Some(file);
+        }
+        Ok(Arc::new(inner))
+    }
+}
+
+/// Stands in for the active file until the start creates it.
+#[derive(Debug)]
+struct NoFile;
+
+impl VfsFile for NoFile {
+    fn read_at(&self, _: &mut [u8], _: u64) -> std::io::Result<usize> {
+        Err(std::io::Error::other("no active segment"))
+    }
+    fn write_all_at(&self, _: &[u8], _: u64) -> std::io::Result<()> {
+        Err(std::io::Error::other("no active segment"))
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        Err(std::io::Error::other("no active segment"))
+    }
+    fn sync_all(&self) -> std::io::Result<()> {
+        Err(std::io::Error::other("no active segment"))
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(0)
+    }
+    fn set_len(&self, _: u64) -> std::io::Result<()> {
+        Err(std::io::Error::other("no active segment"))
+    }
+    fn allocate(&self, _: u64) -> std::io::Result<()> {
+        Err(std::io::Error::other("no active segment"))
     }
 }
 

@@ -40,6 +40,12 @@ impl<T> Ranked<T> {
             m: Mutex::new(value),
         }
     }
+
+    /// The value, without locking: only while nothing else can reach the mutex (the
+    /// constructor of `Inner`).
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.m.get_mut().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The guard of a [`Ranked`] mutex: the rank counts as held until it is dropped.
