@@ -12,7 +12,10 @@ pub type ApplyError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ReplayError {
-    /// The log failed: opening, recovering its tail, appending, syncing or truncating.
+    /// The log failed: opening, recovering its tail, appending, syncing or truncating. Damage
+    /// in the log reaches the caller here as [`WalError::Corrupt`] or [`WalError::TornTail`]
+    /// (one [`Damage`] record) whichever entry point found it: the writing recovery, or the
+    /// read-only replay, which refuses what recovery would refuse.
     #[error(transparent)]
     Wal(#[from] WalError),
     /// A file operation on a snapshot or the data directory failed.
@@ -109,23 +112,6 @@ pub enum ReplayError {
         /// The budget.
         budget: u64,
     },
-    /// The log is damaged in a way the chosen recovery mode does not repair (found by a
-    /// read-only replay; the real recovery reports [`ReplayError::Wal`] instead).
-    #[error(
-        "corruption in {} at offset {}: {}",
-        .0.segment.display(),
-        .0.offset,
-        .0.reason
-    )]
-    Corrupt(Damage),
-    /// A torn tail found by a read-only replay under strict recovery.
-    #[error(
-        "torn tail in {} at offset {} (strict recovery): {}",
-        .0.segment.display(),
-        .0.offset,
-        .0.reason
-    )]
-    TornTail(Damage),
     /// The state machine refused a committed transaction.
     #[error("applying the transaction at LSN {lsn}: {source}")]
     Apply {
@@ -228,4 +214,18 @@ pub(crate) fn apply_err(lsn: Lsn, source: ApplyError) -> ReplayError {
         Ok(d) => ReplayError::Decode(d),
         Err(source) => ReplayError::Apply { lsn, source },
     }
+}
+
+/// Damage found in the log (`segment` may be the log directory, for damage that is not in one
+/// segment): [`WalError::Corrupt`], as recovery reports it.
+pub(crate) fn corrupt(
+    segment: impl Into<PathBuf>,
+    offset: u64,
+    reason: impl Into<String>,
+) -> ReplayError {
+    ReplayError::Wal(WalError::Corrupt(Damage {
+        segment: segment.into(),
+        offset,
+        reason: reason.into(),
+    }))
 }

@@ -1,6 +1,6 @@
 //! Recovery: newest valid snapshot, then the committed transactions after its fence.
 
-use crate::error::{ReplayError, Result, apply_err};
+use crate::error::{ReplayError, Result, apply_err, corrupt};
 use crate::logscan::{LogFrames, TransactionAssembler, list_segments, read_header, start_index};
 use crate::snapshot::{SnapshotFile, SnapshotListing, SnapshotStore, VerifiedSnapshot};
 use crate::state::{StateMachine, apply_at_schema};
@@ -431,20 +431,11 @@ where
         let opened = Wal::open_visit(&log_dir, log_opts, &mut pass);
         let (wal, open) = match opened {
             Ok(x) => x,
-            Err(VisitError::Wal(e)) => return Err(e.into()),
-            Err(VisitError::Visitor(PassError::Replay(e))) => return Err(e),
             // The log's first segment changed between planning and the open taking the lock
             // (a checkpoint truncated it, say): nothing was applied yet; plan again.
-            Err(VisitError::Visitor(PassError::Changed)) if attempts < 3 => {
-                attempts += 1;
+            Err(e) => {
+                plan_again_or_fail(e, &mut attempts, &log_dir, "recovery")?;
                 continue;
-            }
-            Err(VisitError::Visitor(PassError::Changed)) => {
-                return Err(ReplayError::Corrupt(wal_log::Damage {
-                    segment: log_dir,
-                    offset: 0,
-                    reason: "the log's first segment kept changing during recovery".into(),
-                }));
             }
         };
         let scanned = report.opened(&wal, &open);
@@ -554,11 +545,11 @@ fn replay_again<S: StateMachine + ?Sized>(
     {
         // The log was just recovered under our lock: damage now means the disk changed under
         // us or the log is wrong; never report a partial replay as success.
-        return Err(ReplayError::Corrupt(wal_log::Damage {
-            segment: end.path.clone(),
-            offset: end.end.offset() as u64,
-            reason: end.end.to_string(),
-        }));
+        return Err(corrupt(
+            end.path.clone(),
+            end.end.offset() as u64,
+            end.end.to_string(),
+        ));
     }
     report.bytes_replayed += frames.bytes_read;
     report.replay_elapsed += t.elapsed();
@@ -765,6 +756,30 @@ enum PassError {
     Replay(ReplayError),
     /// The first segment is not the one the plan was made from.
     Changed,
+}
+
+/// After the single pass stopped the open (or the read-only scan) with `e`: returns `Ok` to plan
+/// again when the log's first segment is no longer the one planned from (nothing was applied
+/// yet), up to three times; else the error (`during` says what kept being disturbed).
+fn plan_again_or_fail(
+    e: VisitError<PassError>,
+    attempts: &mut u32,
+    log_dir: &Path,
+    during: &str,
+) -> Result<()> {
+    match e {
+        VisitError::Wal(e) => Err(e.into()),
+        VisitError::Visitor(PassError::Replay(e)) => Err(e),
+        VisitError::Visitor(PassError::Changed) if *attempts < 3 => {
+            *attempts += 1;
+            Ok(())
+        }
+        VisitError::Visitor(PassError::Changed) => Err(corrupt(
+            log_dir,
+            0,
+            format!("the log's first segment kept changing during {during}"),
+        )),
+    }
 }
 
 impl From<ReplayError> for PassError {
@@ -1027,11 +1042,11 @@ impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
         // guarantees it; a state built on a plan that turned out wrong must never be handed
         // on.)
         if self.applied != 0 || (self.restored && self.restore_failed.is_none()) {
-            return Err(ReplayError::Corrupt(wal_log::Damage {
-                segment: PathBuf::new(),
-                offset: 0,
-                reason: "the log changed while it was being recovered".into(),
-            }));
+            return Err(corrupt(
+                PathBuf::new(),
+                0,
+                "the log changed while it was being recovered",
+            ));
         }
         let t = Instant::now();
         let failure = self.restore_failed.take();
@@ -1141,8 +1156,9 @@ impl<S: StateMachine + ?Sized> ScanVisitor for OnePass<'_, S> {
 /// tail at the write position and stops there.
 ///
 /// # Errors
-/// As [`recover`], with [`ReplayError::TornTail`] and [`ReplayError::Corrupt`] for damage the
-/// recovery mode would refuse; [`ReplayError::NotFound`] for a missing directory.
+/// As [`recover`]: damage the recovery mode would refuse is the same
+/// [`ReplayError::Wal`] ([`wal_log::WalError::Corrupt`] or [`wal_log::WalError::TornTail`])
+/// recovery returns; [`ReplayError::NotFound`] for a missing directory.
 pub fn replay_read_only<S>(
     root: impl AsRef<Path>,
     state: &mut S,
@@ -1223,20 +1239,11 @@ where
         let inspection =
             match wal_log::inspect::inspect_visit(&*vfs, &log_dir, &mut progress, &mut pass) {
                 Ok(i) => i,
-                Err(VisitError::Wal(e)) => return Err(e.into()),
-                Err(VisitError::Visitor(PassError::Replay(e))) => return Err(e),
                 // The first segment changed since it was planned from (a live directory):
                 // nothing was applied yet; plan again.
-                Err(VisitError::Visitor(PassError::Changed)) if attempts < 3 => {
-                    attempts += 1;
+                Err(e) => {
+                    plan_again_or_fail(e, &mut attempts, &log_dir, "the replay")?;
                     continue;
-                }
-                Err(VisitError::Visitor(PassError::Changed)) => {
-                    return Err(ReplayError::Corrupt(wal_log::Damage {
-                        segment: log_dir,
-                        offset: 0,
-                        reason: "the log's first segment kept changing during the replay".into(),
-                    }));
                 }
             };
         let scanned = read_only_verdict(&inspection, wal_opts.recovery, &log_dir, &mut report)?;
@@ -1310,11 +1317,7 @@ fn judge(
     mode: RecoveryMode,
     report: &mut RecoveryReport,
 ) -> Result<()> {
-    let plan = inspection.recovery_plan(mode).map_err(|e| match e {
-        wal_log::WalError::TornTail(damage) => ReplayError::TornTail(damage),
-        wal_log::WalError::Corrupt(damage) => ReplayError::Corrupt(damage),
-        other => other.into(),
-    })?;
+    let plan = inspection.recovery_plan(mode)?;
     report.log_end = plan.last_lsn;
     report.moved_aside = plan.moved_aside;
     report.bytes_moved_aside = report.moved_aside.iter().map(|a| a.bytes).sum();

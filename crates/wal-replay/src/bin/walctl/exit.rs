@@ -59,8 +59,6 @@ pub(crate) fn exit_code(e: &ReplayError) -> u8 {
         ReplayError::NotFound { .. }
         | ReplayError::LogMissing { .. }
         | ReplayError::NotADataDir { .. } => EXIT_USAGE,
-        ReplayError::Corrupt { .. } => EXIT_CORRUPT,
-        ReplayError::TornTail { .. } => EXIT_TORN,
         ReplayError::BadSnapshot { .. }
         | ReplayError::Restore { .. }
         | ReplayError::LogTruncated { .. } => EXIT_SNAPSHOT,
@@ -148,6 +146,15 @@ mod tests {
         io::Error::other("disk")
     }
 
+    /// Damage found by any entry point (the read-only replay reports it as recovery does).
+    fn damage() -> wal_log::Damage {
+        wal_log::Damage {
+            segment: p(),
+            offset: 1,
+            reason: s(),
+        }
+    }
+
     fn format_error() -> FormatError {
         FormatError::HeaderTruncated { len: 1, needed: 2 }
     }
@@ -204,22 +211,8 @@ mod tests {
                 },
                 2,
             ),
-            (
-                WalError::Corrupt(wal_log::Damage {
-                    segment: p(),
-                    offset: 1,
-                    reason: s(),
-                }),
-                2,
-            ),
-            (
-                WalError::TornTail(wal_log::Damage {
-                    segment: p(),
-                    offset: 1,
-                    reason: s(),
-                }),
-                1,
-            ),
+            (WalError::Corrupt(damage()), 2),
+            (WalError::TornTail(damage()), 1),
             (WalError::Changed { segment: p() }, 6),
             (
                 WalError::Poisoned {
@@ -264,7 +257,8 @@ mod tests {
         ]
     }
 
-    /// Each `ReplayError` variant (but `Wal`, above) and the code the runbook gives it.
+    /// Each `ReplayError` variant (but `Wal`, above, which also carries the damage a read-only
+    /// replay finds) and the code the runbook gives it.
     fn replay_cases() -> Vec<(ReplayError, u8)> {
         let lsn = Lsn(1);
         vec![
@@ -322,22 +316,6 @@ mod tests {
                     budget: 1,
                 },
                 6,
-            ),
-            (
-                ReplayError::Corrupt(wal_log::Damage {
-                    segment: p(),
-                    offset: 1,
-                    reason: s(),
-                }),
-                2,
-            ),
-            (
-                ReplayError::TornTail(wal_log::Damage {
-                    segment: p(),
-                    offset: 1,
-                    reason: s(),
-                }),
-                1,
             ),
             (
                 ReplayError::Apply {
