@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wal_log::{Options, SyncPolicy, Wal};
-use wal_recorder::{DirMirror, WalMirror, WalRecorder};
+use wal_recorder::WalRecorder;
+use wal_recorder::mirror::{DirMirror, WalMirror};
 
 type Error = Box<dyn std::error::Error>;
 type Rec = WalRecorder<Vec<u8>>;

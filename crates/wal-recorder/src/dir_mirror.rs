@@ -57,7 +57,7 @@ struct MirrorState {
 /// # Truncation waits for the mirror
 ///
 /// [`WalMirror::position`] is the end of the durable copy. The recorder truncates the log
-/// only up to it ([`crate::WalRecorder::truncate_up_to`], [`crate::Truncator`]), so a segment
+/// only up to it ([`crate::WalRecorder::truncate_up_to`], [`crate::mirror::Truncator`]), so a segment
 /// leaves the log only once the archive holds it through its seal; segments removed from the
 /// log stay in the archive (it keeps the history). If a segment leaves the log before the
 /// mirror finished it anyway (a truncation that did not go through the recorder), the mirror

@@ -89,17 +89,6 @@ impl<'r, E, C> RecorderTx<'r, E, C> {
         self.rec.commit_and_flush()
     }
 
-    /// Commits the query queued, without I/O ([`WalRecorder::commit_queued`], the building
-    /// block under [`RecorderTx::commit_deferred`]); wait for durability with
-    /// `wal().wait_durable(lsn)` after releasing the store lock.
-    ///
-    /// # Errors
-    /// As [`WalRecorder::commit`].
-    pub fn commit_queued(mut self) -> Result<WroteCommit> {
-        self.open = false;
-        self.rec.commit_queued()
-    }
-
     /// Aborts the query ([`WalRecorder::abort`]). `true` means the live store saw mutations
     /// that will never be in the log: the host must quarantine or roll it back.
     ///

@@ -29,9 +29,10 @@
 //!   background fsync).
 //! * Bounded memory: past [`RecorderOptions::max_buffered_bytes`] a query streams fragments to
 //!   the log instead of growing its buffer.
-//! * Mirrors: a [`WalMirror`] copies the log elsewhere after each flush; [`DirMirror`] keeps an
-//!   archive directory that recovers the log alone. Truncation ([`WalRecorder::truncate_up_to`],
-//!   [`Truncator`]) waits for the mirror, like a replication slot, so the log stays bounded
+//! * Mirrors ([`mirror`]): a [`WalMirror`](mirror::WalMirror) copies the log elsewhere after
+//!   each flush; [`DirMirror`](mirror::DirMirror) keeps an archive directory that recovers the
+//!   log alone. Truncation ([`WalRecorder::truncate_up_to`],
+//!   [`Truncator`](mirror::Truncator)) waits for the mirror, like a replication slot, so the log stays bounded
 //!   while the archive keeps the history; [`WalRecorder::stats`] shows how far behind it is.
 //!
 //! ```
@@ -85,18 +86,15 @@
 mod dir_mirror;
 mod error;
 mod guard;
-mod mirror;
+pub mod mirror;
 mod recorder;
 mod stats;
 mod ticket;
 mod truncator;
 
-pub use dir_mirror::{DirMirror, DirMirrorStats, MirrorError};
 pub use error::{RecorderError, Result};
 pub use guard::RecorderTx;
-pub use mirror::{MirrorPosition, WalMirror};
 pub use recorder::{MutationRecorder, RecorderOptions, WalRecorder, WroteCommit};
-pub use stats::{MirrorLag, RecorderStats};
+pub use stats::RecorderStats;
 pub use ticket::CommitTicket;
-pub use truncator::Truncator;
 pub use wal_format::{Bincode, Codec, CodecError};

@@ -276,8 +276,8 @@ impl<E, C> WalRecorder<E, C> {
     /// ([`WalMirror::position`]; everything is kept when it reports none). Truncate the log
     /// only through the recorder then ([`WalRecorder::truncator`] hands wal-replay's
     /// `Checkpointer` the same rule): a segment removed before the mirror copied it whole
-    /// cannot reach the archive ([`crate::DirMirror`] then fails with
-    /// [`crate::MirrorError::SegmentLost`]).
+    /// cannot reach the archive ([`crate::mirror::DirMirror`] then fails with
+    /// [`crate::mirror::MirrorError::SegmentLost`]).
     #[must_use]
     pub fn with_mirror(mut self, mirror: Arc<dyn WalMirror>) -> Self {
         self.mirror = Some(mirror);
@@ -296,24 +296,6 @@ impl<E, C> WalRecorder<E, C> {
     #[must_use]
     pub fn wal(&self) -> &Arc<Wal> {
         &self.wal
-    }
-
-    /// The codec events are encoded with.
-    #[must_use]
-    pub fn codec(&self) -> &C {
-        &self.codec
-    }
-
-    /// The mirror, if one is attached.
-    #[must_use]
-    pub fn mirror(&self) -> Option<&Arc<dyn WalMirror>> {
-        self.mirror.as_ref()
-    }
-
-    /// The options.
-    #[must_use]
-    pub fn options(&self) -> &RecorderOptions {
-        &self.opts
     }
 
     /// Whether a query is armed.
@@ -484,19 +466,9 @@ impl<E, C> WalRecorder<E, C> {
         ))
     }
 
-    /// Like [`WalRecorder::commit`], but the transaction is only queued in the log
-    /// ([`Wal::append_queued`]), whatever the policy: no I/O, nothing acknowledged, and
-    /// waiting (`wal().wait_durable(lsn)`, which fsyncs under every policy) and checking for
-    /// poisoning afterwards are the host's job. [`WalRecorder::commit_deferred`] does all of
-    /// it; this is the building block underneath. (A transaction that streamed fragments is
-    /// committed as [`WalRecorder::commit`] does.)
-    ///
-    /// # Errors
-    /// As [`WalRecorder::commit`].
-    pub fn commit_queued(&self) -> Result<WroteCommit> {
-        self.commit_inner(true)
-    }
-
+    /// The commit of every variant: `queued` hands the payload to [`Wal::append_queued`] (no
+    /// I/O; `commit_deferred` under `Always`), else to [`Wal::append`]. A transaction that
+    /// streamed fragments is committed by its stream either way.
     fn commit_inner(&self, queued: bool) -> Result<WroteCommit> {
         let mut st = self.state();
         self.check_locked(&mut st)?;
@@ -568,9 +540,8 @@ impl<E, C> WalRecorder<E, C> {
     /// Makes every committed transaction durable, then lets the mirror persist: under
     /// [`SyncPolicy::Interval`] and [`SyncPolicy::Never`] this fsyncs; under
     /// [`SyncPolicy::Always`], where [`WalRecorder::commit`] already waited for durability,
-    /// it costs nothing unless transactions committed with `commit_queued` or
-    /// `commit_deferred` are still queued (their tickets not waited yet), which it writes and
-    /// fsyncs.
+    /// it costs nothing unless transactions committed with `commit_deferred` are still queued
+    /// (their tickets not waited yet), which it writes and fsyncs.
     ///
     /// # Errors
     /// [`RecorderError::Poisoned`]; [`RecorderError::Wal`] or [`RecorderError::Mirror`] (which

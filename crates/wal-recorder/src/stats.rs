@@ -18,7 +18,7 @@ pub struct RecorderStats {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MirrorLag {
-    /// Where the copy ends ([`crate::WalMirror::position`]).
+    /// Where the copy ends ([`crate::mirror::WalMirror::position`]).
     pub position: MirrorPosition,
     /// LSNs the log has assigned past the copy's end (transactions, and the seals, markers
     /// and fragments that take LSNs too); 0 when the copy is at the end or ahead of it.

@@ -12,9 +12,8 @@ use wal_format::frame::MAX_FRAME_PAYLOAD;
 use wal_format::{Bincode, Codec, CodecError, Decoder, FrameKind};
 use wal_log::sim::{OpKind, SimVfs};
 use wal_log::{Lsn, SyncPolicy, Wal};
-use wal_recorder::{
-    MutationRecorder, RecorderError, RecorderOptions, WalMirror, WalRecorder, WroteCommit,
-};
+use wal_recorder::mirror::WalMirror;
+use wal_recorder::{MutationRecorder, RecorderError, RecorderOptions, WalRecorder, WroteCommit};
 
 type Rec = WalRecorder<Ev>;
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 use support::*;
 use wal_log::sim::SimVfs;
 use wal_log::{Lsn, Options, SyncPolicy, Wal};
-use wal_recorder::{DirMirror, WalMirror, WalRecorder};
+use wal_recorder::WalRecorder;
+use wal_recorder::mirror::{DirMirror, WalMirror};
 
 type Rec = WalRecorder<Ev>;
 
@@ -135,7 +136,7 @@ impl WalMirror for HeldBack {
     fn persist_force(&self, wal_dir: &Path) -> std::io::Result<()> {
         self.persist(wal_dir)
     }
-    fn position(&self) -> Option<wal_recorder::MirrorPosition> {
+    fn position(&self) -> Option<wal_recorder::mirror::MirrorPosition> {
         self.inner.position()
     }
 }

@@ -10,7 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use support::*;
 use wal_log::{Options, Wal};
-use wal_recorder::{DirMirror, WalRecorder};
+use wal_recorder::WalRecorder;
+use wal_recorder::mirror::DirMirror;
 
 /// This process's open file descriptors.
 fn open_fds() -> usize {

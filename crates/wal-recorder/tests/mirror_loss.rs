@@ -17,7 +17,8 @@ use support::*;
 use wal_log::inspect::Verdict;
 use wal_log::sim::SimVfs;
 use wal_log::{Lsn, Options, SyncPolicy, Wal};
-use wal_recorder::{DirMirror, MirrorError, WalMirror, WalRecorder};
+use wal_recorder::WalRecorder;
+use wal_recorder::mirror::{DirMirror, MirrorError, WalMirror};
 
 type Rec = WalRecorder<Ev>;
 

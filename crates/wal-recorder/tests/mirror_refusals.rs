@@ -12,7 +12,8 @@ use archive_support::*;
 use std::path::{Path, PathBuf};
 use support::*;
 use wal_log::{Lsn, Options, Wal};
-use wal_recorder::{DirMirror, MirrorError, WalMirror, WalRecorder};
+use wal_recorder::WalRecorder;
+use wal_recorder::mirror::{DirMirror, MirrorError, WalMirror};
 
 type Rec = WalRecorder<Ev>;
 

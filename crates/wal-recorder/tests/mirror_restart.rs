@@ -13,7 +13,8 @@ use support::*;
 use wal_log::inspect::Verdict;
 use wal_log::sim::{HookedVfs, OpKind};
 use wal_log::{Options, StdVfs, Vfs, Wal};
-use wal_recorder::{DirMirror, MirrorError, RecorderError, WalRecorder};
+use wal_recorder::mirror::{DirMirror, MirrorError};
+use wal_recorder::{RecorderError, WalRecorder};
 
 type Rec = WalRecorder<Ev>;
 

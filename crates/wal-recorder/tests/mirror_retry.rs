@@ -9,7 +9,8 @@ use std::sync::Arc;
 use support::*;
 use wal_log::SyncPolicy;
 use wal_log::sim::{CrashImage, DataLoss, DirLoss, Fault, OpKind, SimVfs};
-use wal_recorder::{DirMirror, WalMirror, WalRecorder};
+use wal_recorder::WalRecorder;
+use wal_recorder::mirror::{DirMirror, WalMirror};
 
 type Rec = WalRecorder<Ev>;
 

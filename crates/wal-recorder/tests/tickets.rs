@@ -12,9 +12,8 @@ use std::sync::{Arc, Barrier, Mutex, PoisonError};
 use support::*;
 use wal_log::sim::{Fault, OpKind, SimVfs};
 use wal_log::{Options, SyncPolicy, Wal, WalError};
-use wal_recorder::{
-    CommitTicket, RecorderError, RecorderOptions, WalMirror, WalRecorder, WroteCommit,
-};
+use wal_recorder::mirror::WalMirror;
+use wal_recorder::{CommitTicket, RecorderError, RecorderOptions, WalRecorder, WroteCommit};
 
 type Rec = WalRecorder<Ev>;
 

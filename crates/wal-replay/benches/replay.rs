@@ -126,7 +126,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("replay_read_only_128B_records", |b| {
         b.iter(|| {
             let mut s = Count::default();
-            let r = wal_replay::replay_read_only_with_codec(
+            let r = wal_replay::inspect::replay_read_only_with_codec(
                 dir.path(),
                 &mut s,
                 &NoCodec,

@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use wal_format::Lsn;
 use wal_log::Wal;
-use wal_recorder::Truncator;
+use wal_recorder::mirror::Truncator;
 
 /// How many snapshots a checkpoint keeps by default.
 pub const DEFAULT_KEEP_SNAPSHOTS: usize = 2;

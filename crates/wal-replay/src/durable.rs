@@ -17,7 +17,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use wal_format::{Bincode, Codec};
 use wal_log::Wal;
-use wal_recorder::{RecorderTx, WalMirror, WalRecorder};
+use wal_recorder::mirror::WalMirror;
+use wal_recorder::{RecorderTx, WalRecorder};
 
 /// Options of [`Durable::open`].
 #[derive(Clone, Debug)]
@@ -31,7 +32,7 @@ pub struct DurableOptions {
     /// Checkpoints stop after this step. Default [`CheckpointStep::Truncate`] (the whole
     /// checkpoint).
     pub checkpoint_until: CheckpointStep,
-    /// A mirror of the log ([`wal_recorder::DirMirror`] keeps an archive directory), attached
+    /// A mirror of the log ([`wal_recorder::mirror::DirMirror`] keeps an archive directory), attached
     /// to the recorder: it persists at [`WalRecorder::flush`] (writes do not wait for it), and
     /// checkpoints truncate the log only up to what it has durably copied. Default none.
     pub mirror: Option<Arc<dyn WalMirror>>,

@@ -16,14 +16,17 @@
 //!   is bounded: one read buffer, a fixed snapshot buffer and a budget for large
 //!   transactions in progress, besides the state itself. The [`RecoveryReport`] says which
 //!   snapshot, which LSNs, how many transactions, what was moved aside and how long it took.
-//! * [`replay_read_only`]: the same replay without touching the directory (no lock, no
-//!   repair), reporting what [`recover`] would do; also a single read of the log.
-//! * [`Checkpointer`] and [`Engine`]: snapshot at the durable LSN, checkpoint marker, prune
-//!   to the newest N snapshots (default 2), truncate the log up to the oldest kept snapshot's
-//!   fence. A crash at any step leaves a recoverable directory (see [`checkpoint`]).
-//! * [`SnapshotStore`]: the snapshot files themselves (format in [`snapshot`]).
-//! * [`install_snapshot`]: a follower that truncation passed installs its primary's snapshot
-//!   into its own data directory, then recovers from it and follows on from its fence.
+//! * [`Durable`]: recover, record and checkpoint in one type, the usual way to run an engine.
+//! * [`Engine`] and [`checkpoint::Checkpointer`]: snapshot at the durable LSN, checkpoint
+//!   marker, prune to the newest N snapshots (default 2), truncate the log up to the oldest
+//!   kept snapshot's fence. A crash at any step leaves a recoverable directory (see
+//!   [`checkpoint`]).
+//! * Tools, in named modules: [`inspect::replay_read_only`], the same replay without touching
+//!   the directory (no lock, no repair), reporting what [`recover`] would do, also a single
+//!   read of the log; [`snapshot::SnapshotStore`], the snapshot files themselves (format in
+//!   [`snapshot`]); [`snapshot::install_snapshot`], for a follower that truncation passed:
+//!   it installs its primary's snapshot into its own data directory, then recovers from it and
+//!   follows on from its fence.
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -83,24 +86,18 @@ pub mod checkpoint;
 mod durable;
 pub mod engine;
 mod error;
+pub mod inspect;
 mod install;
 mod logscan;
 mod recover;
 pub mod snapshot;
 mod state;
 
-pub use checkpoint::{CheckpointReport, CheckpointStep, Checkpointer, DEFAULT_KEEP_SNAPSHOTS};
 pub use durable::{Durable, DurableOptions};
 pub use engine::{Engine, EngineOptions};
 pub use error::{ApplyError, ReplayError, Result};
-pub use install::{InstalledSnapshot, install_snapshot};
-pub use logscan::TransactionAssembler;
 pub use recover::{
-    DataDir, LOG_DIR, Progress, RecoverOptions, Recovered, RecoveryReport, RejectedSnapshot,
-    SNAPSHOT_DIR, SnapshotUsed, read_log_id, recover, recover_with_codec, replay_read_only,
-    replay_read_only_with_codec,
-};
-pub use snapshot::{
-    SnapshotFile, SnapshotHeader, SnapshotListing, SnapshotStore, VerifiedSnapshot,
+    DataDir, Progress, RecoverOptions, Recovered, RecoveryReport, RejectedSnapshot, SnapshotUsed,
+    recover, recover_with_codec,
 };
 pub use state::{EventDecodeError, StateMachine};

@@ -8,9 +8,10 @@ mod common;
 use common::{Kv, Op};
 use std::sync::{Arc, Barrier, Mutex};
 use wal_log::{Options, Wal};
+use wal_replay::checkpoint::Checkpointer;
+use wal_replay::inspect::replay_read_only;
 use wal_replay::{
-    Checkpointer, Durable, DurableOptions, Engine, EngineOptions, RecoverOptions, ReplayError,
-    recover, replay_read_only,
+    Durable, DurableOptions, Engine, EngineOptions, RecoverOptions, ReplayError, recover,
 };
 
 /// `Wal::open(dir)` makes `dir` a log directory; every entry point that takes a data

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use wal_format::header::SEGMENT_HEADER_LEN;
 use wal_format::{Bincode, Codec, Lsn, SegmentHeader, decode_into};
 use wal_log::Transaction;
+use wal_replay::inspect::replay_read_only;
 use wal_replay::snapshot::SnapshotStore;
 use wal_replay::{
     ApplyError, DataDir, Engine, EventDecodeError, ReplayError, StateMachine, recover,
-    replay_read_only,
 };
 
 mod v1 {

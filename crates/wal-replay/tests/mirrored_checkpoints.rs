@@ -1,4 +1,4 @@
-//! Checkpoints of a mirrored log (`wal_recorder::DirMirror`): truncation waits for the
+//! Checkpoints of a mirrored log (`wal_recorder::mirror::DirMirror`): truncation waits for the
 //! mirror, so the log stays bounded while the archive grows and `walctl verify` finds the
 //! archive sound after every checkpoint. A checkpointer that truncates without waiting is an
 //! error the engine sees (it used to be silent: every commit `Ok`, and the archive missing
@@ -15,8 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use wal_format::Lsn;
 use wal_log::Options;
-use wal_recorder::{DirMirror, MirrorError, RecorderError, WalRecorder};
-use wal_replay::{Checkpointer, Durable, DurableOptions, RecoverOptions, StateMachine, recover};
+use wal_recorder::mirror::{DirMirror, MirrorError};
+use wal_recorder::{RecorderError, WalRecorder};
+use wal_replay::checkpoint::Checkpointer;
+use wal_replay::{Durable, DurableOptions, RecoverOptions, StateMachine, recover};
 
 /// `walctl --dir <root> verify`'s exit code (the archive is `<root>/log`).
 fn walctl_verify(root: &Path) -> i32 {

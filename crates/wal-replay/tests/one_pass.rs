@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use wal_format::Lsn;
 use wal_log::StdVfs;
 use wal_log::sim::{HookedVfs, OpKind};
-use wal_replay::{CheckpointStep, Engine, RecoverOptions, recover, replay_read_only};
+use wal_replay::checkpoint::CheckpointStep;
+use wal_replay::inspect::replay_read_only;
+use wal_replay::{Engine, RecoverOptions, recover};
 
 /// The real file system, counting the bytes read from files in a directory named `log`.
 fn counting_log_reads() -> (HookedVfs, Arc<AtomicU64>) {

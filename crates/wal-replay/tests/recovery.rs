@@ -6,10 +6,9 @@ mod common;
 use common::*;
 use wal_format::Lsn;
 use wal_log::{RecoveryMode, Wal};
-use wal_replay::{
-    CheckpointStep, Checkpointer, Engine, RecoverOptions, ReplayError, StateMachine, recover,
-    replay_read_only,
-};
+use wal_replay::checkpoint::{CheckpointStep, Checkpointer};
+use wal_replay::inspect::replay_read_only;
+use wal_replay::{Engine, RecoverOptions, ReplayError, StateMachine, recover};
 
 /// Commits `n` transactions of a few events each, returning the expected state.
 fn fill(engine: &mut Engine<Kv>, from: u64, n: u64) {
@@ -323,7 +322,7 @@ fn snapshot_of_another_log_is_rejected() {
     let from = snapshot_files(b.path()).pop().unwrap();
     let bytes = std::fs::read(&from).unwrap();
     // Same fence number, other log id.
-    assert!(wal_replay::SnapshotHeader::decode(&bytes).is_ok());
+    assert!(wal_replay::snapshot::SnapshotHeader::decode(&bytes).is_ok());
     let name = from.file_name().unwrap();
     std::fs::remove_file(a.path().join("snapshots").join(name)).ok();
     std::fs::write(a.path().join("snapshots").join(name), &bytes).unwrap();

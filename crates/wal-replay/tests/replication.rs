@@ -11,9 +11,9 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use wal_format::Lsn;
 use wal_log::{FollowPosition, Options, TailOptions, TailReader, Wal, WalError};
+use wal_replay::snapshot::install_snapshot;
 use wal_replay::{
-    ApplyError, Engine, EngineOptions, RecoverOptions, ReplayError, StateMachine, install_snapshot,
-    recover,
+    ApplyError, Engine, EngineOptions, RecoverOptions, ReplayError, StateMachine, recover,
 };
 
 /// A map that knows nothing of LSNs: the same state on the primary and on the follower,
@@ -136,7 +136,7 @@ fn a_follower_passed_by_truncation_installs_the_primarys_snapshot() {
             .join(wal_replay::snapshot::snapshot_file_name(fence))
     );
     let mut at_fence = Map::default();
-    let r = wal_replay::replay_read_only(
+    let r = wal_replay::inspect::replay_read_only(
         p.path(),
         &mut at_fence,
         RecoverOptions::default().target(fence),

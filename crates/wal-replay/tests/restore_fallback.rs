@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use wal_format::Lsn;
 use wal_log::Transaction;
+use wal_replay::inspect::replay_read_only;
 use wal_replay::snapshot::SNAPSHOT_HEADER_LEN;
+use wal_replay::snapshot::SnapshotStore;
 use wal_replay::{
-    ApplyError, Engine, EngineOptions, RecoveryReport, ReplayError, SnapshotStore, StateMachine,
-    recover, replay_read_only,
+    ApplyError, Engine, EngineOptions, RecoveryReport, ReplayError, StateMachine, recover,
 };
 
 /// What [`Flaky::write_snapshot`] writes.

@@ -221,7 +221,7 @@ fn read_only_replay_predicts_the_bytes_salvage_moves_aside() {
     let o = wal_log::Options::default().segment_size(64 << 10);
     let (wal, _) = wal_log::Wal::open(&log, o.clone()).unwrap();
     let lsns: Vec<_> = (0..600).map(|i| wal.append(&record(i)).unwrap()).collect();
-    wal_replay::SnapshotStore::new(
+    wal_replay::snapshot::SnapshotStore::new(
         std::sync::Arc::new(wal_log::StdVfs),
         root.path().join("snapshots"),
     )
@@ -249,9 +249,12 @@ fn read_only_replay_predicts_the_bytes_salvage_moves_aside() {
     drop(file);
 
     let salvage = recover_opts().wal(o.clone().recovery(wal_log::RecoveryMode::SalvagePrefix));
-    let predicted =
-        wal_replay::replay_read_only(root.path(), &mut Counter::default(), salvage.clone())
-            .unwrap();
+    let predicted = wal_replay::inspect::replay_read_only(
+        root.path(),
+        &mut Counter::default(),
+        salvage.clone(),
+    )
+    .unwrap();
     let (code, v) = run_json(root.path(), &["replay", "--mode", "salvage-prefix"]);
     let (dry_code, dry) = run_json(
         root.path(),

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wal_log::{Options, SyncPolicy};
-use wal_recorder::DirMirror;
+use wal_recorder::mirror::DirMirror;
 use wal_replay::{Durable, DurableOptions};
 
 #[derive(Parser, Debug)]
@@ -69,7 +69,7 @@ struct RunArgs {
     /// Transactions per thread, then stop (0: until killed).
     #[arg(long, default_value_t = 0)]
     ops: u64,
-    /// Keep an archive of the log in this directory (`wal_recorder::DirMirror`): each
+    /// Keep an archive of the log in this directory (`wal_recorder::mirror::DirMirror`): each
     /// transaction is acknowledged once the archive holds it, and checkpoints truncate the
     /// log only up to what the archive holds.
     #[arg(long)]

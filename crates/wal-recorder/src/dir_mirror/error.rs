@@ -7,7 +7,7 @@ use wal_format::{FormatError, LogId, Lsn, SegmentSeq};
 
 /// Why a [`super::DirMirror`] persist failed.
 ///
-/// [`crate::WalMirror`] returns [`io::Error`]; a `DirMirror` failure is an `io::Error` wrapping
+/// [`crate::mirror::WalMirror`] returns [`io::Error`]; a `DirMirror` failure is an `io::Error` wrapping
 /// one of these (kind [`io::ErrorKind::InvalidData`] except for [`MirrorError::Io`], which
 /// keeps the kind of its cause). Get it back with
 /// `err.get_ref().and_then(|e| e.downcast_ref::<MirrorError>())`.
@@ -46,7 +46,7 @@ pub enum MirrorError {
     },
     /// A segment left the log (truncated, removed) before the archive held all of it: the
     /// archive ends at `archived_through` and can never continue the log. Truncate through
-    /// the recorder ([`crate::WalRecorder::truncate_up_to`], [`crate::Truncator`]), which
+    /// the recorder ([`crate::WalRecorder::truncate_up_to`], [`crate::mirror::Truncator`]), which
     /// waits for the mirror; then start a new archive (move this one aside: it is a sound log
     /// up to `archived_through`).
     #[error(

@@ -6,7 +6,8 @@ use crate::support::{Ev, transactions};
 use std::path::{Path, PathBuf};
 use wal_log::inspect::Verdict;
 use wal_log::{Options, StdVfs, Wal};
-use wal_recorder::{MirrorError, RecorderError};
+use wal_recorder::RecorderError;
+use wal_recorder::mirror::MirrorError;
 
 /// The `MirrorError` inside an I/O error from a `DirMirror`.
 pub fn mirror_error(e: &std::io::Error) -> &MirrorError {

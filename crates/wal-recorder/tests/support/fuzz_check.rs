@@ -11,10 +11,10 @@
 //! whether a final `sync` is attempted, whether megabyte events are allowed, crash image
 //! parameters), then up to 64 operations of a few bytes each (see `op`): `arm`; `record` of
 //! small events and of text events from bytes to megabytes (crossing `max_buffered_bytes`,
-//! and past one frame streaming real fragments); `commit`; `commit_queued`, then
-//! `wait_durable`, or `commit_deferred`, then the ticket's `wait` or `wait_and_flush` (or a
-//! dropped ticket); `commit_and_flush`; `abort`; `flush`; `force_fsync`; `poison`;
-//! a `begin` guard finished every way (commit_and_flush, commit, queued, abort, drop);
+//! and past one frame streaming real fragments); `commit`; `commit_deferred`, then the
+//! ticket dropped and `wait_durable` on the log, or the ticket's `wait` or `wait_and_flush` (or
+//! a dropped ticket); `commit_and_flush`; `abort`; `flush`; `force_fsync`; `poison`;
+//! a `begin` guard finished every way (commit_and_flush, commit, deferred, abort, drop);
 //! `commit_events`; `checkpoint_marker`; `truncate_up_to`; and `SimVfs` faults (EIO or
 //! ENOSPC on one of the next few operations of a kind, or a power cut).
 //!
@@ -184,8 +184,8 @@ impl Model {
         self.query.clear();
     }
 
-    /// Records what a commit of the current query returned; `queued` for `commit_queued`,
-    /// `flushed` for `commit_and_flush`.
+    /// Records what a commit of the current query returned; `queued` for a commit left queued
+    /// in the log (`commit_deferred` under `Always`), `flushed` for `commit_and_flush`.
     fn committed(
         &mut self,
         r: &Result<WroteCommit, RecorderError>,
@@ -267,8 +267,11 @@ fn finish_guard(rec: &Rec, m: &mut Model, inp: &mut Input<'_>) {
             m.committed(&r, false, false);
         }
         2 => {
-            let r = tx.commit_queued();
-            m.committed(&r, true, false);
+            // The ticket is dropped unwaited: under `Always` the transaction stays queued.
+            let r = tx
+                .commit_deferred()
+                .map(|t| t.lsn().map_or(WroteCommit::No, WroteCommit::Yes));
+            m.committed(&r, m.sync == SyncPolicy::Always, false);
         }
         3 => {
             let _ = tx.abort();
@@ -330,8 +333,13 @@ fn op(rec: &Rec, vfs: &SimVfs, m: &mut Model, inp: &mut Input<'_>) {
             let how = inp.u8();
             let wait = how & 1 == 0;
             if how & 2 == 0 {
-                let r = rec.commit_queued();
-                if let Some(lsn) = m.committed(&r, true, false)
+                // The ticket dropped; the host waits on the log itself (an fsync under every
+                // policy).
+                let always = m.sync == SyncPolicy::Always;
+                let r = rec
+                    .commit_deferred()
+                    .map(|t| t.lsn().map_or(WroteCommit::No, WroteCommit::Yes));
+                if let Some(lsn) = m.committed(&r, always, false)
                     && wait
                     && rec.wal().wait_durable(lsn).is_ok()
                 {

@@ -32,12 +32,13 @@ use wal_format::{Bincode, Decoder, FrameKind, LogId, Lsn, SegmentHeader, Segment
 use wal_log::layout::segment_file_name;
 use wal_log::sim::SimVfs;
 use wal_log::{Options, Transaction};
+use wal_replay::inspect::replay_read_only;
 use wal_replay::snapshot::{
     SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC, SNAPSHOT_VERSION, snapshot_file_name,
 };
+use wal_replay::snapshot::{SnapshotFile, SnapshotHeader, SnapshotStore};
 use wal_replay::{
-    ApplyError, DataDir, RecoverOptions, ReplayError, SnapshotFile, SnapshotHeader, SnapshotStore,
-    StateMachine, recover_with_codec, replay_read_only,
+    ApplyError, DataDir, RecoverOptions, ReplayError, StateMachine, recover_with_codec,
 };
 
 /// Where snapshots are put for the decoder checks.
@@ -311,7 +312,7 @@ pub fn check_file(data: &[u8]) -> bool {
 fn check_verified(
     store: &SnapshotStore,
     file: &SnapshotFile,
-    v: &wal_replay::VerifiedSnapshot,
+    v: &wal_replay::snapshot::VerifiedSnapshot,
     data: &[u8],
 ) {
     let body = &data[SNAPSHOT_HEADER_LEN..];

@@ -11,7 +11,8 @@ use std::time::Duration;
 use wal_format::scan::ScanEnd;
 use wal_format::{Frame, FrameKind, Lsn};
 use wal_log::{TailOptions, TailReader, Transaction, Vfs};
-use wal_replay::{DataDir, TransactionAssembler};
+use wal_replay::DataDir;
+use wal_replay::inspect::TransactionAssembler;
 
 use crate::exit::{EXIT_CORRUPT, EXIT_OK, EXIT_TORN, Failure};
 use crate::output::Out;

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use wal_log::inspect::{Inspection, Verdict};
 use wal_log::{MovedAside, Options, RecoveryMode, SyncPolicy, Vfs, Wal, WalError};
-use wal_replay::{DataDir, ReplayError, SnapshotFile};
+use wal_replay::snapshot::SnapshotFile;
+use wal_replay::{DataDir, ReplayError};
 
 use crate::RepairMode;
 use crate::exit::{EXIT_CORRUPT, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, Failure, exit_code};

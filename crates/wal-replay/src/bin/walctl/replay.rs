@@ -187,7 +187,8 @@ pub(crate) fn replay(
             .unwrap_or_else(PoisonError::into_inner)
             .update(d, t);
     });
-    let r = wal_replay::replay_read_only_with_codec(data.root(), &mut state, &NoCodec, opts);
+    let r =
+        wal_replay::inspect::replay_read_only_with_codec(data.root(), &mut state, &NoCodec, opts);
     progress
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

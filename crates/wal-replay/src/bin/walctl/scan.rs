@@ -8,7 +8,8 @@ use std::sync::Arc;
 use wal_format::scan::ScanEnd;
 use wal_log::inspect::{SegmentScan, Verdict};
 use wal_log::{MovedAside, Vfs};
-use wal_replay::{DataDir, SnapshotFile, SnapshotStore};
+use wal_replay::DataDir;
+use wal_replay::snapshot::{SnapshotFile, SnapshotStore};
 
 use crate::exit::Failure;
 use crate::output::Progress;

@@ -5,7 +5,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use wal_log::Vfs;
-use wal_replay::{DataDir, ReplayError, SnapshotFile, SnapshotStore};
+use wal_replay::snapshot::{SnapshotFile, SnapshotStore};
+use wal_replay::{DataDir, ReplayError};
 
 use crate::exit::{EXIT_OK, EXIT_SNAPSHOT, Failure};
 use crate::output::Out;
@@ -108,7 +109,7 @@ pub(crate) fn snapshot_verify(
 ) -> Result<u8, Failure> {
     let store: SnapshotStore = data.snapshots(vfs.clone());
     let listing = store.list()?;
-    let log_id = wal_replay::read_log_id(&**vfs, &data.log_dir())?;
+    let log_id = wal_replay::inspect::read_log_id(&**vfs, &data.log_dir())?;
     let mut rows = Vec::new();
     for f in &listing.snapshots {
         rows.push(match store.verify(f, log_id) {
