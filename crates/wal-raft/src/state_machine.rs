@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 use wal_log::{LogId as WalLogId, Lsn, OpenMode, Vfs};
-use wal_replay::{ApplyError, SnapshotStore, StateMachine, VerifiedSnapshot};
+use wal_replay::snapshot::{SnapshotStore, VerifiedSnapshot};
+use wal_replay::{ApplyError, StateMachine};
 
 /// The log id written in this adapter's snapshot headers: its snapshots belong to no
 /// wal-log log (the Raft log's positions are Raft indexes, in the fence).
