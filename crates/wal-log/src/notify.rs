@@ -114,11 +114,17 @@ fn serve(shared: &Shared, wal: &Wal) {
         let target = batch.last().map_or(Lsn::ZERO, |(lsn, _)| *lsn);
         let result = wal.wait_durable(target);
         debug_assert!(result.is_err() || wal.durable_lsn() >= target);
-        for (_, callback) in batch {
-            callback(match &result {
+        for (lsn, callback) in batch {
+            let r = match &result {
                 Ok(()) => Ok(()),
                 Err(e) => Err(e.duplicate()),
-            });
+            };
+            // A callback that panics must not take the thread, and every later callback,
+            // with it: the others would wait forever.
+            let run = std::panic::AssertUnwindSafe(move || callback(r));
+            if std::panic::catch_unwind(run).is_err() {
+                tracing::error!(lsn = lsn.0, "a durability callback panicked");
+            }
         }
     }
 }
@@ -176,6 +182,20 @@ mod tests {
                 "callback {i} ran before its batch was durable"
             );
         }
+    }
+
+    /// A callback that panics does not stop the ones after it.
+    #[test]
+    fn a_panicking_callback_does_not_stop_the_next() {
+        let vfs = SimVfs::new();
+        let wal = open(&vfs);
+        let notifier = DurableNotifier::start(wal.clone()).unwrap();
+        let a = wal.append_batch_queued(&[b"a"]).unwrap();
+        notifier.notify(a.lsn, |_| panic!("a callback's bug"));
+        let (tx, rx) = mpsc::channel();
+        let b = wal.append_batch_queued(&[b"b"]).unwrap();
+        notifier.notify(b.lsn, move |r| tx.send(r.is_ok()).unwrap());
+        assert!(rx.recv().unwrap());
     }
 
     /// A poisoned log hands its error to every waiting callback instead of leaving it hanging.

@@ -70,7 +70,7 @@ impl StateMachine for Kv {
 /// Small segments, so that tests cross rotations and purges remove files.
 pub fn wal_opts(vfs: Arc<dyn Vfs>) -> Options {
     Options::default()
-        .segment_size(64 << 10)
+        .segment_size(16 << 10)
         .preallocate(false)
         .vfs(vfs)
 }
