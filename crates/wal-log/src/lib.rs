@@ -14,6 +14,9 @@
 //! * Any write or fsync error poisons the log for good: every later call returns
 //!   [`WalError::Poisoned`] with the first failure.
 //! * [`Wal::read_from`] and [`Wal::follow`] yield committed, durable transactions.
+//! * [`Wal::append_batch_queued`] returns the [`Location`] of the frame a batch takes, and a
+//!   [`PositionedReader`] reads it back there; a [`DurableNotifier`] runs callbacks once LSNs
+//!   are durable (one thread per log).
 //! * Every file operation goes through [`Vfs`]; [`StdVfs`] is the real file system and
 //!   `SimVfs` (feature `sim`) a deterministic simulator with crash images and fault injection;
 //!   `HookedVfs` (same feature) wraps either with a hook that sees, and may fail, every call.

@@ -4,6 +4,11 @@
 //! with snapshots in wal-replay's snapshot files.
 #![forbid(unsafe_code)]
 
+/// This crate's README example, compiled and run as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 mod cache;
 mod error;
 mod index;

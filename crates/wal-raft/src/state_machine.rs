@@ -61,6 +61,15 @@ pub struct StateMachineStore<C: RaftTypeConfig, S> {
     inner: Arc<Mutex<Inner<C, S>>>,
 }
 
+impl<C: RaftTypeConfig, S> Clone for StateMachineStore<C, S> {
+    /// Another handle on the same state (for reads beside the one openraft owns).
+    fn clone(&self) -> Self {
+        StateMachineStore {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
 /// Builds snapshots of a [`StateMachineStore`] (it takes the store's lock while it writes).
 pub struct SnapshotBuilder<C: RaftTypeConfig, S> {
     inner: Arc<Mutex<Inner<C, S>>>,
