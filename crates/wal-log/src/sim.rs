@@ -15,10 +15,11 @@
 //! * Syncing a file (`sync_data` or `sync_all`, which behave the same) makes its bytes and
 //!   length durable, but not its directory entry: that takes a `sync_dir` of the directory
 //!   holding it, as on POSIX file systems.
-//! * Directories themselves are always durable: [`Vfs::create_dir_all`] takes effect
-//!   immediately and permanently, is not counted as an operation, cannot be made to fail with
-//!   [`SimVfs::fail_nth`] and cannot be lost in a crash. Directories cannot be removed or
-//!   renamed. The parent directory of a file must exist (created with `create_dir_all`),
+//! * A directory made by [`Vfs::create_dir_all`] is an entry of its parent: it survives a
+//!   crash once its parent has been synced with `sync_dir`, and until then a crash image may
+//!   lose it with everything below it (see [`DirLoss`]). `create_dir_all` takes effect at once,
+//!   is not counted as an operation and cannot be made to fail with [`SimVfs::fail_nth`].
+//!   Directories cannot be removed or renamed. The parent directory of a file must exist (created with `create_dir_all`),
 //!   except for `/` and the empty path (the parent of a bare relative name), which always
 //!   exist.
 //! * [`Vfs::lock`] creates a missing lock file with a directory entry that is durable at once,
@@ -47,10 +48,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use crate::vfs::{OpenMode, Vfs, VfsFile, VfsLock};
 
+mod crash;
 mod hooked;
 pub use hooked::{Call, HookedVfs};
 
-/// Sector size used by [`DataLoss::TornLastWrite`].
+/// Sector size used by [`DataLoss::TornLastWrite`], [`DataLoss::TornWrite`] and
+/// [`DataLoss::ScatteredSectors`].
 const SECTOR: u64 = 512;
 /// Largest file length the simulation accepts.
 const MAX_FILE_LEN: u64 = 1 << 30;
@@ -197,6 +200,34 @@ pub enum DataLoss {
         /// How many leading sectors of the last write reached the disk.
         sectors: usize,
     },
+    /// Any unsynced write torn at any sectors: all unsynced operations issued before unsynced
+    /// write number `write` (0-based, counting only the unsynced writes, in global issue
+    /// order) survive; of that write only the sectors whose indices are in `keep` survive
+    /// (index 0 is the first sector the write touches, cut as for
+    /// [`DataLoss::TornLastWrite`]); the operations issued after it survive when `later` is
+    /// true and are lost otherwise.
+    ///
+    /// `keep: 0..k` with `later: false` is a crash image in issue order (what
+    /// [`DataLoss::Prefix`] gives, cut inside a write); a `keep` that does not start at 0, or
+    /// `later: true`, lets later bytes reach the disk while earlier ones do not, as the page
+    /// cache writes dirty pages back in any order. Without that many unsynced writes this is
+    /// [`DataLoss::AllWritten`].
+    TornWrite {
+        /// Which unsynced write tears (0-based among the unsynced writes).
+        write: usize,
+        /// The indices of its sectors that reach the disk.
+        keep: std::ops::Range<usize>,
+        /// Whether the operations issued after it survive.
+        later: bool,
+    },
+    /// Out-of-order write-back: each unsynced `set_len` and `allocate` survives independently
+    /// with probability 1/2, and so does each sector of each unsynced write, drawn from
+    /// `seed`. A write can lose its leading sectors and keep later ones, and a later write
+    /// can survive where an earlier one did not.
+    ScatteredSectors {
+        /// Seed of the pseudo-random draws.
+        seed: u64,
+    },
     /// All unsynced operations survive, but the bytes of unsynced writes are zeros: the
     /// written ranges survive with the right length and the wrong contents.
     UnsyncedZeroed,
@@ -207,15 +238,28 @@ pub enum DataLoss {
     },
 }
 
-/// Which directory-entry changes (creations, renames, removals) survive a crash.
+/// Which directory-entry changes (creations, renames, removals, new directories) survive a
+/// crash.
+///
+/// A directory made by [`Vfs::create_dir_all`] is an entry of its parent like a file: it
+/// survives once its parent has been synced. A directory that does not survive takes
+/// everything below it with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DirLoss {
-    /// Each directory's entries are as of its last `sync_dir`: files created since then
-    /// vanish, renames revert, removed files come back (with contents per the [`DataLoss`]
-    /// rule).
+    /// Each directory's entries are as of its last `sync_dir`: files and directories created
+    /// since then vanish, renames revert, removed files come back (with contents per the
+    /// [`DataLoss`] rule).
     UnsyncedLost,
     /// Every entry change survives.
     AllKept,
+    /// Each unsynced entry change survives or is lost independently, with probability 1/2
+    /// drawn from `seed`, rather than all or nothing across every directory. Changes of
+    /// entries naming the same file are decided together, so a rename whose two directories
+    /// are both unsynced reverts whole or not at all (as a journaling file system does).
+    RandomEntries {
+        /// Seed of the pseudo-random draws.
+        seed: u64,
+    },
 }
 
 /// A deterministic in-memory file system that models durability, produces crash images and
@@ -308,6 +352,18 @@ impl fmt::Debug for Inode {
 struct Dir {
     current: BTreeMap<String, u64>,
     durable: BTreeMap<String, u64>,
+    /// Whether this directory's own entry in its parent is durable (its parent was synced
+    /// since it was created). `/` and the empty path always are.
+    entry_durable: bool,
+}
+
+impl Dir {
+    fn durable_entry() -> Dir {
+        Dir {
+            entry_durable: true,
+            ..Dir::default()
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -397,24 +453,11 @@ impl Rng {
     }
 }
 
-/// The part of a write of `bytes` at `offset` that survives when only its first `sectors`
-/// sectors reach the disk; `None` when nothing does.
-fn torn(offset: usize, bytes: &[u8], sectors: usize) -> Option<DataOp> {
-    let sector = SECTOR as usize;
-    let first = offset / sector;
-    let cut = first.saturating_add(sectors).saturating_mul(sector);
-    let keep = cut.saturating_sub(offset).min(bytes.len());
-    (keep > 0).then(|| DataOp::Write {
-        offset,
-        bytes: bytes[..keep].to_vec(),
-    })
-}
-
 impl State {
     fn new() -> State {
         let mut dirs = BTreeMap::new();
-        dirs.insert(PathBuf::new(), Dir::default());
-        dirs.insert(PathBuf::from("/"), Dir::default());
+        dirs.insert(PathBuf::new(), Dir::durable_entry());
+        dirs.insert(PathBuf::from("/"), Dir::durable_entry());
         State {
             inodes: BTreeMap::new(),
             dirs,
@@ -539,56 +582,6 @@ impl State {
         ops.sort_by_key(|(_, p)| p.seq);
         ops
     }
-
-    /// The operations that survive under `data`, per inode, in order.
-    fn surviving(&self, data: &DataLoss) -> BTreeMap<u64, Vec<DataOp>> {
-        let live = self.live_pending();
-        let last_write = live
-            .iter()
-            .rposition(|(_, p)| matches!(p.op, DataOp::Write { .. }));
-        let mut rng = match data {
-            DataLoss::RandomSubset { seed } | DataLoss::UnsyncedGarbage { seed } => Rng(*seed),
-            _ => Rng(0),
-        };
-        let mut out: BTreeMap<u64, Vec<DataOp>> = BTreeMap::new();
-        for (i, (id, pending)) in live.iter().enumerate() {
-            let op = &pending.op;
-            let kept = match data {
-                DataLoss::DurableOnly => None,
-                DataLoss::AllWritten => Some(op.clone()),
-                DataLoss::Prefix(n) => (i < *n).then(|| op.clone()),
-                DataLoss::RandomSubset { .. } => (rng.next_u64() >> 63 == 1).then(|| op.clone()),
-                DataLoss::TornLastWrite { sectors } => match op {
-                    DataOp::Write { offset, bytes } if Some(i) == last_write => {
-                        torn(*offset, bytes, *sectors)
-                    }
-                    _ => Some(op.clone()),
-                },
-                DataLoss::UnsyncedZeroed => match op {
-                    DataOp::Write { offset, bytes } => Some(DataOp::Write {
-                        offset: *offset,
-                        bytes: vec![0; bytes.len()],
-                    }),
-                    _ => Some(op.clone()),
-                },
-                DataLoss::UnsyncedGarbage { .. } => match op {
-                    DataOp::Write { offset, bytes } => {
-                        let mut garbage = vec![0; bytes.len()];
-                        rng.fill(&mut garbage);
-                        Some(DataOp::Write {
-                            offset: *offset,
-                            bytes: garbage,
-                        })
-                    }
-                    _ => Some(op.clone()),
-                },
-            };
-            if let Some(op) = kept {
-                out.entry(*id).or_default().push(op);
-            }
-        }
-        out
-    }
 }
 
 impl SimVfs {
@@ -608,23 +601,20 @@ impl SimVfs {
     ///
     /// The returned `SimVfs` is a fresh, independent file system whose every file and entry is
     /// durable; no locks are held, the operation counters are zero, no faults are armed and
-    /// the power is on. Directories all survive. Each directory's entries are chosen by
-    /// `image.dirs`, each file's contents by `image.data`; a file that no surviving entry
-    /// names is gone. `self` is not changed, so one state can yield many images.
+    /// the power is on. Each directory's entries, and whether a directory created since its
+    /// parent's last sync survives (with everything below it), are chosen by `image.dirs`;
+    /// each file's contents by `image.data`; a file that no surviving entry names is gone. `self` is not changed, so one state can yield many images.
     pub fn crash(&self, image: &CrashImage) -> SimVfs {
         let st = self.state();
         let surviving = st.surviving(&image.data);
         let mut new = State::new();
-        for (path, dir) in &st.dirs {
-            let entries = match image.dirs {
-                DirLoss::UnsyncedLost => dir.durable.clone(),
-                DirLoss::AllKept => dir.current.clone(),
-            };
+        for (path, entries) in st.surviving_dirs(image.dirs) {
             new.dirs.insert(
-                path.clone(),
+                path,
                 Dir {
                     current: entries.clone(),
                     durable: entries,
+                    entry_durable: true,
                 },
             );
         }
@@ -678,6 +668,16 @@ impl SimVfs {
     /// count (a removed file whose removal was synced can never reappear).
     pub fn unsynced_ops(&self) -> usize {
         self.state().live_pending().len()
+    }
+
+    /// How many of the [`SimVfs::unsynced_ops`] are writes, so a harness can enumerate
+    /// [`DataLoss::TornWrite`]`{ write: 0..n, .. }`.
+    pub fn unsynced_writes(&self) -> usize {
+        self.state()
+            .live_pending()
+            .iter()
+            .filter(|(_, p)| matches!(p.op, DataOp::Write { .. }))
+            .count()
     }
 
     /// Paths of all files currently visible, with their current lengths, sorted by path.
@@ -747,10 +747,12 @@ impl SimVfs {
             Err(e) => panic!("SimVfs::put_file: {e}"),
         };
         for dir in parent.ancestors() {
-            st.dirs.entry(dir.to_path_buf()).or_default();
+            st.dirs
+                .entry(dir.to_path_buf())
+                .or_insert_with(Dir::durable_entry);
         }
         let id = st.new_inode(bytes.to_vec());
-        let dir = st.dirs.entry(parent).or_default();
+        let dir = st.dirs.entry(parent).or_insert_with(Dir::durable_entry);
         dir.current.insert(name.clone(), id);
         dir.durable.insert(name, id);
         st.collect_garbage();
@@ -1018,8 +1020,16 @@ impl Vfs for SimVfs {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut st = self.state();
         st.begin(OpKind::SyncDir)?;
-        let d = st.dir_mut(&norm(dir))?;
+        let dir = norm(dir);
+        let d = st.dir_mut(&dir)?;
         d.durable.clone_from(&d.current);
+        for (_, sub) in st
+            .dirs
+            .iter_mut()
+            .filter(|(sub, _)| sub.parent() == Some(dir.as_path()))
+        {
+            sub.entry_durable = true;
+        }
         st.collect_garbage();
         Ok(())
     }
@@ -1075,27 +1085,6 @@ mod tests {
         let mut buf = [0u8; 13];
         Rng(1).fill(&mut buf);
         assert!(buf.iter().any(|&x| x != 0));
-    }
-
-    #[test]
-    fn torn_cuts_on_sector_boundaries() {
-        let bytes = vec![7u8; 1200];
-        // A write at 100 touches sectors 0, 1, 2 (bytes 100..1300).
-        assert!(torn(100, &bytes, 0).is_none());
-        let cut = |sectors| match torn(100, &bytes, sectors) {
-            Some(DataOp::Write { offset, bytes }) => (offset, bytes.len()),
-            _ => (0, 0),
-        };
-        assert_eq!(cut(1), (100, 412));
-        assert_eq!(cut(2), (100, 924));
-        assert_eq!(cut(3), (100, 1200));
-        assert_eq!(cut(usize::MAX), (100, 1200));
-        // An aligned write.
-        let aligned = vec![1u8; 1024];
-        assert!(torn(512, &aligned, 0).is_none());
-        assert!(
-            matches!(torn(512, &aligned, 1), Some(DataOp::Write { offset: 512, ref bytes }) if bytes.len() == 512)
-        );
     }
 
     #[test]

@@ -5,18 +5,24 @@
 //! [`SimVfs`] to count its mutating I/O operations `M`. Then for every `k` in `0..=M` it is run
 //! again on a fresh `SimVfs` with `power_off_after(k)`, so the process "dies" just before
 //! operation `k + 1` (equivalently: just after operation `k`). Every append that returned `Ok`
-//! before that is recorded as acknowledged. From the dead file system a family of crash images
-//! is taken (durable only, everything written, every prefix of the unsynced operations, random
-//! subsets, a torn last write at every sector, unsynced bytes zeroed or garbage, each with
-//! unsynced directory changes lost or kept), and on each image the log is opened
-//! (`TolerateTornTail`) and checked:
+//! before that is recorded as acknowledged, and so is every fence a `truncate_prefix` was asked
+//! for. The log's directory is created by `Wal::open`, so it too can be lost. From the dead file
+//! system a family of crash images is taken (durable only, everything written, every prefix of
+//! the unsynced operations, random subsets, a torn last write at every sector, any unsynced
+//! write torn after its first sectors with what follows lost, unsynced bytes zeroed or garbage,
+//! each with unsynced directory changes lost, kept, or lost and kept entry by entry, new
+//! directories included), and on each image the log is opened (the default
+//! `TolerateTornTail`) and checked:
 //!
 //! * opening succeeds: a crash must never leave an unopenable log;
 //! * the transactions read back (from the oldest retained LSN) are exactly a contiguous run of
 //!   what was appended, in order, with identical bodies and, for acknowledged ones, the LSN
 //!   the append returned; aborted streams never appear; nothing is invented, duplicated or
 //!   reordered;
-//! * every acknowledged transaction (at or above the oldest retained LSN) is there;
+//! * every acknowledged transaction above the highest fence the workload asked for is there
+//!   (not merely those at or above the recovered log's own oldest retained LSN, which a
+//!   truncation deleting too much would move), and without any truncation the log starts at
+//!   LSN 1;
 //! * recovery is durable and idempotent: crashing right after `open` returned (durable state
 //!   only) and recovering again gives the same transactions;
 //! * on sampled images, recovery itself is crashed after each of its own I/O operations and
@@ -42,18 +48,19 @@
 //! * `WAL_SIM_SEEDS=<count>`: run `count` seeds per scenario starting from a time-based seed
 //!   (printed), for long soaks.
 //!
-//! Run with `-- --nocapture` to see the counts.
+//! Run with `-- --nocapture` to see the counts: per scenario and seed, the crash points, the
+//! images taken there and how many of them were distinct (each distinct one is recovered and
+//! checked), and apart from those, the points at which recovery itself was crashed and the
+//! double crashes, each with the images taken there.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use wal_format::frame::MAX_FRAME_PAYLOAD;
 use wal_format::records::encode_records;
 use wal_log::sim::{CrashImage, DataLoss, DirLoss, SimVfs};
-use wal_log::vfs::Vfs;
 use wal_log::{Lsn, Options, RecoveryMode, SyncPolicy, Transaction, Wal, WalError};
 
 const DIR: &str = "/db";
@@ -361,9 +368,26 @@ struct Chain {
     txs: Vec<Tx>,
     /// Ids of aborted or failed streams: must never be read back.
     aborted: Vec<u64>,
+    /// The highest fence a `truncate_prefix` was asked for (recorded before the call, since a
+    /// crash inside it may have removed anything up to it); `None`: no truncation was asked
+    /// for, so the log must start at LSN 1.
+    fence: Option<Lsn>,
+    /// The highest LSN the log said was durable (`durable_lsn` after a step, which a returned
+    /// `sync` or `wait_durable` covers): under `Interval` and `Never` only acknowledged
+    /// transactions up to it must survive.
+    durable: Lsn,
 }
 
 impl Chain {
+    /// Whether transaction `t` must be in every recovered log (if above the fence): under
+    /// `Always` every acknowledged one, otherwise those a durability point covered.
+    fn required(&self, t: &Tx, policy: SyncPolicy) -> bool {
+        t.acked
+            .is_some_and(|l| policy == SyncPolicy::Always || l <= self.durable)
+    }
+    fn above_fence(&self, lsn: Lsn) -> bool {
+        self.fence.is_none_or(|f| lsn > f)
+    }
     fn last_acked(&self) -> Option<Lsn> {
         self.txs.iter().rev().find_map(|t| t.acked)
     }
@@ -400,7 +424,12 @@ fn read_all(wal: &Wal) -> Result<(Lsn, Rec), String> {
 }
 
 /// Checks recovered transactions against the chains: see the module documentation.
-fn check(chains: &[Chain], oldest: Lsn, rec: &Rec) -> Result<(), String> {
+fn check(chains: &[Chain], policy: SyncPolicy, oldest: Lsn, rec: &Rec) -> Result<(), String> {
+    if chains.iter().all(|c| c.fence.is_none()) && oldest != Lsn(1) {
+        return Err(format!(
+            "no truncation was asked for, yet the log starts at LSN {oldest}"
+        ));
+    }
     let mut where_: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
     for (c, chain) in chains.iter().enumerate() {
         for (i, t) in chain.txs.iter().enumerate() {
@@ -465,21 +494,27 @@ fn check(chains: &[Chain], oldest: Lsn, rec: &Rec) -> Result<(), String> {
             _ => (chain.txs.len(), chain.txs.len()),
         };
         for (i, t) in chain.txs.iter().enumerate() {
-            let Some(l) = t.acked else { continue };
-            if (i < start || i >= end) && l >= oldest {
+            let Some(l) = t.acked.filter(|_| chain.required(t, policy)) else {
+                continue;
+            };
+            if (i < start || i >= end) && chain.above_fence(l) {
                 return Err(format!(
-                    "chain {c}: acknowledged transaction #{i} (id {}, LSN {l}) is missing; oldest retained LSN {oldest}, recovered #{start}..#{end}",
-                    t.id
+                    "chain {c}: durable transaction #{i} (id {}, LSN {l}) is missing; fence asked for {:?}, oldest retained LSN {oldest}, recovered #{start}..#{end}",
+                    t.id, chain.fence
                 ));
             }
         }
+        // Only a truncation may take transactions from the front, and only up to its fence.
         if start > 0
             && start < chain.txs.len()
-            && chain.txs[start - 1].acked.is_none_or(|l| l >= oldest)
+            && chain.txs[start - 1]
+                .acked
+                .is_none_or(|l| chain.above_fence(l))
         {
             return Err(format!(
-                "chain {c}: transaction #{} before the recovered run is missing",
-                start - 1
+                "chain {c}: transaction #{} before the recovered run is missing (fence asked for {:?})",
+                start - 1,
+                chain.fence
             ));
         }
     }
@@ -500,25 +535,46 @@ struct Cfg {
     preallocate: bool,
     /// `Options::recycle_segments`.
     recycle: usize,
+    sync: SyncPolicy,
+    /// Also take the images where unsynced writes reach the disk out of order: a later
+    /// write without an earlier one, a write's later sectors without its first ones.
+    reorder: bool,
 }
 
 impl Cfg {
+    /// Under `SyncPolicy::Always`, on fresh segment files, no reordering.
+    fn always(segment_size: u64, recycle: usize) -> Cfg {
+        Cfg {
+            segment_size,
+            preallocate: false,
+            recycle,
+            sync: SyncPolicy::Always,
+            reorder: false,
+        }
+    }
+
     fn opts(&self, v: &SimVfs) -> Options {
         Options::default()
             .vfs(Arc::new(v.clone()))
             .segment_size(self.segment_size)
             .preallocate(self.preallocate)
             .recycle_segments(self.recycle)
-            .sync(SyncPolicy::Always)
+            .sync(self.sync)
             .recovery(RecoveryMode::TolerateTornTail)
             .max_transaction_size(MAX_TX)
     }
+
+    /// Whether a background thread (the preallocator, the interval syncer) does I/O, so the
+    /// order and number of operations depend on thread timing.
+    fn background_io(&self) -> bool {
+        self.preallocate || matches!(self.sync, SyncPolicy::Interval { .. })
+    }
 }
 
+/// An empty file system: `Wal::open` creates the log's directory (durably, or a crash before
+/// its parent's sync loses it).
 fn fresh_vfs() -> SimVfs {
-    let v = SimVfs::new();
-    v.create_dir_all(Path::new(DIR)).unwrap();
-    v
+    SimVfs::new()
 }
 
 fn is_power_loss(e: &WalError) -> bool {
@@ -641,13 +697,23 @@ fn exec(step: &Step, wal: &Wal, chain: &mut Chain, next_id: &mut u64) -> Result<
         Step::Truncate { back } => {
             let acked: Vec<Lsn> = chain.txs.iter().filter_map(|t| t.acked).collect();
             match acked.len().checked_sub(back + 1) {
-                Some(i) => wal.truncate_prefix(acked[i]).map(drop),
+                Some(i) => {
+                    chain.fence = chain.fence.max(Some(acked[i]));
+                    wal.truncate_prefix(acked[i]).map(drop)
+                }
                 None => Ok(()),
             }
         }
         Step::Sync => wal.sync(),
         Step::Reopen => unreachable!("handled by the runner"),
     }
+}
+
+/// Runs one step and then notes how far the log says it is durable.
+fn exec_step(step: &Step, wal: &Wal, chain: &mut Chain, next_id: &mut u64) -> Result<(), WalError> {
+    let r = exec(step, wal, chain, next_id);
+    chain.durable = chain.durable.max(wal.durable_lsn());
+    r
 }
 
 /// What a run left behind.
@@ -694,7 +760,7 @@ fn run_single(
             };
             continue;
         }
-        if let Err(e) = exec(step, &wal, &mut chain, &mut next_id) {
+        if let Err(e) = exec_step(step, &wal, &mut chain, &mut next_id) {
             return Outcome {
                 chain,
                 error: Some(e),
@@ -734,8 +800,9 @@ fn fingerprint(v: &SimVfs) -> u64 {
 
 /// Every crash image the harness takes of `v`, labelled and deduplicated, as file systems.
 /// `full` enumerates every prefix and more torn sector counts; otherwise they are sampled.
+/// With `reorder`, also the images where unsynced writes reach the disk out of order.
 /// Returns the images and how many were taken before deduplication.
-fn images(v: &SimVfs, seed: u64, full: bool) -> (Vec<(String, SimVfs)>, u64) {
+fn images(v: &SimVfs, seed: u64, full: bool, reorder: bool) -> (Vec<(String, SimVfs)>, u64) {
     use DataLoss::*;
     use DirLoss::*;
     let mut taken = 0;
@@ -755,10 +822,32 @@ fn images(v: &SimVfs, seed: u64, full: bool) -> (Vec<(String, SimVfs)>, u64) {
         img(DurableOnly, UnsyncedLost),
     );
     add("DurableOnly+AllKept".into(), img(DurableOnly, AllKept));
+    // Each unsynced entry change (and new directory) lost or kept on its own.
+    for s in 0..if full { 3 } else { 1 } {
+        let seed = seed.wrapping_mul(17).wrapping_add(s);
+        for data in [DurableOnly, AllWritten] {
+            add(
+                format!("{data:?}+RandomEntries{{{seed}}}"),
+                img(data, RandomEntries { seed }),
+            );
+        }
+    }
     let n = v.unsynced_ops();
     if n == 0 {
         // Every data-loss mode gives the durable contents.
         return (out, taken);
+    }
+    torn_writes(v, full, reorder, &mut add);
+    if reorder {
+        for s in 0..if full { 4 } else { 2 } {
+            let seed = seed.wrapping_mul(13).wrapping_add(s);
+            for d in [UnsyncedLost, AllKept, RandomEntries { seed }] {
+                add(
+                    format!("ScatteredSectors{{{seed}}}+{d:?}"),
+                    img(ScatteredSectors { seed }, d),
+                );
+            }
+        }
     }
     let all = add("AllWritten+AllKept".into(), img(AllWritten, AllKept));
     add(
@@ -824,6 +913,40 @@ fn images(v: &SimVfs, seed: u64, full: bool) -> (Vec<(String, SimVfs)>, u64) {
     (out, taken)
 }
 
+/// Any unsynced write torn, not only the last one: for each unsynced write (sampled unless
+/// `full`), its first sectors with what follows lost (an image in issue order); with
+/// `reorder`, also with what follows kept, and its later sectors without its first ones.
+fn torn_writes(
+    v: &SimVfs,
+    full: bool,
+    reorder: bool,
+    add: &mut impl FnMut(String, CrashImage) -> u64,
+) {
+    let w = v.unsynced_writes();
+    let writes: Vec<usize> = if full || w <= 3 {
+        (0..w).collect()
+    } else {
+        vec![0, w / 2, w - 1]
+    };
+    let cuts: &[usize] = if full { &[1, 2, 3, 8, 64] } else { &[1, 3] };
+    for &write in &writes {
+        for &k in cuts {
+            let mut torn = |keep: std::ops::Range<usize>, later: bool| {
+                add(
+                    format!("TornWrite{{{write}, {keep:?}, later: {later}}}+AllKept"),
+                    img(DataLoss::TornWrite { write, keep, later }, DirLoss::AllKept),
+                );
+            };
+            torn(0..k, false);
+            if reorder {
+                torn(0..k, true);
+                torn(k..usize::MAX, false);
+                torn(k..usize::MAX, true);
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Checking one image
 // ---------------------------------------------------------------------------------------------
@@ -831,11 +954,19 @@ fn images(v: &SimVfs, seed: u64, full: bool) -> (Vec<(String, SimVfs)>, u64) {
 #[derive(Default)]
 struct Stats {
     crash_points: u64,
+    /// Images taken at the workload's crash points, before deduplication.
     images: u64,
+    /// Of those, the distinct ones (deduplicated per crash point): each is recovered and checked.
     distinct_images: u64,
     recoveries: u64,
+    /// Points at which recovery itself was crashed, and the images taken there (not counted in
+    /// `images`).
     recovery_crashes: u64,
+    recovery_crash_images: u64,
+    /// Double crashes (a crash after recovering and appending more), and their images (not
+    /// counted in `images`).
     double_crashes: u64,
+    double_crash_images: u64,
     t_run: f64,
     t_images: f64,
 }
@@ -862,7 +993,7 @@ fn open_check(ctx: &mut Ctx, v: &SimVfs, chains: &[Chain]) -> Result<(Wal, Lsn, 
     let (wal, _report) =
         Wal::open(DIR, ctx.cfg.opts(v)).map_err(|e| format!("open failed: {e}"))?;
     let (oldest, rec) = read_all(&wal)?;
-    check(chains, oldest, &rec)?;
+    check(chains, ctx.cfg.sync, oldest, &rec)?;
     Ok((wal, oldest, rec))
 }
 
@@ -914,8 +1045,8 @@ fn check_image(
         let w = base.crash(&img(DataLoss::AllWritten, DirLoss::AllKept));
         w.power_off_after(j);
         match Wal::open(DIR, ctx.cfg.opts(&w)) {
-            // The preallocator thread's operations were counted too; open may have done fewer.
-            Ok(_) if ctx.cfg.preallocate => {}
+            // A background thread's operations were counted too; open may have done fewer.
+            Ok(_) if ctx.cfg.background_io() => {}
             Ok(_) => {
                 return ctx.fail(format!(
                     "{label}: open succeeded with the power off after {j} ops"
@@ -948,7 +1079,7 @@ fn check_image(
                 img(DataLoss::UnsyncedGarbage { seed }, DirLoss::AllKept),
             ),
         ] {
-            ctx.stats.images += 1;
+            ctx.stats.recovery_crash_images += 1;
             match open_check(ctx, &w.crash(&i2), chains) {
                 Ok((_, _, r)) if rec_summary(&r) == rec_summary(&rec) => {}
                 Ok((_, _, r)) => {
@@ -981,6 +1112,9 @@ fn check_image(
             .iter()
             .flat_map(|c| c.aborted.iter().copied())
             .collect(),
+        fence: chains.iter().filter_map(|c| c.fence).max(),
+        // What recovery kept is durable (checked above by crashing right after it).
+        durable: rec.last().map_or(Lsn::ZERO, |(lsn, _, _)| *lsn),
     };
     let follow = gen_appends(rng, 12);
     let first_id = 1 << 40;
@@ -1023,7 +1157,7 @@ fn check_image(
             img(DataLoss::TornLastWrite { sectors: 1 }, DirLoss::AllKept),
         ),
     ] {
-        ctx.stats.images += 1;
+        ctx.stats.double_crash_images += 1;
         if let Err(e) = open_check(ctx, &w.crash(&i2), &chains2) {
             return ctx.fail(format!(
                 "{label}: double crash (power off after {j} of {m2}), image {l2}: {e}"
@@ -1066,7 +1200,7 @@ fn crash_everywhere(
     // The fixed seeds are chosen to reuse files; random soak seeds (`WAL_SIM_SEEDS`) may not.
     if ctx.cfg.recycle > 0
         && o.recycled == 0
-        && !ctx.cfg.preallocate
+        && !ctx.cfg.background_io()
         && std::env::var_os("WAL_SIM_SEEDS").is_none()
     {
         ctx.fail("the workload never reused a recycled segment".into());
@@ -1087,7 +1221,7 @@ fn crash_everywhere(
                 continue;
             }
             // With the preallocator thread the number of operations varies between runs.
-            None if k < m && !ctx.cfg.preallocate => {
+            None if k < m && !ctx.cfg.background_io() => {
                 ctx.fail(format!("k={k}: run finished with the power off"));
             }
             None => {}
@@ -1096,7 +1230,7 @@ fn crash_everywhere(
         let chains = [o.chain];
         let extra_here = extra_every > 0 && k % extra_every == 0;
         let t0 = Instant::now();
-        let (imgs, taken) = images(&v, ctx.seed ^ k, full_images);
+        let (imgs, taken) = images(&v, ctx.seed ^ k, full_images, ctx.cfg.reorder);
         ctx.stats.t_images += t0.elapsed().as_secs_f64();
         ctx.stats.images += taken;
         for (n, (label, c)) in imgs.into_iter().enumerate() {
@@ -1108,7 +1242,7 @@ fn crash_everywhere(
                 &chains,
                 &label,
                 &mut rng,
-                extra_here && n == 0 || extra_here && full_images && n % 4 == 1,
+                extra_here && n == 0 || extra_here && full_images && n % 8 == 1,
             );
         }
         k += stride;
@@ -1138,7 +1272,7 @@ fn seeds(defaults: &[u64]) -> Vec<u64> {
 fn finish(ctx: &Ctx, started: Instant, failures: &mut Vec<String>) {
     let s = &ctx.stats;
     println!(
-        "[{} seed={}] crash points {}, images {} ({} distinct), recoveries {}, recovery crash points {}, double crashes {}, {:.1}s (runs {:.1}s, images {:.1}s)",
+        "[{} seed={}] crash points {}, images {} taken, {} distinct; recoveries {}; recovery crashed at {} points ({} more images); double crashes {} ({} more images); {:.1}s (runs {:.1}s, images {:.1}s)",
         ctx.name,
         ctx.seed,
         s.crash_points,
@@ -1146,7 +1280,9 @@ fn finish(ctx: &Ctx, started: Instant, failures: &mut Vec<String>) {
         s.distinct_images,
         s.recoveries,
         s.recovery_crashes,
+        s.recovery_crash_images,
         s.double_crashes,
+        s.double_crash_images,
         started.elapsed().as_secs_f64(),
         s.t_run,
         s.t_images
@@ -1192,15 +1328,7 @@ fn mixed_every_point(name: &'static str, defaults: &[u64], recycle: usize) {
     let mut failures = Vec::new();
     for seed in seeds(defaults) {
         let started = Instant::now();
-        let mut c = ctx(
-            name,
-            seed,
-            Cfg {
-                segment_size: 8 << 10,
-                preallocate: false,
-                recycle,
-            },
-        );
+        let mut c = ctx(name, seed, Cfg::always(8 << 10, recycle));
         let mut rng = Rng(seed);
         let steps = gen_mixed(&mut rng, 150);
         crash_everywhere(&mut c, &steps, 1, true, 2);
@@ -1224,7 +1352,8 @@ fn crash_sim_recycled_segments_every_point() {
 }
 
 /// Multi-megabyte fragmented transactions and aborted streams, with small segments (the big
-/// frames force rotations) and with large segments (fragments written without rotating).
+/// frames force rotations) and with large segments (fragments written without rotating);
+/// recovery crashed and a double crash at every 32nd point.
 #[test]
 fn crash_sim_big_transactions() {
     let mut failures = Vec::new();
@@ -1234,22 +1363,14 @@ fn crash_sim_big_transactions() {
     for seed in seeds(&[2, 1_795_632_560_854_169_883]) {
         for (name, segment_size) in [("big-rotating", 16 << 10), ("big-flat", 64 << 20)] {
             let started = Instant::now();
-            let mut c = ctx(
-                name,
-                seed,
-                Cfg {
-                    segment_size,
-                    preallocate: false,
-                    recycle: 0,
-                },
-            );
+            let mut c = ctx(name, seed, Cfg::always(segment_size, 0));
             let mut rng = Rng(seed);
             let steps = if segment_size < MAX_TX {
                 gen_big_rotating(&mut rng)
             } else {
                 gen_big_flat(&mut rng)
             };
-            crash_everywhere(&mut c, &steps, 1, false, 0);
+            crash_everywhere(&mut c, &steps, 1, false, 32);
             finish(&c, started, &mut failures);
         }
     }
@@ -1259,25 +1380,17 @@ fn crash_sim_big_transactions() {
 /// Transactions written by the direct path, on fresh and on recycled segment files: a crash
 /// anywhere in a direct write (between its payload writes, before its header) must leave the
 /// transaction whole or absent, and a write that follows the queued frames of other appends
-/// must keep them.
+/// must keep them. Recovery crashed and a double crash at every 8th point.
 #[test]
 fn crash_sim_direct_writes() {
     let mut failures = Vec::new();
     for seed in seeds(&[5]) {
         for (name, recycle) in [("direct", 0), ("direct-recycled", 2)] {
             let started = Instant::now();
-            let mut c = ctx(
-                name,
-                seed,
-                Cfg {
-                    segment_size: 64 << 10,
-                    preallocate: false,
-                    recycle,
-                },
-            );
+            let mut c = ctx(name, seed, Cfg::always(64 << 10, recycle));
             let mut rng = Rng(seed);
             let steps = gen_direct(&mut rng);
-            crash_everywhere(&mut c, &steps, 1, false, 0);
+            crash_everywhere(&mut c, &steps, 1, false, 8);
             finish(&c, started, &mut failures);
         }
     }
@@ -1296,9 +1409,8 @@ fn crash_sim_preallocated_invariants() {
             "prealloc",
             seed,
             Cfg {
-                segment_size: 8 << 10,
                 preallocate: true,
-                recycle: 4,
+                ..Cfg::always(8 << 10, 4)
             },
         );
         let mut rng = Rng(seed);
@@ -1331,13 +1443,13 @@ fn thread_run(
                 g = cv.wait(g).unwrap();
             }
             if err.is_none()
-                && let Err(e) = exec(step, wal, &mut chain, &mut next_id)
+                && let Err(e) = exec_step(step, wal, &mut chain, &mut next_id)
             {
                 err = Some(e);
             }
             *g += 1;
             cv.notify_all();
-        } else if let Err(e) = exec(step, wal, &mut chain, &mut next_id) {
+        } else if let Err(e) = exec_step(step, wal, &mut chain, &mut next_id) {
             err = Some(e);
             break;
         }
@@ -1374,18 +1486,11 @@ fn thread_scenario(
     seed: u64,
     deterministic: bool,
     points: u64,
+    extra_every: u64,
     failures: &mut Vec<String>,
 ) {
     let started = Instant::now();
-    let mut c = ctx(
-        name,
-        seed,
-        Cfg {
-            segment_size: 8 << 10,
-            preallocate: false,
-            recycle: 2,
-        },
-    );
+    let mut c = ctx(name, seed, Cfg::always(8 << 10, 2));
     let mut rng = Rng(seed);
     let threads = 3;
     let plans: Vec<Vec<Step>> = (0..threads).map(|_| gen_appends(&mut rng, 30)).collect();
@@ -1448,6 +1553,8 @@ fn thread_scenario(
                     .iter()
                     .flat_map(|c| c.aborted.iter().copied())
                     .collect(),
+                fence: None,
+                durable: chains.iter().map(|c| c.durable).max().unwrap_or(Lsn::ZERO),
             };
             // Rebuild the global order: walk the schedule, and for each thread step that
             // produces a transaction take that thread's next transaction.
@@ -1467,13 +1574,15 @@ fn thread_scenario(
         if chains.is_empty() {
             chains.push(Chain::default());
         }
-        let (imgs, taken) = images(&v, seed ^ k, false);
+        let (imgs, taken) = images(&v, seed ^ k, false, c.cfg.reorder);
         c.stats.images += taken;
-        for (label, ci) in imgs {
+        for (n, (label, ci)) in imgs.into_iter().enumerate() {
             c.stats.distinct_images += 1;
             let label = format!("k={k}/{m} image {label}");
             let mut r = rng.clone();
-            check_image(&mut c, &ci, &chains, &label, &mut r, false);
+            // Recovery crashed and a double crash at every `extra_every`-th point.
+            let extra = n == 0 && p % extra_every == 0;
+            check_image(&mut c, &ci, &chains, &label, &mut r, extra);
         }
     }
     // A deterministic schedule must give the same op count every time.
@@ -1495,7 +1604,7 @@ fn thread_scenario(
 fn crash_sim_threads_taking_turns() {
     let mut failures = Vec::new();
     for seed in seeds(&[4]) {
-        thread_scenario("threads-turns", seed, true, u64::MAX, &mut failures);
+        thread_scenario("threads-turns", seed, true, u64::MAX, 8, &mut failures);
     }
     assert_no_failures(&failures);
 }
@@ -1505,7 +1614,7 @@ fn crash_sim_threads_taking_turns() {
 fn crash_sim_threads_group_commit() {
     let mut failures = Vec::new();
     for seed in seeds(&[5]) {
-        thread_scenario("threads-free", seed, false, 150, &mut failures);
+        thread_scenario("threads-free", seed, false, 150, 8, &mut failures);
     }
     assert_no_failures(&failures);
 }
@@ -1522,11 +1631,7 @@ fn crash_sim_threads_group_commit() {
 fn regression_unsynced_fragment_or_abort_frame_made_a_crash_unopenable() {
     for segment_size in [16 << 10, 64 << 20] {
         for abort in [true, false] {
-            let cfg = Cfg {
-                segment_size,
-                preallocate: false,
-                recycle: 0,
-            };
+            let cfg = Cfg::always(segment_size, 0);
             let v = fresh_vfs();
             let (wal, _) = Wal::open(DIR, cfg.opts(&v)).unwrap();
             let first = wal.append(b"first").unwrap();

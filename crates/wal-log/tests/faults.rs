@@ -695,7 +695,7 @@ fn regression_reopen_after_a_failed_fsync_made_an_unsynced_tail_look_durable() {
     // fsync is the seal's.
     for appends_before in [1, 3] {
         let v = SimVfs::new();
-        v.create_dir_all(Path::new(DIR)).unwrap();
+        // The open creates the directory, durably.
         let (wal, _) = Wal::open(DIR, opts(&v, false)).unwrap();
         for i in 0..appends_before {
             wal.append(&body(i, 1000)).unwrap();

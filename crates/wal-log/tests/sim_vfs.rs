@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use wal_log::sim::{CrashImage, DataLoss, DirLoss, Fault, OpKind, SimVfs};
-use wal_log::vfs::{OpenMode, Vfs, VfsFile, read_all};
+use wal_log::vfs::{OpenMode, Vfs, VfsFile, create_dir_durable, read_all};
 
 const DIR: &str = "/db";
 
@@ -22,11 +22,11 @@ fn image(data: DataLoss, dirs: DirLoss) -> CrashImage {
     CrashImage { data, dirs }
 }
 
-/// A file system with `/db` created.
+/// A file system with `/db` created durably, its counters at zero (a crash image of one).
 fn fresh() -> SimVfs {
     let v = SimVfs::new();
-    v.create_dir_all(dir()).unwrap();
-    v
+    create_dir_durable(&v, dir()).unwrap();
+    v.crash(&image(DataLoss::DurableOnly, DirLoss::UnsyncedLost))
 }
 
 /// Creates `name`, writes `bytes`, syncs the file and the directory.
@@ -330,6 +330,100 @@ fn torn_write_that_overwrites_keeps_old_bytes_past_the_cut() {
     assert!(bytes[1024..].iter().all(|&b| b == 1));
 }
 
+/// Two files: `a` with three unsynced writes (the middle one spans three sectors), then an
+/// unsynced `set_len` of `b`.
+fn three_writes() -> SimVfs {
+    let v = fresh();
+    let a = durable_file(&v, "a", &[1u8; 100]);
+    let b = durable_file(&v, "b", &[9u8; 10]);
+    a.write_all_at(&[2u8; 50], 100).unwrap(); // write 0
+    a.write_all_at(&[3u8; 1200], 300).unwrap(); // write 1: bytes 300..1500, sectors 0..=2
+    a.write_all_at(&[4u8; 10], 1500).unwrap(); // write 2
+    b.set_len(20).unwrap();
+    v
+}
+
+#[test]
+fn any_write_tears_at_any_sectors_in_or_out_of_order() {
+    let v = three_writes();
+    assert_eq!((v.unsynced_ops(), v.unsynced_writes()), (4, 3));
+    let torn = |write, keep, later| {
+        let img = v.crash(&image(
+            DataLoss::TornWrite { write, keep, later },
+            DirLoss::UnsyncedLost,
+        ));
+        (
+            contents(&img, "a").unwrap(),
+            contents(&img, "b").unwrap().len(),
+        )
+    };
+    // A write that is not the last one, torn after its first sector, in issue order: what
+    // follows it is lost.
+    let (a, b) = torn(1, 0..1, false);
+    assert_eq!(a.len(), 512);
+    assert!(a[300..].iter().all(|&x| x == 3) && a[100..150].iter().all(|&x| x == 2));
+    assert_eq!(b, 10, "the set_len issued after the torn write is lost");
+    // The same cut with the later operations kept: a hole-free file here, but write 2
+    // lands past a part of write 1 that did not.
+    let (a, b) = torn(1, 0..1, true);
+    assert_eq!(a.len(), 1510);
+    assert!(a[512..1500].iter().all(|&x| x == 0));
+    assert!(a[1500..].iter().all(|&x| x == 4));
+    assert_eq!(b, 20);
+    // Out of order within the write: its last sector without the first two.
+    let (a, _) = torn(1, 2..3, false);
+    assert_eq!(a.len(), 1500);
+    assert!(
+        a[150..1024].iter().all(|&x| x == 0),
+        "the leading sectors are a hole"
+    );
+    assert!(a[1024..].iter().all(|&x| x == 3));
+    // The first write torn to nothing; a write number past the last is everything.
+    assert_eq!(torn(0, 0..0, false).0, vec![1u8; 100]);
+    assert_eq!(torn(3, 0..0, false).0, contents(&v, "a").unwrap());
+    // Keeping every sector and the rest is everything too.
+    assert_eq!(torn(1, 0..usize::MAX, true).0, contents(&v, "a").unwrap());
+}
+
+#[test]
+fn scattered_sectors_are_seeded_and_reach_the_disk_out_of_order() {
+    let v = fresh();
+    let a = durable_file(&v, "a", &[]);
+    for i in 0..8u8 {
+        // Eight writes of four sectors each.
+        a.write_all_at(&[i + 1; 2048], u64::from(i) * 2048).unwrap();
+    }
+    let scattered = |seed| {
+        contents(
+            &v.crash(&image(
+                DataLoss::ScatteredSectors { seed },
+                DirLoss::UnsyncedLost,
+            )),
+            "a",
+        )
+        .unwrap()
+    };
+    assert_eq!(scattered(3), scattered(3), "same seed, same image");
+    let mut out_of_order = 0;
+    for seed in 0..20 {
+        let img = scattered(seed);
+        let kept: Vec<bool> = img.chunks(512).map(|s| s.iter().all(|&x| x != 0)).collect();
+        assert!(
+            img.chunks(512)
+                .all(|s| s.iter().all(|&x| x == 0) || s.iter().all(|&x| x != 0)),
+            "sectors survive whole or not at all"
+        );
+        // A lost sector followed by a surviving one, inside one write or across writes.
+        if kept.windows(2).any(|w| !w[0] && w[1]) {
+            out_of_order += 1;
+        }
+    }
+    assert!(
+        out_of_order >= 15,
+        "{out_of_order} of 20 images out of order"
+    );
+}
+
 #[test]
 fn unsynced_ranges_can_be_zeroed_or_garbage() {
     let (v, _f) = half_synced();
@@ -433,6 +527,7 @@ fn each_directory_is_synced_independently() {
     let v = fresh();
     v.create_dir_all(&p("x")).unwrap();
     v.create_dir_all(&p("y")).unwrap();
+    v.sync_dir(dir()).unwrap(); // the entries of x and y
     let f = v.open(&p("x/f"), OpenMode::CreateNew).unwrap();
     f.write_all_at(b"f", 0).unwrap();
     f.sync_data().unwrap();
@@ -440,7 +535,7 @@ fn each_directory_is_synced_independently() {
     v.sync_dir(&p("x")).unwrap();
     let img = v.crash(&image(DataLoss::DurableOnly, DirLoss::UnsyncedLost));
     assert_eq!(img.files(), vec![(p("x/f"), 1)]);
-    // Directories themselves always survive.
+    // Synced directories survive, empty or not.
     assert!(img.list(&p("y")).unwrap().is_empty());
 
     // A move across directories: only the target directory synced, so both names remain.
@@ -453,8 +548,8 @@ fn each_directory_is_synced_independently() {
     );
     // Only the source synced instead: the file is gone.
     let v2 = fresh();
-    v2.create_dir_all(&p("x")).unwrap();
-    v2.create_dir_all(&p("y")).unwrap();
+    create_dir_durable(&v2, &p("x")).unwrap();
+    create_dir_durable(&v2, &p("y")).unwrap();
     v2.put_file(&p("x/f"), b"f");
     v2.rename(&p("x/f"), &p("y/f")).unwrap();
     v2.sync_dir(&p("x")).unwrap();
@@ -468,6 +563,73 @@ fn each_directory_is_synced_independently() {
             .files(),
         vec![(p("y/f"), 1)]
     );
+}
+
+#[test]
+fn a_new_directory_is_lost_with_its_files_until_its_parent_is_synced() {
+    let v = fresh();
+    v.create_dir_all(&p("sub/deeper")).unwrap();
+    let f = v.open(&p("sub/deeper/f"), OpenMode::CreateNew).unwrap();
+    f.write_all_at(b"f", 0).unwrap();
+    f.sync_data().unwrap();
+    v.sync_dir(&p("sub/deeper")).unwrap();
+    v.sync_dir(&p("sub")).unwrap();
+    // The entry of `sub` in /db is not durable: everything below it goes.
+    let img = v.crash(&image(DataLoss::AllWritten, DirLoss::UnsyncedLost));
+    assert!(img.files().is_empty());
+    assert!(img.list(dir()).unwrap().is_empty());
+    assert_eq!(
+        img.list(&p("sub")).unwrap_err().kind(),
+        io::ErrorKind::NotFound
+    );
+    let kept = v.crash(&image(DataLoss::DurableOnly, DirLoss::AllKept));
+    assert_eq!(kept.files(), vec![(p("sub/deeper/f"), 1)]);
+    v.sync_dir(dir()).unwrap();
+    let img = v.crash(&image(DataLoss::DurableOnly, DirLoss::UnsyncedLost));
+    assert_eq!(img.files(), vec![(p("sub/deeper/f"), 1)]);
+    // create_dir_durable syncs every new directory's parent.
+    let w = fresh();
+    create_dir_durable(&w, &p("x/y")).unwrap();
+    let img = w.crash(&image(DataLoss::DurableOnly, DirLoss::UnsyncedLost));
+    assert!(img.list(&p("x/y")).unwrap().is_empty());
+}
+
+#[test]
+fn random_entries_lose_each_change_on_its_own_and_renames_whole() {
+    let v = fresh();
+    create_dir_durable(&v, &p("x")).unwrap();
+    durable_file(&v, "old", b"o");
+    for name in ["n0", "n1", "n2", "n3", "n4", "n5"] {
+        v.open(&p(name), OpenMode::CreateNew).unwrap();
+    }
+    v.open(&p("x/n"), OpenMode::CreateNew).unwrap();
+    v.rename(&p("old"), &p("new")).unwrap();
+    v.create_dir_all(&p("d")).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in 0..40 {
+        let img = v.crash(&image(
+            DataLoss::DurableOnly,
+            DirLoss::RandomEntries { seed },
+        ));
+        assert_eq!(
+            img.files(),
+            v.crash(&image(
+                DataLoss::DurableOnly,
+                DirLoss::RandomEntries { seed }
+            ))
+            .files(),
+            "seeded"
+        );
+        let names: Vec<PathBuf> = img.files().into_iter().map(|(path, _)| path).collect();
+        // The rename is one change: exactly one of the two names.
+        assert!(
+            names.contains(&p("old")) != names.contains(&p("new")),
+            "{names:?}"
+        );
+        seen.insert((names, img.list(&p("d")).is_ok()));
+    }
+    // Neither all-or-nothing across directories nor across entries.
+    assert!(seen.len() > 20, "{} distinct images", seen.len());
 }
 
 // ---------------------------------------------------------------------------------------------

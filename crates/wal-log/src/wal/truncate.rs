@@ -100,10 +100,13 @@ impl Wal {
                 } else if let Err(e) = self.inner.opts.vfs.remove(&p) {
                     return Err(self.inner.poison(io_err("remove", &p)(e)));
                 }
+                // One directory sync per segment, oldest first: unsynced entry changes may
+                // persist in any order, and two unsynced removals could leave the older
+                // segment without the newer one, a gap that open refuses.
+                if let Err(e) = self.inner.opts.vfs.sync_dir(&self.inner.dir) {
+                    return Err(self.inner.poison(io_err("fsync dir", &self.inner.dir)(e)));
+                }
             }
-        }
-        if let Err(e) = self.inner.opts.vfs.sync_dir(&self.inner.dir) {
-            return Err(self.inner.poison(io_err("fsync dir", &self.inner.dir)(e)));
         }
         // Only now may rotation reuse them: until the renames are durable, a power loss could
         // bring a file back under its old segment name, and it must not hold a new header then.
