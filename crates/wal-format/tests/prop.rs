@@ -106,8 +106,6 @@ fn cut_points(b: &Built) -> Vec<usize> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
-
     /// Any frame sequence scans back to exactly what was written, with or without zeros after.
     #[test]
     fn frames_round_trip((h, specs) in segment(), pad in prop_oneof![Just(0usize), 1..300usize]) {
@@ -378,8 +376,6 @@ fn every_bit_flip_of_a_segment_with_every_kind_is_caught() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
-
     /// A batch framed from borrowed pieces with `FrameSum` (how wal-log writes large batches
     /// without copying them) is byte for byte the frame `encode_records_frame` builds, and a
     /// miscounted payload is refused rather than given a checksum.

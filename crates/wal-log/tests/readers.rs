@@ -12,8 +12,9 @@ use wal_log::sim::{Fault, OpKind, SimVfs};
 use wal_log::vfs::Vfs;
 use wal_log::{Lsn, Options, SyncPolicy, TxReader, Wal, WalError};
 
-/// Long enough that a reader still waiting when it passes is a hang, not a slow machine.
-const WATCHDOG: Duration = Duration::from_secs(60);
+#[path = "support/wait.rs"]
+mod wait;
+use wait::{WATCHDOG, until_readers_wait};
 
 fn sim_opts(sim: &SimVfs) -> Options {
     Options::default()
@@ -28,10 +29,12 @@ fn sim_dir() -> SimVfs {
     sim
 }
 
-/// Runs `next_timeout(an hour)` on another thread; the result, or a failure if it is still
-/// waiting after the watchdog.
+/// Runs `next_timeout(an hour)` on another thread, then `before`; the result, or a failure if
+/// it is still waiting after the watchdog. With `parks`, `before` runs only once the reader
+/// is parked in that log (so the news must wake it).
 fn wait_next(
     mut reader: TxReader,
+    parks: Option<Arc<Wal>>,
     before: impl FnOnce(),
 ) -> (TxReader, Result<Option<Lsn>, WalError>) {
     let (tx, rx) = mpsc::channel();
@@ -40,8 +43,9 @@ fn wait_next(
         tx.send(got.map(|t| t.map(|t| t.lsn))).unwrap();
         reader
     });
-    // Let the reader park; one that has not parked yet finds the news anyway.
-    std::thread::sleep(Duration::from_millis(50));
+    if let Some(wal) = parks {
+        until_readers_wait(&wal, 1);
+    }
     before();
     let got = rx.recv_timeout(WATCHDOG).expect("the reader kept waiting");
     (waiter.join().unwrap(), got)
@@ -59,7 +63,7 @@ fn next_timeout_without_a_limit_returns_the_next_transaction() {
     let two = {
         let wal = wal.clone();
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(50));
+            until_readers_wait(&wal, 1);
             wal.append(b"two").unwrap()
         })
     };
@@ -73,16 +77,17 @@ fn next_timeout_without_a_limit_returns_the_next_transaction() {
 fn a_waiting_follow_reader_gets_closed_when_the_log_is_dropped() {
     let sim = sim_dir();
     let (wal, _) = Wal::open("/db", sim_opts(&sim).sync(SyncPolicy::Never)).unwrap();
+    let wal = Arc::new(wal);
     let one = wal.append(b"one").unwrap();
     wal.sync().unwrap();
     let r = wal.follow(Lsn::ZERO).unwrap();
-    let (r, got) = wait_next(r, || {});
+    let (r, got) = wait_next(r, None, || {});
     assert_eq!(got.unwrap(), Some(one));
     // Written, not yet durable: the close syncs it, and the reader gets it before `Closed`.
     let two = wal.append(b"two").unwrap();
-    let (r, got) = wait_next(r, move || drop(wal));
+    let (r, got) = wait_next(r, Some(wal.clone()), move || drop(wal));
     assert_eq!(got.unwrap(), Some(two));
-    let (_r, got) = wait_next(r, || {});
+    let (_r, got) = wait_next(r, None, || {});
     assert!(matches!(got, Err(WalError::Closed)), "{got:?}");
 }
 
@@ -93,11 +98,12 @@ fn interval_background_fsync_failure_reaches_a_waiting_reader() {
     let sim = sim_dir();
     let opts = sim_opts(&sim).sync(SyncPolicy::Interval { ms: 2 });
     let (wal, _) = Wal::open("/db", opts).unwrap();
+    let wal = Arc::new(wal);
     let mut r = wal.follow(Lsn::ZERO).unwrap();
     let first = wal.append(b"first").unwrap();
     wal.wait_durable(first).unwrap();
     assert_eq!(r.next_timeout(WATCHDOG).unwrap().unwrap().lsn, first);
-    let (_r, got) = wait_next(r, || {
+    let (_r, got) = wait_next(r, Some(wal.clone()), || {
         sim.fail_nth(
             OpKind::SyncData,
             sim.op_count(OpKind::SyncData) + 1,

@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use wal_log::{Damage, Lsn, Options, RecoveryMode, SyncPolicy, Wal, WalError};
 
+#[path = "support/wait.rs"]
+mod wait;
+
 fn opts() -> Options {
     Options::default().segment_size(1 << 20)
 }
@@ -819,16 +822,16 @@ fn a_parked_follow_reader_is_woken_by_a_commit_and_by_poisoning() {
             }
         }
     });
-    let watchdog = Duration::from_secs(60);
-    // Let the reader park first; a reader that has not parked yet finds the commit anyway.
-    std::thread::sleep(Duration::from_millis(50));
+    let watchdog = wait::WATCHDOG;
+    // Parked first, so it is the commit that must wake it.
+    wait::until_readers_wait(&wal, 1);
     wal.append(b"first").unwrap();
     let first = rx
         .recv_timeout(watchdog)
         .expect("a commit did not wake the reader");
     assert_eq!(first.unwrap(), Some(b"first".to_vec()));
 
-    std::thread::sleep(Duration::from_millis(50));
+    wait::until_readers_wait(&wal, 1);
     sim.fail_nth(
         OpKind::SyncData,
         sim.op_count(OpKind::SyncData) + 1,

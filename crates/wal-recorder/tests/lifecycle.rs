@@ -65,7 +65,16 @@ fn read_only_query_touches_the_log_zero_times() {
             assert!(!rec.abort().unwrap());
         }
         if matches!(sync, SyncPolicy::Interval { .. }) {
-            std::thread::sleep(std::time::Duration::from_millis(60)); // the syncer ran meanwhile
+            // Two whole rounds of the syncer after the calls above: it ran, and found nothing.
+            let rounds = rec.wal().stats().syncer_rounds;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while rec.wal().stats().syncer_rounds < rounds + 2 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the interval syncer never ran"
+                );
+                std::thread::yield_now();
+            }
         }
         assert_eq!(
             io_counts(&vfs),

@@ -372,6 +372,8 @@ impl Inner {
                     tracing::error!(error = %e, "background fsync failed");
                 }
             }
+            // After the round's fsync, so a caller that sees the count move knows it is done.
+            self.counters.syncer_rounds.fetch_add(1, Ordering::Release);
             g = lock(&self.shutdown_lock);
         }
     }

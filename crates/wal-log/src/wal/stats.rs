@@ -16,6 +16,7 @@ pub(crate) struct Counters {
     pub(crate) bytes_since_checkpoint: AtomicU64,
     pub(crate) direct_writes: AtomicU64,
     pub(crate) zero_fills_skipped: AtomicU64,
+    pub(crate) syncer_rounds: AtomicU64,
 }
 
 /// Counters and positions of a log. See [`Wal::stats`].
@@ -51,6 +52,13 @@ pub struct Stats {
     /// [`Options::preallocate`](crate::Options::preallocate) is on, because segments were filling
     /// faster than they could be zero-filled.
     pub zero_fills_skipped: u64,
+    /// Rounds of the background syncer since open
+    /// ([`SyncPolicy::Interval`](crate::SyncPolicy::Interval); 0 otherwise): each wakes after
+    /// the interval and fsyncs whatever was written since the last one, if anything.
+    pub syncer_rounds: u64,
+    /// Follow readers waiting in [`TxReader::next_timeout`](crate::TxReader::next_timeout)
+    /// for the next durable transaction right now.
+    pub readers_waiting: usize,
 }
 
 impl Wal {
@@ -60,6 +68,9 @@ impl Wal {
         let c = &self.inner.counters;
         let commits = c.commits.load(Ordering::Relaxed);
         let fsyncs = c.fsyncs.load(Ordering::Relaxed);
+        // Each lock taken and released on its own statement: never two at once.
+        let segments = lock(&self.inner.segments).len();
+        let readers_waiting = lock(&self.inner.flush).tailing;
         Stats {
             appends: c.appends.load(Ordering::Relaxed),
             bytes: c.bytes.load(Ordering::Relaxed),
@@ -72,12 +83,14 @@ impl Wal {
             },
             durable_lsn: self.durable_lsn(),
             last_lsn: self.last_lsn(),
-            segments: lock(&self.inner.segments).len(),
+            segments,
             rotations: c.rotations.load(Ordering::Relaxed),
             recycled: c.recycled.load(Ordering::Relaxed),
             bytes_since_checkpoint: c.bytes_since_checkpoint.load(Ordering::Relaxed),
             direct_writes: c.direct_writes.load(Ordering::Relaxed),
             zero_fills_skipped: c.zero_fills_skipped.load(Ordering::Relaxed),
+            syncer_rounds: c.syncer_rounds.load(Ordering::Acquire),
+            readers_waiting,
         }
     }
 
