@@ -169,28 +169,33 @@ impl PositionedReader {
             files.push(entry);
             return Ok(file);
         }
-        let path = self.inner.dir.join(segment_file_name(at.seq));
-        let file = self
-            .inner
-            .opts
-            .vfs
-            .open(&path, OpenMode::Read)
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    WalError::Truncated {
-                        requested: at.lsn,
-                        oldest: self.inner.oldest_retained(),
-                    }
-                } else {
-                    io_err("open", &path)(e)
-                }
-            })?;
+        let file = open_segment(&self.inner, at.seq, at.lsn)?;
         if files.len() == OPEN_FILES {
             files.remove(0);
         }
         files.push((at.seq, file.clone()));
         Ok(file)
     }
+}
+
+/// Opens segment `seq` for reading; a file that is gone (truncated away) is
+/// [`WalError::Truncated`] naming `requested`.
+pub(crate) fn open_segment(
+    inner: &Inner,
+    seq: SegmentSeq,
+    requested: Lsn,
+) -> Result<Arc<dyn VfsFile>> {
+    let path = inner.dir.join(segment_file_name(seq));
+    inner.opts.vfs.open(&path, OpenMode::Read).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            WalError::Truncated {
+                requested,
+                oldest: inner.oldest_retained(),
+            }
+        } else {
+            io_err("open", &path)(e)
+        }
+    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@ use crate::assembly::{Assembly, SegmentCursor};
 use crate::error::{Damage, Result, WalError, io_err};
 use crate::layout::segment_file_name;
 use crate::position::FollowPosition;
-use crate::vfs::OpenMode;
 use crate::vfs::read_full;
 use crate::wal::{Inner, Wal, lock};
 use bytes::Bytes;
@@ -215,23 +214,9 @@ impl TxReader {
         // file instead of reusing it) or renamed it first (and the open finds nothing).
         let pin = SegmentPin::new(&self.inner, seq);
         let path = self.inner.dir.join(segment_file_name(seq));
-        let file = self
-            .inner
-            .opts
-            .vfs
-            .open(&path, OpenMode::Read)
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    // Name the first transaction this reader still owes its user, not the
-                    // segment's first LSN: that is where a follower must resume.
-                    WalError::Truncated {
-                        requested: self.asm.next_needed(),
-                        oldest: self.inner.oldest_retained(),
-                    }
-                } else {
-                    io_err("open", &path)(e)
-                }
-            })?;
+        // A missing file names the first transaction this reader still owes its user, not the
+        // segment's first LSN: that is where a follower must resume.
+        let file = crate::read_at::open_segment(&self.inner, seq, self.asm.next_needed())?;
         let mut hb = [0u8; SEGMENT_HEADER_LEN];
         let n = read_full(&*file, &mut hb, 0).map_err(io_err("read", &path))?;
         let header = SegmentHeader::decode(&hb[..n]).map_err(|e| {

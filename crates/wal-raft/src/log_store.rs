@@ -381,39 +381,31 @@ fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
     (start, end)
 }
 
-impl<C> RaftLogReader<C> for LogReader<C>
-where
-    C: RaftTypeConfig,
-    C::Entry: Clone + Serialize + DeserializeOwned,
-{
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> std::result::Result<Vec<C::Entry>, StorageError<C::NodeId>> {
-        let (start, end) = bounds(&range);
-        self.shared
-            .entries(start, end)
-            .await
-            .map_err(storage(ErrorSubject::Logs, ErrorVerb::Read))
-    }
+/// openraft's reader API, the same for the store and its readers: both read through
+/// [`Shared::entries`].
+macro_rules! log_reader {
+    ($t:ident) => {
+        impl<C> RaftLogReader<C> for $t<C>
+        where
+            C: RaftTypeConfig,
+            C::Entry: Clone + Serialize + DeserializeOwned,
+        {
+            async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+                &mut self,
+                range: RB,
+            ) -> std::result::Result<Vec<C::Entry>, StorageError<C::NodeId>> {
+                let (start, end) = bounds(&range);
+                self.shared
+                    .entries(start, end)
+                    .await
+                    .map_err(storage(ErrorSubject::Logs, ErrorVerb::Read))
+            }
+        }
+    };
 }
 
-impl<C> RaftLogReader<C> for LogStore<C>
-where
-    C: RaftTypeConfig,
-    C::Entry: Clone + Serialize + DeserializeOwned,
-{
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> std::result::Result<Vec<C::Entry>, StorageError<C::NodeId>> {
-        let (start, end) = bounds(&range);
-        self.shared
-            .entries(start, end)
-            .await
-            .map_err(storage(ErrorSubject::Logs, ErrorVerb::Read))
-    }
-}
+log_reader!(LogReader);
+log_reader!(LogStore);
 
 impl<C> LogStore<C>
 where

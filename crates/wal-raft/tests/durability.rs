@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Cfg, Op, open_log, wal_opts};
+use common::{Cfg, Op, open_log, try_open_log, wal_opts};
 use openraft::storage::{RaftLogReader, RaftLogStorage};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
 use std::io::{BufRead, BufReader};
@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, mpsc};
 use wal_log::sim::{CrashImage, DataLoss, DirLoss, SimVfs};
 use wal_log::{StdVfs, Wal, WalError};
-use wal_raft::{LogStore, LogStoreOptions, RAFT_PAYLOAD_SCHEMA, RaftStoreError};
+use wal_raft::{LogStore, RAFT_PAYLOAD_SCHEMA, RaftStoreError};
 
 fn id(term: u64, index: u64) -> LogId<u64> {
     LogId::new(CommittedLeaderId::new(term, 0), index)
@@ -266,14 +266,7 @@ fn another_kind_of_log_is_refused_untouched() {
     wal.append(b"not a raft record").unwrap();
     drop(wal);
     let before = disk(&vfs);
-    let err = LogStore::<Cfg>::open(
-        DIR,
-        LogStoreOptions {
-            wal: wal_opts(Arc::new(vfs.clone())),
-            ..LogStoreOptions::default()
-        },
-    )
-    .unwrap_err();
+    let err = try_open_log(Path::new(DIR), Arc::new(vfs.clone())).unwrap_err();
     assert!(
         matches!(
             err,
@@ -300,11 +293,7 @@ fn an_unknown_record_is_refused_untouched() {
     drop(store);
     write_raw_record(&vfs, &[42, 1, 2, 3]);
     let before = disk(&vfs);
-    let opts = LogStoreOptions {
-        wal: wal_opts(Arc::new(vfs.clone())),
-        ..LogStoreOptions::default()
-    };
-    let err = LogStore::<Cfg>::open(DIR, opts).unwrap_err();
+    let err = try_open_log(Path::new(DIR), Arc::new(vfs.clone())).unwrap_err();
     assert!(
         matches!(err, RaftStoreError::UnknownRecord { tag: 42, .. }),
         "{err}"

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use wal_format::Lsn;
 use wal_log::{Options, Vfs};
-use wal_raft::{LogStore, LogStoreOptions, StateMachineStore};
+use wal_raft::{LogStore, LogStoreOptions, RaftStoreError, StateMachineStore};
 use wal_replay::{ApplyError, StateMachine};
 
 /// A write to the key-value state.
@@ -75,12 +75,16 @@ pub fn wal_opts(vfs: Arc<dyn Vfs>) -> Options {
         .vfs(vfs)
 }
 
-pub fn open_log(dir: &Path, vfs: Arc<dyn Vfs>) -> LogStore<Cfg> {
+pub fn try_open_log(dir: &Path, vfs: Arc<dyn Vfs>) -> Result<LogStore<Cfg>, RaftStoreError> {
     let opts = LogStoreOptions {
         wal: wal_opts(vfs),
         ..LogStoreOptions::default()
     };
-    LogStore::open(dir, opts).unwrap().0
+    Ok(LogStore::open(dir, opts)?.0)
+}
+
+pub fn open_log(dir: &Path, vfs: Arc<dyn Vfs>) -> LogStore<Cfg> {
+    try_open_log(dir, vfs).unwrap()
 }
 
 pub fn open_sm(dir: &Path, vfs: Arc<dyn Vfs>) -> StateMachineStore<Cfg, Kv> {
