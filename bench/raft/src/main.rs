@@ -1,0 +1,164 @@
+//! `cargo run --release --manifest-path bench/raft/Cargo.toml -- [--dir DIR] [--calls N]
+//! [--reopen-entries N] [--out FILE]`
+//!
+//! wal-raft's `LogStore` driven through openraft's storage API as openraft drives it:
+//! `append(entries, LogFlushed)` (through `RaftLogStorageExt::blocking_append`, which builds
+//! the callback as openraft does and waits for it, so every append is durable before the
+//! next), with 1 and with 64 entries per call; then the time to reopen a store of
+//! `--reopen-entries` entries (the index rebuilt by the open's one scan) and to read its
+//! last entry. Entries carry 100 bytes of application data.
+//!
+//! Peers (openraft-rocksstore, openraft-memstore) are not here: both 0.9 crates implement
+//! only the v1 `RaftStorage` trait and import `openraft::RaftStorage`, which openraft 0.9.25
+//! does not export with the `storage-v2` feature wal-raft needs, so they cannot be built in
+//! the same binary (see docs/benchmarks-raft.md).
+
+use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use wal_raft::{LogStore, LogStoreOptions};
+
+openraft::declare_raft_types!(pub Cfg: D = Vec<u8>, R = ());
+
+struct Args {
+    dir: PathBuf,
+    calls: u64,
+    reopen_entries: u64,
+    out: Option<PathBuf>,
+}
+
+fn args() -> Result<Args, String> {
+    let mut a = Args {
+        dir: PathBuf::from("bench/raft/target/tmp"),
+        calls: 3000,
+        reopen_entries: 1_000_000,
+        out: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--dir" => a.dir = value()?.into(),
+            "--calls" => a.calls = value()?.parse().map_err(|e| format!("--calls: {e}"))?,
+            "--reopen-entries" => {
+                a.reopen_entries = value()?.parse().map_err(|e| format!("--reopen-entries: {e}"))?;
+            }
+            "--out" => a.out = Some(value()?.into()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(a)
+}
+
+fn entry(index: u64) -> Entry<Cfg> {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+        payload: EntryPayload::Normal(vec![(index % 251) as u8; 100]),
+    }
+}
+
+fn open(dir: &Path) -> Result<LogStore<Cfg>, wal_raft::RaftStoreError> {
+    Ok(LogStore::open(dir, LogStoreOptions::default())?.0)
+}
+
+/// Appends `calls` times `per_call` entries, each append durable before the next.
+async fn appends(dir: &Path, calls: u64, per_call: u64) -> Result<Duration, Box<dyn std::error::Error>> {
+    let mut store = open(dir)?;
+    let started = Instant::now();
+    for c in 0..calls {
+        let from = c * per_call;
+        store.blocking_append((from..from + per_call).map(entry)).await?;
+    }
+    Ok(started.elapsed())
+}
+
+/// The baseline: `calls` sequential `Wal::append`s of one payload of an entry's size, under
+/// the same policy (`SyncPolicy::Always`), without wal-raft.
+fn raw_appends(dir: &Path, calls: u64) -> Result<Duration, Box<dyn std::error::Error>> {
+    let (wal, _) = wal_log::Wal::open(dir, wal_log::Options::default())?;
+    let payload = vec![7u8; 128];
+    let started = Instant::now();
+    for _ in 0..calls {
+        wal.append(&payload)?;
+    }
+    Ok(started.elapsed())
+}
+
+/// Fills a store with `n` entries (1,024 per append), then times a reopen and one read.
+async fn reopen(dir: &Path, n: u64) -> Result<(Duration, Duration, u64), Box<dyn std::error::Error>> {
+    let mut store = open(dir)?;
+    let mut next = 0;
+    while next < n {
+        let end = (next + 1024).min(n);
+        store.blocking_append((next..end).map(entry)).await?;
+        next = end;
+    }
+    let bytes = store.wal().segments().iter().map(|s| s.bytes).sum();
+    drop(store);
+    let started = Instant::now();
+    let mut store = open(dir)?;
+    let opened = started.elapsed();
+    let state = store.get_log_state().await?;
+    let last = state.last_log_id.ok_or("the reopened store is empty")?.index;
+    let read = Instant::now();
+    let got = store.try_get_log_entries(last..=last).await?;
+    let read = read.elapsed();
+    if last + 1 != n || got.len() != 1 || got[0] != entry(last) {
+        return Err(format!("reopened store ends at {last}, expected {}", n - 1).into());
+    }
+    Ok((opened, read, bytes))
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let a = args()?;
+    std::fs::create_dir_all(&a.dir)?;
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    let mut out = String::new();
+    out.push_str("| measure | result |\n| --- | --- |\n");
+    for per_call in [1u64, 64] {
+        let dir = a.dir.join(format!("append-{per_call}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let took = rt.block_on(appends(&dir, a.calls, per_call))?;
+        let entries = a.calls * per_call;
+        let line = format!(
+            "| durable appends of {per_call} entr{} per call ({} calls) | {:.0} entries/s ({:.0} appends/s) |\n",
+            if per_call == 1 { "y" } else { "ies" },
+            a.calls,
+            entries as f64 / took.as_secs_f64(),
+            a.calls as f64 / took.as_secs_f64(),
+        );
+        print!("{line}");
+        out.push_str(&line);
+        std::fs::remove_dir_all(&dir)?;
+    }
+    let dir = a.dir.join("raw");
+    let _ = std::fs::remove_dir_all(&dir);
+    let took = raw_appends(&dir, a.calls)?;
+    let line = format!(
+        "| baseline: wal-log `Wal::append` of one 128-byte payload per call ({} calls) | {:.0} appends/s |\n",
+        a.calls,
+        a.calls as f64 / took.as_secs_f64()
+    );
+    print!("{line}");
+    out.push_str(&line);
+    std::fs::remove_dir_all(&dir)?;
+    let dir = a.dir.join("reopen");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (opened, read, bytes) = rt.block_on(reopen(&dir, a.reopen_entries))?;
+    let line = format!(
+        "| reopen of {} entries ({:.0} MiB of log): open + index rebuild | {:.3} s |\n| then read the last entry (positioned read) | {} µs |\n",
+        a.reopen_entries,
+        bytes as f64 / (1 << 20) as f64,
+        opened.as_secs_f64(),
+        read.as_micros()
+    );
+    print!("{line}");
+    out.push_str(&line);
+    std::fs::remove_dir_all(&dir)?;
+    if let Some(path) = a.out {
+        std::fs::File::create(path)?.write_all(out.as_bytes())?;
+    }
+    Ok(())
+}
