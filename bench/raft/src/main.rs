@@ -43,7 +43,9 @@ fn args() -> Result<Args, String> {
             "--dir" => a.dir = value()?.into(),
             "--calls" => a.calls = value()?.parse().map_err(|e| format!("--calls: {e}"))?,
             "--reopen-entries" => {
-                a.reopen_entries = value()?.parse().map_err(|e| format!("--reopen-entries: {e}"))?;
+                a.reopen_entries = value()?
+                    .parse()
+                    .map_err(|e| format!("--reopen-entries: {e}"))?;
             }
             "--out" => a.out = Some(value()?.into()),
             other => return Err(format!("unknown argument {other}")),
@@ -64,12 +66,18 @@ fn open(dir: &Path) -> Result<LogStore<Cfg>, wal_raft::RaftStoreError> {
 }
 
 /// Appends `calls` times `per_call` entries, each append durable before the next.
-async fn appends(dir: &Path, calls: u64, per_call: u64) -> Result<Duration, Box<dyn std::error::Error>> {
+async fn appends(
+    dir: &Path,
+    calls: u64,
+    per_call: u64,
+) -> Result<Duration, Box<dyn std::error::Error>> {
     let mut store = open(dir)?;
     let started = Instant::now();
     for c in 0..calls {
         let from = c * per_call;
-        store.blocking_append((from..from + per_call).map(entry)).await?;
+        store
+            .blocking_append((from..from + per_call).map(entry))
+            .await?;
     }
     Ok(started.elapsed())
 }
@@ -87,7 +95,10 @@ fn raw_appends(dir: &Path, calls: u64) -> Result<Duration, Box<dyn std::error::E
 }
 
 /// Fills a store with `n` entries (1,024 per append), then times a reopen and one read.
-async fn reopen(dir: &Path, n: u64) -> Result<(Duration, Duration, u64), Box<dyn std::error::Error>> {
+async fn reopen(
+    dir: &Path,
+    n: u64,
+) -> Result<(Duration, Duration, u64), Box<dyn std::error::Error>> {
     let mut store = open(dir)?;
     let mut next = 0;
     while next < n {
@@ -101,7 +112,10 @@ async fn reopen(dir: &Path, n: u64) -> Result<(Duration, Duration, u64), Box<dyn
     let mut store = open(dir)?;
     let opened = started.elapsed();
     let state = store.get_log_state().await?;
-    let last = state.last_log_id.ok_or("the reopened store is empty")?.index;
+    let last = state
+        .last_log_id
+        .ok_or("the reopened store is empty")?
+        .index;
     let read = Instant::now();
     let got = store.try_get_log_entries(last..=last).await?;
     let read = read.elapsed();
