@@ -237,7 +237,7 @@ fn run(steps: &[Step]) -> usize {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn reopened_store_serves_a_state_between_acknowledged_and_last(

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, mpsc};
 use wal_log::sim::{CrashImage, DataLoss, DirLoss, SimVfs};
 use wal_log::{StdVfs, Wal, WalError};
-use wal_raft::{LogStore, RAFT_PAYLOAD_SCHEMA, RaftStoreError};
+use wal_raft::{LogStore, LogStoreOptions, RAFT_PAYLOAD_SCHEMA, RaftStoreError};
 
 fn id(term: u64, index: u64) -> LogId<u64> {
     LogId::new(CommittedLeaderId::new(term, 0), index)
@@ -331,4 +331,28 @@ fn an_entry_that_does_not_decode_is_a_typed_read_error() {
             "{path:?} kept"
         );
     }
+}
+
+/// With no memory for entries not yet durable, an entry read right after its append (before
+/// its callback) is read from the log once durable: the cache's bound never makes an entry
+/// unreadable.
+#[test]
+fn entries_past_the_cache_bound_are_read_from_the_log() {
+    let vfs = SimVfs::new();
+    let opts = LogStoreOptions {
+        wal: wal_opts(Arc::new(vfs.clone())),
+        cache_bytes: 0,
+    };
+    let (mut store, _) = LogStore::<Cfg>::open(DIR, opts).unwrap();
+    block(async {
+        for chunk in 0..20 {
+            let ids: Vec<_> = (chunk * 16..chunk * 16 + 16).map(|i| id(1, i)).collect();
+            store
+                .append_with(ids.iter().copied().map(entry), |_| {})
+                .unwrap();
+            let got = store.try_get_log_entries(chunk * 16..).await.unwrap();
+            assert_eq!(got.iter().map(|e| e.log_id).collect::<Vec<_>>(), ids);
+            assert!(got.iter().all(|e| *e == entry(e.log_id)));
+        }
+    });
 }
