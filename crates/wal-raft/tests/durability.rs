@@ -356,3 +356,31 @@ fn entries_past_the_cache_bound_are_read_from_the_log() {
         }
     });
 }
+
+/// An fsync that fails poisons the log: the vote that waited for it fails, and so does
+/// every later call (an append is refused before anything is queued), as openraft's fatal
+/// `StorageError`s naming the first failure: nothing is retried.
+#[test]
+fn a_failed_fsync_is_fatal_for_every_later_call() {
+    use wal_log::sim::{Fault, OpKind};
+    let vfs = SimVfs::new();
+    let mut store = open_log(Path::new(DIR), Arc::new(vfs.clone()));
+    append_durable(&store, (0..3).map(|i| id(1, i)));
+    vfs.fail_nth(
+        OpKind::SyncData,
+        vfs.op_count(OpKind::SyncData) + 1,
+        Fault::Eio,
+    );
+    block(async {
+        let err = store.save_vote(&Vote::new(2, 0)).await.unwrap_err();
+        assert!(err.to_string().contains("os error 5"), "{err}");
+        let r = store.append_with([entry(id(2, 3))], |_| {});
+        assert!(
+            matches!(r, Err(RaftStoreError::Wal(WalError::Poisoned { .. }))),
+            "{r:?}"
+        );
+        let err = store.purge(id(1, 1)).await.unwrap_err();
+        assert!(err.to_string().contains("poisoned"), "{err}");
+        assert!(store.truncate(id(1, 1)).await.is_err());
+    });
+}
