@@ -94,13 +94,49 @@ fn test(root: &Path) -> Result<(), Failure> {
 }
 
 /// cargo-deny's bans, licenses and sources checks; installs cargo-deny first when missing.
-/// Advisories are not checked: see the comment at the top of `deny.toml`.
+/// Advisories are not checked: see the comment at the top of `deny.toml`. A passing check
+/// prints one line per warning (a duplicate crate is allowed by `deny.toml` but still
+/// reported, with its whole dependency tree); the trees are shown only when the check fails.
 fn deny(root: &Path) -> Result<(), Failure> {
     ensure_cargo_deny(root)?;
-    util::run(&mut util::cargo(
-        root,
-        ["deny", "check", "bans", "licenses", "sources"],
-    ))
+    let mut cmd = util::cargo(root, ["deny", "check", "bans", "licenses", "sources"]);
+    let line = util::describe(&cmd);
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Failure::error(format!("could not start `{line}`: {e}")))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        print!("{text}");
+        return Err(Failure::error(format!("`{line}` failed ({})", out.status)));
+    }
+    for l in deny_summary(&text) {
+        println!("{l}");
+    }
+    Ok(())
+}
+
+/// The headline of each diagnostic and the verdict line of a passing cargo-deny run.
+fn deny_summary(text: &str) -> Vec<&str> {
+    let headlines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("warning[") || l.starts_with("error["))
+        .collect();
+    let mut lines = headlines.clone();
+    if !headlines.is_empty() {
+        lines.push(
+            "  (warnings only: deny.toml lets them pass; `cargo deny check bans` shows the trees)",
+        );
+    }
+    lines.extend(
+        text.lines()
+            .filter(|l| l.ends_with(" ok") && l.contains("bans")),
+    );
+    lines
 }
 
 /// Installs cargo-deny with `cargo install --locked` unless `cargo deny` already works.
@@ -109,12 +145,20 @@ pub fn ensure_cargo_deny(root: &Path) -> Result<(), Failure> {
         return Ok(());
     }
     println!(
-        "xtask: cargo-deny is not installed; installing it with `cargo install --locked cargo-deny`"
+        "xtask: the `deny` step checks the dependency tree's licenses, sources and banned or \
+         duplicate crates with cargo-deny, which is not installed. Installing it into ~/.cargo/bin \
+         with `cargo install --locked cargo-deny` (compiled from source: a few minutes, once)."
     );
+    let started = std::time::Instant::now();
     util::run(&mut util::cargo(
         root,
         ["install", "--locked", "cargo-deny"],
-    ))
+    ))?;
+    println!(
+        "xtask: cargo-deny installed in {}",
+        util::format_duration(started.elapsed())
+    );
+    Ok(())
 }
 
 fn workspace_has_package(root: &Path, name: &str) -> Result<bool, Failure> {
@@ -191,4 +235,26 @@ fn print_summary(steps: &[Step], outcomes: &[Outcome], total: Duration) {
         "",
         util::format_duration(total)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_passing_deny_run_is_summarised_without_trees() {
+        let text = "warning[duplicate]: found 2 duplicate entries for crate 'syn'\n  \u{250c}\u{2500} tree\n     \u{2514}\u{2500}\u{2500} syn v1\nbans ok, licenses ok, sources ok\n";
+        assert_eq!(
+            deny_summary(text),
+            vec![
+                "warning[duplicate]: found 2 duplicate entries for crate 'syn'",
+                "  (warnings only: deny.toml lets them pass; `cargo deny check bans` shows the trees)",
+                "bans ok, licenses ok, sources ok",
+            ]
+        );
+        assert_eq!(
+            deny_summary("bans ok, licenses ok, sources ok\n"),
+            vec!["bans ok, licenses ok, sources ok"]
+        );
+    }
 }

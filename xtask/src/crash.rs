@@ -55,14 +55,16 @@ impl Rng {
     }
 }
 
-/// Builds `kv` in release mode and returns the binary's path.
+/// Builds `kv` and `walctl` in release mode (cargo shows its progress: the first build takes
+/// a minute) and returns kv's path.
 pub fn build_kv(root: &Path) -> Result<PathBuf, Failure> {
+    let started = Instant::now();
+    println!("building kv and walctl (release)…");
     run(&mut cargo(
         root,
         [
             "build",
             "--release",
-            "--quiet",
             "-p",
             "kv",
             "-p",
@@ -70,6 +72,10 @@ pub fn build_kv(root: &Path) -> Result<PathBuf, Failure> {
             "--bins",
         ],
     ))?;
+    println!(
+        "built kv and walctl in {}",
+        crate::util::format_duration(started.elapsed())
+    );
     Ok(crate::util::target_dir(root)?.join("release").join("kv"))
 }
 
@@ -313,8 +319,9 @@ pub fn run_cycles(root: &Path, cycles: u64, seed: u64) -> Result<(), Failure> {
         }
         let (present, took) = verify(&kv, &dir, &acked, &attempted)?;
         println!(
-            "cycle {:>4}: {threads} threads, {value_size:>4} B values, killed after {:>4} ms with {:>6} keys acknowledged; recovered {present} keys in {} ms",
+            "cycle {:>4}: {threads} thread{}, {value_size:>4} B values, killed after {:>4} ms, {:>6} keys acknowledged this cycle; {present} keys in the database after recovery ({} ms)",
             cycle + 1,
+            if threads == 1 { "" } else { "s" },
             k.ran.as_millis(),
             k.acked.len(),
             took.as_millis()

@@ -3,11 +3,11 @@
 //! the directory with `walctl`, checkpoint, and print a short report.
 
 use crate::crash::{build_kv, load_and_kill, verify};
-use crate::util::Failure;
+use crate::util::{Failure, format_duration};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn field(text: &str, key: &str) -> Option<f64> {
     // The last "key=value" occurrence wins (progress lines repeat).
@@ -34,9 +34,29 @@ fn show(cmd: &mut Command) -> Result<(String, i32), Failure> {
     Ok((text, out.status.code().unwrap_or(-1)))
 }
 
+/// Prints the start of a demo phase and returns when it began.
+fn phase(what: &str) -> Instant {
+    println!("demo: {what}…");
+    Instant::now()
+}
+
+/// Prints how long the phase begun at `began` took.
+fn took(began: Instant) {
+    println!("demo:   done in {}", format_duration(began.elapsed()));
+}
+
+/// Runs a `walctl` or `kv` command of the demo and fails unless it exits 0.
+fn check(cmd: &mut Command, what: &str) -> Result<String, Failure> {
+    let (text, code) = show(cmd)?;
+    if code != 0 {
+        return Err(Failure::error(format!("{what} exited {code}")));
+    }
+    Ok(text)
+}
+
 /// Runs the demo.
 pub fn run(root: &Path) -> Result<(), Failure> {
-    println!("demo: building kv and walctl (release)…");
+    let started = Instant::now();
     let kv = build_kv(root)?;
     let walctl = crate::util::target_dir(root)?
         .join("release")
@@ -48,77 +68,104 @@ pub fn run(root: &Path) -> Result<(), Failure> {
     let dir = base.join("db");
 
     let run_for = Duration::from_secs(8);
-    println!(
-        "demo: kv load with 8 threads into {}; SIGKILL after {} s",
+    let began = phase(&format!(
+        "kv load with 8 threads into {}; SIGKILL after {} s",
         dir.display(),
         run_for.as_secs()
-    );
+    ));
     let killed = load_and_kill(&kv, &dir, 0, 100_000_000, 8, 32, run_for)?;
     let acked: BTreeSet<u64> = killed.acked.iter().copied().collect();
     let secs = killed.ran.as_secs_f64();
-    let commits = field(&killed.stderr, "commits").unwrap_or(acked.len() as f64);
-    let fsyncs = field(&killed.stderr, "fsyncs").unwrap_or(0.0);
+    // kv's last progress line before the kill: its counters at that moment, not at the end.
+    let last = Progress {
+        commits: field(&killed.stderr, "commits"),
+        fsyncs: field(&killed.stderr, "fsyncs"),
+        elapsed_ms: field(&killed.stderr, "elapsed_ms"),
+    };
     println!(
-        "demo: killed after {secs:.1} s with {} keys acknowledged",
+        "demo:   killed after {secs:.1} s with {} keys acknowledged",
         acked.len()
     );
+    took(began);
 
-    println!("demo: recovering and checking every acknowledged key…");
-    let (present, scan_took) = verify(&kv, &dir, &acked, &[(0, 100_000_000, 32)])?;
-    let (stat, _) = show(Command::new(&kv).arg("--dir").arg(&dir).arg("stat"))?;
+    let began = phase("recovering and checking every acknowledged key");
+    let (present, _) = verify(&kv, &dir, &acked, &[(0, 100_000_000, 32)])?;
+    let stat = check(
+        Command::new(&kv).arg("--dir").arg(&dir).arg("stat"),
+        "kv stat",
+    )?;
     let recovery_ms = field(&stat, "recovery_ms");
+    took(began);
 
-    show(Command::new(&walctl).arg("--dir").arg(&dir).arg("stat"))?;
-    let (_, code) = show(Command::new(&walctl).arg("--dir").arg(&dir).arg("verify"))?;
-    if code != 0 {
-        return Err(Failure::error(format!(
-            "walctl verify exited {code} after recovery"
-        )));
-    }
-    let (_, code) = show(Command::new(&kv).arg("--dir").arg(&dir).arg("checkpoint"))?;
-    if code != 0 {
-        return Err(Failure::error(format!("kv checkpoint exited {code}")));
-    }
-    show(
+    let began = phase("inspecting the directory with walctl");
+    check(
+        Command::new(&walctl).arg("--dir").arg(&dir).arg("stat"),
+        "walctl stat",
+    )?;
+    check(
+        Command::new(&walctl).arg("--dir").arg(&dir).arg("verify"),
+        "walctl verify after recovery",
+    )?;
+    took(began);
+
+    let began = phase("checkpoint, then recover from the snapshot");
+    check(
+        Command::new(&kv).arg("--dir").arg(&dir).arg("checkpoint"),
+        "kv checkpoint",
+    )?;
+    check(
         Command::new(&walctl)
             .arg("--dir")
             .arg(&dir)
             .args(["snapshot", "ls"]),
+        "walctl snapshot ls",
     )?;
-    let (_, code) = show(Command::new(&walctl).arg("--dir").arg(&dir).arg("verify"))?;
-    if code != 0 {
-        return Err(Failure::error(format!(
-            "walctl verify exited {code} after checkpoint"
-        )));
-    }
-    // After the checkpoint, recovery starts from the snapshot.
-    let (_, after_ckpt) = verify(&kv, &dir, &acked, &[(0, 100_000_000, 32)])?;
+    check(
+        Command::new(&walctl).arg("--dir").arg(&dir).arg("verify"),
+        "walctl verify after checkpoint",
+    )?;
+    let (after_ckpt_keys, after_ckpt) = verify(&kv, &dir, &acked, &[(0, 100_000_000, 32)])?;
+    took(began);
 
     println!();
-    println!("demo report");
+    println!("demo report (figures as they stand at the end)");
     println!(
-        "  durable commits        {:>12.0}  ({:.0} commits/s from 8 threads)",
-        commits,
-        commits / secs.max(1e-9)
+        "  keys acknowledged      {:>10}  ({:.0}/s from 8 threads over {secs:.1} s; printed by kv after each commit was durable)",
+        acked.len(),
+        acked.len() as f64 / secs.max(1e-9)
     );
-    if fsyncs > 0.0 {
+    println!(
+        "  keys recovered         {present:>10}  (each key is one transaction: every acknowledged one, plus {} durable but killed before kv printed them)",
+        present - acked.len()
+    );
+    if let Progress {
+        commits: Some(c),
+        fsyncs: Some(f),
+        elapsed_ms: Some(ms),
+    } = last
+        && f > 0.0
+    {
         println!(
-            "  fsyncs                 {fsyncs:>12.0}  ({:.1} commits per fsync)",
-            commits / fsyncs
+            "  commits per fsync      {:>10.1}  (kv's last progress line before the kill, at {:.1} s: {c:.0} commits, {f:.0} fsyncs)",
+            c / f,
+            ms / 1000.0
         );
     }
-    println!("  keys acknowledged      {:>12}", acked.len());
-    println!(
-        "  keys recovered         {present:>12}  (every acknowledged key present with its value)"
-    );
     match recovery_ms {
-        Some(ms) => println!("  recovery (log replay)  {ms:>9.0} ms"),
-        None => println!("  recovery + scan        {:>9} ms", scan_took.as_millis()),
+        Some(ms) => println!("  recovery (log replay)  {ms:>7.0} ms"),
+        None => println!("  recovery               (kv stat printed no recovery_ms)"),
     }
     println!(
-        "  recovery after checkpoint + scan {:>5} ms",
+        "  recovery from snapshot + scan {:>4} ms  ({after_ckpt_keys} keys)",
         after_ckpt.as_millis()
     );
-    println!("demo: OK");
+    println!("demo: OK in {}", format_duration(started.elapsed()));
     Ok(())
+}
+
+/// kv's counters as its last progress line gave them.
+struct Progress {
+    commits: Option<f64>,
+    fsyncs: Option<f64>,
+    elapsed_ms: Option<f64>,
 }

@@ -64,7 +64,7 @@ pub struct CheckpointReport {
     pub snapshot: PathBuf,
     /// Its fence.
     pub fence: Lsn,
-    /// Its body length.
+    /// Its file's length (header and body): the size `walctl snapshot ls` and `ls -l` show.
     pub bytes: u64,
     /// LSN of the checkpoint marker, when written.
     pub marker_lsn: Option<Lsn>,
@@ -288,7 +288,7 @@ impl Checkpointer {
         drop(state);
         verified.insert(snap.file.path.clone(), snap.file.file_len);
         report.snapshot = snap.file.path.clone();
-        report.bytes = snap.header.body_len;
+        report.bytes = snap.file.file_len;
         if last >= CheckpointStep::Marker {
             report.marker_lsn = Some(self.wal.checkpoint_marker(fence)?);
         }

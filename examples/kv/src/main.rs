@@ -21,7 +21,7 @@ use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use store::{KvEvent, Store};
 use wal_log::{Options, SyncPolicy, Wal};
@@ -122,6 +122,15 @@ fn value_for(i: u64, size: usize) -> String {
     v
 }
 
+/// `1 thread`, `2 threads`.
+fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// More writer threads than this is a typo, not a load test.
 const MAX_THREADS: u64 = 1024;
 
@@ -134,7 +143,9 @@ fn load(db: &Db, count: u64, start: u64, value_size: usize, threads: u64) -> Res
         .checked_add(count)
         .ok_or_else(|| format!("--start {start} + --count {count} is past the largest key"))?;
     let started = Instant::now();
-    let done = AtomicBool::new(false);
+    // Dropping the sender wakes the progress thread at once when the writers finish, so the
+    // command exits then rather than after the rest of a progress interval.
+    let (done, finished) = mpsc::channel::<()>();
     let stats_line = |db: &Db| {
         let s = db.wal().stats();
         format!(
@@ -146,10 +157,11 @@ fn load(db: &Db, count: u64, start: u64, value_size: usize, threads: u64) -> Res
         )
     };
     let secs = std::thread::scope(|scope| -> Result<f64, Error> {
-        scope.spawn(|| {
+        scope.spawn(move || {
             // Progress on stderr, so a killed run still leaves its numbers behind.
-            while !done.load(Ordering::Acquire) {
-                std::thread::sleep(Duration::from_millis(250));
+            while let Err(mpsc::RecvTimeoutError::Timeout) =
+                finished.recv_timeout(Duration::from_millis(250))
+            {
                 // A closed stderr loses the progress, not the load.
                 let _ = writeln!(std::io::stderr(), "progress: {}", stats_line(db));
             }
@@ -203,15 +215,17 @@ fn load(db: &Db, count: u64, start: u64, value_size: usize, threads: u64) -> Res
         }
         // Timed when the writers finish, not when the progress thread wakes up to stop.
         let secs = started.elapsed().as_secs_f64();
-        done.store(true, Ordering::Release);
+        drop(done);
         result.map(|()| secs)
     })?;
     let s = db.wal().stats();
     let _ = writeln!(
         std::io::stderr(),
-        "load: {count} commits from {threads} threads in {secs:.2} s = {:.0} commits/s; {} fsyncs ({:.1} commits per fsync)",
+        "load: {} from {} in {secs:.2} s = {:.0} commits/s; {} ({:.1} commits per fsync)",
+        plural(count, "commit"),
+        plural(threads, "thread"),
         count as f64 / secs.max(1e-9),
-        s.fsyncs,
+        plural(s.fsyncs, "fsync"),
         s.commits_per_fsync
     );
     Ok(())
@@ -243,11 +257,11 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let report = db.store.checkpoint()?;
             writeln!(
                 stdout,
-                "checkpoint: snapshot {} at fence {} ({} bytes); {} log segments removed; {} ms",
+                "checkpoint: snapshot {} at fence {} ({} bytes); {} removed; {} ms",
                 report.snapshot.display(),
                 report.fence,
                 report.bytes,
-                report.segments_removed,
+                plural(report.segments_removed as u64, "log segment"),
                 report.elapsed.as_millis()
             )?;
         }

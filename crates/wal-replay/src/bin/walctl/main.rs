@@ -11,6 +11,7 @@
 
 mod dump;
 mod exit;
+mod human;
 mod output;
 mod repair;
 mod replay;

@@ -12,6 +12,7 @@ use wal_replay::DataDir;
 use wal_replay::snapshot::{SnapshotFile, SnapshotStore};
 
 use crate::exit::Failure;
+use crate::human;
 use crate::output::Progress;
 
 /// The read-only scan of the log directory, with a progress bar for a long one.
@@ -198,6 +199,8 @@ pub(crate) struct SnapshotRow {
     pub(crate) file_len: u64,
     pub(crate) log_id: Option<String>,
     pub(crate) created_unix_ms: Option<u64>,
+    /// The same time as RFC 3339 UTC text.
+    pub(crate) created: Option<String>,
     pub(crate) event_schema: Option<u32>,
     pub(crate) header_error: Option<String>,
 }
@@ -211,19 +214,23 @@ impl SnapshotRow {
             file_len: f.file_len,
             log_id: h.as_ref().ok().map(|h| h.log_id.to_string()),
             created_unix_ms: h.as_ref().ok().map(|h| h.created_unix_ms),
+            created: h
+                .as_ref()
+                .ok()
+                .map(|h| human::rfc3339_ms(h.created_unix_ms)),
             event_schema: h.as_ref().ok().map(|h| h.event_schema),
             header_error: h.as_ref().err().map(ToString::to_string),
         }
     }
 
-    /// `log L created T ms event schema E`, or `BAD HEADER: why`.
+    /// `log L created 2026-12-07T13:36:16.327Z event schema E`, or `BAD HEADER: why`.
     pub(crate) fn header_text(&self) -> String {
         match (&self.log_id, &self.header_error) {
             (_, Some(e)) => format!("BAD HEADER: {e}"),
             (id, None) => format!(
-                "log {} created {} ms event schema {}",
+                "log {} created {} event schema {}",
                 id.as_deref().unwrap_or("-"),
-                self.created_unix_ms.unwrap_or_default(),
+                self.created.as_deref().unwrap_or("-"),
                 self.event_schema.unwrap_or_default()
             ),
         }

@@ -9,6 +9,7 @@ use wal_replay::snapshot::{SnapshotFile, SnapshotStore};
 use wal_replay::{DataDir, ReplayError};
 
 use crate::exit::{EXIT_OK, EXIT_SNAPSHOT, Failure};
+use crate::human;
 use crate::output::Out;
 use crate::scan::SnapshotRow;
 
@@ -42,9 +43,9 @@ impl fmt::Display for LsReport {
         for s in &self.snapshots {
             writeln!(
                 f,
-                "fence {:<12} {:>12} bytes  {}  {}",
+                "fence {:<12} {:>10}  {}  {}",
                 s.fence,
-                s.file_len,
+                human::size(s.file_len),
                 s.file.display(),
                 s.header_text()
             )?;
@@ -113,8 +114,8 @@ pub(crate) fn snapshot_verify(
     let mut rows = Vec::new();
     for f in &listing.snapshots {
         rows.push(match store.verify(f, log_id) {
-            Ok(v) => VerifiedRow {
-                bytes: Some(v.header.body_len),
+            Ok(_) => VerifiedRow {
+                bytes: Some(f.file_len),
                 ..VerifiedRow::new(f, Some(true))
             },
             // A live engine's checkpoint pruned it after the listing: nothing to verify.
@@ -147,9 +148,9 @@ impl fmt::Display for VerifyReport {
             match (r.ok, &r.reason) {
                 (Some(true), _) => writeln!(
                     f,
-                    "ok       fence {:<12} {file} ({} bytes)",
+                    "ok       fence {:<12} {file} ({})",
                     r.fence,
-                    r.bytes.unwrap_or_default()
+                    human::size(r.bytes.unwrap_or_default())
                 )?,
                 (Some(false), reason) => writeln!(
                     f,

@@ -8,6 +8,7 @@ use wal_log::Vfs;
 use wal_replay::{DataDir, ReplayError};
 
 use crate::exit::{EXIT_CORRUPT, EXIT_OK, EXIT_TORN, Failure};
+use crate::human;
 use crate::output::Out;
 use crate::scan::{SegmentRow, VerdictRow, inspect};
 
@@ -68,9 +69,9 @@ impl fmt::Display for VerifyReport {
         match &self.verdict {
             VerdictRow::Sound => writeln!(
                 f,
-                "sound: {} segments, {} bytes, last LSN {}",
-                self.segments.len(),
-                self.bytes,
+                "sound: {}, {}, last LSN {}",
+                human::count(self.segments.len() as u64, "segment"),
+                human::size(self.bytes),
                 self.last_lsn
             )?,
             VerdictRow::TornTail {
