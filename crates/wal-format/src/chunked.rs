@@ -381,15 +381,16 @@ impl ChunkedScanner {
     /// nothing valid does (a torn tail).
     fn fail_at<R: ReadAt + ?Sized>(&mut self, src: &R, reason: &str) -> io::Result<ScanEnd> {
         let pos = self.pos;
-        if self.first_nonzero(src, pos)?.is_none() {
+        let Some(first) = self.first_nonzero(src, pos)? else {
             return Ok(self.unsealed_end());
-        }
+        };
         if let Some(at) = self.find_valid_from(src, pos + 1, pos)? {
             return Ok(ScanEnd::Corrupt {
                 offset: pos as usize,
                 reason: format!("{reason}; a valid frame follows at offset {at}"),
             });
         }
+        let reason = &crate::scan::failure_reason(reason, pos, Some(first));
         if self.expect_sealed {
             return Ok(ScanEnd::Corrupt {
                 offset: pos as usize,

@@ -169,10 +169,12 @@ impl SegmentScanner {
                 reason: format!("{}; a valid frame follows at offset {at}", fault.reason()),
             });
         }
+        let first = rest.iter().position(|&b| b != 0).map(|i| (pos + i) as u64);
+        let reason = failure_reason(fault.reason(), pos as u64, first);
         if self.expect_sealed {
             return self.stop(ScanEnd::Corrupt {
                 offset: pos,
-                reason: format!("{} in a segment that must be sealed", fault.reason()),
+                reason: format!("{reason} in a segment that must be sealed"),
             });
         }
         if self.header.recycled && is_end_marker(rest) {
@@ -185,7 +187,7 @@ impl SegmentScanner {
         }
         self.stop(ScanEnd::TornTail {
             offset: pos,
-            reason: fault.reason().to_owned(),
+            reason,
         })
     }
 
@@ -210,6 +212,19 @@ impl SegmentScanner {
 /// can cover 4 MiB: without the LSN bound, damage full of header-like bytes (a payload of
 /// integers, say) costs a CRC at nearly every offset, and recovery time grows with the square
 /// of the damage.
+/// Why the frame at `pos` failed, given the first non-zero byte at or after it: when the
+/// frame's header is all zeros, no frame was written there (the last frame ends at `pos`) and
+/// the damage is the non-zero byte further on (in a preallocated file's zeros), which the
+/// reason names, rather than "unknown frame kind 0" at the end of the data.
+pub(crate) fn failure_reason(reason: &str, pos: u64, first_nonzero: Option<u64>) -> String {
+    match first_nonzero {
+        Some(at) if at >= pos + FRAME_HEADER_LEN as u64 => format!(
+            "damage past the last frame: the frames end at offset {pos}, zeros follow, then a non-zero byte at offset {at}"
+        ),
+        _ => reason.to_owned(),
+    }
+}
+
 pub(crate) fn could_follow(h: &[u8], q: u64, anchor: u64, next_lsn: Lsn) -> bool {
     if FrameKind::from_u8(h[8]).is_none() || h[10] != 0 || h[11] != 0 {
         return false;

@@ -198,3 +198,31 @@ fn a_tail_full_of_header_like_integers_scans_in_linear_time() {
     let (_, e, _) = chunked(&data, data.len() as u64, 64 << 10);
     assert_eq!(e, end);
 }
+
+/// A byte flipped in the preallocated zeros after the last frame: both scanners say the
+/// damage is past the last frame and name the damaged byte, not "unknown frame kind 0" at the
+/// end of the data (the cut stays where the frames end).
+#[test]
+fn damage_in_the_zeros_past_the_last_frame_names_the_byte() {
+    let mut data = segment(&[100, 200], 8192);
+    let frames_end = data.len() - 8192;
+    let damaged = frames_end + 5000;
+    data[damaged] = 0x5a;
+    let (frames, end) = whole(&data, false);
+    assert_eq!(frames.len(), 2);
+    match &end {
+        ScanEnd::TornTail { offset, reason } => {
+            assert_eq!(*offset, frames_end);
+            assert!(
+                reason.contains("past the last frame")
+                    && reason.contains(&format!("offset {damaged}")),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    for chunk in [100, 4096, 65_536] {
+        let (f, e, _) = chunked(&data, data.len() as u64, chunk);
+        assert_eq!((f, e), (frames.clone(), end.clone()), "chunk {chunk}");
+    }
+}

@@ -43,6 +43,9 @@ pub struct Inspection {
     pub prealloc: bool,
     /// Truncated segment files kept for reuse (`recycled-<seq>.tmp`), sorted.
     pub recycled_files: Vec<String>,
+    /// Files that are not the log's (neither `lost+found` nor hidden), sorted: the scan reads
+    /// past them, a writing open refuses the directory until they are moved out.
+    pub foreign_files: Vec<String>,
     /// Fragmented transactions begun and neither committed nor aborted at the end of the log.
     pub open_streams: BTreeSet<Lsn>,
 }
@@ -109,10 +112,13 @@ impl Inspection {
         let n = self.segments.len();
         let mut prev: Option<&SegmentScan> = None;
         for (i, s) in self.segments.iter().enumerate() {
+            if let Some(p) = prev
+                && p.seq.next() != s.seq
+            {
+                return missing_segments(&self.dir, p.seq, s.seq);
+            }
             if let (Some(p), Some(h)) = (prev, s.header.as_ref()) {
-                let reason = if p.seq.next() != s.seq {
-                    Some(format!("segment {} follows segment {}", s.seq, p.seq))
-                } else if p.last_lsn.next() != h.base_lsn {
+                let reason = if p.last_lsn.next() != h.base_lsn {
                     Some(format!(
                         "starts at LSN {} but the previous segment ends at LSN {}",
                         h.base_lsn, p.last_lsn
@@ -198,6 +204,24 @@ impl Inspection {
     /// As [`crate::inspect::plan_recovery`].
     pub fn recovery_plan(&self, mode: RecoveryMode) -> Result<RecoveryPlan> {
         plan_recovery(self, mode)
+    }
+}
+
+/// The verdict on a log whose segments jump from `before` to `after`: it names the first
+/// missing segment's file (which does not exist) rather than blaming the one present after it.
+fn missing_segments(dir: &Path, before: SegmentSeq, after: SegmentSeq) -> Verdict {
+    let first = before.next();
+    let last = SegmentSeq(after.0.saturating_sub(1));
+    debug_assert!(first <= last, "{before} then {after} is no gap");
+    let which = if first == last {
+        format!("segment {first} is missing")
+    } else {
+        format!("segments {first} to {last} are missing")
+    };
+    Verdict::Corrupt {
+        segment: dir.join(segment_file_name(first)),
+        offset: 0,
+        reason: format!("{which}: the log has segment {before} and then segment {after}"),
     }
 }
 
@@ -345,7 +369,8 @@ pub(crate) fn with_visitor<T, V: ScanVisitor + ?Sized>(
 /// one chunk whatever the segment size.
 ///
 /// # Errors
-/// [`WalError::NotFound`], [`WalError::NotAWal`] for foreign files, or an I/O error. Damage
+/// [`WalError::NotFound`], or an I/O error (foreign files are listed in
+/// [`Inspection::foreign_files`], not refused). Damage
 /// inside segments is not an error here: it is in the returned [`Inspection`].
 pub fn inspect(
     vfs: &dyn Vfs,
@@ -388,6 +413,7 @@ fn inspect_impl(
         aside: aside_files,
         prealloc,
         recycled: recycled_files,
+        foreign: foreign_files,
     } = list_dir(vfs, dir)?;
     let mut total = 0u64;
     let mut sizes = Vec::with_capacity(segs.len());
@@ -405,6 +431,7 @@ fn inspect_impl(
         aside_files,
         prealloc,
         recycled_files,
+        foreign_files,
         ..Inspection::default()
     };
     let mut done = 0u64;
@@ -446,11 +473,59 @@ fn inspect_impl(
         if stop {
             for seq in &segs[i + 1..] {
                 let path = dir.join(segment_file_name(*seq));
-                out.segments.push(header_only(vfs, &path, *seq)?);
+                out.segments.push(header_only(
+                    vfs,
+                    &path,
+                    *seq,
+                    "follows damage in an earlier segment",
+                )?);
             }
             break;
         }
     }
+    out.open_streams = open_streams;
+    Ok(out)
+}
+
+/// A quick look at a log directory, for `walctl stat`: every segment's header and a scan of
+/// the newest segment only, so it reads a few bytes per segment plus one segment whatever
+/// the log's size. The older segments are not examined ([`SegmentScan::examined`] is false):
+/// their LSN ranges come from the headers (each ends where the next begins), their frames are
+/// not counted or verified, so [`Inspection::verdict`] does not apply (only [`inspect`] reads
+/// every frame). The newest segment's scan gives the log's end and how it ends.
+///
+/// # Errors
+/// As [`inspect`].
+pub fn inspect_tail(vfs: &dyn Vfs, dir: &Path) -> Result<Inspection> {
+    let listing = list_dir(vfs, dir)?;
+    let mut out = Inspection {
+        dir: dir.to_path_buf(),
+        aside_files: listing.aside,
+        prealloc: listing.prealloc,
+        recycled_files: listing.recycled,
+        foreign_files: listing.foreign,
+        ..Inspection::default()
+    };
+    let Some((newest, older)) = listing.segs.split_last() else {
+        return Ok(out);
+    };
+    for seq in older {
+        let path = dir.join(segment_file_name(*seq));
+        let s = header_only(vfs, &path, *seq, "stat reads the headers of older segments")?;
+        out.segments.push(s);
+    }
+    let path = dir.join(segment_file_name(*newest));
+    let mut open_streams = BTreeSet::new();
+    let last =
+        open_segment(vfs, &path, *newest)?.scan(false, &mut open_streams, &mut None, None)?;
+    out.segments.push(last);
+    // An older segment ends where the next one's header says the log continues.
+    for i in 1..out.segments.len() {
+        if let (Some(h), true) = (out.segments[i].header, out.segments[i - 1].header.is_some()) {
+            out.segments[i - 1].last_lsn = h.base_lsn.prev();
+        }
+    }
+    out.log_id = out.segments.iter().find_map(|s| s.header.map(|h| h.log_id));
     out.open_streams = open_streams;
     Ok(out)
 }
@@ -470,13 +545,47 @@ pub struct DirFrame {
 /// caller keeps). It ends at the first damage; [`DirFrames::end`] then says what it was.
 ///
 /// # Errors
-/// [`WalError::NotFound`], [`WalError::NotAWal`] or an I/O error listing the directory.
+/// [`WalError::NotFound`] or an I/O error listing the directory.
 pub fn frames(vfs: Arc<dyn Vfs>, dir: &Path) -> Result<DirFrames> {
-    let segs = list_dir(&*vfs, dir)?.segs;
+    frames_from(vfs, dir, Lsn::ZERO)
+}
+
+/// [`frames`] starting at the segment that holds `from` (the newest whose header's first LSN
+/// is at most `from`), found by reading segment headers from the newest back, so a range near
+/// the end of a large log is not read from its beginning. Frames before `from` in that segment
+/// are still returned. A header that does not decode is started from (the scan then reports
+/// it). A fragmented transaction begun in a segment before the start has its commit returned
+/// without its beginning, as after a truncation.
+///
+/// # Errors
+/// As [`frames`]; an I/O error reading a header.
+pub fn frames_from(vfs: Arc<dyn Vfs>, dir: &Path, from: Lsn) -> Result<DirFrames> {
+    let mut segs = list_dir(&*vfs, dir)?.segs;
+    let mut start = 0;
+    for (i, seq) in segs.iter().enumerate().rev() {
+        let seg = open_segment(&*vfs, &dir.join(segment_file_name(*seq)), *seq)?;
+        match seg.header {
+            Ok(h) if h.base_lsn > from => {}
+            _ => {
+                start = i;
+                break;
+            }
+        }
+    }
+    segs.drain(..start);
+    let mut sizes = Vec::with_capacity(segs.len());
+    for seq in &segs {
+        let path = dir.join(segment_file_name(*seq));
+        let f = vfs
+            .open(&path, OpenMode::Read)
+            .map_err(io_err("open", &path))?;
+        sizes.push(f.len().map_err(io_err("stat", &path))?);
+    }
     Ok(DirFrames {
         vfs,
         dir: dir.to_path_buf(),
         segs,
+        sizes,
         idx: 0,
         current: None,
         buf: None,
@@ -496,6 +605,8 @@ pub struct DirFrames {
     vfs: Arc<dyn Vfs>,
     dir: PathBuf,
     segs: Vec<SegmentSeq>,
+    /// File length of each segment in `segs`, as listed.
+    sizes: Vec<u64>,
     idx: usize,
     current: Option<Current>,
     buf: Option<BytesMut>,
@@ -517,6 +628,19 @@ impl DirFrames {
     #[must_use]
     pub fn end(&self) -> Option<&(PathBuf, ScanEnd)> {
         self.end.as_ref()
+    }
+
+    /// `(bytes read, bytes in the segments to read)`, for a progress bar: the segments read
+    /// so far count whole, the current one up to the scanner's position.
+    #[must_use]
+    pub fn progress(&self) -> (u64, u64) {
+        let total = self.sizes.iter().sum();
+        let whole = self.idx.saturating_sub(usize::from(self.current.is_some()));
+        let mut done: u64 = self.sizes[..whole.min(self.sizes.len())].iter().sum();
+        if let Some(c) = &self.current {
+            done += c.scanner.position();
+        }
+        (done.min(total), total)
     }
 
     /// Opens the next segment; false at the end of the log or at a header that fails.

@@ -151,13 +151,20 @@ pub enum Entry {
     Recycled,
     /// Bytes moved aside by recovery or repair (`<segment>.wal.<what>`); kept, never read.
     Aside,
-    /// Anything else: not ours.
+    /// `lost+found` (present whenever the log directory is the root of its own volume) or a
+    /// hidden file (a name starting with `.`: an editor's swap file, a backup tool's marker):
+    /// tolerated and never read.
+    Ignored,
+    /// Anything else: not ours. Read-only scans list it and go on; an open refuses it.
     Foreign,
 }
 
 /// Classifies one directory entry name.
 #[must_use]
 pub fn classify(name: &str) -> Entry {
+    if name == "lost+found" || name.starts_with('.') {
+        return Entry::Ignored;
+    }
     if name == LOCK_FILE {
         return Entry::Lock;
     }
@@ -196,6 +203,9 @@ mod tests {
         assert_eq!(classify("00000000000000000042.wal.torn-100"), Entry::Aside);
         assert_eq!(classify("LOCK"), Entry::Lock);
         assert_eq!(classify("prealloc.tmp"), Entry::Prealloc);
+        for ignored in ["lost+found", ".00000000000000000042.wal.swp", ".nfs0001"] {
+            assert_eq!(classify(ignored), Entry::Ignored, "{ignored}");
+        }
         let r = recycled_file_name(SegmentSeq(7));
         assert_eq!(r, "recycled-00000000000000000007.tmp");
         assert_eq!(classify(&r), Entry::Recycled);

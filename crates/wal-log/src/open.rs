@@ -145,6 +145,7 @@ fn open_impl(
     let lock_path = dir.join(LOCK_FILE);
     let lock_guard = lock_dir(&*vfs, &dir, &lock_path)?;
     let listing = list_dir(&*vfs, &dir)?;
+    listing.refuse_foreign(&dir)?;
     let (wal, mut report) = if listing.segs.is_empty() {
         remove_prealloc(&*vfs, &dir, listing.prealloc)?;
         create(dir, opts, lock_guard)?

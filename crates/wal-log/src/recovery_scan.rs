@@ -103,7 +103,12 @@ pub(crate) fn scan_for_open(
     }
     for seq in &segs[stopped_at..] {
         let path = dir.join(segment_file_name(*seq));
-        found.segments.push(header_only(vfs, &path, *seq)?);
+        found.segments.push(header_only(
+            vfs,
+            &path,
+            *seq,
+            "follows damage in an earlier segment",
+        )?);
     }
     Ok(OpenScan {
         found,
@@ -137,6 +142,10 @@ pub struct SegmentScan {
     pub last_lsn: Lsn,
     /// How the scan ended; for a header that failed, `Corrupt` at offset 0.
     pub end: ScanEnd,
+    /// Whether its frames were read. False for a segment after the damage that stopped the
+    /// scan (or one that does not continue the log): known through its header only, its
+    /// `end` is then `Corrupt` at offset 0 with the reason it was not examined.
+    pub examined: bool,
     /// Offset of the last non-zero byte + 1 (where data of any kind ends).
     pub data_end: u64,
     /// Where the bytes that recovery moves aside for a torn tail end: [`SegmentScan::data_end`],
@@ -181,6 +190,7 @@ impl SegmentScan {
                 offset: 0,
                 sealed: None,
             },
+            examined: true,
             data_end: 0,
             torn_end: 0,
             last_checkpoint: None,
@@ -339,6 +349,24 @@ pub(crate) struct DirListing {
     pub(crate) prealloc: bool,
     /// Recycled segment files, sorted (oldest first).
     pub(crate) recycled: Vec<String>,
+    /// Entries that are not the log's (and not tolerated as `lost+found` or hidden), sorted.
+    pub(crate) foreign: Vec<String>,
+}
+
+impl DirListing {
+    /// The refusal of a writing open when the directory holds a foreign file: it may be
+    /// another program's, or a segment someone renamed, and the log must not grow around it.
+    pub(crate) fn refuse_foreign(&self, dir: &Path) -> Result<()> {
+        match self.foreign.first() {
+            None => Ok(()),
+            Some(name) => Err(WalError::NotAWal {
+                dir: dir.to_path_buf(),
+                reason: format!(
+                    "unexpected entry {name:?} (a WAL directory holds only segments, LOCK and files moved aside; `walctl stat` and `walctl verify` still read the log and list such files): move it out of the directory"
+                ),
+            }),
+        }
+    }
 }
 
 /// Lists and classifies a directory.
@@ -360,31 +388,27 @@ pub(crate) fn list_dir(vfs: &dyn Vfs, dir: &Path) -> Result<DirListing> {
     let mut aside = Vec::new();
     let mut prealloc = false;
     let mut recycled = Vec::new();
+    let mut foreign = Vec::new();
     for name in names {
         match classify(&name) {
             Entry::Segment(s) => segs.push(s),
             Entry::Aside => aside.push(name),
             Entry::Prealloc => prealloc = true,
             Entry::Recycled => recycled.push(name),
-            Entry::Lock => {}
-            Entry::Foreign => {
-                return Err(WalError::NotAWal {
-                    dir: dir.to_path_buf(),
-                    reason: format!(
-                        "unexpected entry {name:?} (a WAL directory holds only segments, LOCK and files moved aside)"
-                    ),
-                });
-            }
+            Entry::Lock | Entry::Ignored => {}
+            Entry::Foreign => foreign.push(name),
         }
     }
     segs.sort();
     aside.sort();
     recycled.sort();
+    foreign.sort();
     Ok(DirListing {
         segs,
         aside,
         prealloc,
         recycled,
+        foreign,
     })
 }
 
@@ -493,6 +517,7 @@ impl SegmentFile {
                 offset: 0,
                 reason: end,
             },
+            examined: false,
             data_end: self.file_len,
             torn_end: self.file_len,
             last_checkpoint: None,
@@ -644,7 +669,12 @@ pub(crate) fn scan_segment(
 
 /// A segment after the scan stopped, known through its header only: not scanned, it ends
 /// (as far as the facts go) in damage at offset 0.
-pub(crate) fn header_only(vfs: &dyn Vfs, path: &Path, seq: SegmentSeq) -> Result<SegmentScan> {
+pub(crate) fn header_only(
+    vfs: &dyn Vfs,
+    path: &Path,
+    seq: SegmentSeq,
+    why: &str,
+) -> Result<SegmentScan> {
     let f = vfs
         .open(path, OpenMode::Read)
         .map_err(io_err("open", path))?;
@@ -663,8 +693,9 @@ pub(crate) fn header_only(vfs: &dyn Vfs, path: &Path, seq: SegmentSeq) -> Result
         last_lsn: header.as_ref().map_or(Lsn::ZERO, |h| h.base_lsn.prev()),
         end: ScanEnd::Corrupt {
             offset: 0,
-            reason: "not scanned: follows damage in an earlier segment".into(),
+            reason: format!("not examined: {why}"),
         },
+        examined: false,
         data_end: file_len,
         torn_end: file_len,
         last_checkpoint: None,

@@ -337,10 +337,25 @@ fn foreign_files_gaps_and_other_logs_are_refused() {
     // A foreign file.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), b"hello").unwrap();
-    assert!(matches!(
-        Wal::open(dir.path(), opts()),
-        Err(WalError::NotAWal { .. })
-    ));
+    match Wal::open(dir.path(), opts()) {
+        Err(e @ WalError::NotAWal { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("notes.txt") && text.contains("walctl verify"),
+                "{text}"
+            );
+        }
+        Err(e) => panic!("a foreign file was refused with another error: {e}"),
+        Ok(_) => panic!("a foreign file was not refused"),
+    }
+    // lost+found (the root of a volume) and hidden files are tolerated.
+    std::fs::remove_file(dir.path().join("notes.txt")).unwrap();
+    std::fs::create_dir(dir.path().join("lost+found")).unwrap();
+    std::fs::write(dir.path().join(".swap"), b"x").unwrap();
+    let (wal, _) = Wal::open(dir.path(), opts()).unwrap();
+    wal.append(b"kept").unwrap();
+    drop(wal);
+    assert!(Wal::open(dir.path(), opts()).is_ok());
     // A file named like a segment that is not one.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

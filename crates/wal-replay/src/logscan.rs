@@ -20,8 +20,8 @@ use wal_log::{OpenMode, Transaction, Vfs, VfsFile};
 /// Lists the segments of a log directory, sorted.
 ///
 /// # Errors
-/// [`ReplayError::NotFound`] for a missing directory; [`wal_log::WalError::NotAWal`] for a
-/// foreign entry; an I/O error.
+/// [`ReplayError::NotFound`] for a missing directory; an I/O error. Foreign entries are
+/// skipped: this is a read-only scan (a writing open refuses them).
 pub(crate) fn list_segments(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<SegmentSeq>> {
     let names = vfs.list(dir).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
@@ -34,16 +34,9 @@ pub(crate) fn list_segments(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<SegmentSeq>
     })?;
     let mut segs = Vec::new();
     for name in names {
-        match classify(&name) {
-            Entry::Segment(s) => segs.push(s),
-            Entry::Foreign => {
-                return Err(wal_log::WalError::NotAWal {
-                    dir: dir.to_path_buf(),
-                    reason: format!("unexpected entry {name:?}"),
-                }
-                .into());
-            }
-            _ => {}
+        // A read-only scan reads past a foreign file; a writing open refuses it.
+        if let Entry::Segment(s) = classify(&name) {
+            segs.push(s);
         }
     }
     segs.sort();

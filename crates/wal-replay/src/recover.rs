@@ -77,7 +77,9 @@ impl DataDir {
             // A lone `LOCK` proves nothing (an engine may keep its own lock there).
             !matches!(
                 wal_log::layout::classify(n),
-                wal_log::layout::Entry::Foreign | wal_log::layout::Entry::Lock
+                wal_log::layout::Entry::Foreign
+                    | wal_log::layout::Entry::Lock
+                    | wal_log::layout::Entry::Ignored
             )
         });
         match log_file {

@@ -257,10 +257,11 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let report = db.store.checkpoint()?;
             writeln!(
                 stdout,
-                "checkpoint: snapshot {} at fence {} ({} bytes); {} removed; {} ms",
+                "checkpoint: snapshot {} at fence {} ({} bytes, {:.2} MiB); {} removed; {} ms",
                 report.snapshot.display(),
                 report.fence,
                 report.bytes,
+                report.bytes as f64 / f64::from(1 << 20),
                 plural(report.segments_removed as u64, "log segment"),
                 report.elapsed.as_millis()
             )?;

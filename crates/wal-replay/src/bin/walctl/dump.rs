@@ -15,7 +15,8 @@ use wal_replay::DataDir;
 use wal_replay::inspect::TransactionAssembler;
 
 use crate::exit::{EXIT_CORRUPT, EXIT_OK, EXIT_TORN, Failure};
-use crate::output::Out;
+use crate::human;
+use crate::output::{Out, Progress};
 use crate::scan::EndRow;
 
 /// The LSN range asked for and how much to show of each payload.
@@ -126,9 +127,12 @@ impl TxRow {
     /// `(N bytes, M records[, multi])`.
     fn summary(&self) -> String {
         let n = self.records.len();
-        let s = if n == 1 { "" } else { "s" };
         let multi = if self.multi { ", multi" } else { "" };
-        format!("{} bytes, {n} record{s}{multi}", self.bytes)
+        format!(
+            "{} bytes, {}{multi}",
+            self.bytes,
+            human::count(n as u64, "record")
+        )
     }
 }
 
@@ -152,23 +156,35 @@ enum RecordRow {
 
 impl RecordRow {
     fn new(bytes: &[u8], limit: usize) -> RecordRow {
-        if let Ok(json) = serde_json::from_slice::<Value>(bytes) {
+        // Only a payload that starts like a JSON object or array is parsed: a parse attempt on
+        // every binary payload costs more than the rest of the dump.
+        if matches!(bytes.first(), Some(b'{' | b'['))
+            && let Ok(json) = serde_json::from_slice::<Value>(bytes)
+        {
             return RecordRow::Json {
                 len: bytes.len(),
                 json,
             };
         }
         let shown = &bytes[..bytes.len().min(limit)];
-        let mut hex = String::with_capacity(shown.len() * 2);
-        for b in shown {
-            hex.push_str(&format!("{b:02x}"));
-        }
         RecordRow::Hex {
             len: bytes.len(),
-            hex,
+            hex: hex(shown),
             truncated: shown.len() < bytes.len(),
         }
     }
+}
+
+/// Lower-case hex, two digits a byte, by table lookup.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0xf)]);
+    }
+    // Only ASCII digits were pushed.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 impl fmt::Display for RecordRow {
@@ -221,7 +237,7 @@ impl fmt::Display for DumpItem {
                 log_start,
             } => writeln!(
                 f,
-                "           commit LSN {lsn} of a transaction begun at LSN {began}, before the log's first LSN {log_start} (truncated: not shown)"
+                "           commit LSN {lsn} of a transaction begun at LSN {began}, before the first frame read (LSN {log_start}): not shown (`--from {began}` shows it, unless a truncation removed its beginning)"
             ),
             DumpItem::Transaction(tx) => {
                 writeln!(f, "           commit LSN {} ({})", tx.lsn, tx.summary())?;
@@ -275,19 +291,25 @@ pub(crate) fn dump(
 ) -> Result<u8, Failure> {
     let from = Lsn(args.from.unwrap_or(0));
     let to = Lsn(args.to.unwrap_or(u64::MAX));
-    let mut frames = wal_log::inspect::frames(vfs.clone(), &data.log_dir())?;
+    let mut frames = wal_log::inspect::frames_from(vfs.clone(), &data.log_dir(), from)?;
+    let mut progress = Progress::new("dumping");
     // Transactions that commit before `from` are not shown, but their fragments are still
     // assembled (a stream may begin before `from` and commit inside the range).
     let mut asm = TransactionAssembler::new(from.prev(), args.budget);
     let (mut nframes, mut ntx) = (0u64, 0u64);
     let mut log_start = None;
-    for item in frames.by_ref() {
+    while let Some(item) = frames.next() {
         // Nobody reads the rest (`walctl dump | head`): stop rather than scan a large log
         // for nothing. The verdict on the log's end is then not known: `verify` gives it.
         if out.pipe_closed() {
+            progress.finish();
             return Ok(EXIT_OK);
         }
         let df = item?;
+        if df.frame.lsn.0 % 4096 == 0 {
+            let (done, total) = frames.progress();
+            progress.update(done, total);
+        }
         let f = df.frame;
         if f.lsn > to {
             break;
@@ -316,6 +338,7 @@ pub(crate) fn dump(
             out.emit(&DumpItem::Transaction(TxRow::new(&tx, args.payload_limit)));
         }
     }
+    progress.finish();
     let (code, damage) = match frames.end() {
         Some((path, end @ ScanEnd::TornTail { .. })) => (EXIT_TORN, Some((path, end))),
         Some((path, end @ ScanEnd::Corrupt { .. })) => (EXIT_CORRUPT, Some((path, end))),
@@ -369,5 +392,6 @@ pub(crate) fn dump_follow(
             ..TxRow::new(&tx, args.payload_limit)
         };
         out.emit(&FollowItem::Transaction(row));
+        out.flush();
     }
 }

@@ -69,8 +69,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Log id, segments with sizes and LSN ranges, snapshots and fences, the log's end.
-    Stat,
+    /// Log id, segments (a summary; each one with --segments), snapshots and fences, the
+    /// log's end.
+    Stat {
+        /// List every segment, not only the totals.
+        #[arg(long, short = 'v', visible_alias = "verbose")]
+        segments: bool,
+    },
     /// Frames and transactions; payloads as JSON when they are JSON, else hex.
     Dump {
         /// First LSN to print.
@@ -90,7 +95,11 @@ enum Command {
         follow: bool,
     },
     /// Check every frame: exit 0 when sound, 1 on a torn tail, 2 on corruption.
-    Verify,
+    Verify {
+        /// List every segment, not only the verdict (and the damaged segment).
+        #[arg(long, short = 'v', visible_alias = "verbose")]
+        segments: bool,
+    },
     /// Move damaged bytes aside under the log's lock (never deletes log data; like every open,
     /// it removes the preallocated next segment and recycled files beyond the pool's size).
     Repair {
@@ -190,9 +199,10 @@ fn run(cli: &Cli, out: &Out) -> Result<u8, Failure> {
         ));
     };
     let data = check_data_dir(&root)?;
+    warn_foreign(&data);
     let vfs: Arc<dyn Vfs> = Arc::new(StdVfs);
     match &cli.command {
-        Command::Stat => stat::stat(&data, &vfs, out),
+        Command::Stat { segments } => stat::stat(&data, &vfs, out, *segments),
         Command::Dump {
             from,
             to,
@@ -211,7 +221,7 @@ fn run(cli: &Cli, out: &Out) -> Result<u8, Failure> {
                 dump::dump(&data, &vfs, out, &args)
             }
         }
-        Command::Verify => verify::verify(&data, &vfs, out),
+        Command::Verify { segments } => verify::verify(&data, &vfs, out, *segments),
         Command::Repair { dry_run, mode } => repair::repair(&data, &vfs, out, *dry_run, *mode),
         Command::Snapshot { action } => match action {
             SnapshotAction::Ls => snapshot::snapshot_ls(&data, &vfs, out),
@@ -224,6 +234,27 @@ fn run(cli: &Cli, out: &Out) -> Result<u8, Failure> {
             (to.map(Lsn), *mode),
             cli.max_transaction_size,
         ),
+    }
+}
+
+/// Warns on stderr about each file in `log/` that is not the log's: read-only commands read
+/// past it, but an engine's open (and `repair`) refuses the directory until it is moved out.
+fn warn_foreign(data: &DataDir) {
+    let Ok(entries) = std::fs::read_dir(data.log_dir()) else {
+        return;
+    };
+    let mut foreign: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| wal_log::layout::classify(n) == wal_log::layout::Entry::Foreign)
+        .collect();
+    foreign.sort();
+    for name in foreign {
+        let _ = writeln!(
+            std::io::stderr(),
+            "walctl: warning: {} is not a file of the log; this command reads past it, but opening the log (the engine, `repair`) refuses the directory until it is moved out",
+            data.log_dir().join(name).display()
+        );
     }
 }
 

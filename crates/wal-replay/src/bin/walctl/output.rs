@@ -9,12 +9,18 @@ use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use crate::exit::EXIT_FAILED;
+use crate::human;
 
 /// Output sink: human text or JSON on stdout. A failed write (a closed pipe, as under
 /// `walctl dump | head`, or a full disk) stops the output, not the command: the first error is
 /// kept for `main`, which reports it unless it was a closed pipe.
+///
+/// Output is buffered (a `dump` of millions of lines must not pay a system call per line):
+/// [`Out::flush`] pushes it out where a reader waits for it (`dump --follow`), and
+/// [`Out::finish`] at the end.
 pub(crate) struct Out {
     json: bool,
+    stdout: RefCell<io::BufWriter<io::Stdout>>,
     failed: RefCell<Option<io::Error>>,
 }
 
@@ -22,20 +28,43 @@ impl Out {
     pub(crate) fn new(json: bool) -> Out {
         Out {
             json,
+            stdout: RefCell::new(io::BufWriter::with_capacity(1 << 16, io::stdout())),
             failed: RefCell::new(None),
         }
     }
 
     /// Prints one report: its JSON on one line with `--json`, else its text.
     pub(crate) fn emit<R: Serialize + Display>(&self, report: &R) {
-        if self.json {
-            match serde_json::to_string(report) {
-                Ok(line) => self.write(&format!("{line}\n")),
-                // A path that is not UTF-8 has no JSON string.
-                Err(e) => self.fail(io::Error::other(e)),
-            }
+        if self.failed.borrow().is_some() {
+            return;
+        }
+        let mut out = self.stdout.borrow_mut();
+        let written = if self.json {
+            // Serialized first, so a write error keeps its kind (a closed pipe); a path that is
+            // not UTF-8 has no JSON string.
+            serde_json::to_vec(report)
+                .map_err(io::Error::other)
+                .and_then(|mut line| {
+                    line.push(b'\n');
+                    out.write_all(&line)
+                })
         } else {
-            self.write(&report.to_string());
+            write!(out, "{report}")
+        };
+        drop(out);
+        if let Err(e) = written {
+            self.fail(e);
+        }
+    }
+
+    /// Writes out what is buffered (`dump --follow` after each transaction).
+    pub(crate) fn flush(&self) {
+        if self.failed.borrow().is_some() {
+            return;
+        }
+        let flushed = self.stdout.borrow_mut().flush();
+        if let Err(e) = flushed {
+            self.fail(e);
         }
     }
 
@@ -53,8 +82,8 @@ impl Out {
         if s.is_empty() || self.failed.borrow().is_some() {
             return;
         }
-        let mut stdout = io::stdout().lock();
-        if let Err(e) = stdout.write_all(s.as_bytes()).and_then(|()| stdout.flush()) {
+        let written = self.stdout.borrow_mut().write_all(s.as_bytes());
+        if let Err(e) = written {
             self.fail(e);
         }
     }
@@ -73,6 +102,7 @@ impl Out {
 
     /// The exit code once the command is done: `code`, unless its output was lost.
     pub(crate) fn finish(&self, code: u8) -> u8 {
+        self.flush();
         match self.failed.borrow_mut().take() {
             None => code,
             Some(e) if e.kind() == io::ErrorKind::BrokenPipe => code,
@@ -84,18 +114,22 @@ impl Out {
     }
 }
 
-/// A progress bar on stderr, shown only when stderr is a terminal and the scan has taken
-/// longer than a moment.
+/// A progress bar on stderr, shown only when stderr is a terminal and the work has taken
+/// longer than a moment. The rate and the time left are measured from when the work began
+/// (not from when the bar appeared, which would make the first frame's rate absurd).
 pub(crate) struct Progress {
     bar: Option<ProgressBar>,
+    what: &'static str,
     started: Instant,
     enabled: bool,
 }
 
 impl Progress {
-    pub(crate) fn new() -> Progress {
+    /// A bar for `what` (`scanning`, `dumping`), started now.
+    pub(crate) fn new(what: &'static str) -> Progress {
         Progress {
             bar: None,
+            what,
             started: Instant::now(),
             enabled: io::stderr().is_terminal(),
         }
@@ -105,18 +139,19 @@ impl Progress {
         if !self.enabled {
             return;
         }
-        if self.bar.is_none() && self.started.elapsed() > Duration::from_millis(300) {
+        let elapsed = self.started.elapsed();
+        if self.bar.is_none() && elapsed > Duration::from_millis(500) {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            if let Ok(style) = ProgressStyle::with_template(
-                "{spinner} scanning [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-            ) {
+            if let Ok(style) = ProgressStyle::with_template("{prefix} [{bar:40}] {msg}") {
                 bar.set_style(style.progress_chars("=> "));
             }
+            bar.set_prefix(self.what);
             self.bar = Some(bar);
         }
         if let Some(bar) = &self.bar {
             bar.set_length(total);
             bar.set_position(done);
+            bar.set_message(rate_text(done, total, elapsed));
         }
     }
 
@@ -124,5 +159,40 @@ impl Progress {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// `1.20 GiB/4.02 GiB, 310 MiB/s, 9 s left`: the rate over the whole run so far.
+fn rate_text(done: u64, total: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    let rate = done as f64 / secs;
+    let left = if rate > 0.0 {
+        format!("{:.0} s left", total.saturating_sub(done) as f64 / rate)
+    } else {
+        "time left unknown".to_owned()
+    };
+    format!(
+        "{}/{}, {}/s, {left}",
+        human::size(done),
+        human::size(total),
+        human::size(rate as u64)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_is_measured_from_the_start() {
+        // 1 GiB of 4 in 4 s: 256 MiB/s and 12 s left, whenever the bar appeared.
+        assert_eq!(
+            rate_text(1 << 30, 4 << 30, Duration::from_secs(4)),
+            "1.00 GiB/4.00 GiB, 256 MiB/s, 12 s left"
+        );
+        assert_eq!(
+            rate_text(0, 100, Duration::ZERO),
+            "0 B/100 B, 0 B/s, time left unknown"
+        );
     }
 }

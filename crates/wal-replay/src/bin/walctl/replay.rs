@@ -180,7 +180,7 @@ pub(crate) fn replay(
     );
     opts.target = to;
     let mut state = DryRun::default();
-    let progress = Arc::new(Mutex::new(Progress::new()));
+    let progress = Arc::new(Mutex::new(Progress::new("replaying")));
     let bar = progress.clone();
     let opts = opts.on_progress(move |d, t| {
         bar.lock()

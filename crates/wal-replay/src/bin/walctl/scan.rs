@@ -20,7 +20,7 @@ pub(crate) fn inspect(
     data: &DataDir,
     vfs: &Arc<dyn Vfs>,
 ) -> Result<wal_log::inspect::Inspection, Failure> {
-    let mut progress = Progress::new();
+    let mut progress = Progress::new("scanning");
     let r = wal_log::inspect::inspect(&**vfs, &data.log_dir(), &mut |d, t| progress.update(d, t));
     progress.finish();
     Ok(r?)
@@ -89,11 +89,30 @@ pub(crate) struct SegmentRow {
     pub(crate) frames: u64,
     pub(crate) transactions: u64,
     pub(crate) end: EndRow,
+    /// False for a segment whose frames were not read (it follows the damage).
+    pub(crate) examined: bool,
     pub(crate) header_error: Option<String>,
     pub(crate) payload_schema: Option<u32>,
 }
 
 impl SegmentRow {
+    /// How its scan ended, or `not examined` for a segment after the damage.
+    pub(crate) fn status(&self) -> String {
+        if self.examined {
+            self.end.to_string()
+        } else {
+            "not examined (follows the damage)".to_owned()
+        }
+    }
+
+    /// `0000...42.wal`: the file name without the directory.
+    pub(crate) fn name(&self) -> String {
+        self.file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     /// `first..=last`, or `first.. (empty)` for a segment without frames.
     pub(crate) fn lsn_range(&self) -> String {
         if self.last_lsn < self.first_lsn {
@@ -117,6 +136,7 @@ impl From<&SegmentScan> for SegmentRow {
             frames: s.frames,
             transactions: s.transactions,
             end: EndRow::from(&s.end),
+            examined: s.examined,
             header_error: s.header_error.as_ref().map(ToString::to_string),
             payload_schema: s.header.map(|h| h.payload_schema),
         }

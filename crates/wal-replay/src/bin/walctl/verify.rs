@@ -10,7 +10,7 @@ use wal_replay::{DataDir, ReplayError};
 use crate::exit::{EXIT_CORRUPT, EXIT_OK, EXIT_TORN, Failure};
 use crate::human;
 use crate::output::Out;
-use crate::scan::{SegmentRow, VerdictRow, inspect};
+use crate::scan::{EndRow, SegmentRow, VerdictRow, inspect};
 
 /// What `verify` reports. The text's verdict line is the runbook's; `exit_code` is the
 /// process's exit status in text mode.
@@ -22,9 +22,17 @@ pub(crate) struct VerifyReport {
     last_lsn: u64,
     bytes: u64,
     elapsed_s: f64,
+    /// Whether the text lists every segment (`--segments`); the JSON always does.
+    #[serde(skip)]
+    per_segment: bool,
 }
 
-pub(crate) fn verify(data: &DataDir, vfs: &Arc<dyn Vfs>, out: &Out) -> Result<u8, Failure> {
+pub(crate) fn verify(
+    data: &DataDir,
+    vfs: &Arc<dyn Vfs>,
+    out: &Out,
+    per_segment: bool,
+) -> Result<u8, Failure> {
     let started = Instant::now();
     let ins = inspect(data, vfs)?;
     // A log without segments under snapshots was moved or is on a volume not mounted:
@@ -49,6 +57,7 @@ pub(crate) fn verify(data: &DataDir, vfs: &Arc<dyn Vfs>, out: &Out) -> Result<u8
         last_lsn: ins.last_lsn().0,
         bytes: ins.segments.iter().map(|s| s.file_len).sum(),
         elapsed_s: elapsed.as_secs_f64(),
+        per_segment,
     };
     out.emit(&report);
     Ok(exit_code)
@@ -56,16 +65,22 @@ pub(crate) fn verify(data: &DataDir, vfs: &Arc<dyn Vfs>, out: &Out) -> Result<u8
 
 impl fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unexamined = self.segments.iter().filter(|s| !s.examined).count() as u64;
         for s in &self.segments {
-            writeln!(
-                f,
-                "{}: {} frames, LSN {}, {}",
-                s.file.display(),
-                s.frames,
-                s.lsn_range(),
-                s.end
-            )?;
+            // By default only the segment the verdict is about; every one with --segments.
+            let damaged = s.examined && !matches!(s.end, EndRow::Clean { .. });
+            if self.per_segment || damaged {
+                writeln!(
+                    f,
+                    "{}: {}, LSN {}, {}",
+                    s.file.display(),
+                    human::count(s.frames, "frame"),
+                    s.lsn_range(),
+                    s.status()
+                )?;
+            }
         }
+        let examined = self.segments.len() as u64 - unexamined;
         match &self.verdict {
             VerdictRow::Sound => writeln!(
                 f,
@@ -93,6 +108,25 @@ impl fmt::Display for VerifyReport {
                 segment.display()
             )?,
         }
-        writeln!(f, "verified in {:.3} s", self.elapsed_s)
+        if unexamined > 0 {
+            writeln!(
+                f,
+                "{} examined; {} after the damage not examined (--segments lists them)",
+                human::count(examined, "segment"),
+                human::count(unexamined, "later segment"),
+            )?;
+        }
+        let read: u64 = self
+            .segments
+            .iter()
+            .filter(|s| s.examined)
+            .map(|s| s.file_len)
+            .sum();
+        writeln!(
+            f,
+            "verified {} of segments in {:.2} s",
+            human::size(read),
+            self.elapsed_s
+        )
     }
 }
