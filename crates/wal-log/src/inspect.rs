@@ -11,6 +11,7 @@ use crate::error::{Result, WalError, io_err};
 use crate::layout::segment_file_name;
 pub use crate::open::check_not_open;
 use crate::options::RecoveryMode;
+pub use crate::past_damage::{Found, scan_file_past_damage, scan_past_damage};
 use crate::plan::RecoveryPlan;
 pub use crate::plan::plan_recovery;
 use crate::recovery_scan::{

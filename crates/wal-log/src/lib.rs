@@ -49,6 +49,7 @@ pub mod layout;
 mod notify;
 mod open;
 mod options;
+mod past_damage;
 mod plan;
 mod poison;
 mod position;

@@ -2,12 +2,13 @@
 
 use crate::error::{Result, WalError, io_err};
 use crate::inspect::{ScanVisitor, VisitError, with_visitor};
-use crate::layout::{LOCK_FILE, PREALLOC_FILE};
+use crate::layout::{LOCK_FILE, PREALLOC_FILE, segment_file_name};
 use crate::options::{Options, RecoveryMode};
 use crate::plan::{MovedAside, RecoveryPlan, plan_recovery};
 use crate::published::{self, Publisher};
 use crate::recovery_scan::{
-    DirListing, OpenScan, SegmentScan, Visit, list_dir, scan_for_open, scan_segment, visit_stopped,
+    DirListing, OpenScan, SegmentScan, Visit, list_dir, scan_for_open, scan_segment, seq_gap,
+    visit_stopped,
 };
 use crate::segment::SegmentInfo;
 use crate::streams::Streams;
@@ -462,6 +463,16 @@ fn recover(
 ) -> Result<(Wal, OpenReport)> {
     let _span = tracing::info_span!("wal.recover", segments = listing.segs.len()).entered();
     let vfs = opts.vfs.clone();
+    // A segment missing from the names is refused in these modes wherever it is: say so before
+    // reading (and, through the visitor, replaying) every segment in front of it.
+    if opts.recovery != RecoveryMode::SalvagePrefix {
+        for pair in listing.segs.windows(2) {
+            let path = dir.join(segment_file_name(pair[1]));
+            if let Some(e) = seq_gap(&path, Some(pair[0]), pair[1]) {
+                return Err(e);
+            }
+        }
+    }
     let mut scan = scan_for_open(&*vfs, &dir, &opts, listing, visit)?;
     let plan = plan_recovery(&scan.found, opts.recovery)?;
     let Some(log_id) = scan.found.log_id else {

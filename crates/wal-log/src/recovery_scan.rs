@@ -300,13 +300,14 @@ pub(crate) fn header_error(path: &Path, dir: &Path, e: &FormatError) -> WalError
 /// checks it before reading the segment's header.
 pub(crate) fn seq_gap(path: &Path, prev: Option<SegmentSeq>, seq: SegmentSeq) -> Option<WalError> {
     let prev = prev?;
+    let last = SegmentSeq(seq.0.saturating_sub(1));
     (prev.next() != seq).then(|| WalError::Gap {
         segment: path.to_path_buf(),
-        reason: format!(
-            "segments {} to {} are missing",
-            prev.next(),
-            SegmentSeq(seq.0 - 1)
-        ),
+        reason: if prev.next() == last {
+            format!("segment {last} is missing")
+        } else {
+            format!("segments {} to {last} are missing", prev.next())
+        },
     })
 }
 

@@ -15,6 +15,7 @@
 //! for example that another process has the directory open).
 #![forbid(unsafe_code)]
 
+mod progress;
 mod store;
 
 use clap::{Parser, Subcommand};
@@ -86,14 +87,20 @@ impl Db {
         // issued while an fsync is in flight. `Durable::write` queues each commit under the
         // store lock and waits for it outside, which is where group commit happens.
         // 8 MiB segments, so a checkpoint visibly truncates the log in the demo.
-        let opts = DurableOptions::default().wal(
+        let mut opts = DurableOptions::default().wal(
             Options::default()
                 .sync(SyncPolicy::Always)
                 .segment_size(8 << 20),
         );
-        Ok(Db {
-            store: Durable::open(root, Store::default(), opts)?,
-        })
+        // A bar on a terminal while a large log is replayed.
+        let bar = progress::Bar::new("recovering");
+        let told = bar.clone();
+        opts.recover = opts
+            .recover
+            .on_progress(move |done, total| told.update(done, total));
+        let store = Durable::open(root, Store::default(), opts);
+        bar.finish();
+        Ok(Db { store: store? })
     }
 
     /// Applies `event` and commits it as one transaction; returns once it is durable.
@@ -254,7 +261,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Checkpoint => {
             // The fence is taken under the store lock, with the state it describes.
-            let report = db.store.checkpoint()?;
+            let report =
+                progress::spin("checkpoint: writing the snapshot", || db.store.checkpoint())?;
             writeln!(
                 stdout,
                 "checkpoint: snapshot {} at fence {} ({} bytes, {:.2} MiB); {} removed; {} ms",

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use wal_format::scan::ScanEnd;
 use wal_format::{Frame, FrameKind, Lsn};
+use wal_log::inspect::{Found, scan_file_past_damage, scan_past_damage};
 use wal_log::{TailOptions, TailReader, Transaction, Vfs};
 use wal_replay::DataDir;
 use wal_replay::inspect::TransactionAssembler;
@@ -26,6 +27,10 @@ pub(crate) struct DumpArgs {
     pub(crate) payload_limit: usize,
     /// The most held for one large (fragmented) transaction.
     pub(crate) budget: u64,
+    /// Read past damage: every frame that verifies, with the damaged regions between.
+    pub(crate) past_damage: bool,
+    /// Read this one file (a segment, or bytes moved aside) instead of the log.
+    pub(crate) file: Option<PathBuf>,
 }
 
 /// One item of `dump`'s output.
@@ -48,6 +53,27 @@ enum DumpItem {
         frames: u64,
         transactions: u64,
         damage: Option<DamageRow>,
+    },
+    /// Bytes `from..to` of `file` where no frame verifies (`--past-damage`, `--file`).
+    Damaged {
+        file: PathBuf,
+        from: u64,
+        to: u64,
+        reason: String,
+    },
+    /// Segments missing from the names (`--past-damage`).
+    MissingSegments { first: u64, last: u64 },
+    /// LSNs no frame that verifies carries: between the frames around damage (`--past-damage`).
+    LostLsns { first: u64, last: u64 },
+    /// A fragmented transaction whose beginning is in damaged or missing bytes: its commit
+    /// is named, not shown (`--past-damage`).
+    BrokenTransaction { lsn: u64, began: u64 },
+    /// The end of `--past-damage` or `--file`: what verified, and the LSNs lost.
+    PastDamageEnd {
+        frames: u64,
+        transactions: u64,
+        damaged_regions: u64,
+        lost_lsns: Vec<(u64, u64)>,
     },
 }
 
@@ -262,7 +288,70 @@ impl fmt::Display for DumpItem {
                 }
                 writeln!(f, "{frames} frames, {transactions} transactions")
             }
+            _ => self.fmt_past(f),
         }
+    }
+}
+
+impl DumpItem {
+    /// The text of the items only `--past-damage` and `--file` print.
+    fn fmt_past(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DumpItem::Damaged {
+                file,
+                from,
+                to,
+                reason,
+            } => writeln!(
+                f,
+                "DAMAGED    {} bytes {from}..{to} ({}): {reason}",
+                file.display(),
+                human::size(to - from)
+            ),
+            DumpItem::MissingSegments { first, last } if first == last => {
+                writeln!(f, "MISSING    segment {first}")
+            }
+            DumpItem::MissingSegments { first, last } => {
+                writeln!(f, "MISSING    segments {first} to {last}")
+            }
+            DumpItem::LostLsns { first, last } => {
+                writeln!(f, "LOST       LSN {}", lsn_range(*first, *last))
+            }
+            DumpItem::BrokenTransaction { lsn, began } => writeln!(
+                f,
+                "           commit LSN {lsn} of a transaction begun at LSN {began}, in damaged or missing bytes: not shown"
+            ),
+            DumpItem::PastDamageEnd {
+                frames,
+                transactions,
+                damaged_regions,
+                lost_lsns,
+            } => {
+                let lost: Vec<String> = lost_lsns.iter().map(|(a, b)| lsn_range(*a, *b)).collect();
+                writeln!(
+                    f,
+                    "{} and {} verify; {}; lost LSNs: {}",
+                    human::count(*frames, "frame"),
+                    human::count(*transactions, "transaction"),
+                    human::count(*damaged_regions, "damaged region"),
+                    if lost.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        lost.join(", ")
+                    }
+                )
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `7` or `7..=9`.
+fn lsn_range(first: u64, last: u64) -> String {
+    if first == last {
+        first.to_string()
+    } else {
+        format!("{first}..={last}")
     }
 }
 
@@ -353,6 +442,148 @@ pub(crate) fn dump(
         }),
     });
     Ok(code)
+}
+
+/// `dump --past-damage` and `dump --file`: every frame that verifies and every transaction
+/// whose frames all do, with the damaged regions, missing segments and lost LSNs between.
+pub(crate) fn dump_past(
+    data: &DataDir,
+    vfs: &Arc<dyn Vfs>,
+    out: &Out,
+    args: &DumpArgs,
+) -> Result<u8, Failure> {
+    let from = Lsn(args.from.unwrap_or(0));
+    let to = Lsn(args.to.unwrap_or(u64::MAX));
+    let mut d = PastDump {
+        out,
+        args,
+        asm: TransactionAssembler::new(from.prev(), args.budget),
+        run_start: Lsn::ZERO,
+        last: Lsn::ZERO,
+        broken: false,
+        frames: 0,
+        transactions: 0,
+        damaged: 0,
+        lost: Vec::new(),
+        failed: None,
+        range: (from, to),
+    };
+    let mut found = |f: Found| d.found(f);
+    match &args.file {
+        Some(path) => {
+            let log_id = wal_replay::inspect::read_log_id(&**vfs, &data.log_dir())
+                .ok()
+                .flatten();
+            scan_file_past_damage(&**vfs, path, log_id, &mut found)?;
+        }
+        None => scan_past_damage(&**vfs, &data.log_dir(), &mut found)?,
+    }
+    if let Some(e) = d.failed {
+        return Err(e);
+    }
+    out.emit(&DumpItem::PastDamageEnd {
+        frames: d.frames,
+        transactions: d.transactions,
+        damaged_regions: d.damaged,
+        lost_lsns: d.lost.iter().map(|(a, b)| (a.0, b.0)).collect(),
+    });
+    Ok(if d.damaged > 0 || !d.lost.is_empty() {
+        EXIT_CORRUPT
+    } else {
+        EXIT_OK
+    })
+}
+
+/// The state of a `--past-damage` dump between two things found.
+struct PastDump<'a> {
+    out: &'a Out,
+    args: &'a DumpArgs,
+    asm: TransactionAssembler,
+    /// The first LSN of the current run of frames (after the last damage).
+    run_start: Lsn,
+    last: Lsn,
+    /// Damage or a missing segment since the last frame.
+    broken: bool,
+    frames: u64,
+    transactions: u64,
+    damaged: u64,
+    lost: Vec<(Lsn, Lsn)>,
+    failed: Option<Failure>,
+    range: (Lsn, Lsn),
+}
+
+impl PastDump<'_> {
+    fn found(&mut self, f: Found) {
+        if self.failed.is_some() {
+            return;
+        }
+        let (from, to) = self.range;
+        match f {
+            Found::Damage {
+                file,
+                from: a,
+                to: b,
+                reason,
+            } => {
+                self.damaged += 1;
+                self.broken = true;
+                self.out.emit(&DumpItem::Damaged {
+                    file,
+                    from: a,
+                    to: b,
+                    reason,
+                });
+            }
+            Found::Missing { first, last } => {
+                self.broken = true;
+                self.out.emit(&DumpItem::MissingSegments { first, last });
+            }
+            Found::Frame { seq, offset, frame } => {
+                if self.broken || self.run_start == Lsn::ZERO {
+                    // A new run: what began before it cannot be assembled.
+                    if self.last != Lsn::ZERO && frame.lsn > self.last.next() {
+                        let lost = (self.last.next(), frame.lsn.prev());
+                        self.lost.push(lost);
+                        self.out.emit(&DumpItem::LostLsns {
+                            first: lost.0.0,
+                            last: lost.1.0,
+                        });
+                    }
+                    self.run_start = frame.lsn;
+                    self.asm = TransactionAssembler::new(from.prev(), self.args.budget);
+                    self.broken = false;
+                }
+                self.last = self.last.max(frame.lsn);
+                let show = frame.lsn >= from && frame.lsn <= to;
+                if show {
+                    self.frames += 1;
+                    let mut row = FrameRow::new(seq.0, &frame);
+                    row.offset = offset as usize;
+                    self.out.emit(&DumpItem::Frame(row));
+                }
+                if let Some(began) = frame.stream().filter(|s| *s < self.run_start) {
+                    if show && frame.kind == FrameKind::FragEnd {
+                        self.out.emit(&DumpItem::BrokenTransaction {
+                            lsn: frame.lsn.0,
+                            began: began.0,
+                        });
+                    }
+                    return;
+                }
+                match self.asm.push(frame) {
+                    Ok(Some(tx)) if tx.lsn <= to => {
+                        self.transactions += 1;
+                        self.out.emit(&DumpItem::Transaction(TxRow::new(
+                            &tx,
+                            self.args.payload_limit,
+                        )));
+                    }
+                    Ok(_) => {}
+                    Err(e) => self.failed = Some(e.into()),
+                }
+            }
+        }
+    }
 }
 
 /// `dump --follow`: transactions as they become durable, from a reader in this process that

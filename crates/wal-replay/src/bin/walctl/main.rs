@@ -91,8 +91,18 @@ enum Command {
         /// first) once it is durable, and keep waiting for more until interrupted (or past
         /// --to). Read-only, without the lock; each line (with --json) holds the LSN, the
         /// previous transaction's LSN and the records.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["past_damage", "file"])]
         follow: bool,
+        /// Read past damage: every frame that verifies after (and between) damaged regions
+        /// and missing segments, which are shown with where they begin and end, and the LSNs
+        /// lost. Exit 2 when there is damage.
+        #[arg(long)]
+        past_damage: bool,
+        /// Read one file instead of the log: a segment, or bytes a repair or recovery moved
+        /// aside (`<segment>.wal.salvaged-<offset>`, `.torn-<offset>`, `.salvaged`), checked
+        /// with the seed of the segment its name gives. Implies --past-damage.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
     },
     /// Check every frame: exit 0 when sound, 1 on a torn tail, 2 on corruption.
     Verify {
@@ -208,15 +218,21 @@ fn run(cli: &Cli, out: &Out) -> Result<u8, Failure> {
             to,
             payload_limit,
             follow,
+            past_damage,
+            file,
         } => {
             let args = DumpArgs {
                 from: *from,
                 to: *to,
                 payload_limit: *payload_limit,
                 budget: cli.max_transaction_size,
+                past_damage: *past_damage,
+                file: file.clone(),
             };
             if *follow {
                 dump::dump_follow(&data, &vfs, out, &args)
+            } else if args.past_damage || args.file.is_some() {
+                dump::dump_past(&data, &vfs, out, &args)
             } else {
                 dump::dump(&data, &vfs, out, &args)
             }
