@@ -19,6 +19,7 @@ use crate::recovery_scan::{
     named_header, open_segment, seq_gap,
 };
 pub use crate::recovery_scan::{SegmentScan, reused_under_us};
+pub use crate::skip::{SkipPlan, plan_skip};
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 use bytes::BytesMut;
 use std::collections::BTreeSet;

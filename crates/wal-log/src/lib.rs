@@ -60,6 +60,7 @@ mod recovery_scan;
 mod segment;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+mod skip;
 mod stream;
 mod streams;
 mod tail;

@@ -40,6 +40,9 @@ pub struct OpenReport {
     /// Fragmented transactions found unfinished at the end of the log; an abort frame was
     /// appended for each.
     pub aborted_streams: Vec<Lsn>,
+    /// Under [`RecoveryMode::SkipDamaged`]: the LSNs the repair gave up (their frames were
+    /// damaged or missing), as ranges; every other verified frame was kept.
+    pub lost_lsns: Vec<(Lsn, Lsn)>,
     /// Recycled segment files (`recycled-<seq>.tmp`, truncated data only) found in the
     /// directory and kept for reuse, up to [`Options::recycle_segments`].
     pub recycled_kept: usize,
@@ -126,7 +129,7 @@ impl Wal {
 
 fn open_impl(
     dir: &Path,
-    opts: Options,
+    mut opts: Options,
     mut visit: Option<Visit<'_, '_>>,
 ) -> Result<(Wal, OpenReport)> {
     let dir = dir.to_path_buf();
@@ -145,14 +148,25 @@ fn open_impl(
     }
     let lock_path = dir.join(LOCK_FILE);
     let lock_guard = lock_dir(&*vfs, &dir, &lock_path)?;
-    let listing = list_dir(&*vfs, &dir)?;
+    let mut listing = list_dir(&*vfs, &dir)?;
     listing.refuse_foreign(&dir)?;
+    // Skip-damaged rewrites what needs it first; the rest is an ordinary tolerant open.
+    let mut skipped = (Vec::new(), Vec::new());
+    if opts.recovery == RecoveryMode::SkipDamaged && !listing.segs.is_empty() {
+        let plan = crate::skip::plan_skip(&*vfs, &dir)?;
+        skipped = (crate::skip::execute(&*vfs, &dir, &plan)?, plan.lost);
+        opts.recovery = RecoveryMode::TolerateTornTail;
+        listing = list_dir(&*vfs, &dir)?;
+    }
     let (wal, mut report) = if listing.segs.is_empty() {
         remove_prealloc(&*vfs, &dir, listing.prealloc)?;
         create(dir, opts, lock_guard)?
     } else {
         recover(dir, opts, lock_guard, &listing, visit.as_deref_mut())?
     };
+    let (skip_moved, lost) = skipped;
+    report.moved_aside.splice(0..0, skip_moved);
+    report.lost_lsns = lost;
     if let Some(v) = visit
         && !v.recovered(report.last_lsn)
     {

@@ -40,6 +40,14 @@ pub enum RecoveryMode {
     /// of the damaged segment into a file, later segments renamed whole) and report exactly what
     /// was moved. For an operator rescuing a damaged log.
     SalvagePrefix,
+    /// Keep every transaction that verifies, before and after damaged regions and across
+    /// missing segments: only the damaged bytes are moved aside (into
+    /// `<segment>.wal.damaged-<offset>`), the segments around them are rewritten so the log
+    /// verifies (each lost LSN keeps a place-holder frame that readers skip), and
+    /// [`crate::OpenReport::lost_lsns`] names the LSNs given up. Never the default: an
+    /// engine whose later transactions depend on a lost one (a transfer from an account
+    /// whose opening was lost) can be left inconsistent, which only the engine can judge.
+    SkipDamaged,
 }
 
 /// Options of [`crate::Wal::open`].

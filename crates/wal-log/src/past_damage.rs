@@ -263,7 +263,7 @@ fn resync(
     })
 }
 
-fn read_all(vfs: &dyn Vfs, path: &Path) -> Result<Bytes> {
+pub(crate) fn read_all(vfs: &dyn Vfs, path: &Path) -> Result<Bytes> {
     let f = vfs
         .open(path, OpenMode::Read)
         .map_err(io_err("open", path))?;

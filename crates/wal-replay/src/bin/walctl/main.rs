@@ -150,6 +150,11 @@ pub(crate) enum RepairMode {
     TornTail,
     /// Keep the longest valid prefix of the log; move everything after it aside.
     SalvagePrefix,
+    /// Keep every transaction that verifies, before and after damage and across missing
+    /// segments; move only the damaged bytes aside and rewrite the segments around them;
+    /// report the LSNs lost. Can leave an engine inconsistent when a kept transaction
+    /// depended on a lost one (docs/operations.md).
+    SkipDamaged,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -167,6 +172,7 @@ impl From<RepairMode> for RecoveryMode {
         match m {
             RepairMode::TornTail => RecoveryMode::TolerateTornTail,
             RepairMode::SalvagePrefix => RecoveryMode::SalvagePrefix,
+            RepairMode::SkipDamaged => RecoveryMode::SkipDamaged,
         }
     }
 }

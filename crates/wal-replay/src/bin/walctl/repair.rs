@@ -12,6 +12,7 @@ use wal_replay::{DataDir, ReplayError};
 
 use crate::RepairMode;
 use crate::exit::{EXIT_CORRUPT, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, Failure, exit_code};
+use crate::human;
 use crate::output::Out;
 use crate::scan::{MovedRow, VerdictRow, inspect};
 
@@ -23,9 +24,27 @@ pub(crate) struct DryRunReport {
     verdict: VerdictRow,
     would_move_aside: Vec<MovedRow>,
     would_set_aside_snapshots: Vec<SnapshotAside>,
+    /// Skip-damaged: segment files it would rewrite around the damage (or write anew).
+    would_rewrite: Vec<PathBuf>,
     open_streams_to_abort: Vec<u64>,
+    /// What each mode would keep and lose.
+    modes: Vec<ModeOutcome>,
     note: String,
     exit_code: u8,
+}
+
+/// What a repair in one mode would keep and lose, from a read of the whole log past damage.
+#[derive(Serialize)]
+struct ModeOutcome {
+    mode: &'static str,
+    /// Why it would refuse, when it would.
+    refused: Option<String>,
+    /// Transactions that verify and would be kept.
+    keeps_transactions: u64,
+    /// Transactions that verify but would be moved aside with the bytes around them.
+    loses_verified_transactions: u64,
+    /// LSNs whose frames no longer verify (damaged or missing): lost in every mode.
+    lost_lsns: Vec<(u64, u64)>,
 }
 
 /// A snapshot past the end the repair keeps.
@@ -42,6 +61,8 @@ pub(crate) struct RepairReport {
     mode: String,
     moved_aside: Vec<MovedRow>,
     bytes_moved_aside: u64,
+    /// Skip-damaged: the LSNs given up.
+    lost_lsns: Vec<(u64, u64)>,
     aborted_streams: Vec<u64>,
     snapshots_set_aside: Vec<SnapshotMoved>,
     last_lsn: u64,
@@ -79,7 +100,17 @@ pub(crate) fn repair(
         _ => Vec::new(),
     };
     if dry_run {
-        let report = dry_run_report(&ins, plan.map(|p| p.moved_aside), &ahead, mode);
+        // Read past damage: what skip-damaged would do, and what every mode keeps and loses.
+        let skip = wal_log::inspect::plan_skip(&**vfs, &data.log_dir());
+        let skip_plan = skip.as_ref().ok().cloned();
+        let mut report = match mode {
+            RepairMode::SkipDamaged => dry_run_report(&ins, skip.map(|p| p.moved_aside), &[], mode),
+            _ => dry_run_report(&ins, plan.map(|p| p.moved_aside), &ahead, mode),
+        };
+        if let (RepairMode::SkipDamaged, Some(p)) = (mode, &skip_plan) {
+            report.would_rewrite = p.rewritten.clone();
+        }
+        report.modes = outcomes(&ins, skip_plan.as_ref());
         out.emit(&report);
         return Ok(report.exit_code);
     }
@@ -113,6 +144,7 @@ pub(crate) fn repair(
         bytes_moved_aside: report.bytes_moved_aside(),
         aborted_streams: report.aborted_streams.iter().map(|l| l.0).collect(),
         snapshots_set_aside: set_aside,
+        lost_lsns: report.lost_lsns.iter().map(|(a, b)| (a.0, b.0)).collect(),
         last_lsn: log_end.0,
         segments: report.segments,
     });
@@ -176,9 +208,85 @@ fn dry_run_report(
             })
             .collect(),
         open_streams_to_abort: ins.open_streams.iter().map(|l| l.0).collect(),
+        would_rewrite: Vec::new(),
+        modes: Vec::new(),
         note,
         exit_code: code,
     }
+}
+
+/// What each repair mode would keep and lose: the prefix modes from the inspection, and
+/// skip-damaged (and everything that verifies) from the read past damage.
+fn outcomes(ins: &Inspection, skip: Option<&wal_log::inspect::SkipPlan>) -> Vec<ModeOutcome> {
+    let verified = skip.map_or(0, |p| p.kept_transactions);
+    let lost: Vec<(u64, u64)> = skip
+        .map(|p| p.lost.iter().map(|(a, b)| (a.0, b.0)).collect())
+        .unwrap_or_default();
+    let prefix = |mode: RecoveryMode, name: &'static str| match ins.recovery_plan(mode) {
+        Ok(p) => {
+            let keeps: u64 = ins
+                .segments
+                .iter()
+                .filter(|s| s.examined && s.first_lsn <= p.last_lsn)
+                .map(|s| s.transactions)
+                .sum();
+            ModeOutcome {
+                mode: name,
+                refused: None,
+                keeps_transactions: keeps,
+                loses_verified_transactions: verified.saturating_sub(keeps),
+                lost_lsns: lost.clone(),
+            }
+        }
+        Err(e) => ModeOutcome {
+            mode: name,
+            refused: Some(e.to_string()),
+            keeps_transactions: 0,
+            loses_verified_transactions: 0,
+            lost_lsns: Vec::new(),
+        },
+    };
+    let mut v = vec![
+        prefix(RecoveryMode::TolerateTornTail, "torn-tail"),
+        prefix(RecoveryMode::SalvagePrefix, "salvage-prefix"),
+    ];
+    v.push(match skip {
+        Some(p) => ModeOutcome {
+            mode: "skip-damaged",
+            refused: None,
+            keeps_transactions: p.kept_transactions,
+            loses_verified_transactions: 0,
+            lost_lsns: lost.clone(),
+        },
+        None => ModeOutcome {
+            mode: "skip-damaged",
+            refused: Some(
+                "it cannot rebuild this log (run it without --dry-run to see why)".into(),
+            ),
+            keeps_transactions: 0,
+            loses_verified_transactions: 0,
+            lost_lsns: Vec::new(),
+        },
+    });
+    v
+}
+
+/// `1009`, `1009..=1011, 1500`.
+fn lsn_ranges(ranges: &[(u64, u64)]) -> String {
+    if ranges.is_empty() {
+        return "none".into();
+    }
+    ranges
+        .iter()
+        .map(|(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}..={b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl fmt::Display for DryRunReport {
@@ -211,12 +319,36 @@ impl fmt::Display for DryRunReport {
                 "would close unfinished fragmented transaction begun at LSN {l} with an abort frame"
             )?;
         }
+        for r in &self.would_rewrite {
+            writeln!(
+                f,
+                "would write {} (its frames that verify kept byte for byte, a place-holder for each lost LSN; a missing segment anew)",
+                r.display()
+            )?;
+        }
         if self.would_move_aside.is_empty()
             && self.open_streams_to_abort.is_empty()
             && self.would_set_aside_snapshots.is_empty()
+            && self.would_rewrite.is_empty()
             && self.note.is_empty()
         {
             writeln!(f, "nothing to repair")?;
+        }
+        if !self.modes.is_empty() {
+            writeln!(f, "each mode would:")?;
+        }
+        for m in &self.modes {
+            match &m.refused {
+                Some(why) => writeln!(f, "  {:<15} refuse: {why}", m.mode)?,
+                None => writeln!(
+                    f,
+                    "  {:<15} keep {}, lose {} that verify; lost LSNs: {}",
+                    m.mode,
+                    human::count(m.keeps_transactions, "transaction"),
+                    m.loses_verified_transactions,
+                    lsn_ranges(&m.lost_lsns)
+                )?,
+            }
         }
         Ok(())
     }
@@ -249,16 +381,21 @@ impl fmt::Display for RepairReport {
                 "closed unfinished fragmented transaction begun at LSN {l} with an abort frame"
             )?;
         }
+        if !self.lost_lsns.is_empty() {
+            writeln!(f, "lost LSNs: {}", lsn_ranges(&self.lost_lsns))?;
+        }
         if self.moved_aside.is_empty()
             && self.aborted_streams.is_empty()
             && self.snapshots_set_aside.is_empty()
+            && self.lost_lsns.is_empty()
         {
             writeln!(f, "nothing to repair: the log is sound")?;
         }
         writeln!(
             f,
-            "log ends at LSN {} in {} segments",
-            self.last_lsn, self.segments
+            "log ends at LSN {} in {}",
+            self.last_lsn,
+            human::count(self.segments as u64, "segment")
         )
     }
 }
