@@ -417,17 +417,8 @@ fn inspect_impl(
         recycled: recycled_files,
         foreign: foreign_files,
     } = list_dir(vfs, dir)?;
-    let mut total = 0u64;
-    let mut sizes = Vec::with_capacity(segs.len());
-    for seq in &segs {
-        let path = dir.join(segment_file_name(*seq));
-        let f = vfs
-            .open(&path, OpenMode::Read)
-            .map_err(io_err("open", &path))?;
-        let len = f.len().map_err(io_err("stat", &path))?;
-        sizes.push(len);
-        total += len;
-    }
+    let sizes = segment_sizes(vfs, dir, &segs)?;
+    let total: u64 = sizes.iter().sum();
     let mut out = Inspection {
         dir: dir.to_path_buf(),
         aside_files,
@@ -532,6 +523,19 @@ pub fn inspect_tail(vfs: &dyn Vfs, dir: &Path) -> Result<Inspection> {
     Ok(out)
 }
 
+/// The file length of each of `segs`, for progress reports.
+fn segment_sizes(vfs: &dyn Vfs, dir: &Path, segs: &[SegmentSeq]) -> Result<Vec<u64>> {
+    segs.iter()
+        .map(|seq| {
+            let path = dir.join(segment_file_name(*seq));
+            let f = vfs
+                .open(&path, OpenMode::Read)
+                .map_err(io_err("open", &path))?;
+            f.len().map_err(io_err("stat", &path))
+        })
+        .collect()
+}
+
 /// One frame found by [`frames`], with the segment it is in.
 #[derive(Clone, Debug)]
 pub struct DirFrame {
@@ -575,14 +579,7 @@ pub fn frames_from(vfs: Arc<dyn Vfs>, dir: &Path, from: Lsn) -> Result<DirFrames
         }
     }
     segs.drain(..start);
-    let mut sizes = Vec::with_capacity(segs.len());
-    for seq in &segs {
-        let path = dir.join(segment_file_name(*seq));
-        let f = vfs
-            .open(&path, OpenMode::Read)
-            .map_err(io_err("open", &path))?;
-        sizes.push(f.len().map_err(io_err("stat", &path))?);
-    }
+    let sizes = segment_sizes(&*vfs, dir, &segs)?;
     Ok(DirFrames {
         vfs,
         dir: dir.to_path_buf(),

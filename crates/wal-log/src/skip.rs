@@ -439,3 +439,24 @@ pub fn execute(vfs: &dyn Vfs, dir: &Path, plan: &SkipPlan) -> Result<Vec<MovedAs
     }
     Ok(moved)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adjacent_lost_lsns_merge_into_ranges() {
+        let mut r = vec![
+            (Lsn(7), Lsn(7)),
+            (Lsn(3), Lsn(4)),
+            (Lsn(5), Lsn(5)),
+            (Lsn(10), Lsn(12)),
+            (Lsn(11), Lsn(11)),
+        ];
+        merge(&mut r);
+        assert_eq!(
+            r,
+            vec![(Lsn(3), Lsn(5)), (Lsn(7), Lsn(7)), (Lsn(10), Lsn(12))]
+        );
+    }
+}

@@ -33,6 +33,16 @@ pub(crate) struct DumpArgs {
     pub(crate) file: Option<PathBuf>,
 }
 
+impl DumpArgs {
+    /// `--from` and `--to`, defaulting to the whole log.
+    fn range(&self) -> (Lsn, Lsn) {
+        (
+            Lsn(self.from.unwrap_or(0)),
+            Lsn(self.to.unwrap_or(u64::MAX)),
+        )
+    }
+}
+
 /// One item of `dump`'s output.
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -378,8 +388,7 @@ pub(crate) fn dump(
     out: &Out,
     args: &DumpArgs,
 ) -> Result<u8, Failure> {
-    let from = Lsn(args.from.unwrap_or(0));
-    let to = Lsn(args.to.unwrap_or(u64::MAX));
+    let (from, to) = args.range();
     let mut frames = wal_log::inspect::frames_from(vfs.clone(), &data.log_dir(), from)?;
     let mut progress = Progress::new("dumping");
     // Transactions that commit before `from` are not shown, but their fragments are still
@@ -452,8 +461,7 @@ pub(crate) fn dump_past(
     out: &Out,
     args: &DumpArgs,
 ) -> Result<u8, Failure> {
-    let from = Lsn(args.from.unwrap_or(0));
-    let to = Lsn(args.to.unwrap_or(u64::MAX));
+    let (from, to) = args.range();
     let mut d = PastDump {
         out,
         args,
