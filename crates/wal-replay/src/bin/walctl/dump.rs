@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
@@ -475,6 +476,12 @@ pub(crate) fn dump_past(
         lost: Vec::new(),
         failed: None,
         range: (from, to),
+        progress: Progress::new("reading"),
+        starts: if args.file.is_some() {
+            BTreeMap::new()
+        } else {
+            segment_starts(&**vfs, &data.log_dir())
+        },
     };
     let mut found = |f: Found| d.found(f);
     match &args.file {
@@ -486,6 +493,7 @@ pub(crate) fn dump_past(
         }
         None => scan_past_damage(&**vfs, &data.log_dir(), &mut found)?,
     }
+    d.progress.finish();
     if let Some(e) = d.failed {
         return Err(e);
     }
@@ -518,6 +526,41 @@ struct PastDump<'a> {
     lost: Vec<(Lsn, Lsn)>,
     failed: Option<Failure>,
     range: (Lsn, Lsn),
+    progress: Progress,
+    /// Each segment's first byte counted over the whole log, and the total, for the bar.
+    starts: BTreeMap<u64, (u64, u64)>,
+}
+
+/// For each segment (by sequence number): how many bytes the segments before it hold, and
+/// the log's total. Empty when the directory cannot be listed (the scan then says why).
+fn segment_starts(vfs: &dyn Vfs, dir: &std::path::Path) -> BTreeMap<u64, (u64, u64)> {
+    let mut seqs: Vec<u64> = vfs
+        .list(dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| match wal_log::layout::classify(n) {
+            wal_log::layout::Entry::Segment(s) => Some(s.0),
+            _ => None,
+        })
+        .collect();
+    seqs.sort_unstable();
+    let mut at = 0u64;
+    let mut starts = BTreeMap::new();
+    for seq in seqs {
+        let path = dir.join(wal_log::layout::segment_file_name(wal_format::SegmentSeq(
+            seq,
+        )));
+        let len = vfs
+            .open(&path, wal_log::OpenMode::Read)
+            .and_then(|f| f.len())
+            .unwrap_or(0);
+        starts.insert(seq, (at, 0));
+        at += len;
+    }
+    for v in starts.values_mut() {
+        v.1 = at;
+    }
+    starts
 }
 
 impl PastDump<'_> {
@@ -547,6 +590,11 @@ impl PastDump<'_> {
                 self.out.emit(&DumpItem::MissingSegments { first, last });
             }
             Found::Frame { seq, offset, frame } => {
+                if frame.lsn.0 % 4096 == 0
+                    && let Some((start, total)) = self.starts.get(&seq.0)
+                {
+                    self.progress.update(start + offset, *total);
+                }
                 if self.broken || self.run_start == Lsn::ZERO {
                     // A new run: what began before it cannot be assembled.
                     if self.last != Lsn::ZERO && frame.lsn > self.last.next() {

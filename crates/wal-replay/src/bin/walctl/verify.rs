@@ -122,11 +122,11 @@ impl fmt::Display for VerifyReport {
             .filter(|s| s.examined)
             .map(|s| s.file_len)
             .sum();
-        writeln!(
-            f,
-            "verified {} of segments in {:.2} s",
-            human::size(read),
-            self.elapsed_s
-        )
+        let took = if self.elapsed_s < 1.0 {
+            format!("{:.0} ms", self.elapsed_s * 1000.0)
+        } else {
+            format!("{:.2} s", self.elapsed_s)
+        };
+        writeln!(f, "verified {} of segments in {took}", human::size(read))
     }
 }
