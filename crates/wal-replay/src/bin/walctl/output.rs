@@ -162,6 +162,25 @@ impl Progress {
     }
 }
 
+/// Runs `work` with a spinner on stderr naming `what` and the time spent, for work whose
+/// total is not known in advance (a repair's open, reading snapshots): no rate or time left
+/// is shown rather than a made-up one. Only on a terminal; drawn from its own thread after
+/// half a second.
+pub(crate) fn spin<T>(what: &'static str, work: impl FnOnce() -> T) -> T {
+    if !io::stderr().is_terminal() {
+        return work();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
+    bar.set_message(what);
+    bar.enable_steady_tick(Duration::from_millis(500));
+    let out = work();
+    bar.finish_and_clear();
+    out
+}
+
 /// `1.20 GiB/4.02 GiB, 310 MiB/s, 9 s left`: the rate over the whole run so far.
 fn rate_text(done: u64, total: u64, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(1e-3);

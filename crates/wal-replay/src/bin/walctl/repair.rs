@@ -101,7 +101,9 @@ pub(crate) fn repair(
     };
     if dry_run {
         // Read past damage: what skip-damaged would do, and what every mode keeps and loses.
-        let skip = wal_log::inspect::plan_skip(&**vfs, &data.log_dir());
+        let skip = crate::output::spin("reading past damage", || {
+            wal_log::inspect::plan_skip(&**vfs, &data.log_dir())
+        });
         let skip_plan = skip.as_ref().ok().cloned();
         let mut report = match mode {
             RepairMode::SkipDamaged => dry_run_report(&ins, skip.map(|p| p.moved_aside), &[], mode),
@@ -123,7 +125,10 @@ pub(crate) fn repair(
         .preallocate(false)
         .sync(SyncPolicy::Always)
         .vfs(vfs.clone());
-    let (wal, report) = Wal::open(data.log_dir(), opts).map_err(|e| match e {
+    let opened = crate::output::spin("repairing: reading and fixing the log", || {
+        Wal::open(data.log_dir(), opts)
+    });
+    let (wal, report) = opened.map_err(|e| match e {
         e @ WalError::AlreadyOpen { .. } => refuse_locked(e),
         WalError::Corrupt { .. } if matches!(mode, RepairMode::TornTail) => Failure::new(
             EXIT_CORRUPT,

@@ -113,7 +113,8 @@ pub(crate) fn snapshot_verify(
     let log_id = wal_replay::inspect::read_log_id(&**vfs, &data.log_dir())?;
     let mut rows = Vec::new();
     for f in &listing.snapshots {
-        rows.push(match store.verify(f, log_id) {
+        let verified = crate::output::spin("verifying snapshot", || store.verify(f, log_id));
+        rows.push(match verified {
             Ok(_) => VerifiedRow {
                 bytes: Some(f.file_len),
                 ..VerifiedRow::new(f, Some(true))
