@@ -227,12 +227,23 @@ pub struct RejectedSnapshot {
     /// Where recovery renamed it (`<name>.corrupt`, kept, never read): a snapshot ahead of
     /// the log is set aside before the log takes new commits, so that no later recovery
     /// restores it once the log has grown past its fence; one that failed to restore, so that
-    /// no later recovery or checkpoint takes it for a usable one. `None` for other rejections
-    /// and in a read-only replay (which renames nothing).
+    /// no later recovery or checkpoint takes it for a usable one
+    /// ([`RejectedSnapshot::is_set_aside`]). `None` for other rejections. In a read-only
+    /// replay, where recovery would rename it (the same name; nothing is renamed, so no such
+    /// file exists), as [`RecoveryReport::moved_aside`] names the log's files.
     pub set_aside: Option<PathBuf>,
 }
 
 impl RejectedSnapshot {
+    /// Whether recovery sets this snapshot aside (renames it `*.corrupt`): the one rule, for
+    /// recovery and for the dry runs that print its plan. A snapshot ahead of the log or one
+    /// that failed to restore is set aside; one that does not verify is only passed over (a
+    /// checkpoint sets it aside later, once a newer snapshot exists).
+    #[must_use]
+    pub fn is_set_aside(&self) -> bool {
+        self.ahead_of_log || self.restore_failed
+    }
+
     /// `file`, whose fence is past `log_end`, the end of the log; `set_aside` if it was
     /// renamed already.
     fn past_the_end(file: &SnapshotFile, log_end: Lsn, set_aside: Option<PathBuf>) -> Self {
@@ -506,7 +517,7 @@ fn set_aside_ahead_of_log(store: &SnapshotStore, report: &mut RecoveryReport) ->
     for r in report
         .rejected_snapshots
         .iter_mut()
-        .filter(|r| (r.ahead_of_log || r.restore_failed) && r.set_aside.is_none())
+        .filter(|r| r.is_set_aside() && r.set_aside.is_none())
     {
         tracing::warn!(snapshot = %r.path.display(), reason = %r.reason, "setting a rejected snapshot aside");
         r.set_aside = Some(store.set_aside(&r.path)?);
@@ -514,6 +525,19 @@ fn set_aside_ahead_of_log(store: &SnapshotStore, report: &mut RecoveryReport) ->
     }
     if renamed {
         store.sync()?;
+    }
+    Ok(())
+}
+
+/// For a read-only replay: names where recovery would rename each snapshot it sets aside
+/// (the names [`set_aside_ahead_of_log`] gives; nothing is renamed).
+fn name_set_aside(store: &SnapshotStore, report: &mut RecoveryReport) -> Result<()> {
+    for r in report
+        .rejected_snapshots
+        .iter_mut()
+        .filter(|r| r.is_set_aside() && r.set_aside.is_none())
+    {
+        r.set_aside = Some(store.aside_name(&r.path)?);
     }
     Ok(())
 }
@@ -1269,6 +1293,7 @@ where
             }
         }
         report_ahead_of_log(&mut report, ahead.into_iter().map(|s| (s, None)));
+        name_set_aside(&store, &mut report)?;
         report.elapsed = started.elapsed();
         return Ok(report);
     }

@@ -578,9 +578,26 @@ impl SnapshotStore {
         self.vfs.remove(path).map_err(io_err("remove", path))
     }
 
-    /// Renames a file aside: `<name>.corrupt`, or `<name>.<n>.corrupt` when an earlier file
-    /// took that name (a rename would replace it; fences repeat after a salvage).
+    /// The names [`SnapshotStore::set_aside_all`] would give `files` now, in order, without
+    /// renaming anything: what a dry run prints.
+    ///
+    /// # Errors
+    /// An I/O error looking a name up.
+    pub fn aside_names(&self, files: &[SnapshotFile]) -> Result<Vec<PathBuf>> {
+        files.iter().map(|f| self.aside_name(&f.path)).collect()
+    }
+
+    /// Renames a file aside, to [`SnapshotStore::aside_name`].
     pub(crate) fn set_aside(&self, path: &Path) -> Result<PathBuf> {
+        let to = self.aside_name(path)?;
+        self.vfs.rename(path, &to).map_err(io_err("rename", path))?;
+        Ok(to)
+    }
+
+    /// The one name a file set aside gets: `<name>.corrupt`, or `<name>.<n>.corrupt` when an
+    /// earlier file took that name (a rename would replace it; fences repeat after a salvage).
+    /// Reads only.
+    pub(crate) fn aside_name(&self, path: &Path) -> Result<PathBuf> {
         let mut n = 0u32;
         let to = loop {
             let mut to = path.as_os_str().to_owned();
@@ -595,7 +612,6 @@ impl SnapshotStore {
                 Err(e) => return Err(io_err("stat", &to)(e)),
             }
         };
-        self.vfs.rename(path, &to).map_err(io_err("rename", path))?;
         Ok(to)
     }
 

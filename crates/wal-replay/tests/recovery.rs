@@ -368,6 +368,61 @@ fn torn_tail_is_moved_aside_and_reported() {
     assert_eq!(plan.moved_aside, report.moved_aside);
 }
 
+/// The dry run prints the data directory's whole plan and recovery executes exactly it: with a
+/// damaged newest snapshot and a torn log tail together, the read-only replay names the same
+/// snapshot to restore, the same rejected snapshot and reason, the same bytes moved aside to
+/// the same file, and the same range of the log, as the recovery that follows does.
+#[test]
+fn the_dry_run_is_what_recovery_does_with_a_damaged_snapshot_and_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut e, _) = Engine::open(dir.path(), Kv::default(), engine_opts()).unwrap();
+    fill(&mut e, 0, 100);
+    let first = e.checkpoint().unwrap();
+    fill(&mut e, 100, 100);
+    let second = e.checkpoint().unwrap();
+    fill(&mut e, 200, 30);
+    let expected = e.state().clone();
+    drop(e);
+    let mut bytes = std::fs::read(&second.snapshot).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&second.snapshot, &bytes).unwrap();
+    let last = segment_files(dir.path()).pop().unwrap();
+    let mut seg = std::fs::read(&last).unwrap();
+    seg.extend_from_slice(&[0x55; 30]); // a frame header that never finished
+    std::fs::write(&last, &seg).unwrap();
+
+    let before = snapshot_tree(dir.path());
+    let mut dry_kv = Kv::default();
+    let dry = replay_read_only(dir.path(), &mut dry_kv, recover_opts()).unwrap();
+    assert_eq!(
+        snapshot_tree(dir.path()),
+        before,
+        "the dry run changed nothing"
+    );
+    assert!(!dry.moved_aside[0].to.exists());
+    let (kv, done) = recovered(dir.path(), recover_opts());
+    assert_eq!(kv, expected);
+    assert_eq!(dry_kv, expected);
+    assert_eq!(done.snapshot.as_ref().unwrap().fence, first.fence);
+    assert_eq!(done.rejected_snapshots.len(), 1, "{done:?}");
+    assert_eq!(done.rejected_snapshots[0].path, second.snapshot);
+    assert_eq!(done.bytes_moved_aside, 30);
+    assert!(done.moved_aside[0].to.exists());
+    // The plan printed is the plan executed.
+    assert_eq!(dry.snapshot, done.snapshot);
+    assert_eq!(dry.rejected_snapshots, done.rejected_snapshots);
+    assert_eq!(dry.moved_aside, done.moved_aside);
+    assert_eq!(
+        (dry.log_start, dry.log_end, dry.replay_from),
+        (done.log_start, done.log_end, done.replay_from)
+    );
+    assert_eq!(
+        (dry.applied, dry.applied_range),
+        (done.applied, done.applied_range)
+    );
+}
+
 #[test]
 fn raw_state_machines_see_payloads() {
     let dir = tempfile::tempdir().unwrap();

@@ -152,7 +152,9 @@ fn a_snapshot_that_does_not_restore_falls_back_to_the_older_one() {
             assert_eq!(r.snapshot.as_ref().unwrap().fence, first.fence, "{case}");
             assert_eq!(r.rejected_snapshots.len(), 1, "{case}: {r:?}");
             assert!(r.rejected_snapshots[0].restore_failed, "{case}");
-            assert_eq!(r.rejected_snapshots[0].set_aside, None, "{case}");
+            // It names the file recovery renames the snapshot to; no such file exists yet.
+            let planned = r.rejected_snapshots[0].set_aside.clone().unwrap();
+            assert!(!planned.exists(), "{case}");
             assert_eq!(snapshot_tree(dir.path()), before, "{case}");
 
             let mut kv = Flaky::default();
@@ -177,8 +179,9 @@ fn a_snapshot_that_does_not_restore_falls_back_to_the_older_one() {
                 "{case}: {}",
                 rejected.reason
             );
-            // Renamed aside, not deleted, byte for byte.
+            // Renamed aside, not deleted, byte for byte, to the name the dry run printed.
             let to = rejected.set_aside.clone().unwrap();
+            assert_eq!(to, planned, "{case}");
             assert!(to.to_string_lossy().ends_with(".snap.corrupt"), "{case}");
             assert_eq!(std::fs::read(&to).unwrap(), bad_bytes, "{case}");
             assert!(!bad.exists(), "{case}");

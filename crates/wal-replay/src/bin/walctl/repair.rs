@@ -47,11 +47,13 @@ struct ModeOutcome {
     lost_lsns: Vec<(u64, u64)>,
 }
 
-/// A snapshot past the end the repair keeps.
+/// A snapshot past the end the repair keeps, and the name the repair would rename it to
+/// (`SnapshotStore::aside_names`, the names the repair's renames take).
 #[derive(Serialize)]
 struct SnapshotAside {
     file: PathBuf,
     fence: u64,
+    to: PathBuf,
 }
 
 /// What `repair` did.
@@ -100,6 +102,11 @@ pub(crate) fn repair(
         _ => Vec::new(),
     };
     if dry_run {
+        let ahead: Vec<_> = ahead
+            .iter()
+            .cloned()
+            .zip(store.aside_names(&ahead)?)
+            .collect();
         // Read past damage: what skip-damaged would do, and what every mode keeps and loses.
         let skip = crate::output::spin("reading past damage", || {
             wal_log::inspect::plan_skip(&**vfs, &data.log_dir())
@@ -170,7 +177,7 @@ fn moved_snapshots(
 fn dry_run_report(
     ins: &Inspection,
     plan: Result<Vec<MovedAside>, WalError>,
-    ahead: &[SnapshotFile],
+    ahead: &[(SnapshotFile, PathBuf)],
     mode: RepairMode,
 ) -> DryRunReport {
     let verdict = ins.verdict();
@@ -207,9 +214,10 @@ fn dry_run_report(
         would_move_aside,
         would_set_aside_snapshots: ahead
             .iter()
-            .map(|s| SnapshotAside {
+            .map(|(s, to)| SnapshotAside {
                 file: s.path.clone(),
                 fence: s.fence.0,
+                to: to.clone(),
             })
             .collect(),
         open_streams_to_abort: ins.open_streams.iter().map(|l| l.0).collect(),
@@ -317,6 +325,7 @@ impl fmt::Display for DryRunReport {
                 s.file.display(),
                 s.fence
             )?;
+            writeln!(f, "  it would be renamed to {}", s.to.display())?;
         }
         for l in &self.open_streams_to_abort {
             writeln!(

@@ -95,12 +95,14 @@ struct SnapshotUsedRow {
 }
 
 /// A snapshot recovery would skip; `would_set_aside` when it would rename it
-/// `*.snap.corrupt` (`ahead_of_log`, or `restore_failed`).
+/// `*.snap.corrupt` (`RejectedSnapshot::is_set_aside`: `ahead_of_log`, or `restore_failed`),
+/// and `set_aside_to` the name it would get (the plan recovery executes).
 #[derive(Serialize)]
 struct RejectedRow {
     file: PathBuf,
     reason: String,
     would_set_aside: bool,
+    set_aside_to: Option<PathBuf>,
     ahead_of_log: bool,
     restore_failed: bool,
 }
@@ -132,7 +134,8 @@ impl ReplayReport {
                 .map(|s| RejectedRow {
                     file: s.path.clone(),
                     reason: s.reason.clone(),
-                    would_set_aside: s.ahead_of_log || s.restore_failed,
+                    would_set_aside: s.is_set_aside(),
+                    set_aside_to: s.set_aside.clone(),
                     ahead_of_log: s.ahead_of_log,
                     restore_failed: s.restore_failed,
                 })
@@ -213,6 +216,9 @@ impl ReplayReport {
                     ""
                 }
             )?;
+            if let Some(to) = &s.set_aside_to {
+                writeln!(f, "  it would be renamed to {}", to.display())?;
+            }
         }
         for s in &self.snapshots_after_target {
             writeln!(
