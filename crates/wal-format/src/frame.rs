@@ -3,7 +3,7 @@
 //! an engine never needs them.
 
 use crate::error::FormatError;
-use crate::header::{LogId, arr4, arr8};
+use crate::header::{LogId, SegmentHeader, arr4, arr8};
 use crate::lsn::{Lsn, SegmentSeq};
 use bytes::Bytes;
 
@@ -95,6 +95,16 @@ impl SegmentSeed {
     #[must_use]
     pub const fn get(self) -> u32 {
         self.0
+    }
+}
+
+// Here rather than in `header`, so that the header (which knows no frames) does not depend on
+// this module, which depends on it.
+impl SegmentHeader {
+    /// The checksum seed of every frame in this segment.
+    #[must_use]
+    pub fn seed(&self) -> SegmentSeed {
+        SegmentSeed::new(self.log_id, self.seq)
     }
 }
 

@@ -1,7 +1,6 @@
 //! The segment header that opens every segment file: its length, magic, version and flags.
 
 use crate::error::FormatError;
-use crate::frame::SegmentSeed;
 use crate::lsn::{Lsn, SegmentSeq};
 use std::fmt;
 
@@ -96,12 +95,6 @@ impl SegmentHeader {
     pub const fn with_payload_schema(mut self, schema: u32) -> SegmentHeader {
         self.payload_schema = schema;
         self
-    }
-
-    /// The checksum seed of every frame in this segment.
-    #[must_use]
-    pub fn seed(&self) -> SegmentSeed {
-        SegmentSeed::new(self.log_id, self.seq)
     }
 
     /// Encodes the header into its 64 bytes.
