@@ -4,7 +4,6 @@
 //! the caller proves durable; an [`Assembly`] turns frames into committed transactions.
 
 use crate::error::{Damage, Result, WalError, io_err};
-use crate::reader::Transaction;
 use crate::vfs::{VfsFile, read_full};
 use bytes::{Bytes, BytesMut};
 use std::collections::BTreeMap;
@@ -12,7 +11,39 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use wal_format::frame::{FRAME_HEADER_LEN, MAX_FRAME_PAYLOAD, decode_frame};
 use wal_format::header::SEGMENT_HEADER_LEN;
+use wal_format::records::RecordIter;
 use wal_format::{Frame, FrameKind, Lsn, SegmentHeader, SegmentSeq};
+
+/// One committed transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transaction {
+    /// The LSN that committed it.
+    pub lsn: Lsn,
+    /// Its body: one payload, or a multi-record batch when `multi`.
+    pub body: Bytes,
+    /// Whether the body holds several records ([`Wal::append_batch`](crate::Wal::append_batch)).
+    pub multi: bool,
+    /// No transaction of the log commits between this LSN and [`Transaction::lsn`]: the
+    /// commit LSN of the transaction before this one, or, for the first transaction a reader
+    /// returns when it read no commit before it, the LSN before the reader's start. LSNs are
+    /// also taken by seals, checkpoint markers and fragments, so a follower that applied
+    /// everything up to LSN `a` has missed a transaction exactly when `prev > a`.
+    pub prev: Lsn,
+}
+
+impl Transaction {
+    /// The payloads of this transaction: the body itself, or each record of a batch.
+    ///
+    /// # Errors
+    /// Each item is an error when a batch body is malformed.
+    pub fn records(
+        &self,
+    ) -> impl Iterator<Item = std::result::Result<Bytes, wal_format::FormatError>> + '_ {
+        let single = (!self.multi).then(|| Ok(self.body.clone()));
+        let multi = self.multi.then(|| RecordIter::new(self.body.clone()));
+        single.into_iter().chain(multi.into_iter().flatten())
+    }
+}
 
 /// How much of a segment a reader holds in memory at once (plus up to one frame).
 const CHUNK: usize = 4 << 20;

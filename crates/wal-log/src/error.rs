@@ -382,3 +382,17 @@ fn upgrades(accepted: &[u32]) -> String {
         format!(" (or, to upgrade, {})", list.join(", "))
     }
 }
+
+// Here rather than in `poison`, which then needs nothing of this module.
+impl PoisonCause {
+    /// The cause of `err` as a latch should keep it: the cause itself when `err` is already
+    /// [`WalError::Poisoned`] (an earlier failure, which stays the first), else a copy of
+    /// `err` (an `io::Error` copied with its OS error code, or else its kind and message).
+    #[must_use]
+    pub fn of_wal(err: &WalError) -> Self {
+        match err {
+            WalError::Poisoned { cause, .. } => cause.clone(),
+            other => PoisonCause::new(other.duplicate()),
+        }
+    }
+}

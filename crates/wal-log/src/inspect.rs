@@ -14,186 +14,23 @@ use crate::options::RecoveryMode;
 pub use crate::past_damage::{Found, scan_file_past_damage, scan_past_damage};
 use crate::plan::RecoveryPlan;
 pub use crate::plan::plan_recovery;
+pub use crate::recovery_scan::{DirFrame, Inspection, SegmentScan, Verdict, reused_under_us};
 use crate::recovery_scan::{
-    DirListing, RawVisit, SCAN_CHUNK, Visit, does_not_join, header_error, header_only, list_dir,
-    named_header, open_segment, seq_gap,
+    DirListing, SCAN_CHUNK, Visit, header_only, list_dir, named_header, open_segment,
 };
-pub use crate::recovery_scan::{SegmentScan, reused_under_us};
 pub use crate::skip::{SkipPlan, plan_skip};
 use crate::vfs::{OpenMode, Vfs, VfsFile};
+use crate::visit::with_visitor;
+pub use crate::visit::{ScanVisitor, VisitError};
 use bytes::BytesMut;
 use std::collections::BTreeSet;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use wal_format::scan::{ChunkedScanner, ScanEnd};
-use wal_format::{LogId, Lsn, SegmentHeader, SegmentSeq};
-
-/// The result of scanning a whole directory.
-#[derive(Clone, Debug, Default)]
-pub struct Inspection {
-    /// The directory.
-    pub dir: PathBuf,
-    /// The log id (of the first segment whose header decoded).
-    pub log_id: Option<LogId>,
-    /// Every segment in sequence order.
-    pub segments: Vec<SegmentScan>,
-    /// Files moved aside by earlier recoveries or repairs.
-    pub aside_files: Vec<String>,
-    /// Whether a preallocated next segment exists.
-    pub prealloc: bool,
-    /// Truncated segment files kept for reuse (`recycled-<seq>.tmp`), sorted.
-    pub recycled_files: Vec<String>,
-    /// Files that are not the log's (neither `lost+found` nor hidden), sorted: the scan reads
-    /// past them, a writing open refuses the directory until they are moved out.
-    pub foreign_files: Vec<String>,
-    /// Fragmented transactions begun and neither committed nor aborted at the end of the log.
-    pub open_streams: BTreeSet<Lsn>,
-}
-
-/// The verdict on a whole log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Every segment verifies; the log ends cleanly.
-    Sound,
-    /// The newest segment ends in a torn tail (a crash mid-write); recovery will cut it.
-    TornTail {
-        /// The segment.
-        segment: PathBuf,
-        /// Byte offset.
-        offset: u64,
-        /// Why.
-        reason: String,
-    },
-    /// Damage a crash cannot explain.
-    Corrupt {
-        /// The segment.
-        segment: PathBuf,
-        /// Byte offset.
-        offset: u64,
-        /// Why.
-        reason: String,
-    },
-}
+use wal_format::{Lsn, SegmentSeq};
 
 impl Inspection {
-    /// The error with which opening this log fails in **every** [`crate::RecoveryMode`], if
-    /// it does: a missing segment or LSN range ([`WalError::Gap`]), a segment of another log
-    /// ([`WalError::ForeignSegment`]), a header that is not a segment's or of a future version,
-    /// or a damaged first header, that recovery meets before any damage it could cut (checked
-    /// in the order recovery checks them, with the same functions). A repair cannot fix these; a dry run must
-    /// say so rather than plan one.
-    #[must_use]
-    pub fn refusal(&self) -> Option<WalError> {
-        let mut prev: Option<&SegmentScan> = None;
-        for (i, s) in self.segments.iter().enumerate() {
-            if let Some(e) = seq_gap(&s.path, prev.map(|p| p.seq), s.seq) {
-                return Some(e);
-            }
-            let Some(h) = s.header.as_ref() else {
-                // Salvage cuts at a corrupt header after the first segment (nothing after it is
-                // checked); any other header failure is refused in every mode.
-                let e = header_error(&s.path, &self.dir, s.header_error.as_ref()?);
-                return (i == 0 || !matches!(e, WalError::Corrupt { .. })).then_some(e);
-            };
-            if let Some(e) = does_not_join(&s.path, self.log_id, prev.map(|p| p.last_lsn), h) {
-                return Some(e);
-            }
-            if !matches!(s.end, ScanEnd::Clean { .. }) {
-                return None;
-            }
-            prev = Some(s);
-        }
-        None
-    }
-
-    /// The first problem in the log, in LSN order.
-    #[must_use]
-    pub fn verdict(&self) -> Verdict {
-        let n = self.segments.len();
-        let mut prev: Option<&SegmentScan> = None;
-        for (i, s) in self.segments.iter().enumerate() {
-            if let Some(p) = prev
-                && p.seq.next() != s.seq
-            {
-                return missing_segments(&self.dir, p.seq, s.seq);
-            }
-            if let (Some(p), Some(h)) = (prev, s.header.as_ref()) {
-                let reason = if p.last_lsn.next() != h.base_lsn {
-                    Some(format!(
-                        "starts at LSN {} but the previous segment ends at LSN {}",
-                        h.base_lsn, p.last_lsn
-                    ))
-                } else if Some(h.log_id) != self.log_id {
-                    Some(format!("belongs to log {}", h.log_id))
-                } else {
-                    None
-                };
-                if let Some(reason) = reason {
-                    return Verdict::Corrupt {
-                        segment: s.path.clone(),
-                        offset: 0,
-                        reason,
-                    };
-                }
-            }
-            match &s.end {
-                ScanEnd::Clean { .. } => {}
-                ScanEnd::TornTail { offset, reason } if i + 1 == n => {
-                    return Verdict::TornTail {
-                        segment: s.path.clone(),
-                        offset: *offset as u64,
-                        reason: reason.clone(),
-                    };
-                }
-                ScanEnd::TornTail { offset, reason } | ScanEnd::Corrupt { offset, reason } => {
-                    return Verdict::Corrupt {
-                        segment: s.path.clone(),
-                        offset: *offset as u64,
-                        reason: reason.clone(),
-                    };
-                }
-            }
-            prev = Some(s);
-        }
-        Verdict::Sound
-    }
-
-    /// LSN of the last valid frame of the newest segment, whatever the segments before it
-    /// hold (0 when its header failed). For the end of the log that recovery keeps, see
-    /// [`Inspection::valid_end`]. On a live directory this counts frames written but not yet
-    /// durable.
-    #[must_use]
-    pub fn last_lsn(&self) -> Lsn {
-        self.segments.last().map_or(Lsn::ZERO, |s| s.last_lsn)
-    }
-
-    /// LSN of the last frame of the log's longest valid prefix, in sequence order: it stops at
-    /// a missing segment or LSN range, a segment of another log, a header that failed, and
-    /// after the first segment whose frames end in damage. For a sound log, the log's end;
-    /// for a damaged one, where a salvage would cut it. As scanned: on a live directory it
-    /// counts frames written but not yet durable.
-    #[must_use]
-    pub fn valid_end(&self) -> Lsn {
-        let mut end = Lsn::ZERO;
-        let mut prev: Option<&SegmentScan> = None;
-        for s in &self.segments {
-            let Some(h) = s.header.as_ref() else { break };
-            if seq_gap(&s.path, prev.map(|p| p.seq), s.seq).is_some()
-                || does_not_join(&s.path, self.log_id, prev.map(|p| p.last_lsn), h).is_some()
-            {
-                break;
-            }
-            end = s.last_lsn;
-            if !matches!(s.end, ScanEnd::Clean { .. }) {
-                break;
-            }
-            prev = Some(s);
-        }
-        end
-    }
-
     /// What [`crate::Wal::open`] in `mode` would do to this log, without doing it: the bytes
     /// it would move aside (and the file names it would give them), and the LSNs it would
     /// keep; or the error with which it would refuse. The very plan the open executes
@@ -206,160 +43,6 @@ impl Inspection {
     /// As [`crate::inspect::plan_recovery`].
     pub fn recovery_plan(&self, mode: RecoveryMode) -> Result<RecoveryPlan> {
         plan_recovery(self, mode)
-    }
-}
-
-/// The verdict on a log whose segments jump from `before` to `after`: it names the first
-/// missing segment's file (which does not exist) rather than blaming the one present after it.
-fn missing_segments(dir: &Path, before: SegmentSeq, after: SegmentSeq) -> Verdict {
-    let first = before.next();
-    let last = SegmentSeq(after.0.saturating_sub(1));
-    debug_assert!(first <= last, "{before} then {after} is no gap");
-    let which = if first == last {
-        format!("segment {first} is missing")
-    } else {
-        format!("segments {first} to {last} are missing")
-    };
-    Verdict::Corrupt {
-        segment: dir.join(segment_file_name(first)),
-        offset: 0,
-        reason: format!("{which}: the log has segment {before} and then segment {after}"),
-    }
-}
-
-/// An error of [`crate::Wal::open_visit`] or [`inspect_visit`]: the log's own, or the one the
-/// visitor returned. Not `#[non_exhaustive]`, unlike the error enums: an error comes from the
-/// log or from the visitor, so there is never a third case (`docs/decisions/0008-errors.md`).
-#[derive(Debug)]
-pub enum VisitError<E> {
-    /// Opening or scanning the log failed.
-    Wal(WalError),
-    /// The visitor returned this error for a frame; the scan stopped there.
-    Visitor(E),
-}
-
-impl<E> From<WalError> for VisitError<E> {
-    fn from(e: WalError) -> Self {
-        VisitError::Wal(e)
-    }
-}
-
-impl<E: fmt::Display> fmt::Display for VisitError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            VisitError::Wal(e) => e.fmt(f),
-            VisitError::Visitor(e) => write!(f, "frame visitor: {e}"),
-        }
-    }
-}
-
-impl<E: std::error::Error + 'static> std::error::Error for VisitError<E> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            VisitError::Wal(e) => Some(e),
-            VisitError::Visitor(e) => Some(e),
-        }
-    }
-}
-
-/// Sees what a scan of the log verifies: [`crate::Wal::open_visit`] and [`inspect_visit`]
-/// call it as they read the log, so a caller can build from the log during that single read.
-///
-/// Any `FnMut(DirFrame) -> Result<(), E>` closure is a visitor of frames only.
-pub trait ScanVisitor {
-    /// The error that stops the scan.
-    type Error;
-
-    /// The header of the next segment, once it has decoded and continues the log (its log id,
-    /// sequence number and first LSN follow the previous segment's); its frames follow. The
-    /// default does nothing.
-    ///
-    /// # Errors
-    /// Any error stops the scan, which then returns it.
-    fn segment(&mut self, header: &SegmentHeader) -> std::result::Result<(), Self::Error> {
-        let _ = header;
-        Ok(())
-    }
-
-    /// One verified frame of the log's valid prefix, in LSN order.
-    ///
-    /// # Errors
-    /// Any error stops the scan, which then returns it.
-    fn frame(&mut self, frame: DirFrame) -> std::result::Result<(), Self::Error>;
-
-    /// Called by [`Wal::open_visit`](crate::Wal::open_visit) once recovery has settled the
-    /// log's end (`last_lsn`, the last frame kept) and before the open appends anything: the
-    /// abort frames for transactions a crash left unfinished take the LSNs after
-    /// `last_lsn`. A caller that must act on the end before those LSNs are reused (set aside
-    /// what was derived from frames now lost) does it here. An error stops the open, which
-    /// then returns it. Not called by read-only scans. The default does nothing.
-    ///
-    /// # Errors
-    /// Any error stops the open.
-    fn recovered(&mut self, last_lsn: Lsn) -> std::result::Result<(), Self::Error> {
-        let _ = last_lsn;
-        Ok(())
-    }
-}
-
-impl<E, F: FnMut(DirFrame) -> std::result::Result<(), E>> ScanVisitor for F {
-    type Error = E;
-    fn frame(&mut self, frame: DirFrame) -> std::result::Result<(), E> {
-        self(frame)
-    }
-}
-
-/// A [`ScanVisitor`] behind [`RawVisit`], keeping the first error.
-struct Keep<'v, V: ScanVisitor + ?Sized> {
-    visitor: &'v mut V,
-    failed: Option<V::Error>,
-}
-
-impl<V: ScanVisitor + ?Sized> RawVisit for Keep<'_, V> {
-    fn segment(&mut self, header: &SegmentHeader) -> bool {
-        match self.visitor.segment(header) {
-            Ok(()) => true,
-            Err(e) => {
-                self.failed = Some(e);
-                false
-            }
-        }
-    }
-    fn frame(&mut self, frame: DirFrame) -> bool {
-        match self.visitor.frame(frame) {
-            Ok(()) => true,
-            Err(e) => {
-                self.failed = Some(e);
-                false
-            }
-        }
-    }
-    fn recovered(&mut self, last_lsn: Lsn) -> bool {
-        match self.visitor.recovered(last_lsn) {
-            Ok(()) => true,
-            Err(e) => {
-                self.failed = Some(e);
-                false
-            }
-        }
-    }
-}
-
-/// Runs `scan` with `visitor` behind a [`Visit`]; a visitor error replaces whatever error
-/// the scan then returned.
-pub(crate) fn with_visitor<T, V: ScanVisitor + ?Sized>(
-    visitor: &mut V,
-    scan: impl FnOnce(Visit<'_, '_>) -> Result<T>,
-) -> std::result::Result<T, VisitError<V::Error>> {
-    let mut keep = Keep {
-        visitor,
-        failed: None,
-    };
-    let r = scan(&mut keep);
-    match (r, keep.failed) {
-        (_, Some(e)) => Err(VisitError::Visitor(e)),
-        (Ok(t), None) => Ok(t),
-        (Err(e), None) => Err(VisitError::Wal(e)),
     }
 }
 
@@ -534,15 +217,6 @@ fn segment_sizes(vfs: &dyn Vfs, dir: &Path, segs: &[SegmentSeq]) -> Result<Vec<u
             f.len().map_err(io_err("stat", &path))
         })
         .collect()
-}
-
-/// One frame found by [`frames`], with the segment it is in.
-#[derive(Clone, Debug)]
-pub struct DirFrame {
-    /// The segment's sequence number.
-    pub seq: SegmentSeq,
-    /// The verified frame (its `offset` is the byte offset in the segment file).
-    pub frame: wal_format::Frame,
 }
 
 /// Iterates every valid frame of a log directory in LSN order without locking or changing

@@ -1,7 +1,6 @@
 //! Opening a log: locking, recovery scan, repair of the tail, and setting up the writer.
 
 use crate::error::{Result, WalError, io_err};
-use crate::inspect::{ScanVisitor, VisitError, with_visitor};
 use crate::layout::{LOCK_FILE, PREALLOC_FILE, segment_file_name};
 use crate::options::{Options, RecoveryMode};
 use crate::plan::{MovedAside, RecoveryPlan, plan_recovery};
@@ -13,6 +12,7 @@ use crate::recovery_scan::{
 use crate::segment::SegmentInfo;
 use crate::streams::Streams;
 use crate::vfs::{OpenMode, Vfs, VfsLock, read_full};
+use crate::visit::{ScanVisitor, VisitError, with_visitor};
 use crate::wal::{Inner, Start, Wal, lock};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

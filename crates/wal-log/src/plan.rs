@@ -5,9 +5,9 @@
 //! read-only replay) print it. Nothing here reads or writes a file.
 
 use crate::error::{Damage, Result, WalError};
-use crate::inspect::{Inspection, Verdict};
 use crate::layout::LogFile;
 use crate::options::RecoveryMode;
+use crate::recovery_scan::{Inspection, Verdict};
 use crate::recovery_scan::{SegmentScan, header_error};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

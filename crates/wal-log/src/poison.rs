@@ -1,12 +1,11 @@
 //! The poison latch: the first failure of a log (or of a layer above it), kept for good.
 //!
 //! One type for every layer that refuses work after a failure: the log itself
-//! ([`WalError::Poisoned`]), `wal-recorder`'s recorder and commit tickets, and `wal-replay`'s
+//! ([`WalError::Poisoned`](crate::WalError::Poisoned)), `wal-recorder`'s recorder and commit tickets, and `wal-replay`'s
 //! `Engine`. Each keeps the first failure as the original error, shared ([`PoisonCause`]), so a
 //! caller told "poisoned" can still ask what happened ([`PoisonCause::io_kind`]: was it
 //! `ENOSPC`?) or walk [`std::error::Error::source`] down to the OS error.
 
-use crate::error::WalError;
 use std::error::Error;
 use std::fmt;
 use std::io;
@@ -39,17 +38,6 @@ impl PoisonCause {
     /// A cause that is only a message (no error value caused it).
     pub fn message(text: impl Into<String>) -> Self {
         PoisonCause::new(Message(text.into()))
-    }
-
-    /// The cause of `err` as a latch should keep it: the cause itself when `err` is already
-    /// [`WalError::Poisoned`] (an earlier failure, which stays the first), else a copy of
-    /// `err` (an `io::Error` copied with its OS error code, or else its kind and message).
-    #[must_use]
-    pub fn of_wal(err: &WalError) -> Self {
-        match err {
-            WalError::Poisoned { cause, .. } => cause.clone(),
-            other => PoisonCause::new(other.duplicate()),
-        }
     }
 
     /// The original error.

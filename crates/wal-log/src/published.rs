@@ -27,8 +27,8 @@
 
 use crate::error::{Result, io_err};
 use crate::layout::LOCK_FILE;
+use crate::segment::Point;
 use crate::vfs::{OpenMode, Vfs, VfsFile, read_full};
-use crate::wal::Point;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,49 +1,17 @@
 //! Readers of committed transactions: from an LSN to the durable end, or following the log.
 
+use crate::assembly::Transaction;
 use crate::assembly::{Assembly, SegmentCursor};
 use crate::error::{Damage, Result, WalError, io_err};
 use crate::layout::segment_file_name;
 use crate::position::FollowPosition;
 use crate::vfs::read_full;
 use crate::wal::{Inner, Wal, lock};
-use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use wal_format::header::SEGMENT_HEADER_LEN;
-use wal_format::records::RecordIter;
 use wal_format::{FrameKind, Lsn, SegmentHeader, SegmentSeq};
-
-/// One committed transaction.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transaction {
-    /// The LSN that committed it.
-    pub lsn: Lsn,
-    /// Its body: one payload, or a multi-record batch when `multi`.
-    pub body: Bytes,
-    /// Whether the body holds several records ([`Wal::append_batch`]).
-    pub multi: bool,
-    /// No transaction of the log commits between this LSN and [`Transaction::lsn`]: the
-    /// commit LSN of the transaction before this one, or, for the first transaction a reader
-    /// returns when it read no commit before it, the LSN before the reader's start. LSNs are
-    /// also taken by seals, checkpoint markers and fragments, so a follower that applied
-    /// everything up to LSN `a` has missed a transaction exactly when `prev > a`.
-    pub prev: Lsn,
-}
-
-impl Transaction {
-    /// The payloads of this transaction: the body itself, or each record of a batch.
-    ///
-    /// # Errors
-    /// Each item is an error when a batch body is malformed.
-    pub fn records(
-        &self,
-    ) -> impl Iterator<Item = std::result::Result<Bytes, wal_format::FormatError>> + '_ {
-        let single = (!self.multi).then(|| Ok(self.body.clone()));
-        let multi = self.multi.then(|| RecordIter::new(self.body.clone()));
-        single.into_iter().chain(multi.into_iter().flatten())
-    }
-}
 
 /// A reader's claim on one segment, counted in `Inner::pins`; released on drop.
 struct SegmentPin {

@@ -6,7 +6,6 @@
 //! is decided by [`crate::inspect::plan_recovery`]. Nothing here writes.
 
 use crate::error::{Damage, Result, WalError, io_err};
-use crate::inspect::{DirFrame, Inspection};
 use crate::layout::{Entry, classify, segment_file_name};
 use crate::options::Options;
 use crate::vfs::{OpenMode, Vfs, VfsFile, read_full};
@@ -706,4 +705,196 @@ pub(crate) fn header_only(
         unmatched_ends: Vec::new(),
         spanning_ends: Vec::new(),
     })
+}
+
+/// The result of scanning a whole directory.
+#[derive(Clone, Debug, Default)]
+pub struct Inspection {
+    /// The directory.
+    pub dir: PathBuf,
+    /// The log id (of the first segment whose header decoded).
+    pub log_id: Option<LogId>,
+    /// Every segment in sequence order.
+    pub segments: Vec<SegmentScan>,
+    /// Files moved aside by earlier recoveries or repairs.
+    pub aside_files: Vec<String>,
+    /// Whether a preallocated next segment exists.
+    pub prealloc: bool,
+    /// Truncated segment files kept for reuse (`recycled-<seq>.tmp`), sorted.
+    pub recycled_files: Vec<String>,
+    /// Files that are not the log's (neither `lost+found` nor hidden), sorted: the scan reads
+    /// past them, a writing open refuses the directory until they are moved out.
+    pub foreign_files: Vec<String>,
+    /// Fragmented transactions begun and neither committed nor aborted at the end of the log.
+    pub open_streams: BTreeSet<Lsn>,
+}
+
+/// The verdict on a whole log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every segment verifies; the log ends cleanly.
+    Sound,
+    /// The newest segment ends in a torn tail (a crash mid-write); recovery will cut it.
+    TornTail {
+        /// The segment.
+        segment: PathBuf,
+        /// Byte offset.
+        offset: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Damage a crash cannot explain.
+    Corrupt {
+        /// The segment.
+        segment: PathBuf,
+        /// Byte offset.
+        offset: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Inspection {
+    /// The error with which opening this log fails in **every** [`crate::RecoveryMode`], if
+    /// it does: a missing segment or LSN range ([`WalError::Gap`]), a segment of another log
+    /// ([`WalError::ForeignSegment`]), a header that is not a segment's or of a future version,
+    /// or a damaged first header, that recovery meets before any damage it could cut (checked
+    /// in the order recovery checks them, with the same functions). A repair cannot fix these; a dry run must
+    /// say so rather than plan one.
+    #[must_use]
+    pub fn refusal(&self) -> Option<WalError> {
+        let mut prev: Option<&SegmentScan> = None;
+        for (i, s) in self.segments.iter().enumerate() {
+            if let Some(e) = seq_gap(&s.path, prev.map(|p| p.seq), s.seq) {
+                return Some(e);
+            }
+            let Some(h) = s.header.as_ref() else {
+                // Salvage cuts at a corrupt header after the first segment (nothing after it is
+                // checked); any other header failure is refused in every mode.
+                let e = header_error(&s.path, &self.dir, s.header_error.as_ref()?);
+                return (i == 0 || !matches!(e, WalError::Corrupt { .. })).then_some(e);
+            };
+            if let Some(e) = does_not_join(&s.path, self.log_id, prev.map(|p| p.last_lsn), h) {
+                return Some(e);
+            }
+            if !matches!(s.end, ScanEnd::Clean { .. }) {
+                return None;
+            }
+            prev = Some(s);
+        }
+        None
+    }
+
+    /// The first problem in the log, in LSN order.
+    #[must_use]
+    pub fn verdict(&self) -> Verdict {
+        let n = self.segments.len();
+        let mut prev: Option<&SegmentScan> = None;
+        for (i, s) in self.segments.iter().enumerate() {
+            if let Some(p) = prev
+                && p.seq.next() != s.seq
+            {
+                return missing_segments(&self.dir, p.seq, s.seq);
+            }
+            if let (Some(p), Some(h)) = (prev, s.header.as_ref()) {
+                let reason = if p.last_lsn.next() != h.base_lsn {
+                    Some(format!(
+                        "starts at LSN {} but the previous segment ends at LSN {}",
+                        h.base_lsn, p.last_lsn
+                    ))
+                } else if Some(h.log_id) != self.log_id {
+                    Some(format!("belongs to log {}", h.log_id))
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    return Verdict::Corrupt {
+                        segment: s.path.clone(),
+                        offset: 0,
+                        reason,
+                    };
+                }
+            }
+            match &s.end {
+                ScanEnd::Clean { .. } => {}
+                ScanEnd::TornTail { offset, reason } if i + 1 == n => {
+                    return Verdict::TornTail {
+                        segment: s.path.clone(),
+                        offset: *offset as u64,
+                        reason: reason.clone(),
+                    };
+                }
+                ScanEnd::TornTail { offset, reason } | ScanEnd::Corrupt { offset, reason } => {
+                    return Verdict::Corrupt {
+                        segment: s.path.clone(),
+                        offset: *offset as u64,
+                        reason: reason.clone(),
+                    };
+                }
+            }
+            prev = Some(s);
+        }
+        Verdict::Sound
+    }
+
+    /// LSN of the last valid frame of the newest segment, whatever the segments before it
+    /// hold (0 when its header failed). For the end of the log that recovery keeps, see
+    /// [`Inspection::valid_end`]. On a live directory this counts frames written but not yet
+    /// durable.
+    #[must_use]
+    pub fn last_lsn(&self) -> Lsn {
+        self.segments.last().map_or(Lsn::ZERO, |s| s.last_lsn)
+    }
+
+    /// LSN of the last frame of the log's longest valid prefix, in sequence order: it stops at
+    /// a missing segment or LSN range, a segment of another log, a header that failed, and
+    /// after the first segment whose frames end in damage. For a sound log, the log's end;
+    /// for a damaged one, where a salvage would cut it. As scanned: on a live directory it
+    /// counts frames written but not yet durable.
+    #[must_use]
+    pub fn valid_end(&self) -> Lsn {
+        let mut end = Lsn::ZERO;
+        let mut prev: Option<&SegmentScan> = None;
+        for s in &self.segments {
+            let Some(h) = s.header.as_ref() else { break };
+            if seq_gap(&s.path, prev.map(|p| p.seq), s.seq).is_some()
+                || does_not_join(&s.path, self.log_id, prev.map(|p| p.last_lsn), h).is_some()
+            {
+                break;
+            }
+            end = s.last_lsn;
+            if !matches!(s.end, ScanEnd::Clean { .. }) {
+                break;
+            }
+            prev = Some(s);
+        }
+        end
+    }
+}
+
+/// The verdict on a log whose segments jump from `before` to `after`: it names the first
+/// missing segment's file (which does not exist) rather than blaming the one present after it.
+fn missing_segments(dir: &Path, before: SegmentSeq, after: SegmentSeq) -> Verdict {
+    let first = before.next();
+    let last = SegmentSeq(after.0.saturating_sub(1));
+    debug_assert!(first <= last, "{before} then {after} is no gap");
+    let which = if first == last {
+        format!("segment {first} is missing")
+    } else {
+        format!("segments {first} to {last} are missing")
+    };
+    Verdict::Corrupt {
+        segment: dir.join(segment_file_name(first)),
+        offset: 0,
+        reason: format!("{which}: the log has segment {before} and then segment {after}"),
+    }
+}
+
+/// One frame found by [`crate::inspect::frames`], with the segment it is in.
+#[derive(Clone, Debug)]
+pub struct DirFrame {
+    /// The segment's sequence number.
+    pub seq: SegmentSeq,
+    /// The verified frame (its `offset` is the byte offset in the segment file).
+    pub frame: wal_format::Frame,
 }

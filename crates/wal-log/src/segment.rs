@@ -18,3 +18,13 @@ pub struct SegmentInfo {
     /// Begin LSN of the oldest fragmented transaction open when it started (header field).
     pub oldest_open_lsn: Lsn,
 }
+
+/// A position in the log: an LSN and where its frame ends (segment and byte offset). The log's
+/// written and durable points are `Point`s (`wal::positions`); the publisher writes one out.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Point {
+    pub(crate) lsn: Lsn,
+    pub(crate) seq: SegmentSeq,
+    /// Byte offset just past `lsn`'s frame in segment `seq`.
+    pub(crate) end: u64,
+}

@@ -1,11 +1,11 @@
 //! Following a log that another process writes: [`TailReader`].
 
+use crate::assembly::Transaction;
 use crate::assembly::{Assembly, ReadFrame, SegmentCursor};
 use crate::error::{Damage, Result, WalError, io_err};
 use crate::layout::segment_file_name;
 use crate::position::FollowPosition;
 use crate::published::read_published;
-use crate::reader::Transaction;
 use crate::recovery_scan::{list_dir, reused_under_us};
 use crate::vfs::{OpenMode, StdVfs, Vfs, VfsFile, read_full};
 use std::path::{Path, PathBuf};

@@ -64,6 +64,7 @@ use crate::error::{Result, WalError};
 use crate::options::{Options, SyncPolicy};
 use crate::poison::{PoisonCause, PoisonLatch};
 use crate::published::Publisher;
+pub(crate) use crate::segment::Point;
 use crate::segment::SegmentInfo;
 use crate::streams::Streams;
 use crate::vfs::{VfsFile, VfsLock};
@@ -93,15 +94,6 @@ pub(crate) struct Writer {
     pub(crate) next_lsn: Lsn,
     /// The active segment is a recycled file: every write ends with an end marker.
     pub(crate) recycled: bool,
-}
-
-/// Where durability stands, for readers.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Point {
-    pub(crate) lsn: Lsn,
-    pub(crate) seq: SegmentSeq,
-    /// Byte offset just past `lsn`'s frame in segment `seq`.
-    pub(crate) end: u64,
 }
 
 pub(crate) struct Inner {
