@@ -8,7 +8,7 @@ mod segment;
 
 pub use error::MirrorError;
 
-use crate::mirror::{MirrorPosition, WalMirror};
+use crate::hook::{MirrorPosition, WalMirror};
 use resume::{reconcile, segments_in};
 use segment::{SegmentCopy, create_copy, open_source};
 use std::collections::BTreeMap;

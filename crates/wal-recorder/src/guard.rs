@@ -1,8 +1,9 @@
 //! [`RecorderTx`]: a guard over one armed query that cannot be misused.
 
 use crate::error::Result;
-use crate::recorder::{MutationRecorder, WalRecorder, WroteCommit};
+use crate::recorder::{MutationRecorder, WalRecorder};
 use crate::ticket::CommitTicket;
+use crate::ticket::WroteCommit;
 use wal_format::{Bincode, Codec};
 
 /// One armed query of a [`WalRecorder`], made by [`WalRecorder::begin`].

@@ -86,7 +86,8 @@
 mod dir_mirror;
 mod error;
 mod guard;
-pub mod mirror;
+mod hook;
+mod latch;
 mod recorder;
 mod stats;
 mod ticket;
@@ -94,7 +95,19 @@ mod truncator;
 
 pub use error::{RecorderError, Result};
 pub use guard::RecorderTx;
-pub use recorder::{MutationRecorder, RecorderOptions, WalRecorder, WroteCommit};
+pub use recorder::{MutationRecorder, RecorderOptions, WalRecorder};
 pub use stats::RecorderStats;
-pub use ticket::CommitTicket;
+pub use ticket::{CommitTicket, WroteCommit};
 pub use wal_format::{Bincode, Codec, CodecError};
+
+pub mod mirror {
+    //! Mirrors: hooks that copy the log somewhere else after a flush ([`WalMirror`]), where their
+    //! copy ends ([`MirrorPosition`], [`MirrorLag`]), the archive directory mirror ([`DirMirror`])
+    //! and the truncation rule that waits for a mirror, for an owner of the log other than the
+    //! recorder ([`Truncator`]). An engine without a mirror needs none of this.
+
+    pub use crate::dir_mirror::{DirMirror, DirMirrorStats, MirrorError};
+    pub use crate::hook::{MirrorPosition, WalMirror};
+    pub use crate::stats::MirrorLag;
+    pub use crate::truncator::Truncator;
+}

@@ -2,12 +2,13 @@
 
 use crate::error::{RecorderError, Result};
 use crate::guard::RecorderTx;
-use crate::mirror::WalMirror;
+use crate::hook::WalMirror;
+use crate::latch::{check, latch, latch_mirror, latch_wal};
 use crate::stats::{MirrorLag, RecorderStats};
 use crate::ticket::CommitTicket;
+use crate::ticket::WroteCommit;
 use crate::truncator::Truncator;
 use std::fmt;
-use std::io;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
 use wal_format::frame::MAX_FRAME_PAYLOAD;
@@ -56,32 +57,6 @@ impl<E, R: MutationRecorder<E> + ?Sized> MutationRecorder<E> for Box<R> {
 
     fn poisoned(&self) -> Option<String> {
         (**self).poisoned()
-    }
-}
-
-/// Whether [`WalRecorder::commit`] wrote a transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum WroteCommit {
-    /// Nothing was recorded (a read-only query): the log was not touched at all.
-    No,
-    /// The query's events were written as one transaction, committed at this LSN.
-    Yes(Lsn),
-}
-
-impl WroteCommit {
-    /// The committing LSN, when something was written.
-    #[must_use]
-    pub fn lsn(self) -> Option<Lsn> {
-        match self {
-            WroteCommit::No => None,
-            WroteCommit::Yes(lsn) => Some(lsn),
-        }
-    }
-
-    /// Whether a transaction was written.
-    #[must_use]
-    pub fn wrote(self) -> bool {
-        matches!(self, WroteCommit::Yes(_))
     }
 }
 
@@ -147,45 +122,6 @@ impl State {
             self.buf = Vec::new();
         }
     }
-}
-
-/// Latches `cause` on the recorder's latch (the first one wins; the latch is shared with the
-/// [`CommitTicket`]s and the [`Truncator`] it hands out, so a ticket waited after the recorder
-/// was poisoned fails with the same first failure).
-pub(crate) fn latch(latch: &PoisonLatch, cause: PoisonCause) {
-    if latch.poison(cause) {
-        tracing::error!(reason = %latch.reason().unwrap_or_default(), "WAL recorder poisoned");
-    }
-}
-
-/// Latches a failure of the log (the log's own first failure when `e` is
-/// [`WalError::Poisoned`]).
-pub(crate) fn latch_wal(l: &PoisonLatch, e: &WalError) {
-    latch(l, PoisonCause::of_wal(e));
-}
-
-/// Latches a failure of the mirror.
-pub(crate) fn latch_mirror(l: &PoisonLatch, e: &io::Error) {
-    let copy = match e.raw_os_error() {
-        Some(code) => io::Error::from_raw_os_error(code),
-        None => io::Error::new(e.kind(), e.to_string()),
-    };
-    latch(l, PoisonCause::new(RecorderError::Mirror(copy)));
-}
-
-/// [`RecorderError::Poisoned`] with the latched first failure, if there is one.
-pub(crate) fn check_latch(l: &PoisonLatch) -> Result<()> {
-    l.check(|reason, cause| RecorderError::Poisoned { reason, cause })
-}
-
-/// Refuses when a failure is latched, or when `wal` is poisoned (latching its first failure).
-pub(crate) fn check(l: &PoisonLatch, wal: &Wal) -> Result<()> {
-    check_latch(l)?;
-    if let Some(cause) = wal.poison_cause() {
-        latch(l, cause);
-        return check_latch(l);
-    }
-    Ok(())
 }
 
 /// Records a store's mutation events into a [`Wal`]: the events of one query are buffered in

@@ -1,6 +1,6 @@
 //! [`RecorderStats`]: the log's counters and how far the mirror is behind it.
 
-use crate::mirror::MirrorPosition;
+use crate::hook::MirrorPosition;
 use wal_log::{SegmentInfo, Stats};
 
 /// What [`crate::WalRecorder::stats`] returns.

@@ -1,8 +1,8 @@
 //! [`CommitTicket`]: the second half of a commit, waited on after the store lock is released.
 
 use crate::error::{RecorderError, Result};
-use crate::mirror::WalMirror;
-use crate::recorder::{self, WroteCommit};
+use crate::hook::WalMirror;
+use crate::latch;
 use std::fmt;
 use std::sync::Arc;
 use wal_log::PoisonLatch;
@@ -12,6 +12,32 @@ use {
     crate::{RecorderTx, WalRecorder},
     wal_log::SyncPolicy,
 };
+
+/// Whether [`WalRecorder::commit`] wrote a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WroteCommit {
+    /// Nothing was recorded (a read-only query): the log was not touched at all.
+    No,
+    /// The query's events were written as one transaction, committed at this LSN.
+    Yes(Lsn),
+}
+
+impl WroteCommit {
+    /// The committing LSN, when something was written.
+    #[must_use]
+    pub fn lsn(self) -> Option<Lsn> {
+        match self {
+            WroteCommit::No => None,
+            WroteCommit::Yes(lsn) => Some(lsn),
+        }
+    }
+
+    /// Whether a transaction was written.
+    #[must_use]
+    pub fn wrote(self) -> bool {
+        matches!(self, WroteCommit::Yes(_))
+    }
+}
 
 /// The second half of a commit made with [`WalRecorder::commit_deferred`] (or
 /// [`RecorderTx::commit_deferred`]): the transaction has its place (its LSN) in the log, and
@@ -164,10 +190,10 @@ impl CommitTicket {
         }
         // A failure latched before or while this one waited (the host's `poison`, another
         // query's, the background fsync's).
-        recorder::check(&self.latch, &self.wal)?;
+        latch::check(&self.latch, &self.wal)?;
         if flush && let Some(mirror) = &self.mirror {
             mirror.persist(self.wal.dir()).map_err(|e| {
-                recorder::latch_mirror(&self.latch, &e);
+                latch::latch_mirror(&self.latch, &e);
                 RecorderError::Mirror(e)
             })?;
         }
@@ -178,9 +204,9 @@ impl CommitTicket {
     /// (another thread's, or the background fsync's) as [`RecorderError::Poisoned`] with the
     /// recorder's first reason, this wait's own failure as [`RecorderError::Wal`].
     fn fail(&self, e: WalError) -> RecorderError {
-        recorder::latch_wal(&self.latch, &e);
+        latch::latch_wal(&self.latch, &e);
         if matches!(e, WalError::Poisoned { .. })
-            && let Err(poisoned) = recorder::check_latch(&self.latch)
+            && let Err(poisoned) = latch::check_latch(&self.latch)
         {
             return poisoned;
         }

@@ -3,8 +3,8 @@
 #[cfg(doc)]
 use crate::WalRecorder;
 use crate::error::{RecorderError, Result};
-use crate::mirror::WalMirror;
-use crate::recorder;
+use crate::hook::WalMirror;
+use crate::latch;
 use std::fmt;
 use std::sync::Arc;
 use wal_log::PoisonLatch;
@@ -54,12 +54,12 @@ impl Truncator {
     /// [`RecorderError::Poisoned`]; [`RecorderError::Mirror`] when bringing the mirror up to
     /// date fails, and [`RecorderError::Wal`] when the truncation fails (both poison).
     pub fn truncate_up_to(&self, fence: Lsn) -> Result<usize> {
-        recorder::check(&self.latch, &self.wal)?;
+        latch::check(&self.latch, &self.wal)?;
         let fence = match &self.mirror {
             None => fence,
             Some(mirror) => {
                 mirror.persist_force(self.wal.dir()).map_err(|e| {
-                    recorder::latch_mirror(&self.latch, &e);
+                    latch::latch_mirror(&self.latch, &e);
                     RecorderError::Mirror(e)
                 })?;
                 match mirror.position() {
@@ -69,7 +69,7 @@ impl Truncator {
             }
         };
         self.wal.truncate_prefix(fence).map_err(|e| {
-            recorder::latch_wal(&self.latch, &e);
+            latch::latch_wal(&self.latch, &e);
             RecorderError::Wal(e)
         })
     }

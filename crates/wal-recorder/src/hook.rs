@@ -1,11 +1,6 @@
-//! Mirrors: hooks that copy the log somewhere else after a flush ([`WalMirror`]), where their
-//! copy ends ([`MirrorPosition`], [`MirrorLag`]), the archive directory mirror ([`DirMirror`])
-//! and the truncation rule that waits for a mirror, for an owner of the log other than the
-//! recorder ([`Truncator`]). An engine without a mirror needs none of this.
+//! The mirror hook ([`WalMirror`]) and where a mirror's copy ends ([`MirrorPosition`]); public
+//! through [`crate::mirror`].
 
-pub use crate::dir_mirror::{DirMirror, DirMirrorStats, MirrorError};
-pub use crate::stats::MirrorLag;
-pub use crate::truncator::Truncator;
 use std::fmt;
 use std::io;
 use std::path::Path;
@@ -18,7 +13,7 @@ use wal_format::{Lsn, SegmentSeq};
 /// also after [`crate::WalRecorder::commit_and_flush`] and
 /// [`crate::CommitTicket::wait_and_flush`]), and [`WalMirror::persist_force`] after every
 /// [`crate::WalRecorder::force_fsync`] and before truncating the log
-/// ([`crate::WalRecorder::truncate_up_to`], [`Truncator`]). A failure poisons the
+/// ([`crate::WalRecorder::truncate_up_to`], [`Truncator`](crate::mirror::Truncator)). A failure poisons the
 /// recorder.
 ///
 /// Truncation waits for the mirror, as a replication slot does: it removes only segments
