@@ -1,11 +1,9 @@
+use crate::state::ApplyError;
 use std::io;
 use std::path::PathBuf;
 use thiserror::Error;
 use wal_format::Lsn;
 use wal_log::{Damage, PoisonCause, WalError};
-
-/// The error a [`crate::StateMachine`] returns from applying a transaction.
-pub type ApplyError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Errors of snapshots, checkpoints and recovery. Each variant names what went wrong and
 /// where, so an operator can act on it (see `docs/operations.md`).

@@ -24,7 +24,7 @@
 //! * Tools, in named modules: [`inspect::replay_read_only`], the same replay without touching
 //!   the directory (no lock, no repair), reporting what [`recover`] would do, also a single
 //!   read of the log; [`snapshot::SnapshotStore`], the snapshot files themselves (format in
-//!   [`snapshot`]); [`snapshot::install_snapshot`], for a follower that truncation passed:
+//!   [`snapshot`]); [`install::install_snapshot`], for a follower that truncation passed:
 //!   it installs its primary's snapshot into its own data directory, then recovers from it and
 //!   follows on from its fence.
 //!
@@ -87,7 +87,7 @@ mod durable;
 pub mod engine;
 mod error;
 pub mod inspect;
-mod install;
+pub mod install;
 mod logscan;
 mod recover;
 pub mod snapshot;
@@ -95,9 +95,9 @@ mod state;
 
 pub use durable::{Durable, DurableOptions};
 pub use engine::{Engine, EngineOptions};
-pub use error::{ApplyError, ReplayError, Result};
+pub use error::{ReplayError, Result};
 pub use recover::{
     DataDir, Progress, RecoverOptions, Recovered, RecoveryReport, RejectedSnapshot, SnapshotUsed,
     recover, recover_with_codec,
 };
-pub use state::{EventDecodeError, StateMachine};
+pub use state::{ApplyError, EventDecodeError, StateMachine};

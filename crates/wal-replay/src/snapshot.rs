@@ -28,7 +28,6 @@
 //! restore), is renamed `<name>.corrupt` and kept for the operator.
 
 use crate::error::{ReplayError, Result, io_err};
-pub use crate::install::{InstalledSnapshot, install_snapshot};
 use crate::state::StateMachine;
 use std::io;
 use std::path::{Path, PathBuf};

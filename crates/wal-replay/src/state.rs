@@ -1,8 +1,10 @@
-use crate::error::ApplyError;
 use std::io;
 use wal_format::records::record_slices;
 use wal_format::{CodecError, Decoder, Lsn, decode_into};
 use wal_log::Transaction;
+
+/// The error a [`StateMachine`] returns from applying a transaction.
+pub type ApplyError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The application state that recovery rebuilds: it applies committed transactions, writes
 /// itself to a snapshot and restores itself from one.

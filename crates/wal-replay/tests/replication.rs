@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use wal_format::Lsn;
 use wal_log::{FollowPosition, Options, TailOptions, TailReader, Wal, WalError};
-use wal_replay::snapshot::install_snapshot;
+use wal_replay::install::install_snapshot;
 use wal_replay::{
     ApplyError, Engine, EngineOptions, RecoverOptions, ReplayError, StateMachine, recover,
 };
