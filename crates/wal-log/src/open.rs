@@ -13,10 +13,9 @@ use crate::segment::SegmentInfo;
 use crate::streams::Streams;
 use crate::vfs::{OpenMode, Vfs, VfsLock, read_full};
 use crate::visit::{ScanVisitor, VisitError, with_visitor};
-use crate::wal::{Inner, Start, Wal, lock};
+use crate::wal::{Inner, Resume, Start, Wal, lock};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wal_format::header::SEGMENT_HEADER_LEN;
 use wal_format::scan::ScanEnd;
@@ -322,23 +321,6 @@ fn create(
     Ok((inner, report))
 }
 
-/// Where the running log starts: the active segment and what recovery found about the log
-/// (see [`Start`]).
-struct Resume {
-    /// The active segment's header.
-    header: SegmentHeader,
-    /// Its file when it exists (writing goes on in it); `None` to create it.
-    file: Option<Arc<dyn crate::vfs::VfsFile>>,
-    /// Where writing goes on in it.
-    write_pos: u64,
-    /// The log's last LSN: written and durable up to it.
-    last_lsn: Lsn,
-    segments: Vec<SegmentInfo>,
-    bytes_since_checkpoint: u64,
-    streams: Streams,
-    retained_from: u64,
-}
-
 /// Builds the running log from what the open found, in one constructor ([`Inner::new`]).
 fn start(
     dir: PathBuf,
@@ -352,15 +334,8 @@ fn start(
         opts,
         log_id,
         lock_guard,
-        header: r.header,
-        file: r.file,
-        write_pos: r.write_pos,
-        last_lsn: r.last_lsn,
-        segments: r.segments,
         prealloc_ready: None,
-        bytes_since_checkpoint: r.bytes_since_checkpoint,
-        streams: r.streams,
-        retained_from: r.retained_from,
+        resume: r,
     })?;
     Ok(Wal::from_inner(inner))
 }

@@ -240,7 +240,19 @@ impl Inner {
 
     /// Waits until `lsn` is acknowledged under the sync policy.
     pub(crate) fn commit_point(&self, lsn: Lsn) -> Result<()> {
-        self.flush_to(lsn, self.opts.sync == SyncPolicy::Always)
+        let always = self.opts.sync == SyncPolicy::Always;
+        self.flush_to(lsn, always)?;
+        // Acknowledged only once an fsync covered it (`Always`), or once written.
+        let at = if always {
+            &self.durable_lsn
+        } else {
+            &self.written_lsn
+        };
+        debug_assert!(
+            at.load(Ordering::Acquire) >= lsn.0,
+            "commit {lsn} acknowledged before it was covered"
+        );
+        Ok(())
     }
 }
 
@@ -251,6 +263,15 @@ pub(crate) struct Start {
     pub(crate) log_id: LogId,
     /// The directory's lock, held as long as the log is.
     pub(crate) lock_guard: Box<dyn VfsLock>,
+    /// A preallocated next segment file ready for the first rotation.
+    pub(crate) prealloc_ready: Option<Arc<dyn VfsFile>>,
+    /// Where writing goes on, and what recovery kept.
+    pub(crate) resume: Resume,
+}
+
+/// Where the running log goes on (the active segment) and what recovery found about the log
+/// it kept (or what a new log starts with).
+pub(crate) struct Resume {
     /// The active segment's header.
     pub(crate) header: SegmentHeader,
     /// The active segment's file when it exists (writing goes on in it at `write_pos`);
@@ -262,8 +283,6 @@ pub(crate) struct Start {
     pub(crate) last_lsn: Lsn,
     /// The segments of the log, oldest first (the active one last).
     pub(crate) segments: Vec<SegmentInfo>,
-    /// A preallocated next segment file ready for the first rotation.
-    pub(crate) prealloc_ready: Option<Arc<dyn VfsFile>>,
     /// Frame bytes after the last checkpoint marker, as recovery counted them.
     pub(crate) bytes_since_checkpoint: u64,
     /// Fragmented transactions open at the end of the log, and those crossing a boundary.
@@ -272,7 +291,7 @@ pub(crate) struct Start {
     pub(crate) retained_from: u64,
 }
 
-impl Start {
+impl Resume {
     /// Asserts (debug builds) what the start relies on: the active segment is the newest and
     /// ends the log, and writing goes on after its header.
     fn debug_check(&self) {
@@ -322,21 +341,24 @@ impl Inner {
     /// # Errors
     /// Creating the active segment failed.
     pub(crate) fn new(start: Start) -> Result<Arc<Inner>> {
-        start.debug_check();
+        start.resume.debug_check();
         let Start {
             dir,
             opts,
             log_id,
             lock_guard,
-            header,
-            file,
-            write_pos,
-            last_lsn,
-            segments,
             prealloc_ready,
-            bytes_since_checkpoint,
-            streams,
-            retained_from,
+            resume:
+                Resume {
+                    header,
+                    file,
+                    write_pos,
+                    last_lsn,
+                    segments,
+                    bytes_since_checkpoint,
+                    streams,
+                    retained_from,
+                },
         } = start;
         let create = file.is_none();
         let file = file.unwrap_or_else(|| Arc::new(NoFile));
