@@ -1,0 +1,239 @@
+//! What recovery takes ([`RecoverOptions`]) and what it reports ([`RecoveryReport`]).
+
+use crate::error::ReplayError;
+use crate::snapshot::SnapshotFile;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use wal_format::{LogId, Lsn};
+use wal_log::{MovedAside, Options, Wal};
+
+/// Options of [`recover`](crate::recover).
+#[derive(Clone, Debug, Default)]
+pub struct RecoverOptions {
+    /// How the log is opened: its file system ([`Options::vfs`], also used for snapshots),
+    /// [`Options::recovery`] mode for a damaged tail, whether a missing directory is created,
+    /// and the sync policy of the returned log.
+    pub wal: Options,
+    /// Point-in-time recovery: apply transactions up to and including this LSN only, from the
+    /// newest valid snapshot at or before it. `None` replays everything.
+    pub target: Option<Lsn>,
+    /// The most bytes held for the fragments of one unfinished large transaction during
+    /// replay. `None` uses [`Options::max_transaction_size`] (the largest transaction the log
+    /// accepts), so that every transaction the log took can be replayed. Large transactions
+    /// that were written at the same time are held at the same time, each within the budget.
+    pub fragment_budget: Option<u64>,
+    /// Told `(bytes scanned, total bytes)` while the log is read, for a progress bar on a
+    /// long recovery. `None` (the default) reports nothing.
+    pub progress: Option<Progress>,
+}
+
+/// A progress callback: `(bytes scanned, total bytes)` of the log's segment files. Called
+/// from the recovering thread, after each segment (and more often by the read-only replay).
+#[derive(Clone)]
+pub struct Progress(Arc<dyn Fn(u64, u64) + Send + Sync>);
+
+impl Progress {
+    /// Wraps `f`.
+    pub fn new(f: impl Fn(u64, u64) + Send + Sync + 'static) -> Progress {
+        Progress(Arc::new(f))
+    }
+
+    pub(crate) fn report(&self, done: u64, total: u64) {
+        (self.0)(done, total);
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress(..)")
+    }
+}
+
+impl RecoverOptions {
+    /// Sets [`RecoverOptions::progress`].
+    #[must_use]
+    pub fn on_progress(mut self, f: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Progress::new(f));
+        self
+    }
+    /// Sets [`RecoverOptions::wal`].
+    #[must_use]
+    pub fn wal(mut self, wal: Options) -> Self {
+        self.wal = wal;
+        self
+    }
+    /// Sets [`RecoverOptions::target`].
+    #[must_use]
+    pub fn target(mut self, lsn: Lsn) -> Self {
+        self.target = Some(lsn);
+        self
+    }
+    /// Sets [`RecoverOptions::fragment_budget`].
+    #[must_use]
+    pub fn fragment_budget(mut self, bytes: u64) -> Self {
+        self.fragment_budget = Some(bytes);
+        self
+    }
+    pub(super) fn budget(&self) -> u64 {
+        self.fragment_budget
+            .unwrap_or(self.wal.max_transaction_size)
+    }
+}
+
+/// The snapshot recovery started from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotUsed {
+    /// The file.
+    pub path: PathBuf,
+    /// Its fence: replay started after it.
+    pub fence: Lsn,
+    /// Its body length.
+    pub bytes: u64,
+}
+
+/// A snapshot recovery could not use, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RejectedSnapshot {
+    /// The file.
+    pub path: PathBuf,
+    /// Why it was passed over.
+    pub reason: String,
+    /// Its fence is past the end of the log (the log lost transactions the snapshot holds,
+    /// for example to a salvage). Such a snapshot can never be used again: the log's next
+    /// LSNs go to new commits that its state does not hold.
+    pub ahead_of_log: bool,
+    /// It verified, but the state machine failed to restore it: [`StateMachine::restore`](crate::StateMachine::restore)
+    /// returned an error, or left body bytes unread (a snapshot its writer cut short, a state
+    /// format this build does not read). Recovery sets it aside and falls back to an older
+    /// snapshot, as for one ahead of the log.
+    pub restore_failed: bool,
+    /// Where recovery renamed it (`<name>.corrupt`, kept, never read): a snapshot ahead of
+    /// the log is set aside before the log takes new commits, so that no later recovery
+    /// restores it once the log has grown past its fence; one that failed to restore, so that
+    /// no later recovery or checkpoint takes it for a usable one
+    /// ([`RejectedSnapshot::is_set_aside`]). `None` for other rejections. In a read-only
+    /// replay, where recovery would rename it (the same name; nothing is renamed, so no such
+    /// file exists), as [`RecoveryReport::moved_aside`] names the log's files.
+    pub set_aside: Option<PathBuf>,
+}
+
+impl RejectedSnapshot {
+    /// Whether recovery sets this snapshot aside (renames it `*.corrupt`): the one rule, for
+    /// recovery and for the dry runs that print its plan. A snapshot ahead of the log or one
+    /// that failed to restore is set aside; one that does not verify is only passed over (a
+    /// checkpoint sets it aside later, once a newer snapshot exists).
+    #[must_use]
+    pub fn is_set_aside(&self) -> bool {
+        self.ahead_of_log || self.restore_failed
+    }
+
+    /// `file`, whose fence is past `log_end`, the end of the log; `set_aside` if it was
+    /// renamed already.
+    pub(super) fn past_the_end(
+        file: &SnapshotFile,
+        log_end: Lsn,
+        set_aside: Option<PathBuf>,
+    ) -> Self {
+        RejectedSnapshot {
+            path: file.path.clone(),
+            reason: format!(
+                "its fence {} is ahead of the log, which ends at LSN {log_end}",
+                file.fence
+            ),
+            ahead_of_log: true,
+            restore_failed: false,
+            set_aside,
+        }
+    }
+
+    /// `file`, which verified but failed to restore with `error` (a
+    /// [`ReplayError::Restore`](crate::ReplayError::Restore)). Recovery renames it once it has recovered from an older one.
+    pub(super) fn restore_failed(file: &SnapshotFile, error: &ReplayError) -> Self {
+        let cause = match error {
+            ReplayError::Restore { source, .. } => source.to_string(),
+            other => other.to_string(),
+        };
+        RejectedSnapshot {
+            path: file.path.clone(),
+            reason: format!("restoring it failed: {cause}"),
+            ahead_of_log: false,
+            restore_failed: true,
+            set_aside: None,
+        }
+    }
+}
+
+/// What recovery found and did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RecoveryReport {
+    /// True for [`replay_read_only`](crate::inspect::replay_read_only): nothing was changed, the report says what recovery
+    /// would do.
+    pub read_only: bool,
+    /// The log's identity (`None` when there is no log yet).
+    pub log_id: Option<LogId>,
+    /// A new, empty log was created.
+    pub created: bool,
+    /// The snapshot the state was restored from; `None` when replay started from an empty
+    /// state at the beginning of the log.
+    pub snapshot: Option<SnapshotUsed>,
+    /// Newer snapshots that were unusable (damaged, half-written, of another log, ahead of
+    /// the log, failing to restore), newest first.
+    pub rejected_snapshots: Vec<RejectedSnapshot>,
+    /// Snapshots newer than [`RecoveryReport::target`], not considered.
+    pub snapshots_after_target: Vec<PathBuf>,
+    /// The point-in-time target, if any.
+    pub target: Option<Lsn>,
+    /// The first LSN replay considered (the snapshot's fence + 1).
+    pub replay_from: Lsn,
+    /// LSN of the first and last transaction applied.
+    pub applied_range: Option<(Lsn, Lsn)>,
+    /// Committed transactions applied.
+    pub applied: u64,
+    /// Fragmented transactions skipped because they were aborted (after the fence).
+    pub skipped_aborted: u64,
+    /// Fragmented transactions skipped because a crash left them unfinished (the log closes
+    /// them with an abort frame on open).
+    pub skipped_unfinished: u64,
+    /// The oldest LSN the log holds.
+    pub log_start: Lsn,
+    /// The last valid LSN of the log after recovery (before anything recovery appends).
+    pub log_end: Lsn,
+    /// Bytes of segment files read: by the single pass that verifies the log and replays it
+    /// (every segment once, preallocated space included), plus those of a second replay in
+    /// the rare case that needs one (see [`RecoveryReport::replay_elapsed`]).
+    pub bytes_replayed: u64,
+    /// Bytes moved out of the log, and where: the log's own record of it, whichever entry
+    /// point found the damage. For [`replay_read_only`](crate::inspect::replay_read_only), what recovery would move and the
+    /// files it would move it to (nothing is moved: those files do not exist).
+    pub moved_aside: Vec<MovedAside>,
+    /// Total of [`RecoveryReport::moved_aside`].
+    pub bytes_moved_aside: u64,
+    /// Time to open the log besides reading it: locking, listing, repairing the tail and
+    /// making what was found durable (for [`replay_read_only`](crate::inspect::replay_read_only): listing the log and reading its
+    /// first header). The read of the log itself is in [`RecoveryReport::replay_elapsed`].
+    pub open_elapsed: Duration,
+    /// Time to choose, verify and restore the snapshot.
+    pub snapshot_elapsed: Duration,
+    /// Time of the single pass over the log: every frame read and verified (the scan
+    /// `Wal::open` recovers from) and every committed transaction after the fence applied as
+    /// it is verified; snapshot restoring, which may happen during the pass, is not counted
+    /// here. When the chosen snapshot turns out to be ahead of the log (the log lost its end),
+    /// the state is untouched at that point, an older snapshot is chosen and the log is replayed
+    /// from its fence in a second read, also counted here.
+    pub replay_elapsed: Duration,
+    /// Total time.
+    pub elapsed: Duration,
+}
+
+/// A recovered log and what recovery did.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The open log, positioned after its last valid frame. An engine keeps appending to it.
+    /// After a point-in-time recovery the state is behind the log: appending then would make
+    /// a log whose replay does not give the state, so use the state read-only or reset the
+    /// log yourself.
+    pub wal: Wal,
+    /// What happened.
+    pub report: RecoveryReport,
+}
