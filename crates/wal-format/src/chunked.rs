@@ -5,7 +5,7 @@ use crate::frame::{
 };
 use crate::header::{SEGMENT_HEADER_LEN, SegmentHeader, arr4};
 use crate::lsn::{Lsn, SegmentSeq};
-use crate::scan::{ScanEnd, could_follow};
+use crate::scan::{AfterDamage, ScanEnd, corrupt_reason, could_follow, is_evidence};
 use bytes::{Bytes, BytesMut};
 use std::io;
 
@@ -108,6 +108,8 @@ pub struct ChunkedScanner {
     /// Offset just past the last non-zero byte read so far.
     data_end: u64,
     bytes_read: u64,
+    /// What the search after a failed frame found.
+    after: AfterDamage,
 }
 
 impl ChunkedScanner {
@@ -158,6 +160,7 @@ impl ChunkedScanner {
             read_hi: offset,
             data_end: 0,
             bytes_read: 0,
+            after: AfterDamage::default(),
         }
     }
 
@@ -223,6 +226,21 @@ impl ChunkedScanner {
         self.end.as_ref()
     }
 
+    /// As [`crate::scan::SegmentScanner::claimed_after_damage`].
+    #[must_use]
+    pub fn claimed_after_damage(&self) -> Lsn {
+        self.after.highest_claim
+    }
+
+    /// As [`crate::scan::SegmentScanner::valid_after_damage`]: after a torn tail, the file
+    /// offset just past the last verifying frame found after the damage, which belongs to
+    /// the tail.
+    #[must_use]
+    pub fn valid_after_damage(&self) -> Option<u64> {
+        let torn = matches!(self.end, Some(ScanEnd::TornTail { .. }));
+        self.after.valid_end.filter(|_| torn)
+    }
+
     /// The next verified frame, or `None` once the scan has ended (then
     /// [`ChunkedScanner::end`] says how). The frame's `offset` is its offset in the file.
     ///
@@ -236,6 +254,7 @@ impl ChunkedScanner {
             let rel = (self.pos - self.window_at) as usize;
             if let Some(frame) = try_decode_at(&self.window, rel, self.seed)
                 && frame.lsn == self.next_lsn
+                && frame.kind.takes_lsn()
             {
                 return Ok(Some(self.accept(frame)));
             }
@@ -248,7 +267,9 @@ impl ChunkedScanner {
     fn accept(&mut self, mut frame: Frame) -> Frame {
         frame.offset = self.pos as usize;
         self.pos += frame.encoded_len() as u64;
-        self.next_lsn = frame.lsn.next();
+        if frame.kind.takes_lsn() {
+            self.next_lsn = frame.lsn.next();
+        }
         self.sealed = frame.sealed_next();
         frame
     }
@@ -265,7 +286,8 @@ impl ChunkedScanner {
             let after = if self.header.recycled {
                 // Stale bytes may follow the seal of a recycled file; a frame that verifies
                 // under this segment's seed may not.
-                self.find_valid_from(src, self.pos, self.pos)?
+                self.find_valid_from(src, self.pos, self.pos, false)?
+                    .map(|(at, _)| at)
             } else {
                 self.first_nonzero(src, self.pos)?
             };
@@ -317,11 +339,9 @@ impl ChunkedScanner {
                 self.end = Some(end);
                 return Ok(None);
             };
-            if frame.lsn != self.next_lsn {
-                let reason = format!(
-                    "frame carries LSN {}, expected {}",
-                    frame.lsn, self.next_lsn
-                );
+            let expected = frame.kind.expected_lsn(self.next_lsn);
+            if frame.lsn != expected {
+                let reason = format!("frame carries LSN {}, expected {expected}", frame.lsn);
                 self.end = Some(ScanEnd::Corrupt {
                     offset: self.pos as usize,
                     reason,
@@ -384,10 +404,11 @@ impl ChunkedScanner {
         let Some(first) = self.first_nonzero(src, pos)? else {
             return Ok(self.unsealed_end());
         };
-        if let Some(at) = self.find_valid_from(src, pos + 1, pos)? {
+        let need_claim = !self.expect_sealed;
+        if let Some((at, claim)) = self.find_valid_from(src, pos + 1, pos, need_claim)? {
             return Ok(ScanEnd::Corrupt {
                 offset: pos as usize,
-                reason: format!("{reason}; a valid frame follows at offset {at}"),
+                reason: corrupt_reason(reason, at, claim, need_claim, self.next_lsn),
             });
         }
         let reason = &crate::scan::failure_reason(reason, pos, Some(first));
@@ -397,14 +418,14 @@ impl ChunkedScanner {
                 reason: format!("{reason} in a segment that must be sealed"),
             });
         }
-        if self.header.recycled && self.end_marker_at(src, pos)? {
+        if self.header.recycled && self.after.valid_end.is_none() && self.end_marker_at(src, pos)? {
             // A recycled file: the writer's end marker, then stale bytes of the file's
             // earlier life (they verify under no seed of this segment).
             return Ok(self.unsealed_end());
         }
         Ok(ScanEnd::TornTail {
             offset: pos as usize,
-            reason: reason.to_owned(),
+            reason: self.after.torn_reason(reason, self.next_lsn),
         })
     }
 
@@ -442,16 +463,18 @@ impl ChunkedScanner {
             .is_some_and(crate::scan::is_end_marker))
     }
 
-    /// The offset of any verifying frame at or after `from` that could follow the frame
-    /// expected at `anchor`, as [`crate::scan::SegmentScanner`] searches for one: every offset is a
-    /// candidate, cheap field checks (including the LSN bound of `could_follow`) filter them
-    /// before the CRC.
+    /// The offset and claim of the first verifying frame at or after `from` that could follow
+    /// the frame expected at `anchor` and is evidence against it, as
+    /// [`crate::scan::SegmentScanner`] searches for one, noting the valid frames passed over:
+    /// every offset is a candidate, cheap field checks (including the LSN bound of
+    /// `could_follow`) filter them before the CRC.
     fn find_valid_from<R: ReadAt + ?Sized>(
         &mut self,
         src: &R,
         from: u64,
         anchor: u64,
-    ) -> io::Result<Option<u64>> {
+        need_claim: bool,
+    ) -> io::Result<Option<(u64, Lsn)>> {
         let mut q = from;
         while q + FRAME_HEADER_LEN as u64 <= self.file_len {
             if q < self.window_at || q + FRAME_HEADER_LEN as u64 > self.window_end() {
@@ -470,8 +493,12 @@ impl ChunkedScanner {
                         self.load(src, q, FRAME_HEADER_LEN + len)?;
                     }
                     let rel = (q - self.window_at) as usize;
-                    if decode_at(&self.window, rel, self.seed).is_ok() {
-                        return Ok(Some(q));
+                    if let Ok(f) = decode_at(&self.window, rel, self.seed) {
+                        if is_evidence(&f, need_claim, self.next_lsn) {
+                            self.after.highest_claim = self.after.highest_claim.max(f.durable());
+                            return Ok(Some((q, f.durable())));
+                        }
+                        self.after.note(frame_end, f.durable());
                     }
                 }
             }

@@ -37,6 +37,11 @@ pub enum FrameKind {
     Checkpoint = 6,
     /// Closes a segment. Payload: the next segment's sequence number (u64 LE).
     Seal = 7,
+    /// Carries only a durable watermark (its durable lag): a clean close writes one after its
+    /// last fsync, so that damage to the last flush reads as corruption rather than a torn
+    /// tail. Takes no LSN: its LSN field repeats the LSN of the frame before it (the base LSN
+    /// minus one at the start of a segment). Empty payload.
+    Watermark = 8,
 }
 
 impl FrameKind {
@@ -52,6 +57,7 @@ impl FrameKind {
             5 => FrameKind::FragAbort,
             6 => FrameKind::Checkpoint,
             7 => FrameKind::Seal,
+            8 => FrameKind::Watermark,
             _ => return None,
         })
     }
@@ -71,8 +77,45 @@ impl FrameKind {
             FrameKind::Tx | FrameKind::FragBegin => (0, false),
             FrameKind::FragPart | FrameKind::FragEnd => (8, false),
             FrameKind::FragAbort | FrameKind::Checkpoint | FrameKind::Seal => (8, true),
+            FrameKind::Watermark => (0, true),
         }
     }
+
+    /// Whether a frame of this kind takes the next LSN. Every kind does but
+    /// [`FrameKind::Watermark`], which repeats the LSN before it.
+    #[must_use]
+    #[inline]
+    pub const fn takes_lsn(self) -> bool {
+        !matches!(self, FrameKind::Watermark)
+    }
+
+    /// The LSN a frame of this kind must carry when the next LSN to assign is `next_lsn`.
+    #[must_use]
+    #[inline]
+    pub const fn expected_lsn(self, next_lsn: Lsn) -> Lsn {
+        if self.takes_lsn() {
+            next_lsn
+        } else {
+            Lsn(next_lsn.0.wrapping_sub(1))
+        }
+    }
+}
+
+/// The durable lag a frame with LSN `lsn` stores to claim that every frame up to `durable`
+/// was durable when it was written: `lsn + 1 - durable`, or 0 (no claim) when nothing is
+/// durable yet or the distance does not fit the 16-bit field. Claiming less than the truth
+/// is always sound, so a distance too large to store is dropped, never clamped.
+#[must_use]
+#[inline]
+pub fn durable_lag(lsn: Lsn, durable: Lsn) -> u16 {
+    debug_assert!(
+        durable <= lsn,
+        "a frame claims durable {durable} past its own LSN {lsn}"
+    );
+    if durable == Lsn::ZERO || durable > lsn {
+        return 0;
+    }
+    u16::try_from(lsn.0 - durable.0 + 1).unwrap_or(0)
 }
 
 /// The checksum seed of one segment: CRC32C of the log id (16 bytes LE) and the segment
@@ -117,6 +160,10 @@ pub struct Frame {
     pub flags: u8,
     /// This frame's LSN.
     pub lsn: Lsn,
+    /// The durable lag (header bytes 10..12): 0 claims nothing; otherwise the frame claims
+    /// that every frame with an LSN up to `lsn + 1 - durable_lag` was durable when it was
+    /// written ([`Frame::durable`]). At most `lsn`.
+    pub durable_lag: u16,
     /// The payload bytes (shares the segment buffer).
     pub payload: Bytes,
     /// Byte offset of the frame within the buffer it was decoded from.
@@ -178,6 +225,25 @@ impl Frame {
     pub fn is_multi(&self) -> bool {
         self.flags & FLAG_MULTI != 0
     }
+
+    /// The durable watermark this frame claims: every frame with an LSN up to it was durable
+    /// (covered by a completed fsync) before this frame was written. [`Lsn::ZERO`] when it
+    /// claims nothing.
+    #[must_use]
+    #[inline]
+    pub fn durable(&self) -> Lsn {
+        claimed(self.lsn, self.durable_lag)
+    }
+}
+
+/// The watermark a frame with LSN `lsn` and durable lag `lag` claims.
+#[inline]
+pub(crate) fn claimed(lsn: Lsn, lag: u16) -> Lsn {
+    if lag == 0 {
+        Lsn::ZERO
+    } else {
+        Lsn(lsn.0.wrapping_add(1).wrapping_sub(u64::from(lag)))
+    }
 }
 
 /// Encoded length of a frame carrying `payload_len` bytes.
@@ -203,7 +269,7 @@ pub fn encode_frame(
     lsn: Lsn,
     payload: &[u8],
 ) -> Result<(), FormatError> {
-    encode_frame_parts(out, seed, kind, flags, lsn, &[payload])
+    encode_frame_parts(out, seed, kind, flags, 0, lsn, &[payload])
 }
 
 /// Like [`encode_frame`], with the payload given as consecutive parts (for example a stream
@@ -213,11 +279,12 @@ pub(crate) fn encode_frame_parts(
     seed: SegmentSeed,
     kind: FrameKind,
     flags: u8,
+    lag: u16,
     lsn: Lsn,
     parts: &[&[u8]],
 ) -> Result<(), FormatError> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
-    encode_frame_with(out, seed, kind, flags, lsn, len, |sink| {
+    encode_frame_with(out, seed, (kind, flags, lag), lsn, len, |sink| {
         for p in parts {
             sink.put(p);
         }
@@ -250,16 +317,33 @@ pub fn encode_records_frame<R: AsRef<[u8]>>(
     lsn: Lsn,
     records: &[R],
 ) -> Result<(), FormatError> {
+    encode_records_lagged(out, seed, 0, lsn, records)
+}
+
+fn encode_records_lagged<R: AsRef<[u8]>>(
+    out: &mut Vec<u8>,
+    seed: SegmentSeed,
+    lag: u16,
+    lsn: Lsn,
+    records: &[R],
+) -> Result<(), FormatError> {
     crate::records::check_records(records)?;
     let len = crate::records::records_len(records);
-    encode_frame_with(out, seed, FrameKind::Tx, FLAG_MULTI, lsn, len, |sink| {
-        sink.put(&(records.len() as u32).to_le_bytes());
-        for r in records {
-            let r = r.as_ref();
-            sink.put(&(r.len() as u32).to_le_bytes());
-            sink.put(r);
-        }
-    })
+    encode_frame_with(
+        out,
+        seed,
+        (FrameKind::Tx, FLAG_MULTI, lag),
+        lsn,
+        len,
+        |sink| {
+            sink.put(&(records.len() as u32).to_le_bytes());
+            for r in records {
+                let r = r.as_ref();
+                sink.put(&(r.len() as u32).to_le_bytes());
+                sink.put(r);
+            }
+        },
+    )
 }
 
 /// Appends payload bytes to a frame being encoded and folds them into its checksum a block at
@@ -293,22 +377,23 @@ impl PayloadSink<'_> {
 
 /// Writes a frame header for a `len`-byte payload, lets `fill` append exactly that payload,
 /// and stores the checksum. `fill` must put exactly `len` bytes (checked in debug builds).
+/// `head` is the kind, the flags and the durable lag.
 fn encode_frame_with(
     out: &mut Vec<u8>,
     seed: SegmentSeed,
-    kind: FrameKind,
-    flags: u8,
+    head: (FrameKind, u8, u16),
     lsn: Lsn,
     len: usize,
     fill: impl FnOnce(&mut PayloadSink<'_>),
 ) -> Result<(), FormatError> {
+    let (kind, flags, lag) = head;
     if len > MAX_FRAME_PAYLOAD {
         return Err(FormatError::PayloadTooLarge {
             len,
             max: MAX_FRAME_PAYLOAD,
         });
     }
-    if let Err(reason) = check_fields(kind, flags, len) {
+    if let Err(reason) = check_fields(kind, flags, len).and(check_lag(lag, lsn)) {
         return Err(FormatError::BadFrame {
             offset: out.len(),
             reason,
@@ -316,7 +401,7 @@ fn encode_frame_with(
     }
     let start = out.len();
     out.reserve(FRAME_HEADER_LEN + len);
-    out.extend_from_slice(&unsummed_header(kind, flags, lsn, len));
+    out.extend_from_slice(&unsummed_header(kind, flags, lag, lsn, len));
     let mut sink = PayloadSink {
         out,
         crc: seed.0,
@@ -332,11 +417,18 @@ fn encode_frame_with(
 
 /// A frame header with every field but the checksum (left zero). Fields already checked.
 #[inline]
-fn unsummed_header(kind: FrameKind, flags: u8, lsn: Lsn, len: usize) -> [u8; FRAME_HEADER_LEN] {
+fn unsummed_header(
+    kind: FrameKind,
+    flags: u8,
+    lag: u16,
+    lsn: Lsn,
+    len: usize,
+) -> [u8; FRAME_HEADER_LEN] {
     let mut h = [0u8; FRAME_HEADER_LEN];
     h[4..8].copy_from_slice(&(len as u32).to_le_bytes());
     h[8] = kind as u8;
     h[9] = flags;
+    h[10..12].copy_from_slice(&lag.to_le_bytes());
     h[12..20].copy_from_slice(&lsn.0.to_le_bytes());
     h
 }
@@ -350,7 +442,7 @@ fn unsummed_header(kind: FrameKind, flags: u8, lsn: Lsn, len: usize) -> [u8; FRA
 /// use wal_format::{FrameKind, LogId, Lsn, SegmentSeed, SegmentSeq};
 /// use wal_format::frame::{FrameSum, encode_frame};
 /// let seed = SegmentSeed::new(LogId::from_u128(7), SegmentSeq(1));
-/// let mut sum = FrameSum::new(seed, FrameKind::Tx, 0, Lsn(3), 5)?;
+/// let mut sum = FrameSum::new(seed, FrameKind::Tx, 0, Lsn(3), 5, Lsn::ZERO)?;
 /// sum.fold(b"he");
 /// sum.fold(b"llo");
 /// let mut framed = sum.header()?.to_vec();
@@ -369,7 +461,8 @@ pub struct FrameSum {
 }
 
 impl FrameSum {
-    /// Starts a frame of `kind` with a `len`-byte payload.
+    /// Starts a frame of `kind` with a `len`-byte payload that claims every frame up to
+    /// `durable` durable ([`Frame::durable`]; [`Lsn::ZERO`] claims nothing).
     ///
     /// # Errors
     /// As [`encode_frame`]: [`FormatError::PayloadTooLarge`] or [`FormatError::BadFrame`].
@@ -379,6 +472,7 @@ impl FrameSum {
         flags: u8,
         lsn: Lsn,
         len: usize,
+        durable: Lsn,
     ) -> Result<FrameSum, FormatError> {
         if len > MAX_FRAME_PAYLOAD {
             return Err(FormatError::PayloadTooLarge {
@@ -389,7 +483,7 @@ impl FrameSum {
         if let Err(reason) = check_fields(kind, flags, len) {
             return Err(FormatError::BadFrame { offset: 0, reason });
         }
-        let header = unsummed_header(kind, flags, lsn, len);
+        let header = unsummed_header(kind, flags, durable_lag(lsn, durable), lsn, len);
         let crc = crc32c::crc32c_append(seed.0, &header[4..]);
         Ok(FrameSum {
             header,
@@ -441,6 +535,15 @@ fn check_fields(kind: FrameKind, flags: u8, len: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// A durable lag may claim no frame before LSN 1: it is at most the frame's LSN.
+#[inline]
+fn check_lag(lag: u16, lsn: Lsn) -> Result<(), String> {
+    if u64::from(lag) > lsn.0 {
+        return Err(format!("durable lag {lag} exceeds the frame's LSN {lsn}"));
+    }
+    Ok(())
+}
+
 /// Why a frame failed to decode; the scanner turns these into a [`crate::scan::ScanEnd`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum FrameFault {
@@ -482,21 +585,26 @@ pub(crate) fn decode_at(
     }
 }
 
-/// The kind, flags and payload length of the frame header `h` (20 bytes) when its fields are
-/// valid (everything but the checksum).
+/// The kind, flags, durable lag and payload length of the frame header `h` (20 bytes) when
+/// its fields are valid (everything but the checksum).
 #[inline(always)]
-fn header_fields(h: &[u8]) -> Option<(FrameKind, u8, usize)> {
+fn header_fields(h: &[u8]) -> Option<(FrameKind, u8, u16, usize)> {
     let len = u32::from_le_bytes(arr4(&h[4..8])) as usize;
-    if len > MAX_FRAME_PAYLOAD || h[10] != 0 || h[11] != 0 {
+    if len > MAX_FRAME_PAYLOAD {
         return None;
     }
     let kind = FrameKind::from_u8(h[8])?;
     let flags = h[9];
+    let lag = u16::from_le_bytes([h[10], h[11]]);
     let (min, exact) = kind.payload_rule();
-    if flags & !kind.allowed_flags() != 0 || (exact && len != min) || len < min {
+    if flags & !kind.allowed_flags() != 0
+        || (exact && len != min)
+        || len < min
+        || u64::from(lag) > u64::from_le_bytes(arr8(&h[12..20]))
+    {
         return None;
     }
-    Some((kind, flags, len))
+    Some((kind, flags, lag, len))
 }
 
 /// The frame at `offset` when it is complete and verifies; `None` otherwise, and
@@ -506,7 +614,7 @@ fn header_fields(h: &[u8]) -> Option<(FrameKind, u8, usize)> {
 #[inline(always)]
 pub(crate) fn try_decode_at(buf: &Bytes, offset: usize, seed: SegmentSeed) -> Option<Frame> {
     let h = buf.get(offset..offset.checked_add(FRAME_HEADER_LEN)?)?;
-    let (kind, flags, len) = header_fields(h)?;
+    let (kind, flags, durable_lag, len) = header_fields(h)?;
     let end = offset + FRAME_HEADER_LEN + len;
     if end > buf.len() {
         return None;
@@ -519,6 +627,7 @@ pub(crate) fn try_decode_at(buf: &Bytes, offset: usize, seed: SegmentSeed) -> Op
         kind,
         flags,
         lsn: Lsn(u64::from_le_bytes(arr8(&h[12..20]))),
+        durable_lag,
         payload: buf.slice(offset + FRAME_HEADER_LEN..end),
         offset,
     })
@@ -550,8 +659,9 @@ pub(crate) fn fault_at(buf: &Bytes, offset: usize, seed: SegmentSeed) -> FrameFa
         return FrameFault::Invalid(format!("unknown frame kind {}", h[8]));
     };
     let flags = h[9];
-    if h[10..12] != [0, 0] {
-        return FrameFault::Invalid("reserved frame bytes are not zero".into());
+    let lag = u16::from_le_bytes([h[10], h[11]]);
+    if let Err(reason) = check_lag(lag, Lsn(u64::from_le_bytes(arr8(&h[12..20])))) {
+        return FrameFault::Invalid(reason);
     }
     if let Err(reason) = check_fields(kind, flags, len) {
         return FrameFault::Invalid(reason);
@@ -583,7 +693,15 @@ pub fn encode_fragment(
     stream: Lsn,
     chunk: &[u8],
 ) -> Result<(), FormatError> {
-    encode_frame_parts(out, seed, kind, 0, lsn, &[&stream.0.to_le_bytes(), chunk])
+    encode_frame_parts(
+        out,
+        seed,
+        kind,
+        0,
+        0,
+        lsn,
+        &[&stream.0.to_le_bytes(), chunk],
+    )
 }
 
 /// The flags byte of a frame, typed: [`FrameFlags::NONE`] or [`FrameFlags::MULTI`].
@@ -603,9 +721,10 @@ impl FrameFlags {
     }
 }
 
-/// Writes the frames of one segment: holds the segment's [`SegmentSeed`], so each call names
-/// only what differs between frames, with typed flags. Produces exactly the bytes of
-/// [`encode_frame`], [`encode_records_frame`] and [`encode_fragment`], which it calls.
+/// Writes the frames of one segment: holds the segment's [`SegmentSeed`] and the durable
+/// watermark the frames claim ([`FrameEncoder::claiming`]), so each call names only what
+/// differs between frames, with typed flags. Without a claim it produces exactly the bytes of
+/// [`encode_frame`], [`encode_records_frame`] and [`encode_fragment`].
 ///
 /// ```
 /// use wal_format::frame::{FrameEncoder, FrameFlags};
@@ -615,25 +734,48 @@ impl FrameFlags {
 /// let frames = FrameEncoder::new(header.seed());
 /// let mut out = Vec::new();
 /// frames.frame(&mut out, FrameKind::Tx, FrameFlags::NONE, Lsn(1), b"hello")?;
+/// // LSN 1 is durable now: the next frames say so.
+/// let frames = frames.claiming(Lsn(1));
 /// frames.records(&mut out, Lsn(2), &[&b"a"[..], b"b"])?;
+/// frames.watermark(&mut out, Lsn(2))?;
 /// # Ok::<(), wal_format::FormatError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameEncoder {
     seed: SegmentSeed,
+    durable: Lsn,
 }
 
 impl FrameEncoder {
-    /// An encoder for the segment whose checksum seed is `seed` ([`crate::SegmentHeader::seed`]).
+    /// An encoder for the segment whose checksum seed is `seed` ([`crate::SegmentHeader::seed`]),
+    /// whose frames claim nothing durable.
     #[must_use]
     pub const fn new(seed: SegmentSeed) -> FrameEncoder {
-        FrameEncoder { seed }
+        FrameEncoder {
+            seed,
+            durable: Lsn::ZERO,
+        }
+    }
+
+    /// The same encoder, its frames claiming that every frame up to `durable` is durable
+    /// (covered by an fsync that completed before they are written). The caller must only
+    /// claim what is durable: recovery calls damage at or before a claim corruption.
+    #[must_use]
+    pub const fn claiming(self, durable: Lsn) -> FrameEncoder {
+        FrameEncoder {
+            seed: self.seed,
+            durable,
+        }
     }
 
     /// The segment's seed.
     #[must_use]
     pub const fn seed(self) -> SegmentSeed {
         self.seed
+    }
+
+    fn lag(self, lsn: Lsn) -> u16 {
+        durable_lag(lsn, self.durable)
     }
 
     /// Appends one frame to `out`, as [`encode_frame`].
@@ -648,7 +790,8 @@ impl FrameEncoder {
         lsn: Lsn,
         payload: &[u8],
     ) -> Result<(), FormatError> {
-        encode_frame(out, self.seed, kind, flags.bits(), lsn, payload)
+        let lag = self.lag(lsn);
+        encode_frame_parts(out, self.seed, kind, flags.bits(), lag, lsn, &[payload])
     }
 
     /// Appends a multi-record `Tx` frame to `out`, as [`encode_records_frame`].
@@ -661,7 +804,7 @@ impl FrameEncoder {
         lsn: Lsn,
         records: &[R],
     ) -> Result<(), FormatError> {
-        encode_records_frame(out, self.seed, lsn, records)
+        encode_records_lagged(out, self.seed, self.lag(lsn), lsn, records)
     }
 
     /// Appends one fragment frame of the stream begun at `stream`, as [`encode_fragment`].
@@ -676,7 +819,25 @@ impl FrameEncoder {
         stream: Lsn,
         chunk: &[u8],
     ) -> Result<(), FormatError> {
-        encode_fragment(out, self.seed, kind, lsn, stream, chunk)
+        let parts: [&[u8]; 2] = [&stream.0.to_le_bytes(), chunk];
+        encode_frame_parts(out, self.seed, kind, 0, self.lag(lsn), lsn, &parts)
+    }
+
+    /// Appends a [`FrameKind::Watermark`] frame after the frame with LSN `last` (the LSN it
+    /// carries), claiming this encoder's watermark.
+    ///
+    /// # Errors
+    /// As [`encode_frame`].
+    pub fn watermark(self, out: &mut Vec<u8>, last: Lsn) -> Result<(), FormatError> {
+        encode_frame_parts(
+            out,
+            self.seed,
+            FrameKind::Watermark,
+            0,
+            self.lag(last),
+            last,
+            &[],
+        )
     }
 }
 

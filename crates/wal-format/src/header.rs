@@ -13,7 +13,7 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"\x89WALSEG\n";
 /// and it keeps every `next()` from wrapping.
 pub const MAX_POSITION: u64 = 1 << 63;
 /// The format version this build writes and the newest it reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 
 /// Random identity of a log, chosen when the log is created and stamped into every segment.
 ///
@@ -348,18 +348,22 @@ mod tests {
         assert_eq!(restamp(ok), Ok(ok));
     }
 
+    /// A future version and version 1 (before the durable watermark) are both refused as
+    /// unsupported versions, not as damage.
     #[test]
-    fn future_version_is_reported_as_such() {
-        let mut b = sample().encode();
-        b[8..10].copy_from_slice(&2u16.to_le_bytes());
-        let crc = crc32c::crc32c(&b[0..60]);
-        b[60..64].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(
-            SegmentHeader::decode(&b),
-            Err(FormatError::UnsupportedVersion {
-                found: 2,
-                supported: FORMAT_VERSION
-            })
-        );
+    fn other_versions_are_reported_as_such() {
+        for found in [1u16, 3] {
+            let mut b = sample().encode();
+            b[8..10].copy_from_slice(&found.to_le_bytes());
+            let crc = crc32c::crc32c(&b[0..60]);
+            b[60..64].copy_from_slice(&crc.to_le_bytes());
+            assert_eq!(
+                SegmentHeader::decode(&b),
+                Err(FormatError::UnsupportedVersion {
+                    found,
+                    supported: FORMAT_VERSION
+                })
+            );
+        }
     }
 }

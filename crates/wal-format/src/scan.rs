@@ -89,6 +89,66 @@ pub struct SegmentScanner {
     next_lsn: Lsn,
     expect_sealed: bool,
     end: Option<ScanEnd>,
+    /// What the search after a failed frame found.
+    after: AfterDamage,
+}
+
+/// The verifying frames a scan found after a failed frame that claim too little to make it
+/// corruption (format.md 7.2): they end a torn tail, and recovery moves them aside with it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct AfterDamage {
+    /// Offset just past the last of them; `None` when there were none.
+    pub(crate) valid_end: Option<u64>,
+    /// The highest watermark they claim.
+    pub(crate) highest_claim: Lsn,
+}
+
+impl AfterDamage {
+    pub(crate) fn note(&mut self, end: u64, claim: Lsn) {
+        self.valid_end = Some(self.valid_end.map_or(end, |e| e.max(end)));
+        self.highest_claim = self.highest_claim.max(claim);
+    }
+
+    /// Why the scan ends in a torn tail at a frame that failed with `fault`, expected to carry
+    /// `next_lsn`.
+    pub(crate) fn torn_reason(&self, fault: &str, next_lsn: Lsn) -> String {
+        match self.valid_end {
+            None => fault.to_owned(),
+            Some(end) => format!(
+                "{fault}; valid frames follow up to offset {end}, but they claim durable only up \
+                 to LSN {}, before this frame's LSN {next_lsn}",
+                self.highest_claim
+            ),
+        }
+    }
+}
+
+/// Why the frame that failed with `fault`, expected to carry `next_lsn`, is corruption: the
+/// valid frame at `at` follows it in a segment that must be sealed (`claimed` false), or
+/// claims `claim` durable, at or past `next_lsn`.
+pub(crate) fn corrupt_reason(
+    fault: &str,
+    at: u64,
+    claim: Lsn,
+    claimed: bool,
+    next_lsn: Lsn,
+) -> String {
+    if claimed {
+        format!(
+            "{fault}; a valid frame at offset {at} claims LSN {claim} durable, at or past this \
+             frame's LSN {next_lsn}"
+        )
+    } else {
+        format!("{fault}; a valid frame follows at offset {at}")
+    }
+}
+
+/// Whether a verifying frame found after a failed one (expected to carry `next_lsn`) proves
+/// the failure is corruption: in a segment that must be sealed any valid frame does; in the
+/// newest segment only one claiming the failed frame durable (format.md 7.2).
+#[inline]
+pub(crate) fn is_evidence(frame: &Frame, need_claim: bool, next_lsn: Lsn) -> bool {
+    !need_claim || frame.durable() >= next_lsn
 }
 
 impl SegmentScanner {
@@ -134,6 +194,25 @@ impl SegmentScanner {
         self.end.as_ref()
     }
 
+    /// After a failed frame: the highest durable watermark claimed by the verifying frames
+    /// that could follow it (the evidence of a [`ScanEnd::Corrupt`], the frames of a
+    /// [`ScanEnd::TornTail`]); [`Lsn::ZERO`] when none was found. The failed frame is
+    /// corruption exactly when this reaches its LSN (format.md 7.2).
+    #[must_use]
+    pub fn claimed_after_damage(&self) -> Lsn {
+        self.after.highest_claim
+    }
+
+    /// After a [`ScanEnd::TornTail`]: the offset just past the last verifying frame found
+    /// after the damage (frames that no later frame claims durable: unsynced writes that
+    /// reached the disk before the hole did). They belong to the tail; a recovery that cuts
+    /// the tail must move them aside too. `None` when no valid frame follows the damage.
+    #[must_use]
+    pub fn valid_after_damage(&self) -> Option<usize> {
+        let torn = matches!(self.end, Some(ScanEnd::TornTail { .. }));
+        self.after.valid_end.map(|e| e as usize).filter(|_| torn)
+    }
+
     /// Runs the scan to its end, dropping the frames, and returns how it ended.
     pub fn finish(&mut self) -> ScanEnd {
         for _ in self.by_ref() {}
@@ -150,7 +229,8 @@ impl SegmentScanner {
 
     fn fail_at(&mut self, fault: &FrameFault) -> Option<Frame> {
         let pos = self.pos;
-        let rest = &self.data[pos.min(self.data.len())..];
+        let data = self.data.clone();
+        let rest = &data[pos.min(data.len())..];
         if rest.iter().all(|&b| b == 0) {
             if self.expect_sealed {
                 return self.stop(ScanEnd::Corrupt {
@@ -163,10 +243,13 @@ impl SegmentScanner {
                 sealed: None,
             });
         }
-        if let Some(at) = self.find_valid_from(pos + 1, pos) {
+        let need_claim = !self.expect_sealed;
+        if let Some((at, claim)) = self.find_valid_from(pos + 1, pos, need_claim) {
+            let reason =
+                corrupt_reason(fault.reason(), at as u64, claim, need_claim, self.next_lsn);
             return self.stop(ScanEnd::Corrupt {
                 offset: pos,
-                reason: format!("{}; a valid frame follows at offset {at}", fault.reason()),
+                reason,
             });
         }
         let first = rest.iter().position(|&b| b != 0).map(|i| (pos + i) as u64);
@@ -177,7 +260,7 @@ impl SegmentScanner {
                 reason: format!("{reason} in a segment that must be sealed"),
             });
         }
-        if self.header.recycled && is_end_marker(rest) {
+        if self.header.recycled && is_end_marker(rest) && self.after.valid_end.is_none() {
             // A recycled file: the writer's end marker, then stale bytes of the file's
             // earlier life (they verify under no seed of this segment).
             return self.stop(ScanEnd::Clean {
@@ -185,30 +268,48 @@ impl SegmentScanner {
                 sealed: None,
             });
         }
+        let reason = self.after.torn_reason(&reason, self.next_lsn);
         self.stop(ScanEnd::TornTail {
             offset: pos,
             reason,
         })
     }
 
-    /// The offset of any verifying frame at or after `from` whose LSN could follow the frame
-    /// expected at `anchor` ([`could_follow`]). Only runs when a frame has failed (or after the
-    /// seal of a recycled segment), so it costs nothing on a sound log; cheap field checks
-    /// filter candidates before the CRC.
-    fn find_valid_from(&self, from: usize, anchor: usize) -> Option<usize> {
+    /// The offset and claim of the first verifying frame at or after `from` whose LSN could
+    /// follow the frame expected at `anchor` ([`could_follow`]) and that is evidence against
+    /// it ([`is_evidence`]); the valid frames passed over on the way are noted in
+    /// `self.after`. Only runs when a frame has failed (or after the seal of a recycled
+    /// segment), so it costs nothing on a sound log; cheap field checks filter candidates
+    /// before the CRC.
+    fn find_valid_from(
+        &mut self,
+        from: usize,
+        anchor: usize,
+        need_claim: bool,
+    ) -> Option<(usize, Lsn)> {
         let len = self.data.len();
-        (from..len.saturating_sub(FRAME_HEADER_LEN - 1)).find(|&q| {
+        for q in from..len.saturating_sub(FRAME_HEADER_LEN - 1) {
             let h = &self.data[q..q + FRAME_HEADER_LEN];
-            could_follow(h, q as u64, anchor as u64, self.next_lsn)
-                && decode_at(&self.data, q, self.seed).is_ok()
-        })
+            if !could_follow(h, q as u64, anchor as u64, self.next_lsn) {
+                continue;
+            }
+            if let Ok(f) = decode_at(&self.data, q, self.seed) {
+                if is_evidence(&f, need_claim, self.next_lsn) {
+                    self.after.highest_claim = self.after.highest_claim.max(f.durable());
+                    return Some((q, f.durable()));
+                }
+                self.after.note((q + f.encoded_len()) as u64, f.durable());
+            }
+        }
+        None
     }
 }
 
 /// Whether the frame header `h` at offset `q` can be a frame of this log after the frame
-/// expected at `anchor` with LSN `next_lsn`: a valid kind, zero reserved bytes, and an LSN from
-/// `next_lsn` to `next_lsn + (q - anchor) / 20` (LSNs are dense and every frame takes at least
-/// 20 bytes, so no frame of the log can carry a larger one there). Checked before the CRC, which
+/// expected at `anchor` with LSN `next_lsn`: a valid kind, and an LSN from `next_lsn` to
+/// `next_lsn + (q - anchor) / 20` (LSNs are dense and every frame takes at least 20 bytes, so
+/// no frame of the log can carry a larger one there; a watermark frame, which repeats the LSN
+/// before it, one less). Checked before the CRC, which
 /// can cover 4 MiB: without the LSN bound, damage full of header-like bytes (a payload of
 /// integers, say) costs a CRC at nearly every offset, and recovery time grows with the square
 /// of the damage.
@@ -226,12 +327,12 @@ pub(crate) fn failure_reason(reason: &str, pos: u64, first_nonzero: Option<u64>)
 }
 
 pub(crate) fn could_follow(h: &[u8], q: u64, anchor: u64, next_lsn: Lsn) -> bool {
-    if FrameKind::from_u8(h[8]).is_none() || h[10] != 0 || h[11] != 0 {
+    let Some(kind) = FrameKind::from_u8(h[8]) else {
         return false;
-    }
+    };
     let mut lsn = [0u8; 8];
     lsn.copy_from_slice(&h[12..20]);
-    let ahead = u64::from_le_bytes(lsn).wrapping_sub(next_lsn.0);
+    let ahead = u64::from_le_bytes(lsn).wrapping_sub(kind.expected_lsn(next_lsn).0);
     ahead <= q.saturating_sub(anchor) / FRAME_HEADER_LEN as u64
 }
 
@@ -259,6 +360,7 @@ pub fn scan_frames(
         next_lsn,
         expect_sealed,
         end: None,
+        after: AfterDamage::default(),
     }
 }
 
@@ -285,18 +387,18 @@ impl Iterator for SegmentScanner {
             Ok(f) => f,
             Err(fault) => return self.fail_at(&fault),
         };
-        if frame.lsn != self.next_lsn {
-            let reason = format!(
-                "frame carries LSN {}, expected {}",
-                frame.lsn, self.next_lsn
-            );
+        let expected = frame.kind.expected_lsn(self.next_lsn);
+        if frame.lsn != expected {
+            let reason = format!("frame carries LSN {}, expected {expected}", frame.lsn);
             return self.stop(ScanEnd::Corrupt {
                 offset: self.pos,
                 reason,
             });
         }
         self.pos += frame.encoded_len();
-        self.next_lsn = frame.lsn.next();
+        if frame.kind.takes_lsn() {
+            self.next_lsn = frame.lsn.next();
+        }
         if let Some(next) = frame.sealed_next() {
             // The seal itself verified, so it is yielded either way; only what follows it can
             // make the segment corrupt.
@@ -304,8 +406,9 @@ impl Iterator for SegmentScanner {
             let nonzero = if self.header.recycled {
                 // Stale bytes may follow the seal of a recycled file; a frame that verifies
                 // under this segment's seed may not.
-                self.find_valid_from(self.pos, self.pos)
-                    .map(|at| at - self.pos)
+                let pos = self.pos;
+                self.find_valid_from(pos, pos, false)
+                    .map(|(at, _)| at - pos)
             } else {
                 after.iter().position(|&b| b != 0)
             };
@@ -338,24 +441,27 @@ impl Iterator for SegmentScanner {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::frame::encode_frame;
+    use crate::frame::{FrameEncoder, FrameFlags, encode_frame};
     use crate::header::LogId;
 
+    /// `n` frames from LSN 10, each claiming the ones before it durable (from LSN 10 on).
     fn segment(n: u64, sealed: bool) -> (Vec<u8>, Vec<usize>) {
         let h = SegmentHeader::new(LogId::from_u128(1), SegmentSeq(1), Lsn(10));
         let mut out = h.encode().to_vec();
         let mut offsets = Vec::new();
         for i in 0..n {
             offsets.push(out.len());
-            encode_frame(
-                &mut out,
-                h.seed(),
-                FrameKind::Tx,
-                0,
-                Lsn(10 + i),
-                &[i as u8; 40],
-            )
-            .unwrap();
+            let durable = if i == 0 { Lsn::ZERO } else { Lsn(9 + i) };
+            FrameEncoder::new(h.seed())
+                .claiming(durable)
+                .frame(
+                    &mut out,
+                    FrameKind::Tx,
+                    FrameFlags::NONE,
+                    Lsn(10 + i),
+                    &[i as u8; 40],
+                )
+                .unwrap();
         }
         if sealed {
             offsets.push(out.len());
@@ -417,6 +523,45 @@ mod tests {
         assert!(
             matches!(end, ScanEnd::Corrupt { offset, .. } if offset == offs[1]),
             "{end:?}"
+        );
+    }
+
+    /// Frames that claim nothing after a hole are unsynced writes that reached the disk
+    /// first: a torn tail, and the scan says how far they go.
+    #[test]
+    fn a_hole_before_unclaiming_frames_is_a_torn_tail() {
+        let h = SegmentHeader::new(LogId::from_u128(1), SegmentSeq(1), Lsn(10));
+        let mut d = h.encode().to_vec();
+        let mut offs = Vec::new();
+        for i in 0..4u64 {
+            offs.push(d.len());
+            // Only LSN 10 is durable: the hole at LSN 11 is beyond every claim.
+            let durable = if i < 2 { Lsn::ZERO } else { Lsn(10) };
+            FrameEncoder::new(h.seed())
+                .claiming(durable)
+                .frame(&mut d, FrameKind::Tx, FrameFlags::NONE, Lsn(10 + i), b"abc")
+                .unwrap();
+        }
+        let end = d.len();
+        d[offs[1]..offs[2]].fill(0);
+        let mut s = SegmentScanner::new(Bytes::from(d.clone()), false).unwrap();
+        assert_eq!(s.by_ref().count(), 1);
+        assert!(
+            matches!(s.end(), Some(ScanEnd::TornTail { offset, .. }) if *offset == offs[1]),
+            "{:?}",
+            s.end()
+        );
+        assert_eq!(s.valid_after_damage(), Some(end));
+        // A frame that claims LSN 11 durable makes the same hole corruption.
+        FrameEncoder::new(h.seed())
+            .claiming(Lsn(11))
+            .watermark(&mut d, Lsn(13))
+            .unwrap();
+        let (n, e) = run(d, false);
+        assert_eq!(n, 1);
+        assert!(
+            matches!(e, ScanEnd::Corrupt { offset, .. } if offset == offs[1]),
+            "{e:?}"
         );
     }
 

@@ -155,7 +155,18 @@ fn only_a_frame_that_could_follow_makes_a_failure_corruption() {
         (9_999, false),
     ] {
         let mut data = good.clone();
-        encode_frame(&mut data, h.seed(), FrameKind::Tx, 0, Lsn(lsn), b"later").unwrap();
+        // The later frame claims the failed one (LSN 102) durable: evidence, if it could
+        // follow.
+        wal_format::frame::FrameEncoder::new(h.seed())
+            .claiming(Lsn(102).min(Lsn(lsn)))
+            .frame(
+                &mut data,
+                FrameKind::Tx,
+                wal_format::frame::FrameFlags::NONE,
+                Lsn(lsn),
+                b"later",
+            )
+            .unwrap();
         let (frames, end) = whole(&data, false);
         assert_eq!(frames.len(), 2);
         match (&end, corrupt) {

@@ -19,13 +19,15 @@ mod segment;
 
 use bytes::Bytes;
 use check::{Outcome, check_records, check_segment, reencode};
-use segment::{Spec, build, hexdump};
+use segment::{Spec, build, build_claiming, hexdump};
 use std::path::PathBuf;
 use wal_format::frame::FRAME_HEADER_LEN;
 use wal_format::header::SEGMENT_HEADER_LEN;
 use wal_format::records::{RecordIter, encode_records};
 use wal_format::scan::ScanEnd;
-use wal_format::{Bincode, Codec, FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq, decode_all};
+use wal_format::{
+    Bincode, Codec, FormatError, FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq, decode_all,
+};
 
 /// Events for the codec golden vector. Its serde shape is part of what is pinned.
 #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
@@ -113,7 +115,7 @@ fn annotate_tiny(b: &[u8], header: &SegmentHeader) -> String {
     };
     let seed = header.seed().get();
     field(0..8, "segment magic \"\\x89WALSEG\\n\"".into());
-    field(8..10, "format version = 1 (u16 LE)".into());
+    field(8..10, "format version = 2 (u16 LE)".into());
     field(10..12, "header flags = 0".into());
     field(12..16, "header length = 64 (u32 LE)".into());
     field(
@@ -145,7 +147,18 @@ fn annotate_tiny(b: &[u8], header: &SegmentHeader) -> String {
         );
         field(at + 8..at + 9, format!("kind = {} ({name})", b[at + 8]));
         field(at + 9..at + 10, "flags = 0".into());
-        field(at + 10..at + 12, "reserved, zero".into());
+        let lag = u16::from_le_bytes([b[at + 10], b[at + 11]]);
+        field(
+            at + 10..at + 12,
+            if lag == 0 {
+                "durable lag = 0 (u16 LE): claims nothing".to_string()
+            } else {
+                format!(
+                    "durable lag = {lag} (u16 LE): claims LSN {} durable",
+                    lsn + 1 - u64::from(lag)
+                )
+            },
+        );
         field(at + 12..at + 20, format!("LSN = {lsn} (u64 LE)"));
         let p = at + FRAME_HEADER_LEN;
         let what = if name == "Tx" {
@@ -159,10 +172,16 @@ fn annotate_tiny(b: &[u8], header: &SegmentHeader) -> String {
     out
 }
 
+/// How the writer claims in the golden files: every frame claims all frames before it durable
+/// (what `SyncPolicy::Always` knows once each flush is synced).
+fn claim_all_before(_: usize, lsn: Lsn) -> Lsn {
+    lsn.prev()
+}
+
 #[test]
 fn tiny_segment() {
     let (header, specs) = tiny();
-    let built = build(&header, &specs);
+    let built = build_claiming(&header, &specs, claim_all_before);
     let file = golden("tiny.seg", &built.bytes);
     let listing = format!("{}\n{}", hexdump(&file), annotate_tiny(&file, &header));
     let stored_listing = golden("tiny.txt", listing.as_bytes());
@@ -201,8 +220,8 @@ fn payload_schema_is_zero_in_old_files_and_changes_only_its_header_bytes() {
         assert_eq!(h.encode()[..], file[..SEGMENT_HEADER_LEN], "{name}");
     }
     let (header, specs) = tiny();
-    let old = build(&header, &specs).bytes;
-    let stamped = build(&header.with_payload_schema(7), &specs).bytes;
+    let old = build_claiming(&header, &specs, claim_all_before).bytes;
+    let stamped = build_claiming(&header.with_payload_schema(7), &specs, claim_all_before).bytes;
     assert_eq!(stamped.len(), old.len());
     let differ: Vec<usize> = (0..old.len()).filter(|&i| old[i] != stamped[i]).collect();
     assert!(differ.iter().all(|i| (56..64).contains(i)), "{differ:?}");
@@ -262,8 +281,17 @@ fn tx_segment() {
             multi: true,
             body: empty_batch,
         },
+        // A clean close: a watermark claiming all five frames durable.
+        Spec::Watermark,
     ];
-    let built = build(&header, &specs);
+    // The watermark claims its own LSN: everything up to the frame before it.
+    let built = build_claiming(&header, &specs, |i, lsn| {
+        if i == 5 {
+            lsn
+        } else {
+            claim_all_before(i, lsn)
+        }
+    });
     let file = golden("tx.seg", &built.bytes);
     // bincode standard(): variant index and lengths as one-byte varints, then the bytes.
     assert_eq!(events, [0, 2, b'k', b'1', 3, 1, 2, 3, 1, 2, b'k', b'2']);
@@ -281,11 +309,14 @@ fn tx_segment() {
     assert_eq!(reencode(&header, &open.frames), file);
 
     let f = &open.frames;
-    assert!(f.iter().all(|f| f.kind == FrameKind::Tx));
+    assert!(f[..5].iter().all(|f| f.kind == FrameKind::Tx));
     assert_eq!(
-        f.iter().map(|f| f.lsn.0).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5]
+        f.iter()
+            .map(|f| (f.lsn.0, f.durable().0))
+            .collect::<Vec<_>>(),
+        [(1, 0), (2, 1), (3, 2), (4, 3), (5, 4), (5, 5)]
     );
+    assert_eq!((f[5].kind, f[5].payload.len()), (FrameKind::Watermark, 0));
     assert_eq!(&f[0].body()[..], b"hello, wal");
     assert!(f[1].is_multi() && !f[0].is_multi());
     let records: Vec<Bytes> = RecordIter::new(f[1].body())
@@ -440,6 +471,21 @@ fn torn_segment() {
     assert_eq!(again, file);
 }
 
+/// `tiny-v1.seg` is the worked example as format version 1 wrote it (before the durable
+/// watermark): refused as an unsupported version, never read as damage.
+#[test]
+fn a_version_1_segment_is_an_unsupported_version() {
+    let file = std::fs::read(golden_dir().join("tiny-v1.seg")).unwrap();
+    assert_eq!(
+        SegmentHeader::decode(&file),
+        Err(FormatError::UnsupportedVersion {
+            found: 1,
+            supported: 2
+        })
+    );
+    assert!(check_segment(&file).is_none());
+}
+
 #[test]
 fn golden_directory_holds_only_known_files() {
     if blessing() {
@@ -454,6 +500,7 @@ fn golden_directory_holds_only_known_files() {
         names,
         [
             "fragments.seg",
+            "tiny-v1.seg",
             "tiny.seg",
             "tiny.txt",
             "torn.seg",

@@ -11,7 +11,7 @@ mod segment;
 use bytes::Bytes;
 use check::{Outcome, check_segment, reencode};
 use proptest::prelude::*;
-use segment::{Built, Spec, build};
+use segment::{Built, Spec, build, build_claiming};
 use wal_format::header::SEGMENT_HEADER_LEN;
 use wal_format::records::{RecordIter, encode_records};
 use wal_format::scan::{ScanEnd, SegmentScanner};
@@ -47,6 +47,7 @@ fn spec() -> impl Strategy<Value = Spec> {
         1 => (any::<u64>(), bytes(200)).prop_map(|(stream, chunk)| Spec::FragEnd { stream, chunk }),
         1 => any::<u64>().prop_map(|stream| Spec::FragAbort { stream }),
         1 => any::<u64>().prop_map(|lsn| Spec::Checkpoint { lsn }),
+        1 => Just(Spec::Watermark),
     ]
 }
 
@@ -332,7 +333,9 @@ fn every_bit_flip_of_a_segment_with_every_kind_is_caught() {
         Spec::Checkpoint { lsn: 41 },
         Spec::Seal { next: 10 },
     ];
-    let built = build(&h, &specs);
+    // Each frame claims every frame before it durable, as under `SyncPolicy::Always` once
+    // each flush is synced: damage before the last frame is then before a claim.
+    let built = build_claiming(&h, &specs, |_, lsn| lsn.prev());
     let mut padded = built.bytes.clone();
     padded.resize(padded.len() + 8, 0);
     for bit in 0..padded.len() * 8 {
@@ -364,7 +367,8 @@ fn every_bit_flip_of_a_segment_with_every_kind_is_caught() {
             };
             assert_eq!(at, built.offsets[k], "bit {bit}");
         }
-        // Only the last frame can be torn; damage before it is followed by a valid frame.
+        // Only the last frame can be torn; damage before it is followed by a valid frame
+        // that claims it durable.
         if k + 1 < specs.len() {
             assert!(
                 matches!(open.end, ScanEnd::Corrupt { .. }),
@@ -392,7 +396,7 @@ proptest! {
         wal_format::frame::encode_records_frame(&mut encoded, seed, lsn, &records).unwrap();
 
         let len = wal_format::records::records_len(&records);
-        let mut sum = wal_format::frame::FrameSum::new(seed, wal_format::FrameKind::Tx, wal_format::frame::FLAG_MULTI, lsn, len).unwrap();
+        let mut sum = wal_format::frame::FrameSum::new(seed, wal_format::FrameKind::Tx, wal_format::frame::FLAG_MULTI, lsn, len, Lsn::ZERO).unwrap();
         let mut prefixes = vec![[9u8; 4]; 3];
         let mut framed = Vec::new();
         for piece in wal_format::records::records_body_pieces(&records, &mut prefixes) {
@@ -405,5 +409,79 @@ proptest! {
 
         sum.fold(b"x");
         prop_assert!(sum.header().is_err());
+    }
+}
+
+/// Claims as a writer makes them: a durable point (counted in frames that take an LSN) that
+/// only grows, drawn per frame, never past the frames before it.
+fn writer_claims(h: &SegmentHeader, specs: &[Spec], steps: &[u8]) -> Vec<Lsn> {
+    let mut durable_frames = 0u64;
+    let mut taken = 0u64;
+    let mut claims = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        durable_frames = (durable_frames + u64::from(steps[i % steps.len()] % 3)).min(taken);
+        claims.push(if durable_frames == 0 {
+            Lsn::ZERO
+        } else {
+            Lsn(h.base_lsn.0 + durable_frames - 1)
+        });
+        if spec.kind().takes_lsn() {
+            taken += 1;
+        }
+    }
+    claims
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The recovery rule of format.md 7.2 in the newest segment: a damaged frame is corruption
+    /// exactly when a valid frame after it claims its LSN durable, else a torn tail; the
+    /// frames before it come back either way, and a segment that must be sealed is corrupt.
+    #[test]
+    fn damage_is_corruption_exactly_before_a_claim(
+        (h, specs) in segment(),
+        steps in prop::collection::vec(any::<u8>(), 1..16),
+        at in any::<prop::sample::Index>(),
+        byte in any::<prop::sample::Index>(),
+        zero in any::<bool>(),
+    ) {
+        prop_assume!(!specs.is_empty());
+        let claims = writer_claims(&h, &specs, &steps);
+        let built = build_claiming(&h, &specs, |i, _| claims[i]);
+        let k = at.index(specs.len());
+        let (start, end) = (built.offsets[k], built.offsets[k + 1]);
+        let mut data = built.bytes.clone();
+        if zero {
+            data[start..end].fill(0);
+        } else {
+            // The checksum's first byte: the frame fails its checksum, nothing else changes.
+            data[start] ^= 1 + (byte.index(255) as u8);
+        }
+        let [open, strict] = outcomes(&data);
+        prop_assert_eq!(&open.frames[..], &built.frames[..k]);
+        let f = &built.frames[k];
+        let next = if f.kind.takes_lsn() { f.lsn } else { f.lsn.next() };
+        let claimed = claims[k + 1..].iter().any(|&c| c >= next);
+        let rest_zero = data[start..].iter().all(|&b| b == 0);
+        match &open.end {
+            ScanEnd::Corrupt { offset, .. } => {
+                prop_assert!(claimed, "corrupt without a claim: {:?}", &open.end);
+                prop_assert_eq!(*offset, start);
+            }
+            ScanEnd::TornTail { offset, .. } => {
+                prop_assert!(!claimed, "torn although a later frame claims LSN {}", next);
+                prop_assert_eq!(*offset, start);
+                // The valid frames after the damage belong to the tail, to be moved aside.
+                let last = built.offsets[specs.len()];
+                let expected = (k + 1 < specs.len()).then_some(last);
+                prop_assert_eq!(open.valid_after_damage, expected);
+            }
+            ScanEnd::Clean { offset, .. } => {
+                prop_assert!(rest_zero && *offset == start, "{:?}", &open.end);
+            }
+        }
+        let strict_corrupt = matches!(strict.end, ScanEnd::Corrupt { .. });
+        prop_assert!(strict_corrupt, "{:?}", &strict.end);
     }
 }

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use bytes::Bytes;
-use wal_format::frame::{FRAME_HEADER_LEN, encode_frame};
+use wal_format::frame::{FRAME_HEADER_LEN, FrameEncoder, FrameFlags, encode_frame};
 use wal_format::header::HEADER_FLAG_RECYCLED;
 use wal_format::scan::{ChunkedScanner, ScanEnd, SegmentScanner};
 use wal_format::{FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq};
@@ -35,22 +35,32 @@ fn new_header(recycled: bool) -> SegmentHeader {
 }
 
 /// Writes a new header and `frames` frames over the stale file, returning the file and the
-/// offset just past the last frame.
+/// offset just past the last frame. Each frame claims the ones before it durable.
 fn recycle(frames: u64, recycled: bool) -> (Vec<u8>, usize) {
+    recycle_claiming(frames, recycled, true)
+}
+
+fn recycle_claiming(frames: u64, recycled: bool, claim: bool) -> (Vec<u8>, usize) {
     let mut file = stale_file(64 * 1024);
     let h = new_header(recycled);
     let mut out = h.encode().to_vec();
     for i in 0..frames {
         let payload = vec![0xA0 | (i as u8 & 0x0f); 90];
-        encode_frame(
-            &mut out,
-            h.seed(),
-            FrameKind::Tx,
-            0,
-            Lsn(5000 + i),
-            &payload,
-        )
-        .unwrap();
+        let durable = if claim && i > 0 {
+            Lsn(4999 + i)
+        } else {
+            Lsn::ZERO
+        };
+        FrameEncoder::new(h.seed())
+            .claiming(durable)
+            .frame(
+                &mut out,
+                FrameKind::Tx,
+                FrameFlags::NONE,
+                Lsn(5000 + i),
+                &payload,
+            )
+            .unwrap();
     }
     let end = out.len();
     file[..end].copy_from_slice(&out);
@@ -208,4 +218,17 @@ fn a_zeroed_frame_header_followed_by_valid_frames_is_corruption() {
         matches!(how, ScanEnd::Corrupt { offset, .. } if offset == offsets[2]),
         "{how:?}"
     );
+    // Frames that claim nothing: unsynced writes, a torn tail that takes them along, never a
+    // clean end that would leave them behind to be mistaken for data after the next write.
+    let (file, end) = recycle_claiming(6, true, false);
+    let file = with_marker(file, offsets[2]);
+    let (n, how) = scan(&file, false);
+    assert_eq!(n, 2);
+    assert!(
+        matches!(how, ScanEnd::TornTail { offset, .. } if offset == offsets[2]),
+        "{how:?}"
+    );
+    let mut whole = SegmentScanner::new(Bytes::copy_from_slice(&file), false).unwrap();
+    assert_eq!(whole.by_ref().count(), 2);
+    assert_eq!(whole.valid_after_damage(), Some(end));
 }

@@ -244,6 +244,11 @@ impl Assembly {
         f: &ReadFrame,
         oldest: &dyn Fn() -> Lsn,
     ) -> Result<Option<Transaction>> {
+        // A watermark carries no transaction, and repeats the LSN of the frame before it: it
+        // must not stand in for that frame in the divergence check.
+        if f.frame.kind == FrameKind::Watermark {
+            return Ok(None);
+        }
         if let Some((lsn, expected)) = self.expect
             && f.frame.lsn == lsn
         {
@@ -307,7 +312,7 @@ impl Assembly {
                 }
                 return Ok(None);
             }
-            FrameKind::Seal | FrameKind::Checkpoint => return Ok(None),
+            FrameKind::Seal | FrameKind::Checkpoint | FrameKind::Watermark => return Ok(None),
         };
         let prev = std::mem::replace(&mut self.prev, frame.lsn);
         let Some((body, multi)) = done else {

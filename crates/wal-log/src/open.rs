@@ -203,6 +203,8 @@ fn open_impl(
         elapsed_ms = report.elapsed.as_millis() as u64,
         "opened WAL"
     );
+    let mut wal = wal;
+    wal.finish_on_drop = true;
     Ok((wal, report))
 }
 

@@ -13,10 +13,10 @@ pub enum SyncPolicy {
     /// A crash loses at most the last interval of acknowledged appends.
     ///
     /// After a power loss (not a process crash), writes of the last interval may have reached
-    /// the disk out of order; the newest segment can then show a hole followed by valid frames,
-    /// which the default open reports as corruption. Nothing durable lies after such a hole:
-    /// open with [`RecoveryMode::SalvagePrefix`] (or `walctl repair --mode salvage-prefix`).
-    /// See `docs/decisions/0003-holes-are-corruption.md`.
+    /// the disk out of order; the newest segment can then show a hole followed by valid frames.
+    /// Those frames claim durable only what the last fsync covered (the durable watermark), so
+    /// the default open cuts the hole as a torn tail and keeps everything a returned `sync()`
+    /// or `wait_durable()` covered. See `docs/decisions/0009-durable-watermark.md`.
     Interval {
         /// The fsync period in milliseconds.
         ms: u64,

@@ -218,15 +218,13 @@ impl TxReader {
                 c.rewind(f.at);
                 return Ok(None);
             }
-            if f.frame.lsn != self.next_lsn {
+            let expected = f.frame.kind.expected_lsn(self.next_lsn);
+            if f.frame.lsn != expected {
                 c.rewind(f.at);
                 return Err(WalError::Corrupt(Damage {
                     segment: c.path.clone(),
                     offset: f.at,
-                    reason: format!(
-                        "frame carries LSN {}, expected {}",
-                        f.frame.lsn, self.next_lsn
-                    ),
+                    reason: format!("frame carries LSN {}, expected {expected}", f.frame.lsn),
                 }));
             }
             c.sealed = f.frame.kind == FrameKind::Seal;
@@ -236,7 +234,9 @@ impl TxReader {
             let inner = &self.inner;
             match self.asm.consume(&f, &|| inner.oldest_retained()) {
                 Ok(t) => {
-                    self.next_lsn = f.frame.lsn.next();
+                    if f.frame.kind.takes_lsn() {
+                        self.next_lsn = f.frame.lsn.next();
+                    }
                     if t.is_some() {
                         return Ok(t);
                     }

@@ -145,6 +145,11 @@ pub struct SegmentScan {
     /// scan (or one that does not continue the log): known through its header only, its
     /// `end` is then `Corrupt` at offset 0 with the reason it was not examined.
     pub examined: bool,
+    /// The durable watermark: the highest LSN any verifying frame of this segment claims
+    /// durable, those after a failed frame included (docs/format.md 3.3); [`Lsn::ZERO`] when
+    /// none claims anything. In the newest segment a failed frame is corruption exactly when
+    /// a frame after it claims its LSN.
+    pub watermark: Lsn,
     /// Offset of the last non-zero byte + 1 (where data of any kind ends).
     pub data_end: u64,
     /// Where the bytes that recovery moves aside for a torn tail end: [`SegmentScan::data_end`],
@@ -190,6 +195,7 @@ impl SegmentScan {
                 sealed: None,
             },
             examined: true,
+            watermark: Lsn::ZERO,
             data_end: 0,
             torn_end: 0,
             last_checkpoint: None,
@@ -207,6 +213,7 @@ impl SegmentScan {
     fn count(&mut self, frame: &Frame, open_streams: &mut BTreeSet<Lsn>, base_lsn: Lsn) {
         self.frames += 1;
         self.last_lsn = frame.lsn;
+        self.watermark = self.watermark.max(frame.durable());
         if let Some(next) = frame.sealed_next() {
             self.seal = Some(next);
         }
@@ -232,7 +239,7 @@ impl SegmentScan {
                 self.last_checkpoint = frame.checkpoint_lsn().map(|s| (frame.lsn, s));
                 self.bytes_after_checkpoint = 0;
             }
-            FrameKind::FragPart | FrameKind::Seal => {}
+            FrameKind::FragPart | FrameKind::Seal | FrameKind::Watermark => {}
         }
     }
 
@@ -518,6 +525,7 @@ impl SegmentFile {
                 reason: end,
             },
             examined: false,
+            watermark: Lsn::ZERO,
             data_end: self.file_len,
             torn_end: self.file_len,
             last_checkpoint: None,
@@ -593,6 +601,7 @@ impl SegmentFile {
             }
         }
         scan.end = scanner.finish(file).map_err(io_err("read", &path))?;
+        scan.watermark = scan.watermark.max(scanner.claimed_after_damage());
         scan.reject_foreign_seal(seal_at, header.seq);
         scan.data_end = scanner.data_end(file).map_err(io_err("read", &path))?;
         scan.file_len = scanner.file_len();
@@ -600,6 +609,11 @@ impl SegmentFile {
         if let (true, ScanEnd::TornTail { offset, .. }) = (header.recycled, &scan.end) {
             scan.torn_end = recycled_torn_end(file, *offset as u64, scan.file_len, scan.data_end)
                 .map_err(io_err("read", &path))?;
+            // Unsynced frames that reached the disk past the hole belong to the tail: left
+            // behind, the next writes could line up with them and make them read as data.
+            if let Some(end) = scanner.valid_after_damage() {
+                scan.torn_end = scan.torn_end.max(end);
+            }
         }
         *buf = scanner.into_buffer();
         Ok(scan)
@@ -696,6 +710,7 @@ pub(crate) fn header_only(
             reason: format!("not examined: {why}"),
         },
         examined: false,
+        watermark: Lsn::ZERO,
         data_end: file_len,
         torn_end: file_len,
         last_checkpoint: None,

@@ -298,15 +298,13 @@ impl TailReader {
                 Err(e @ WalError::Corrupt { .. }) => return Err(self.damage_or_truncated(e)),
                 Err(e) => return Err(e),
             };
-            if f.frame.lsn != self.next_lsn {
+            let expected = f.frame.kind.expected_lsn(self.next_lsn);
+            if f.frame.lsn != expected {
                 self.cursor.rewind(f.at);
                 let e = WalError::Corrupt(Damage {
                     segment: self.cursor.path.clone(),
                     offset: f.at,
-                    reason: format!(
-                        "frame carries LSN {}, expected {}",
-                        f.frame.lsn, self.next_lsn
-                    ),
+                    reason: format!("frame carries LSN {}, expected {expected}", f.frame.lsn),
                 });
                 return Err(self.damage_or_truncated(e));
             }
@@ -323,7 +321,9 @@ impl TailReader {
         match self.asm.consume(f, &|| Lsn::ZERO) {
             Ok(t) => {
                 self.cursor.sealed = f.frame.kind == FrameKind::Seal;
-                self.next_lsn = f.frame.lsn.next();
+                if f.frame.kind.takes_lsn() {
+                    self.next_lsn = f.frame.lsn.next();
+                }
                 Ok(t)
             }
             Err(e) => {

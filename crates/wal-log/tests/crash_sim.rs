@@ -769,10 +769,11 @@ fn run_single(
         }
     }
     recycled += wal.stats().recycled;
-    drop(wal);
+    // The close writes the final watermark: a crash point too.
+    let error = wal.close().err();
     Outcome {
         chain,
-        error: None,
+        error,
         recycled,
     }
 }

@@ -391,7 +391,14 @@ fn workload(v: &SimVfs, preallocate: bool, short: bool, mut model: Model) -> Run
         wal.truncate_prefix(acked[acked.len() / 2])
     );
     step!("sync", wal.sync());
-    drop(wal);
+    // The clean close writes and syncs the final watermark: faults may hit it too.
+    if let Err(e) = wal.close() {
+        return Run {
+            model,
+            wal: None,
+            error: Some(("close", e)),
+        };
+    }
     wal = match Wal::open(DIR, opts(v, preallocate)) {
         Ok((w, _)) => w,
         Err(e) => {

@@ -87,9 +87,14 @@ fn the_visitor_sees_every_frame_of_the_log_once_in_order() {
     let (wal, report) = Wal::open_visit(dir.path(), opts(), &mut seen).unwrap();
     assert_eq!(report.last_lsn, last);
     assert!(report.segments > 3, "{report:?}");
-    // Dense LSNs from the first to the last, every kind included.
+    // Dense LSNs from the first to the last, every kind included; the clean close left a
+    // watermark after the last frame, repeating its LSN and claiming it durable.
     let lsns: Vec<Lsn> = seen.frames.iter().map(|f| f.frame.lsn).collect();
-    assert_eq!(lsns, (1..=last.0).map(Lsn).collect::<Vec<_>>());
+    let mut want: Vec<Lsn> = (1..=last.0).map(Lsn).collect();
+    want.push(last);
+    assert_eq!(lsns, want);
+    let mark = &seen.frames.last().unwrap().frame;
+    assert_eq!((mark.kind, mark.durable()), (FrameKind::Watermark, last));
     for kind in [
         FrameKind::Checkpoint,
         FrameKind::Seal,
@@ -122,7 +127,8 @@ fn a_closure_is_a_visitor() {
         Ok::<(), ()>(())
     })
     .unwrap();
-    assert_eq!((n, report.last_lsn), (last.0, last));
+    // Every frame, and the watermark of the clean close.
+    assert_eq!((n, report.last_lsn), (last.0 + 1, last));
 }
 
 #[test]

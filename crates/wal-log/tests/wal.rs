@@ -311,9 +311,11 @@ fn corruption_mid_log_is_an_error_and_changes_nothing() {
     .unwrap();
     assert_eq!(bodies(&wal).len(), 2);
     assert_eq!(report.moved_aside.len(), 1);
-    assert_eq!(report.moved_aside[0].bytes, 8 * 120);
+    // The eight frames, then the clean close's watermark up to its last non-zero byte (the
+    // low byte of its LSN).
+    assert_eq!(report.moved_aside[0].bytes, 8 * 120 + 13);
     let saved = std::fs::read(&report.moved_aside[0].to).unwrap();
-    assert_eq!(saved, bytes[64 + 240..]);
+    assert_eq!(saved, bytes[64 + 240..64 + 240 + 8 * 120 + 13]);
 }
 
 #[test]

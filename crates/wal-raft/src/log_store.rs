@@ -142,8 +142,11 @@ fn index_frame<NID: openraft::NodeId>(ix: &mut LogIndex<NID>, f: DirFrame) -> Re
         FrameKind::FragBegin | FrameKind::FragPart | FrameKind::FragEnd => {
             Err(RaftStoreError::Fragmented { lsn: at.lsn })
         }
-        // Seals, checkpoint markers and the aborts recovery writes carry no Raft record.
-        FrameKind::FragAbort | FrameKind::Checkpoint | FrameKind::Seal => Ok(()),
+        // Seals, checkpoint markers, the aborts recovery writes and a clean close's
+        // watermark carry no Raft record.
+        FrameKind::FragAbort | FrameKind::Checkpoint | FrameKind::Seal | FrameKind::Watermark => {
+            Ok(())
+        }
     }
 }
 

@@ -353,7 +353,7 @@ impl TransactionAssembler {
     /// [`ReplayError::LogTruncated`] for the end of a stream whose beginning was never fed.
     #[inline(always)]
     pub fn push(&mut self, frame: Frame) -> Result<Option<Transaction>> {
-        if self.first_fed == Lsn::ZERO {
+        if self.first_fed == Lsn::ZERO && frame.kind.takes_lsn() {
             self.first_fed = frame.lsn;
         }
         // The common case, inlined into the caller: a whole transaction in one frame.
@@ -437,7 +437,7 @@ impl TransactionAssembler {
                     }
                 }
             }
-            FrameKind::Checkpoint | FrameKind::Seal => {}
+            FrameKind::Checkpoint | FrameKind::Seal | FrameKind::Watermark => {}
         }
         Ok(None)
     }

@@ -6,7 +6,9 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use wal_format::frame::{FLAG_MULTI, FRAME_HEADER_LEN, MAX_FRAME_PAYLOAD, encode_frame};
+use wal_format::frame::{
+    FLAG_MULTI, FRAME_HEADER_LEN, FrameEncoder, FrameFlags, MAX_FRAME_PAYLOAD,
+};
 use wal_format::header::{SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
 use wal_format::records::{RecordIter, encode_records};
 use wal_format::scan::{ChunkedScanner, ReadAt, ScanEnd, SegmentScanner};
@@ -42,13 +44,23 @@ pub struct Outcome {
     pub frames: Vec<Frame>,
     /// How the scan ended.
     pub end: ScanEnd,
+    /// [`SegmentScanner::valid_after_damage`].
+    pub valid_after_damage: Option<usize>,
+    /// [`SegmentScanner::claimed_after_damage`].
+    pub claimed_after_damage: Lsn,
 }
 
 /// Re-encodes decoded frames after `header`: the inverse of a scan.
 pub fn reencode(header: &SegmentHeader, frames: &[Frame]) -> Vec<u8> {
     let mut out = header.encode().to_vec();
     for f in frames {
-        if let Err(e) = encode_frame(&mut out, header.seed(), f.kind, f.flags, f.lsn, &f.payload) {
+        let enc = FrameEncoder::new(header.seed()).claiming(f.durable());
+        let flags = if f.is_multi() {
+            FrameFlags::MULTI
+        } else {
+            FrameFlags::NONE
+        };
+        if let Err(e) = enc.frame(&mut out, f.kind, flags, f.lsn, &f.payload) {
             panic!("a verified frame does not re-encode: {e}");
         }
     }
@@ -130,6 +142,16 @@ pub fn check_chunked(header: &SegmentHeader, data: &[u8], expect_sealed: bool, w
             "a finished scanner must stay finished"
         );
         assert_eq!(s.finish(&src).unwrap(), whole.end);
+        assert_eq!(
+            s.valid_after_damage().map(|e| e as usize),
+            whole.valid_after_damage,
+            "chunk {chunk}: valid frames after the damage"
+        );
+        assert_eq!(
+            s.claimed_after_damage(),
+            whole.claimed_after_damage,
+            "chunk {chunk}: claims after the damage"
+        );
         assert_eq!(
             s.data_end(&src).unwrap(),
             data_end,
@@ -236,12 +258,18 @@ fn check_scan(
         );
         assert_eq!(
             (f.offset, f.lsn),
-            (pos, lsn),
+            (pos, f.kind.expected_lsn(lsn)),
             "frames must be contiguous and dense"
         );
         assert!(f.payload.len() <= MAX_FRAME_PAYLOAD);
+        assert!(
+            u64::from(f.durable_lag) <= f.lsn.0,
+            "a durable lag past the frame's LSN verified"
+        );
         pos += f.encoded_len();
-        lsn = lsn.next();
+        if f.kind.takes_lsn() {
+            lsn = lsn.next();
+        }
         assert_eq!(&data[f.offset + FRAME_HEADER_LEN..pos], &f.payload[..]);
         check_frame(&f);
         frames.push(f);
@@ -295,13 +323,14 @@ fn check_scan(
                 "a torn tail in a segment that must be sealed"
             );
             assert!(!rest_is_zero && sealed.is_none());
-            if header.recycled {
+            if header.recycled && s.valid_after_damage().is_none() {
                 assert!(
                     data.len() < pos + FRAME_HEADER_LEN
                         || data[pos..pos + FRAME_HEADER_LEN].iter().any(|&b| b != 0),
                     "an end marker in a recycled segment is a clean end, not a torn tail"
                 );
             }
+            check_claims_after(header, data, pos, lsn);
         }
         ScanEnd::Corrupt { offset, .. } => {
             assert!(*offset <= data.len());
@@ -316,7 +345,42 @@ fn check_scan(
         reencode(header, &frames) == data[..pos],
         "verified frames must re-encode exactly"
     );
-    Outcome { frames, end }
+    if !matches!(end, ScanEnd::TornTail { .. }) {
+        assert_eq!(
+            s.valid_after_damage(),
+            None,
+            "valid frames noted outside a torn tail"
+        );
+    }
+    let valid_after_damage = s.valid_after_damage();
+    if matches!(end, ScanEnd::TornTail { .. }) {
+        assert!(s.claimed_after_damage() < lsn, "a torn tail below a claim");
+    }
+    Outcome {
+        frames,
+        end,
+        valid_after_damage,
+        claimed_after_damage: s.claimed_after_damage(),
+    }
+}
+
+/// A torn tail at `pos` (the frame there was to carry `next`): no frame after it that could
+/// follow and verifies claims `next` durable (format.md 7.2), checked by brute force.
+fn check_claims_after(header: &SegmentHeader, data: &Bytes, pos: usize, next: Lsn) {
+    let seed = header.seed();
+    for q in pos + 1..data.len() {
+        let Ok(f) = wal_format::frame::decode_frame(data, q, seed) else {
+            continue;
+        };
+        let bound = ((q - pos) / FRAME_HEADER_LEN) as u64;
+        if f.lsn.0.wrapping_sub(f.kind.expected_lsn(next).0) <= bound {
+            assert!(
+                f.durable() < next,
+                "a torn tail at {pos} although the frame at {q} claims {} durable",
+                f.durable()
+            );
+        }
+    }
 }
 
 /// Checks one verified frame's accessors against its kind's payload layout.
@@ -343,6 +407,10 @@ pub fn check_frame(f: &Frame) {
         FrameKind::FragPart | FrameKind::FragEnd => {
             assert_eq!((f.flags, f.stream()), (0, Some(le(&f.payload))));
             assert_eq!(body, f.payload.slice(8..));
+        }
+        FrameKind::Watermark => {
+            assert_eq!((f.flags, f.payload.len(), body.len()), (0, 0, 0));
+            assert_eq!(f.stream(), None);
         }
         FrameKind::FragAbort | FrameKind::Checkpoint | FrameKind::Seal => {
             assert_eq!((f.flags, f.payload.len(), body.len()), (0, 8, 0));

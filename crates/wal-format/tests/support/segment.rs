@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use wal_format::frame::{FLAG_MULTI, encode_fragment, encode_frame};
+use wal_format::frame::{FLAG_MULTI, FrameEncoder, FrameFlags, durable_lag};
 use wal_format::{Frame, FrameKind, Lsn, SegmentHeader};
 
 /// One frame to write, with its payload in structured form.
@@ -22,6 +22,8 @@ pub enum Spec {
     Checkpoint { lsn: u64 },
     /// Closes the segment; the next one is `next`.
     Seal { next: u64 },
+    /// Only a durable watermark; repeats the LSN before it.
+    Watermark,
 }
 
 impl Spec {
@@ -35,6 +37,7 @@ impl Spec {
             Spec::FragAbort { .. } => FrameKind::FragAbort,
             Spec::Checkpoint { .. } => FrameKind::Checkpoint,
             Spec::Seal { .. } => FrameKind::Seal,
+            Spec::Watermark => FrameKind::Watermark,
         }
     }
 
@@ -58,6 +61,7 @@ impl Spec {
             Spec::FragAbort { stream: v }
             | Spec::Checkpoint { lsn: v }
             | Spec::Seal { next: v } => v.to_le_bytes().to_vec(),
+            Spec::Watermark => Vec::new(),
         }
     }
 }
@@ -73,31 +77,47 @@ pub struct Built {
     pub frames: Vec<Frame>,
 }
 
-/// Encodes `specs` after `header`, giving frame `i` the LSN `header.base_lsn + i` (wrapping).
-///
-/// Fragment frames go through [`encode_fragment`], everything else through [`encode_frame`].
+/// Encodes `specs` after `header`, giving frame `i` the next LSN from `header.base_lsn` on
+/// (wrapping; a watermark repeats the LSN before it), claiming nothing durable.
 pub fn build(header: &SegmentHeader, specs: &[Spec]) -> Built {
+    build_claiming(header, specs, |_, _| Lsn::ZERO)
+}
+
+/// As [`build`], frame `i` with LSN `lsn` claiming `durable(i, lsn)` durable (capped at its
+/// own LSN).
+pub fn build_claiming(
+    header: &SegmentHeader,
+    specs: &[Spec],
+    durable: impl Fn(usize, Lsn) -> Lsn,
+) -> Built {
     let seed = header.seed();
     let mut bytes = header.encode().to_vec();
     let mut offsets = Vec::with_capacity(specs.len() + 1);
-    let mut lsn = header.base_lsn;
-    for spec in specs {
+    let mut lags = Vec::with_capacity(specs.len());
+    let mut lsns = Vec::with_capacity(specs.len());
+    let mut next = header.base_lsn;
+    for (i, spec) in specs.iter().enumerate() {
         offsets.push(bytes.len());
+        let lsn = spec.kind().expected_lsn(next);
+        let claim = durable(i, lsn).min(lsn);
+        let enc = FrameEncoder::new(seed).claiming(claim);
+        let flags = if spec.flags() == FLAG_MULTI {
+            FrameFlags::MULTI
+        } else {
+            FrameFlags::NONE
+        };
         match spec {
             Spec::FragPart { stream, chunk } | Spec::FragEnd { stream, chunk } => {
-                encode_fragment(&mut bytes, seed, spec.kind(), lsn, Lsn(*stream), chunk)
+                enc.fragment(&mut bytes, spec.kind(), lsn, Lsn(*stream), chunk)
             }
-            _ => encode_frame(
-                &mut bytes,
-                seed,
-                spec.kind(),
-                spec.flags(),
-                lsn,
-                &spec.payload(),
-            ),
+            _ => enc.frame(&mut bytes, spec.kind(), flags, lsn, &spec.payload()),
         }
         .unwrap_or_else(|e| panic!("cannot encode {spec:?}: {e}"));
-        lsn = lsn.next();
+        lags.push(durable_lag(lsn, claim));
+        lsns.push(lsn);
+        if spec.kind().takes_lsn() {
+            next = next.next();
+        }
     }
     offsets.push(bytes.len());
     let shared = Bytes::from(bytes.clone());
@@ -107,7 +127,8 @@ pub fn build(header: &SegmentHeader, specs: &[Spec]) -> Built {
         .map(|(i, spec)| Frame {
             kind: spec.kind(),
             flags: spec.flags(),
-            lsn: Lsn(header.base_lsn.0.wrapping_add(i as u64)),
+            lsn: lsns[i],
+            durable_lag: lags[i],
             payload: shared.slice(offsets[i] + 20..offsets[i + 1]),
             offset: offsets[i],
         })

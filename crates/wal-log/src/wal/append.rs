@@ -4,13 +4,18 @@
 use super::{DIRECT_MIN, DirectFrame, Inner, Wal, Writer, lock};
 use crate::error::Result;
 use std::sync::atomic::Ordering;
-use wal_format::frame::{
-    FLAG_MULTI, MAX_FRAME_PAYLOAD, encode_fragment, encode_frame, encode_records_frame,
-};
+use wal_format::frame::{FLAG_MULTI, FrameEncoder, FrameFlags, MAX_FRAME_PAYLOAD};
 use wal_format::records::{check_records, encode_records, records_body_pieces, records_len};
 use wal_format::{FrameKind, Lsn};
 
 impl Inner {
+    /// The encoder of the active segment's frames: each claims the durable LSN as it stands
+    /// now (format.md 3, the durable lag). The durable point moves only after an fsync has
+    /// completed, so the claim is true when the frame is written, however late that is.
+    pub(crate) fn encoder(&self, w: &Writer) -> FrameEncoder {
+        FrameEncoder::new(w.seed).claiming(Lsn(self.durable_lsn.load(Ordering::Acquire)))
+    }
+
     /// Encodes one frame into the pending buffer under the append lock.
     pub(crate) fn push_frame(
         &self,
@@ -21,7 +26,13 @@ impl Inner {
     ) -> Result<Lsn> {
         let lsn = w.next_lsn;
         let before = w.pending.len();
-        encode_frame(&mut w.pending, w.seed, kind, flags, lsn, payload)?;
+        let flags = if flags & FLAG_MULTI != 0 {
+            FrameFlags::MULTI
+        } else {
+            FrameFlags::NONE
+        };
+        self.encoder(w)
+            .frame(&mut w.pending, kind, flags, lsn, payload)?;
         self.after_push(w, lsn, kind, before);
         Ok(lsn)
     }
@@ -34,7 +45,7 @@ impl Inner {
     ) -> Result<Lsn> {
         let lsn = w.next_lsn;
         let before = w.pending.len();
-        encode_records_frame(&mut w.pending, w.seed, lsn, records)?;
+        self.encoder(w).records(&mut w.pending, lsn, records)?;
         self.after_push(w, lsn, FrameKind::Tx, before);
         Ok(lsn)
     }
@@ -48,7 +59,8 @@ impl Inner {
     ) -> Result<Lsn> {
         let lsn = w.next_lsn;
         let before = w.pending.len();
-        encode_fragment(&mut w.pending, w.seed, kind, lsn, stream, chunk)?;
+        self.encoder(w)
+            .fragment(&mut w.pending, kind, lsn, stream, chunk)?;
         self.after_push(w, lsn, kind, before);
         Ok(lsn)
     }

@@ -127,7 +127,8 @@ impl Inner {
             self.rotate(&mut w)?;
         }
         let lsn = w.next_lsn;
-        let mut sum = FrameSum::new(w.seed, kind, flags, lsn, len)?;
+        let durable = Lsn(self.durable_lsn.load(Ordering::Acquire));
+        let mut sum = FrameSum::new(w.seed, kind, flags, lsn, len, durable)?;
         let spare = std::mem::take(&mut w.spare);
         let head = std::mem::replace(&mut w.pending, spare);
         let pos = w.write_pos;

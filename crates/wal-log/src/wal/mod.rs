@@ -51,6 +51,7 @@ mod rank;
 mod rotate;
 mod stats;
 mod truncate;
+mod watermark;
 
 pub(crate) use direct::{DIRECT_MIN, DirectFrame};
 pub(crate) use group_commit::FlushState;
@@ -173,6 +174,10 @@ pub(crate) struct Inner {
 pub struct Wal {
     pub(crate) inner: Arc<Inner>,
     threads: Vec<JoinHandle<()>>,
+    /// Whether dropping the log closes it cleanly (syncs, writes the final watermark): set
+    /// once the open succeeded, cleared by [`Wal::close`] (which did it). An open that fails
+    /// after building the log drops it without writing anything.
+    pub(crate) finish_on_drop: bool,
 }
 
 impl std::fmt::Debug for Wal {
@@ -473,7 +478,24 @@ impl Wal {
                 threads.push(h);
             }
         }
-        Wal { inner, threads }
+        Wal {
+            inner,
+            threads,
+            finish_on_drop: false,
+        }
+    }
+
+    /// Closes the log cleanly and says whether that worked: makes everything appended durable
+    /// (whatever the policy), then writes and fsyncs the final watermark (docs/format.md
+    /// 7.3), so that damage to the last flush is reported as corruption on the next open, not
+    /// cut as a torn tail. Dropping the log does the same but can only log a failure.
+    ///
+    /// # Errors
+    /// [`WalError::Poisoned`]; the write or fsync error that poisons the log.
+    pub fn close(mut self) -> Result<()> {
+        self.finish_on_drop = false;
+        self.sync()?;
+        self.inner.write_close_watermark()
     }
 
     /// The directory of this log.
@@ -557,9 +579,14 @@ impl Wal {
 
 impl Drop for Wal {
     fn drop(&mut self) {
-        // Best effort: under Interval/Never, make what was written durable on a clean close.
-        if self.inner.poison_reason().is_none() {
-            let _ = self.sync();
+        // Best effort: under Interval/Never, make what was written durable on a clean close,
+        // then say so in the log itself (the final watermark).
+        if self.finish_on_drop
+            && self.inner.poison_reason().is_none()
+            && self.sync().is_ok()
+            && let Err(e) = self.inner.write_close_watermark()
+        {
+            tracing::error!(error = %e, "writing the final watermark failed");
         }
         self.inner.shutdown.store(true, Ordering::Release);
         // Follow readers waiting for commits stop waiting (`WalError::Closed`).

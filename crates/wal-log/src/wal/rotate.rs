@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-use wal_format::frame::{FRAME_HEADER_LEN, encode_frame};
+use wal_format::frame::{FRAME_HEADER_LEN, FrameFlags};
 use wal_format::header::SEGMENT_HEADER_LEN;
 use wal_format::{FrameKind, Lsn, SegmentHeader, SegmentSeq};
 
@@ -116,11 +116,10 @@ impl Inner {
     fn seal(&self, w: &mut Writer) -> Result<Point> {
         let seal_lsn = w.next_lsn;
         let next = w.seq.next();
-        encode_frame(
+        self.encoder(w).frame(
             &mut w.pending,
-            w.seed,
             FrameKind::Seal,
-            0,
+            FrameFlags::NONE,
             seal_lsn,
             &next.0.to_le_bytes(),
         )?;

@@ -18,6 +18,8 @@ pub(super) struct FrameAt {
     pub end: usize,
     /// Its LSN.
     pub lsn: Lsn,
+    /// Its kind (a `Watermark` repeats the LSN before it).
+    pub kind: FrameKind,
 }
 
 /// Consecutive whole frames that verify, read from a segment file.
@@ -106,6 +108,7 @@ impl<'a> FrameReader<'a> {
                 frames.push(FrameAt {
                     end: off,
                     lsn: frame.lsn,
+                    kind: frame.kind,
                 });
                 if frame.kind == FrameKind::Seal {
                     sealed = true;

@@ -232,11 +232,12 @@ fn matching_frames(copy: &mut SegmentCopy, alen: u64) -> Result<(), MirrorError>
             .map_err(MirrorError::io("read", &copy.dst_path))?;
         let mut start = 0;
         for (i, f) in run.frames.iter().enumerate() {
-            if f.lsn != copy.next_lsn {
+            let expected = f.kind.expected_lsn(copy.next_lsn);
+            if f.lsn != expected {
                 return Err(MirrorError::Diverged {
                     path: copy.src_path.clone(),
                     offset: run.start + start as u64,
-                    expected: copy.next_lsn,
+                    expected,
                     found: f.lsn,
                 });
             }
@@ -244,7 +245,9 @@ fn matching_frames(copy: &mut SegmentCopy, alen: u64) -> Result<(), MirrorError>
                 return Ok(());
             }
             copy.end = run.start + f.end as u64;
-            copy.next_lsn = f.lsn.next();
+            if f.kind.takes_lsn() {
+                copy.next_lsn = f.lsn.next();
+            }
             copy.sealed = run.sealed && i + 1 == run.frames.len();
             start = f.end;
         }

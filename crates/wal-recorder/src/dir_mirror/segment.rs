@@ -106,15 +106,18 @@ impl SegmentCopy {
         while let Some(run) = reader.next_run()? {
             let mut start = 0;
             for f in &run.frames {
-                if f.lsn != next {
+                let expected = f.kind.expected_lsn(next);
+                if f.lsn != expected {
                     return Err(MirrorError::Diverged {
                         path: self.src_path.clone(),
                         offset: run.start + start as u64,
-                        expected: next,
+                        expected,
                         found: f.lsn,
                     });
                 }
-                next = f.lsn.next();
+                if f.kind.takes_lsn() {
+                    next = f.lsn.next();
+                }
                 start = f.end;
             }
             self.dst
