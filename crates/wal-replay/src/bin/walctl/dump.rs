@@ -110,6 +110,9 @@ struct FrameRow {
     snapshot_fence: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next_segment: Option<u64>,
+    /// The durable watermark the frame claims (docs/format.md 3.3); absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    durable: Option<u64>,
 }
 
 impl FrameRow {
@@ -127,6 +130,7 @@ impl FrameRow {
                 .map(|s| s.0),
             snapshot_fence: f.checkpoint_lsn().map(|c| c.0),
             next_segment: f.sealed_next().map(|n| n.0),
+            durable: Some(f.durable().0).filter(|&d| d > 0),
         }
     }
 }
@@ -265,6 +269,9 @@ impl fmt::Display for DumpItem {
                 }
                 if let Some(stream) = r.stream {
                     write!(f, " stream {stream}")?;
+                }
+                if let Some(durable) = r.durable {
+                    write!(f, " durable<={durable}")?;
                 }
                 writeln!(f)
             }

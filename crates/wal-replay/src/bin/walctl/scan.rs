@@ -93,6 +93,8 @@ pub(crate) struct SegmentRow {
     pub(crate) examined: bool,
     pub(crate) header_error: Option<String>,
     pub(crate) payload_schema: Option<u32>,
+    /// The highest LSN the segment's frames claim durable (docs/format.md 3.3); 0 for none.
+    pub(crate) watermark: u64,
 }
 
 impl SegmentRow {
@@ -139,6 +141,7 @@ impl From<&SegmentScan> for SegmentRow {
             examined: s.examined,
             header_error: s.header_error.as_ref().map(ToString::to_string),
             payload_schema: s.header.map(|h| h.payload_schema),
+            watermark: s.watermark.0,
         }
     }
 }

@@ -81,6 +81,17 @@ impl fmt::Display for VerifyReport {
             }
         }
         let examined = self.segments.len() as u64 - unexamined;
+        // The newest segment's durable watermark decides its damage: beyond it a torn tail
+        // (exit 1), at or before it corruption (exit 2).
+        let newest = self.segments.last().filter(|s| s.examined);
+        if let Some(s) = newest {
+            writeln!(
+                f,
+                "newest segment {}: durable watermark LSN {}",
+                s.seq, s.watermark
+            )?;
+        }
+        let in_newest = |segment: &std::path::Path| newest.filter(|s| s.file == segment);
         match &self.verdict {
             VerdictRow::Sound => writeln!(
                 f,
@@ -93,20 +104,38 @@ impl fmt::Display for VerifyReport {
                 segment,
                 offset,
                 reason,
-            } => writeln!(
-                f,
-                "torn tail: segment {} byte offset {offset}: {reason}",
-                segment.display()
-            )?,
+            } => {
+                writeln!(
+                    f,
+                    "torn tail: segment {} byte offset {offset}: {reason}",
+                    segment.display()
+                )?;
+                if let Some(s) = in_newest(segment) {
+                    writeln!(
+                        f,
+                        "  the damage is beyond the durable watermark (LSN {}): recovery cuts it and moves it aside",
+                        s.watermark
+                    )?;
+                }
+            }
             VerdictRow::Corrupt {
                 segment,
                 offset,
                 reason,
-            } => writeln!(
-                f,
-                "CORRUPT: segment {} byte offset {offset}: {reason}",
-                segment.display()
-            )?,
+            } => {
+                writeln!(
+                    f,
+                    "CORRUPT: segment {} byte offset {offset}: {reason}",
+                    segment.display()
+                )?;
+                if let Some(s) = in_newest(segment).filter(|s| s.watermark > 0) {
+                    writeln!(
+                        f,
+                        "  the newest segment's frames claim LSN {} durable: damage at or before it is not a crash's",
+                        s.watermark
+                    )?;
+                }
+            }
         }
         if unexamined > 0 {
             writeln!(
