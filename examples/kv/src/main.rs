@@ -7,9 +7,14 @@
 //! Opening always recovers (snapshot + log) first.
 //!
 //! ```text
-//! kv --dir D put KEY VALUE | get KEY | del KEY | scan | checkpoint | stat
-//! kv --dir D load --count N [--start S] [--value-size B] [--threads T]
+//! kv --dir D [--sync always|interval:MS|never] put KEY VALUE | get KEY | del KEY | scan
+//!    | checkpoint | stat
+//! kv --dir D [--sync ...] load --count N [--start S] [--value-size B] [--threads T]
 //! ```
+//!
+//! `--sync` is the log's policy (default `always`). Under `interval:MS` and `never` a write is
+//! acknowledged once written; `load` still prints a key only once an fsync covers it (the
+//! interval's, or a `sync()` at the end), and `put`/`del` sync before they return.
 //!
 //! Exit codes: 0 success, 1 `get` of an absent key, 2 any error (the message says which,
 //! for example that another process has the directory open).
@@ -25,7 +30,7 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use store::{KvEvent, Store};
-use wal_log::{Options, SyncPolicy, Wal};
+use wal_log::{Lsn, Options, SyncPolicy, Wal};
 use wal_replay::{Durable, DurableOptions};
 
 #[derive(Parser, Debug)]
@@ -38,6 +43,11 @@ struct Cli {
     /// The data directory (created when missing).
     #[arg(long)]
     dir: PathBuf,
+    /// The log's sync policy: `always` (every commit fsynced before it is acknowledged),
+    /// `interval:MS` (fsynced in the background every MS milliseconds) or `never` (only by
+    /// explicit syncs). Keys printed by `load` are durable under every policy.
+    #[arg(long, default_value = "always", value_parser = parse_sync)]
+    sync: SyncPolicy,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,22 +86,40 @@ enum Command {
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// Parses `--sync`: `always`, `interval:MS` or `never`.
+fn parse_sync(s: &str) -> Result<SyncPolicy, String> {
+    match s {
+        "always" => Ok(SyncPolicy::Always),
+        "never" => Ok(SyncPolicy::Never),
+        _ => {
+            let ms = s
+                .strip_prefix("interval:")
+                .ok_or_else(|| format!("`{s}`: expected always, interval:MS or never"))?;
+            let ms: u64 = ms
+                .parse()
+                .map_err(|e| format!("`{s}`: the interval is not a number of milliseconds: {e}"))?;
+            if ms == 0 {
+                return Err(format!("`{s}`: the interval must be at least 1 ms"));
+            }
+            Ok(SyncPolicy::Interval { ms })
+        }
+    }
+}
+
 /// An open database: the recovered store, recorded and checkpointed by `wal_replay::Durable`.
 struct Db {
     store: Durable<Store>,
+    sync: SyncPolicy,
 }
 
 impl Db {
-    fn open(root: &Path) -> Result<Db, Error> {
-        // SyncPolicy::Always: every flush writes and fsyncs in one step, so no write is ever
-        // issued while an fsync is in flight. `Durable::write` queues each commit under the
-        // store lock and waits for it outside, which is where group commit happens.
-        // 8 MiB segments, so a checkpoint visibly truncates the log in the demo.
-        let mut opts = DurableOptions::default().wal(
-            Options::default()
-                .sync(SyncPolicy::Always)
-                .segment_size(8 << 20),
-        );
+    fn open(root: &Path, sync: SyncPolicy) -> Result<Db, Error> {
+        // Under SyncPolicy::Always (the default) every flush writes and fsyncs in one step.
+        // `Durable::write` queues each commit under the store lock and waits for it outside,
+        // which is where group commit happens. 8 MiB segments, so a checkpoint visibly
+        // truncates the log in the demo.
+        let mut opts =
+            DurableOptions::default().wal(Options::default().sync(sync).segment_size(8 << 20));
         // A bar on a terminal while a large log is replayed.
         let bar = progress::Bar::new("recovering");
         let told = bar.clone();
@@ -100,15 +128,32 @@ impl Db {
             .on_progress(move |done, total| told.update(done, total));
         let store = Durable::open(root, Store::default(), opts);
         bar.finish();
-        Ok(Db { store: store? })
+        Ok(Db {
+            store: store?,
+            sync,
+        })
     }
 
-    /// Applies `event` and commits it as one transaction; returns once it is durable.
-    fn write(&self, event: KvEvent) -> Result<(), Error> {
+    /// Applies `event` and commits it as one transaction; returns once it is acknowledged
+    /// (durable under `Always`, written under the other policies). Returns an LSN whose
+    /// durability covers the transaction: [`Lsn::ZERO`] when it is durable already.
+    fn write(&self, event: KvEvent) -> Result<Lsn, Error> {
         self.store.write(|store, tx| {
             store.apply_event(&event);
             tx.record(event);
         })?;
+        if self.sync == SyncPolicy::Always {
+            return Ok(Lsn::ZERO);
+        }
+        // The log is in the order of the writes: what is assigned now includes this one.
+        Ok(self.wal().last_lsn())
+    }
+
+    /// Makes every write so far durable when the policy did not already.
+    fn sync(&self) -> Result<(), Error> {
+        if self.sync != SyncPolicy::Always {
+            self.wal().sync()?;
+        }
         Ok(())
     }
 
@@ -135,6 +180,31 @@ fn plural(n: u64, noun: &str) -> String {
         format!("{n} {noun}")
     } else {
         format!("{n} {noun}s")
+    }
+}
+
+/// Keys written but not yet printed, each with an LSN whose durability covers it.
+#[derive(Default)]
+struct Unsynced {
+    keys: std::collections::VecDeque<(String, Lsn)>,
+}
+
+impl Unsynced {
+    fn push(&mut self, key: String, covered_by: Lsn) {
+        self.keys.push_back((key, covered_by));
+    }
+
+    /// Prints (and flushes) every key an fsync up to `durable` covers, in write order.
+    fn print_durable(&mut self, durable: Lsn) -> std::io::Result<()> {
+        if self.keys.front().is_none_or(|(_, l)| *l > durable) {
+            return Ok(());
+        }
+        let mut out = std::io::stdout().lock();
+        while let Some((key, _)) = self.keys.front().filter(|(_, l)| *l <= durable) {
+            writeln!(out, "{key}")?;
+            self.keys.pop_front();
+        }
+        out.flush()
     }
 }
 
@@ -178,25 +248,28 @@ fn load(db: &Db, count: u64, start: u64, value_size: usize, threads: u64) -> Res
         for t in 0..threads {
             let worker =
                 std::thread::Builder::new().spawn_scoped(scope, move || -> Result<(), Error> {
-                    let stdout = std::io::stdout();
                     // `start + t` fits: it is below `end` or the worker has nothing to do.
                     let Some(mut i) = start.checked_add(t) else {
                         return Ok(());
                     };
+                    let mut unsynced = Unsynced::default();
                     while i < end {
                         let key = format!("k{i}");
-                        db.write(KvEvent::Put {
+                        let covered_by = db.write(KvEvent::Put {
                             key: key.clone(),
                             value: value_for(i, value_size),
                         })?;
-                        // Printed and flushed only after the commit is durable.
-                        let mut out = stdout.lock();
-                        writeln!(out, "{key}")?;
-                        out.flush()?;
+                        unsynced.push(key, covered_by);
+                        // Printed and flushed only after an fsync covers the commit.
+                        unsynced.print_durable(db.wal().durable_lsn())?;
                         let Some(next) = i.checked_add(threads) else {
                             break;
                         };
                         i = next;
+                    }
+                    if !unsynced.keys.is_empty() {
+                        db.sync()?;
+                        unsynced.print_durable(db.wal().durable_lsn())?;
                     }
                     Ok(())
                 });
@@ -239,12 +312,18 @@ fn load(db: &Db, count: u64, start: u64, value_size: usize, threads: u64) -> Res
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
-    let db = Db::open(&cli.dir)?;
+    let db = Db::open(&cli.dir, cli.sync)?;
     // Written with `?`: a closed stdout is an error (exit 2), not a panic.
     let mut stdout = std::io::stdout().lock();
     match cli.command {
-        Command::Put { key, value } => db.write(KvEvent::Put { key, value })?,
-        Command::Del { key } => db.write(KvEvent::Del { key })?,
+        Command::Put { key, value } => {
+            db.write(KvEvent::Put { key, value })?;
+            db.sync()?;
+        }
+        Command::Del { key } => {
+            db.write(KvEvent::Del { key })?;
+            db.sync()?;
+        }
         Command::Get { key } => match db.with_store(|s| s.map.get(&key).cloned()) {
             Some(v) => writeln!(stdout, "{v}")?,
             None => return Ok(ExitCode::from(1)),

@@ -66,3 +66,40 @@ fn absurd_thread_counts_are_refused() {
     assert!(err.contains("at most 1024"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `--sync interval:MS` and `never`: `load` prints every key once, only after an fsync covers
+/// it (under `never` each writer's sync at its end: at most one fsync per writer), and the
+/// keys are there after a restart; a bad policy is refused before anything is opened.
+#[test]
+fn load_under_interval_and_never_prints_keys_once_synced() {
+    for sync in ["interval:60000", "never"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (code, out, err) = kv(
+            dir.path(),
+            &["--sync", sync, "load", "--count", "50", "--threads", "2"],
+        );
+        assert_eq!(code, 0, "{sync}: {err}");
+        let mut keys: Vec<&str> = out.lines().collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), 50, "{sync}: {out}");
+        // Nothing synced during the load but each writer's sync at its end: the keys waited
+        // for those.
+        let fsyncs: u64 = err
+            .split("; ")
+            .find_map(|p| p.split_once(" fsyncs (").map(|(n, _)| n))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{sync}: no fsync count in {err}"));
+        assert!((1..=2).contains(&fsyncs), "{sync}: {err}");
+        let (_, out, _) = kv(dir.path(), &["scan"]);
+        assert_eq!(out.lines().count(), 50, "{sync}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = kv(dir.path(), &["--sync", "sometimes", "stat"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("expected always, interval:MS or never"),
+        "{err}"
+    );
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+}
