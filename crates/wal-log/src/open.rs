@@ -205,6 +205,7 @@ fn open_impl(
     );
     let mut wal = wal;
     wal.finish_on_drop = true;
+    wal.last_at_open = wal.last_lsn();
     Ok((wal, report))
 }
 

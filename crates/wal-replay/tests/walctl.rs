@@ -38,10 +38,14 @@ fn last_segment(dir: &Path) -> std::path::PathBuf {
     segment_files(dir).pop().unwrap()
 }
 
+/// Garbage right after the last frame of the newest segment (the clean close's watermark
+/// included; its LSN's high bytes are zeros, so the last non-zero byte is not its end).
 fn tear_tail(dir: &Path) -> u64 {
     let seg = last_segment(dir);
     let mut b = std::fs::read(&seg).unwrap();
-    let end = b.iter().rposition(|&x| x != 0).unwrap() + 1;
+    let mut scan =
+        wal_format::scan::SegmentScanner::new(bytes::Bytes::from(b.clone()), false).unwrap();
+    let end = scan.finish().offset();
     b.truncate(end);
     b.extend_from_slice(&[0x33; 25]);
     std::fs::write(&seg, &b).unwrap();

@@ -178,6 +178,9 @@ pub struct Wal {
     /// once the open succeeded, cleared by [`Wal::close`] (which did it). An open that fails
     /// after building the log drops it without writing anything.
     pub(crate) finish_on_drop: bool,
+    /// The last LSN when the open finished: a log closed with nothing appended since writes
+    /// no watermark (a reader that opened it to look changes nothing).
+    pub(crate) last_at_open: Lsn,
 }
 
 impl std::fmt::Debug for Wal {
@@ -482,20 +485,22 @@ impl Wal {
             inner,
             threads,
             finish_on_drop: false,
+            last_at_open: Lsn::ZERO,
         }
     }
 
     /// Closes the log cleanly and says whether that worked: makes everything appended durable
-    /// (whatever the policy), then writes and fsyncs the final watermark (docs/format.md
-    /// 7.3), so that damage to the last flush is reported as corruption on the next open, not
-    /// cut as a torn tail. Dropping the log does the same but can only log a failure.
+    /// (whatever the policy), then, when anything was appended since the open, writes and
+    /// fsyncs the final watermark (docs/format.md 7.3), so that damage to the last flush is
+    /// reported as corruption on the next open, not cut as a torn tail. Dropping the log does
+    /// the same but can only log a failure.
     ///
     /// # Errors
     /// [`WalError::Poisoned`]; the write or fsync error that poisons the log.
     pub fn close(mut self) -> Result<()> {
         self.finish_on_drop = false;
         self.sync()?;
-        self.inner.write_close_watermark()
+        self.inner.write_close_watermark(self.last_at_open)
     }
 
     /// The directory of this log.
@@ -584,7 +589,7 @@ impl Drop for Wal {
         if self.finish_on_drop
             && self.inner.poison_reason().is_none()
             && self.sync().is_ok()
-            && let Err(e) = self.inner.write_close_watermark()
+            && let Err(e) = self.inner.write_close_watermark(self.last_at_open)
         {
             tracing::error!(error = %e, "writing the final watermark failed");
         }

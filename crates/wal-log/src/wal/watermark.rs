@@ -12,15 +12,16 @@ impl Inner {
     /// and fsyncs it. Recovery then calls damage anywhere in the last flush corruption
     /// instead of a torn tail: nothing after a clean close was ever unsynced.
     ///
-    /// Writes nothing when something appended is not durable yet (another handle, a stream,
-    /// is still writing: its flushes make their own claims) or when nothing was ever
-    /// appended. A failure poisons the log, as any failed write or fsync does.
-    pub(crate) fn write_close_watermark(&self) -> Result<()> {
+    /// Writes nothing when nothing was appended after LSN `since` (the end at the open: a
+    /// log opened only to be read stays as it was), or when something appended is not
+    /// durable yet (another handle, a stream, is still writing: its flushes make their own
+    /// claims). A failure poisons the log, as any failed write or fsync does.
+    pub(crate) fn write_close_watermark(&self, since: Lsn) -> Result<()> {
         let mut w = lock(&self.writer);
         self.check_poison()?;
         let last = w.next_lsn.prev();
         let durable = Lsn(self.durable_lsn.load(Ordering::Acquire));
-        if !w.pending.is_empty() || durable != last || last == Lsn::ZERO {
+        if !w.pending.is_empty() || durable != last || last <= since {
             return Ok(());
         }
         let mut buf = Vec::with_capacity(2 * FRAME_HEADER_LEN);
