@@ -259,7 +259,9 @@ fn resync(
         }
         let frame = decode_frame(data, at, seed).ok()?;
         let most = last.0 + 1 + ((at - from.min(at)) / FRAME_HEADER_LEN) as u64;
-        (frame.lsn > last && (last == Lsn::ZERO || frame.lsn.0 <= most)).then_some((at, frame.lsn))
+        // A watermark repeats the LSN before it: not where a run can start.
+        (frame.kind.takes_lsn() && frame.lsn > last && (last == Lsn::ZERO || frame.lsn.0 <= most))
+            .then_some((at, frame.lsn))
     })
 }
 

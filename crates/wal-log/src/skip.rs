@@ -159,7 +159,9 @@ fn collect(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<Seg>> {
     };
     scan_past_damage(vfs, dir, &mut |found| match found {
         Found::Frame { seq, offset, frame } => {
-            if let Some(&i) = index.get(&seq) {
+            // A watermark repeats the LSN before it and carries nothing to keep: a rewritten
+            // segment does without it (its frames' own claims remain).
+            if let Some(&i) = index.get(&seq).filter(|_| frame.kind.takes_lsn()) {
                 segs[i].frames.push(Kept {
                     offset,
                     len: frame.encoded_len(),
