@@ -87,7 +87,7 @@ fn load_under_interval_and_never_prints_keys_once_synced() {
         // for those.
         let fsyncs: u64 = err
             .split("; ")
-            .find_map(|p| p.split_once(" fsyncs (").map(|(n, _)| n))
+            .find_map(|p| p.split_once(" fsync").map(|(n, _)| n))
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or_else(|| panic!("{sync}: no fsync count in {err}"));
         assert!((1..=2).contains(&fsyncs), "{sync}: {err}");
