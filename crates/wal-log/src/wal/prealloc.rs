@@ -168,15 +168,18 @@ mod tests {
         let inner = wal.inner.clone();
         let prealloc = Path::new("/db").join(PREALLOC_FILE);
         for (fill, zero, zeroed) in [(1, 50, false), (500, 50, true)] {
+            // Take the name from the background preallocator, as a rotation does. The count
+            // is read while this thread holds the name: the background thread, which may
+            // have made a file of its own since the last release, is not making one now.
+            let _ = inner.claim_prealloc(false);
+            // Set the pace only now: a file the background thread was still making when this
+            // thread asked for the name records its own timings when it finishes, which would
+            // overwrite pace set before the claim (the test failed that way under load).
             {
                 let mut p = lock(&inner.pace);
                 p.last_fill = Some(Duration::from_millis(fill));
                 p.last_zero_fill = Some(Duration::from_millis(zero));
             }
-            // Take the name from the background preallocator, as a rotation does. The count
-            // is read while this thread holds the name: the background thread, which may
-            // have made a file of its own since the last release, is not making one now.
-            let _ = inner.claim_prealloc(false);
             let skipped = wal.stats().zero_fills_skipped;
             let f = inner.create_prealloc_file().unwrap();
             let len = f.len().unwrap();
