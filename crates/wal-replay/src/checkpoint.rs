@@ -192,7 +192,7 @@ impl Checkpointer {
     ///
     /// ```
     /// # use std::sync::{Arc, Mutex};
-    /// # use wal_replay::{Checkpointer, StateMachine, ApplyError};
+    /// # use wal_replay::{checkpoint::Checkpointer, StateMachine, ApplyError};
     /// # #[derive(Default)] struct Counter(u64);
     /// # impl StateMachine for Counter {
     /// #     type Event = u64;
