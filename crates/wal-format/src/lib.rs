@@ -34,7 +34,6 @@
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-mod chunked;
 mod codec;
 mod error;
 pub mod frame;

@@ -1,11 +1,14 @@
 //! Scanning a segment that is read a chunk at a time rather than held whole in memory.
 
+use super::end::{
+    AfterDamage, ScanEnd, corrupt_reason, could_follow, failure_reason, is_end_marker, is_evidence,
+    sealed_end, unsealed_end, wrong_lsn,
+};
 use crate::frame::{
     FRAME_HEADER_LEN, Frame, MAX_FRAME_PAYLOAD, SegmentSeed, decode_at, fault_at, try_decode_at,
 };
 use crate::header::{SEGMENT_HEADER_LEN, SegmentHeader, arr4};
 use crate::lsn::{Lsn, SegmentSeq};
-use crate::scan::{AfterDamage, ScanEnd, corrupt_reason, could_follow, is_evidence};
 use bytes::{Bytes, BytesMut};
 use std::io;
 
@@ -291,20 +294,8 @@ impl ChunkedScanner {
             } else {
                 self.first_nonzero(src, self.pos)?
             };
-            let end = match after {
-                Some(at) if self.header.recycled => ScanEnd::Corrupt {
-                    offset: at as usize,
-                    reason: format!("a valid frame at offset {at} after the seal frame"),
-                },
-                Some(at) => ScanEnd::Corrupt {
-                    offset: at as usize,
-                    reason: format!("non-zero bytes at offset {at} after the seal frame"),
-                },
-                None => ScanEnd::Clean {
-                    offset: self.pos as usize,
-                    sealed: Some(next),
-                },
-            };
+            let after = after.map(|at| at as usize);
+            let end = sealed_end(self.pos as usize, next, self.header.recycled, after);
             self.sealed = None;
             self.end = Some(end);
             return Ok(None);
@@ -341,11 +332,7 @@ impl ChunkedScanner {
             };
             let expected = frame.kind.expected_lsn(self.next_lsn);
             if frame.lsn != expected {
-                let reason = format!("frame carries LSN {}, expected {expected}", frame.lsn);
-                self.end = Some(ScanEnd::Corrupt {
-                    offset: self.pos as usize,
-                    reason,
-                });
+                self.end = Some(wrong_lsn(self.pos as usize, frame.lsn, expected));
                 return Ok(None);
             }
             return Ok(Some(self.accept(frame)));
@@ -383,17 +370,7 @@ impl ChunkedScanner {
     }
 
     fn unsealed_end(&self) -> ScanEnd {
-        if self.expect_sealed {
-            ScanEnd::Corrupt {
-                offset: self.pos as usize,
-                reason: "segment ends without a seal frame, but a newer segment exists".into(),
-            }
-        } else {
-            ScanEnd::Clean {
-                offset: self.pos as usize,
-                sealed: None,
-            }
-        }
+        unsealed_end(self.expect_sealed, self.pos as usize)
     }
 
     /// The frame at the position failed with `reason`: decide, as the whole-file scanner
@@ -411,7 +388,7 @@ impl ChunkedScanner {
                 reason: corrupt_reason(reason, at, claim, need_claim, self.next_lsn),
             });
         }
-        let reason = &crate::scan::failure_reason(reason, pos, Some(first));
+        let reason = &failure_reason(reason, pos, Some(first));
         if self.expect_sealed {
             return Ok(ScanEnd::Corrupt {
                 offset: pos as usize,
@@ -460,7 +437,7 @@ impl ChunkedScanner {
         Ok(self
             .window
             .get(rel..rel + FRAME_HEADER_LEN)
-            .is_some_and(crate::scan::is_end_marker))
+            .is_some_and(is_end_marker))
     }
 
     /// The offset and claim of the first verifying frame at or after `from` that could follow

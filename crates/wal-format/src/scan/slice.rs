@@ -1,79 +1,14 @@
-//! Turning a segment's bytes back into frames, whole ([`SegmentScanner`], [`scan_frames`]) or a
-//! chunk at a time from a file ([`ChunkedScanner`] over [`ReadAt`]), and how a scan ended
-//! ([`ScanEnd`]).
+//! The whole-buffer scanner: a segment held in memory turned back into frames.
 
+use super::end::{
+    AfterDamage, ScanEnd, corrupt_reason, could_follow, failure_reason, is_end_marker, is_evidence,
+    sealed_end, unsealed_end, wrong_lsn,
+};
 use crate::error::FormatError;
-use crate::frame::{FRAME_HEADER_LEN, Frame, FrameFault, FrameKind, SegmentSeed, decode_at};
+use crate::frame::{FRAME_HEADER_LEN, Frame, FrameFault, SegmentSeed, decode_at};
 use crate::header::{SEGMENT_HEADER_LEN, SegmentHeader};
-use crate::lsn::{Lsn, SegmentSeq};
+use crate::lsn::Lsn;
 use bytes::Bytes;
-use std::fmt;
-
-pub use crate::chunked::{ChunkedScanner, DEFAULT_CHUNK, ReadAt};
-
-/// How a scan of one segment ended. Exactly one of these ends every scan.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ScanEnd {
-    /// The frames end cleanly at `offset`: the data ends there, or only zeros (preallocated
-    /// space) follow. `sealed` names the next segment when the last frame was a `Seal`.
-    Clean {
-        /// Offset just past the last valid frame.
-        offset: usize,
-        /// The next segment, when the segment is sealed.
-        sealed: Option<SegmentSeq>,
-    },
-    /// The frame at `offset` is incomplete or fails verification and nothing valid follows it:
-    /// the signature of a write interrupted by a crash. Everything from `offset` on is the tail.
-    TornTail {
-        /// Offset of the first bad byte.
-        offset: usize,
-        /// Why the frame there failed.
-        reason: String,
-    },
-    /// The frame at `offset` fails and valid data follows it, or a segment that must be sealed
-    /// is not: damage that a crash cannot explain. Nothing from `offset` on can be trusted.
-    Corrupt {
-        /// Offset of the first bad frame.
-        offset: usize,
-        /// Why, for a human.
-        reason: String,
-    },
-}
-
-impl ScanEnd {
-    /// The offset this outcome is about.
-    #[must_use]
-    pub fn offset(&self) -> usize {
-        match self {
-            ScanEnd::Clean { offset, .. }
-            | ScanEnd::TornTail { offset, .. }
-            | ScanEnd::Corrupt { offset, .. } => *offset,
-        }
-    }
-}
-
-impl fmt::Display for ScanEnd {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ScanEnd::Clean {
-                offset,
-                sealed: Some(n),
-            } => {
-                write!(f, "clean end at offset {offset}, sealed (next segment {n})")
-            }
-            ScanEnd::Clean {
-                offset,
-                sealed: None,
-            } => write!(f, "clean end at offset {offset}"),
-            ScanEnd::TornTail { offset, reason } => {
-                write!(f, "torn tail at offset {offset}: {reason}")
-            }
-            ScanEnd::Corrupt { offset, reason } => {
-                write!(f, "corruption at offset {offset}: {reason}")
-            }
-        }
-    }
-}
 
 /// Scans the frames of one segment, verifying each, and decides how the segment ends.
 ///
@@ -91,64 +26,6 @@ pub struct SegmentScanner {
     end: Option<ScanEnd>,
     /// What the search after a failed frame found.
     after: AfterDamage,
-}
-
-/// The verifying frames a scan found after a failed frame that claim too little to make it
-/// corruption (format.md 7.2): they end a torn tail, and recovery moves them aside with it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct AfterDamage {
-    /// Offset just past the last of them; `None` when there were none.
-    pub(crate) valid_end: Option<u64>,
-    /// The highest watermark they claim.
-    pub(crate) highest_claim: Lsn,
-}
-
-impl AfterDamage {
-    pub(crate) fn note(&mut self, end: u64, claim: Lsn) {
-        self.valid_end = Some(self.valid_end.map_or(end, |e| e.max(end)));
-        self.highest_claim = self.highest_claim.max(claim);
-    }
-
-    /// Why the scan ends in a torn tail at a frame that failed with `fault`, expected to carry
-    /// `next_lsn`.
-    pub(crate) fn torn_reason(&self, fault: &str, next_lsn: Lsn) -> String {
-        match self.valid_end {
-            None => fault.to_owned(),
-            Some(end) => format!(
-                "{fault}; valid frames follow up to offset {end}, but they claim durable only up \
-                 to LSN {}, before this frame's LSN {next_lsn}",
-                self.highest_claim
-            ),
-        }
-    }
-}
-
-/// Why the frame that failed with `fault`, expected to carry `next_lsn`, is corruption: the
-/// valid frame at `at` follows it in a segment that must be sealed (`claimed` false), or
-/// claims `claim` durable, at or past `next_lsn`.
-pub(crate) fn corrupt_reason(
-    fault: &str,
-    at: u64,
-    claim: Lsn,
-    claimed: bool,
-    next_lsn: Lsn,
-) -> String {
-    if claimed {
-        format!(
-            "{fault}; a valid frame at offset {at} claims LSN {claim} durable, at or past this \
-             frame's LSN {next_lsn}"
-        )
-    } else {
-        format!("{fault}; a valid frame follows at offset {at}")
-    }
-}
-
-/// Whether a verifying frame found after a failed one (expected to carry `next_lsn`) proves
-/// the failure is corruption: in a segment that must be sealed any valid frame does; in the
-/// newest segment only one claiming the failed frame durable (format.md 7.2).
-#[inline]
-pub(crate) fn is_evidence(frame: &Frame, need_claim: bool, next_lsn: Lsn) -> bool {
-    !need_claim || frame.durable() >= next_lsn
 }
 
 impl SegmentScanner {
@@ -232,16 +109,7 @@ impl SegmentScanner {
         let data = self.data.clone();
         let rest = &data[pos.min(data.len())..];
         if rest.iter().all(|&b| b == 0) {
-            if self.expect_sealed {
-                return self.stop(ScanEnd::Corrupt {
-                    offset: pos,
-                    reason: "segment ends without a seal frame, but a newer segment exists".into(),
-                });
-            }
-            return self.stop(ScanEnd::Clean {
-                offset: pos,
-                sealed: None,
-            });
+            return self.stop(unsealed_end(self.expect_sealed, pos));
         }
         let need_claim = !self.expect_sealed;
         if let Some((at, claim)) = self.find_valid_from(pos + 1, pos, need_claim) {
@@ -305,43 +173,6 @@ impl SegmentScanner {
     }
 }
 
-/// Whether the frame header `h` at offset `q` can be a frame of this log after the frame
-/// expected at `anchor` with LSN `next_lsn`: a valid kind, and an LSN from `next_lsn` to
-/// `next_lsn + (q - anchor) / 20` (LSNs are dense and every frame takes at least 20 bytes, so
-/// no frame of the log can carry a larger one there; a watermark frame, which repeats the LSN
-/// before it, one less). Checked before the CRC, which
-/// can cover 4 MiB: without the LSN bound, damage full of header-like bytes (a payload of
-/// integers, say) costs a CRC at nearly every offset, and recovery time grows with the square
-/// of the damage.
-/// Why the frame at `pos` failed, given the first non-zero byte at or after it: when the
-/// frame's header is all zeros, no frame was written there (the last frame ends at `pos`) and
-/// the damage is the non-zero byte further on (in a preallocated file's zeros), which the
-/// reason names, rather than "unknown frame kind 0" at the end of the data.
-pub(crate) fn failure_reason(reason: &str, pos: u64, first_nonzero: Option<u64>) -> String {
-    match first_nonzero {
-        Some(at) if at >= pos + FRAME_HEADER_LEN as u64 => format!(
-            "damage past the last frame: the frames end at offset {pos}, zeros follow, then a non-zero byte at offset {at}"
-        ),
-        _ => reason.to_owned(),
-    }
-}
-
-pub(crate) fn could_follow(h: &[u8], q: u64, anchor: u64, next_lsn: Lsn) -> bool {
-    let Some(kind) = FrameKind::from_u8(h[8]) else {
-        return false;
-    };
-    let mut lsn = [0u8; 8];
-    lsn.copy_from_slice(&h[12..20]);
-    let ahead = u64::from_le_bytes(lsn).wrapping_sub(kind.expected_lsn(next_lsn).0);
-    ahead <= q.saturating_sub(anchor) / FRAME_HEADER_LEN as u64
-}
-
-/// Whether `rest` starts with an end marker: an all-zero frame header, which the writer of a
-/// recycled segment keeps just past its last frame.
-pub(crate) fn is_end_marker(rest: &[u8]) -> bool {
-    rest.len() >= FRAME_HEADER_LEN && rest[..FRAME_HEADER_LEN].iter().all(|&b| b == 0)
-}
-
 /// A scanner over the frames of `data` starting at `offset`, for a segment whose header is
 /// already known (a reader resuming mid-segment). The next frame must carry `next_lsn`.
 #[must_use]
@@ -372,16 +203,7 @@ impl Iterator for SegmentScanner {
             return None;
         }
         if self.pos >= self.data.len() {
-            if self.expect_sealed {
-                return self.stop(ScanEnd::Corrupt {
-                    offset: self.pos,
-                    reason: "segment ends without a seal frame, but a newer segment exists".into(),
-                });
-            }
-            return self.stop(ScanEnd::Clean {
-                offset: self.pos,
-                sealed: None,
-            });
+            return self.stop(unsealed_end(self.expect_sealed, self.pos));
         }
         let frame = match decode_at(&self.data, self.pos, self.seed) {
             Ok(f) => f,
@@ -389,11 +211,7 @@ impl Iterator for SegmentScanner {
         };
         let expected = frame.kind.expected_lsn(self.next_lsn);
         if frame.lsn != expected {
-            let reason = format!("frame carries LSN {}, expected {expected}", frame.lsn);
-            return self.stop(ScanEnd::Corrupt {
-                offset: self.pos,
-                reason,
-            });
+            return self.stop(wrong_lsn(self.pos, frame.lsn, expected));
         }
         self.pos += frame.encoded_len();
         if frame.kind.takes_lsn() {
@@ -402,36 +220,18 @@ impl Iterator for SegmentScanner {
         if let Some(next) = frame.sealed_next() {
             // The seal itself verified, so it is yielded either way; only what follows it can
             // make the segment corrupt.
-            let after = &self.data[self.pos..];
-            let nonzero = if self.header.recycled {
+            let pos = self.pos;
+            let after = if self.header.recycled {
                 // Stale bytes may follow the seal of a recycled file; a frame that verifies
                 // under this segment's seed may not.
-                let pos = self.pos;
-                self.find_valid_from(pos, pos, false)
-                    .map(|(at, _)| at - pos)
+                self.find_valid_from(pos, pos, false).map(|(at, _)| at)
             } else {
-                after.iter().position(|&b| b != 0)
+                self.data[pos..]
+                    .iter()
+                    .position(|&b| b != 0)
+                    .map(|i| pos + i)
             };
-            self.end = Some(match nonzero {
-                Some(i) => ScanEnd::Corrupt {
-                    offset: self.pos + i,
-                    reason: if self.header.recycled {
-                        format!(
-                            "a valid frame at offset {} after the seal frame",
-                            self.pos + i
-                        )
-                    } else {
-                        format!(
-                            "non-zero bytes at offset {} after the seal frame",
-                            self.pos + i
-                        )
-                    },
-                },
-                None => ScanEnd::Clean {
-                    offset: self.pos,
-                    sealed: Some(next),
-                },
-            });
+            self.end = Some(sealed_end(pos, next, self.header.recycled, after));
         }
         Some(frame)
     }
@@ -441,8 +241,9 @@ impl Iterator for SegmentScanner {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::frame::{FrameEncoder, FrameFlags, encode_frame};
+    use crate::frame::{FrameEncoder, FrameFlags, FrameKind, encode_frame};
     use crate::header::LogId;
+    use crate::lsn::SegmentSeq;
 
     /// `n` frames from LSN 10, each claiming the ones before it durable (from LSN 10 on).
     fn segment(n: u64, sealed: bool) -> (Vec<u8>, Vec<usize>) {
