@@ -1,6 +1,7 @@
 //! `cargo xtask bench [--quick] [extra args]`: runs the side-by-side benchmark in `bench/` (its
 //! own workspace, so the normal build never compiles the peers), which writes
-//! `docs/benchmarks.md` and `docs/benchmarks.svg`; then copies the summary table into the
+//! `docs/benchmarks.md` and `docs/benchmarks.svg` (keeping the section `cargo xtask
+//! cluster-bench` writes there); then copies the summary table into the
 //! README between its `bench-summary` markers.
 
 use crate::util::{Failure, cargo, run};
@@ -12,6 +13,8 @@ const END: &str = "<!-- bench-summary:end -->";
 /// Runs the benchmark and refreshes the README summary.
 pub fn run_bench(root: &Path, args: &[String]) -> Result<(), Failure> {
     let out = root.join("docs").join("benchmarks.md");
+    // `cargo xtask cluster-bench` owns a section of the same file; bench/ rewrites the file.
+    let before = std::fs::read_to_string(&out).unwrap_or_default();
     let mut cmd = cargo(
         root,
         [
@@ -26,6 +29,9 @@ pub fn run_bench(root: &Path, args: &[String]) -> Result<(), Failure> {
     run(&mut cmd)?;
     let report = std::fs::read_to_string(&out)
         .map_err(|e| Failure::error(format!("read {}: {e}", out.display())))?;
+    let report = crate::cluster::keep_section(&before, &report);
+    std::fs::write(&out, &report)
+        .map_err(|e| Failure::error(format!("write {}: {e}", out.display())))?;
     let summary = summary_of(&report)
         .ok_or_else(|| Failure::error("docs/benchmarks.md has no `## Targets` table"))?;
     let readme_path = root.join("README.md");

@@ -29,6 +29,7 @@ fn cargo_step(args: &'static [&'static str]) -> Action {
 
 fn steps(root: &Path) -> Result<Vec<Step>, Failure> {
     let has_kv = workspace_has_package(root, "kv")?;
+    let has_raft_kv = workspace_has_package(root, "raft-kv")?;
     Ok(vec![
         Step {
             name: "fmt",
@@ -75,6 +76,22 @@ fn steps(root: &Path) -> Result<Vec<Step>, Failure> {
             name: "crash",
             action: Box::new(|_| crate::crash(&["--cycles".to_owned(), "100".to_owned()])),
             skip: (!has_kv).then_some("no `kv` package in the workspace yet"),
+        },
+        Step {
+            name: "cluster",
+            // The short run: two leader kills, a follower kill, a snapshot catch-up, on the
+            // dev build the test step has just made (no release build of openraft's stack).
+            action: Box::new(|root| {
+                let args = crate::cluster::Args {
+                    cycles: 2,
+                    keys_per_cycle: 600,
+                    clients: 8,
+                    snapshot_every: 200,
+                    dev: true,
+                };
+                crate::cluster::run(root, args)
+            }),
+            skip: (!has_raft_kv).then_some("no `raft-kv` package in the workspace yet"),
         },
     ])
 }

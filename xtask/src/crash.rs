@@ -208,10 +208,46 @@ fn killed_by_sigkill(status: std::process::ExitStatus) -> bool {
     status.signal() == Some(9)
 }
 
-fn parse_key(line: &str) -> Result<u64, Failure> {
+/// `k<i>` → `i`.
+pub fn parse_key(line: &str) -> Result<u64, Failure> {
     line.strip_prefix('k')
         .and_then(|n| n.parse().ok())
-        .ok_or_else(|| Failure::error(format!("kv load printed an unexpected line {line:?}")))
+        .ok_or_else(|| Failure::error(format!("load printed an unexpected line {line:?}")))
+}
+
+/// Checks a scan's `(key, value)` pairs: every key was attempted by some writer (`attempted`
+/// holds `(start, count, value_size)` ranges) and holds exactly the value written for it, and
+/// every acknowledged key is present. Returns the indexes present.
+pub fn check_pairs<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    acked: &BTreeSet<u64>,
+    attempted: &[(u64, u64, usize)],
+) -> Result<BTreeSet<u64>, Failure> {
+    let mut present = BTreeSet::new();
+    for (k, v) in pairs {
+        let i = parse_key(k)?;
+        let Some(&(_, _, size)) = attempted.iter().find(|(s, n, _)| (*s..s + n).contains(&i))
+        else {
+            return Err(Failure::error(format!(
+                "key {k} appeared but no writer ever attempted it"
+            )));
+        };
+        let want = expected_value(i, size);
+        if v != want {
+            return Err(Failure::error(format!(
+                "key {k} has value {v:?}, expected {want:?}"
+            )));
+        }
+        present.insert(i);
+    }
+    if let Some(missing) = acked.iter().find(|i| !present.contains(i)) {
+        return Err(Failure::error(format!(
+            "key k{missing} was acknowledged but is missing ({} acknowledged, {} present)",
+            acked.len(),
+            present.len()
+        )));
+    }
+    Ok(present)
 }
 
 /// Runs `kv --dir D scan` (which recovers first) and checks it against what was acknowledged
@@ -238,33 +274,17 @@ pub fn verify(
         )));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut present = BTreeSet::new();
-    for line in text.lines() {
-        let (k, v) = line
-            .split_once('\t')
-            .ok_or_else(|| Failure::error(format!("kv scan printed {line:?}")))?;
-        let i = parse_key(k)?;
-        let Some(&(_, _, size)) = attempted.iter().find(|(s, n, _)| (*s..s + n).contains(&i))
-        else {
-            return Err(Failure::error(format!(
-                "key {k} appeared but no writer ever attempted it"
-            )));
-        };
-        let want = expected_value(i, size);
-        if v != want {
-            return Err(Failure::error(format!(
-                "key {k} has value {v:?}, expected {want:?}"
-            )));
-        }
-        present.insert(i);
-    }
-    if let Some(missing) = acked.iter().find(|i| !present.contains(i)) {
-        return Err(Failure::error(format!(
-            "key k{missing} was acknowledged before the crash but is missing after recovery ({} acknowledged, {} present)",
-            acked.len(),
-            present.len()
-        )));
-    }
+    let pairs = text
+        .lines()
+        .map(|line| {
+            line.split_once('\t')
+                .ok_or_else(|| Failure::error(format!("kv scan printed {line:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let present = check_pairs(pairs, acked, attempted).map_err(|e| {
+        let why = e.message.trim_start_matches("error: ");
+        Failure::error(format!("after recovery: {why}"))
+    })?;
     Ok((present.len(), took))
 }
 

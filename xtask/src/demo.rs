@@ -160,6 +160,11 @@ pub fn run(root: &Path) -> Result<(), Failure> {
         after_ckpt.as_millis()
     );
     println!("demo: OK in {}", format_duration(started.elapsed()));
+    println!(
+        "demo: next, the same engine replicated: `cargo xtask cluster` runs three raft-kv nodes \
+         under load, SIGKILLs the leader mid-load and checks every acknowledged key on every node \
+         (README, \"Going distributed\")"
+    );
     Ok(())
 }
 

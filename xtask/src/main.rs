@@ -5,6 +5,7 @@
 
 mod bench;
 mod ci;
+mod cluster;
 mod crash;
 mod demo;
 mod fuzz;
@@ -17,8 +18,9 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  ci                 fmt, clippy, tests, docs, tidy, cargo-deny (and the crash step once
-                     the workspace has a `kv` package); stops at the first failure
+  ci                 fmt, clippy, tests, docs, tidy, cargo-deny, 100 kv crash cycles and a
+                     short `cluster` run (each once its package exists); stops at the first
+                     failure
   tidy               check the crate layering, workspace lints and wal-format's dependencies
   fuzz [--time SECS] run every cargo-fuzz target in fuzz/ for SECS seconds each (default 60)
   crash [--cycles N] [--seed S]
@@ -27,6 +29,14 @@ commands:
   sim [--seeds N]    the deterministic crash simulation (crates/wal-log/tests/crash_sim.rs)
                      in release mode with N seeds per scenario (default 200): far longer
                      than the default run inside `cargo test`
+  cluster [--cycles N] [--keys-per-cycle K] [--clients C] [--snapshot-every E] [--dev]
+                     a three-node raft-kv cluster of real processes under load: SIGKILL the
+                     leader N times (default 3), a follower once, keep one node down until a
+                     snapshot must catch it up; check every node's state (a few minutes)
+  cluster-bench [--rounds R] [--quick]
+                     commits/s and latency of the three-node cluster with 1, 16 and 64
+                     clients, --store wal vs --store memory; writes its section of
+                     docs/benchmarks.md
   demo               build, load from 8 threads, SIGKILL, recover, verify, inspect with
                      walctl, checkpoint, and print a report (about a minute)
   bench [--quick] [args]
@@ -47,6 +57,8 @@ fn main() -> ExitCode {
         "fuzz" => fuzz::parse_time(rest).and_then(|secs| fuzz::run(&root, secs)),
         "crash" => crash(rest),
         "sim" => util::parse_flag_u64(rest, "--seeds").and_then(|n| sim(&root, n.unwrap_or(200))),
+        "cluster" => cluster::parse(rest).and_then(|args| cluster::run(&root, args)),
+        "cluster-bench" => cluster::run_bench(&root, rest),
         "demo" => no_args("demo", rest).and_then(|()| demo::run(&root)),
         "bench" => bench::run_bench(&root, rest),
         "help" | "--help" | "-h" => {

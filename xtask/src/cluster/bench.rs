@@ -1,0 +1,422 @@
+//! `cargo xtask cluster-bench`: commits/s and put latency through a three-node `raft-kv` cluster
+//! with 1, 16 and 64 concurrent clients, `--store wal` against `--store memory` (the same binary
+//! without durability: the upper bound), in one run; both clusters run side by side and the
+//! cells alternate between them, so both see the same machine. Writes its own section of
+//! `docs/benchmarks.md`, between markers, leaving the rest of the file alone.
+
+use super::client::{Client, WalCounters};
+use super::load::{Load, LoadSpec, Summary};
+use super::node::{Cluster, Config};
+use crate::util::{Failure, format_duration};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The section's markers in `docs/benchmarks.md`.
+pub const START: &str = "<!-- raft-kv-bench:start -->";
+/// See [`START`].
+pub const END: &str = "<!-- raft-kv-bench:end -->";
+
+const CLIENTS: [u64; 3] = [1, 16, 64];
+const STORES: [&str; 2] = ["wal", "memory"];
+const VALUE_SIZE: usize = 100;
+
+/// Keys one cell writes with `clients` clients (more clients, more keys: each cell runs a few
+/// seconds on an idle machine).
+fn keys_for(clients: u64, quick: bool) -> u64 {
+    let keys = match clients {
+        1 => 2_000,
+        16 => 10_000,
+        _ => 20_000,
+    };
+    if quick { keys / 10 } else { keys }
+}
+
+/// One measured cell.
+#[derive(Clone, Debug)]
+struct Cell {
+    store: &'static str,
+    clients: u64,
+    load: Summary,
+    /// Per node: commits per fsync during the cell (`None` without counters).
+    per_fsync: Vec<Option<f64>>,
+}
+
+/// Parses `[--rounds R] [--quick]`.
+fn parse(args: &[String]) -> Result<(u64, bool), Failure> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let rest: Vec<String> = args.iter().filter(|a| *a != "--quick").cloned().collect();
+    let rounds =
+        crate::util::parse_flag_u64(&rest, "--rounds")?.unwrap_or(if quick { 1 } else { 3 });
+    if rounds == 0 {
+        return Err(Failure::usage("--rounds must be at least 1"));
+    }
+    Ok((rounds, quick))
+}
+
+/// Runs the benchmark and writes its section of `docs/benchmarks.md`.
+pub fn run_bench(root: &Path, args: &[String]) -> Result<(), Failure> {
+    let (rounds, quick) = parse(args)?;
+    let started = Instant::now();
+    let load_before = load_average();
+    let bin = super::build(root, false)?;
+    let base = root.join("target").join("xtask-cluster-bench");
+    let secret = super::prepare(&bin, &base)?;
+    let mut clusters = Vec::new();
+    for store in STORES {
+        let config = Config {
+            bin: bin.clone(),
+            secret: secret.clone(),
+            base: base.join(store),
+            store,
+            snapshot_every: 10_000,
+        };
+        std::fs::create_dir_all(&config.base)
+            .map_err(|e| Failure::error(format!("create {}: {e}", config.base.display())))?;
+        let (cluster, client) = super::start(&config)?;
+        clusters.push((store, cluster, client));
+    }
+    let mut cells = Vec::new();
+    let mut next_key = 0;
+    for round in 1..=rounds {
+        for clients in CLIENTS {
+            for (store, cluster, client) in &mut clusters {
+                let count = keys_for(clients, quick);
+                let cell = measure(cluster, client, store, clients, next_key, count)?;
+                next_key += count;
+                println!(
+                    "cluster-bench: round {round}/{rounds}, --store {store:<6} {clients:>2} clients: {:>7.0} commits/s, p50 {} ms, p99 {} ms, commits/fsync {}",
+                    cell.load.commits_per_sec,
+                    cell.load.p50_ms,
+                    cell.load.p99_ms,
+                    per_fsync_text(&cell.per_fsync)
+                );
+                cells.push(cell);
+            }
+        }
+    }
+    drop(clusters);
+    let took = started.elapsed();
+    let header = Header {
+        rounds,
+        quick,
+        load: (load_before, load_average()),
+        took,
+        commit: git_head(root),
+        date: utc_now(),
+    };
+    let section = render(&header, &cells);
+    let path = root.join("docs").join("benchmarks.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::write(&path, splice(&old, &section))
+        .map_err(|e| Failure::error(format!("write {}: {e}", path.display())))?;
+    println!("{section}");
+    println!(
+        "cluster-bench: wrote its section of {} in {}",
+        path.display(),
+        format_duration(took)
+    );
+    Ok(())
+}
+
+/// Runs one load without faults and reads each node's counters before and after it.
+fn measure(
+    cluster: &mut Cluster,
+    client: &Client,
+    store: &'static str,
+    clients: u64,
+    start: u64,
+    count: u64,
+) -> Result<Cell, Failure> {
+    let before = counters(cluster, client)?;
+    let spec = LoadSpec {
+        start,
+        count,
+        clients,
+        value_size: VALUE_SIZE,
+    };
+    let (load, _) = Load::spawn(client, spec, 30)?.finish(Duration::from_secs(60))?;
+    let after = counters(cluster, client)?;
+    let per_fsync = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| match (b, a) {
+            (Some(b), Some(a)) if a.fsyncs > b.fsyncs => {
+                Some((a.commits - b.commits) as f64 / (a.fsyncs - b.fsyncs) as f64)
+            }
+            _ => None,
+        })
+        .collect();
+    Ok(Cell {
+        store,
+        clients,
+        load,
+        per_fsync,
+    })
+}
+
+/// Each node's wal counters, from a status in which every node is reachable.
+fn counters(cluster: &mut Cluster, client: &Client) -> Result<Vec<Option<WalCounters>>, Failure> {
+    let ids = cluster.ids();
+    let (status, _) = super::client::wait_for(
+        "a status with every node reachable",
+        Duration::from_secs(30),
+        |last| {
+            cluster.check_alive()?;
+            Ok(match client.status() {
+                Ok(s) if ids.iter().all(|i| s.node(*i).is_some_and(|n| n.reachable)) => Some(s),
+                Ok(s) => {
+                    *last = format!("{s:?}");
+                    None
+                }
+                Err(e) => {
+                    *last = e;
+                    None
+                }
+            })
+        },
+    )?;
+    Ok(ids
+        .iter()
+        .map(|i| status.node(*i).and_then(|n| n.wal))
+        .collect())
+}
+
+fn per_fsync_text(v: &[Option<f64>]) -> String {
+    if v.iter().all(Option::is_none) {
+        return "n/a".to_owned();
+    }
+    v.iter()
+        .map(|x| x.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.1}")))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// What the section's header says about the run.
+struct Header {
+    rounds: u64,
+    quick: bool,
+    load: (String, String),
+    took: Duration,
+    commit: String,
+    date: String,
+}
+
+/// The median of `v` (sorted in place), or 0 for none.
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The cells of one store and client count; the one with the median commits/s first.
+fn cells_of<'a>(cells: &'a [Cell], store: &str, clients: u64) -> Vec<&'a Cell> {
+    let mut v: Vec<&Cell> = cells
+        .iter()
+        .filter(|c| c.store == store && c.clients == clients)
+        .collect();
+    v.sort_by(|a, b| a.load.commits_per_sec.total_cmp(&b.load.commits_per_sec));
+    let mid = v.len() / 2;
+    if !v.is_empty() {
+        v.swap(0, mid);
+    }
+    v
+}
+
+/// The generated section, markers included.
+fn render(h: &Header, cells: &[Cell]) -> String {
+    let mut out = format!("{START}\n## Three-node replicated kv (raft-kv)\n\n");
+    out += &format!(
+        "Generated by `cargo xtask cluster-bench{}` on {} with `{}`; do not edit by hand, re-run it (the rest of this file comes from `bench/`). Three `raft-kv serve` processes on 127.0.0.1, one `raft-kv load` process with 1, 16 or 64 concurrent clients putting {VALUE_SIZE}-byte values, each put acknowledged once committed by a majority; `--store wal` (wal-raft, every append fsynced: durable) against `--store memory` (the same binary with an in-memory log and state machine: no durability, the upper bound), both clusters running side by side and the cells alternating between them; {} round(s){}, whole run {}. Load average (1, 5, 15 min) at start / end: {} / {}. The machine may be shared: compare rows of one run.\n\n",
+        if h.quick { " --quick" } else { "" },
+        h.date,
+        h.commit,
+        h.rounds,
+        if h.quick {
+            " with a tenth of the keys (--quick)"
+        } else {
+            ""
+        },
+        format_duration(h.took),
+        h.load.0,
+        h.load.1
+    );
+    out += "| clients | store | commits/s (median; min–max) | p50 latency | p99 latency | commits per fsync (node 1 / 2 / 3) |\n| ---: | --- | ---: | ---: | ---: | --- |\n";
+    let mut goal = None;
+    for clients in CLIENTS {
+        let mut medians = Vec::new();
+        for store in STORES {
+            let v = cells_of(cells, store, clients);
+            let Some(mid) = v.first() else { continue };
+            let mut rates: Vec<f64> = v.iter().map(|c| c.load.commits_per_sec).collect();
+            let m = median(&mut rates);
+            let (lo, hi) = (
+                rates.first().copied().unwrap_or(m),
+                rates.last().copied().unwrap_or(m),
+            );
+            medians.push(m);
+            out += &format!(
+                "| {clients} | {store} | {m:.0} ({lo:.0}–{hi:.0}) | {} ms | {} ms | {} |\n",
+                mid.load.p50_ms,
+                mid.load.p99_ms,
+                per_fsync_text(&mid.per_fsync)
+            );
+        }
+        if clients == 64
+            && let [wal, mem] = medians[..]
+        {
+            goal = Some((wal, mem));
+        }
+    }
+    if let Some((wal, mem)) = goal {
+        let ratio = wal / mem.max(1e-9);
+        let verdict = if ratio >= 0.5 { "met" } else { "missed" };
+        out += &format!(
+            "\nGoal (issue 22): at 64 clients the durable cluster reaches at least half of the in-memory cluster's commits/s: {wal:.0} vs {mem:.0} ({ratio:.2}×), **{verdict}** (medians of this run).\n"
+        );
+    }
+    out += &format!("{END}\n");
+    out
+}
+
+/// `old` with the section between the markers replaced by `section`, or `section` appended
+/// when the markers are missing.
+pub fn splice(old: &str, section: &str) -> String {
+    match (old.find(START), old.find(END)) {
+        (Some(a), Some(b)) if a <= b => {
+            format!(
+                "{}{section}{}",
+                &old[..a],
+                &old[b + END.len()..].trim_start_matches('\n')
+            )
+        }
+        _ if old.is_empty() => section.to_owned(),
+        _ => format!("{}\n\n{section}", old.trim_end_matches('\n')),
+    }
+}
+
+/// `new` (a report regenerated by `bench/`, which knows nothing of this section) with the
+/// section `old` had carried over, unless `new` has one of its own.
+pub fn keep_section(old: &str, new: &str) -> String {
+    match section_of(old) {
+        Some(section) if section_of(new).is_none() => splice(new, &format!("{section}\n")),
+        _ => new.to_owned(),
+    }
+}
+
+/// The section of `text` between the markers, markers included.
+fn section_of(text: &str) -> Option<&str> {
+    let a = text.find(START)?;
+    let b = text.find(END)? + END.len();
+    (a < b).then(|| &text[a..b])
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+fn git_head(root: &Path) -> String {
+    let mut cmd = std::process::Command::new("git");
+    cmd.args(["log", "-1", "--format=%h %s"]).current_dir(root);
+    crate::util::capture(&mut cmd)
+        .map(|s| s.trim().chars().take(100).collect())
+        .unwrap_or_else(|_| "unknown commit".to_owned())
+}
+
+fn utc_now() -> String {
+    let mut cmd = std::process::Command::new("date");
+    cmd.args(["-u", "+%Y-%m-%d %H:%M UTC"]);
+    crate::util::capture(&mut cmd)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn cell(store: &'static str, clients: u64, rate: f64) -> Cell {
+        Cell {
+            store,
+            clients,
+            load: Summary {
+                keys: 10,
+                secs: 1.0,
+                commits_per_sec: rate,
+                p50_ms: 1.0,
+                p99_ms: 2.0,
+                retries: 0,
+            },
+            per_fsync: vec![Some(4.0), Some(3.5), None],
+        }
+    }
+
+    #[test]
+    fn the_section_replaces_only_its_own_markers() {
+        let s = format!("{START}\nnew\n{END}\n");
+        let old = format!("# B\n\n## Other\nkeep\n\n{START}\nold\n{END}\n\n## After\nkeep too\n");
+        let out = splice(&old, &s);
+        assert!(out.contains("new") && !out.contains("old"));
+        assert!(out.starts_with("# B\n\n## Other\nkeep\n\n"));
+        assert!(out.ends_with("## After\nkeep too\n"));
+        let appended = splice("# B\ntext\n", &s);
+        assert_eq!(appended, format!("# B\ntext\n\n{s}"));
+        assert_eq!(section_of(&out), Some(s.trim_end()));
+        assert_eq!(section_of("nothing"), None);
+        // bench/ regenerating the file without the section: it is carried over once.
+        let kept = keep_section(&out, "# B\nregenerated\n");
+        assert_eq!(kept, format!("# B\nregenerated\n\n{s}"));
+        assert_eq!(keep_section(&out, &kept), kept);
+        assert_eq!(keep_section("# B\n", "# C\n"), "# C\n");
+    }
+
+    #[test]
+    fn the_table_shows_medians_and_the_goal() {
+        let h = Header {
+            rounds: 3,
+            quick: false,
+            load: ("1.0 1.0 1.0".into(), "2.0 2.0 2.0".into()),
+            took: Duration::from_secs(90),
+            commit: "abc123 x".into(),
+            date: "2026-12-07 20:00 UTC".into(),
+        };
+        let mut cells = Vec::new();
+        for (store, rates) in [
+            ("wal", [900.0, 1000.0, 1100.0]),
+            ("memory", [1500.0, 1800.0, 2500.0]),
+        ] {
+            for c in CLIENTS {
+                for r in rates {
+                    cells.push(cell(store, c, r));
+                }
+            }
+        }
+        let out = render(&h, &cells);
+        assert!(out.starts_with(START) && out.trim_end().ends_with(END));
+        assert!(
+            out.contains("| 64 | wal | 1000 (900–1100) | 1 ms | 2 ms | 4.0 / 3.5 / n/a |"),
+            "{out}"
+        );
+        assert!(out.contains("| 64 | memory | 1800 (1500–2500) |"), "{out}");
+        assert!(out.contains("1000 vs 1800 (0.56×), **met**"), "{out}");
+    }
+
+    #[test]
+    fn arguments_parse() {
+        assert_eq!(parse(&[]).unwrap(), (3, false));
+        assert_eq!(parse(&["--quick".to_owned()]).unwrap(), (1, true));
+        assert_eq!(
+            parse(&["--rounds".to_owned(), "5".to_owned()]).unwrap(),
+            (5, false)
+        );
+        assert!(parse(&["--rounds".to_owned(), "0".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn medians_pick_the_middle() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut []), 0.0);
+        assert_eq!(keys_for(64, true), 2_000);
+    }
+}
