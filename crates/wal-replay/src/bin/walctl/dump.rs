@@ -1,6 +1,7 @@
 //! `walctl dump` (frames and transactions of a range) and `walctl dump --follow` (each
 //! transaction once it is durable): a stream of small items, one line of JSON each.
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -8,17 +9,19 @@ use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 use wal_format::scan::ScanEnd;
 use wal_format::{Frame, FrameKind, Lsn};
-use wal_log::inspect::{Found, scan_file_past_damage, scan_past_damage};
-use wal_log::{TailOptions, TailReader, Transaction, Vfs};
+use wal_log::inspect::{DirFrame, Found, scan_file_past_damage, scan_past_damage};
+use wal_log::{TailOptions, TailReader, Transaction, Vfs, WalError};
 use wal_replay::DataDir;
 use wal_replay::inspect::TransactionAssembler;
 
 use crate::exit::{EXIT_CORRUPT, EXIT_OK, EXIT_TORN, Failure};
 use crate::human;
 use crate::output::{Out, Progress};
+use crate::read_ahead::{Read, read_ahead};
 use crate::scan::EndRow;
 
 /// The LSN range asked for and how much to show of each payload.
@@ -99,7 +102,7 @@ enum FollowItem {
 #[derive(Serialize)]
 struct FrameRow {
     lsn: u64,
-    kind: String,
+    kind: &'static str,
     segment: u64,
     offset: usize,
     payload_len: usize,
@@ -119,7 +122,7 @@ impl FrameRow {
     fn new(seq: u64, f: &Frame) -> FrameRow {
         FrameRow {
             lsn: f.lsn.0,
-            kind: format!("{:?}", f.kind),
+            kind: kind_name(f.kind),
             segment: seq,
             offset: f.offset,
             payload_len: f.payload.len(),
@@ -132,6 +135,53 @@ impl FrameRow {
             next_segment: f.sealed_next().map(|n| n.0),
             durable: Some(f.durable().0).filter(|&d| d > 0),
         }
+    }
+}
+
+/// The kind's name, as its `Debug` prints it, without formatting one per frame.
+fn kind_name(kind: FrameKind) -> &'static str {
+    match kind {
+        FrameKind::Tx => "Tx",
+        FrameKind::FragBegin => "FragBegin",
+        FrameKind::FragPart => "FragPart",
+        FrameKind::FragEnd => "FragEnd",
+        FrameKind::FragAbort => "FragAbort",
+        FrameKind::Checkpoint => "Checkpoint",
+        FrameKind::Seal => "Seal",
+        FrameKind::Watermark => "Watermark",
+    }
+}
+
+impl fmt::Display for FrameRow {
+    /// `LSN KIND seg S @OFFSET N bytes[ multi][ ...]`, the LSN right-aligned and the kind
+    /// left-aligned in 10 columns; written piece by piece (a dump writes one per frame).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const PAD: &str = "          ";
+        write_num(f, self.lsn, 10)?;
+        f.write_str(" ")?;
+        f.write_str(self.kind)?;
+        f.write_str(PAD.get(self.kind.len()..).unwrap_or_default())?;
+        f.write_str(" seg ")?;
+        write_num(f, self.segment, 0)?;
+        f.write_str(" @")?;
+        write_num(f, self.offset as u64, 0)?;
+        f.write_str(" ")?;
+        write_num(f, self.payload_len as u64, 0)?;
+        f.write_str(if self.multi { " bytes multi" } else { " bytes" })?;
+        if let Some(fence) = self.snapshot_fence {
+            write!(f, " snapshot fence {fence}")?;
+        }
+        if let Some(next) = self.next_segment {
+            write!(f, " next segment {next}")?;
+        }
+        if let Some(stream) = self.stream {
+            write!(f, " stream {stream}")?;
+        }
+        if let Some(durable) = self.durable {
+            f.write_str(" durable<=")?;
+            write_num(f, durable, 0)?;
+        }
+        f.write_str("\n")
     }
 }
 
@@ -165,16 +215,37 @@ impl TxRow {
         }
     }
 
-    /// `(N bytes, M records[, multi])`.
-    fn summary(&self) -> String {
+    /// `N bytes, M records[, multi]`, written piece by piece (once per transaction of a
+    /// dump: `format!` here cost more than reading the log).
+    fn write_summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.records.len();
-        let multi = if self.multi { ", multi" } else { "" };
-        format!(
-            "{} bytes, {}{multi}",
-            self.bytes,
-            human::count(n as u64, "record")
-        )
+        write_num(f, self.bytes as u64, 0)?;
+        f.write_str(" bytes, ")?;
+        write_num(f, n as u64, 0)?;
+        f.write_str(if n == 1 { " record" } else { " records" })?;
+        if self.multi {
+            f.write_str(", multi")?;
+        }
+        Ok(())
     }
+}
+
+/// `n` in decimal, right-aligned in `width` columns (at most 20), without the formatting
+/// machinery: the text dump writes several numbers per frame.
+fn write_num(f: &mut fmt::Formatter<'_>, n: u64, width: usize) -> fmt::Result {
+    let mut buf = [b' '; 20];
+    let (mut i, mut n) = (buf.len(), n);
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let start = i.min(buf.len().saturating_sub(width));
+    // Only ASCII digits and spaces were written.
+    f.write_str(std::str::from_utf8(&buf[start..]).unwrap_or_default())
 }
 
 /// A payload: as JSON when it is a JSON document, else as (possibly truncated) hex.
@@ -187,7 +258,7 @@ enum RecordRow {
     },
     Hex {
         len: usize,
-        hex: String,
+        hex: Hex,
         truncated: bool,
     },
     Error {
@@ -196,7 +267,7 @@ enum RecordRow {
 }
 
 impl RecordRow {
-    fn new(bytes: &[u8], limit: usize) -> RecordRow {
+    fn new(bytes: &Bytes, limit: usize) -> RecordRow {
         // Only a payload that starts like a JSON object or array is parsed: a parse attempt on
         // every binary payload costs more than the rest of the dump.
         if matches!(bytes.first(), Some(b'{' | b'['))
@@ -207,25 +278,57 @@ impl RecordRow {
                 json,
             };
         }
-        let shown = &bytes[..bytes.len().min(limit)];
+        let shown = bytes.slice(..bytes.len().min(limit));
         RecordRow::Hex {
             len: bytes.len(),
-            hex: hex(shown),
             truncated: shown.len() < bytes.len(),
+            hex: Hex(shown),
         }
     }
 }
 
-/// Lower-case hex, two digits a byte, by table lookup.
-fn hex(bytes: &[u8]) -> String {
+/// Each byte's two lower-case hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 0xf)]);
+    let mut t = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
+        b += 1;
     }
-    // Only ASCII digits were pushed.
-    String::from_utf8(out).unwrap_or_default()
+    t
+};
+
+/// Bytes shown as lower-case hex, two digits a byte: kept as bytes (a slice of the
+/// transaction) until written, so the text dump copies each digit once, into the output.
+struct Hex(Bytes);
+
+impl Hex {
+    /// The digits of `bytes` into `out`, a table lookup and a two-byte copy per byte.
+    fn digits<'o>(bytes: &[u8], out: &'o mut [u8]) -> &'o str {
+        for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
+        }
+        // Only ASCII digits were written.
+        std::str::from_utf8(&out[..bytes.len() * 2]).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 512];
+        for chunk in self.0.chunks(buf.len() / 2) {
+            f.write_str(Hex::digits(chunk, &mut buf))?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Hex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = vec![0u8; self.0.len() * 2];
+        s.serialize_str(Hex::digits(&self.0, &mut buf))
+    }
 }
 
 impl fmt::Display for RecordRow {
@@ -233,7 +336,9 @@ impl fmt::Display for RecordRow {
         match self {
             RecordRow::Json { json, .. } => write!(f, "json {json}"),
             RecordRow::Hex { hex, truncated, .. } => {
-                write!(f, "hex {hex}{}", if *truncated { "…" } else { "" })
+                f.write_str("hex ")?;
+                hex.fmt(f)?;
+                f.write_str(if *truncated { "…" } else { "" })
             }
             RecordRow::Error { error } => write!(f, "error {error}"),
         }
@@ -250,31 +355,7 @@ struct DamageRow {
 impl fmt::Display for DumpItem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DumpItem::Frame(r) => {
-                write!(
-                    f,
-                    "{:>10} {:<10} seg {} @{} {} bytes{}",
-                    r.lsn,
-                    r.kind,
-                    r.segment,
-                    r.offset,
-                    r.payload_len,
-                    if r.multi { " multi" } else { "" },
-                )?;
-                if let Some(fence) = r.snapshot_fence {
-                    write!(f, " snapshot fence {fence}")?;
-                }
-                if let Some(next) = r.next_segment {
-                    write!(f, " next segment {next}")?;
-                }
-                if let Some(stream) = r.stream {
-                    write!(f, " stream {stream}")?;
-                }
-                if let Some(durable) = r.durable {
-                    write!(f, " durable<={durable}")?;
-                }
-                writeln!(f)
-            }
+            DumpItem::Frame(r) => r.fmt(f),
             DumpItem::TruncatedTransaction {
                 lsn,
                 began,
@@ -284,9 +365,15 @@ impl fmt::Display for DumpItem {
                 "           commit LSN {lsn} of a transaction begun at LSN {began}, before the first frame read (LSN {log_start}): not shown (`--from {began}` shows it, unless a truncation removed its beginning)"
             ),
             DumpItem::Transaction(tx) => {
-                writeln!(f, "           commit LSN {} ({})", tx.lsn, tx.summary())?;
+                f.write_str("           commit LSN ")?;
+                write_num(f, tx.lsn, 0)?;
+                f.write_str(" (")?;
+                tx.write_summary(f)?;
+                f.write_str(")\n")?;
                 for r in &tx.records {
-                    writeln!(f, "             {r}")?;
+                    f.write_str("             ")?;
+                    r.fmt(f)?;
+                    f.write_str("\n")?;
                 }
                 Ok(())
             }
@@ -376,13 +463,14 @@ fn lsn_range(first: u64, last: u64) -> String {
 impl fmt::Display for FollowItem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let FollowItem::Transaction(tx) = self;
-        writeln!(
+        write!(
             f,
-            "commit LSN {} (previous {}, {})",
+            "commit LSN {} (previous {}, ",
             tx.lsn,
             tx.prev.unwrap_or_default(),
-            tx.summary()
         )?;
+        tx.write_summary(f)?;
+        writeln!(f, ")")?;
         for r in &tx.records {
             writeln!(f, "  {r}")?;
         }
@@ -396,69 +484,125 @@ pub(crate) fn dump(
     out: &Out,
     args: &DumpArgs,
 ) -> Result<u8, Failure> {
-    let (from, to) = args.range();
-    let mut frames = wal_log::inspect::frames_from(vfs.clone(), &data.log_dir(), from)?;
-    let mut progress = Progress::new("dumping");
-    // Transactions that commit before `from` are not shown, but their fragments are still
-    // assembled (a stream may begin before `from` and commit inside the range).
-    let mut asm = TransactionAssembler::new(from.prev(), args.budget);
-    let (mut nframes, mut ntx) = (0u64, 0u64);
-    let mut log_start = None;
-    while let Some(item) = frames.next() {
-        // Nobody reads the rest (`walctl dump | head`): stop rather than scan a large log
-        // for nothing. The verdict on the log's end is then not known: `verify` gives it.
-        if out.pipe_closed() {
-            progress.finish();
-            return Ok(EXIT_OK);
+    let from = args.range().0;
+    let frames = wal_log::inspect::frames_from(vfs.clone(), &data.log_dir(), from)?;
+    let mut d = Dump {
+        out,
+        args,
+        progress: Progress::new("dumping"),
+        // Transactions that commit before `from` are not shown, but their fragments are still
+        // assembled (a stream may begin before `from` and commit inside the range).
+        asm: TransactionAssembler::new(from.prev(), args.budget),
+        frames: 0,
+        transactions: 0,
+        log_start: None,
+    };
+    let end = std::thread::scope(|scope| {
+        let reads = read_ahead(scope, frames);
+        d.write_all(&reads)
+        // `reads` is dropped here: a reader still reading stops at its next batch.
+    });
+    d.progress.finish();
+    let Some(end) = end? else {
+        return Ok(EXIT_OK);
+    };
+    let (code, damage) = match end {
+        Some((path, end @ ScanEnd::TornTail { .. })) => (EXIT_TORN, Some((path, end))),
+        Some((path, end @ ScanEnd::Corrupt { .. })) => (EXIT_CORRUPT, Some((path, end))),
+        _ => (EXIT_OK, None),
+    };
+    out.emit(&DumpItem::End {
+        frames: d.frames,
+        transactions: d.transactions,
+        damage: damage.map(|(path, end)| DamageRow {
+            segment: path,
+            end: EndRow::from(&end),
+        }),
+    });
+    Ok(code)
+}
+
+/// The state of a plain `dump` between two frames.
+struct Dump<'a> {
+    out: &'a Out,
+    args: &'a DumpArgs,
+    progress: Progress,
+    asm: TransactionAssembler,
+    frames: u64,
+    transactions: u64,
+    /// The LSN of the first frame read.
+    log_start: Option<Lsn>,
+}
+
+impl Dump<'_> {
+    /// Writes what the reader sends. `None` when the output stopped before the end (past
+    /// `--to` the log's end is not read; a closed pipe), else how the log ended.
+    fn write_all(
+        &mut self,
+        reads: &Receiver<Read>,
+    ) -> Result<Option<Option<(PathBuf, ScanEnd)>>, Failure> {
+        let to = self.args.range().1;
+        for read in reads {
+            match read {
+                Read::Frames(batch, (done, total)) => {
+                    for df in batch {
+                        // Nobody reads the rest (`walctl dump | head`): stop rather than scan
+                        // a large log for nothing. The verdict on the log's end is then not
+                        // known: `verify` gives it.
+                        if self.out.pipe_closed() {
+                            return Ok(None);
+                        }
+                        if df.frame.lsn > to {
+                            return Ok(Some(None));
+                        }
+                        self.frame(df)?;
+                    }
+                    self.progress.update(done, total);
+                }
+                Read::Failed(e) => return Err(e.into()),
+                Read::End(end) => return Ok(Some(end)),
+            }
         }
-        let df = item?;
-        if df.frame.lsn.0 % 4096 == 0 {
-            let (done, total) = frames.progress();
-            progress.update(done, total);
+        // The reader stopped without saying why: it panicked.
+        Err(WalError::Io {
+            op: "read",
+            path: PathBuf::new(),
+            source: std::io::Error::other("the reading thread stopped"),
         }
+        .into())
+    }
+
+    fn frame(&mut self, df: DirFrame) -> Result<(), Failure> {
+        let (from, _) = self.args.range();
         let f = df.frame;
-        if f.lsn > to {
-            break;
-        }
-        let log_start = *log_start.get_or_insert(f.lsn);
+        let log_start = *self.log_start.get_or_insert(f.lsn);
         let show = f.lsn >= from;
         if show {
-            nframes += 1;
-            out.emit(&DumpItem::Frame(FrameRow::new(df.seq.0, &f)));
+            self.frames += 1;
+            self.out.emit(&DumpItem::Frame(FrameRow::new(df.seq.0, &f)));
         }
         // The rest of a large transaction that began before the log's first frame: a
         // truncation interrupted between its segments removed the beginning (recovery skips
         // these too). Shown, never assembled.
         if let Some(began) = f.stream().filter(|s| *s < log_start) {
             if show && f.kind == FrameKind::FragEnd {
-                out.emit(&DumpItem::TruncatedTransaction {
+                self.out.emit(&DumpItem::TruncatedTransaction {
                     lsn: f.lsn.0,
                     began: began.0,
                     log_start: log_start.0,
                 });
             }
-            continue;
+            return Ok(());
         }
-        if let Some(tx) = asm.push(f)? {
-            ntx += 1;
-            out.emit(&DumpItem::Transaction(TxRow::new(&tx, args.payload_limit)));
+        if let Some(tx) = self.asm.push(f)? {
+            self.transactions += 1;
+            self.out.emit(&DumpItem::Transaction(TxRow::new(
+                &tx,
+                self.args.payload_limit,
+            )));
         }
+        Ok(())
     }
-    progress.finish();
-    let (code, damage) = match frames.end() {
-        Some((path, end @ ScanEnd::TornTail { .. })) => (EXIT_TORN, Some((path, end))),
-        Some((path, end @ ScanEnd::Corrupt { .. })) => (EXIT_CORRUPT, Some((path, end))),
-        _ => (EXIT_OK, None),
-    };
-    out.emit(&DumpItem::End {
-        frames: nframes,
-        transactions: ntx,
-        damage: damage.map(|(path, end)| DamageRow {
-            segment: path.clone(),
-            end: EndRow::from(end),
-        }),
-    });
-    Ok(code)
 }
 
 /// `dump --past-damage` and `dump --file`: every frame that verifies and every transaction
@@ -687,5 +831,52 @@ pub(crate) fn dump_follow(
         };
         out.emit(&FollowItem::Transaction(row));
         out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_writes_two_digits_a_byte_in_text_and_json() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        // More than one 256-byte chunk of the text writer.
+        let long = Bytes::from([bytes.clone(), bytes].concat());
+        assert_eq!(Hex(long.clone()).to_string(), expected.repeat(2));
+        assert_eq!(
+            serde_json::to_string(&Hex(long)).unwrap_or_default(),
+            format!("\"{}\"", expected.repeat(2))
+        );
+        assert_eq!(Hex(Bytes::new()).to_string(), "");
+    }
+
+    #[test]
+    fn a_frame_line_reads_as_formatted_text_would() {
+        let row = FrameRow {
+            lsn: 8180,
+            kind: kind_name(FrameKind::Tx),
+            segment: 2,
+            offset: 33024,
+            payload_len: 1010,
+            multi: true,
+            stream: Some(7),
+            snapshot_fence: None,
+            next_segment: None,
+            durable: Some(u64::MAX),
+        };
+        assert_eq!(
+            row.to_string(),
+            format!(
+                "{:>10} {:<10} seg 2 @33024 1010 bytes multi stream 7 durable<={}\n",
+                8180,
+                "Tx",
+                u64::MAX
+            )
+        );
+        for kind in (1..=8).filter_map(FrameKind::from_u8) {
+            assert_eq!(kind_name(kind), format!("{kind:?}"));
+        }
     }
 }

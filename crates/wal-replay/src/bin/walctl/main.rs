@@ -13,6 +13,7 @@ mod dump;
 mod exit;
 mod human;
 mod output;
+mod read_ahead;
 mod repair;
 mod replay;
 mod scan;
