@@ -6,9 +6,9 @@ use wal_format::{FormatError, LogId, Lsn};
 use crate::poison::PoisonCause;
 
 /// Where a log is damaged and why: the segment file, the byte offset in it, the reason. The
-/// same value in every error that reports damage ([`WalError::Corrupt`],
-/// [`WalError::TornTail`], and `wal-replay`'s `ReplayError::Corrupt` and `TornTail`), whichever
-/// entry point found it.
+/// same value wherever damage is reported ([`WalError::Corrupt`], [`WalError::TornTail`], the
+/// read-only tools' [`crate::inspect::Verdict`], and through `wal-replay`'s `ReplayError::Wal`),
+/// whichever entry point found it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Damage {
     /// The segment file.

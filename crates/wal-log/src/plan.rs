@@ -111,25 +111,22 @@ fn decide_cut(found: &Inspection, mode: RecoveryMode) -> Result<Option<Cut>> {
     };
     Ok(match found.verdict() {
         Verdict::Sound => None,
-        Verdict::TornTail {
-            segment,
-            offset,
-            reason,
-        } => {
+        Verdict::TornTail(damage) => {
             if mode == RecoveryMode::Strict {
-                return Err(WalError::TornTail(Damage {
-                    segment,
-                    offset,
-                    reason,
-                }));
+                return Err(WalError::TornTail(damage));
             }
+            let Damage {
+                segment,
+                offset,
+                reason,
+            } = damage;
             cut(position(found, &segment) + 1, offset, reason)
         }
-        Verdict::Corrupt {
+        Verdict::Corrupt(Damage {
             segment,
             offset,
             reason,
-        } => {
+        }) => {
             let i = position(found, &segment);
             let header_damage = offset == 0 && found.segments[i].header.is_none();
             // A damaged header worded as recovery words it: the header error itself when

@@ -744,29 +744,27 @@ pub struct Inspection {
     pub open_streams: BTreeSet<Lsn>,
 }
 
-/// The verdict on a whole log.
+/// The verdict on a whole log: sound, or the first damage in LSN order, as the same
+/// [`Damage`] a writing open reports in [`WalError::TornTail`] or [`WalError::Corrupt`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Every segment verifies; the log ends cleanly.
     Sound,
     /// The newest segment ends in a torn tail (a crash mid-write); recovery will cut it.
-    TornTail {
-        /// The segment.
-        segment: PathBuf,
-        /// Byte offset.
-        offset: u64,
-        /// Why.
-        reason: String,
-    },
+    TornTail(Damage),
     /// Damage a crash cannot explain.
-    Corrupt {
-        /// The segment.
-        segment: PathBuf,
-        /// Byte offset.
-        offset: u64,
-        /// Why.
-        reason: String,
-    },
+    Corrupt(Damage),
+}
+
+impl Verdict {
+    /// Where the log is damaged; `None` when it is sound.
+    #[must_use]
+    pub fn damage(&self) -> Option<&Damage> {
+        match self {
+            Verdict::Sound => None,
+            Verdict::TornTail(d) | Verdict::Corrupt(d) => Some(d),
+        }
+    }
 }
 
 impl Inspection {
@@ -823,28 +821,16 @@ impl Inspection {
                     None
                 };
                 if let Some(reason) = reason {
-                    return Verdict::Corrupt {
-                        segment: s.path.clone(),
-                        offset: 0,
-                        reason,
-                    };
+                    return Verdict::Corrupt(Damage::new(&s.path, 0, reason));
                 }
             }
             match &s.end {
                 ScanEnd::Clean { .. } => {}
                 ScanEnd::TornTail { offset, reason } if i + 1 == n => {
-                    return Verdict::TornTail {
-                        segment: s.path.clone(),
-                        offset: *offset as u64,
-                        reason: reason.clone(),
-                    };
+                    return Verdict::TornTail(Damage::new(&s.path, *offset as u64, reason));
                 }
                 ScanEnd::TornTail { offset, reason } | ScanEnd::Corrupt { offset, reason } => {
-                    return Verdict::Corrupt {
-                        segment: s.path.clone(),
-                        offset: *offset as u64,
-                        reason: reason.clone(),
-                    };
+                    return Verdict::Corrupt(Damage::new(&s.path, *offset as u64, reason));
                 }
             }
             prev = Some(s);
@@ -898,11 +884,11 @@ fn missing_segments(dir: &Path, before: SegmentSeq, after: SegmentSeq) -> Verdic
     } else {
         format!("segments {first} to {last} are missing")
     };
-    Verdict::Corrupt {
-        segment: dir.join(segment_file_name(first)),
-        offset: 0,
-        reason: format!("{which}: the log has segment {before} and then segment {after}"),
-    }
+    Verdict::Corrupt(Damage::new(
+        dir.join(segment_file_name(first)),
+        0,
+        format!("{which}: the log has segment {before} and then segment {after}"),
+    ))
 }
 
 /// One frame found by [`crate::inspect::frames`], with the segment it is in.

@@ -330,16 +330,14 @@ fn sampled_bit_flips_through_inspect_frames_and_open() {
             // inspect
             let insp = wal_log::inspect::inspect(&w, Path::new(DIR), &mut |_, _| {}).unwrap();
             let verdict_ok = match insp.verdict() {
-                Verdict::Corrupt {
-                    segment, offset, ..
-                } => {
-                    segment == path
-                        && offset as usize == want_off
+                Verdict::Corrupt(d) => {
+                    d.segment == path
+                        && d.offset as usize == want_off
                         && (want_kind == "Corrupt" || want_kind == "Header")
                 }
-                Verdict::TornTail {
-                    segment, offset, ..
-                } => segment == path && offset as usize == want_off && want_kind == "TornTail",
+                Verdict::TornTail(d) => {
+                    d.segment == path && d.offset as usize == want_off && want_kind == "TornTail"
+                }
                 Verdict::Sound => false,
             };
             if !verdict_ok {

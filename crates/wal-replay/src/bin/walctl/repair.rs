@@ -14,15 +14,17 @@ use crate::RepairMode;
 use crate::exit::{EXIT_CORRUPT, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, Failure, exit_code};
 use crate::human;
 use crate::output::Out;
-use crate::scan::{MovedRow, VerdictRow, inspect};
+use crate::scan::{inspect, moved_json, verdict_json};
 
 /// What `repair --dry-run` reports: the plan, or (with its exit code) the refusal in `note`.
 #[derive(Serialize)]
 pub(crate) struct DryRunReport {
     dry_run: bool,
     mode: String,
-    verdict: VerdictRow,
-    would_move_aside: Vec<MovedRow>,
+    #[serde(serialize_with = "verdict_json")]
+    verdict: Verdict,
+    #[serde(serialize_with = "moved_json")]
+    would_move_aside: Vec<MovedAside>,
     would_set_aside_snapshots: Vec<SnapshotAside>,
     /// Skip-damaged: segment files it would rewrite around the damage (or write anew).
     would_rewrite: Vec<PathBuf>,
@@ -61,7 +63,8 @@ struct SnapshotAside {
 pub(crate) struct RepairReport {
     dry_run: bool,
     mode: String,
-    moved_aside: Vec<MovedRow>,
+    #[serde(serialize_with = "moved_json")]
+    moved_aside: Vec<MovedAside>,
     bytes_moved_aside: u64,
     /// Skip-damaged: the LSNs given up.
     lost_lsns: Vec<(u64, u64)>,
@@ -152,7 +155,7 @@ pub(crate) fn repair(
     out.emit(&RepairReport {
         dry_run: false,
         mode: format!("{mode:?}"),
-        moved_aside: report.moved_aside.iter().map(MovedRow::from).collect(),
+        moved_aside: report.moved_aside.clone(),
         bytes_moved_aside: report.bytes_moved_aside(),
         aborted_streams: report.aborted_streams.iter().map(|l| l.0).collect(),
         snapshots_set_aside: set_aside,
@@ -186,7 +189,7 @@ fn dry_run_report(
     let mut note = String::new();
     match plan {
         Ok(p) => {
-            would_move_aside = p.iter().map(MovedRow::from).collect();
+            would_move_aside = p;
             if verdict == Verdict::Sound && ahead.is_empty() {
                 note = "the log is sound: nothing to repair".into();
             }
@@ -210,7 +213,7 @@ fn dry_run_report(
     DryRunReport {
         dry_run: true,
         mode: format!("{mode:?}"),
-        verdict: VerdictRow::from(&verdict),
+        verdict,
         would_move_aside,
         would_set_aside_snapshots: ahead
             .iter()

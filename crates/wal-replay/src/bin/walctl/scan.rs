@@ -1,7 +1,8 @@
 //! Pieces several reports share: the scan of the log (with a progress bar), and the rows that
 //! describe a segment, a scan's end, the log's verdict, bytes moved aside and a snapshot file.
 
-use serde::Serialize;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -146,72 +147,43 @@ impl From<&SegmentScan> for SegmentRow {
     }
 }
 
-/// The log's verdict: sound, or where the first problem is.
-#[derive(Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub(crate) enum VerdictRow {
-    /// Every frame verifies.
-    Sound,
-    /// The newest segment ends in an interrupted write.
-    TornTail {
-        segment: PathBuf,
-        offset: u64,
-        reason: String,
-    },
-    /// Damage a crash cannot explain.
-    Corrupt {
-        segment: PathBuf,
-        offset: u64,
-        reason: String,
-    },
+/// The log's verdict in walctl's JSON: `{"kind": "sound"}`, or `{"kind": "torn_tail"}` /
+/// `{"kind": "corrupt"}` with the [`Damage`](wal_log::Damage)'s `segment`, `offset` and
+/// `reason`. For `#[serde(serialize_with)]`: the reports carry wal-log's own [`Verdict`].
+pub(crate) fn verdict_json<S: Serializer>(v: &Verdict, s: S) -> Result<S::Ok, S::Error> {
+    let kind = match v {
+        Verdict::Sound => "sound",
+        Verdict::TornTail(_) => "torn_tail",
+        Verdict::Corrupt(_) => "corrupt",
+    };
+    let damage = v.damage();
+    let mut m = s.serialize_struct("Verdict", if damage.is_some() { 4 } else { 1 })?;
+    m.serialize_field("kind", kind)?;
+    if let Some(d) = damage {
+        m.serialize_field("segment", &d.segment)?;
+        m.serialize_field("offset", &d.offset)?;
+        m.serialize_field("reason", &d.reason)?;
+    }
+    m.end()
 }
 
-impl From<&Verdict> for VerdictRow {
-    fn from(v: &Verdict) -> Self {
-        match v {
-            Verdict::Sound => VerdictRow::Sound,
-            Verdict::TornTail {
-                segment,
-                offset,
-                reason,
-            } => VerdictRow::TornTail {
-                segment: segment.clone(),
-                offset: *offset,
-                reason: reason.to_string(),
-            },
-            Verdict::Corrupt {
-                segment,
-                offset,
-                reason,
-            } => VerdictRow::Corrupt {
-                segment: segment.clone(),
-                offset: *offset,
-                reason: reason.to_string(),
-            },
+/// Bytes moved aside (or to be moved aside) in walctl's JSON: a list of `from`, `offset`,
+/// `bytes`, `to`, `reason`. For `#[serde(serialize_with)]`: the reports carry wal-log's own
+/// [`MovedAside`].
+pub(crate) fn moved_json<S: Serializer>(moved: &[MovedAside], s: S) -> Result<S::Ok, S::Error> {
+    struct One<'a>(&'a MovedAside);
+    impl Serialize for One<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut m = s.serialize_struct("MovedAside", 5)?;
+            m.serialize_field("from", &self.0.from)?;
+            m.serialize_field("offset", &self.0.offset)?;
+            m.serialize_field("bytes", &self.0.bytes)?;
+            m.serialize_field("to", &self.0.to)?;
+            m.serialize_field("reason", &self.0.reason)?;
+            m.end()
         }
     }
-}
-
-/// Bytes moved aside (or to be moved aside) into a file of their own.
-#[derive(Serialize)]
-pub(crate) struct MovedRow {
-    pub(crate) from: PathBuf,
-    pub(crate) offset: u64,
-    pub(crate) bytes: u64,
-    pub(crate) to: PathBuf,
-    pub(crate) reason: String,
-}
-
-impl From<&MovedAside> for MovedRow {
-    fn from(m: &MovedAside) -> Self {
-        MovedRow {
-            from: m.from.clone(),
-            offset: m.offset,
-            bytes: m.bytes,
-            to: m.to.clone(),
-            reason: m.reason.to_string(),
-        }
-    }
+    s.collect_seq(moved.iter().map(One))
 }
 
 /// A snapshot file and what its header says (headers only: `snapshot verify` reads bodies).

@@ -5,18 +5,20 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 use wal_log::Vfs;
+use wal_log::inspect::Verdict;
 use wal_replay::{DataDir, ReplayError};
 
 use crate::exit::{EXIT_CORRUPT, EXIT_OK, EXIT_TORN, Failure};
 use crate::human;
 use crate::output::Out;
-use crate::scan::{EndRow, SegmentRow, VerdictRow, inspect};
+use crate::scan::{EndRow, SegmentRow, inspect, verdict_json};
 
 /// What `verify` reports. The text's verdict line is the runbook's; `exit_code` is the
 /// process's exit status in text mode.
 #[derive(Serialize)]
 pub(crate) struct VerifyReport {
-    verdict: VerdictRow,
+    #[serde(serialize_with = "verdict_json")]
+    verdict: Verdict,
     exit_code: u8,
     segments: Vec<SegmentRow>,
     last_lsn: u64,
@@ -44,11 +46,11 @@ pub(crate) fn verify(
         .into());
     }
     let elapsed = started.elapsed();
-    let verdict = VerdictRow::from(&ins.verdict());
+    let verdict = ins.verdict();
     let exit_code = match verdict {
-        VerdictRow::Sound => EXIT_OK,
-        VerdictRow::TornTail { .. } => EXIT_TORN,
-        VerdictRow::Corrupt { .. } => EXIT_CORRUPT,
+        Verdict::Sound => EXIT_OK,
+        Verdict::TornTail(_) => EXIT_TORN,
+        Verdict::Corrupt(_) => EXIT_CORRUPT,
     };
     let report = VerifyReport {
         verdict,
@@ -93,24 +95,22 @@ impl fmt::Display for VerifyReport {
         }
         let in_newest = |segment: &std::path::Path| newest.filter(|s| s.file == segment);
         match &self.verdict {
-            VerdictRow::Sound => writeln!(
+            Verdict::Sound => writeln!(
                 f,
                 "sound: {}, {}, last LSN {}",
                 human::count(self.segments.len() as u64, "segment"),
                 human::size(self.bytes),
                 self.last_lsn
             )?,
-            VerdictRow::TornTail {
-                segment,
-                offset,
-                reason,
-            } => {
+            Verdict::TornTail(d) => {
                 writeln!(
                     f,
-                    "torn tail: segment {} byte offset {offset}: {reason}",
-                    segment.display()
+                    "torn tail: segment {} byte offset {}: {}",
+                    d.segment.display(),
+                    d.offset,
+                    d.reason
                 )?;
-                if let Some(s) = in_newest(segment) {
+                if let Some(s) = in_newest(&d.segment) {
                     writeln!(
                         f,
                         "  the damage is beyond the durable watermark (LSN {}): recovery cuts it and moves it aside",
@@ -118,17 +118,15 @@ impl fmt::Display for VerifyReport {
                     )?;
                 }
             }
-            VerdictRow::Corrupt {
-                segment,
-                offset,
-                reason,
-            } => {
+            Verdict::Corrupt(d) => {
                 writeln!(
                     f,
-                    "CORRUPT: segment {} byte offset {offset}: {reason}",
-                    segment.display()
+                    "CORRUPT: segment {} byte offset {}: {}",
+                    d.segment.display(),
+                    d.offset,
+                    d.reason
                 )?;
-                if let Some(s) = in_newest(segment).filter(|s| s.watermark > 0) {
+                if let Some(s) = in_newest(&d.segment).filter(|s| s.watermark > 0) {
                     writeln!(
                         f,
                         "  the newest segment's frames claim LSN {} durable: damage at or before it is not a crash's",
