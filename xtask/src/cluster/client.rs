@@ -39,12 +39,10 @@ pub struct NodeStatus {
     pub wal: Option<WalCounters>,
 }
 
-/// A node's `wal-log` counters: transactions committed and fsyncs done.
+/// A node's `wal-log` counters.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WalCounters {
-    /// `Stats::commits`.
-    pub commits: u64,
-    /// `Stats::fsyncs`.
+    /// `Stats::fsyncs`: fsyncs of the node's Raft log.
     pub fsyncs: u64,
 }
 
@@ -84,7 +82,6 @@ pub fn parse_status(text: &str) -> Result<Status, String> {
             let wal = match n.get("wal") {
                 None | Some(Value::Null) => None,
                 Some(w) => Some(WalCounters {
-                    commits: u64_field(w, "commits")?,
                     fsyncs: u64_field(w, "fsyncs")?,
                 }),
             };
@@ -114,14 +111,17 @@ pub struct LocalScan {
     pub map: BTreeMap<String, String>,
 }
 
-/// Parses `applied INDEX` followed by `KEY\tVALUE` lines.
+/// Parses `applied INDEX` (`applied -` before anything was applied) followed by
+/// `KEY\tVALUE` lines.
 pub fn parse_local_scan(text: &str) -> Result<LocalScan, String> {
     let mut lines = text.lines();
     let first = lines.next().unwrap_or_default();
-    let applied = first
-        .strip_prefix("applied ")
-        .and_then(|n| n.trim().parse().ok())
-        .ok_or_else(|| format!("local-scan's first line is {first:?}, not `applied INDEX`"))?;
+    let applied = match first.strip_prefix("applied ").map(str::trim) {
+        Some("-") => Some(0),
+        Some(n) => n.parse().ok(),
+        None => None,
+    }
+    .ok_or_else(|| format!("local-scan's first line is {first:?}, not `applied INDEX`"))?;
     let mut map = BTreeMap::new();
     for line in lines {
         let (k, v) = line
@@ -241,13 +241,7 @@ mod tests {
             (one.matched_index, one.last_applied),
             (Some(120), Some(119))
         );
-        assert_eq!(
-            one.wal,
-            Some(WalCounters {
-                commits: 40,
-                fsyncs: 10
-            })
-        );
+        assert_eq!(one.wal, Some(WalCounters { fsyncs: 10 }));
         let three = s.node(3).unwrap();
         assert!(!three.reachable && three.matched_index.is_none() && three.wal.is_none());
         assert!(s.node(2).is_none());
@@ -272,6 +266,8 @@ mod tests {
         assert_eq!(s.map.len(), 2);
         assert_eq!(s.map["k2"], "v2-x");
         assert_eq!(parse_local_scan("applied 0\n").unwrap().map.len(), 0);
+        assert_eq!(parse_local_scan("applied -\n").unwrap().applied, 0);
+        assert!(parse_local_scan("applied x\n").is_err());
         assert!(parse_local_scan("k1\tv1\n").is_err());
         assert!(parse_local_scan("applied 3\nk1 v1\n").is_err());
         assert!(parse_local_scan("applied 3\nk1\ta\nk1\tb\n").is_err());

@@ -293,9 +293,12 @@ fn snapshot_installed(log: &std::path::Path, from: u64, id: u64) -> Result<(), F
     }
 }
 
-/// `raft-kv: node N installed snapshot up to index I`.
+/// `raft-kv: node N installed snapshot up to index I`, or openraft's own record of the same
+/// event (its engine logs `..::handle_install_full_snapshot` at info level; the nodes are
+/// started with that target enabled, see `node::LOG_FILTER`).
 fn is_snapshot_line(line: &str) -> bool {
-    line.starts_with("raft-kv: node ") && line.contains(" installed snapshot")
+    (line.starts_with("raft-kv: node ") && line.contains(" installed snapshot"))
+        || line.contains("::handle_install_full_snapshot")
 }
 
 #[cfg(test)]

@@ -203,7 +203,7 @@ impl Load {
             let (start, got) = (self.spec.start, self.acked.len());
             let stderr = self.stop_and_stderr();
             return Err(Failure::error(format!(
-                "load of k{start}.. ended after {got} acknowledgements, before the {n} the harness waited for (raise --keys-per-cycle); {stderr}"
+                "load of k{start}.. ended after {got} acknowledgements, before the {n} the harness waited for (if it succeeded, raise --keys-per-cycle); {stderr}"
             )));
         }
         Ok(())
@@ -219,10 +219,13 @@ impl Load {
     /// Kills the load if it still runs and returns its stderr, for an error message.
     fn stop_and_stderr(&mut self) -> String {
         let _ = self.child.as_mut().map(Child::kill);
-        let _ = self.child.take().map(|mut c| c.wait());
+        let status = match self.child.take().map(|mut c| c.wait()) {
+            Some(Ok(s)) => s.to_string(),
+            other => format!("{other:?}"),
+        };
         match self.stderr.take().map(JoinHandle::join) {
-            Some(Ok(s)) => format!("its stderr:\n{s}"),
-            _ => String::new(),
+            Some(Ok(s)) => format!("it ended with {status}; its stderr:\n{s}"),
+            _ => format!("it ended with {status}"),
         }
     }
 
