@@ -3,27 +3,34 @@
 //!
 //! ```text
 //! cargo run --release --manifest-path bench/Cargo.toml -- [--quick] [--out docs/benchmarks.md]
-//!     [--dir DIR] [--secs S] [--rounds R] [--only wal-log,raw,...] [--allow-tmpfs] [--profile]
+//!     [--dir DIR] [--secs S] [--rounds R] [--only wal-log,raw,...] [--workloads commits,tx,replay]
+//!     [--threads 1,8] [--sizes 128,4096] [--allow-tmpfs] [--profile]
 //! ```
 //!
-//! Each commit and transaction cell runs `R` rounds (full: 3, quick: 1) of `S` seconds (1 s)
-//! after a short warm-up, in a fresh directory each time, the systems taking turns in a
-//! rotating order so a slow spell of the (shared, virtual) disk does not land on one system.
-//! Throughput is the median round; latency percentiles are over every operation of all rounds.
+//! Each commit and transaction cell runs `R` rounds (full: 5, quick: 2). A round opens the
+//! system in a fresh directory (opening and its first durable operation timed apart), runs the
+//! workload untimed for the warm-up, quiesces (`systems::quiesce`: every file and directory of
+//! the cell fsynced, every writer stopped), then times `S` seconds (1 s). The systems take
+//! turns in a rotating order so a slow spell of the (shared, virtual) disk does not land on one
+//! system. Throughput is reported as min / median / max of the rounds; latency percentiles are
+//! over every operation of all rounds. Targets are judged by [`spread::verdict`].
 //! `--profile` times the parts of wal-log's own workloads instead (see `profile.rs`).
-//!
-//! ```text
-//! ```
 
+mod cells;
+mod chart;
 mod profile;
+mod raw;
 mod report;
+mod spread;
 mod systems;
 
+use cells::{Cell, Timing};
+use raw::RawFile;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use systems::{RawFile, Replay, Res, Sys};
+use systems::{Replay, Res, Sys};
 
 pub const PAYLOADS: [usize; 3] = [128, 1024, 4096];
 pub const THREADS: [usize; 5] = [1, 2, 4, 8, 16];
@@ -32,22 +39,6 @@ pub const TX_RECORDS: usize = 1000;
 
 /// A measurement, or why there is none (`n/a: …` in the tables).
 pub type Outcome<T> = Result<T, String>;
-
-#[derive(Clone, Debug)]
-pub struct CommitCell {
-    pub per_s: f64,
-    pub p50: Duration,
-    pub p99: Duration,
-    pub note: Option<String>,
-}
-
-#[derive(Clone, Debug)]
-pub struct TxCell {
-    /// Payload megabytes (10^6 bytes) per second; framing not counted.
-    pub mb_s: f64,
-    pub tx_per_s: f64,
-    pub p50: Duration,
-}
 
 #[derive(Clone, Debug, Default)]
 pub struct Machine {
@@ -61,10 +52,23 @@ pub struct Machine {
     pub rustc: String,
     pub load_start: String,
     pub load_end: String,
+    /// The 1-minute load average was at least [`NOISY_LOAD`] when the run started.
+    pub noisy: bool,
     pub bench_dir: String,
     pub tmpfs_warning: bool,
     /// The commit of the checkout wal-log was built from, and whether crates/ had changes.
     pub commit: String,
+}
+
+/// Above this 1-minute load average at the start, a run says it was on a busy machine.
+pub const NOISY_LOAD: f64 = 0.5;
+
+/// The workloads a run may select (`--workloads`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    Commits,
+    Tx,
+    Replay,
 }
 
 pub struct Results {
@@ -74,11 +78,17 @@ pub struct Results {
     pub warmup: f64,
     pub machine: Machine,
     pub systems: Vec<Sys>,
-    pub commits: Vec<(usize, usize, Sys, Outcome<CommitCell>)>,
-    pub tx: Vec<(usize, Sys, Outcome<TxCell>)>,
+    pub workloads: Vec<Workload>,
+    pub sizes: Vec<usize>,
+    pub threads: Vec<usize>,
+    pub commits: Vec<(usize, usize, Sys, Outcome<Cell>)>,
+    /// The strict group-commit ceiling for (size, writers), 8 writers and up.
+    pub ceiling: Vec<(usize, usize, Outcome<Cell>)>,
+    /// Transactions per second.
+    pub tx: Vec<(usize, Sys, Outcome<Cell>)>,
     /// Ours in the steady state of a log that truncates behind its checkpoints (segments
     /// recycled), measured in the same rotation as `tx`.
-    pub tx_steady: Vec<(usize, Outcome<TxCell>)>,
+    pub tx_steady: Vec<(usize, Outcome<Cell>)>,
     pub replay: Vec<(usize, Sys, Outcome<Replay>)>,
     /// Ours with one record per transaction (no batching at all).
     pub replay_single: Vec<(usize, Outcome<Replay>)>,
@@ -93,8 +103,26 @@ struct Args {
     secs: Option<f64>,
     rounds: Option<usize>,
     only: Option<Vec<Sys>>,
+    workloads: Vec<Workload>,
+    sizes: Vec<usize>,
+    threads: Vec<usize>,
     allow_tmpfs: bool,
     profile: bool,
+}
+
+const HELP: &str = "wal-bench [--quick] [--out docs/benchmarks.md] [--dir DIR] [--secs S] [--rounds R] [--profile] \
+[--only wal-log,okaywal,raft-engine,raft-engine-nolz4,sqlite,lora-wal,raw,raw-naive] \
+[--workloads commits,tx,replay] [--threads 1,2,4,8,16] [--sizes 128,1024,4096] [--allow-tmpfs]
+
+Full mode: 5 rounds of 1 s per cell; --quick: 2 rounds and a smaller replay (a smoke run).
+A/B of two builds on wal-log alone, e.g.: --only wal-log,raw --workloads commits,tx --threads 1,8";
+
+/// A comma-separated list, each item parsed by `one`.
+fn list<T>(arg: Option<String>, what: &str, one: impl Fn(&str) -> Option<T>) -> Res<Vec<T>> {
+    let arg = arg.ok_or_else(|| format!("{what} needs a list"))?;
+    arg.split(',')
+        .map(|x| one(x.trim()).ok_or_else(|| format!("{what}: unknown item {x}").into()))
+        .collect()
 }
 
 fn parse_args() -> Res<Args> {
@@ -106,6 +134,9 @@ fn parse_args() -> Res<Args> {
         secs: None,
         rounds: None,
         only: None,
+        workloads: vec![Workload::Commits, Workload::Tx, Workload::Replay],
+        sizes: PAYLOADS.to_vec(),
+        threads: THREADS.to_vec(),
         allow_tmpfs: false,
         profile: false,
     };
@@ -120,21 +151,32 @@ fn parse_args() -> Res<Args> {
             "--dir" => a.dir = it.next().ok_or("--dir needs a path")?.into(),
             "--secs" => a.secs = Some(it.next().ok_or("--secs needs a number")?.parse()?),
             "--only" => {
-                let list = it.next().ok_or("--only needs a list")?;
-                let mut v = Vec::new();
-                for name in list.split(',') {
-                    let s = Sys::ALL
+                a.only = Some(list(it.next(), "--only", |n| {
+                    Sys::ALL
                         .into_iter()
-                        .find(|s| s.short().eq_ignore_ascii_case(name))
-                        .ok_or_else(|| format!("unknown system {name}"))?;
-                    v.push(s);
-                }
-                a.only = Some(v);
+                        .find(|s| s.key().eq_ignore_ascii_case(n))
+                })?);
+            }
+            "--workloads" => {
+                a.workloads = list(it.next(), "--workloads", |w| match w {
+                    "commits" => Some(Workload::Commits),
+                    "tx" => Some(Workload::Tx),
+                    "replay" => Some(Workload::Replay),
+                    _ => None,
+                })?;
+            }
+            "--threads" => {
+                a.threads = list(it.next(), "--threads", |t| {
+                    t.parse().ok().filter(|t| THREADS.contains(t))
+                })?;
+            }
+            "--sizes" => {
+                a.sizes = list(it.next(), "--sizes", |t| {
+                    t.parse().ok().filter(|t| PAYLOADS.contains(t))
+                })?;
             }
             "-h" | "--help" => {
-                println!(
-                    "wal-bench [--quick] [--out docs/benchmarks.md] [--dir DIR] [--secs S] [--rounds R] [--profile] [--only wal-log,okaywal,raft-engine,sqlite,lora-wal,raw] [--allow-tmpfs]"
-                );
+                println!("{HELP}");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other}").into()),
@@ -178,180 +220,248 @@ fn run() -> Res<()> {
     let systems: Vec<Sys> = args.only.clone().unwrap_or_else(|| Sys::ALL.to_vec());
     let secs = args.secs.unwrap_or(1.0);
     let warmup = (secs / 4.0).min(0.25);
-    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
-    let cell = Duration::from_secs_f64(secs);
-    let warm = Duration::from_secs_f64(warmup);
+    let rounds = args.rounds.unwrap_or(if args.quick { 2 } else { 5 }).max(1);
+    let t = Timing {
+        warm: Duration::from_secs_f64(warmup),
+        cell: Duration::from_secs_f64(secs),
+    };
     eprintln!(
-        "wal-bench: {} mode, {rounds} x {secs} s per cell (+{warmup} s warm-up each), in {} ({} on {})",
-        if args.quick { "quick" } else { "full" },
+        "wal-bench: {} mode, {rounds} rounds x {secs} s per cell (+{warmup} s warm-up each), in {} ({} on {}){}",
+        if args.quick {
+            "quick (smoke run)"
+        } else {
+            "full"
+        },
         root.display(),
         machine.fs_type,
-        machine.device
+        machine.device,
+        if machine.noisy {
+            format!("; NOISY: load average {} at start", machine.load_start)
+        } else {
+            String::new()
+        }
     );
-
-    let pools: Vec<(usize, Vec<Vec<u8>>)> = PAYLOADS.iter().map(|&s| (s, pool_of(s))).collect();
-    let raw = Arc::new(RawFile::create(&root.join("raw-prealloc.bin"), 256 << 20)?);
-
-    let mut commits = Vec::new();
-    for (size, pool) in &pools {
-        for &threads in &THREADS {
-            let mut rounds_of: Vec<(Sys, Vec<Outcome<Round>>)> =
-                systems.iter().map(|&s| (s, Vec::new())).collect();
-            for round in 0..rounds {
-                for k in 0..systems.len() {
-                    let idx = (k + round) % systems.len();
-                    let sys = systems[idx];
-                    let dir = systems::fresh_dir(&root, "cell")?;
-                    let r = guarded(|| commit_cell(sys, &dir, threads, pool, &raw, warm, cell));
-                    rounds_of[idx].1.push(r);
-                    let _ = std::fs::remove_dir_all(&dir);
-                }
-            }
-            for (sys, rs) in rounds_of {
-                let r = aggregate(rs).map(|(per_s, lat, note)| CommitCell {
-                    per_s,
-                    p50: pct(&lat, 0.50),
-                    p99: pct(&lat, 0.99),
-                    note,
-                });
-                log_cell(
-                    &format!("commits {size:>4} B x{threads:>2}"),
-                    sys,
-                    &r,
-                    |c| {
-                        format!(
-                            "{:>9.0}/s p50 {:>8.1} us p99 {:>8.1} us{}",
-                            c.per_s,
-                            us(c.p50),
-                            us(c.p99),
-                            c.note
-                                .as_deref()
-                                .map(|n| format!(" ({n} commits/fsync)"))
-                                .unwrap_or_default()
-                        )
-                    },
-                );
-                commits.push((*size, threads, sys, r));
-            }
-        }
-    }
-
-    let mut tx = Vec::new();
-    let mut tx_steady = Vec::new();
-    // Ours also runs in its steady state: one more slot in the rotation.
-    let steady_slot = systems.contains(&Sys::Ours).then_some(systems.len());
-    let slots = systems.len() + usize::from(steady_slot.is_some());
-    for (size, pool) in &pools {
-        let records: Vec<Vec<u8>> = pool[..TX_RECORDS].to_vec();
-        let flat: Vec<u8> = records.concat();
-        let mut rounds_of: Vec<(Sys, Vec<Outcome<Round>>)> =
-            systems.iter().map(|&s| (s, Vec::new())).collect();
-        let mut steady_rounds = Vec::new();
-        for round in 0..rounds {
-            for k in 0..slots {
-                let idx = (k + round) % slots;
-                let dir = systems::fresh_dir(&root, "cell")?;
-                if Some(idx) == steady_slot {
-                    let r = guarded(|| tx_cell_steady(&dir, &records, warm, cell));
-                    steady_rounds.push(r);
-                } else {
-                    let sys = systems[idx];
-                    let r = guarded(|| tx_cell(sys, &dir, &records, &flat, &raw, warm, cell));
-                    rounds_of[idx].1.push(r);
-                }
-                let _ = std::fs::remove_dir_all(&dir);
-            }
-        }
-        if steady_slot.is_some() {
-            let r = aggregate(steady_rounds).map(|(tx_per_s, lat, _)| TxCell {
-                mb_s: tx_per_s * flat.len() as f64 / 1e6,
-                tx_per_s,
-                p50: pct(&lat, 0.5),
-            });
-            if let Ok(c) = &r {
-                println!(
-                    "tx1000  {size:>4} B     wal-log steady {:>9.1} MB/s {:>7.1} tx/s p50 {:>8.2} ms",
-                    c.mb_s,
-                    c.tx_per_s,
-                    c.p50.as_secs_f64() * 1e3
-                );
-            }
-            tx_steady.push((*size, r));
-        }
-        for (sys, rs) in rounds_of {
-            let r = aggregate(rs).map(|(tx_per_s, lat, _)| TxCell {
-                mb_s: tx_per_s * flat.len() as f64 / 1e6,
-                tx_per_s,
-                p50: pct(&lat, 0.5),
-            });
-            log_cell(&format!("tx1000  {size:>4} B    "), sys, &r, |c| {
-                format!(
-                    "{:>9.1} MB/s {:>7.1} tx/s p50 {:>8.2} ms",
-                    c.mb_s,
-                    c.tx_per_s,
-                    c.p50.as_secs_f64() * 1e3
-                )
-            });
-            tx.push((*size, sys, r));
-        }
-    }
-    drop(raw);
-    let _ = std::fs::remove_file(root.join("raw-prealloc.bin"));
-
-    let mut replay = Vec::new();
-    let mut replay_single = Vec::new();
-    let mut replay_n = Vec::new();
-    let budget: usize = if args.quick { 16 << 20 } else { 128 << 20 };
-    for (size, pool) in &pools {
-        let n = budget / size;
-        replay_n.push((*size, n));
-        for &sys in &systems {
-            let dir = systems::fresh_dir(&root, "replay")?;
-            let r = guarded(|| systems::replay(sys, &dir, pool, n, TX_RECORDS));
-            log_cell(&format!("replay  {size:>4} B    "), sys, &r, replay_line);
-            replay.push((*size, sys, r));
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-        if systems.contains(&Sys::Ours) {
-            let dir = systems::fresh_dir(&root, "replay")?;
-            let r = guarded(|| systems::replay(Sys::Ours, &dir, pool, n, 1));
-            log_cell(
-                &format!("replay1 {size:>4} B    "),
-                Sys::Ours,
-                &r,
-                replay_line,
-            );
-            replay_single.push((*size, r));
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-    }
-
-    machine.load_end = loadavg();
-    let results = Results {
+    let mut r = Results {
         quick: args.quick,
         secs,
         rounds,
         warmup,
         machine,
         systems,
-        commits,
-        tx,
-        tx_steady,
-        replay,
-        replay_single,
-        replay_n,
-        total: started.elapsed(),
+        workloads: args.workloads.clone(),
+        sizes: args.sizes.clone(),
+        threads: args.threads.clone(),
+        commits: vec![],
+        ceiling: vec![],
+        tx: vec![],
+        tx_steady: vec![],
+        replay: vec![],
+        replay_single: vec![],
+        replay_n: vec![],
+        total: Duration::ZERO,
     };
-    let md = report::markdown(&results, &svg_name(&args.out));
+    let pools: Vec<(usize, Vec<Vec<u8>>)> = args.sizes.iter().map(|&s| (s, pool_of(s))).collect();
+    let ring_path = root.join("raw-prealloc.bin");
+    let ring = Arc::new(RawFile::create(&ring_path, 256 << 20)?);
+    if args.workloads.contains(&Workload::Commits) {
+        run_commits(&mut r, &root, &pools, &ring, t)?;
+    }
+    if args.workloads.contains(&Workload::Tx) {
+        run_tx(&mut r, &root, &pools, &ring, t)?;
+    }
+    drop(ring);
+    let _ = std::fs::remove_file(&ring_path);
+    if args.workloads.contains(&Workload::Replay) {
+        let budget: usize = if args.quick { 16 << 20 } else { 128 << 20 };
+        run_replay(&mut r, &root, &pools, budget)?;
+    }
+    r.machine.load_end = loadavg();
+    r.total = started.elapsed();
+    let md = report::markdown(&r, &svg_name(&args.out));
     std::fs::write(&args.out, md)?;
     let svg_path = args.out.with_extension("svg");
-    std::fs::write(&svg_path, report::svg(&results))?;
+    std::fs::write(&svg_path, chart::svg(&r))?;
     eprintln!(
         "wal-bench: wrote {} and {} in {:.0} s",
         args.out.display(),
         svg_path.display(),
-        results.total.as_secs_f64()
+        r.total.as_secs_f64()
     );
+    Ok(())
+}
+
+/// A slot in the commit cells' rotation: a system, or the group-commit ceiling.
+#[derive(Clone, Copy, PartialEq)]
+enum CommitSlot {
+    Sys(Sys),
+    Ceiling,
+}
+
+fn run_commits(
+    r: &mut Results,
+    root: &Path,
+    pools: &[(usize, Vec<Vec<u8>>)],
+    ring: &Arc<RawFile>,
+    t: Timing,
+) -> Res<()> {
+    for (size, pool) in pools {
+        for &threads in &r.threads {
+            let mut slots: Vec<CommitSlot> = r
+                .systems
+                .iter()
+                .filter(|s| s.in_commits())
+                .map(|&s| CommitSlot::Sys(s))
+                .collect();
+            if threads >= 8 {
+                slots.push(CommitSlot::Ceiling);
+            }
+            let rounds = cells::rotate(root, &slots, r.rounds, |slot, dir| match slot {
+                CommitSlot::Sys(sys) => {
+                    guarded(|| cells::commit_round(sys, dir, threads, pool, ring, t))
+                }
+                CommitSlot::Ceiling => {
+                    guarded(|| cells::ceiling_round(dir, threads, pool, ring, t))
+                }
+            })?;
+            for (slot, rs) in slots.into_iter().zip(rounds) {
+                let c = cells::aggregate(rs);
+                let what = format!("commits {size:>4} B x{threads:>2}");
+                match slot {
+                    CommitSlot::Sys(sys) => {
+                        log_cell(&what, sys.short(), &c, commit_line);
+                        r.commits.push((*size, threads, sys, c));
+                    }
+                    CommitSlot::Ceiling => {
+                        log_cell(&what, "ceiling", &c, commit_line);
+                        r.ceiling.push((*size, threads, c));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn commit_line(c: &Cell) -> String {
+    format!(
+        "{:>9.0}/s ({:.0}-{:.0}) p50 {:>8.1} us p99 {:>8.1} us{}",
+        c.rate.median,
+        c.rate.min,
+        c.rate.max,
+        us(c.p50),
+        us(c.p99),
+        c.per_fsync
+            .map(|p| format!(" ({:.1} commits/fsync)", p.median))
+            .unwrap_or_default()
+    )
+}
+
+/// A slot in the transaction cells' rotation: a system, or ours in the steady state.
+#[derive(Clone, Copy, PartialEq)]
+enum TxSlot {
+    Sys(Sys),
+    Steady,
+}
+
+fn run_tx(
+    r: &mut Results,
+    root: &Path,
+    pools: &[(usize, Vec<Vec<u8>>)],
+    ring: &Arc<RawFile>,
+    t: Timing,
+) -> Res<()> {
+    let mut slots: Vec<TxSlot> = r.systems.iter().map(|&s| TxSlot::Sys(s)).collect();
+    if r.systems.contains(&Sys::Ours) {
+        slots.push(TxSlot::Steady);
+    }
+    for (size, pool) in pools {
+        let records: Vec<Vec<u8>> = pool[..TX_RECORDS].to_vec();
+        let flat: Vec<u8> = records.concat();
+        let rounds = cells::rotate(root, &slots, r.rounds, |slot, dir| {
+            guarded(|| match slot {
+                TxSlot::Sys(sys) => cells::tx_round(dir, ring, t, || {
+                    let w = systems::open_writer(sys, dir, 1, ring)?;
+                    let (records, flat) = (&records, &flat);
+                    Ok(Box::new(move || w.commit_tx(0, records, flat)))
+                }),
+                // What an engine that checkpoints does: see `systems::ours::keep_bounded`.
+                TxSlot::Steady => cells::tx_round(dir, ring, t, || {
+                    let o = systems::ours::Ours::open(dir)?;
+                    let records = &records;
+                    Ok(Box::new(move || o.commit_steady(records)))
+                }),
+            })
+        })?;
+        let mb = flat.len() as f64 / 1e6;
+        for (slot, rs) in slots.iter().zip(rounds) {
+            let c = cells::aggregate(rs);
+            let line = |c: &Cell| {
+                let m = c.rate.scaled(mb);
+                format!(
+                    "{:>9.1} MB/s ({:.1}-{:.1}) {:>7.1} tx/s p50 {:>8.2} ms",
+                    m.median,
+                    m.min,
+                    m.max,
+                    c.rate.median,
+                    c.p50.as_secs_f64() * 1e3
+                )
+            };
+            let what = format!("tx1000  {size:>4} B    ");
+            match *slot {
+                TxSlot::Sys(sys) => {
+                    log_cell(&what, sys.short(), &c, line);
+                    r.tx.push((*size, sys, c));
+                }
+                TxSlot::Steady => {
+                    log_cell(&what, "wal-log steady", &c, line);
+                    r.tx_steady.push((*size, c));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run_replay(
+    r: &mut Results,
+    root: &Path,
+    pools: &[(usize, Vec<Vec<u8>>)],
+    budget: usize,
+) -> Res<()> {
+    let systems: Vec<Sys> = r
+        .systems
+        .iter()
+        .copied()
+        .filter(|s| s.in_replay())
+        .collect();
+    for (size, pool) in pools {
+        let n = budget / size;
+        r.replay_n.push((*size, n));
+        for &sys in &systems {
+            let dir = systems::fresh_dir(root, "replay")?;
+            let o = guarded(|| systems::replay(sys, &dir, pool, (n, TX_RECORDS), r.rounds));
+            log_cell(
+                &format!("replay  {size:>4} B    "),
+                sys.short(),
+                &o,
+                replay_line,
+            );
+            r.replay.push((*size, sys, o));
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        if systems.contains(&Sys::Ours) {
+            let dir = systems::fresh_dir(root, "replay")?;
+            let o = guarded(|| systems::replay(Sys::Ours, &dir, pool, (n, 1), r.rounds));
+            log_cell(
+                &format!("replay1 {size:>4} B    "),
+                "wal-log",
+                &o,
+                replay_line,
+            );
+            r.replay_single.push((*size, o));
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
     Ok(())
 }
 
@@ -363,23 +473,22 @@ fn svg_name(out: &Path) -> String {
 }
 
 fn replay_line(r: &Replay) -> String {
-    format!(
-        "{:>11.0} rec/s warm ({:.3} s), {:>11.0} rec/s cold ({:.3} s)",
-        r.records as f64 / r.warm.as_secs_f64(),
-        r.warm.as_secs_f64(),
-        r.records as f64 / r.cold.as_secs_f64(),
-        r.cold.as_secs_f64()
-    )
+    let f = |cold| {
+        r.rate(cold)
+            .map(|s| format!("{:>11.0} ({:.0}-{:.0})", s.median, s.min, s.max))
+            .unwrap_or_default()
+    };
+    format!("{} rec/s warm, {} rec/s cold", f(false), f(true))
 }
 
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-fn log_cell<T>(what: &str, sys: Sys, r: &Outcome<T>, ok: impl Fn(&T) -> String) {
+fn log_cell<T>(what: &str, who: &str, r: &Outcome<T>, ok: impl Fn(&T) -> String) {
     match r {
-        Ok(v) => eprintln!("{what} {:<12} {}", sys.short(), ok(v)),
-        Err(e) => eprintln!("{what} {:<12} n/a: {e}", sys.short()),
+        Ok(v) => eprintln!("{what} {who:<20} {}", ok(v)),
+        Err(e) => eprintln!("{what} {who:<20} n/a: {e}"),
     }
 }
 
@@ -413,175 +522,6 @@ pub fn pool_of(size: usize) -> Vec<Vec<u8>> {
                 .collect()
         })
         .collect()
-}
-
-fn commit_cell(
-    sys: Sys,
-    dir: &Path,
-    threads: usize,
-    pool: &[Vec<u8>],
-    raw: &Arc<RawFile>,
-    warm: Duration,
-    cell: Duration,
-) -> Res<Round> {
-    let w = systems::open_writer(sys, dir, threads, raw)?;
-    w.settle();
-    drive_commits(&*w, threads, pool, warm, cell)
-}
-
-/// `threads` threads commit records from `pool` through `w` for `warm` then `cell`; the
-/// commits of `cell` count.
-fn drive_commits(
-    w: &dyn systems::Writer,
-    threads: usize,
-    pool: &[Vec<u8>],
-    warm: Duration,
-    cell: Duration,
-) -> Res<Round> {
-    let barrier = Barrier::new(threads);
-    let per_thread: Vec<Res<Vec<u32>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let barrier = &barrier;
-                s.spawn(move || -> Res<Vec<u32>> {
-                    barrier.wait();
-                    let start = Instant::now();
-                    let (warm_end, end) = (start + warm, start + warm + cell);
-                    let mut lat = Vec::with_capacity(1 << 16);
-                    let mut i = t * 61;
-                    loop {
-                        let t0 = Instant::now();
-                        if t0 >= end {
-                            break;
-                        }
-                        w.commit(t, &pool[i % pool.len()])?;
-                        if t0 >= warm_end {
-                            lat.push(u32::try_from(t0.elapsed().as_nanos()).unwrap_or(u32::MAX));
-                        }
-                        i += 1;
-                    }
-                    Ok(lat)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("writer thread panicked".into()))
-            })
-            .collect()
-    });
-    let mut all = Vec::new();
-    for r in per_thread {
-        all.extend(r?);
-    }
-    if all.is_empty() {
-        return Err("no commit finished within the cell".into());
-    }
-    let note = w.note();
-    Ok(Round {
-        per_s: all.len() as f64 / cell.as_secs_f64(),
-        lat: all,
-        note,
-    })
-}
-
-/// One round of a cell: operations per second and every operation's latency in ns.
-pub struct Round {
-    per_s: f64,
-    lat: Vec<u32>,
-    note: Option<String>,
-}
-
-/// The median round's rate, all latencies sorted, the last round's note; or the first error.
-fn aggregate(rounds: Vec<Outcome<Round>>) -> Outcome<(f64, Vec<u32>, Option<String>)> {
-    let mut rates = Vec::new();
-    let mut lat = Vec::new();
-    let mut note = None;
-    for r in rounds {
-        let r = r?;
-        rates.push(r.per_s);
-        lat.extend(r.lat);
-        note = r.note;
-    }
-    if rates.is_empty() {
-        return Err("no rounds".into());
-    }
-    rates.sort_by(f64::total_cmp);
-    let median = if rates.len() % 2 == 1 {
-        rates[rates.len() / 2]
-    } else {
-        (rates[rates.len() / 2 - 1] + rates[rates.len() / 2]) / 2.0
-    };
-    lat.sort_unstable();
-    Ok((median, lat, note))
-}
-
-fn pct(sorted: &[u32], q: f64) -> Duration {
-    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
-    Duration::from_nanos(u64::from(sorted[i]))
-}
-
-fn tx_cell(
-    sys: Sys,
-    dir: &Path,
-    records: &[Vec<u8>],
-    flat: &[u8],
-    raw: &Arc<RawFile>,
-    warm: Duration,
-    cell: Duration,
-) -> Res<Round> {
-    let w = systems::open_writer(sys, dir, 1, raw)?;
-    w.settle();
-    let start = Instant::now();
-    while start.elapsed() < warm {
-        w.commit_tx(0, records, flat)?;
-    }
-    let mut lat = Vec::new();
-    let start = Instant::now();
-    // At least three transactions, however slow.
-    while start.elapsed() < cell || lat.len() < 3 {
-        let t0 = Instant::now();
-        w.commit_tx(0, records, flat)?;
-        lat.push(u32::try_from(t0.elapsed().as_nanos()).unwrap_or(u32::MAX));
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let per_s = lat.len() as f64 / secs;
-    Ok(Round {
-        per_s,
-        lat,
-        note: None,
-    })
-}
-
-/// [`tx_cell`] for ours in the steady state of a log that checkpoints: after each
-/// transaction, [`systems::ours::keep_bounded`] truncates once the sealed segments fill the
-/// recycle pool, so later segments reuse those files. The warm-up reaches that state (it
-/// writes several segments at these sizes).
-fn tx_cell_steady(dir: &Path, records: &[Vec<u8>], warm: Duration, cell: Duration) -> Res<Round> {
-    let o = systems::ours::Ours::open(dir)?;
-    let start = Instant::now();
-    while start.elapsed() < warm {
-        o.commit_steady(records)?;
-    }
-    let mut lat = Vec::new();
-    let start = Instant::now();
-    while start.elapsed() < cell || lat.len() < 3 {
-        let t0 = Instant::now();
-        o.commit_steady(records)?;
-        lat.push(u32::try_from(t0.elapsed().as_nanos()).unwrap_or(u32::MAX));
-    }
-    let per_s = lat.len() as f64 / start.elapsed().as_secs_f64();
-    let st = o.stats();
-    Ok(Round {
-        per_s,
-        lat,
-        note: Some(format!(
-            "{} rotations, {} reused",
-            st.rotations, st.recycled
-        )),
-    })
 }
 
 fn is_memory_fs(t: &str) -> bool {
@@ -631,6 +571,11 @@ fn machine(dir: &Path) -> Machine {
         kernel: cmd("uname", &["-r"]),
         date: cmd("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         rustc: cmd("rustc", &["-V"]),
+        noisy: loadavg()
+            .split_whitespace()
+            .next()
+            .and_then(|l| l.parse::<f64>().ok())
+            .is_some_and(|l| l >= NOISY_LOAD),
         load_start: loadavg(),
         load_end: String::new(),
         bench_dir: dir.to_string_lossy().into_owned(),

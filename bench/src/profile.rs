@@ -242,7 +242,7 @@ fn tx_run(
 /// MB/s of the raw loop writing `flat` per transaction, with an fdatasync each (`durable`)
 /// or without (what is left is the copy into the page cache).
 fn raw_tx(root: &Path, flat: &[u8], cell: Duration, durable: bool) -> Res<f64> {
-    let raw = systems::RawFile::create(&root.join("profile-raw.bin"), 256 << 20)?;
+    let raw = crate::raw::RawFile::create(&root.join("profile-raw.bin"), 256 << 20)?;
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < cell {
@@ -378,7 +378,7 @@ fn commits(root: &Path) -> Res<()> {
     let cell = Duration::from_secs(2);
     let pool = crate::pool_of(128);
     eprintln!("commits: 1 writer, 128 B, {} s each", cell.as_secs());
-    let raw = systems::RawFile::create(&root.join("profile-raw.bin"), 64 << 20)?;
+    let raw = crate::raw::RawFile::create(&root.join("profile-raw.bin"), 64 << 20)?;
     for round in 0..3 {
         for (name, opts) in [
             ("default", Some(Options::default())),
@@ -564,12 +564,9 @@ impl systems::Writer for IdealGroup {
     fn commit_tx(&self, thread: usize, _records: &[Vec<u8>], flat: &[u8]) -> Res<()> {
         self.commit(thread, flat)
     }
-    fn note(&self) -> Option<String> {
+    fn fsync_counts(&self) -> Option<(u64, u64)> {
         let g = self.st.lock().ok()?;
-        Some(format!(
-            "{:.1} commits/fsync",
-            g.queued as f64 / g.fsyncs.max(1) as f64
-        ))
+        Some((g.queued, g.fsyncs))
     }
 }
 
@@ -580,7 +577,7 @@ fn group(root: &Path) -> Res<()> {
     let warm = Duration::from_millis(250);
     let pool = crate::pool_of(128);
     let threads = 8;
-    let raw = Arc::new(systems::RawFile::create(
+    let raw = Arc::new(crate::raw::RawFile::create(
         &root.join("profile-raw.bin"),
         64 << 20,
     )?);
@@ -605,15 +602,19 @@ fn group(root: &Path) -> Res<()> {
                     Box::new(IdealGroup::open(&dir.join("ideal.bin"), *shape)?)
                 }
             };
-            w.settle();
-            let r = crate::drive_commits(&*w, threads, &pool, warm, cell)?;
+            let timing = crate::cells::Timing { warm, cell };
+            let r = crate::cells::drive_commits(&*w, threads, &pool, timing, &|| {
+                systems::quiesce(&dir, &raw)
+            })?;
             let mut lat = r.lat.clone();
             lat.sort_unstable();
             eprintln!(
                 "  [{round}] {name:<20} {:>8.0}/s p50 {:>6.1} us {}",
                 r.per_s,
                 f64::from(lat[lat.len() / 2]) / 1e3,
-                w.note().unwrap_or_default()
+                r.per_fsync
+                    .map(|p| format!("{p:.1} commits/fsync"))
+                    .unwrap_or_default()
             );
             drop(w);
             let _ = std::fs::remove_dir_all(&dir);

@@ -1,12 +1,14 @@
-//! `docs/benchmarks.md` and its hand-written SVG chart.
+//! `docs/benchmarks.md`: the machine, how a cell is run, the targets and the tables.
 
+use crate::cells::Cell;
+use crate::spread::{Spread, Verdict, judge_against, judge_fixed};
 use crate::systems::{Replay, Sys};
-use crate::{Outcome, PAYLOADS, Results, THREADS, TX_RECORDS};
+use crate::{Outcome, Results, TX_RECORDS, Workload};
 use std::fmt::Write as _;
 use std::time::Duration;
 
 /// 12345.6 -> "12,346".
-fn thousands(v: f64) -> String {
+pub fn thousands(v: f64) -> String {
     let s = format!("{:.0}", v.max(0.0));
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -25,6 +27,15 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
+/// "median (min–max)" with `f` for each figure.
+fn spread_text(s: &Spread, f: impl Fn(f64) -> String) -> String {
+    format!("{} ({}–{})", f(s.median), f(s.min), f(s.max))
+}
+
+fn one_decimal(v: f64) -> String {
+    format!("{v:.1}")
+}
+
 fn na(e: &str) -> String {
     // Keep a table cell short and free of pipes.
     let e = e.replace('|', "/").replace('\n', " ");
@@ -41,42 +52,75 @@ fn lat(d: Duration) -> String {
     }
 }
 
-fn commit(
-    r: &Results,
-    size: usize,
-    threads: usize,
-    sys: Sys,
-) -> Option<&Outcome<crate::CommitCell>> {
+pub fn size_name(size: usize) -> String {
+    if size >= 1024 {
+        format!("{} KiB", size / 1024)
+    } else {
+        format!("{size} B")
+    }
+}
+
+/// The systems of the commit tables.
+pub fn commit_systems(r: &Results) -> Vec<Sys> {
+    r.systems
+        .iter()
+        .copied()
+        .filter(|s| s.in_commits())
+        .collect()
+}
+
+fn replay_systems(r: &Results) -> Vec<Sys> {
+    r.systems
+        .iter()
+        .copied()
+        .filter(|s| s.in_replay())
+        .collect()
+}
+
+fn commit(r: &Results, size: usize, threads: usize, sys: Sys) -> Option<&Outcome<Cell>> {
     r.commits
         .iter()
         .find(|(s, t, y, _)| *s == size && *t == threads && *y == sys)
         .map(|(.., o)| o)
 }
 
-fn commit_rate(r: &Results, size: usize, threads: usize, sys: Sys) -> Option<f64> {
-    commit(r, size, threads, sys)
-        .and_then(|o| o.as_ref().ok())
-        .map(|c| c.per_s)
+fn ok<T>(o: Option<&Outcome<T>>) -> Option<&T> {
+    o.and_then(|o| o.as_ref().ok())
 }
 
-fn tx(r: &Results, size: usize, sys: Sys) -> Option<&Outcome<crate::TxCell>> {
+fn commit_spread(r: &Results, size: usize, threads: usize, sys: Sys) -> Option<Spread> {
+    ok(commit(r, size, threads, sys)).map(|c| c.rate)
+}
+
+pub fn commit_rate(r: &Results, size: usize, threads: usize, sys: Sys) -> Option<f64> {
+    commit_spread(r, size, threads, sys).map(|s| s.median)
+}
+
+fn ceiling(r: &Results, size: usize, threads: usize) -> Option<&Outcome<Cell>> {
+    r.ceiling
+        .iter()
+        .find(|(s, t, _)| *s == size && *t == threads)
+        .map(|(.., o)| o)
+}
+
+/// Payload MB/s of a transaction cell of `size`-byte records.
+fn mb(c: &Cell, size: usize) -> Spread {
+    c.rate.scaled((TX_RECORDS * size) as f64 / 1e6)
+}
+
+fn tx(r: &Results, size: usize, sys: Sys) -> Option<&Outcome<Cell>> {
     r.tx.iter()
         .find(|(s, y, _)| *s == size && *y == sys)
         .map(|(.., o)| o)
 }
 
-fn tx_steady_mb(r: &Results, size: usize) -> Option<f64> {
-    r.tx_steady
-        .iter()
-        .find(|(s, _)| *s == size)
-        .and_then(|(_, c)| c.as_ref().ok())
-        .map(|c| c.mb_s)
+fn tx_mb(r: &Results, size: usize, sys: Sys) -> Option<Spread> {
+    ok(tx(r, size, sys)).map(|c| mb(c, size))
 }
 
-fn tx_rate(r: &Results, size: usize, sys: Sys) -> Option<f64> {
-    tx(r, size, sys)
-        .and_then(|o| o.as_ref().ok())
-        .map(|c| c.mb_s)
+fn tx_steady_mb(r: &Results, size: usize) -> Option<Spread> {
+    let o = r.tx_steady.iter().find(|(s, _)| *s == size).map(|(_, c)| c);
+    ok(o).map(|c| mb(c, size))
 }
 
 fn replay(r: &Results, size: usize, sys: Sys) -> Option<&Outcome<Replay>> {
@@ -86,24 +130,23 @@ fn replay(r: &Results, size: usize, sys: Sys) -> Option<&Outcome<Replay>> {
         .map(|(.., o)| o)
 }
 
-fn replay_rate(o: Option<&Outcome<Replay>>, cold: bool) -> Option<f64> {
-    o.and_then(|o| o.as_ref().ok())
-        .map(|x| x.records as f64 / if cold { x.cold } else { x.warm }.as_secs_f64())
+fn replay_rate(r: &Results, size: usize, sys: Sys, cold: bool) -> Option<Spread> {
+    ok(replay(r, size, sys)).and_then(|x| x.rate(cold))
 }
 
-/// The best peer's value and name (peers only: not ours, not raw).
-fn best_peer(r: &Results, f: impl Fn(Sys) -> Option<f64>) -> Option<(f64, Sys)> {
+/// The best peer's figures and name (peers only: not ours, not the raw loops), by median.
+fn best_peer(r: &Results, f: impl Fn(Sys) -> Option<Spread>) -> Option<(Spread, Sys)> {
     r.systems
         .iter()
         .filter(|s| s.is_peer())
         .filter_map(|&s| f(s).map(|v| (v, s)))
-        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .max_by(|a, b| a.0.median.total_cmp(&b.0.median))
 }
 
-fn header(r: &Results, first: &str, extra: &[&str]) -> String {
+fn header(systems: &[Sys], first: &str, extra: &[&str]) -> String {
     let mut h = format!("| {first} |");
     let mut sep = String::from("| ---: |");
-    for s in &r.systems {
+    for s in systems {
         let _ = write!(h, " {} |", s.short());
         sep.push_str(" ---: |");
     }
@@ -114,34 +157,53 @@ fn header(r: &Results, first: &str, extra: &[&str]) -> String {
     format!("{h}\n{sep}\n")
 }
 
-fn size_name(size: usize) -> String {
-    if size >= 1024 {
-        format!("{} KiB", size / 1024)
-    } else {
-        format!("{size} B")
-    }
-}
-
-fn verdict(ok: Option<bool>) -> &'static str {
-    match ok {
-        Some(true) => "**met**",
-        Some(false) => "**missed**",
-        None => "not measured",
+/// A table cell: `f` of the outcome, its error, or n/a.
+fn cell_text<T>(o: Option<&Outcome<T>>, f: impl Fn(&T) -> String) -> String {
+    match o {
+        Some(Ok(v)) => f(v),
+        Some(Err(e)) => na(e),
+        None => "n/a".into(),
     }
 }
 
 pub fn markdown(r: &Results, svg: &str) -> String {
-    let m = &r.machine;
     let mut o = String::new();
+    preamble(&mut o, r);
+    targets(&mut o, r);
+    if r.workloads.contains(&Workload::Commits) {
+        commits(&mut o, r, svg);
+        opening(&mut o, r);
+    }
+    if r.workloads.contains(&Workload::Tx) {
+        transactions(&mut o, r);
+    }
+    if r.workloads.contains(&Workload::Replay) {
+        replays(&mut o, r);
+    }
+    o.push_str(SETUP);
+    o
+}
+
+fn preamble(o: &mut String, r: &Results) {
+    let m = &r.machine;
     let _ = writeln!(o, "# Benchmarks\n");
     let _ = writeln!(
         o,
         "Generated by `cargo run --release --manifest-path bench/Cargo.toml --{}` on {}; \
-         do not edit by hand, re-run it. How and why: `bench/src/`, \
+         do not edit by hand, re-run it (`cargo xtask bench`). How and why: `bench/src/`, \
          [ADR 0002](decisions/0002-bench-peers.md).\n",
         if r.quick { " --quick" } else { "" },
         m.date
     );
+    if m.noisy {
+        let _ = writeln!(
+            o,
+            "> **Noisy/shared machine**: the 1-minute load average was {} on {} CPUs when the run \
+             started (other work was running); wall-clock figures are disturbed, look at the spreads.\n",
+            m.load_start.split_whitespace().next().unwrap_or("?"),
+            m.nproc
+        );
+    }
     if m.tmpfs_warning {
         let _ = writeln!(
             o,
@@ -152,10 +214,11 @@ pub fn markdown(r: &Results, svg: &str) -> String {
     if r.quick {
         let _ = writeln!(
             o,
-            "> Quick run (short cells, small replay): for checking the harness, not for quoting.\n"
+            "> Quick run: {} rounds per cell (the full run takes 5) and a small replay: a smoke \
+             run for checking the harness, not for quoting.\n",
+            r.rounds
         );
     }
-
     let _ = writeln!(o, "## Machine\n");
     let _ = writeln!(o, "| | |\n| --- | --- |");
     let _ = writeln!(o, "| CPUs (`nproc`) | {} |", m.nproc);
@@ -180,11 +243,10 @@ pub fn markdown(r: &Results, svg: &str) -> String {
     );
     let _ = writeln!(
         o,
-        "| cells | {} round(s) of {} s, each after {} s of warm-up in a fresh directory, systems in rotating order; \
-         throughput = median round, latency = all operations; whole run {:.0} s |",
+        "| cells | {} rounds of {} s each, systems in rotating order; figures are median (min–max) \
+         of the rounds, latency percentiles over all operations; whole run {:.0} s |",
         r.rounds,
         r.secs,
-        r.warmup,
         r.total.as_secs_f64()
     );
     let _ = writeln!(
@@ -192,149 +254,363 @@ pub fn markdown(r: &Results, svg: &str) -> String {
         "\nThe machine is shared (other builds may run at the same time): compare columns of one run, \
          not runs of different days.\n"
     );
+    let _ = writeln!(
+        o,
+        "## How every cell is run (the same steps for every system)\n\n\
+         1. A fresh, empty directory on the bench file system.\n\
+         2. Open the system there and make one operation durable (a commit, or a transaction); \
+            both together are timed apart, in *Opening a new log*, and not counted in the cell.\n\
+         3. An untimed warm-up of {} s running the cell's own workload.\n\
+         4. Quiesce: every writer thread stops, then every file and directory under the cell's \
+            directory is fsynced, and so is the raw loops' ring file.\n\
+         5. The timed part: {} s, all writers going.\n\n\
+         No system gets a step of its own. Background work a system starts by itself keeps \
+         running through steps 3–5, as it would for a user: wal-log's `Wal::open` on an empty \
+         directory zero-fills and syncs its first 32 MiB segment before it returns (in step 2), and \
+         its preallocator then zero-fills the next segment in the background (during step 3, and \
+         in step 5 if it is not done by then); later segments are prepared the same way as the \
+         log grows, or created without zeros while they fill faster than zeros can be written.\n",
+        r.warmup, r.secs
+    );
+}
 
-    targets(&mut o, r);
+fn verdict_row(o: &mut String, what: &str, size: usize, measured: String, v: Verdict) {
+    let _ = writeln!(o, "| {what} | {} | {measured} | {v} |", size_name(size));
+}
 
+/// "a vs b (a/b)".
+fn versus(a: Option<Spread>, b: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    let t = |v: Option<f64>| v.map(&f).unwrap_or("n/a".into());
+    format!(
+        "{} vs {} ({})",
+        a.map(|s| spread_text(&s, &f)).unwrap_or("n/a".into()),
+        t(b),
+        ratio(a.map(|s| s.median), b)
+    )
+}
+
+fn targets(o: &mut String, r: &Results) {
+    let _ = writeln!(o, "## Targets\n");
+    let _ = writeln!(
+        o,
+        "A target is **met** when the median clears it by more than the spread (max − min of the \
+         rounds, of both sides when it compares two), **missed** when it misses by more than the \
+         spread, otherwise *within noise*.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| target | record size | measured | verdict |\n| --- | --- | --- | --- |"
+    );
+    let commits = r.workloads.contains(&Workload::Commits);
+    for &size in r.sizes.iter().filter(|_| commits) {
+        if r.threads.contains(&1) {
+            let (ours, raw) = (
+                commit_spread(r, size, 1, Sys::Ours),
+                commit_spread(r, size, 1, Sys::Raw),
+            );
+            let m = versus(ours, raw.map(|s| s.median), thousands);
+            verdict_row(
+                o,
+                "1 writer: commits/s ≥ raw pwrite+fdatasync",
+                size,
+                m,
+                judge_against(ours, 1.0, raw),
+            );
+        }
+        if r.threads.contains(&8) {
+            let (ours, okay) = (
+                commit_spread(r, size, 8, Sys::Ours),
+                commit_spread(r, size, 8, Sys::Okaywal),
+            );
+            let m = versus(ours, okay.map(|s| 2.0 * s.median), thousands);
+            verdict_row(
+                o,
+                "8 writers: commits/s ≥ 2× okaywal",
+                size,
+                m,
+                judge_against(ours, 2.0, okay),
+            );
+        }
+        for threads in r.threads.iter().copied().filter(|&t| t >= 8) {
+            let ours = commit_spread(r, size, threads, Sys::Ours);
+            let ceil = ok(ceiling(r, size, threads)).map(|c| c.rate);
+            let m = versus(ours, ceil.map(|s| 0.85 * s.median), thousands);
+            let what = format!("{threads} writers: commits/s ≥ 0.85 × strict group-commit ceiling");
+            verdict_row(o, &what, size, m, judge_against(ours, 0.85, ceil));
+            let pf = ok(commit(r, size, threads, Sys::Ours)).and_then(|c| c.per_fsync);
+            let want = 0.9 * threads as f64;
+            let m = versus(pf, Some(want), one_decimal);
+            let what = format!("{threads} writers: commits per fsync ≥ 0.9 × {threads}");
+            verdict_row(o, &what, size, m, judge_fixed(pf, want));
+        }
+    }
+    let tx_run = r.workloads.contains(&Workload::Tx);
+    for &size in r.sizes.iter().filter(|_| tx_run) {
+        let raw = tx_mb(r, size, Sys::Raw);
+        let rows = [
+            ("fresh log", tx_mb(r, size, Sys::Ours)),
+            ("steady state (truncate + recycle)", tx_steady_mb(r, size)),
+        ];
+        for (kind, ours) in rows {
+            let m = versus(ours, raw.map(|s| 0.9 * s.median), one_decimal);
+            let what = format!("{TX_RECORDS}-record tx, {kind}: MB/s ≥ 0.9 × raw");
+            verdict_row(o, &what, size, m, judge_against(ours, 0.9, raw));
+        }
+    }
+    if r.workloads.contains(&Workload::Replay) {
+        replay_targets(o, r);
+    }
+    o.push_str(
+        "\nThe 8- and 16-writer rows compare with the strict group-commit ceiling measured in the \
+         same cells (*Durable commits per second*): [ADR 0005](decisions/0005-eight-writer-target.md) \
+         says why 2× okaywal is out of reach. Where the bulk gap to raw goes: \
+         [ADR 0006](decisions/0006-bulk-transaction-gap.md).\n\n",
+    );
+}
+
+fn replay_targets(o: &mut String, r: &Results) {
+    if r.sizes.contains(&128) {
+        for cold in [false, true] {
+            let ours = replay_rate(r, 128, Sys::Ours, cold);
+            let m = ours
+                .map(|s| format!("{} records/s", spread_text(&s, thousands)))
+                .unwrap_or("n/a".into());
+            let what = format!(
+                "replay ≥ 20M records/s ({} page cache)",
+                if cold { "cold" } else { "warm" }
+            );
+            verdict_row(o, &what, 128, m, judge_fixed(ours, 20e6));
+        }
+    }
+    for &size in &r.sizes {
+        let ours = replay_rate(r, size, Sys::Ours, false);
+        let best = best_peer(r, |s| replay_rate(r, size, s, false));
+        let m = format!(
+            "{} ({})",
+            versus(ours, best.map(|b| b.0.median), thousands),
+            best.map(|b| b.1.short()).unwrap_or("-")
+        );
+        let v = judge_against(ours, 1.0, best.map(|b| b.0));
+        verdict_row(
+            o,
+            "replay (warm): records/s ahead of every peer",
+            size,
+            m,
+            v,
+        );
+    }
+}
+
+fn commits(o: &mut String, r: &Results, svg: &str) {
+    let systems = commit_systems(r);
     let _ = writeln!(o, "## Durable commits per second\n");
     let _ = writeln!(
         o,
         "Each of N writer threads loops: append one record, wait until it is durable. \
-         Commits/s counts all threads together. *best peer* is the fastest of okaywal, raft-engine, \
-         SQLite and lora-wal; *raw* is one `pwrite` + `fdatasync` per commit on a preallocated file \
-         with no group commit, the disk's per-commit limit. *commits/fsync* is wal-log's group-commit \
-         batching (`Stats::commits_per_fsync`).\n"
+         Commits/s counts all threads together, median (min–max) of the rounds. *best peer* is the \
+         fastest of the peers by median; *raw* is one `pwrite` + `fdatasync` per commit, records \
+         back to back from the start of a preallocated file, each writer on its own (no group \
+         commit). *ceiling* (8 writers and up) is the strict group-commit ceiling measured in the \
+         same rotation: one thread writes N records at once and fdatasyncs, so ceiling = N ÷ that \
+         one writer's fsync time (its p50 is in the latency table). *commits/fsync* is wal-log's \
+         group-commit batching over the timed part (`Stats`: commits ÷ fsyncs). raft-engine with \
+         LZ4 off is not run here: no single-record batch reaches its 8 KiB compression threshold.\n"
     );
     let _ = writeln!(o, "![durable commits/s against writer threads]({svg})\n");
-    for size in PAYLOADS {
+    for &size in &r.sizes {
         let _ = writeln!(o, "### {} records\n", size_name(size));
         o.push_str(&header(
-            r,
+            &systems,
             "writers",
-            &["ours / best peer", "ours / raw", "commits/fsync (ours)"],
+            &[
+                "ceiling",
+                "ours / best peer",
+                "ours / raw",
+                "ours / ceiling",
+                "commits/fsync (ours)",
+            ],
         ));
-        for t in THREADS {
+        for &t in &r.threads {
             let _ = write!(o, "| {t} |");
-            for &s in &r.systems {
-                let cell = match commit(r, size, t, s) {
-                    Some(Ok(c)) => thousands(c.per_s),
-                    Some(Err(e)) => na(e),
-                    None => "n/a".into(),
-                };
-                let _ = write!(o, " {cell} |");
+            for &s in &systems {
+                let text = cell_text(commit(r, size, t, s), |c| spread_text(&c.rate, thousands));
+                let _ = write!(o, " {text} |");
             }
             let ours = commit_rate(r, size, t, Sys::Ours);
-            let best = best_peer(r, |s| commit_rate(r, size, t, s));
-            let note = match commit(r, size, t, Sys::Ours) {
-                Some(Ok(c)) => c.note.clone().unwrap_or_default(),
-                _ => String::new(),
-            };
+            let best = best_peer(r, |s| commit_spread(r, size, t, s));
+            let ceil = ceiling(r, size, t);
+            let per_fsync = ok(commit(r, size, t, Sys::Ours))
+                .and_then(|c| c.per_fsync)
+                .map(|p| spread_text(&p, one_decimal))
+                .unwrap_or_default();
             let _ = writeln!(
                 o,
-                " {} ({}) | {} | {} |",
-                ratio(ours, best.map(|b| b.0)),
+                " {} | {} ({}) | {} | {} | {per_fsync} |",
+                if ceil.is_some() {
+                    cell_text(ceil, |c| spread_text(&c.rate, thousands))
+                } else {
+                    "-".into()
+                },
+                ratio(ours, best.map(|b| b.0.median)),
                 best.map(|b| b.1.short()).unwrap_or("-"),
                 ratio(ours, commit_rate(r, size, t, Sys::Raw)),
-                note
+                if ceil.is_some() {
+                    ratio(ours, ok(ceil).map(|c| c.rate.median))
+                } else {
+                    "-".into()
+                },
             );
         }
-        let _ = writeln!(o, "\nCommit latency, p50 / p99:\n");
-        o.push_str(&header(r, "writers", &[]));
-        for t in THREADS {
+        let _ = writeln!(
+            o,
+            "\nCommit latency, p50 / p99 (*ceiling*: one group write + fdatasync):\n"
+        );
+        o.push_str(&header(&systems, "writers", &["ceiling"]));
+        for &t in &r.threads {
             let _ = write!(o, "| {t} |");
-            for &s in &r.systems {
-                let cell = match commit(r, size, t, s) {
-                    Some(Ok(c)) => format!("{} / {}", lat(c.p50), lat(c.p99)),
-                    Some(Err(_)) | None => "n/a".into(),
-                };
-                let _ = write!(o, " {cell} |");
+            let both = |c: &Cell| format!("{} / {}", lat(c.p50), lat(c.p99));
+            for &s in &systems {
+                let _ = write!(o, " {} |", cell_text(commit(r, size, t, s), both));
             }
-            o.push('\n');
+            let ceil = ceiling(r, size, t);
+            let _ = writeln!(
+                o,
+                " {} |",
+                if ceil.is_some() {
+                    cell_text(ceil, both)
+                } else {
+                    "-".into()
+                }
+            );
         }
         o.push('\n');
     }
+}
 
-    let _ = writeln!(o, "## {TX_RECORDS}-record transactions, MB/s\n");
+/// Opening a new log: open on an empty directory + the first durable commit, 1 writer.
+fn opening(o: &mut String, r: &Results) {
+    if !r.threads.contains(&1) {
+        return;
+    }
+    let systems = commit_systems(r);
+    let _ = writeln!(o, "## Opening a new log\n");
     let _ = writeln!(
         o,
-        "One writer commits transactions of {TX_RECORDS} distinct records, each durable on return. \
-         MB/s is payload bytes (10^6) per second; framing is not counted. *raw* writes the \
-         {TX_RECORDS} records as one `pwrite` and one `fdatasync`: sequential write bandwidth.\n"
+        "What a user pays before the first commit returns: opening the system on an empty \
+         directory plus one durable single-record commit, in ms, median (min–max) over the rounds \
+         of the 1-writer commit cells (step 2 above; not counted in any other table). For wal-log \
+         this includes zero-filling and syncing its first 32 MiB segment.\n"
     );
-    o.push_str(&header(
-        r,
-        "record size",
-        &["ours / best peer", "ours / raw"],
-    ));
-    for size in PAYLOADS {
+    o.push_str(&header(&systems, "record size", &[]));
+    for &size in &r.sizes {
         let _ = write!(o, "| {} |", size_name(size));
-        for &s in &r.systems {
-            let cell = match tx(r, size, s) {
-                Some(Ok(c)) => format!("{:.1}", c.mb_s),
-                Some(Err(e)) => na(e),
-                None => "n/a".into(),
-            };
-            let _ = write!(o, " {cell} |");
-        }
-        let ours = tx_rate(r, size, Sys::Ours);
-        let best = best_peer(r, |s| tx_rate(r, size, s));
-        let _ = writeln!(
-            o,
-            " {} ({}) | {} |",
-            ratio(ours, best.map(|b| b.0)),
-            best.map(|b| b.1.short()).unwrap_or("-"),
-            ratio(ours, tx_rate(r, size, Sys::Raw))
-        );
-    }
-    if !r.tx_steady.is_empty() {
-        let _ = writeln!(
-            o,
-            "\n**Steady state.** Every wal-log cell above starts from an empty directory, so each \
-             32 MiB segment is a new file: the file system allocates its blocks while the \
-             transactions run (the preallocator stops zero-filling new segments once they fill \
-             faster than it can, `Stats::zero_fills_skipped`; before that, the first segments' \
-             bytes reach the disk twice). An engine \
-             that checkpoints truncates the log behind it instead, and `truncate_prefix` keeps \
-             up to `Options::recycle_segments` (default 4) files for reuse, so new segments \
-             overwrite blocks that are already allocated and written, as *raw* overwrites its \
-             preallocated 256 MiB ring. *steady* runs wal-log with default options that way \
-             (truncating everything durable whenever the sealed segments fill the pool; \
-             warm-up included), in the same rotation as the other systems.\n"
-        );
-        let _ = writeln!(
-            o,
-            "| record size | wal-log, fresh log | wal-log, steady | raw | steady / raw |\n| ---: | ---: | ---: | ---: | ---: |"
-        );
-        for size in PAYLOADS {
-            let steady = tx_steady_mb(r, size);
-            let raw = tx_rate(r, size, Sys::Raw);
-            let fresh = tx_rate(r, size, Sys::Ours);
-            let f = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.1}"));
-            let _ = writeln!(
-                o,
-                "| {} | {} | {} | {} | {} |",
-                size_name(size),
-                f(fresh),
-                f(steady),
-                f(raw),
-                ratio(steady, raw)
-            );
-        }
-    }
-    let _ = writeln!(o, "\nTransactions per second and p50 latency:\n");
-    o.push_str(&header(r, "record size", &[]));
-    for size in PAYLOADS {
-        let _ = write!(o, "| {} |", size_name(size));
-        for &s in &r.systems {
-            let cell = match tx(r, size, s) {
-                Some(Ok(c)) => format!("{:.1} tx/s, {}", c.tx_per_s, lat(c.p50)),
-                _ => "n/a".into(),
-            };
-            let _ = write!(o, " {cell} |");
+        for &s in &systems {
+            let text = cell_text(commit(r, size, 1, s), |c| {
+                c.first
+                    .map(|f| spread_text(&f.scaled(1e3), one_decimal))
+                    .unwrap_or("n/a".into())
+            });
+            let _ = write!(o, " {text} |");
         }
         o.push('\n');
     }
     o.push('\n');
+}
 
+fn transactions(o: &mut String, r: &Results) {
+    let _ = writeln!(o, "## {TX_RECORDS}-record transactions, MB/s\n");
+    let _ = writeln!(
+        o,
+        "One writer commits transactions of {TX_RECORDS} distinct records, each durable on return. \
+         MB/s is payload bytes (10^6) per second, median (min–max); framing is not counted. *raw* \
+         writes the {TX_RECORDS} records at a 4 KiB boundary of a preallocated 256 MiB ring, \
+         padded to whole pages, in 512 KiB pieces with write-back started after each \
+         (`posix_fadvise(DONTNEED)`, as wal-log's direct path does), then one `fdatasync`: the \
+         disk's sequential limit. *raw naive* is one `pwrite` of the records where the last one \
+         ended, then `fdatasync`. raft-engine runs twice, with its default LZ4 batch compression \
+         and with it off; *best peer* takes the faster by median.\n"
+    );
+    o.push_str(&header(
+        &r.systems,
+        "record size",
+        &["ours / best peer", "ours / raw"],
+    ));
+    for &size in &r.sizes {
+        let _ = write!(o, "| {} |", size_name(size));
+        for &s in &r.systems {
+            let text = cell_text(tx(r, size, s), |c| spread_text(&mb(c, size), one_decimal));
+            let _ = write!(o, " {text} |");
+        }
+        let ours = tx_mb(r, size, Sys::Ours).map(|s| s.median);
+        let best = best_peer(r, |s| tx_mb(r, size, s));
+        let _ = writeln!(
+            o,
+            " {} ({}) | {} |",
+            ratio(ours, best.map(|b| b.0.median)),
+            best.map(|b| b.1.short()).unwrap_or("-"),
+            ratio(ours, tx_mb(r, size, Sys::Raw).map(|s| s.median))
+        );
+    }
+    if !r.tx_steady.is_empty() {
+        steady(o, r);
+    }
+    let _ = writeln!(o, "\nTransactions per second (median) and p50 latency:\n");
+    o.push_str(&header(&r.systems, "record size", &[]));
+    for &size in &r.sizes {
+        let _ = write!(o, "| {} |", size_name(size));
+        for &s in &r.systems {
+            let text = cell_text(tx(r, size, s), |c| {
+                format!("{:.1} tx/s, {}", c.rate.median, lat(c.p50))
+            });
+            let _ = write!(o, " {text} |");
+        }
+        o.push('\n');
+    }
+    o.push('\n');
+}
+
+fn steady(o: &mut String, r: &Results) {
+    let _ = writeln!(
+        o,
+        "\n**Steady state.** Every wal-log cell above starts from an empty directory, so each \
+         32 MiB segment is a new file: the file system allocates its blocks while the \
+         transactions run (the preallocator stops zero-filling new segments once they fill \
+         faster than it can, `Stats::zero_fills_skipped`; before that, the first segments' \
+         bytes reach the disk twice). An engine that checkpoints truncates the log behind it \
+         instead, and `truncate_prefix` keeps up to `Options::recycle_segments` (default 4) files \
+         for reuse, so new segments overwrite blocks that are already allocated and written, as \
+         *raw* overwrites its preallocated ring. *steady* runs wal-log with default options that \
+         way (truncating everything durable whenever the sealed segments fill the pool; warm-up \
+         included), in the same rotation as the other systems.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| record size | wal-log, fresh log | wal-log, steady | raw | fresh / raw | steady / raw |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for &size in &r.sizes {
+        let (fresh, steady, raw) = (
+            tx_mb(r, size, Sys::Ours),
+            tx_steady_mb(r, size),
+            tx_mb(r, size, Sys::Raw),
+        );
+        let f = |v: Option<Spread>| v.map_or("n/a".into(), |v| spread_text(&v, one_decimal));
+        let med = |v: Option<Spread>| v.map(|s| s.median);
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} |",
+            size_name(size),
+            f(fresh),
+            f(steady),
+            f(raw),
+            ratio(med(fresh), med(raw)),
+            ratio(med(steady), med(raw))
+        );
+    }
+}
+
+fn replays(o: &mut String, r: &Results) {
+    let systems = replay_systems(r);
     let _ = writeln!(o, "## Replay, records per second\n");
     let sizes: Vec<String> = r
         .replay_n
@@ -344,149 +620,50 @@ pub fn markdown(r: &Results, svg: &str) -> String {
     let _ = writeln!(
         o,
         "Each system is loaded with N records in transactions of {TX_RECORDS} ({}), closed, then \
-         timed: open from scratch (each system's recovery) and read every record back through its \
-         public API, checking the count. *warm*: the files are still in the page cache, so this is \
-         the CPU cost of recovery and decoding. *cold*: the same after `posix_fadvise(DONTNEED)` on \
-         every file (the virtual disk may still cache on the host). *raw* reads the records back from \
-         a flat file with no framing or checksum. *ours, 1 rec/tx*: wal-log loaded with one record \
-         per transaction (a frame and a CRC per record).\n",
-        sizes.join(", ")
+         timed {} times each way: open from scratch (each system's recovery) and read every record \
+         back through its public API, checking the count; median (min–max). *warm*: the files are \
+         still in the page cache, so this is the CPU cost of recovery and decoding. *cold*: the \
+         same after `posix_fadvise(DONTNEED)` on every file (the virtual disk may still cache on \
+         the host). *raw* reads the records back from a flat file with no framing or checksum. \
+         *ours, 1 rec/tx*: wal-log loaded with one record per transaction (a frame and a CRC per \
+         record).\n",
+        sizes.join(", "),
+        r.rounds
     );
     for cold in [false, true] {
-        let _ = writeln!(
-            o,
-            "### {}\n",
-            if cold {
-                "Cold page cache"
-            } else {
-                "Warm page cache"
-            }
-        );
+        let _ = writeln!(o, "### {} page cache\n", if cold { "Cold" } else { "Warm" });
         o.push_str(&header(
-            r,
+            &systems,
             "record size",
             &["ours, 1 rec/tx", "ours / best peer", "ours / raw"],
         ));
-        for size in PAYLOADS {
+        for &size in &r.sizes {
             let _ = write!(o, "| {} |", size_name(size));
-            for &s in &r.systems {
-                let cell = match replay(r, size, s) {
-                    Some(Ok(_)) => thousands(replay_rate(replay(r, size, s), cold).unwrap_or(0.0)),
-                    Some(Err(e)) => na(e),
-                    None => "n/a".into(),
-                };
-                let _ = write!(o, " {cell} |");
+            let text = |x: &Replay| {
+                x.rate(cold)
+                    .map_or("n/a".into(), |s| spread_text(&s, thousands))
+            };
+            for &s in &systems {
+                let _ = write!(o, " {} |", cell_text(replay(r, size, s), text));
             }
             let single = r
                 .replay_single
                 .iter()
                 .find(|(s, _)| *s == size)
                 .map(|(_, o)| o);
-            let single = match single {
-                Some(Ok(_)) => thousands(replay_rate(single, cold).unwrap_or(0.0)),
-                Some(Err(e)) => na(e),
-                None => "n/a".into(),
-            };
-            let ours = replay_rate(replay(r, size, Sys::Ours), cold);
-            let best = best_peer(r, |s| replay_rate(replay(r, size, s), cold));
+            let med = |s: Sys| replay_rate(r, size, s, cold).map(|x| x.median);
+            let best = best_peer(r, |s| replay_rate(r, size, s, cold));
             let _ = writeln!(
                 o,
-                " {single} | {} ({}) | {} |",
-                ratio(ours, best.map(|b| b.0)),
+                " {} | {} ({}) | {} |",
+                cell_text(single, text),
+                ratio(med(Sys::Ours), best.map(|b| b.0.median)),
                 best.map(|b| b.1.short()).unwrap_or("-"),
-                ratio(ours, replay_rate(replay(r, size, Sys::Raw), cold))
+                ratio(med(Sys::Ours), med(Sys::Raw))
             );
         }
         o.push('\n');
     }
-
-    o.push_str(SETUP);
-    o
-}
-
-fn targets(o: &mut String, r: &Results) {
-    let _ = writeln!(o, "## Targets\n");
-    let _ = writeln!(
-        o,
-        "| target | record size | measured | verdict |\n| --- | --- | --- | --- |"
-    );
-    for size in PAYLOADS {
-        let ours = commit_rate(r, size, 1, Sys::Ours);
-        let raw = commit_rate(r, size, 1, Sys::Raw);
-        let ok = ours.zip(raw).map(|(a, b)| a >= b);
-        let _ = writeln!(
-            o,
-            "| 1 writer: commits/s ≥ raw preallocated pwrite+fdatasync loop | {} | {} vs {} ({}) | {} |",
-            size_name(size),
-            ours.map(thousands).unwrap_or("n/a".into()),
-            raw.map(thousands).unwrap_or("n/a".into()),
-            ratio(ours, raw),
-            verdict(ok)
-        );
-    }
-    for size in PAYLOADS {
-        let ours = commit_rate(r, size, 8, Sys::Ours);
-        let okay = commit_rate(r, size, 8, Sys::Okaywal);
-        let ok = ours.zip(okay).map(|(a, b)| a >= 2.0 * b);
-        let _ = writeln!(
-            o,
-            "| 8 writers: commits/s ≥ 2× okaywal | {} | {} vs {} ({}) | {} |",
-            size_name(size),
-            ours.map(thousands).unwrap_or("n/a".into()),
-            okay.map(thousands).unwrap_or("n/a".into()),
-            ratio(ours, okay),
-            verdict(ok)
-        );
-    }
-    for size in PAYLOADS {
-        let ours = tx_rate(r, size, Sys::Ours);
-        let raw = tx_rate(r, size, Sys::Raw);
-        let ok = ours.zip(raw).map(|(a, b)| a >= 0.9 * b);
-        let _ = writeln!(
-            o,
-            "| {TX_RECORDS}-record tx: MB/s ≥ 90% of raw sequential write+fdatasync | {} | {:.1} vs {:.1} MB/s ({}) | {} |",
-            size_name(size),
-            ours.unwrap_or(f64::NAN),
-            raw.unwrap_or(f64::NAN),
-            ratio(ours, raw),
-            verdict(ok)
-        );
-    }
-    for size in PAYLOADS {
-        let Some(ours) = tx_steady_mb(r, size) else {
-            continue;
-        };
-        let raw = tx_rate(r, size, Sys::Raw);
-        let ok = raw.map(|b| ours >= 0.9 * b);
-        let _ = writeln!(
-            o,
-            "| {TX_RECORDS}-record tx, steady state (truncate + recycle): MB/s ≥ 90% of raw | {} | {:.1} vs {:.1} MB/s ({}) | {} |",
-            size_name(size),
-            ours,
-            raw.unwrap_or(f64::NAN),
-            ratio(Some(ours), raw),
-            verdict(ok)
-        );
-    }
-    for cold in [false, true] {
-        let ours = replay_rate(replay(r, 128, Sys::Ours), cold);
-        let ok = ours.map(|v| v >= 20e6);
-        let _ = writeln!(
-            o,
-            "| replay ≥ 20M records/s ({} page cache) | 128 B | {} records/s | {} |",
-            if cold { "cold" } else { "warm" },
-            ours.map(thousands).unwrap_or("n/a".into()),
-            verdict(ok)
-        );
-    }
-    o.push_str(
-        "\nWhy the 8-writer target is out of reach on this machine, and the group-commit designs \
-         measured against it: [ADR 0005](decisions/0005-eight-writer-target.md). The fresh-log \
-         bulk rows against the steady-state ones: *Steady state* below; where the steady-state \
-         gap to raw goes, and the knobs measured against it: \
-         [ADR 0006](decisions/0006-bulk-transaction-gap.md).\n",
-    );
-    o.push('\n');
 }
 
 const SETUP: &str = "## How each system is driven
@@ -507,11 +684,13 @@ records per size. Versions and licences: [ADR 0002](decisions/0002-bench-peers.m
   no segment is recycled before it is replayed.
 - **raft-engine**: `Engine::open` with the default `Config` (128 MiB files, log recycling on,
   LZ4 for batches over 8 KiB: the records are incompressible), `default-features = false`
-  (no `scripting`/`rhai`, no `internals`). One Raft group per writer thread, entries are
-  protobuf `BytesValue`s carrying the index in their first 8 bytes. Commit = a `LogBatch` of one
-  entry, `Engine::write(.., sync = true)` (write group: one leader writes and fdatasyncs for all);
-  transaction = one `LogBatch` of 1,000 entries; replay = `Engine::open` (recovery rebuilds the
-  index from every file) + `fetch_entries_to` of the whole group.
+  (no `scripting`/`rhai`, no `internals`). *raft-engine, LZ4 off* is the same with
+  `batch_compression_threshold = 0`, which its documentation gives as the way to disable
+  compression. One Raft group per writer thread, entries are protobuf `BytesValue`s carrying the
+  index in their first 8 bytes. Commit = a `LogBatch` of one entry, `Engine::write(.., sync =
+  true)` (write group: one leader writes and fdatasyncs for all); transaction = one `LogBatch` of
+  1,000 entries; replay = `Engine::open` (recovery rebuilds the index from every file) +
+  `fetch_entries_to` of the whole group.
 - **SQLite**: rusqlite with the bundled SQLite, `PRAGMA journal_mode=WAL`,
   `PRAGMA synchronous=FULL` (fsync of the WAL at every commit), default auto-checkpoint, table
   `log(id INTEGER PRIMARY KEY, body BLOB)`. One connection shared by all writer threads under a
@@ -524,192 +703,12 @@ records per size. Versions and licences: [ADR 0002](decisions/0002-bench-peers.m
   `commit_tx_events` + `force_fsync` (no waiting for a shared fsync: each caller fsyncs unless
   an fsync already covered it); transaction = one `commit_tx_events` of 1,000 events +
   `force_fsync`; replay = `Wal::open_replaying`, decoding every event.
-- **raw**: one 256 MiB file, zero-filled and synced first, shared by all raw cells. Commit =
-  `pwrite` at the next offset (atomic counter, wrapping) + `fdatasync`, each thread on its own;
-  transaction = one `pwrite` of the 1,000 records + `fdatasync`.
+- **raw**: one 256 MiB file, zero-filled and synced first, shared by all raw cells; each cell
+  writes from its offset 0 and wraps around. Commit = `pwrite` of the record just after the
+  previous one + `fdatasync`, each thread on its own (4 KiB records land on page boundaries);
+  transaction = the fair bulk write described under the transaction table. *ceiling* uses the
+  same file.
 
 Latency is measured per operation (`Instant` around the call), percentiles from all operations
-of the cell after warm-up.
+of the cell's timed parts.
 ";
-
-// ---------------------------------------------------------------------------------------------
-
-fn color(s: Sys) -> &'static str {
-    match s {
-        Sys::Ours => "#d62728",
-        Sys::Okaywal => "#1f77b4",
-        Sys::RaftEngine => "#2ca02c",
-        Sys::Sqlite => "#9467bd",
-        Sys::LoraWal => "#ff7f0e",
-        Sys::Raw => "#555555",
-    }
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// Three panels (one per record size): commits/s (log scale) against writer threads.
-pub fn svg(r: &Results) -> String {
-    let (pw, ph) = (300.0_f64, 240.0_f64);
-    let (ml, mr, mt, mb) = (62.0, 30.0, 52.0, 44.0);
-    let width = ml + 3.0 * (pw + mr) + 10.0;
-    let legend_h = 26.0;
-    let height = mt + ph + mb + legend_h + 10.0;
-    let values: Vec<f64> = r
-        .commits
-        .iter()
-        .filter_map(|(.., o)| o.as_ref().ok().map(|c| c.per_s))
-        .filter(|v| *v > 0.0)
-        .collect();
-    let lo = values.iter().cloned().fold(f64::INFINITY, f64::min);
-    let hi = values.iter().cloned().fold(0.0, f64::max);
-    let (lo, hi) = if values.is_empty() {
-        (1.0, 10.0)
-    } else {
-        (lo, hi)
-    };
-    let d0 = lo.log10().floor();
-    let d1 = hi.log10().ceil().max(d0 + 1.0);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="11">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{:.0}" y="20" text-anchor="middle" font-size="14" font-weight="bold">Durable commits/s against writer threads ({}, {} × {} s per point)</text>"#,
-        width / 2.0,
-        esc(&r.machine.date),
-        r.rounds,
-        r.secs
-    );
-    for (p, size) in PAYLOADS.iter().enumerate() {
-        let x0 = ml + p as f64 * (pw + mr);
-        let y0 = mt;
-        let xs = |t: usize| x0 + (t as f64).log2() / 4.0 * pw;
-        let ys = |v: f64| y0 + ph - (v.log10() - d0) / (d1 - d0) * ph;
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="12" font-weight="bold">{} records</text>"#,
-            x0 + pw / 2.0,
-            y0 - 10.0,
-            size_name(*size)
-        );
-        let _ = writeln!(
-            s,
-            r##"<rect x="{x0:.1}" y="{y0:.1}" width="{pw:.1}" height="{ph:.1}" fill="none" stroke="#999"/>"##
-        );
-        // Decade grid lines and labels, with 2x and 5x minor lines.
-        let mut d = d0;
-        while d <= d1 + 1e-9 {
-            let y = ys(10f64.powf(d));
-            let _ = writeln!(
-                s,
-                r##"<line x1="{x0:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##,
-                x0 + pw
-            );
-            if p == 0 {
-                let _ = writeln!(
-                    s,
-                    r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-                    x0 - 4.0,
-                    y + 4.0,
-                    thousands(10f64.powf(d))
-                );
-            }
-            for m in [2.0, 5.0] {
-                let v = 10f64.powf(d) * m;
-                if v.log10() < d1 {
-                    let y = ys(v);
-                    let _ = writeln!(
-                        s,
-                        r##"<line x1="{x0:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#f0f0f0"/>"##,
-                        x0 + pw
-                    );
-                }
-            }
-            d += 1.0;
-        }
-        for t in THREADS {
-            let x = xs(t);
-            let _ = writeln!(
-                s,
-                r##"<line x1="{x:.1}" y1="{y0:.1}" x2="{x:.1}" y2="{:.1}" stroke="#eee"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{t}</text>"##,
-                y0 + ph,
-                y0 + ph + 14.0
-            );
-        }
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">writer threads</text>"#,
-            x0 + pw / 2.0,
-            y0 + ph + 30.0
-        );
-        if p == 0 {
-            let _ = writeln!(
-                s,
-                r#"<text transform="translate(14,{:.1}) rotate(-90)" text-anchor="middle">commits/s (log scale)</text>"#,
-                y0 + ph / 2.0
-            );
-        }
-        for &sys in &r.systems {
-            let pts: Vec<(f64, f64)> = THREADS
-                .iter()
-                .filter_map(|&t| {
-                    commit_rate(r, *size, t, sys)
-                        .filter(|v| *v > 0.0)
-                        .map(|v| (xs(t), ys(v)))
-                })
-                .collect();
-            if pts.is_empty() {
-                continue;
-            }
-            let dash = if sys == Sys::Raw {
-                r#" stroke-dasharray="5,3""#
-            } else {
-                ""
-            };
-            let w = if sys == Sys::Ours { 2.5 } else { 1.5 };
-            let list: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
-            let _ = writeln!(
-                s,
-                r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="{w}"{dash}/>"#,
-                list.join(" "),
-                color(sys)
-            );
-            for (x, y) in pts {
-                let _ = writeln!(
-                    s,
-                    r#"<circle cx="{x:.1}" cy="{y:.1}" r="2.5" fill="{}"/>"#,
-                    color(sys)
-                );
-            }
-        }
-    }
-    // Legend.
-    let ly = mt + ph + mb + 12.0;
-    let mut lx = ml;
-    for &sys in &r.systems {
-        let _ = writeln!(
-            s,
-            r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{}" stroke-width="2.5"{}/><text x="{:.1}" y="{:.1}">{}</text>"#,
-            lx + 22.0,
-            color(sys),
-            if sys == Sys::Raw {
-                r#" stroke-dasharray="5,3""#
-            } else {
-                ""
-            },
-            lx + 26.0,
-            ly + 4.0,
-            esc(sys.name())
-        );
-        lx += 30.0 + 6.2 * sys.name().len() as f64;
-    }
-    s.push_str("</svg>\n");
-    s
-}

@@ -1,9 +1,10 @@
 //! The systems under test, each behind the same small interface: a durable single-record
 //! commit, a durable 1,000-record transaction, and a write-then-replay of N records.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use crate::raw::{Bulk, Raw, RawFile, raw_load, raw_replay};
+use crate::spread::Spread;
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,19 +19,26 @@ pub enum Sys {
     Ours,
     Okaywal,
     RaftEngine,
+    /// raft-engine with batch compression off (`batch_compression_threshold` 0).
+    RaftEngineNoLz4,
     Sqlite,
     LoraWal,
+    /// The disk's limit: see [`crate::raw`].
     Raw,
+    /// The naive raw loop: bulk writes unaligned, no early write-back.
+    RawNaive,
 }
 
 impl Sys {
-    pub const ALL: [Sys; 6] = [
+    pub const ALL: [Sys; 8] = [
         Sys::Ours,
         Sys::Okaywal,
         Sys::RaftEngine,
+        Sys::RaftEngineNoLz4,
         Sys::Sqlite,
         Sys::LoraWal,
         Sys::Raw,
+        Sys::RawNaive,
     ];
 
     pub fn name(self) -> &'static str {
@@ -38,9 +46,11 @@ impl Sys {
             Sys::Ours => "wal-log (ours)",
             Sys::Okaywal => "okaywal 0.3.1",
             Sys::RaftEngine => "raft-engine 0.4.2",
+            Sys::RaftEngineNoLz4 => "raft-engine 0.4.2, LZ4 off",
             Sys::Sqlite => "SQLite (rusqlite 0.43, WAL, FULL)",
             Sys::LoraWal => "lora-wal 0.34.1",
             Sys::Raw => "raw pwrite+fdatasync",
+            Sys::RawNaive => "raw, naive loop",
         }
     }
 
@@ -49,15 +59,38 @@ impl Sys {
             Sys::Ours => "wal-log",
             Sys::Okaywal => "okaywal",
             Sys::RaftEngine => "raft-engine",
+            Sys::RaftEngineNoLz4 => "raft-engine, LZ4 off",
             Sys::Sqlite => "SQLite",
             Sys::LoraWal => "lora-wal",
             Sys::Raw => "raw",
+            Sys::RawNaive => "raw naive",
         }
     }
 
-    /// A peer: another log or database (not ours, not the raw disk loop).
+    /// The name `--only` takes.
+    pub fn key(self) -> &'static str {
+        match self {
+            Sys::RaftEngineNoLz4 => "raft-engine-nolz4",
+            Sys::RawNaive => "raw-naive",
+            other => other.short(),
+        }
+    }
+
+    /// A peer: another log or database (not ours, not the raw disk loops).
     pub fn is_peer(self) -> bool {
-        !matches!(self, Sys::Ours | Sys::Raw)
+        !matches!(self, Sys::Ours | Sys::Raw | Sys::RawNaive)
+    }
+
+    /// Whether the single-record commit cells run it. Not raft-engine with LZ4 off: no
+    /// single-record batch reaches the 8 KiB compression threshold, so it is the same run as
+    /// raft-engine's; not the naive raw loop: its commits are the raw loop's.
+    pub fn in_commits(self) -> bool {
+        !matches!(self, Sys::RaftEngineNoLz4 | Sys::RawNaive)
+    }
+
+    /// Whether the replay runs it (the naive loop's reading is the raw loop's).
+    pub fn in_replay(self) -> bool {
+        self != Sys::RawNaive
     }
 }
 
@@ -68,13 +101,11 @@ pub trait Writer: Sync {
     /// Appends `records` as one atomic transaction and returns once it is durable. `flat` is
     /// the records concatenated (used only by the raw loop, which has no framing).
     fn commit_tx(&self, thread: usize, records: &[Vec<u8>], flat: &[u8]) -> Res<()>;
-    /// Something worth reporting about the run (ours: commits per fsync).
-    fn note(&self) -> Option<String> {
+    /// Transactions committed and fsyncs done since the open, for a system that counts them
+    /// (ours: [`wal_log::Stats`]).
+    fn fsync_counts(&self) -> Option<(u64, u64)> {
         None
     }
-    /// Waits for work that opening started in the background, so a short cell does not
-    /// charge a once-per-open cost as if it were the steady state.
-    fn settle(&self) {}
 }
 
 /// Opens `sys` in the empty directory `dir` for `threads` writer threads.
@@ -82,15 +113,17 @@ pub fn open_writer(
     sys: Sys,
     dir: &Path,
     threads: usize,
-    raw: &Arc<RawFile>,
+    ring: &Arc<RawFile>,
 ) -> Res<Box<dyn Writer>> {
     Ok(match sys {
         Sys::Ours => Box::new(ours::Ours::open(dir)?),
         Sys::Okaywal => Box::new(okay::Okay::open(dir)?),
-        Sys::RaftEngine => Box::new(raft::Raft::open(dir, threads)?),
+        Sys::RaftEngine => Box::new(raft::Raft::open(dir, threads, true)?),
+        Sys::RaftEngineNoLz4 => Box::new(raft::Raft::open(dir, threads, false)?),
         Sys::Sqlite => Box::new(sqlite::Sqlite::open(dir)?),
         Sys::LoraWal => Box::new(lora::Lora::open(dir)?),
-        Sys::Raw => Box::new(RawWriter(raw.clone())),
+        Sys::Raw => Box::new(Raw::new(ring, Bulk::Fair)),
+        Sys::RawNaive => Box::new(Raw::new(ring, Bulk::Naive)),
     })
 }
 
@@ -98,15 +131,34 @@ pub fn open_writer(
 #[derive(Clone, Debug)]
 pub struct Replay {
     pub records: u64,
-    /// Open + read every record back, page cache warm (just written); best of three.
-    pub warm: Duration,
-    /// The same after `posix_fadvise(DONTNEED)` on every file of the log; best of two.
-    pub cold: Duration,
+    /// Open + read every record back, page cache warm (just written), one per round.
+    pub warm: Vec<Duration>,
+    /// The same after `posix_fadvise(DONTNEED)` on every file of the log, one per round.
+    pub cold: Vec<Duration>,
 }
 
-/// Writes `pool`-cycled records, `n` in all, as transactions of `tx` records, then times a
-/// fresh open that reads every record back (warm, then cold page cache).
-pub fn replay(sys: Sys, dir: &Path, pool: &[Vec<u8>], n: usize, tx: usize) -> Res<Replay> {
+impl Replay {
+    /// Records per second over the rounds, warm or cold.
+    pub fn rate(&self, cold: bool) -> Option<Spread> {
+        let times = if cold { &self.cold } else { &self.warm };
+        let rates: Vec<f64> = times
+            .iter()
+            .map(|t| self.records as f64 / t.as_secs_f64())
+            .collect();
+        Spread::of(&rates)
+    }
+}
+
+/// Writes `pool`-cycled records, `n` in all, as transactions of `tx` records, then times
+/// `rounds` fresh opens that read every record back with the page cache warm, then `rounds`
+/// with it cold.
+pub fn replay(
+    sys: Sys,
+    dir: &Path,
+    pool: &[Vec<u8>],
+    (n, tx): (usize, usize),
+    rounds: usize,
+) -> Res<Replay> {
     let run: fn(&Path) -> Res<u64> = match sys {
         Sys::Ours => {
             ours::load(dir, pool, n, tx)?;
@@ -116,8 +168,8 @@ pub fn replay(sys: Sys, dir: &Path, pool: &[Vec<u8>], n: usize, tx: usize) -> Re
             okay::load(dir, pool, n, tx)?;
             okay::replay
         }
-        Sys::RaftEngine => {
-            raft::load(dir, pool, n, tx)?;
+        Sys::RaftEngine | Sys::RaftEngineNoLz4 => {
+            raft::load(dir, pool, (n, tx), sys == Sys::RaftEngine)?;
             raft::replay
         }
         Sys::Sqlite => {
@@ -128,40 +180,69 @@ pub fn replay(sys: Sys, dir: &Path, pool: &[Vec<u8>], n: usize, tx: usize) -> Re
             lora::load(dir, pool, n, tx)?;
             lora::replay
         }
-        Sys::Raw => {
+        Sys::Raw | Sys::RawNaive => {
             raw_load(dir, pool, n, tx)?;
             raw_replay
         }
     };
-    // Best of three warm runs (the machine is shared; the fastest run is the least disturbed),
-    // then best of two cold ones.
-    let mut warm = Duration::MAX;
-    let mut records = 0;
-    for _ in 0..3 {
-        let t = Instant::now();
-        records = run(dir)?;
-        warm = warm.min(t.elapsed());
-        check_count(sys, records, n)?;
+    let mut out = Replay {
+        records: n as u64,
+        warm: Vec::new(),
+        cold: Vec::new(),
+    };
+    for cold in [false, true] {
+        for _ in 0..rounds {
+            if cold {
+                drop_cache(dir)?;
+            }
+            let t = Instant::now();
+            let got = run(dir)?;
+            let took = t.elapsed();
+            check_count(sys, got, n)?;
+            if cold { &mut out.cold } else { &mut out.warm }.push(took);
+        }
     }
-    let mut cold = Duration::MAX;
-    for _ in 0..2 {
-        drop_cache(dir)?;
-        let t = Instant::now();
-        let again = run(dir)?;
-        cold = cold.min(t.elapsed());
-        check_count(sys, again, n)?;
-    }
-    Ok(Replay {
-        records,
-        warm,
-        cold,
-    })
+    Ok(out)
 }
 
 fn check_count(sys: Sys, got: u64, want: usize) -> Res<()> {
     if got != want as u64 {
         return Err(format!("{} replayed {got} records, wrote {want}", sys.short()).into());
     }
+    Ok(())
+}
+
+/// The step every system gets between its untimed warm-up and the timed part of a cell: an
+/// fsync of every file under `dir` (the cell's directory) and of every directory, and of the
+/// raw loops' ring, so no system starts timing with another's dirty pages, or its own, still
+/// to be written. A file that disappears meanwhile (renamed, recycled) is skipped.
+pub fn quiesce(dir: &Path, ring: &RawFile) -> Res<()> {
+    sync_tree(dir)?;
+    ring.sync()
+}
+
+fn sync_tree(dir: &Path) -> Res<()> {
+    let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if gone(&e) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => sync_tree(&path)?,
+            Ok(m) if m.is_file() => match File::open(&path) {
+                Ok(f) => f.sync_all()?,
+                Err(e) if gone(&e) => {}
+                Err(e) => return Err(e.into()),
+            },
+            Ok(_) => {}
+            Err(e) if gone(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    File::open(dir)?.sync_all()?;
     Ok(())
 }
 
@@ -182,121 +263,8 @@ pub fn drop_cache(dir: &Path) -> Res<()> {
 
 /// A touch of every record so no reader can skip the bytes: adds its length and first byte.
 #[inline]
-fn touch(sum: &mut u64, rec: &[u8]) {
+pub fn touch(sum: &mut u64, rec: &[u8]) {
     *sum = sum.wrapping_add(rec.len() as u64 + u64::from(rec.first().copied().unwrap_or(0)));
-}
-
-// ---------------------------------------------------------------------------------------------
-// The raw limit: pwrite + fdatasync on a preallocated file.
-
-/// A preallocated file (zeros written and synced) shared by every raw cell; writes wrap around.
-pub struct RawFile {
-    file: File,
-    size: u64,
-    off: AtomicU64,
-}
-
-impl RawFile {
-    pub fn create(path: &Path, size: u64) -> Res<RawFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)?;
-        let zeros = vec![0u8; 4 << 20];
-        let mut at = 0;
-        while at < size {
-            file.write_all_at(&zeros, at)?;
-            at += zeros.len() as u64;
-        }
-        file.sync_all()?;
-        if let Some(parent) = path.parent() {
-            File::open(parent)?.sync_all()?;
-        }
-        Ok(RawFile {
-            file,
-            size: at,
-            off: AtomicU64::new(0),
-        })
-    }
-
-    /// Writes `buf` at the next place in the ring (no fdatasync).
-    pub fn write_only(&self, buf: &[u8]) -> Res<()> {
-        let len = buf.len() as u64;
-        let mut pos = self.off.fetch_add(len, Ordering::Relaxed) % self.size;
-        if pos + len > self.size {
-            pos = 0;
-        }
-        self.file.write_all_at(buf, pos)?;
-        Ok(())
-    }
-
-    /// [`RawFile::write_only`], then an fdatasync.
-    pub fn write_durable(&self, buf: &[u8]) -> Res<()> {
-        self.write_only(buf)?;
-        self.file.sync_data()?;
-        Ok(())
-    }
-}
-
-struct RawWriter(Arc<RawFile>);
-
-impl Writer for RawWriter {
-    fn commit(&self, _thread: usize, payload: &[u8]) -> Res<()> {
-        self.0.write_durable(payload)
-    }
-    fn commit_tx(&self, _thread: usize, _records: &[Vec<u8>], flat: &[u8]) -> Res<()> {
-        self.0.write_durable(flat)
-    }
-}
-
-fn raw_load(dir: &Path, pool: &[Vec<u8>], n: usize, tx: usize) -> Res<()> {
-    let f = File::create(dir.join("raw.log"))?;
-    let mut buf = Vec::new();
-    let mut at = 0u64;
-    let mut i = 0;
-    while i < n {
-        buf.clear();
-        for _ in 0..tx.min(n - i) {
-            buf.extend_from_slice(&pool[i % pool.len()]);
-            i += 1;
-        }
-        f.write_all_at(&buf, at)?;
-        at += buf.len() as u64;
-    }
-    f.sync_data()?;
-    std::fs::write(dir.join("raw.size"), pool[0].len().to_string())?;
-    Ok(())
-}
-
-/// Reads the file in 1 MiB chunks and walks its fixed-size records: no framing, no checksum.
-fn raw_replay(dir: &Path) -> Res<u64> {
-    let mut f = File::open(dir.join("raw.log"))?;
-    let size = std::fs::read_to_string(dir.join("raw.size"))
-        .ok()
-        .and_then(|s| s.trim().parse::<usize>().ok());
-    let rec = size.ok_or("raw.size missing")?;
-    let mut buf = vec![0u8; (1 << 20) / rec * rec];
-    let (mut n, mut sum) = (0u64, 0u64);
-    loop {
-        let mut filled = 0;
-        while filled < buf.len() {
-            match f.read(&mut buf[filled..])? {
-                0 => break,
-                k => filled += k,
-            }
-        }
-        for r in buf[..filled].chunks_exact(rec) {
-            touch(&mut sum, r);
-            n += 1;
-        }
-        if filled < buf.len() {
-            break;
-        }
-    }
-    std::hint::black_box(sum);
-    Ok(n)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -307,16 +275,12 @@ pub mod ours {
 
     pub struct Ours {
         wal: Wal,
-        dir: PathBuf,
     }
 
     impl Ours {
         pub fn open(dir: &Path) -> Res<Ours> {
             let (wal, _) = Wal::open(dir, Options::default())?;
-            Ok(Ours {
-                wal,
-                dir: dir.to_path_buf(),
-            })
+            Ok(Ours { wal })
         }
     }
 
@@ -325,10 +289,6 @@ pub mod ours {
         pub fn commit_steady(&self, records: &[Vec<u8>]) -> Res<()> {
             self.wal.append_batch(records)?;
             keep_bounded(&self.wal)
-        }
-
-        pub fn stats(&self) -> wal_log::Stats {
-            self.wal.stats()
         }
     }
 
@@ -341,29 +301,9 @@ pub mod ours {
             self.wal.append_batch(records)?;
             Ok(())
         }
-        fn note(&self) -> Option<String> {
+        fn fsync_counts(&self) -> Option<(u64, u64)> {
             let s = self.wal.stats();
-            Some(format!("{:.1}", s.commits_per_fsync))
-        }
-        /// Opening a new log installs segment 1 and asks the background preallocator for
-        /// segment 2: 32 MiB of zeros written and synced while the cell would run. It happens
-        /// again once per 32 MiB of log, which a 1 s cell never reaches, so wait for it: until
-        /// the file has its full size, then sync it ourselves (the preallocator's own sync then
-        /// finds nothing left to write).
-        fn settle(&self) {
-            let path = self.dir.join(wal_log::layout::PREALLOC_FILE);
-            let size = self.wal.options().segment_size;
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if std::fs::metadata(&path).is_ok_and(|m| m.len() >= size) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if let Ok(f) = File::open(&path) {
-                let _ = f.sync_all();
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            Some((s.commits, s.fsyncs))
         }
     }
 
@@ -527,7 +467,7 @@ mod okay {
 mod raft {
     use super::*;
     use protobuf::well_known_types::BytesValue;
-    use raft_engine::{Config, Engine, LogBatch, MessageExt};
+    use raft_engine::{Config, Engine, LogBatch, MessageExt, ReadableSize};
 
     /// Entries are protobuf `BytesValue`s whose first 8 bytes carry the entry index, so an
     /// entry is exactly as long as the payload (plus protobuf's few bytes of framing).
@@ -552,12 +492,18 @@ mod raft {
         e
     }
 
-    fn config(dir: &Path) -> Res<Config> {
+    /// The default configuration, or with `lz4` false, batch compression off (raft-engine's
+    /// documented meaning of a zero `batch_compression_threshold`).
+    fn config(dir: &Path, lz4: bool) -> Res<Config> {
         let dir = dir.to_str().ok_or("non-UTF-8 path")?.to_owned();
-        Ok(Config {
+        let mut c = Config {
             dir,
             ..Default::default()
-        })
+        };
+        if !lz4 {
+            c.batch_compression_threshold = ReadableSize(0);
+        }
+        Ok(c)
     }
 
     /// The default configuration; one Raft group (region) per writer thread, as TiKV does
@@ -568,8 +514,8 @@ mod raft {
     }
 
     impl Raft {
-        pub fn open(dir: &Path, threads: usize) -> Res<Raft> {
-            let engine = Engine::open(config(dir)?)?;
+        pub fn open(dir: &Path, threads: usize, lz4: bool) -> Res<Raft> {
+            let engine = Engine::open(config(dir, lz4)?)?;
             Ok(Raft {
                 engine,
                 next: (0..threads).map(|_| AtomicU64::new(1)).collect(),
@@ -599,8 +545,8 @@ mod raft {
         }
     }
 
-    pub fn load(dir: &Path, pool: &[Vec<u8>], n: usize, tx: usize) -> Res<()> {
-        let engine = Engine::open(config(dir)?)?;
+    pub fn load(dir: &Path, pool: &[Vec<u8>], (n, tx): (usize, usize), lz4: bool) -> Res<()> {
+        let engine = Engine::open(config(dir, lz4)?)?;
         let mut i = 0;
         while i < n {
             let k = tx.min(n - i);
@@ -618,7 +564,8 @@ mod raft {
     /// Reopen (raft-engine's recovery rebuilds its in-memory index from every file), then
     /// fetch every entry of the group.
     pub fn replay(dir: &Path) -> Res<u64> {
-        let engine = Engine::open(config(dir)?)?;
+        // Reading takes whatever the files hold: compressed or not is the writer's choice.
+        let engine = Engine::open(config(dir, true)?)?;
         let (Some(first), Some(last)) = (engine.first_index(1), engine.last_index(1)) else {
             return Ok(0);
         };
