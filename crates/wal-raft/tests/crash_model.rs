@@ -12,10 +12,24 @@
 //! never leaves a hole nor loses the vote or purged id, and `get_log_state` after a reopen is
 //! what was durable.
 //!
-//! The model is this file's own, not `openraft-memstore`: memstore 0.9.25 imports
+//! The model follows `openraft-memstore` 0.9.25, the reference the issue names, operation by
+//! operation (read in its source): an append puts each entry at its index; `truncate(id)`
+//! removes `[id.index, ∞)` and leaves the purged id alone; `purge(id)` records `id` as the
+//! last purged and removes `(-∞, id.index]`; `get_log_state`'s last log id is the last
+//! entry's, or with no entry the purged id; vote and committed read back as saved. The steps
+//! are the calls openraft makes: an append continues the log at its end (an overwrite is a
+//! truncate at the first conflicting entry, then an append, as a follower does), and a purge
+//! moves forward and names the purged entry's own id. Outside those calls the two stores
+//! differ on purpose, so the steps never make them: an append below the end drops the
+//! entries after it in wal-raft (the index keeps log order; memstore keeps them), and a purge
+//! at or below the purged index does nothing in wal-raft (memstore asserts it never
+//! happens); `index.rs`'s unit tests cover both.
+//!
+//! memstore itself is not linked: it implements only the v1 `RaftStorage` trait and imports
 //! `openraft::RaftStorage`, which openraft 0.9.25 does not export with the `storage-v2`
-//! feature this crate needs, so the two cannot be built together; and the check needs the
-//! model's state after every operation, which a plain value gives for free.
+//! feature this crate needs, so the two cannot be built together (Cargo unifies features).
+//! The check also needs the model's state after every operation, which a plain value gives
+//! for free. docs/benchmarks-raft.md says what running memstore as the model would take.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -43,7 +57,8 @@ struct Model {
 
 #[derive(Clone, Debug)]
 enum Step {
-    /// Append `n` entries after the last one (or over the last `back` ones), in `term`.
+    /// Append `n` entries after the last one, in `term`; with `back > 0`, first truncate the
+    /// last `back` entries (a follower's overwrite).
     Append {
         n: u64,
         back: u64,
@@ -52,8 +67,10 @@ enum Step {
     Truncate {
         back: u64,
     },
+    /// Purge up to `ahead` entries past the purged id (maybe past the last entry, as after
+    /// a snapshot was installed).
     Purge {
-        upto: u64,
+        ahead: u64,
     },
     Vote,
     Committed,
@@ -64,7 +81,7 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => (1u64..12, 0u64..4, any::<bool>()).prop_map(|(n, back, wait)| Step::Append { n, back, wait }),
         1 => (0u64..6).prop_map(|back| Step::Truncate { back }),
-        1 => (0u64..40).prop_map(|upto| Step::Purge { upto }),
+        1 => (0u64..16).prop_map(|ahead| Step::Purge { ahead }),
         1 => Just(Step::Vote),
         1 => Just(Step::Committed),
         2 => (0u8..3).prop_map(Step::Crash),
@@ -97,20 +114,36 @@ impl Model {
             .or(self.purged.map(|p| p.index))
     }
 
+    /// memstore's `append_to_log`: each entry at its index, nothing else touched.
     fn append(&mut self, ids: &[LogId<u64>]) {
         for l in ids {
-            self.entries.split_off(&l.index);
+            assert_eq!(
+                Some(l.index),
+                self.last_index().map_or(Some(0), |i| i.checked_add(1)),
+                "appends continue the log"
+            );
             self.entries.insert(l.index, *l);
         }
     }
 
+    /// memstore's `delete_conflict_logs_since`.
+    fn truncate(&mut self, at: u64) {
+        self.entries.split_off(&at);
+    }
+
+    /// memstore's `purge_logs_upto`, whose assertion openraft's calls never break.
     fn purge(&mut self, upto: LogId<u64>) {
-        if self.purged.is_some_and(|p| p.index >= upto.index) {
-            return;
-        }
+        assert!(self.purged < Some(upto), "purges move forward");
         self.entries = self.entries.split_off(&(upto.index + 1));
         self.purged = Some(upto);
     }
+}
+
+/// Where truncating the last `back` entries starts, never below the first present entry.
+fn overwrite_at(m: &Model, back: u64) -> Option<u64> {
+    let first = *m.entries.keys().next()?;
+    let last = *m.entries.keys().next_back()?;
+    Some((last + 1).saturating_sub(back).max(first))
 }
 
 /// What the store serves, read through the storage API.
@@ -152,7 +185,15 @@ fn run(steps: &[Step]) -> usize {
             let mut m = history.last().cloned().unwrap();
             match *s {
                 Step::Append { n, back, wait } => {
-                    let from = m.last_index().map_or(0, |l| (l + 1).saturating_sub(back));
+                    if back > 0
+                        && let Some(at) = overwrite_at(&m, back)
+                    {
+                        store.truncate(m.entries[&at]).await.unwrap();
+                        m.truncate(at);
+                        term += 1;
+                        history.push(m.clone());
+                    }
+                    let from = m.last_index().map_or(0, |l| l + 1);
                     let ids: Vec<_> = (from..from + n).map(|i| id(term, i)).collect();
                     let (tx, rx) = mpsc::channel();
                     store
@@ -169,27 +210,22 @@ fn run(steps: &[Step]) -> usize {
                     }
                 }
                 Step::Truncate { back } => {
-                    let Some(last) = m.entries.keys().next_back().copied() else {
+                    let Some(at) = overwrite_at(&m, back + 1) else {
                         continue;
                     };
-                    let at = (last + 1).saturating_sub(back + 1).max(*m.entries.keys().next().unwrap());
-                    store.truncate(id(term, at)).await.unwrap();
-                    m.entries.split_off(&at);
+                    store.truncate(m.entries[&at]).await.unwrap();
+                    m.truncate(at);
                     term += 1;
                     history.push(m);
                 }
-                Step::Purge { upto } => {
-                    let upto = id(term, upto);
+                Step::Purge { ahead } => {
+                    let index = m.purged.map_or(0, |p| p.index + 1) + ahead;
+                    let upto = m.entries.get(&index).copied().unwrap_or(id(term, index));
                     store.purge(upto).await.unwrap();
-                    let before = m.purged;
                     m.purge(upto);
-                    let purged = m.purged != before;
                     history.push(m);
-                    // A purge that purged waited for its record, so for everything before it;
-                    // one below the purged id changes nothing and waits for nothing.
-                    if purged {
-                        acked = history.len() - 1;
-                    }
+                    // The purge waited for its record, so for everything before it.
+                    acked = history.len() - 1;
                 }
                 Step::Vote => {
                     term += 1;
@@ -264,7 +300,7 @@ fn fixed_sequence_keeps_every_acknowledged_write() {
         wait: true,
     });
     steps.push(Step::Committed);
-    steps.push(Step::Purge { upto: 250 });
+    steps.push(Step::Purge { ahead: 250 });
     steps.push(Step::Crash(0));
     steps.push(Step::Append {
         n: 3,
