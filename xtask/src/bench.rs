@@ -1,8 +1,8 @@
 //! `cargo xtask bench [--quick] [extra args]`: runs the side-by-side benchmark in `bench/` (its
 //! own workspace, so the normal build never compiles the peers), which writes
 //! `docs/benchmarks.md` and `docs/benchmarks.svg` (keeping the section `cargo xtask
-//! cluster-bench` writes there); then copies the summary table into the
-//! README between its `bench-summary` markers.
+//! cluster-bench` writes there, and putting back the summary of `docs/benchmarks-raft.md`);
+//! then copies the summary table into the README between its `bench-summary` markers.
 
 use crate::util::{Failure, cargo, run};
 use std::path::Path;
@@ -41,6 +41,8 @@ pub fn run_bench(root: &Path, args: &[String]) -> Result<(), Failure> {
         .ok_or_else(|| Failure::error("README.md lacks the bench-summary markers"))?;
     std::fs::write(&readme_path, updated)
         .map_err(|e| Failure::error(format!("write README.md: {e}")))?;
+    // The benchmark rewrote docs/benchmarks.md whole; put the raft section back.
+    crate::bench_raft::refresh_summary(root)?;
     println!("bench: wrote {} and the README summary", out.display());
     Ok(())
 }

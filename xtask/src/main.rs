@@ -4,11 +4,13 @@
 //! scripts behind these commands. See `cargo xtask help` for the list.
 
 mod bench;
+mod bench_raft;
 mod ci;
 mod cluster;
 mod crash;
 mod demo;
 mod fuzz;
+mod raft_report;
 mod tidy;
 mod util;
 
@@ -42,6 +44,11 @@ commands:
   bench [--quick] [args]
                      side-by-side benchmark in bench/ (us, okaywal, raft-engine, SQLite,
                      lora-wal, raw disk); writes docs/benchmarks.md and the README summary
+  bench-raft [--rounds N] [--calls N] [--reopen-entries N]
+                     wal-raft against openraft-rocksstore and openraft-memstore in one run
+                     (bench/raft, then bench/raft-peers, each round; default 3 rounds of
+                     3000 calls, reopen of 1000000 entries); writes docs/benchmarks-raft.md
+                     and its summary in docs/benchmarks.md
   help               show this message";
 
 fn main() -> ExitCode {
@@ -61,6 +68,7 @@ fn main() -> ExitCode {
         "cluster-bench" => cluster::run_bench(&root, rest),
         "demo" => no_args("demo", rest).and_then(|()| demo::run(&root)),
         "bench" => bench::run_bench(&root, rest),
+        "bench-raft" => bench_raft::run_bench_raft(&root, rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

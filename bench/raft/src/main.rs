@@ -5,17 +5,20 @@
 //! `append(entries, LogFlushed)` (through `RaftLogStorageExt::blocking_append`, which builds
 //! the callback as openraft does and waits for it, so every append is durable before the
 //! next), with 1 and with 64 entries per call; then the time to reopen a store of
-//! `--reopen-entries` entries (the index rebuilt by the open's one scan) and to read its
-//! last entry. Entries carry 100 bytes of application data.
+//! `--reopen-entries` entries (open, whose one scan rebuilds the index, + `get_log_state`) and
+//! to read its last entry; and a baseline, plain `Wal::append` under the same policy.
+//! Entries carry 100 bytes of application data. Every figure is printed, and with `--out`
+//! written, as `store<TAB>measure<TAB>value` lines.
 //!
-//! Peers (openraft-rocksstore, openraft-memstore) are not here: both 0.9 crates implement
-//! only the v1 `RaftStorage` trait and import `openraft::RaftStorage`, which openraft 0.9.25
-//! does not export with the `storage-v2` feature wal-raft needs, so they cannot be built in
-//! the same binary (see docs/benchmarks-raft.md).
+//! The peers (openraft-rocksstore, openraft-memstore) are in `bench/raft-peers`: both 0.9
+//! crates implement only the v1 `RaftStorage` trait, which openraft 0.9.25 does not export
+//! with the `storage-v2` feature wal-raft needs, so they cannot be built in this binary.
+//! `cargo xtask bench-raft` runs both programs with the same parameters and writes the table
+//! of `docs/benchmarks-raft.md`.
 
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
-use std::io::{Cursor, Write};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use wal_raft::{LogStore, LogStoreOptions};
@@ -94,7 +97,9 @@ fn raw_appends(dir: &Path, calls: u64) -> Result<Duration, Box<dyn std::error::E
     Ok(started.elapsed())
 }
 
-/// Fills a store with `n` entries (1,024 per append), then times a reopen and one read.
+/// Fills a store with `n` entries (1,024 per append), then times a reopen (open, which
+/// rebuilds the index by one scan, + `get_log_state`, what a restarting node does first) and
+/// one positioned read of the last entry. Returns them and the log's bytes.
 async fn reopen(
     dir: &Path,
     n: u64,
@@ -110,8 +115,8 @@ async fn reopen(
     drop(store);
     let started = Instant::now();
     let mut store = open(dir)?;
-    let opened = started.elapsed();
     let state = store.get_log_state().await?;
+    let opened = started.elapsed();
     let last = state
         .last_log_id
         .ok_or("the reopened store is empty")?
@@ -125,54 +130,58 @@ async fn reopen(
     Ok((opened, read, bytes))
 }
 
+/// One figure, printed as `store<TAB>measure<TAB>value` (the line `cargo xtask bench-raft`
+/// reads; bench/raft-peers prints the same).
+fn row(out: &mut String, store: &str, measure: &str, value: f64) {
+    let line = format!("{store}\t{measure}\t{value}\n");
+    print!("{line}");
+    out.push_str(&line);
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = args()?;
     std::fs::create_dir_all(&a.dir)?;
     let rt = tokio::runtime::Builder::new_current_thread().build()?;
     let mut out = String::new();
-    out.push_str("| measure | result |\n| --- | --- |\n");
     for per_call in [1u64, 64] {
         let dir = a.dir.join(format!("append-{per_call}"));
         let _ = std::fs::remove_dir_all(&dir);
         let took = rt.block_on(appends(&dir, a.calls, per_call))?;
-        let entries = a.calls * per_call;
-        let line = format!(
-            "| durable appends of {per_call} entr{} per call ({} calls) | {:.0} entries/s ({:.0} appends/s) |\n",
-            if per_call == 1 { "y" } else { "ies" },
-            a.calls,
-            entries as f64 / took.as_secs_f64(),
-            a.calls as f64 / took.as_secs_f64(),
-        );
-        print!("{line}");
-        out.push_str(&line);
+        let rate = (a.calls * per_call) as f64 / took.as_secs_f64();
+        row(&mut out, "wal-raft", &format!("append-{per_call}"), rate);
         std::fs::remove_dir_all(&dir)?;
     }
     let dir = a.dir.join("raw");
     let _ = std::fs::remove_dir_all(&dir);
     let took = raw_appends(&dir, a.calls)?;
-    let line = format!(
-        "| baseline: wal-log `Wal::append` of one 128-byte payload per call ({} calls) | {:.0} appends/s |\n",
-        a.calls,
-        a.calls as f64 / took.as_secs_f64()
-    );
-    print!("{line}");
-    out.push_str(&line);
+    let rate = a.calls as f64 / took.as_secs_f64();
+    row(&mut out, "wal-log", "append-1", rate);
     std::fs::remove_dir_all(&dir)?;
     let dir = a.dir.join("reopen");
     let _ = std::fs::remove_dir_all(&dir);
     let (opened, read, bytes) = rt.block_on(reopen(&dir, a.reopen_entries))?;
-    let line = format!(
-        "| reopen of {} entries ({:.0} MiB of log): open + index rebuild | {:.3} s |\n| then read the last entry (positioned read) | {} µs |\n",
-        a.reopen_entries,
-        bytes as f64 / (1 << 20) as f64,
+    let n = a.reopen_entries;
+    row(
+        &mut out,
+        "wal-raft",
+        &format!("reopen-{n}"),
         opened.as_secs_f64(),
-        read.as_micros()
     );
-    print!("{line}");
-    out.push_str(&line);
+    row(
+        &mut out,
+        "wal-raft",
+        "read-last-us",
+        read.as_secs_f64() * 1e6,
+    );
+    row(
+        &mut out,
+        "wal-raft",
+        "store-mib",
+        bytes as f64 / (1u64 << 20) as f64,
+    );
     std::fs::remove_dir_all(&dir)?;
     if let Some(path) = a.out {
-        std::fs::File::create(path)?.write_all(out.as_bytes())?;
+        std::fs::write(path, out)?;
     }
     Ok(())
 }

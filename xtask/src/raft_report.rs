@@ -1,0 +1,409 @@
+//! The text of `docs/benchmarks-raft.md`, generated from the figures of `cargo xtask
+//! bench-raft`: the machine and its load, one table of min / median / max over the rounds,
+//! the issue's two goals with a verdict each, and how every store is driven.
+
+use crate::bench_raft::{Figures, Params};
+use crate::util::Failure;
+use std::fmt::Write as _;
+
+/// Start and end of the summary that `docs/benchmarks.md` carries too.
+pub const START: &str = "<!-- bench-raft-summary:start -->";
+pub const END: &str = "<!-- bench-raft-summary:end -->";
+
+/// What the report says about the run besides its figures.
+pub struct Run {
+    pub params: Params,
+    pub date: String,
+    pub commit: String,
+    pub cpus: usize,
+    pub load_before: String,
+    pub load_after: String,
+    pub took: String,
+}
+
+/// The stores in table order, with what each promises about durability.
+const STORES: [(&str, &str, &str); 5] = [
+    (
+        "wal-raft",
+        "wal-raft",
+        "durable: fsync before the callback (`SyncPolicy::Always`)",
+    ),
+    (
+        "rocksstore-synced",
+        "openraft-rocksstore 0.9.21, synced",
+        "durable: `flush_wal(true)` after every append",
+    ),
+    (
+        "rocksstore",
+        "openraft-rocksstore 0.9.21, as shipped",
+        "**not durable**: its appends are never synced",
+    ),
+    (
+        "memstore",
+        "openraft-memstore 0.9.25",
+        "none: memory only (the upper bound)",
+    ),
+    (
+        "wal-log",
+        "baseline: wal-log `Wal::append`, one 128-byte payload",
+        "durable (`SyncPolicy::Always`)",
+    ),
+];
+
+/// Min, median and max of one measure over the rounds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+}
+
+/// The spread of `values`; `None` if there are none.
+pub fn spread(values: &[f64]) -> Option<Spread> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let (first, last) = (*v.first()?, *v.last()?);
+    let mid = v.len() / 2;
+    let median = if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    };
+    Some(Spread {
+        min: first,
+        median,
+        max: last,
+    })
+}
+
+/// Whether a goal was reached, judged on every round, not only the medians.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Met,
+    Missed,
+    WithinNoise,
+}
+
+impl Verdict {
+    fn text(self) -> &'static str {
+        match self {
+            Verdict::Met => "**met**",
+            Verdict::Missed => "**missed**",
+            Verdict::WithinNoise => "within noise",
+        }
+    }
+}
+
+/// `ours >= factor × theirs`: met if even our worst round beats `factor` times their best,
+/// missed if even our best round falls short of `factor` times their worst.
+pub fn at_least(ours: Spread, factor: f64, theirs: Spread) -> Verdict {
+    if ours.min >= factor * theirs.max {
+        Verdict::Met
+    } else if ours.max < factor * theirs.min {
+        Verdict::Missed
+    } else {
+        Verdict::WithinNoise
+    }
+}
+
+/// `ours < limit`: met if every round is under it, missed if none is.
+pub fn below(ours: Spread, limit: f64) -> Verdict {
+    if ours.max < limit {
+        Verdict::Met
+    } else if ours.min >= limit {
+        Verdict::Missed
+    } else {
+        Verdict::WithinNoise
+    }
+}
+
+/// How a measure is named in the table and how its values are written.
+fn measure_label(measure: &str) -> String {
+    match measure {
+        "append-1" => "entries/s, 1 entry per append".to_owned(),
+        "append-64" => "entries/s, 64 entries per append".to_owned(),
+        "read-last-us" => "then read the last entry, µs".to_owned(),
+        "store-mib" => "size on disk of that store, MiB".to_owned(),
+        m => match m.strip_prefix("reopen-") {
+            Some(n) => format!("reopen of {n} entries (open + `get_log_state`), s"),
+            None => m.to_owned(),
+        },
+    }
+}
+
+/// Appends, then the reopen, then what follows it.
+fn measure_rank(measure: &str) -> u8 {
+    match measure {
+        "append-1" => 0,
+        "append-64" => 1,
+        "read-last-us" => 3,
+        "store-mib" => 4,
+        m if m.starts_with("reopen-") => 2,
+        _ => 5,
+    }
+}
+
+fn number(measure: &str, v: f64) -> String {
+    if measure.starts_with("reopen-") {
+        return format!("{v:.3}");
+    }
+    let digits = format!("{:.0}", v.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn get(figures: &Figures, store: &str, measure: &str) -> Option<Spread> {
+    spread(figures.get(&(store.to_owned(), measure.to_owned()))?)
+}
+
+/// The figures table: known stores first, in `STORES` order, then anything else printed.
+fn table(figures: &Figures) -> String {
+    let mut t = String::from(
+        "| store | durability | measure | min | median | max |\n| --- | --- | --- | --- | --- | --- |\n",
+    );
+    let rank = |store: &str| {
+        STORES
+            .iter()
+            .position(|s| s.0 == store)
+            .unwrap_or(STORES.len())
+    };
+    let mut keys: Vec<_> = figures.keys().collect();
+    keys.sort_by_key(|(store, measure)| (rank(store), measure_rank(measure)));
+    for (store, measure) in keys {
+        let Some(s) = get(figures, store, measure) else {
+            continue;
+        };
+        let (name, durability) = STORES
+            .iter()
+            .find(|k| k.0 == store)
+            .map_or((store.as_str(), ""), |k| (k.1, k.2));
+        let _ = writeln!(
+            t,
+            "| {name} | {durability} | {} | {} | {} | {} |",
+            measure_label(measure),
+            number(measure, s.min),
+            number(measure, s.median),
+            number(measure, s.max)
+        );
+    }
+    t
+}
+
+/// The goals of issue 21, each with the figures it was judged on and its verdict.
+fn goals(figures: &Figures, reopen_entries: u64) -> String {
+    let mut t = String::from("| goal | judged on | verdict |\n| --- | --- | --- |\n");
+    for per_call in [1, 64] {
+        let m = format!("append-{per_call}");
+        let line = match (
+            get(figures, "wal-raft", &m),
+            get(figures, "rocksstore-synced", &m),
+        ) {
+            (Some(o), Some(r)) => format!(
+                "wal-raft {}–{} entries/s against 2 × ({}–{}); medians {:.2}× | {} |",
+                number(&m, o.min),
+                number(&m, o.max),
+                number(&m, r.min),
+                number(&m, r.max),
+                o.median / r.median,
+                at_least(o, 2.0, r).text()
+            ),
+            _ => "a store printed no figure | not judged |".to_owned(),
+        };
+        let _ = writeln!(
+            t,
+            "| durable appends ≥ 2× synced rocksstore's, {per_call} per append | {line}"
+        );
+    }
+    let m = format!("reopen-{reopen_entries}");
+    let line = match get(figures, "wal-raft", &m) {
+        Some(o) => {
+            let per_million = 1e6 / reopen_entries as f64;
+            let scaled = Spread {
+                min: o.min * per_million,
+                median: o.median * per_million,
+                max: o.max * per_million,
+            };
+            format!(
+                "wal-raft {:.3}–{:.3} s per million entries (reopens of {reopen_entries}) | {} |",
+                scaled.min,
+                scaled.max,
+                below(scaled, 1.0).text()
+            )
+        }
+        None => "wal-raft printed no reopen figure | not judged |".to_owned(),
+    };
+    let _ = writeln!(t, "| reopen < 1 s per million entries | {line}");
+    t
+}
+
+/// Whether the load average stayed under one per CPU at both ends of the run.
+fn quiet(run: &Run) -> bool {
+    let first = |l: &str| {
+        l.split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    match (first(&run.load_before), first(&run.load_after)) {
+        (Some(a), Some(b)) => a.max(b) < run.cpus as f64,
+        _ => false,
+    }
+}
+
+/// The whole of `docs/benchmarks-raft.md`.
+pub fn render(run: &Run, figures: &Figures) -> Result<String, Failure> {
+    if figures.is_empty() {
+        return Err(Failure::error("the benchmarks printed no figures"));
+    }
+    let p = run.params;
+    let mut doc = String::from("# wal-raft benchmark\n\n");
+    let _ = write!(
+        doc,
+        "Generated by `cargo xtask bench-raft --rounds {} --calls {} --reopen-entries {}` on {}; do not edit by hand, re-run it (it also copies the summary into [benchmarks.md](benchmarks.md)).\n\n",
+        p.rounds, p.calls, p.reopen_entries, run.date
+    );
+    let _ = write!(
+        doc,
+        "## Machine\n\n| | |\n| --- | --- |\n| CPUs | {} |\n| built from | `{}` |\n| load average (1, 5, 15 min) at start / end | {} / {} |\n| rounds | {}, each `bench/raft` then `bench/raft-peers`; whole run {} |\n\n",
+        run.cpus,
+        run.commit.replace('|', "\\|"),
+        run.load_before,
+        run.load_after,
+        p.rounds,
+        run.took
+    );
+    doc.push_str(if quiet(run) {
+        "The load average was under one per CPU at the start and the end of the run.\n\n"
+    } else {
+        "**The machine was busy** (load average at or above one per CPU at the start or the end: other work ran at the same time), so every figure here is noisy: it says what a shared machine did, not what it does idle. Compare rows of one run only.\n\n"
+    });
+    let _ = write!(
+        doc,
+        "## Results\n\n{START}\nFrom [benchmarks-raft.md](benchmarks-raft.md), generated by `cargo xtask bench-raft` on {}: {} round(s), appends of {} calls each, min / median / max over the rounds; load average {} at the start, {} at the end on {} CPUs.\n\n{}\n{}\n{END}\n\n",
+        run.date,
+        p.rounds,
+        p.calls,
+        run.load_before,
+        run.load_after,
+        run.cpus,
+        table(figures),
+        goals(figures, p.reopen_entries)
+    );
+    doc.push_str(PROSE);
+    Ok(doc)
+}
+
+/// The summary between the markers of a report, markers included.
+pub fn summary_of(report: &str) -> Option<&str> {
+    let a = report.find(START)?;
+    let b = report.find(END)? + END.len();
+    (a < b).then(|| &report[a..b])
+}
+
+/// `text` with its summary replaced by `summary`, or with a section holding it appended.
+pub fn splice(text: &str, summary: &str) -> String {
+    match (text.find(START), text.find(END)) {
+        (Some(a), Some(b)) if a < b => {
+            format!("{}{summary}{}", &text[..a], &text[b + END.len()..])
+        }
+        _ => format!(
+            "{}\n## Raft log storage (wal-raft)\n\n{summary}\n",
+            text.trim_end_matches('\n').to_owned() + "\n"
+        ),
+    }
+}
+
+/// The fixed part of the report: how each store is driven, and why the peers run apart.
+const PROSE: &str = include_str!("raft_report.md");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(min: f64, median: f64, max: f64) -> Spread {
+        Spread { min, median, max }
+    }
+
+    #[test]
+    fn spread_takes_the_middle() {
+        assert_eq!(spread(&[3.0, 1.0, 2.0]), Some(s(1.0, 2.0, 3.0)));
+        assert_eq!(spread(&[4.0, 1.0]), Some(s(1.0, 2.5, 4.0)));
+        assert_eq!(spread(&[]), None);
+    }
+
+    #[test]
+    fn verdicts_use_every_round() {
+        assert_eq!(
+            at_least(s(210.0, 220.0, 230.0), 2.0, s(90.0, 100.0, 105.0)),
+            Verdict::Met
+        );
+        assert_eq!(
+            at_least(s(150.0, 160.0, 170.0), 2.0, s(90.0, 100.0, 105.0)),
+            Verdict::Missed
+        );
+        assert_eq!(
+            at_least(s(190.0, 205.0, 215.0), 2.0, s(90.0, 100.0, 105.0)),
+            Verdict::WithinNoise
+        );
+        assert_eq!(below(s(0.5, 0.6, 0.9), 1.0), Verdict::Met);
+        assert_eq!(below(s(1.0, 1.2, 1.5), 1.0), Verdict::Missed);
+        assert_eq!(below(s(0.8, 0.9, 1.1), 1.0), Verdict::WithinNoise);
+    }
+
+    #[test]
+    fn numbers_are_grouped_and_reopens_keep_decimals() {
+        assert_eq!(number("append-1", 1234567.4), "1,234,567");
+        assert_eq!(number("append-64", 999.6), "1,000");
+        assert_eq!(number("reopen-1000000", 0.8664), "0.866");
+    }
+
+    #[test]
+    fn report_has_a_summary_that_splices_and_resplices() {
+        let mut f = Figures::new();
+        for (store, measure, v) in [
+            ("wal-raft", "append-1", 500.0),
+            ("rocksstore-synced", "append-1", 200.0),
+            ("wal-raft", "reopen-10", 0.000_005),
+            ("odd", "thing", 1.0),
+        ] {
+            f.insert((store.to_owned(), measure.to_owned()), vec![v]);
+        }
+        let run = Run {
+            params: Params {
+                rounds: 1,
+                calls: 5,
+                reopen_entries: 10,
+            },
+            date: "d".to_owned(),
+            commit: "abc x|y".to_owned(),
+            cpus: 2,
+            load_before: "0.10 0.2 0.3".to_owned(),
+            load_after: "3.00 1 1".to_owned(),
+            took: "1.0s".to_owned(),
+        };
+        let doc = render(&run, &f).unwrap_or_default();
+        assert!(doc.contains("**The machine was busy**") && doc.contains("abc x\\|y"));
+        assert!(doc.contains("| **met** |"), "500 >= 2 × 200");
+        assert!(doc.contains("0.500–0.500 s per million"));
+        let summary = summary_of(&doc).unwrap_or_default();
+        assert!(summary.starts_with(START) && summary.ends_with(END));
+        let row = summary.find("| wal-raft |").unwrap_or(usize::MAX);
+        assert!(
+            row < summary.find("| odd |").unwrap_or(0),
+            "known stores first"
+        );
+        let once = splice("# Benchmarks\n\ntext\n", summary);
+        assert!(once.ends_with(&format!("## Raft log storage (wal-raft)\n\n{summary}\n")));
+        let again = splice(
+            &once,
+            "<!-- bench-raft-summary:start -->new<!-- bench-raft-summary:end -->",
+        );
+        assert!(again.contains("text\n") && again.contains("new") && !again.contains("| odd |"));
+        assert!(render(&run, &Figures::new()).is_err());
+    }
+}
