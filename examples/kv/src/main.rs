@@ -21,15 +21,15 @@
 #![forbid(unsafe_code)]
 
 mod progress;
-mod store;
 
 use clap::{Parser, Subcommand};
+use kv::load_value as value_for;
+use kv::store::{KvEvent, Store};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use store::{KvEvent, Store};
 use wal_log::{Lsn, Options, SyncPolicy, Wal};
 use wal_replay::{Durable, DurableOptions};
 
@@ -164,14 +164,6 @@ impl Db {
     fn wal(&self) -> &Wal {
         self.store.wal()
     }
-}
-
-fn value_for(i: u64, size: usize) -> String {
-    let mut v = format!("v{i}-");
-    while v.len() < size {
-        v.push('x');
-    }
-    v
 }
 
 /// `1 thread`, `2 threads`.

@@ -1,0 +1,175 @@
+//! Three real `raft-kv serve` processes: writes and reads end to end, the leader SIGKILLed in
+//! the middle of a load, a new leader elected, no acknowledged key lost on any node, the
+//! killed node restarted and caught up, and writes refused with a clear error once no
+//! majority is left.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{BIN, Cluster, wait_for};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The value `load` writes for key `k<i>` (32 bytes, the default).
+fn value(i: u64) -> String {
+    kv::load_value(i, 32)
+}
+
+/// Starts `load` as a process; returns it and a channel of the keys it acknowledged.
+fn start_load(
+    c: &Cluster,
+    count: u64,
+    start: u64,
+    clients: u64,
+) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(BIN)
+        .args([
+            "load",
+            "--count",
+            &count.to_string(),
+            "--start",
+            &start.to_string(),
+        ])
+        .args(["--clients", &clients.to_string(), "--timeout", "20"])
+        .arg("--peers")
+        .arg(c.peers())
+        .arg("--secret-file")
+        .arg(&c.secret)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            let key = line
+                .strip_prefix("ack ")
+                .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+            if tx.send(key.to_owned()).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn index_of(key: &str) -> u64 {
+    key.strip_prefix('k')
+        .and_then(|i| i.parse().ok())
+        .unwrap_or_else(|| panic!("bad key {key}"))
+}
+
+#[test]
+fn the_cluster_loses_no_acknowledged_key_when_its_leader_is_killed() {
+    let started = Instant::now();
+    // Snapshots every 150 entries, so the load below also snapshots and purges the logs.
+    let mut c = Cluster::start(3, &["--snapshot-every", "150"]);
+    c.ok(&["init"]);
+    let first = c.wait_leader(None);
+
+    // The single-key commands, end to end.
+    c.ok(&["put", "alpha", "1"]);
+    c.ok(&["put", "beta", "2"]);
+    assert_eq!(c.ok(&["get", "alpha"]), "1\n");
+    c.ok(&["del", "alpha"]);
+    assert_eq!(
+        c.run(&["get", "alpha"]).status.code(),
+        Some(1),
+        "a deleted key is absent"
+    );
+    assert_eq!(c.ok(&["scan"]), "beta\t2\n");
+
+    // A load of 600 keys from 8 clients; the leader is killed once 150 are acknowledged.
+    let (mut load, acks) = start_load(&c, 600, 0, 8);
+    let mut acked: Vec<String> = Vec::new();
+    while acked.len() < 150 {
+        acked.push(
+            acks.recv_timeout(Duration::from_secs(30))
+                .expect("the load stalled"),
+        );
+    }
+    let leader = c.status()["leader"].as_u64().unwrap_or(first);
+    c.kill(leader);
+    let killed_at = Instant::now();
+    let new_leader = c.wait_leader(Some(leader));
+    eprintln!(
+        "node {leader} killed; node {new_leader} elected in {:?}",
+        killed_at.elapsed()
+    );
+    let out = wait_for(Duration::from_secs(60), "the load to finish", || {
+        load.try_wait().unwrap()
+    });
+    acked.extend(acks.iter());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(load.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(out.success(), "the load failed: {stderr}");
+    assert!(stderr.contains("load: 600 keys in"), "{stderr}");
+    assert_eq!(acked.len(), 600, "every key acknowledged once");
+
+    // Every acknowledged key, with its exact value, on each live node's own state.
+    let mut want: BTreeMap<String, String> = acked
+        .iter()
+        .map(|k| (k.clone(), value(index_of(k))))
+        .collect();
+    want.insert("beta".into(), "2".into());
+    let commit = c.status()["commit_index"].as_u64().unwrap();
+    for id in c.nodes.keys().copied().collect::<Vec<_>>() {
+        let (applied, state) = wait_for(
+            Duration::from_secs(20),
+            "a node to apply the commits",
+            || {
+                let (applied, state) = c.local_scan(id);
+                (applied >= commit).then_some((applied, state))
+            },
+        );
+        assert_eq!(state, want, "node {id} at applied {applied}");
+    }
+
+    // The killed node restarts on its directory (log + snapshot) and catches up.
+    c.start_node(leader).unwrap();
+    let caught_up = wait_for(
+        Duration::from_secs(30),
+        "the restarted node to catch up",
+        || {
+            let (applied, state) = c.local_scan(leader);
+            (applied >= commit && state == want).then_some(applied)
+        },
+    );
+    eprintln!("node {leader} caught up to {caught_up}");
+    c.ok(&["put", "after", "restart"]);
+    assert_eq!(c.ok(&["get", "after"]), "restart\n");
+
+    // With two of three nodes gone, a write fails with a clear error instead of hanging.
+    let survivor = c.wait_leader(None);
+    for id in c
+        .nodes
+        .keys()
+        .copied()
+        .filter(|i| *i != survivor)
+        .collect::<Vec<_>>()
+    {
+        c.kill(id);
+    }
+    let t = Instant::now();
+    let out = c.run(&["put", "lonely", "x", "--timeout", "5"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("gave up after")
+            && (err.contains("no majority")
+                || err.contains("unreachable")
+                || err.contains("not the leader")),
+        "{err}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "the failed write took {:?}",
+        t.elapsed()
+    );
+    eprintln!("the whole test took {:?}", started.elapsed());
+}
