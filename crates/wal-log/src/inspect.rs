@@ -18,7 +18,7 @@ pub use crate::recovery_scan::{DirFrame, Inspection, SegmentScan, Verdict, reuse
 use crate::recovery_scan::{
     DirListing, SCAN_CHUNK, Visit, header_only, list_dir, named_header, open_segment,
 };
-pub use crate::skip::{SkipPlan, plan_skip};
+pub use crate::skip::{SkipPlan, plan_skip, plan_skip_with_progress};
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 use crate::visit::with_visitor;
 pub use crate::visit::{ScanVisitor, VisitError};

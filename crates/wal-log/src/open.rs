@@ -4,6 +4,7 @@ use crate::error::{Result, WalError, io_err};
 use crate::layout::{LOCK_FILE, PREALLOC_FILE, segment_file_name};
 use crate::options::{Options, RecoveryMode};
 use crate::plan::{MovedAside, RecoveryPlan, plan_recovery};
+use crate::progress::Tally;
 use crate::published::{self, Publisher};
 use crate::recovery_scan::{
     DirListing, OpenScan, SegmentScan, Visit, list_dir, scan_for_open, scan_segment, seq_gap,
@@ -149,10 +150,11 @@ fn open_impl(
     let lock_guard = lock_dir(&*vfs, &dir, &lock_path)?;
     let mut listing = list_dir(&*vfs, &dir)?;
     listing.refuse_foreign(&dir)?;
+    let mut tally = tally_for(&*vfs, &dir, &opts, &listing);
     // Skip-damaged rewrites what needs it first; the rest is an ordinary tolerant open.
     let mut skipped = (Vec::new(), Vec::new());
     if opts.recovery == RecoveryMode::SkipDamaged && !listing.segs.is_empty() {
-        let plan = crate::skip::plan_skip(&*vfs, &dir)?;
+        let plan = crate::skip::plan_skip_tallied(&*vfs, &dir, &mut tally)?;
         skipped = (crate::skip::execute(&*vfs, &dir, &plan)?, plan.lost);
         opts.recovery = RecoveryMode::TolerateTornTail;
         listing = list_dir(&*vfs, &dir)?;
@@ -161,8 +163,15 @@ fn open_impl(
         remove_prealloc(&*vfs, &dir, listing.prealloc)?;
         create(dir, opts, lock_guard)?
     } else {
-        recover(dir, opts, lock_guard, &listing, visit.as_deref_mut())?
+        recover(
+            dir,
+            opts,
+            lock_guard,
+            &listing,
+            (visit.as_deref_mut(), &mut tally),
+        )?
     };
+    tally.finish();
     let (skip_moved, lost) = skipped;
     report.moved_aside.splice(0..0, skip_moved);
     report.lost_lsns = lost;
@@ -444,6 +453,30 @@ fn remove_prealloc(vfs: &dyn Vfs, dir: &Path, present: bool) -> Result<()> {
     Ok(())
 }
 
+/// What the open will read, for [`Options::progress`]: every segment file once, twice under
+/// skip-damaged (its plan reads the log first). Sized only when someone is told; a file that
+/// cannot be sized counts as empty (its read reports the error).
+fn tally_for(vfs: &dyn Vfs, dir: &Path, opts: &Options, listing: &DirListing) -> Tally {
+    let Some(hook) = opts.progress.clone() else {
+        return Tally::new(None, 0);
+    };
+    let bytes: u64 = listing
+        .segs
+        .iter()
+        .map(|seq| {
+            vfs.open(&dir.join(segment_file_name(*seq)), OpenMode::Read)
+                .and_then(|f| f.len())
+                .unwrap_or(0)
+        })
+        .sum();
+    let passes = if opts.recovery == RecoveryMode::SkipDamaged {
+        2
+    } else {
+        1
+    };
+    Tally::new(Some(hook), passes * bytes)
+}
+
 /// Recovery of a log that has segments: scan, plan ([`plan_recovery`], the same function the
 /// dry runs call), execute the plan, and resume writing after the kept log.
 fn recover(
@@ -451,7 +484,7 @@ fn recover(
     opts: Options,
     lock_guard: Box<dyn VfsLock>,
     listing: &DirListing,
-    visit: Option<Visit<'_, '_>>,
+    (visit, tally): (Option<Visit<'_, '_>>, &mut Tally),
 ) -> Result<(Wal, OpenReport)> {
     let _span = tracing::info_span!("wal.recover", segments = listing.segs.len()).entered();
     let vfs = opts.vfs.clone();
@@ -465,7 +498,7 @@ fn recover(
             }
         }
     }
-    let mut scan = scan_for_open(&*vfs, &dir, &opts, listing, visit)?;
+    let mut scan = scan_for_open(&*vfs, &dir, &opts, listing, (visit, tally))?;
     let plan = plan_recovery(&scan.found, opts.recovery)?;
     let Some(log_id) = scan.found.log_id else {
         return Err(WalError::NotAWal {

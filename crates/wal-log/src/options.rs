@@ -1,3 +1,4 @@
+use crate::progress::Progress;
 use crate::vfs::{StdVfs, Vfs};
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,6 +113,10 @@ pub struct Options {
     /// record is never synced and recovery never reads it (see `docs/format.md`, section 10).
     /// Default false.
     pub publish_durable: bool,
+    /// Told `(bytes read, bytes to read)` while [`crate::Wal::open`] reads the log, for a
+    /// progress bar on a long recovery or repair (see [`Progress`] for when it is called).
+    /// Default `None`.
+    pub progress: Option<Progress>,
 }
 
 impl Default for Options {
@@ -128,11 +133,18 @@ impl Default for Options {
             payload_schema: None,
             upgrade_payload_schemas: Vec::new(),
             publish_durable: false,
+            progress: None,
         }
     }
 }
 
 impl Options {
+    /// Sets [`Options::progress`] to call `f`.
+    #[must_use]
+    pub fn on_progress(mut self, f: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Progress::new(f));
+        self
+    }
     /// Sets [`Options::publish_durable`].
     #[must_use]
     pub fn publish_durable(mut self, on: bool) -> Self {

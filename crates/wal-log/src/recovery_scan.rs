@@ -8,6 +8,7 @@
 use crate::error::{Damage, Result, WalError, io_err};
 use crate::layout::{Entry, classify, segment_file_name};
 use crate::options::Options;
+use crate::progress::Tally;
 use crate::vfs::{OpenMode, Vfs, VfsFile, read_full};
 use bytes::BytesMut;
 use std::collections::BTreeSet;
@@ -44,7 +45,7 @@ pub(crate) fn scan_for_open(
     dir: &Path,
     opts: &Options,
     listing: &DirListing,
-    mut visit: Option<Visit<'_, '_>>,
+    (mut visit, tally): (Option<Visit<'_, '_>>, &mut Tally),
 ) -> Result<OpenScan> {
     let started = Instant::now();
     let segs = &listing.segs;
@@ -74,6 +75,7 @@ pub(crate) fn scan_for_open(
             Err(_) => false,
         };
         if !joins {
+            tally.add(seg.file_len);
             found.segments.push(seg.unscanned());
             stopped_at = i + 1;
             break;
@@ -93,6 +95,7 @@ pub(crate) fn scan_for_open(
         let streams = &mut found.open_streams;
         let scan = seg.scan(expect_sealed, streams, &mut buf, visit.as_deref_mut())?;
         bytes_scanned += scan.file_len;
+        tally.add(scan.file_len);
         let clean = matches!(scan.end, ScanEnd::Clean { .. });
         found.segments.push(scan);
         if !clean {
@@ -102,12 +105,9 @@ pub(crate) fn scan_for_open(
     }
     for seq in &segs[stopped_at..] {
         let path = dir.join(segment_file_name(*seq));
-        found.segments.push(header_only(
-            vfs,
-            &path,
-            *seq,
-            "follows damage in an earlier segment",
-        )?);
+        let unread = header_only(vfs, &path, *seq, "follows damage in an earlier segment")?;
+        tally.add(unread.file_len);
+        found.segments.push(unread);
     }
     Ok(OpenScan {
         found,

@@ -22,6 +22,7 @@ use crate::error::{Result, WalError, io_err};
 use crate::layout::segment_file_name;
 use crate::past_damage::{Found, read_all, scan_past_damage};
 use crate::plan::MovedAside;
+use crate::progress::Tally;
 use crate::recovery_scan::list_dir;
 use crate::vfs::{OpenMode, Vfs};
 use std::collections::{BTreeMap, BTreeSet};
@@ -70,7 +71,37 @@ struct Seg {
 /// An I/O error; [`WalError::Gap`] or [`WalError::NotAWal`] for what it cannot rebuild: a
 /// damaged header whose LSNs no neighbour gives, or more missing segments than lost LSNs.
 pub fn plan_skip(vfs: &dyn Vfs, dir: &Path) -> Result<SkipPlan> {
-    let segs = collect(vfs, dir)?;
+    plan_skip_tallied(vfs, dir, &mut Tally::new(None, 0))
+}
+
+/// [`plan_skip`], telling `progress` `(bytes read, bytes to read)` after each segment it
+/// reads (a dry run of a repair on a large log).
+///
+/// # Errors
+/// As [`plan_skip`].
+pub fn plan_skip_with_progress(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    progress: &crate::Progress,
+) -> Result<SkipPlan> {
+    let total = list_dir(vfs, dir)?
+        .segs
+        .iter()
+        .map(|seq| {
+            vfs.open(&dir.join(segment_file_name(*seq)), OpenMode::Read)
+                .and_then(|f| f.len())
+                .unwrap_or(0)
+        })
+        .sum();
+    let mut tally = Tally::new(Some(progress.clone()), total);
+    let plan = plan_skip_tallied(vfs, dir, &mut tally)?;
+    tally.finish();
+    Ok(plan)
+}
+
+/// [`plan_skip`], counting the bytes it reads in `tally` (the open's progress).
+pub(crate) fn plan_skip_tallied(vfs: &dyn Vfs, dir: &Path, tally: &mut Tally) -> Result<SkipPlan> {
+    let segs = collect(vfs, dir, tally)?;
     let log_id = segs
         .iter()
         .find_map(|s| s.header.map(|h| h.log_id))
@@ -134,8 +165,9 @@ struct Planner<'a> {
 }
 
 /// Reads the log past damage into one [`Seg`] per segment file (offsets and LSNs only).
-fn collect(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<Seg>> {
+fn collect(vfs: &dyn Vfs, dir: &Path, tally: &mut Tally) -> Result<Vec<Seg>> {
     let mut segs = Vec::new();
+    let mut sizes = Vec::new();
     for seq in list_dir(vfs, dir)?.segs {
         let path = dir.join(segment_file_name(seq));
         let f = vfs
@@ -143,6 +175,7 @@ fn collect(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<Seg>> {
             .map_err(io_err("open", &path))?;
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         let n = crate::vfs::read_full(&*f, &mut b, 0).map_err(io_err("read", &path))?;
+        sizes.push(f.len().map_err(io_err("stat", &path))?);
         segs.push(Seg {
             seq,
             header: SegmentHeader::decode(&b[..n]).ok(),
@@ -157,8 +190,19 @@ fn collect(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<Seg>> {
             .and_then(|n| n.to_str()?.get(..20)?.parse().ok())
             .map(SegmentSeq)
     };
+    // Segments before the one being read count as read.
+    let mut read = 0;
+    let mut tell = |upto: usize, tally: &mut Tally| {
+        for &len in sizes.get(read..upto).unwrap_or_default() {
+            tally.add(len);
+        }
+        read = read.max(upto);
+    };
     scan_past_damage(vfs, dir, &mut |found| match found {
         Found::Frame { seq, offset, frame } => {
+            if let Some(&i) = index.get(&seq) {
+                tell(i, tally);
+            }
             // A watermark repeats the LSN before it and carries nothing to keep: a rewritten
             // segment does without it (its frames' own claims remain).
             if let Some(&i) = index.get(&seq).filter(|_| frame.kind.takes_lsn()) {
@@ -183,6 +227,7 @@ fn collect(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<Seg>> {
         }
         Found::Missing { .. } => {}
     })?;
+    tell(sizes.len(), tally);
     Ok(segs)
 }
 

@@ -13,7 +13,7 @@ mod read_only;
 mod report;
 
 pub use data_dir::{DataDir, LOG_DIR, SNAPSHOT_DIR};
-use pass::{OnePass, PassError, Scanned, SegmentProgress, Settled};
+use pass::{OnePass, PassError, Scanned, Settled};
 pub use read_only::{replay_read_only, replay_read_only_with_codec};
 pub use report::{
     Progress, RecoverOptions, Recovered, RecoveryReport, RejectedSnapshot, SnapshotUsed,
@@ -91,12 +91,8 @@ where
         store,
         listing,
         log_dir,
-        segments,
+        segments: _,
     } = Found::look(&data, &vfs, opts.wal.create_if_missing)?;
-    let progress = opts
-        .progress
-        .clone()
-        .map(|p| SegmentProgress::new(p, &*vfs, &log_dir, &segments));
 
     let (target, budget) = (opts.target, opts.budget());
     let wal_opts = opts.wal;
@@ -114,7 +110,9 @@ where
         let schemas = Schemas::of::<S>();
         let snaps = (&store, &listing.snapshots[..]);
         let plan = plan(snaps, &*vfs, &log_dir, schemas, &mut report)?;
-        let log_opts = schemas.wal_options(&wal_opts, &plan.older_schemas);
+        let mut log_opts = schemas.wal_options(&wal_opts, &plan.older_schemas);
+        // The open reads the log once and tells how far it has come.
+        log_opts.progress = opts.progress.clone();
         let mut pass = OnePass::new(
             state,
             codec,
@@ -122,7 +120,6 @@ where
             plan,
             (target, budget),
         );
-        pass.progress = progress.clone();
         let opened = Wal::open_visit(&log_dir, log_opts, &mut pass);
         let (wal, open) = match opened {
             Ok(x) => x,
@@ -156,9 +153,6 @@ where
                 .map(|(file, to)| (file, Some(to))),
         );
         set_aside_ahead_of_log(&store, &mut report)?;
-        if let Some(p) = &progress {
-            p.report.report(p.total, p.total);
-        }
         report.elapsed = started.elapsed();
         tracing::info!(
             applied = report.applied,

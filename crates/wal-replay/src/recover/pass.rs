@@ -2,19 +2,18 @@
 //! the fence and restoring the snapshot just before, then settling the snapshot after the scan.
 
 use super::{
-    Plan, Progress, RecoveryReport, RejectedSnapshot, Schemas, SnapshotUsed, cannot_reset,
-    check_covered, choose_snapshot, set_aside_to,
+    Plan, RecoveryReport, RejectedSnapshot, Schemas, SnapshotUsed, cannot_reset, check_covered,
+    choose_snapshot, set_aside_to,
 };
 use crate::error::{ReplayError, Result, apply_err, corrupt};
 use crate::logscan::TransactionAssembler;
 use crate::snapshot::{SnapshotFile, SnapshotStore};
 use crate::state::{StateMachine, apply_at_schema};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use wal_format::{Decoder, LogId, Lsn, SegmentHeader, SegmentSeq};
+use wal_format::{Decoder, LogId, Lsn, SegmentHeader};
+use wal_log::ScanVisitor;
 use wal_log::inspect::DirFrame;
-use wal_log::layout::segment_file_name;
-use wal_log::{ScanVisitor, Vfs};
 
 /// Why the single pass stopped the open.
 pub(super) enum PassError {
@@ -67,44 +66,6 @@ pub(super) struct OnePass<'a, S: StateMachine + ?Sized> {
     pub(super) restore_failed: Option<ReplayError>,
     /// The event schema of the segment being scanned: its transactions were written under it.
     pub(super) schema: u32,
-    /// Reported as each segment starts (the writing recovery; the read-only one reports
-    /// through its scan).
-    pub(super) progress: Option<SegmentProgress>,
-}
-
-/// Progress of the writing recovery, by whole segment files.
-#[derive(Clone, Debug)]
-pub(super) struct SegmentProgress {
-    pub(super) report: Progress,
-    pub(super) sizes: Vec<u64>,
-    pub(super) total: u64,
-}
-
-impl SegmentProgress {
-    /// Sizes the segment files (best effort: one that cannot be sized counts as empty; the
-    /// open reports the real error).
-    pub(super) fn new(report: Progress, vfs: &dyn Vfs, dir: &Path, segs: &[SegmentSeq]) -> Self {
-        let sizes: Vec<u64> = segs
-            .iter()
-            .map(|s| {
-                vfs.open(&dir.join(segment_file_name(*s)), wal_log::OpenMode::Read)
-                    .and_then(|f| f.len())
-                    .unwrap_or(0)
-            })
-            .collect();
-        let total = sizes.iter().sum();
-        SegmentProgress {
-            report,
-            sizes,
-            total,
-        }
-    }
-
-    /// The `n`th segment (from 1) starts.
-    pub(super) fn segment(&self, n: u64) {
-        let done = self.sizes.iter().take(n.saturating_sub(1) as usize).sum();
-        self.report.report(done, self.total);
-    }
 }
 
 impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
@@ -134,7 +95,6 @@ impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
             set_aside_early: Vec::new(),
             restore_failed: None,
             schema: S::EVENT_SCHEMA,
-            progress: None,
         }
     }
 
@@ -349,9 +309,6 @@ impl<S: StateMachine + ?Sized> ScanVisitor for OnePass<'_, S> {
 
     fn segment(&mut self, header: &SegmentHeader) -> std::result::Result<(), PassError> {
         self.segments += 1;
-        if let Some(p) = &self.progress {
-            p.segment(self.segments);
-        }
         self.schema = header.payload_schema;
         if self.segments == 1
             && let Some(p) = &self.plan.first

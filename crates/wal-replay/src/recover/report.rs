@@ -3,7 +3,6 @@
 use crate::error::ReplayError;
 use crate::snapshot::SnapshotFile;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 use wal_format::{LogId, Lsn};
 use wal_log::{MovedAside, Options, Wal};
@@ -28,27 +27,10 @@ pub struct RecoverOptions {
     pub progress: Option<Progress>,
 }
 
-/// A progress callback: `(bytes scanned, total bytes)` of the log's segment files. Called
-/// from the recovering thread, after each segment (and more often by the read-only replay).
-#[derive(Clone)]
-pub struct Progress(Arc<dyn Fn(u64, u64) + Send + Sync>);
-
-impl Progress {
-    /// Wraps `f`.
-    pub fn new(f: impl Fn(u64, u64) + Send + Sync + 'static) -> Progress {
-        Progress(Arc::new(f))
-    }
-
-    pub(crate) fn report(&self, done: u64, total: u64) {
-        (self.0)(done, total);
-    }
-}
-
-impl std::fmt::Debug for Progress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Progress(..)")
-    }
-}
+/// A progress callback: `(bytes scanned, total bytes)` of the log's segment files: the log's
+/// own ([`wal_log::Progress`]), which the writing recovery hands to the log's open (see there
+/// for when it is called); the read-only replay calls it as it reads.
+pub use wal_log::Progress;
 
 impl RecoverOptions {
     /// Sets [`RecoverOptions::progress`].

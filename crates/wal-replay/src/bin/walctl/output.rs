@@ -6,6 +6,7 @@ use serde::Serialize;
 use std::cell::RefCell;
 use std::fmt::Display;
 use std::io::{self, IsTerminal, Write};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::exit::EXIT_FAILED;
@@ -160,6 +161,25 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+}
+
+/// A bar for `what` fed by a [`wal_log::Progress`] callback (the log's open, a plan, a
+/// replay: the work calls it, possibly from another thread). Call `finish` on the returned
+/// bar once the work is done.
+pub(crate) fn shared(what: &'static str) -> (Arc<Mutex<Progress>>, wal_log::Progress) {
+    let bar = Arc::new(Mutex::new(Progress::new(what)));
+    let told = bar.clone();
+    let hook = wal_log::Progress::new(move |done, total| {
+        told.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .update(done, total);
+    });
+    (bar, hook)
+}
+
+/// Removes a bar made by [`shared`].
+pub(crate) fn finish_shared(bar: &Mutex<Progress>) {
+    bar.lock().unwrap_or_else(PoisonError::into_inner).finish();
 }
 
 /// Runs `work` with a spinner on stderr naming `what` and the time spent, for work whose

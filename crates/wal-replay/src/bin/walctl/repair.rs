@@ -111,9 +111,9 @@ pub(crate) fn repair(
             .zip(store.aside_names(&ahead)?)
             .collect();
         // Read past damage: what skip-damaged would do, and what every mode keeps and loses.
-        let skip = crate::output::spin("reading past damage", || {
-            wal_log::inspect::plan_skip(&**vfs, &data.log_dir())
-        });
+        let (bar, hook) = crate::output::shared("reading past damage");
+        let skip = wal_log::inspect::plan_skip_with_progress(&**vfs, &data.log_dir(), &hook);
+        crate::output::finish_shared(&bar);
         let skip_plan = skip.as_ref().ok().cloned();
         let mut report = match mode {
             RepairMode::SkipDamaged => dry_run_report(&ins, skip.map(|p| p.moved_aside), &[], mode),
@@ -129,15 +129,16 @@ pub(crate) fn repair(
     let mut set_aside: Vec<SnapshotMoved> = Vec::new();
     let aside_to = store.set_aside_all(&ahead)?;
     set_aside.extend(moved_snapshots(&ahead, aside_to));
-    let opts = Options::default()
+    let (bar, hook) = crate::output::shared("repairing");
+    let mut opts = Options::default()
         .recovery(recovery)
         .create_if_missing(false)
         .preallocate(false)
         .sync(SyncPolicy::Always)
         .vfs(vfs.clone());
-    let opened = crate::output::spin("repairing: reading and fixing the log", || {
-        Wal::open(data.log_dir(), opts)
-    });
+    opts.progress = Some(hook);
+    let opened = Wal::open(data.log_dir(), opts);
+    crate::output::finish_shared(&bar);
     let (wal, report) = opened.map_err(|e| match e {
         e @ WalError::AlreadyOpen { .. } => refuse_locked(e),
         WalError::Corrupt { .. } if matches!(mode, RepairMode::TornTail) => Failure::new(

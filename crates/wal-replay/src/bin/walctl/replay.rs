@@ -5,14 +5,14 @@ use serde::Serialize;
 use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use wal_format::Lsn;
 use wal_log::{Options, Transaction, Vfs};
 use wal_replay::{ApplyError, DataDir, RecoverOptions, RecoveryReport, StateMachine};
 
 use crate::ReplayMode;
 use crate::exit::{EXIT_OK, Failure};
-use crate::output::{Out, Progress};
+use crate::output::Out;
 
 /// Counts what replay would apply, without holding any state.
 #[derive(Default)]
@@ -183,19 +183,11 @@ pub(crate) fn replay(
     );
     opts.target = to;
     let mut state = DryRun::default();
-    let progress = Arc::new(Mutex::new(Progress::new("replaying")));
-    let bar = progress.clone();
-    let opts = opts.on_progress(move |d, t| {
-        bar.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .update(d, t);
-    });
+    let (bar, hook) = crate::output::shared("replaying");
+    opts.progress = Some(hook);
     let r =
         wal_replay::inspect::replay_read_only_with_codec(data.root(), &mut state, &NoCodec, opts);
-    progress
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .finish();
+    crate::output::finish_shared(&bar);
     out.emit(&ReplayReport::new(&r?, state.bytes));
     Ok(EXIT_OK)
 }
