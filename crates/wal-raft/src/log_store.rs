@@ -199,6 +199,13 @@ where
         &self.shared.wal
     }
 
+    /// A shared handle on the log under the store, for reading its statistics after the
+    /// store itself was handed to openraft. The log stays open while a handle lives.
+    #[must_use]
+    pub fn wal_handle(&self) -> Arc<Wal> {
+        self.shared.wal.clone()
+    }
+
     /// [`RaftLogStorage::append`] with a plain callback: `entries` are queued in the log and
     /// readable when this returns; `on_durable` runs on the log's notifier thread once they
     /// are all durable, or with the error that prevents it.

@@ -13,6 +13,7 @@ pub mod node;
 pub mod peers;
 pub mod secret;
 pub mod server;
+pub mod state_machine;
 pub mod status;
 pub mod types;
 

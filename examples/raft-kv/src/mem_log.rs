@@ -119,3 +119,32 @@ impl RaftLogStorage<TypeConfig> for MemLog {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::MemLog;
+    use crate::types::{StateMachine, TypeConfig};
+    use kv::store::Store;
+    use openraft::StorageError;
+    use openraft::testing::{StoreBuilder, Suite};
+    use std::sync::Arc;
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, MemLog, StateMachine, tempfile::TempDir> for Builder {
+        async fn build(
+            &self,
+        ) -> Result<(tempfile::TempDir, MemLog, StateMachine), StorageError<u64>> {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let sm = StateMachine::open(dir.path(), Store::default(), Arc::new(wal_log::StdVfs))
+                .unwrap_or_else(|e| panic!("{e}"));
+            Ok((dir, MemLog::default(), sm))
+        }
+    }
+
+    /// The benchmark's in-memory log keeps openraft's storage contract (all but durability).
+    #[test]
+    fn the_memory_log_passes_openrafts_storage_suite() {
+        Suite::test_all(Builder).unwrap_or_else(|e| panic!("{e}"));
+    }
+}

@@ -10,6 +10,7 @@ use crate::network::NetworkFactory;
 use crate::peers::Peers;
 use crate::secret::Secret;
 use crate::server::{self, App};
+use crate::state_machine::NodeStateMachine;
 use crate::types::{Raft, StateMachine};
 use crate::{Error, StoreKind};
 use kv::store::Store;
@@ -103,6 +104,14 @@ pub async fn serve(opts: ServeOptions, secret: Secret) -> Result<(), Error> {
         node: opts.id,
     };
     identity::check_or_claim(&opts.dir, &want)?;
+    // A file-size limit (RLIMIT_FSIZE) reached must be an I/O error (EFBIG) that poisons the
+    // log and takes the node out of service loudly, not a silent kill by SIGXFSZ.
+    let _xfsz =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ))
+            .map_err(|e| Error::Io {
+                op: "handle SIGXFSZ",
+                source: e,
+            })?;
     let config = Arc::new(raft_config(opts.snapshot_every)?);
     let secret = Arc::new(secret);
     let http = crate::http::client().map_err(|e| Error::Io {
@@ -111,17 +120,28 @@ pub async fn serve(opts: ServeOptions, secret: Secret) -> Result<(), Error> {
     })?;
     let network = NetworkFactory::new(opts.id, http, secret.clone());
     let (sm, _temp) = open_state_machine(&opts.dir, opts.store)?;
-    let raft = match opts.store {
+    let node_sm = NodeStateMachine {
+        inner: sm.clone(),
+        id: opts.id,
+    };
+    let (raft, wal) = match opts.store {
         StoreKind::Wal => {
             let (log, report) = LogStore::open(opts.dir.join("log"), LogStoreOptions::default())?;
             tracing::info!(?report, "opened the Raft log");
-            Raft::new(opts.id, config, network, log, sm.clone()).await?
+            let wal = log.wal_handle();
+            (
+                Raft::new(opts.id, config, network, log, node_sm).await?,
+                Some(wal),
+            )
         }
         StoreKind::Memory => {
             tracing::warn!(
                 "--store memory: the Raft log and state are in memory only, NOT durable"
             );
-            Raft::new(opts.id, config, network, MemLog::default(), sm.clone()).await?
+            (
+                Raft::new(opts.id, config, network, MemLog::default(), node_sm).await?,
+                None,
+            )
         }
     };
     let listener = tokio::net::TcpListener::bind(&opts.listen)
@@ -137,6 +157,7 @@ pub async fn serve(opts: ServeOptions, secret: Secret) -> Result<(), Error> {
     let app = Arc::new(App {
         raft: raft.clone(),
         sm,
+        wal,
         verifier: Verifier::new((*secret).clone()),
         op_timeout: opts.op_timeout,
     });

@@ -5,7 +5,7 @@ use crate::auth::{self, Verifier};
 use crate::network::{self, decode, encode};
 use crate::types::{
     ApiError, GetReply, GetRequest, InitReply, InitRequest, NodeStatus, Raft, ScanReply,
-    StateMachine, TypeConfig, WriteReply,
+    StateMachine, TypeConfig, WalCounters, WriteReply,
 };
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -53,6 +53,8 @@ pub struct App {
     pub raft: Raft,
     /// Its state machine (read directly for reads once Raft said they may be served).
     pub sm: StateMachine,
+    /// The node's write-ahead log (`None` for `--store memory`), for its counters.
+    pub wal: Option<Arc<wal_log::Wal>>,
     /// The request checker.
     pub verifier: Verifier,
     /// How long a write or a linearizable read may wait for a majority.
@@ -260,7 +262,7 @@ async fn kv_local_scan(State(app): State<Arc<App>>) -> Response {
 }
 
 /// This node's view of itself.
-pub fn node_status(raft: &Raft) -> NodeStatus {
+pub fn node_status(raft: &Raft, wal: Option<&wal_log::Wal>) -> NodeStatus {
     let m = raft.metrics().borrow().clone();
     NodeStatus {
         id: m.id,
@@ -278,11 +280,18 @@ pub fn node_status(raft: &Raft) -> NodeStatus {
         }),
         voters: m.membership_config.membership().voter_ids().collect(),
         running: m.running_state.is_ok(),
+        wal: wal.map(|w| {
+            let s = w.stats();
+            WalCounters {
+                commits: s.commits,
+                fsyncs: s.fsyncs,
+            }
+        }),
     }
 }
 
 async fn status(State(app): State<Arc<App>>) -> Response {
-    json(StatusCode::OK, &node_status(&app.raft))
+    json(StatusCode::OK, &node_status(&app.raft, app.wal.as_deref()))
 }
 
 async fn init(State(app): State<Arc<App>>, body: Bytes) -> Response {

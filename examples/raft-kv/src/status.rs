@@ -2,7 +2,7 @@
 
 use crate::client::Client;
 use crate::server::paths;
-use crate::types::NodeStatus;
+use crate::types::{NodeStatus, WalCounters};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -22,6 +22,8 @@ pub struct NodeLine {
     pub matched_index: Option<u64>,
     /// The index it says it has applied.
     pub last_applied: Option<u64>,
+    /// Its write-ahead log's counters (null for `--store memory` or when unreachable).
+    pub wal: Option<WalCounters>,
 }
 
 /// The cluster status, the JSON of `status --json`.
@@ -92,6 +94,7 @@ pub async fn gather(client: &Client) -> ClusterStatus {
                 .and_then(|l| l.replication.as_ref())
                 .and_then(|r| r.get(id).copied().flatten()),
             last_applied: a.as_ref().and_then(|s| s.last_applied),
+            wal: a.as_ref().and_then(|s| s.wal),
         })
         .collect();
     ClusterStatus {

@@ -141,4 +141,15 @@ pub struct NodeStatus {
     pub voters: Vec<u64>,
     /// False once Raft stopped on a fatal error (the node then leaves service).
     pub running: bool,
+    /// Its write-ahead log's counters (`None` for `--store memory`).
+    pub wal: Option<WalCounters>,
+}
+
+/// A node's write-ahead log counters, from `wal_log::Stats`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalCounters {
+    /// Transactions committed (Raft appends, votes, truncations, purges).
+    pub commits: u64,
+    /// fsyncs done.
+    pub fsyncs: u64,
 }

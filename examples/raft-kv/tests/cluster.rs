@@ -141,6 +141,19 @@ fn the_cluster_loses_no_acknowledged_key_when_its_leader_is_killed() {
         },
     );
     eprintln!("node {leader} caught up to {caught_up}");
+    // It was down for 450 keys and the others keep 15 entries past each snapshot (every
+    // 150): it was caught up by a snapshot install.
+    let log = c.nodes[&leader].log();
+    assert!(
+        log.contains(&format!(
+            "raft-kv: node {leader} installed snapshot up to index"
+        )),
+        "{log}"
+    );
+    let status = c.status();
+    for n in status["nodes"].as_array().unwrap() {
+        assert!(n["wal"]["fsyncs"].as_u64().unwrap() > 0, "{status}");
+    }
     c.ok(&["put", "after", "restart"]);
     assert_eq!(c.ok(&["get", "after"]), "restart\n");
 
@@ -172,4 +185,48 @@ fn the_cluster_loses_no_acknowledged_key_when_its_leader_is_killed() {
         t.elapsed()
     );
     eprintln!("the whole test took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_node_whose_log_fails_leaves_service_and_the_others_go_on() {
+    let mut c = Cluster::start(3, &[]);
+    c.ok(&["init"]);
+    c.ok(&["put", "before", "1"]);
+    let leader = c.wait_leader(None);
+    // From now on every write of the leader's process past its files' first byte fails with
+    // EFBIG, a real I/O error from the kernel: its log is poisoned.
+    let pid = c.nodes[&leader].child.id().to_string();
+    let limited = Command::new("prlimit")
+        .args(["--pid", &pid, "--fsize=1"])
+        .status()
+        .unwrap();
+    assert!(limited.success(), "prlimit (util-linux) failed");
+    // The write reaches the failing leader (directly or by a redirect); it fails there, the
+    // client moves on, and the other two elect a leader and commit it.
+    let out = c.run(&["put", "after", "2", "--timeout", "20"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let node = c.nodes.get_mut(&leader).unwrap();
+    let code = wait_for(Duration::from_secs(20), "the failed node to exit", || {
+        node.child.try_wait().unwrap()
+    });
+    assert_eq!(code.code(), Some(1), "{}", node.log());
+    let log = node.log();
+    assert!(
+        log.contains("leaves service") && log.contains("File too large"),
+        "{log}"
+    );
+    c.nodes.remove(&leader);
+    let status = c.status();
+    assert_ne!(status["leader"].as_u64(), Some(leader));
+    for id in c.nodes.keys() {
+        let (_, state) = wait_for(Duration::from_secs(10), "the survivors to apply", || {
+            let (a, s) = c.local_scan(*id);
+            s.contains_key("after").then_some((a, s))
+        });
+        assert_eq!(state.get("before").map(String::as_str), Some("1"));
+    }
 }
