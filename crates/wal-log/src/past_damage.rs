@@ -66,7 +66,9 @@ pub fn scan_past_damage(vfs: &dyn Vfs, dir: &Path, found: &mut dyn FnMut(Found))
         })
         .collect();
     segs.sort();
-    let mut log_id = None;
+    // Known before the first segment is read: a damaged header (the oldest segment's too) still
+    // has a seed, the log's id and the number in the name.
+    let log_id = first_log_id(vfs, dir, &segs)?;
     let mut prev: Option<SegmentSeq> = None;
     let mut last_lsn = Lsn::ZERO;
     for seq in segs {
@@ -83,10 +85,7 @@ pub fn scan_past_damage(vfs: &dyn Vfs, dir: &Path, found: &mut dyn FnMut(Found))
         let data = read_all(vfs, &path)?;
         let header = SegmentHeader::decode(&data[..data.len().min(SEGMENT_HEADER_LEN)]);
         let (header, start) = match header {
-            Ok(h) => {
-                log_id.get_or_insert(h.log_id);
-                (Some(h), SEGMENT_HEADER_LEN)
-            }
+            Ok(h) => (Some(h), SEGMENT_HEADER_LEN),
             Err(e) => {
                 found(Found::Damage {
                     file: path.clone(),
@@ -97,7 +96,6 @@ pub fn scan_past_damage(vfs: &dyn Vfs, dir: &Path, found: &mut dyn FnMut(Found))
                 (None, SEGMENT_HEADER_LEN)
             }
         };
-        // A header that failed still has a seed: the log's id and the number in the name.
         let Some(h) = header.or_else(|| log_id.map(|id| SegmentHeader::new(id, seq, Lsn::ZERO)))
         else {
             continue;
@@ -106,6 +104,22 @@ pub fn scan_past_damage(vfs: &dyn Vfs, dir: &Path, found: &mut dyn FnMut(Found))
         last_lsn = scan_bytes(&path, &data, h, start, next, last_lsn, found);
     }
     Ok(())
+}
+
+/// The log id of the first segment (in `segs`) whose header decodes.
+fn first_log_id(vfs: &dyn Vfs, dir: &Path, segs: &[SegmentSeq]) -> Result<Option<LogId>> {
+    for seq in segs {
+        let path = dir.join(segment_file_name(*seq));
+        let f = vfs
+            .open(&path, OpenMode::Read)
+            .map_err(io_err("open", &path))?;
+        let mut b = [0u8; SEGMENT_HEADER_LEN];
+        let n = crate::vfs::read_full(&*f, &mut b, 0).map_err(io_err("read", &path))?;
+        if let Ok(h) = SegmentHeader::decode(&b[..n]) {
+            return Ok(Some(h.log_id));
+        }
+    }
+    Ok(None)
 }
 
 /// [`scan_past_damage`] of one file: a segment, or bytes moved aside from one

@@ -114,6 +114,10 @@ pub(crate) fn plan_skip_tallied(vfs: &dyn Vfs, dir: &Path, tally: &mut Tally) ->
         dir,
         log_id,
         first_base: segs.first().and_then(|s| s.header).map(|h| h.base_lsn),
+        schema: segs
+            .iter()
+            .find_map(|s| s.header.map(|h| h.payload_schema))
+            .unwrap_or(0),
         begun: BTreeSet::new(),
         plan: SkipPlan::default(),
     };
@@ -123,7 +127,7 @@ pub(crate) fn plan_skip_tallied(vfs: &dyn Vfs, dir: &Path, tally: &mut Tally) ->
         let base = match (seg.header, prev) {
             (Some(h), _) => h.base_lsn,
             (None, Some((_, end, _))) => end.next(),
-            (None, None) => return Err(unrebuildable(dir, seg.seq, "its header is damaged")),
+            (None, None) => oldest_base(dir, seg)?,
         };
         if let Some((pseq, pend, ph)) = prev
             && pseq.next() != seg.seq
@@ -159,6 +163,8 @@ struct Planner<'a> {
     log_id: LogId,
     /// The first LSN of the oldest segment: streams begun before it were truncated away.
     first_base: Option<Lsn>,
+    /// The payload schema of the oldest header that decodes: a header written anew carries it.
+    schema: u32,
     /// Large transactions begun in a kept frame since the last lost LSN.
     begun: BTreeSet<Lsn>,
     plan: SkipPlan,
@@ -231,12 +237,29 @@ fn collect(vfs: &dyn Vfs, dir: &Path, tally: &mut Tally) -> Result<Vec<Seg>> {
     Ok(segs)
 }
 
-fn unrebuildable(dir: &Path, seq: SegmentSeq, why: &str) -> WalError {
-    WalError::Gap {
-        segment: dir.join(segment_file_name(seq)),
-        reason: format!(
-            "{why}, and no neighbouring segment gives its LSNs: skip-damaged cannot rebuild it"
-        ),
+/// The first LSN of the oldest segment, whose header is damaged: that of its first frame
+/// that verifies, when that frame follows the header directly (only the header was damaged,
+/// so no LSN before it is lost; nothing older exists in the log). Otherwise how many LSNs the
+/// damaged bytes before that frame held is not known, and the plan refuses rather than
+/// report a lost range it cannot give exactly.
+fn oldest_base(dir: &Path, seg: &Seg) -> Result<Lsn> {
+    let first = seg.frames.first();
+    let damaged_past_header = seg.damage.iter().any(|(from, to, _)| {
+        *to > SEGMENT_HEADER_LEN as u64 && first.is_none_or(|f| *from < f.offset)
+    });
+    match first {
+        Some(f) if f.offset == SEGMENT_HEADER_LEN as u64 && !damaged_past_header => Ok(f.lsn),
+        Some(f) => Err(WalError::Gap {
+            segment: dir.join(segment_file_name(seg.seq)),
+            reason: format!(
+                "the oldest segment's header and the bytes after it up to offset {} are damaged: how many LSNs they held (before LSN {}) is not known, so skip-damaged cannot say exactly what it would lose. Move this segment out of the log directory by hand (`walctl dump --file` on it shows the frames that still verify), then repair again: the log then starts at the next segment",
+                f.offset, f.lsn
+            ),
+        }),
+        None => Err(WalError::Gap {
+            segment: dir.join(segment_file_name(seg.seq)),
+            reason: "the oldest segment's header is damaged and no frame in it verifies: its LSNs are not known. Move this segment out of the log directory by hand, then repair again: the log then starts at the next segment".into(),
+        }),
     }
 }
 
@@ -253,9 +276,9 @@ impl Planner<'_> {
             .filter(|f| f.lsn >= base && f.lsn <= end)
             .map(|f| (f.lsn, *f))
             .collect();
-        let header = seg
-            .header
-            .unwrap_or_else(|| SegmentHeader::new(log_id, seg.seq, base));
+        let header = seg.header.unwrap_or_else(|| {
+            SegmentHeader::new(log_id, seg.seq, base).with_payload_schema(self.schema)
+        });
         let seed = header.seed();
         let mut changed = seg.header.is_none() || !seg.damage.is_empty();
         // Built whether or not it changes: cheap next to the scan, and the loop decides.
@@ -358,8 +381,11 @@ impl Planner<'_> {
                 ),
             });
         }
-        if lsns > 0 {
-            plan.lost.push((first, next_base.prev()));
+        // The last missing segment ended in its seal, just before the next base: written
+        // again, not lost. Where the seals of missing segments before it were is not known,
+        // so with several missing their LSNs count as lost.
+        if lsns > 1 {
+            plan.lost.push((first, next_base.prev().prev()));
         }
         let mut lsn = first;
         for k in 0..count {

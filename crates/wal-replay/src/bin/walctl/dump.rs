@@ -77,7 +77,8 @@ enum DumpItem {
     },
     /// Segments missing from the names (`--past-damage`).
     MissingSegments { first: u64, last: u64 },
-    /// LSNs no frame that verifies carries: between the frames around damage (`--past-damage`).
+    /// LSNs of transactions no frame that verifies carries: between the frames around damage
+    /// (`--past-damage`); a missing segment's own seal is not counted.
     LostLsns { first: u64, last: u64 },
     /// A fragmented transaction whose beginning is in damaged or missing bytes: its commit
     /// is named, not shown (`--past-damage`).
@@ -621,6 +622,7 @@ pub(crate) fn dump_past(
         run_start: Lsn::ZERO,
         last: Lsn::ZERO,
         broken: false,
+        missing: false,
         frames: 0,
         transactions: 0,
         damaged: 0,
@@ -671,6 +673,8 @@ struct PastDump<'a> {
     last: Lsn,
     /// Damage or a missing segment since the last frame.
     broken: bool,
+    /// A missing segment since the last frame.
+    missing: bool,
     frames: u64,
     transactions: u64,
     damaged: u64,
@@ -738,6 +742,7 @@ impl PastDump<'_> {
             }
             Found::Missing { first, last } => {
                 self.broken = true;
+                self.missing = true;
                 self.out.emit(&DumpItem::MissingSegments { first, last });
             }
             Found::Frame { seq, offset, frame } => {
@@ -748,8 +753,16 @@ impl PastDump<'_> {
                 }
                 if self.broken || self.run_start == Lsn::ZERO {
                     // A new run: what began before it cannot be assembled.
-                    if self.last != Lsn::ZERO && frame.lsn > self.last.next() {
-                        let lost = (self.last.next(), frame.lsn.prev());
+                    // Missing segments ended in a seal, just before this frame's segment
+                    // begins: not a lost transaction (as skip-damaged reports it).
+                    let end = if self.missing {
+                        frame.lsn.prev().prev()
+                    } else {
+                        frame.lsn.prev()
+                    };
+                    self.missing = false;
+                    if self.last != Lsn::ZERO && end >= self.last.next() {
+                        let lost = (self.last.next(), end);
                         self.lost.push(lost);
                         self.out.emit(&DumpItem::LostLsns {
                             first: lost.0.0,
