@@ -2,6 +2,7 @@
 
 use crate::error::{Result, WalError, io_err};
 use crate::layout::{LOCK_FILE, PREALLOC_FILE, segment_file_name};
+use crate::open_report::OpenReport;
 use crate::options::{Options, RecoveryMode};
 use crate::plan::{MovedAside, RecoveryPlan, plan_recovery};
 use crate::progress::Tally;
@@ -21,54 +22,6 @@ use std::time::{Duration, Instant};
 use wal_format::header::SEGMENT_HEADER_LEN;
 use wal_format::scan::ScanEnd;
 use wal_format::{FrameKind, LogId, Lsn, SegmentHeader, SegmentSeq};
-
-/// What [`Wal::open`] found and did.
-#[derive(Clone, Debug, Default)]
-pub struct OpenReport {
-    /// A new, empty log was created.
-    pub created: bool,
-    /// The log's identity.
-    pub log_id: Option<LogId>,
-    /// Segment files after recovery.
-    pub segments: usize,
-    /// Oldest LSN in the log.
-    pub first_lsn: Lsn,
-    /// Newest valid LSN found (before any frames open itself appends).
-    pub last_lsn: Lsn,
-    /// Bytes moved aside, and where.
-    pub moved_aside: Vec<MovedAside>,
-    /// Fragmented transactions found unfinished at the end of the log; an abort frame was
-    /// appended for each.
-    pub aborted_streams: Vec<Lsn>,
-    /// Under [`RecoveryMode::SkipDamaged`]: the LSNs the repair gave up (their frames were
-    /// damaged or missing), as ranges; every other verified frame was kept.
-    pub lost_lsns: Vec<(Lsn, Lsn)>,
-    /// Recycled segment files (`recycled-<seq>.tmp`, truncated data only) found in the
-    /// directory and kept for reuse, up to [`Options::recycle_segments`].
-    pub recycled_kept: usize,
-    /// Recycled segment files found beyond that limit, and removed.
-    pub recycled_removed: usize,
-    /// The payload schema of every segment of the log after recovery, oldest first, as its
-    /// header records it ([`Options::payload_schema`]), including a segment the open started
-    /// because the newest one carried another schema than the log was opened for.
-    pub payload_schemas: Vec<(SegmentSeq, u32)>,
-    /// Bytes of segment files the recovery scan read (each file once, preallocated space
-    /// included).
-    pub bytes_scanned: u64,
-    /// How long the recovery scan took: reading and verifying every segment, including the
-    /// time spent in the visitor of [`Wal::open_visit`]. Part of [`OpenReport::elapsed`].
-    pub scan_elapsed: Duration,
-    /// How long recovery took.
-    pub elapsed: Duration,
-}
-
-impl OpenReport {
-    /// Total bytes moved aside.
-    #[must_use]
-    pub fn bytes_moved_aside(&self) -> u64 {
-        self.moved_aside.iter().map(|m| m.bytes).sum()
-    }
-}
 
 fn fresh_log_id() -> LogId {
     let mut b = [0u8; 16];
@@ -176,7 +129,7 @@ fn open_impl(
     report.moved_aside.splice(0..0, skip_moved);
     report.lost_lsns = lost;
     if let Some(v) = visit
-        && !v.recovered(report.last_lsn)
+        && !v.recovered(&report)
     {
         return Err(visit_stopped(&wal.inner.dir));
     }

@@ -7,6 +7,7 @@
 
 use crate::error::{Damage, Result, WalError, io_err};
 use crate::layout::{Entry, classify, segment_file_name};
+use crate::open_report::OpenReport;
 use crate::options::Options;
 use crate::progress::Tally;
 use crate::vfs::{OpenMode, Vfs, VfsFile, read_full};
@@ -423,7 +424,7 @@ pub(crate) fn list_dir(vfs: &dyn Vfs, dir: &Path) -> Result<DirListing> {
 pub(crate) trait RawVisit {
     fn segment(&mut self, header: &SegmentHeader) -> bool;
     fn frame(&mut self, frame: DirFrame) -> bool;
-    fn recovered(&mut self, last_lsn: Lsn) -> bool;
+    fn recovered(&mut self, open: &OpenReport) -> bool;
 }
 
 /// The visitor of a scan, if any.

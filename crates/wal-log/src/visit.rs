@@ -3,9 +3,10 @@
 //! prefix, each segment's header, the recovered end), and the error either returns.
 
 use crate::error::{Result, WalError};
+use crate::open_report::OpenReport;
 use crate::recovery_scan::{DirFrame, RawVisit, Visit};
 use std::fmt;
-use wal_format::{Lsn, SegmentHeader};
+use wal_format::SegmentHeader;
 
 /// An error of [`crate::Wal::open_visit`] or [`inspect_visit`](crate::inspect::inspect_visit): the log's own, or the one the
 /// visitor returned. Not `#[non_exhaustive]`, unlike the error enums: an error comes from the
@@ -67,17 +68,18 @@ pub trait ScanVisitor {
     /// Any error stops the scan, which then returns it.
     fn frame(&mut self, frame: DirFrame) -> std::result::Result<(), Self::Error>;
 
-    /// Called by [`Wal::open_visit`](crate::Wal::open_visit) once recovery has settled the
-    /// log's end (`last_lsn`, the last frame kept) and before the open appends anything: the
-    /// abort frames for transactions a crash left unfinished take the LSNs after
-    /// `last_lsn`. A caller that must act on the end before those LSNs are reused (set aside
-    /// what was derived from frames now lost) does it here. An error stops the open, which
-    /// then returns it. Not called by read-only scans. The default does nothing.
+    /// Called by [`Wal::open_visit`](crate::Wal::open_visit) once recovery has executed the
+    /// log's plan and before the open appends anything: `open` says what it kept and moved
+    /// aside (its `last_lsn` is the last frame kept). The abort frames for transactions a
+    /// crash left unfinished take the LSNs after `open.last_lsn`. A caller that must act on
+    /// the end before those LSNs are reused (set aside what was derived from frames now lost)
+    /// does it here. An error stops the open, which then returns it. Not called by read-only
+    /// scans. The default does nothing.
     ///
     /// # Errors
     /// Any error stops the open.
-    fn recovered(&mut self, last_lsn: Lsn) -> std::result::Result<(), Self::Error> {
-        let _ = last_lsn;
+    fn recovered(&mut self, open: &OpenReport) -> std::result::Result<(), Self::Error> {
+        let _ = open;
         Ok(())
     }
 }
@@ -114,8 +116,8 @@ impl<V: ScanVisitor + ?Sized> RawVisit for Keep<'_, V> {
             }
         }
     }
-    fn recovered(&mut self, last_lsn: Lsn) -> bool {
-        match self.visitor.recovered(last_lsn) {
+    fn recovered(&mut self, open: &OpenReport) -> bool {
+        match self.visitor.recovered(open) {
             Ok(()) => true,
             Err(e) => {
                 self.failed = Some(e);

@@ -6,7 +6,7 @@
 use std::path::Path;
 use wal_format::{FrameKind, SegmentHeader, SegmentSeq};
 use wal_log::inspect::{DirFrame, Verdict};
-use wal_log::{Lsn, Options, RecoveryMode, ScanVisitor, VisitError, Wal, WalError};
+use wal_log::{Lsn, OpenReport, Options, RecoveryMode, ScanVisitor, VisitError, Wal, WalError};
 
 fn opts() -> Options {
     Options::default().segment_size(16 << 10).preallocate(false)
@@ -314,9 +314,9 @@ fn recovered_is_told_the_end_before_the_open_appends() {
         fn frame(&mut self, _: DirFrame) -> Result<(), Self::Error> {
             Ok(())
         }
-        fn recovered(&mut self, last_lsn: Lsn) -> Result<(), Self::Error> {
+        fn recovered(&mut self, open: &OpenReport) -> Result<(), Self::Error> {
             let len = std::fs::metadata(&self.segment).unwrap().len();
-            self.told = Some((last_lsn, len));
+            self.told = Some((open.last_lsn, len));
             if self.refuse { Err("no") } else { Ok(()) }
         }
     }

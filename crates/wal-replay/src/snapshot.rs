@@ -593,31 +593,42 @@ impl SnapshotStore {
         Ok(to)
     }
 
-    /// The one name a file set aside gets: `<name>.corrupt`, or `<name>.<n>.corrupt` when an
-    /// earlier file took that name (a rename would replace it; fences repeat after a salvage).
-    /// Reads only.
+    /// The one name a file set aside gets ([`aside_name_among`]), looking up which names are
+    /// taken on disk. Reads only.
     pub(crate) fn aside_name(&self, path: &Path) -> Result<PathBuf> {
-        let mut n = 0u32;
-        let to = loop {
-            let mut to = path.as_os_str().to_owned();
-            if n > 0 {
-                to.push(format!(".{n}"));
-            }
-            to.push(SNAPSHOT_CORRUPT_SUFFIX);
-            let to = PathBuf::from(to);
-            match self.vfs.open(&to, OpenMode::Read) {
-                Ok(_) => n += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => break to,
-                Err(e) => return Err(io_err("stat", &to)(e)),
-            }
-        };
-        Ok(to)
+        aside_name_among(path, |to| match self.vfs.open(to, OpenMode::Read) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err("stat", to)(e)),
+        })
     }
 
     pub(crate) fn sync(&self) -> Result<()> {
         self.vfs
             .sync_dir(&self.dir)
             .map_err(io_err("fsync dir", &self.dir))
+    }
+}
+
+/// The one name a snapshot file set aside gets: `<name>.corrupt`, or `<name>.<n>.corrupt` when
+/// an earlier file took that name (a rename would replace it; fences repeat after a salvage).
+/// `taken` says whether a name is taken: on disk for a rename, in a listing for a plan.
+pub(crate) fn aside_name_among<E>(
+    path: &Path,
+    mut taken: impl FnMut(&Path) -> std::result::Result<bool, E>,
+) -> std::result::Result<PathBuf, E> {
+    let mut n = 0u32;
+    loop {
+        let mut to = path.as_os_str().to_owned();
+        if n > 0 {
+            to.push(format!(".{n}"));
+        }
+        to.push(SNAPSHOT_CORRUPT_SUFFIX);
+        let to = PathBuf::from(to);
+        if !taken(&to)? {
+            return Ok(to);
+        }
+        n += 1;
     }
 }
 

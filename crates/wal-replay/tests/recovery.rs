@@ -409,13 +409,16 @@ fn the_dry_run_is_what_recovery_does_with_a_damaged_snapshot_and_a_torn_tail() {
     assert_eq!(done.rejected_snapshots[0].path, second.snapshot);
     assert_eq!(done.bytes_moved_aside, 30);
     assert!(done.moved_aside[0].to.exists());
-    // The plan printed is the plan executed.
-    assert_eq!(dry.snapshot, done.snapshot);
-    assert_eq!(dry.rejected_snapshots, done.rejected_snapshots);
-    assert_eq!(dry.moved_aside, done.moved_aside);
+    // The plan printed is the plan executed, and what recovery did is what it planned.
+    let plan = &dry.plan;
+    assert_eq!(*plan, done.plan);
+    assert_eq!(plan.snapshot, done.snapshot);
+    assert_eq!(plan.rejected_snapshots, done.rejected_snapshots);
+    assert_eq!(plan.snapshots_after_target, done.snapshots_after_target);
+    assert_eq!(plan.moved_aside, done.moved_aside);
     assert_eq!(
-        (dry.log_start, dry.log_end, dry.replay_from),
-        (done.log_start, done.log_end, done.replay_from)
+        (plan.log_id, plan.log_start, plan.log_end, plan.replay_from),
+        (done.log_id, done.log_start, done.log_end, done.replay_from)
     );
     assert_eq!(
         (dry.applied, dry.applied_range),

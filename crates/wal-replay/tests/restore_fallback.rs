@@ -161,6 +161,12 @@ fn a_snapshot_that_does_not_restore_falls_back_to_the_older_one() {
             let rec = recover(dir.path(), &mut kv, recover_opts()).unwrap();
             let report = rec.report;
             drop(rec.wal);
+            // The dry run's plan is the plan executed, and the record is that plan done.
+            assert_eq!(r.plan, report.plan, "{case}");
+            assert_eq!(
+                report.plan.rejected_snapshots, report.rejected_snapshots,
+                "{case}"
+            );
             assert_eq!(kv.kv, expected, "{case}");
             assert_eq!(
                 report.snapshot.as_ref().unwrap().fence,

@@ -1,8 +1,9 @@
 //! The read-only replay: the same pass over the same scan, changing nothing on disk.
 
+use super::pass::Scanned;
 use super::{
-    DataDir, Found, OnePass, RecoverOptions, RecoveryReport, Scanned, Schemas, Settled,
-    name_set_aside, plan, plan_again_or_fail, replay, report_ahead_of_log,
+    DataDir, Found, LogFacts, OnePass, RecoverOptions, RecoveryReport, Schemas, Settled,
+    look_before, plan_again_or_fail, replay,
 };
 use crate::error::Result;
 use crate::logscan::LogFrames;
@@ -10,7 +11,7 @@ use crate::state::StateMachine;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use wal_format::scan::ScanEnd;
-use wal_format::{Bincode, Decoder, Lsn};
+use wal_format::{Bincode, Decoder};
 use wal_log::RecoveryMode;
 
 /// Replays the data directory into `state` without changing anything on disk: no lock is
@@ -92,15 +93,15 @@ where
             target,
             ..RecoveryReport::default()
         };
-        let snaps = (&store, &listing.snapshots[..]);
-        let plan = plan(snaps, &*vfs, &log_dir, Schemas::of::<S>(), &mut report)?;
-        let mut pass = OnePass::new(
-            state,
-            codec,
-            (&store, &listing.snapshots),
-            plan,
-            (target, budget),
-        );
+        let (before, _) = look_before(
+            &store,
+            listing.clone(),
+            &*vfs,
+            &log_dir,
+            Schemas::of::<S>(),
+            target,
+        )?;
+        let mut pass = OnePass::new((state, codec), &store, before, (target, budget), true);
         let t = Instant::now();
         let mut progress = |done, total| {
             if let Some(p) = &progress {
@@ -110,22 +111,21 @@ where
         let inspection =
             match wal_log::inspect::inspect_visit(&*vfs, &log_dir, &mut progress, &mut pass) {
                 Ok(i) => i,
-                // The first segment changed since it was planned from (a live directory):
-                // nothing was applied yet; plan again.
+                // The first segment changed since it was looked at (a live directory):
+                // nothing was applied yet; look again.
                 Err(e) => {
                     plan_again_or_fail(e, &mut attempts, &log_dir, "the replay")?;
                     continue;
                 }
             };
-        let scanned = read_only_verdict(&inspection, wal_opts.recovery, &log_dir, &mut report)?;
-        let log_id = scanned.log_id;
+        let (scanned, log) =
+            read_only_verdict(&inspection, wal_opts.recovery, &log_dir, &mut report)?;
+        pass.decide(log)?;
         let scanned = Scanned {
             elapsed: t.elapsed(),
             ..scanned
         };
-        // What recovery would set aside, also those it never considers (past a target).
-        let ahead = store.ahead_of(&listing.snapshots, log_id, report.log_end)?;
-        match pass.settle(scanned, &listing.snapshots, &mut report)? {
+        match pass.settle(scanned, &mut report)? {
             Settled::Done { open_streams } => report.skipped_unfinished = open_streams as u64,
             Settled::ReplayFrom(fence) => {
                 let t = Instant::now();
@@ -137,28 +137,25 @@ where
                 report.replay_elapsed += t.elapsed();
             }
         }
-        report_ahead_of_log(&mut report, ahead.into_iter().map(|s| (s, None)));
-        name_set_aside(&store, &mut report)?;
         report.elapsed = started.elapsed();
         return Ok(report);
     }
 }
 
-/// What a read-only scan found, into the report (the log's range, the verdict of
-/// [`judge`]), and what it read.
+/// What a read-only scan found, into the report (the log's range, and what recovery would
+/// move aside: the log's plan, `Inspection::recovery_plan`), what it read, and the log's
+/// side of the facts for the data directory's plan.
+///
+/// # Errors
+/// Damage the recovery mode refuses, as recovery refuses it.
 pub(super) fn read_only_verdict(
     inspection: &wal_log::inspect::Inspection,
     mode: RecoveryMode,
     log_dir: &Path,
     report: &mut RecoveryReport,
-) -> Result<Scanned> {
+) -> Result<(Scanned, LogFacts)> {
     report.log_id = inspection.log_id;
-    report.log_start = inspection
-        .segments
-        .first()
-        .map_or(Lsn::FIRST, |s| s.first_lsn);
-    report.log_end = inspection.last_lsn();
-    judge(inspection, mode, report)?;
+    let plan = inspection.recovery_plan(mode)?;
     let Some(log_id) = inspection.log_id else {
         return Err(wal_log::WalError::NotAWal {
             dir: log_dir.to_path_buf(),
@@ -166,6 +163,10 @@ pub(super) fn read_only_verdict(
         }
         .into());
     };
+    report.log_start = plan.first_lsn;
+    report.log_end = plan.last_lsn;
+    report.moved_aside.clone_from(&plan.moved_aside);
+    report.bytes_moved_aside = plan.moved_aside.iter().map(|a| a.bytes).sum();
     // Every segment up to the first damage was read; later ones only for their headers.
     let mut bytes = 0;
     for s in &inspection.segments {
@@ -174,24 +175,9 @@ pub(super) fn read_only_verdict(
             break;
         }
     }
-    Ok(Scanned {
-        log_id,
+    let scanned = Scanned {
         elapsed: Duration::ZERO,
         bytes,
-    })
-}
-
-/// Applies the verdict of a read-only scan as recovery would (`Inspection::recovery_plan`): an
-/// error for damage the recovery mode refuses, else the record of what it would move aside
-/// and where the kept log would end.
-pub(super) fn judge(
-    inspection: &wal_log::inspect::Inspection,
-    mode: RecoveryMode,
-    report: &mut RecoveryReport,
-) -> Result<()> {
-    let plan = inspection.recovery_plan(mode)?;
-    report.log_end = plan.last_lsn;
-    report.moved_aside = plan.moved_aside;
-    report.bytes_moved_aside = report.moved_aside.iter().map(|a| a.bytes).sum();
-    Ok(())
+    };
+    Ok((scanned, LogFacts::planned(log_id, plan)))
 }

@@ -1,7 +1,7 @@
-//! What recovery takes ([`RecoverOptions`]) and what it reports ([`RecoveryReport`]).
+//! What recovery takes ([`RecoverOptions`]) and what it reports ([`RecoveryReport`]: the plan
+//! it executed, and the record of what it did).
 
-use crate::error::ReplayError;
-use crate::snapshot::SnapshotFile;
+use super::plan::{DataDirPlan, RejectedSnapshot, SnapshotUsed};
 use std::path::PathBuf;
 use std::time::Duration;
 use wal_format::{LogId, Lsn};
@@ -63,92 +63,14 @@ impl RecoverOptions {
     }
 }
 
-/// The snapshot recovery started from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SnapshotUsed {
-    /// The file.
-    pub path: PathBuf,
-    /// Its fence: replay started after it.
-    pub fence: Lsn,
-    /// Its body length.
-    pub bytes: u64,
-}
-
-/// A snapshot recovery could not use, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RejectedSnapshot {
-    /// The file.
-    pub path: PathBuf,
-    /// Why it was passed over.
-    pub reason: String,
-    /// Its fence is past the end of the log (the log lost transactions the snapshot holds,
-    /// for example to a salvage). Such a snapshot can never be used again: the log's next
-    /// LSNs go to new commits that its state does not hold.
-    pub ahead_of_log: bool,
-    /// It verified, but the state machine failed to restore it: [`StateMachine::restore`](crate::StateMachine::restore)
-    /// returned an error, or left body bytes unread (a snapshot its writer cut short, a state
-    /// format this build does not read). Recovery sets it aside and falls back to an older
-    /// snapshot, as for one ahead of the log.
-    pub restore_failed: bool,
-    /// Where recovery renamed it (`<name>.corrupt`, kept, never read): a snapshot ahead of
-    /// the log is set aside before the log takes new commits, so that no later recovery
-    /// restores it once the log has grown past its fence; one that failed to restore, so that
-    /// no later recovery or checkpoint takes it for a usable one
-    /// ([`RejectedSnapshot::is_set_aside`]). `None` for other rejections. In a read-only
-    /// replay, where recovery would rename it (the same name; nothing is renamed, so no such
-    /// file exists), as [`RecoveryReport::moved_aside`] names the log's files.
-    pub set_aside: Option<PathBuf>,
-}
-
-impl RejectedSnapshot {
-    /// Whether recovery sets this snapshot aside (renames it `*.corrupt`): the one rule, for
-    /// recovery and for the dry runs that print its plan. A snapshot ahead of the log or one
-    /// that failed to restore is set aside; one that does not verify is only passed over (a
-    /// checkpoint sets it aside later, once a newer snapshot exists).
-    #[must_use]
-    pub fn is_set_aside(&self) -> bool {
-        self.ahead_of_log || self.restore_failed
-    }
-
-    /// `file`, whose fence is past `log_end`, the end of the log; `set_aside` if it was
-    /// renamed already.
-    pub(super) fn past_the_end(
-        file: &SnapshotFile,
-        log_end: Lsn,
-        set_aside: Option<PathBuf>,
-    ) -> Self {
-        RejectedSnapshot {
-            path: file.path.clone(),
-            reason: format!(
-                "its fence {} is ahead of the log, which ends at LSN {log_end}",
-                file.fence
-            ),
-            ahead_of_log: true,
-            restore_failed: false,
-            set_aside,
-        }
-    }
-
-    /// `file`, which verified but failed to restore with `error` (a
-    /// [`ReplayError::Restore`](crate::ReplayError::Restore)). Recovery renames it once it has recovered from an older one.
-    pub(super) fn restore_failed(file: &SnapshotFile, error: &ReplayError) -> Self {
-        let cause = match error {
-            ReplayError::Restore { source, .. } => source.to_string(),
-            other => other.to_string(),
-        };
-        RejectedSnapshot {
-            path: file.path.clone(),
-            reason: format!("restoring it failed: {cause}"),
-            ahead_of_log: false,
-            restore_failed: true,
-            set_aside: None,
-        }
-    }
-}
-
-/// What recovery found and did.
+/// What recovery found and did: the plan it executed ([`RecoveryReport::plan`]), and the
+/// record of what was done (the other fields). For
+/// [`replay_read_only`](crate::inspect::replay_read_only), the same plan and what executing it
+/// would do.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RecoveryReport {
+    /// The data directory's plan, decided once from the facts of the scan and executed.
+    pub plan: DataDirPlan,
     /// True for [`replay_read_only`](crate::inspect::replay_read_only): nothing was changed, the report says what recovery
     /// would do.
     pub read_only: bool,

@@ -7,12 +7,13 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use wal_format::Lsn;
-use wal_log::{Options, Transaction, Vfs};
+use wal_log::{MovedAside, Options, Transaction, Vfs};
 use wal_replay::{ApplyError, DataDir, RecoverOptions, RecoveryReport, StateMachine};
 
 use crate::ReplayMode;
 use crate::exit::{EXIT_OK, Failure};
 use crate::output::Out;
+use crate::scan::moved_json;
 
 /// Counts what replay would apply, without holding any state.
 #[derive(Default)]
@@ -82,7 +83,9 @@ pub(crate) struct ReplayReport {
     log_start: u64,
     log_end: u64,
     bytes_scanned: u64,
-    would_move_aside: Vec<AsideRow>,
+    /// The files recovery would move bytes to (the plan `Wal::open` executes).
+    #[serde(serialize_with = "moved_json")]
+    would_move_aside: Vec<MovedAside>,
     bytes_moved_aside: u64,
     elapsed_s: f64,
 }
@@ -107,28 +110,21 @@ struct RejectedRow {
     restore_failed: bool,
 }
 
-#[derive(Serialize)]
-struct AsideRow {
-    from: PathBuf,
-    offset: u64,
-    bytes: u64,
-    /// The file recovery would move them to (the plan `Wal::open` executes).
-    to: PathBuf,
-    reason: String,
-}
-
 impl ReplayReport {
+    /// The read-only replay's plan (what recovery would do) and what executing it read and
+    /// applied.
     fn new(r: &RecoveryReport, transaction_bytes: u64) -> ReplayReport {
+        let plan = &r.plan;
         ReplayReport {
             read_only: r.read_only,
-            log_id: r.log_id.map(|i| i.to_string()),
+            log_id: plan.log_id.map(|i| i.to_string()),
             new_log: r.created,
-            snapshot: r.snapshot.as_ref().map(|s| SnapshotUsedRow {
+            snapshot: plan.snapshot.as_ref().map(|s| SnapshotUsedRow {
                 file: s.path.clone(),
                 fence: s.fence.0,
                 bytes: s.bytes,
             }),
-            rejected_snapshots: r
+            rejected_snapshots: plan
                 .rejected_snapshots
                 .iter()
                 .map(|s| RejectedRow {
@@ -140,29 +136,19 @@ impl ReplayReport {
                     restore_failed: s.restore_failed,
                 })
                 .collect(),
-            snapshots_after_target: r.snapshots_after_target.clone(),
-            target: r.target.map(|t| t.0),
-            replay_from: r.replay_from.0,
+            snapshots_after_target: plan.snapshots_after_target.clone(),
+            target: plan.target.map(|t| t.0),
+            replay_from: plan.replay_from.0,
             applied_range: r.applied_range.map(|(a, b)| [a.0, b.0]),
             transactions_applied: r.applied,
             transaction_bytes,
             skipped_aborted: r.skipped_aborted,
             skipped_unfinished: r.skipped_unfinished,
-            log_start: r.log_start.0,
-            log_end: r.log_end.0,
+            log_start: plan.log_start.0,
+            log_end: plan.log_end.0,
             bytes_scanned: r.bytes_replayed,
-            would_move_aside: r
-                .moved_aside
-                .iter()
-                .map(|a| AsideRow {
-                    from: a.from.clone(),
-                    offset: a.offset,
-                    bytes: a.bytes,
-                    to: a.to.clone(),
-                    reason: a.reason.clone(),
-                })
-                .collect(),
-            bytes_moved_aside: r.bytes_moved_aside,
+            would_move_aside: plan.moved_aside.clone(),
+            bytes_moved_aside: plan.moved_aside.iter().map(|a| a.bytes).sum(),
             elapsed_s: r.elapsed.as_secs_f64(),
         }
     }
