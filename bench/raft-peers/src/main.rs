@@ -1,15 +1,32 @@
-//! `cargo run --release --manifest-path bench/raft-peers/Cargo.toml -- [--calls N]`
+//! `cargo run --release --manifest-path bench/raft-peers/Cargo.toml -- [--calls N]
+//! [--reopen-entries N] [--dir DIR] [--out FILE]`
 //!
-//! The append workload of `bench/raft` on openraft-memstore, openraft's in-memory example
-//! store (the upper bound: nothing is durable, nothing can be reopened), through the v1
-//! `RaftStorage` API it implements (openraft's v1 adaptor turns an `append` into
-//! `append_to_log`): 1 and 64 entries of about 100 bytes per call.
+//! The workload of `bench/raft` on openraft's two 0.9 example stores, which implement only
+//! the v1 `RaftStorage` trait and so cannot be built next to wal-raft (it needs openraft's
+//! `storage-v2` feature, which hides that trait): appends of 1 and 64 entries of about 100
+//! bytes per call, and the reopen of a store of `--reopen-entries` entries.
+//!
+//! - openraft-memstore 0.9.25: memory only, the upper bound; nothing to reopen.
+//! - openraft-rocksstore 0.9.21 (RocksDB): as it is (its appends are not synced) and synced
+//!   (`flush_wal(true)` after every append), see `rocks.rs`.
+//!
+//! Every figure is printed and, with `--out`, written as `store<TAB>measure<TAB>value` lines
+//! for `cargo xtask bench-raft`, which runs this and `bench/raft` and writes the table.
 
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftStorage};
+#[path = "../../raft/src/cli.rs"]
+mod cli;
+mod drive;
+mod rocks;
+
+use cli::{Row, rate};
+use drive::appends;
+use openraft::storage::Adaptor;
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use openraft_memstore::{ClientRequest, MemStore, TypeConfig};
-use std::time::Instant;
+use std::error::Error;
 
-fn entry(index: u64) -> Entry<TypeConfig> {
+/// A memstore entry of about 100 bytes.
+fn mem_entry(index: u64) -> Entry<TypeConfig> {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
         payload: EntryPayload::Normal(ClientRequest {
@@ -20,35 +37,23 @@ fn entry(index: u64) -> Entry<TypeConfig> {
     }
 }
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+async fn mem_rows(calls: u64) -> Result<Vec<Row>, Box<dyn Error>> {
+    let mut rows = Vec::new();
+    for per_call in [1u64, 64] {
+        let (mut log, _) = Adaptor::new(MemStore::new_async().await);
+        let took = appends(&mut log, calls, per_call, mem_entry, || Ok(())).await?;
+        rows.push(rate("memstore", per_call, calls, took));
+    }
+    Ok(rows)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let calls = arg("--calls", 3000);
+fn main() -> Result<(), Box<dyn Error>> {
+    let a = cli::args("bench/raft-peers/target/tmp")?;
+    std::fs::create_dir_all(&a.dir)?;
     let rt = tokio::runtime::Builder::new_current_thread().build()?;
-    println!("| store | measure | result |\n| --- | --- | --- |");
-    for per_call in [1u64, 64] {
-        let took = rt.block_on(async {
-            let mut store = MemStore::new_async().await;
-            let started = Instant::now();
-            for c in 0..calls {
-                let from = c * per_call;
-                store
-                    .append_to_log((from..from + per_call).map(entry))
-                    .await?;
-            }
-            Ok::<_, openraft::StorageError<u64>>(started.elapsed())
-        })?;
-        println!(
-            "| openraft-memstore 0.9.25 (memory only) | appends of {per_call} per call ({calls} calls) | {:.0} entries/s |",
-            (calls * per_call) as f64 / took.as_secs_f64()
-        );
-    }
+    let mut rows = rt.block_on(mem_rows(a.calls))?;
+    rows.extend(rt.block_on(rocks::append_rows(&a.dir, a.calls))?);
+    rows.extend(rt.block_on(rocks::reopen_rows(&a.dir, a.reopen_entries))?);
+    cli::emit(&rows, a.out.as_ref())?;
     Ok(())
 }

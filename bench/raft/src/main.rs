@@ -19,43 +19,13 @@
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use wal_raft::{LogStore, LogStoreOptions};
 
+mod cli;
+
 openraft::declare_raft_types!(pub Cfg: D = Vec<u8>, R = ());
-
-struct Args {
-    dir: PathBuf,
-    calls: u64,
-    reopen_entries: u64,
-    out: Option<PathBuf>,
-}
-
-fn args() -> Result<Args, String> {
-    let mut a = Args {
-        dir: PathBuf::from("bench/raft/target/tmp"),
-        calls: 3000,
-        reopen_entries: 1_000_000,
-        out: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--dir" => a.dir = value()?.into(),
-            "--calls" => a.calls = value()?.parse().map_err(|e| format!("--calls: {e}"))?,
-            "--reopen-entries" => {
-                a.reopen_entries = value()?
-                    .parse()
-                    .map_err(|e| format!("--reopen-entries: {e}"))?;
-            }
-            "--out" => a.out = Some(value()?.into()),
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    Ok(a)
-}
 
 fn entry(index: u64) -> Entry<Cfg> {
     Entry {
@@ -130,58 +100,34 @@ async fn reopen(
     Ok((opened, read, bytes))
 }
 
-/// One figure, printed as `store<TAB>measure<TAB>value` (the line `cargo xtask bench-raft`
-/// reads; bench/raft-peers prints the same).
-fn row(out: &mut String, store: &str, measure: &str, value: f64) {
-    let line = format!("{store}\t{measure}\t{value}\n");
-    print!("{line}");
-    out.push_str(&line);
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let a = args()?;
+    let a = cli::args("bench/raft/target/tmp")?;
     std::fs::create_dir_all(&a.dir)?;
     let rt = tokio::runtime::Builder::new_current_thread().build()?;
-    let mut out = String::new();
+    let mut rows = Vec::new();
     for per_call in [1u64, 64] {
         let dir = a.dir.join(format!("append-{per_call}"));
         let _ = std::fs::remove_dir_all(&dir);
         let took = rt.block_on(appends(&dir, a.calls, per_call))?;
-        let rate = (a.calls * per_call) as f64 / took.as_secs_f64();
-        row(&mut out, "wal-raft", &format!("append-{per_call}"), rate);
+        rows.push(cli::rate("wal-raft", per_call, a.calls, took));
         std::fs::remove_dir_all(&dir)?;
     }
     let dir = a.dir.join("raw");
     let _ = std::fs::remove_dir_all(&dir);
     let took = raw_appends(&dir, a.calls)?;
-    let rate = a.calls as f64 / took.as_secs_f64();
-    row(&mut out, "wal-log", "append-1", rate);
+    rows.push(cli::rate("wal-log", 1, a.calls, took));
     std::fs::remove_dir_all(&dir)?;
     let dir = a.dir.join("reopen");
     let _ = std::fs::remove_dir_all(&dir);
     let (opened, read, bytes) = rt.block_on(reopen(&dir, a.reopen_entries))?;
-    let n = a.reopen_entries;
-    row(
-        &mut out,
+    rows.extend(cli::reopen_rows(
         "wal-raft",
-        &format!("reopen-{n}"),
-        opened.as_secs_f64(),
-    );
-    row(
-        &mut out,
-        "wal-raft",
-        "read-last-us",
-        read.as_secs_f64() * 1e6,
-    );
-    row(
-        &mut out,
-        "wal-raft",
-        "store-mib",
-        bytes as f64 / (1u64 << 20) as f64,
-    );
+        a.reopen_entries,
+        opened,
+        read,
+        bytes,
+    ));
     std::fs::remove_dir_all(&dir)?;
-    if let Some(path) = a.out {
-        std::fs::write(path, out)?;
-    }
+    cli::emit(&rows, a.out.as_ref())?;
     Ok(())
 }
