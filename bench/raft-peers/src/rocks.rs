@@ -6,15 +6,14 @@
 //! The store keeps its `db` private, but its public `state_machine` holds the same
 //! `Arc<DB>`: that is how the synced run reaches `flush_wal` without patching the store.
 
-use crate::cli::{Row, rate, reopen_rows as rows_of_reopen};
+use crate::cli::{Row, rate, reopen_and_read, reopen_rows as rows_of_reopen};
 use crate::drive::appends;
-use openraft::storage::{Adaptor, RaftLogReader, RaftLogStorage, RaftLogStorageExt};
+use openraft::storage::{Adaptor, RaftLogStorageExt};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use openraft_rocksstore::{RocksRequest, RocksStore, TypeConfig};
 use std::error::Error;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// An entry of about 100 bytes of application data, like the other stores'.
 fn entry(index: u64) -> Entry<TypeConfig> {
@@ -80,29 +79,13 @@ pub async fn reopen_rows(dir: &Path, n: u64) -> Result<Vec<Row>, Box<dyn Error>>
         }
         db.flush_wal(true)?;
     }
-    let started = Instant::now();
-    let (mut log, db) = open(&at).await;
-    let state = log.get_log_state().await?;
-    let opened = started.elapsed();
-    let last = state
-        .last_log_id
-        .ok_or("the reopened store is empty")?
-        .index;
-    let read = Instant::now();
-    let got = log
-        .get_log_reader()
-        .await
-        .try_get_log_entries(last..=last)
-        .await?;
-    let read = read.elapsed();
-    let intact = got.len() == 1
-        && got[0].log_id == entry(last).log_id
-        && matches!(&got[0].payload, EntryPayload::Normal(RocksRequest::Set { key, .. })
+    let (opened, read, last, got) = reopen_and_read(|| async { Ok(open(&at).await.0) }).await?;
+    let intact = got.log_id == entry(last).log_id
+        && matches!(&got.payload, EntryPayload::Normal(RocksRequest::Set { key, .. })
             if *key == format!("k{last:015}"));
     if last + 1 != n || !intact {
         return Err(format!("reopened rocksstore ends at {last}, expected {}", n - 1).into());
     }
-    drop((log, db));
     let bytes = dir_bytes(&at)?;
     std::fs::remove_dir_all(&at)?;
     Ok(rows_of_reopen("rocksstore", n, opened, read, bytes))

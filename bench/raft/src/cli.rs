@@ -1,8 +1,11 @@
 //! What `bench/raft` and `bench/raft-peers` share (the latter includes this file by path: the
 //! two are separate workspaces): the command line and the lines of figures they print.
 
+use openraft::RaftTypeConfig;
+use openraft::storage::{RaftLogReader, RaftLogStorage};
+use std::error::Error;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `[--dir DIR] [--calls N] [--reopen-entries N] [--out FILE]`.
 pub struct Args {
@@ -90,4 +93,35 @@ pub fn reopen_rows(
         row("read-last-us".to_owned(), read.as_secs_f64() * 1e6),
         row("store-mib".to_owned(), bytes as f64 / (1u64 << 20) as f64),
     ]
+}
+
+/// Opens a store with `open` and times it with `get_log_state` (what a restarting node asks
+/// first), then reads the last entry. Returns both times, the last index and that entry.
+pub async fn reopen_and_read<C, L, Fut>(
+    open: impl FnOnce() -> Fut,
+) -> Result<(Duration, Duration, u64, C::Entry), Box<dyn Error>>
+where
+    C: RaftTypeConfig,
+    L: RaftLogStorage<C>,
+    Fut: Future<Output = Result<L, Box<dyn Error>>>,
+{
+    let started = Instant::now();
+    let mut log = open().await?;
+    let state = log.get_log_state().await?;
+    let opened = started.elapsed();
+    let last = state
+        .last_log_id
+        .ok_or("the reopened store is empty")?
+        .index;
+    let read = Instant::now();
+    let mut got = log
+        .get_log_reader()
+        .await
+        .try_get_log_entries(last..=last)
+        .await?;
+    let read = read.elapsed();
+    match (got.pop(), got.is_empty()) {
+        (Some(entry), true) => Ok((opened, read, last, entry)),
+        _ => Err(format!("reading entry {last} did not give one entry").into()),
+    }
 }

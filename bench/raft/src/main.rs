@@ -16,7 +16,7 @@
 //! `cargo xtask bench-raft` runs both programs with the same parameters and writes the table
 //! of `docs/benchmarks-raft.md`.
 
-use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
+use openraft::storage::RaftLogStorageExt;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use std::io::Cursor;
 use std::path::Path;
@@ -83,18 +83,8 @@ async fn reopen(
     }
     let bytes = store.wal().segments().iter().map(|s| s.bytes).sum();
     drop(store);
-    let started = Instant::now();
-    let mut store = open(dir)?;
-    let state = store.get_log_state().await?;
-    let opened = started.elapsed();
-    let last = state
-        .last_log_id
-        .ok_or("the reopened store is empty")?
-        .index;
-    let read = Instant::now();
-    let got = store.try_get_log_entries(last..=last).await?;
-    let read = read.elapsed();
-    if last + 1 != n || got.len() != 1 || got[0] != entry(last) {
+    let (opened, read, last, got) = cli::reopen_and_read(|| async { Ok(open(dir)?) }).await?;
+    if last + 1 != n || got != entry(last) {
         return Err(format!("reopened store ends at {last}, expected {}", n - 1).into());
     }
     Ok((opened, read, bytes))
