@@ -254,32 +254,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             let r: ScanReply = conn.client()?.call(paths::SCAN, &()).await?;
             print(&scan_text(&r.entries))?;
         }
-        Command::LocalScan { node, conn } => {
-            let client = conn.client()?;
-            if client.peers().addr(node).is_none() {
-                return Err(Error::Usage(format!("--node {node} is not one of --peers")));
-            }
-            let r: ScanReply = client.call_node(node, paths::LOCAL_SCAN).await?;
-            let applied = r.applied.map_or_else(|| "-".to_owned(), |a| a.to_string());
-            print(&format!("applied {applied}\n{}", scan_text(&r.entries)))?;
-        }
-        Command::Status { json, conn } => {
-            let s = status::gather(&conn.client()?).await;
-            let text = if json {
-                serde_json::to_string(&s).map_err(|e| Error::Io {
-                    op: "encode the status",
-                    source: e.into(),
-                })? + "\n"
-            } else {
-                status::render(&s)
-            };
-            print(&text)?;
-            if s.nodes.iter().all(|n| !n.reachable) {
-                return Err(Error::Client(ClientError::Local(
-                    "no node answered".to_owned(),
-                )));
-            }
-        }
+        Command::LocalScan { node, conn } => local_scan(node, conn).await?,
+        Command::Status { json, conn } => print_status(json, conn).await?,
         Command::Load {
             count,
             start,
@@ -299,6 +275,37 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `local-scan --node N`: node N's own state, asked of it alone.
+async fn local_scan(node: u64, conn: Conn) -> Result<(), Error> {
+    let client = conn.client()?;
+    if client.peers().addr(node).is_none() {
+        return Err(Error::Usage(format!("--node {node} is not one of --peers")));
+    }
+    let r: ScanReply = client.call_node(node, paths::LOCAL_SCAN).await?;
+    let applied = r.applied.map_or_else(|| "-".to_owned(), |a| a.to_string());
+    print(&format!("applied {applied}\n{}", scan_text(&r.entries)))
+}
+
+/// `status [--json]`; an error (exit 1) when no node answered, after printing what it knows.
+async fn print_status(json: bool, conn: Conn) -> Result<(), Error> {
+    let s = status::gather(&conn.client()?).await;
+    let text = if json {
+        serde_json::to_string(&s).map_err(|e| Error::Io {
+            op: "encode the status",
+            source: e.into(),
+        })? + "\n"
+    } else {
+        status::render(&s)
+    };
+    print(&text)?;
+    if s.nodes.iter().all(|n| !n.reachable) {
+        return Err(Error::Client(ClientError::Local(
+            "no node answered".to_owned(),
+        )));
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use wal_log::Wal;
 use wal_raft::{LogStore, LogStoreOptions};
 
 /// How a node is run.
@@ -112,38 +113,7 @@ pub async fn serve(opts: ServeOptions, secret: Secret) -> Result<(), Error> {
                 op: "handle SIGXFSZ",
                 source: e,
             })?;
-    let config = Arc::new(raft_config(opts.snapshot_every)?);
-    let secret = Arc::new(secret);
-    let http = crate::http::client().map_err(|e| Error::Io {
-        op: "set up HTTP",
-        source: std::io::Error::other(e),
-    })?;
-    let network = NetworkFactory::new(opts.id, http, secret.clone());
-    let (sm, _temp) = open_state_machine(&opts.dir, opts.store)?;
-    let node_sm = NodeStateMachine {
-        inner: sm.clone(),
-        id: opts.id,
-    };
-    let (raft, wal) = match opts.store {
-        StoreKind::Wal => {
-            let (log, report) = LogStore::open(opts.dir.join("log"), LogStoreOptions::default())?;
-            tracing::info!(?report, "opened the Raft log");
-            let wal = log.wal_handle();
-            (
-                Raft::new(opts.id, config, network, log, node_sm).await?,
-                Some(wal),
-            )
-        }
-        StoreKind::Memory => {
-            tracing::warn!(
-                "--store memory: the Raft log and state are in memory only, NOT durable"
-            );
-            (
-                Raft::new(opts.id, config, network, MemLog::default(), node_sm).await?,
-                None,
-            )
-        }
-    };
+    // Bound before the store opens: a taken address fails fast, with nothing started.
     let listener = tokio::net::TcpListener::bind(&opts.listen)
         .await
         .map_err(|e| Error::Io {
@@ -154,6 +124,8 @@ pub async fn serve(opts: ServeOptions, secret: Secret) -> Result<(), Error> {
         op: "read the listen address",
         source: e,
     })?;
+    let secret = Arc::new(secret);
+    let (raft, sm, wal, _temp) = start_raft(&opts, secret.clone()).await?;
     let app = Arc::new(App {
         raft: raft.clone(),
         sm,
@@ -187,6 +159,51 @@ pub async fn serve(opts: ServeOptions, secret: Secret) -> Result<(), Error> {
         Some(r) if r.starts_with("fatal") => Err(Error::Fatal(r)),
         _ => Ok(()),
     }
+}
+
+/// The node's stores and its Raft: the state machine, and the log on `dir/log` (or in
+/// memory), whose write-ahead log is returned for its counters; for `--store memory`, the
+/// temporary directory that must live as long as the node.
+async fn start_raft(
+    opts: &ServeOptions,
+    secret: Arc<Secret>,
+) -> Result<
+    (
+        Raft,
+        StateMachine,
+        Option<Arc<Wal>>,
+        Option<tempfile::TempDir>,
+    ),
+    Error,
+> {
+    let config = Arc::new(raft_config(opts.snapshot_every)?);
+    let http = crate::http::client().map_err(|e| Error::Io {
+        op: "set up HTTP",
+        source: std::io::Error::other(e),
+    })?;
+    let network = NetworkFactory::new(opts.id, http, secret);
+    let (sm, temp) = open_state_machine(&opts.dir, opts.store)?;
+    let node_sm = NodeStateMachine {
+        inner: sm.clone(),
+        id: opts.id,
+    };
+    let (raft, wal) = match opts.store {
+        StoreKind::Wal => {
+            let (log, report) = LogStore::open(opts.dir.join("log"), LogStoreOptions::default())?;
+            tracing::info!(?report, "opened the Raft log");
+            let wal = log.wal_handle();
+            let raft = Raft::new(opts.id, config, network, log, node_sm).await?;
+            (raft, Some(wal))
+        }
+        StoreKind::Memory => {
+            tracing::warn!(
+                "--store memory: the Raft log and state are in memory only, NOT durable"
+            );
+            let raft = Raft::new(opts.id, config, network, MemLog::default(), node_sm).await?;
+            (raft, None)
+        }
+    };
+    Ok((raft, sm, wal, temp))
 }
 
 /// Stops the node when its Raft stops on a fatal error (a poisoned log, say): it leaves

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{BIN, Cluster, tree};
+use common::{BIN, Cluster, gen_secret, tree};
 use raft_kv::auth;
 use raft_kv::secret::Secret;
 use std::io::{Read, Write};
@@ -68,14 +68,7 @@ fn a_stranger_is_refused_and_logged_with_its_address() {
 
     // Another cluster's secret, through the real client: refused, exit 2.
     let other = c.root.path().join("other-secret");
-    assert!(
-        Command::new(BIN)
-            .arg("gen-secret")
-            .arg(&other)
-            .status()
-            .unwrap()
-            .success()
-    );
+    gen_secret(&other);
     let out = Command::new(BIN)
         .args(["put", "k", "evil", "--peers", &c.peers(), "--secret-file"])
         .arg(&other)
@@ -148,7 +141,17 @@ fn a_directory_of_another_node_or_cluster_is_refused_untouched() {
     let mut c = Cluster::start(1, &[]);
     c.ok(&["init"]);
     c.ok(&["put", "k", "v"]);
-    c.kill(1);
+    // SIGTERM: a graceful stop, exit 0.
+    let mut node = c.nodes.remove(&1).unwrap();
+    let pid = node.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(node.child.wait().unwrap().code(), Some(0), "{}", node.log());
     let dir = c.dir(1);
     let before = tree(&dir);
     let serve = |id: &str, secret: &std::path::Path, dir: &std::path::Path| {
@@ -172,14 +175,7 @@ fn a_directory_of_another_node_or_cluster_is_refused_untouched() {
     assert!(err.contains("belongs to node 1, not to node 2"), "{err}");
 
     let other = c.root.path().join("other-secret");
-    assert!(
-        Command::new(BIN)
-            .arg("gen-secret")
-            .arg(&other)
-            .status()
-            .unwrap()
-            .success()
-    );
+    gen_secret(&other);
     let (code, err) = serve("1", &other, &dir);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("belongs to cluster"), "{err}");

@@ -22,6 +22,16 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// Writes a new cluster secret to `path` with `raft-kv gen-secret`.
+pub fn gen_secret(path: &Path) {
+    let out = Command::new(BIN)
+        .arg("gen-secret")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
 /// Polls `f` every 50 ms until it returns `Some`, or panics after `limit` naming `what`.
 pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
@@ -108,12 +118,7 @@ impl Cluster {
     pub fn start(n: u64, extra: &[&str]) -> Cluster {
         let root = tempfile::tempdir().unwrap();
         let secret = root.path().join("secret");
-        let out = Command::new(BIN)
-            .arg("gen-secret")
-            .arg(&secret)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        gen_secret(&secret);
         let mut c = Cluster {
             root,
             secret,
