@@ -2,7 +2,9 @@
 //! secret, over its method, path, timestamp, nonce and body. The secret itself is never sent.
 //! A node accepts a request only when the tag verifies (compared in constant time), the
 //! timestamp is within [`WINDOW`] of its clock, and the nonce was not seen in that window
-//! (so a captured request cannot be replayed).
+//! (so a captured request cannot be replayed). Replies are tagged too, over the request's
+//! nonce, the status and the body, so a process that took a member's address cannot answer
+//! for it (grant a vote, say) and an old reply cannot be passed off as a new one.
 
 use crate::secret::Secret;
 use hmac::Mac;
@@ -17,6 +19,9 @@ pub const TAG: &str = "x-raft-kv-tag";
 pub const TIME: &str = "x-raft-kv-time";
 /// The header holding 16 random bytes, hex.
 pub const NONCE: &str = "x-raft-kv-nonce";
+
+/// The header holding the reply's hex tag.
+pub const REPLY_TAG: &str = "x-raft-kv-reply-tag";
 
 /// How far a request's timestamp may be from the receiver's clock.
 pub const WINDOW: Duration = Duration::from_secs(30);
@@ -66,6 +71,41 @@ fn mac_of(
     mac
 }
 
+fn reply_mac(secret: &Secret, nonce: &str, status: u16, body: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+    let mut mac = secret.mac();
+    mac.update(b"reply");
+    mac.update(&(nonce.len() as u64).to_le_bytes());
+    mac.update(nonce.as_bytes());
+    mac.update(&status.to_le_bytes());
+    mac.update(body);
+    mac
+}
+
+/// The tag of a reply with `status` and `body` to the request that carried `nonce`.
+pub fn sign_reply(secret: &Secret, nonce: &str, status: u16, body: &[u8]) -> String {
+    hex::encode(
+        reply_mac(secret, nonce, status, body)
+            .finalize()
+            .into_bytes(),
+    )
+}
+
+/// Whether `tag` is the tag of that reply (compared in constant time).
+pub fn verify_reply(
+    secret: &Secret,
+    nonce: &str,
+    status: u16,
+    body: &[u8],
+    tag: Option<&str>,
+) -> bool {
+    let Some(tag) = tag.and_then(|t| hex::decode(t).ok()) else {
+        return false;
+    };
+    reply_mac(secret, nonce, status, body)
+        .verify_slice(&tag)
+        .is_ok()
+}
+
 /// The three headers (name, value) that authenticate a request.
 pub fn sign(secret: &Secret, method: &str, path: &str, body: &[u8]) -> [(&'static str, String); 3] {
     let mut nonce = [0u8; 16];
@@ -102,6 +142,11 @@ impl Verifier {
             secret,
             seen: Mutex::new(Seen::default()),
         }
+    }
+
+    /// The tag of a reply (see [`sign_reply`]).
+    pub fn sign_reply(&self, nonce: &str, status: u16, body: &[u8]) -> String {
+        sign_reply(&self.secret, nonce, status, body)
     }
 
     /// Verifies a request's headers (looked up by `header`) against its method, path and
@@ -203,6 +248,24 @@ mod tests {
             v.verify("POST", "/kv/write", |_| None, b"body", now),
             Err(AuthError::Header(TAG))
         );
+    }
+
+    #[test]
+    fn a_reply_verifies_only_for_its_request_status_and_body() {
+        let s = Secret::from_bytes(&[7; 32]);
+        let tag = sign_reply(&s, "n1", 200, b"ok");
+        assert!(verify_reply(&s, "n1", 200, b"ok", Some(&tag)));
+        assert!(!verify_reply(&s, "n2", 200, b"ok", Some(&tag)));
+        assert!(!verify_reply(&s, "n1", 500, b"ok", Some(&tag)));
+        assert!(!verify_reply(&s, "n1", 200, b"ko", Some(&tag)));
+        assert!(!verify_reply(&s, "n1", 200, b"ok", None));
+        assert!(!verify_reply(
+            &Secret::from_bytes(&[8; 32]),
+            "n1",
+            200,
+            b"ok",
+            Some(&tag)
+        ));
     }
 
     #[test]

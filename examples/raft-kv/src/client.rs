@@ -223,6 +223,11 @@ impl Client {
                 ));
             }
         };
+        if !answer.authentic {
+            return Attempt::Next(format!(
+                "node {node} at {addr}: its reply is not tagged with the cluster secret (not a member of this cluster)"
+            ));
+        }
         if answer.status.is_success() {
             return match serde_json::from_slice(&answer.body) {
                 Ok(v) => Attempt::Done(v),

@@ -28,6 +28,11 @@ pub struct Answer {
     pub status: reqwest::StatusCode,
     /// The body.
     pub body: Bytes,
+    /// Whether the reply's tag verified: it came from a member of the cluster. A refusal
+    /// (400 or 401) counts as authentic unverified: a node refuses before it checked the
+    /// request's tag, so cannot tag its reply, and a forged refusal can only make the
+    /// sender give up.
+    pub authentic: bool,
 }
 
 /// Sends `method path` with `body` to `addr`, signed with `secret`, waiting at most
@@ -47,13 +52,32 @@ pub async fn send(
     let mut req = http
         .request(method.clone(), format!("http://{addr}{path}"))
         .timeout(timeout);
-    for (name, value) in auth::sign(secret, method.as_str(), path, &body) {
+    let headers = auth::sign(secret, method.as_str(), path, &body);
+    let nonce = headers
+        .iter()
+        .find(|(n, _)| *n == auth::NONCE)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    for (name, value) in headers {
         req = req.header(name, value);
     }
     let resp = req.body(body).send().await?;
     let status = resp.status();
+    let tag = resp
+        .headers()
+        .get(auth::REPLY_TAG)
+        .and_then(|t| t.to_str().ok())
+        .map(str::to_owned);
     let body = resp.bytes().await?;
-    Ok(Answer { status, body })
+    let refusal =
+        status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::BAD_REQUEST;
+    let authentic =
+        refusal || auth::verify_reply(secret, &nonce, status.as_u16(), &body, tag.as_deref());
+    Ok(Answer {
+        status,
+        body,
+        authentic,
+    })
 }
 
 /// The innermost cause of a transport error ("connection refused", "operation timed out"),

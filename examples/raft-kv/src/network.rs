@@ -167,6 +167,14 @@ impl PeerClient {
             }
             Err(e) => return Err(RPCError::Unreachable(self.unreachable(http::cause(&e)))),
         };
+        if !answer.authentic {
+            return Err(RPCError::Unreachable(
+                self.unreachable(
+                    "its reply is not tagged with the cluster secret: not a member of this cluster"
+                        .to_owned(),
+                ),
+            ));
+        }
         if answer.status == reqwest::StatusCode::UNAUTHORIZED {
             // A peer that refuses our tag is as good as unreachable: back off, and say why.
             let why = String::from_utf8_lossy(&answer.body).into_owned();

@@ -77,7 +77,8 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Refuses, with 401 and a warning naming the peer, every request whose tag does not verify.
+/// Refuses, with 401 and a warning naming the peer, every request whose tag does not verify;
+/// tags the replies to the others.
 async fn authenticate(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -110,8 +111,25 @@ async fn authenticate(
             message: e.to_string(),
         });
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    let nonce = header(auth::NONCE).unwrap_or_default().to_owned();
+    let reply = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    sign_reply(&app.verifier, &nonce, reply).await
+}
+
+/// Adds the reply's tag (over the request's nonce, the status and the body).
+async fn sign_reply(verifier: &Verifier, nonce: &str, reply: Response) -> Response {
+    let (mut parts, body) = reply.into_parts();
+    // Replies are made here, of bounded size; one that cannot be read is a server error.
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let tag = verifier.sign_reply(nonce, parts.status.as_u16(), &bytes);
+    if let Ok(v) = header::HeaderValue::from_str(&tag) {
+        parts.headers.insert(auth::REPLY_TAG, v);
+    }
+    Response::from_parts(parts, Body::from(bytes))
 }
 
 fn json<T: Serialize>(status: StatusCode, v: &T) -> Response {

@@ -211,3 +211,62 @@ fn a_directory_of_another_node_or_cluster_is_refused_untouched() {
     c.start_node(1).unwrap();
     assert_eq!(c.ok(&["get", "k"]), "v\n");
 }
+
+/// A process on a member's address that answers every request with `body`, untagged.
+fn impostor(body: &'static str) -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut s) = conn else { return };
+            let mut buf = [0u8; 65536];
+            // One read holds the small request's headers; the reply does not depend on it.
+            let _ = s.read(&mut buf);
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(reply.as_bytes());
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_reply_from_an_impostor_on_a_members_address_is_not_believed() {
+    let c = Cluster::start(1, &[]);
+    c.ok(&["init"]);
+    c.ok(&["put", "k", "real"]);
+    let fake = impostor(r#"{"value":"forged"}"#);
+    // The client asks "node 1" (the impostor) first, refuses its untagged reply, and gets
+    // the real value from the real node.
+    let peers = format!("1={fake},2={}", c.addrs[&1]);
+    let out = Command::new(BIN)
+        .args(["get", "k", "--peers", &peers, "--secret-file"])
+        .arg(&c.secret)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "real\n");
+    // With only the impostor to ask, the client gives up and says why.
+    let out = Command::new(BIN)
+        .args([
+            "get",
+            "k",
+            "--timeout",
+            "1",
+            "--peers",
+            &format!("1={fake}"),
+            "--secret-file",
+        ])
+        .arg(&c.secret)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not tagged with the cluster secret"), "{err}");
+}
