@@ -240,8 +240,7 @@ impl ChunkedScanner {
     /// the tail.
     #[must_use]
     pub fn valid_after_damage(&self) -> Option<u64> {
-        let torn = matches!(self.end, Some(ScanEnd::TornTail { .. }));
-        self.after.valid_end.filter(|_| torn)
+        self.after.torn_valid_end(self.end.as_ref())
     }
 
     /// The next verified frame, or `None` once the scan has ended (then

@@ -87,6 +87,13 @@ impl AfterDamage {
         self.highest_claim = self.highest_claim.max(claim);
     }
 
+    /// Offset just past the last of them when the scan ended (`end`) in a torn tail, which
+    /// they belong to; `None` otherwise.
+    pub(crate) fn torn_valid_end(&self, end: Option<&ScanEnd>) -> Option<u64> {
+        self.valid_end
+            .filter(|_| matches!(end, Some(ScanEnd::TornTail { .. })))
+    }
+
     /// Why the scan ends in a torn tail at a frame that failed with `fault`, expected to carry
     /// `next_lsn`.
     pub(crate) fn torn_reason(&self, fault: &str, next_lsn: Lsn) -> String {

@@ -86,8 +86,9 @@ impl SegmentScanner {
     /// the tail must move them aside too. `None` when no valid frame follows the damage.
     #[must_use]
     pub fn valid_after_damage(&self) -> Option<usize> {
-        let torn = matches!(self.end, Some(ScanEnd::TornTail { .. }));
-        self.after.valid_end.map(|e| e as usize).filter(|_| torn)
+        self.after
+            .torn_valid_end(self.end.as_ref())
+            .map(|e| e as usize)
     }
 
     /// Runs the scan to its end, dropping the frames, and returns how it ended.

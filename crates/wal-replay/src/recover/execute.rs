@@ -5,13 +5,17 @@
 use super::pass::{OnePass, Scanned};
 use super::plan::{DataDirPlan, LogFacts, restore_cause};
 use super::report::RecoveryReport;
-use crate::error::{ReplayError, Result, corrupt};
+use crate::error::{ReplayError, Result, apply_err, corrupt};
+use crate::logscan::{LogFrames, TransactionAssembler};
 use crate::snapshot::VerifiedSnapshot;
-use crate::state::StateMachine;
+use crate::state::{StateMachine, apply_at_schema};
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
-use wal_format::Lsn;
+use wal_format::scan::ScanEnd;
+use wal_format::{Decoder, Lsn};
+use wal_log::{OpenReport, Vfs};
 
 /// How the single pass ended.
 pub(super) enum Settled {
@@ -178,4 +182,79 @@ fn cannot_reset(failure: ReplayError, reset: io::Error) -> ReplayError {
         },
         other => other,
     }
+}
+
+/// The fallback's second read: replays the log from `fence` on (after the open, so the log
+/// also holds the abort frames the open wrote).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn replay_again<S: StateMachine + ?Sized>(
+    vfs: &Arc<dyn Vfs>,
+    log_dir: &Path,
+    state: &mut S,
+    codec: &dyn Decoder<S::Event>,
+    fence: Lsn,
+    limits: (Option<Lsn>, u64),
+    open: &OpenReport,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let t = Instant::now();
+    let mut frames = LogFrames::open(vfs.clone(), log_dir, fence.next())?;
+    replay(
+        &mut frames,
+        state,
+        codec,
+        fence,
+        limits,
+        &open.aborted_streams,
+        report,
+    )?;
+    if let Some(end) = frames.end()
+        && !matches!(end.end, ScanEnd::Clean { .. })
+    {
+        // The log was just recovered under our lock: damage now means the disk changed under
+        // us or the log is wrong; never report a partial replay as success.
+        return Err(corrupt(
+            end.path.clone(),
+            end.end.offset() as u64,
+            end.end.to_string(),
+        ));
+    }
+    report.bytes_replayed += frames.bytes_read;
+    report.replay_elapsed += t.elapsed();
+    Ok(())
+}
+
+/// Applies every committed transaction after `fence` (up to the target). Returns the number
+/// of fragmented transactions still open where the scan ended.
+pub(super) fn replay<S: StateMachine + ?Sized>(
+    frames: &mut LogFrames,
+    state: &mut S,
+    codec: &dyn Decoder<S::Event>,
+    fence: Lsn,
+    (target, budget): (Option<Lsn>, u64),
+    closed_by_recovery: &[Lsn],
+    report: &mut RecoveryReport,
+) -> Result<usize> {
+    let mut asm = TransactionAssembler::new(fence, budget);
+    asm.closed_by_recovery(closed_by_recovery.iter().copied());
+    let target = target.unwrap_or(Lsn(u64::MAX));
+    let mut first = None;
+    let mut last = Lsn::ZERO;
+    let mut applied = 0u64;
+    while let Some(frame) = frames.next_frame()? {
+        if frame.lsn > target {
+            break;
+        }
+        if let Some(tx) = asm.push(frame)? {
+            apply_at_schema(state, frames.schema(), &tx, codec)
+                .map_err(|source| apply_err(tx.lsn, source))?;
+            applied += 1;
+            first.get_or_insert(tx.lsn);
+            last = tx.lsn;
+        }
+    }
+    report.applied = applied;
+    report.applied_range = first.map(|f| (f, last));
+    report.skipped_aborted = asm.aborted();
+    Ok(asm.open_streams())
 }

@@ -1,7 +1,7 @@
 //! Recovery: newest valid snapshot, then the committed transactions after its fence.
 //!
-//! Scan -> plan -> execute at the data directory's level. The facts are what one look finds:
-//! the snapshots and their verdicts ([`facts`]) and the log's own plan, executed by
+//! Scan -> plan -> execute at the data directory's level. The facts are what one look finds
+//! ([`look`]): the snapshots and their verdicts ([`facts`]) and the log's own plan, executed by
 //! `Wal::open` (or, in a dry run, made by `Inspection::recovery_plan`). One pure function
 //! ([`plan`], `plan_data_dir`) turns them into a [`DataDirPlan`] once the log's end is known;
 //! [`execute`] carries it out and records what was done in the [`RecoveryReport`]. The single
@@ -15,32 +15,30 @@
 mod data_dir;
 mod execute;
 mod facts;
+mod look;
 mod pass;
 mod plan;
 mod read_only;
 mod report;
 
 pub use data_dir::{DataDir, LOG_DIR, SNAPSHOT_DIR};
-use execute::Settled;
-use facts::SnapshotFacts;
-use pass::{Before, OnePass, PassError, Scanned};
+use execute::{Settled, replay_again};
+use look::{Found, look_before, plan_again_or_fail};
+use pass::{OnePass, Scanned};
 pub use plan::{DataDirPlan, RejectedSnapshot, SnapshotUsed};
-use plan::{LogFacts, Schemas, first_choice};
+use plan::{LogFacts, Schemas};
 pub use read_only::{replay_read_only, replay_read_only_with_codec};
 pub use report::{Progress, RecoverOptions, Recovered, RecoveryReport};
 
-use crate::error::{ReplayError, Result, apply_err, corrupt};
-use crate::logscan::{LogFrames, TransactionAssembler, list_segments, read_header, start_index};
-use crate::snapshot::{SnapshotListing, SnapshotStore};
-use crate::state::{StateMachine, apply_at_schema};
-use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+#[cfg(doc)]
+use crate::error::ReplayError;
+use crate::error::Result;
+use crate::logscan::list_segments;
+use crate::state::StateMachine;
+use std::path::Path;
 use std::time::Instant;
-use wal_format::scan::ScanEnd;
-use wal_format::{Bincode, Decoder, LogId, Lsn, SegmentSeq};
-use wal_log::layout::segment_file_name;
-use wal_log::{OpenReport, Vfs, VisitError, Wal};
+use wal_format::{Bincode, Decoder, LogId};
+use wal_log::{OpenReport, Vfs, Wal};
 
 /// Recovers `state` from the data directory at `root` with the default codec
 /// ([`Bincode`]): chooses the newest valid snapshot (falling back to older ones), then
@@ -177,207 +175,6 @@ impl RecoveryReport {
             bytes: open.bytes_scanned,
         }
     }
-}
-
-/// The fallback's second read: replays the log from `fence` on (after the open, so the log
-/// also holds the abort frames the open wrote).
-#[allow(clippy::too_many_arguments)]
-fn replay_again<S: StateMachine + ?Sized>(
-    vfs: &Arc<dyn Vfs>,
-    log_dir: &Path,
-    state: &mut S,
-    codec: &dyn Decoder<S::Event>,
-    fence: Lsn,
-    limits: (Option<Lsn>, u64),
-    open: &OpenReport,
-    report: &mut RecoveryReport,
-) -> Result<()> {
-    let t = Instant::now();
-    let mut frames = LogFrames::open(vfs.clone(), log_dir, fence.next())?;
-    replay(
-        &mut frames,
-        state,
-        codec,
-        fence,
-        limits,
-        &open.aborted_streams,
-        report,
-    )?;
-    if let Some(end) = frames.end()
-        && !matches!(end.end, ScanEnd::Clean { .. })
-    {
-        // The log was just recovered under our lock: damage now means the disk changed under
-        // us or the log is wrong; never report a partial replay as success.
-        return Err(corrupt(
-            end.path.clone(),
-            end.end.offset() as u64,
-            end.end.to_string(),
-        ));
-    }
-    report.bytes_replayed += frames.bytes_read;
-    report.replay_elapsed += t.elapsed();
-    Ok(())
-}
-
-/// What the entry points find before they plan: the directory is a data directory (or may
-/// be created), its snapshots, and its log's segments.
-struct Found {
-    store: SnapshotStore,
-    listing: SnapshotListing,
-    log_dir: PathBuf,
-    segments: Vec<SegmentSeq>,
-}
-
-impl Found {
-    /// Lists the data directory `data`. A missing root is `NotFound` unless it may be
-    /// created; a log directory (or snapshot directory) passed as the root is refused; so are
-    /// snapshots without a log (`LogMissing`).
-    fn look(data: &DataDir, vfs: &Arc<dyn Vfs>, may_create: bool) -> Result<Found> {
-        match vfs.list(data.root()) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound && may_create => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ReplayError::NotFound {
-                    dir: data.root().to_path_buf(),
-                });
-            }
-            Err(e) => return Err(crate::error::io_err("list", data.root())(e)),
-        }
-        data.check_not_a_log_dir(&**vfs)?;
-        let store = data.snapshots(vfs.clone());
-        let listing = store.list()?;
-        let log_dir = data.log_dir();
-        let segments = match list_segments(&**vfs, &log_dir) {
-            Ok(s) => s,
-            Err(ReplayError::NotFound { .. }) => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        if segments.is_empty() && !listing.snapshots.is_empty() {
-            return Err(ReplayError::LogMissing { dir: log_dir });
-        }
-        Ok(Found {
-            store,
-            listing,
-            log_dir,
-            segments,
-        })
-    }
-}
-
-/// Looks at the data directory before the log is opened: every segment's header (the first
-/// for the log's id and first LSN; all for their event schemas, which the state machine must
-/// read) and the snapshots, for the first choice of snapshot (whose schema it must read too)
-/// and the segment replay from it starts in. Returns that, and the older event schemas the
-/// log holds (the open is told to accept them).
-fn look_before(
-    store: &SnapshotStore,
-    listing: SnapshotListing,
-    vfs: &dyn Vfs,
-    log_dir: &Path,
-    schemas: Schemas,
-    target: Option<Lsn>,
-) -> Result<(Before, Vec<u32>)> {
-    let t = Instant::now();
-    let segs = match list_segments(vfs, log_dir) {
-        Ok(s) => s,
-        Err(ReplayError::NotFound { .. }) => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    let mut first = None;
-    let mut older_schemas = Vec::new();
-    for (i, seq) in segs.iter().enumerate() {
-        let path = log_dir.join(segment_file_name(*seq));
-        let Some(h) = read_header(vfs, &path) else {
-            continue;
-        };
-        if i == 0 {
-            first = Some(h);
-        }
-        schemas.check(&path, h.payload_schema)?;
-        if h.payload_schema != schemas.own && !older_schemas.contains(&h.payload_schema) {
-            older_schemas.push(h.payload_schema);
-        }
-    }
-    let mut snaps = SnapshotFacts::new(listing);
-    let mut before = Before {
-        first,
-        snaps: SnapshotFacts::new(SnapshotListing::default()),
-        first_choice: None,
-        start: SegmentSeq(0),
-        elapsed: t.elapsed(),
-    };
-    if let Some(h) = first {
-        snaps.read_needed(store, h.log_id, target, None)?;
-        let choice = first_choice(&snaps, target);
-        if let Some(c) = &choice {
-            schemas.check(&c.file.path, c.header.event_schema)?;
-        }
-        let fence = choice.as_ref().map_or(Lsn::ZERO, |c| c.header.fence);
-        before.start = segs[start_index(vfs, log_dir, &segs, fence.next())];
-        before.first_choice = choice;
-    }
-    before.snaps = snaps;
-    before.elapsed = t.elapsed();
-    Ok((before, older_schemas))
-}
-
-/// After the single pass stopped the open (or the read-only scan) with `e`: returns `Ok` to plan
-/// again when the log's first segment is no longer the one planned from (nothing was applied
-/// yet), up to three times; else the error (`during` says what kept being disturbed).
-fn plan_again_or_fail(
-    e: VisitError<PassError>,
-    attempts: &mut u32,
-    log_dir: &Path,
-    during: &str,
-) -> Result<()> {
-    match e {
-        VisitError::Wal(e) => Err(e.into()),
-        VisitError::Visitor(PassError::Replay(e)) => Err(e),
-        VisitError::Visitor(PassError::Changed) if *attempts < 3 => {
-            *attempts += 1;
-            Ok(())
-        }
-        VisitError::Visitor(PassError::Changed) => Err(corrupt(
-            log_dir,
-            0,
-            format!("the log's first segment kept changing during {during}"),
-        )),
-    }
-}
-
-/// Applies every committed transaction after `fence` (up to the target). Returns the number
-/// of fragmented transactions still open where the scan ended.
-fn replay<S: StateMachine + ?Sized>(
-    frames: &mut LogFrames,
-    state: &mut S,
-    codec: &dyn Decoder<S::Event>,
-    fence: Lsn,
-    (target, budget): (Option<Lsn>, u64),
-    closed_by_recovery: &[Lsn],
-    report: &mut RecoveryReport,
-) -> Result<usize> {
-    let mut asm = TransactionAssembler::new(fence, budget);
-    asm.closed_by_recovery(closed_by_recovery.iter().copied());
-    let target = target.unwrap_or(Lsn(u64::MAX));
-    let mut first = None;
-    let mut last = Lsn::ZERO;
-    let mut applied = 0u64;
-    while let Some(frame) = frames.next_frame()? {
-        if frame.lsn > target {
-            break;
-        }
-        if let Some(tx) = asm.push(frame)? {
-            apply_at_schema(state, frames.schema(), &tx, codec)
-                .map_err(|source| apply_err(tx.lsn, source))?;
-            applied += 1;
-            first.get_or_insert(tx.lsn);
-            last = tx.lsn;
-        }
-    }
-    report.applied = applied;
-    report.applied_range = first.map(|f| (f, last));
-    report.skipped_aborted = asm.aborted();
-    Ok(asm.open_streams())
 }
 
 /// The log id of the log in `log_dir`, read from its first segment's header without

@@ -1,10 +1,11 @@
 //! The read-only replay: the same pass over the same scan, changing nothing on disk.
 
-use super::pass::Scanned;
-use super::{
-    DataDir, Found, LogFacts, OnePass, RecoverOptions, RecoveryReport, Schemas, Settled,
-    look_before, plan_again_or_fail, replay,
-};
+use super::data_dir::DataDir;
+use super::execute::{Settled, replay};
+use super::look::{Found, look_before, plan_again_or_fail};
+use super::pass::{OnePass, Scanned};
+use super::plan::{LogFacts, Schemas};
+use super::report::{RecoverOptions, RecoveryReport};
 use crate::error::Result;
 use crate::logscan::LogFrames;
 use crate::state::StateMachine;
