@@ -40,6 +40,8 @@ pub(crate) enum EndRow {
     TornTail { offset: usize, reason: String },
     /// In damage a crash cannot explain.
     Corrupt { offset: usize, reason: String },
+    /// Its frames were not read (it follows damage, or `stat` reads only headers there).
+    NotExamined { reason: String },
 }
 
 impl From<&ScanEnd> for EndRow {
@@ -73,6 +75,7 @@ impl fmt::Display for EndRow {
                 write!(f, "torn tail at byte {offset}: {reason}")
             }
             EndRow::Corrupt { offset, reason } => write!(f, "CORRUPT at byte {offset}: {reason}"),
+            EndRow::NotExamined { reason } => write!(f, "not examined: {reason}"),
         }
     }
 }
@@ -138,7 +141,13 @@ impl From<&SegmentScan> for SegmentRow {
             last_lsn: s.last_lsn.0,
             frames: s.frames,
             transactions: s.transactions,
-            end: EndRow::from(&s.end),
+            // Not `corrupt` in the JSON for a segment nobody read.
+            end: match &s.end {
+                ScanEnd::Corrupt { reason, .. } if !s.examined => EndRow::NotExamined {
+                    reason: reason.to_string(),
+                },
+                end => EndRow::from(end),
+            },
             examined: s.examined,
             header_error: s.header_error.as_ref().map(ToString::to_string),
             payload_schema: s.header.map(|h| h.payload_schema),
