@@ -193,6 +193,17 @@ impl Frame {
         }
     }
 
+    /// A place-holder for an LSN whose frame was lost: a [`FrameKind::FragAbort`] naming its
+    /// own LSN as its stream, which no stream can be (a stream is named by an earlier
+    /// `FragBegin`). Written by a repair that skips damaged frames (`wal_log`'s
+    /// `RecoveryMode::SkipDamaged`) so the LSNs stay contiguous; readers skip it like any
+    /// abort, and reports count it as a lost LSN, not as an aborted transaction.
+    #[must_use]
+    #[inline]
+    pub fn is_placeholder(&self) -> bool {
+        self.kind == FrameKind::FragAbort && self.stream() == Some(self.lsn)
+    }
+
     /// The transaction body bytes this frame carries: the whole payload of a `Tx` or
     /// `FragBegin`, the payload after the stream LSN of a `FragPart` or `FragEnd`, else empty.
     #[must_use]
@@ -899,6 +910,22 @@ mod tests {
         let mut c = Vec::new();
         encode_frame(&mut c, seed(), FrameKind::Tx, FLAG_MULTI, Lsn(1), &b).unwrap();
         assert_eq!(a, c);
+    }
+
+    #[test]
+    fn only_an_abort_naming_itself_is_a_placeholder() {
+        let frame = |kind, lsn: u64, stream: u64| {
+            let mut out = Vec::new();
+            encode_frame(&mut out, seed(), kind, 0, Lsn(lsn), &stream.to_le_bytes()).unwrap();
+            decode_frame(&bytes::Bytes::from(out), 0, seed()).unwrap()
+        };
+        assert!(frame(FrameKind::FragAbort, 9, 9).is_placeholder());
+        assert!(
+            !frame(FrameKind::FragAbort, 9, 4).is_placeholder(),
+            "a real abort"
+        );
+        assert!(!frame(FrameKind::FragBegin, 9, 9).is_placeholder());
+        assert!(!frame(FrameKind::Tx, 9, 9).is_placeholder());
     }
 
     #[test]

@@ -421,7 +421,8 @@ impl Planner<'_> {
     }
 }
 
-/// A frame that carries `lsn` and nothing else.
+/// A frame that carries `lsn` and nothing else: a place-holder
+/// ([`wal_format::Frame::is_placeholder`]).
 fn filler(out: &mut Vec<u8>, seed: wal_format::SegmentSeed, lsn: Lsn, path: &Path) -> Result<()> {
     encode_frame(
         out,

@@ -281,6 +281,7 @@ pub struct TransactionAssembler {
     /// Streams whose abort frame recovery itself wrote (they were unfinished, not aborted).
     closed_by_recovery: BTreeSet<Lsn>,
     aborted: u64,
+    placeholders: u64,
     /// The first frame's LSN (`Lsn::ZERO` before any): where the frames fed begin.
     first_fed: Lsn,
     /// The commit LSN of the last transaction fed (returned or not), or `after` before any:
@@ -300,6 +301,7 @@ impl TransactionAssembler {
             after,
             closed_by_recovery: BTreeSet::new(),
             aborted: 0,
+            placeholders: 0,
             first_fed: Lsn::ZERO,
             prev: after,
         }
@@ -321,6 +323,13 @@ impl TransactionAssembler {
     #[must_use]
     pub fn held_bytes(&self) -> u64 {
         self.held
+    }
+
+    /// Place-holders for lost LSNs ([`wal_format::Frame::is_placeholder`]) after the `after`
+    /// LSN so far: not aborted transactions.
+    #[must_use]
+    pub fn placeholders(&self) -> u64 {
+        self.placeholders
     }
 
     /// Fragmented transactions aborted after the `after` LSN so far.
@@ -432,7 +441,10 @@ impl TransactionAssembler {
                     if let Some((buf, _)) = self.streams.remove(&s) {
                         self.held -= buf.len() as u64;
                     }
-                    if frame.lsn > self.after && !self.closed_by_recovery.contains(&s) {
+                    let counted = frame.lsn > self.after && !self.closed_by_recovery.contains(&s);
+                    if counted && frame.is_placeholder() {
+                        self.placeholders += 1;
+                    } else if counted {
                         self.aborted += 1;
                     }
                 }

@@ -130,6 +130,31 @@ fn a_flipped_byte_costs_one_transaction() {
     assert_eq!(keys.len(), 1999);
     let missing: Vec<u64> = (0..2000).filter(|i| !keys.contains(i)).collect();
     assert_eq!(missing, vec![lsn - 1]);
+    // The lost LSN's place-holder is reported as what it is, not as an aborted transaction.
+    let (code, replay) = walctl(dir.path(), &["replay"]);
+    assert_eq!(code, 0, "{replay}");
+    assert_eq!(replay["lost_lsn_placeholders"], 1, "{replay}");
+    assert_eq!(replay["skipped_aborted"], 0, "{replay}");
+    assert_eq!(replay["transactions_applied"], 1999, "{replay}");
+    let o = Command::new(walctl_path())
+        .arg("--dir")
+        .arg(dir.path())
+        .args([
+            "dump",
+            "--json",
+            "--from",
+            &lsn.to_string(),
+            "--to",
+            &lsn.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let frame: Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (frame["lsn"].as_u64(), &frame["placeholder"]),
+        (Some(lsn), &Value::Bool(true))
+    );
     // The damaged bytes were moved aside, not deleted.
     let aside: Vec<_> = std::fs::read_dir(dir.path().join("log"))
         .unwrap()

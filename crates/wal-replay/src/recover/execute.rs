@@ -59,6 +59,7 @@ impl<S: StateMachine + ?Sized> OnePass<'_, S> {
                 report.applied = self.applied;
                 report.applied_range = self.first_tx.map(|f| (f, self.last_tx));
                 report.skipped_aborted = self.asm.aborted();
+                report.skipped_placeholders = self.asm.placeholders();
                 return Ok(Settled::Done {
                     open_streams: self.asm.open_streams(),
                 });
@@ -256,5 +257,6 @@ pub(super) fn replay<S: StateMachine + ?Sized>(
     report.applied = applied;
     report.applied_range = first.map(|f| (f, last));
     report.skipped_aborted = asm.aborted();
+    report.skipped_placeholders = asm.placeholders();
     Ok(asm.open_streams())
 }

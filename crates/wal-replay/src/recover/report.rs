@@ -96,6 +96,9 @@ pub struct RecoveryReport {
     pub applied: u64,
     /// Fragmented transactions skipped because they were aborted (after the fence).
     pub skipped_aborted: u64,
+    /// Place-holders for LSNs a skip-damaged repair gave up
+    /// ([`wal_format::Frame::is_placeholder`]), after the fence: lost LSNs, not aborts.
+    pub skipped_placeholders: u64,
     /// Fragmented transactions skipped because a crash left them unfinished (the log closes
     /// them with an abort frame on open).
     pub skipped_unfinished: u64,

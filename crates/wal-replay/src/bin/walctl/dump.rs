@@ -114,6 +114,10 @@ struct FrameRow {
     snapshot_fence: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next_segment: Option<u64>,
+    /// A place-holder for an LSN a skip-damaged repair lost (a `FragAbort` naming itself):
+    /// no transaction was aborted there. Absent when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    placeholder: bool,
     /// The durable watermark the frame claims (docs/format.md 3.3); absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     durable: Option<u64>,
@@ -130,8 +134,9 @@ impl FrameRow {
             multi: f.is_multi(),
             stream: f
                 .stream()
-                .filter(|_| f.kind != FrameKind::FragBegin)
+                .filter(|_| f.kind != FrameKind::FragBegin && !f.is_placeholder())
                 .map(|s| s.0),
+            placeholder: f.is_placeholder(),
             snapshot_fence: f.checkpoint_lsn().map(|c| c.0),
             next_segment: f.sealed_next().map(|n| n.0),
             durable: Some(f.durable().0).filter(|&d| d > 0),
@@ -177,6 +182,9 @@ impl fmt::Display for FrameRow {
         }
         if let Some(stream) = self.stream {
             write!(f, " stream {stream}")?;
+        }
+        if self.placeholder {
+            f.write_str(" place-holder for a lost LSN")?;
         }
         if let Some(durable) = self.durable {
             f.write_str(" durable<=")?;
@@ -875,6 +883,7 @@ mod tests {
             payload_len: 1010,
             multi: true,
             stream: Some(7),
+            placeholder: false,
             snapshot_fence: None,
             next_segment: None,
             durable: Some(u64::MAX),

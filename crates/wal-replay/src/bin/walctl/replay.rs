@@ -80,6 +80,8 @@ pub(crate) struct ReplayReport {
     transaction_bytes: u64,
     skipped_aborted: u64,
     skipped_unfinished: u64,
+    /// Place-holders for LSNs a skip-damaged repair gave up: lost, not aborted.
+    lost_lsn_placeholders: u64,
     log_start: u64,
     log_end: u64,
     bytes_scanned: u64,
@@ -144,6 +146,7 @@ impl ReplayReport {
             transaction_bytes,
             skipped_aborted: r.skipped_aborted,
             skipped_unfinished: r.skipped_unfinished,
+            lost_lsn_placeholders: r.skipped_placeholders,
             log_start: plan.log_start.0,
             log_end: plan.log_end.0,
             bytes_scanned: r.bytes_replayed,
@@ -256,6 +259,13 @@ impl fmt::Display for ReplayReport {
             "would skip {} aborted and {} unfinished fragmented transactions",
             self.skipped_aborted, self.skipped_unfinished
         )?;
+        if self.lost_lsn_placeholders > 0 {
+            writeln!(
+                f,
+                "would skip {} for LSNs a skip-damaged repair lost",
+                crate::human::count(self.lost_lsn_placeholders, "place-holder")
+            )?;
+        }
         writeln!(
             f,
             "log holds LSN {}..={} (valid end after recovery)",
