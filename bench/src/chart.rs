@@ -12,7 +12,7 @@ fn color(s: Sys) -> &'static str {
         Sys::RaftEngine | Sys::RaftEngineNoLz4 => "#2ca02c",
         Sys::Sqlite => "#9467bd",
         Sys::LoraWal => "#ff7f0e",
-        Sys::Raw | Sys::RawNaive => "#555555",
+        Sys::Raw | Sys::RawNaive | Sys::RawNewFile => "#555555",
     }
 }
 

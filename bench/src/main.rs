@@ -111,7 +111,7 @@ struct Args {
 }
 
 const HELP: &str = "wal-bench [--quick] [--out docs/benchmarks.md] [--dir DIR] [--secs S] [--rounds R] [--profile] \
-[--only wal-log,okaywal,raft-engine,raft-engine-nolz4,sqlite,lora-wal,raw,raw-naive] \
+[--only wal-log,okaywal,raft-engine,raft-engine-nolz4,sqlite,lora-wal,raw,raw-naive,raw-new-file] \
 [--workloads commits,tx,replay] [--threads 1,2,4,8,16] [--sizes 128,1024,4096] [--allow-tmpfs]
 
 Full mode: 5 rounds of 1 s per cell; --quick: 2 rounds and a smaller replay (a smoke run).

@@ -81,6 +81,25 @@ impl RawFile {
         Ok(())
     }
 
+    /// A new, empty file that grows as it is written (never wraps): the fresh-file limit,
+    /// where every write allocates blocks and every fdatasync commits that allocation.
+    pub fn growing(path: &Path) -> Res<RawFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        file.sync_all()?;
+        if let Some(parent) = path.parent() {
+            File::open(parent)?.sync_all()?;
+        }
+        Ok(RawFile {
+            file,
+            size: u64::MAX,
+            off: AtomicU64::new(0),
+        })
+    }
+
     /// Makes the ring's bytes durable (the quiesce step before a timed cell).
     pub fn sync(&self) -> Res<()> {
         self.file.sync_all()?;

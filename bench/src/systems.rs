@@ -27,10 +27,12 @@ pub enum Sys {
     Raw,
     /// The naive raw loop: bulk writes unaligned, no early write-back.
     RawNaive,
+    /// The fair raw bulk write into a new file that grows as it is written.
+    RawNewFile,
 }
 
 impl Sys {
-    pub const ALL: [Sys; 8] = [
+    pub const ALL: [Sys; 9] = [
         Sys::Ours,
         Sys::Okaywal,
         Sys::RaftEngine,
@@ -39,6 +41,7 @@ impl Sys {
         Sys::LoraWal,
         Sys::Raw,
         Sys::RawNaive,
+        Sys::RawNewFile,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +54,7 @@ impl Sys {
             Sys::LoraWal => "lora-wal 0.34.1",
             Sys::Raw => "raw pwrite+fdatasync",
             Sys::RawNaive => "raw, naive loop",
+            Sys::RawNewFile => "raw, new file",
         }
     }
 
@@ -64,6 +68,7 @@ impl Sys {
             Sys::LoraWal => "lora-wal",
             Sys::Raw => "raw",
             Sys::RawNaive => "raw naive",
+            Sys::RawNewFile => "raw new file",
         }
     }
 
@@ -72,25 +77,26 @@ impl Sys {
         match self {
             Sys::RaftEngineNoLz4 => "raft-engine-nolz4",
             Sys::RawNaive => "raw-naive",
+            Sys::RawNewFile => "raw-new-file",
             other => other.short(),
         }
     }
 
     /// A peer: another log or database (not ours, not the raw disk loops).
     pub fn is_peer(self) -> bool {
-        !matches!(self, Sys::Ours | Sys::Raw | Sys::RawNaive)
+        !matches!(self, Sys::Ours | Sys::Raw | Sys::RawNaive | Sys::RawNewFile)
     }
 
     /// Whether the single-record commit cells run it. Not raft-engine with LZ4 off: no
     /// single-record batch reaches the 8 KiB compression threshold, so it is the same run as
-    /// raft-engine's; not the naive raw loop: its commits are the raw loop's.
+    /// raft-engine's; not the other raw loops: they differ from raw only in bulk writes.
     pub fn in_commits(self) -> bool {
-        !matches!(self, Sys::RaftEngineNoLz4 | Sys::RawNaive)
+        !matches!(self, Sys::RaftEngineNoLz4 | Sys::RawNaive | Sys::RawNewFile)
     }
 
-    /// Whether the replay runs it (the naive loop's reading is the raw loop's).
+    /// Whether the replay runs it (the other raw loops' reading is the raw loop's).
     pub fn in_replay(self) -> bool {
-        self != Sys::RawNaive
+        !matches!(self, Sys::RawNaive | Sys::RawNewFile)
     }
 }
 
@@ -124,6 +130,10 @@ pub fn open_writer(
         Sys::LoraWal => Box::new(lora::Lora::open(dir)?),
         Sys::Raw => Box::new(Raw::new(ring, Bulk::Fair)),
         Sys::RawNaive => Box::new(Raw::new(ring, Bulk::Naive)),
+        Sys::RawNewFile => {
+            let file = Arc::new(RawFile::growing(&dir.join("raw-new.bin"))?);
+            Box::new(Raw::new(&file, Bulk::Fair))
+        }
     })
 }
 
@@ -180,7 +190,7 @@ pub fn replay(
             lora::load(dir, pool, n, tx)?;
             lora::replay
         }
-        Sys::Raw | Sys::RawNaive => {
+        Sys::Raw | Sys::RawNaive | Sys::RawNewFile => {
             raw_load(dir, pool, n, tx)?;
             raw_replay
         }
