@@ -536,16 +536,37 @@ impl ChunkedScanner {
     }
 }
 
-/// Index of the first non-zero byte of `b`. Compares 64 bytes at a time, which the compiler
-/// turns into vector instructions, so a long run of zeros is checked at memory speed.
+/// Bytes [`first_nonzero`] and [`last_nonzero`] check at once before looking for the byte.
+const ZERO_BLOCK: usize = 64;
+
+/// Whether a block of [`ZERO_BLOCK`] bytes is all zeros: the OR of its eight-byte words, which
+/// the compiler keeps in vector registers. (An OR of single bytes, as before, stayed scalar:
+/// about 3 instructions per byte under callgrind, most of a replay's instructions when the
+/// newest segment's preallocated tail is long; see ADR 0011.)
+#[inline]
+fn is_zero_block(block: &[u8]) -> bool {
+    debug_assert_eq!(block.len(), ZERO_BLOCK);
+    block
+        .chunks_exact(8)
+        .map(|w| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            u64::from_ne_bytes(word)
+        })
+        .fold(0u64, |a, w| a | w)
+        == 0
+}
+
+/// Index of the first non-zero byte of `b`, a block of [`ZERO_BLOCK`] bytes at a time, so a
+/// long run of zeros is checked at memory speed.
 pub(crate) fn first_nonzero(b: &[u8]) -> Option<usize> {
-    let mut blocks = b.chunks_exact(64);
+    let mut blocks = b.chunks_exact(ZERO_BLOCK);
     let mut base = 0;
     for block in blocks.by_ref() {
-        if block.iter().fold(0u8, |a, &x| a | x) != 0 {
+        if !is_zero_block(block) {
             return block.iter().position(|&x| x != 0).map(|i| base + i);
         }
-        base += 64;
+        base += ZERO_BLOCK;
     }
     blocks
         .remainder()
@@ -554,15 +575,18 @@ pub(crate) fn first_nonzero(b: &[u8]) -> Option<usize> {
         .map(|i| base + i)
 }
 
-/// Index of the last non-zero byte of `b`, 64 bytes at a time from the end.
+/// Index of the last non-zero byte of `b` (the same, from the end).
 pub(crate) fn last_nonzero(b: &[u8]) -> Option<usize> {
-    let mut blocks = b.rchunks_exact(64);
+    let mut blocks = b.rchunks_exact(ZERO_BLOCK);
     let mut end = b.len();
     for block in blocks.by_ref() {
-        if block.iter().fold(0u8, |a, &x| a | x) != 0 {
-            return block.iter().rposition(|&x| x != 0).map(|i| end - 64 + i);
+        if !is_zero_block(block) {
+            return block
+                .iter()
+                .rposition(|&x| x != 0)
+                .map(|i| end - ZERO_BLOCK + i);
         }
-        end -= 64;
+        end -= ZERO_BLOCK;
     }
     blocks.remainder().iter().rposition(|&x| x != 0)
 }
