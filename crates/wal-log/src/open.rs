@@ -5,7 +5,7 @@ use crate::layout::{LOCK_FILE, PREALLOC_FILE, segment_file_name};
 use crate::open_report::OpenReport;
 use crate::options::{Options, RecoveryMode};
 use crate::plan::{MovedAside, RecoveryPlan, plan_recovery};
-use crate::progress::Tally;
+use crate::progress::{Tally, segment_bytes};
 use crate::published::{self, Publisher};
 use crate::recovery_scan::{
     DirListing, OpenScan, SegmentScan, Visit, list_dir, scan_for_open, scan_segment, seq_gap,
@@ -413,15 +413,7 @@ fn tally_for(vfs: &dyn Vfs, dir: &Path, opts: &Options, listing: &DirListing) ->
     let Some(hook) = opts.progress.clone() else {
         return Tally::new(None, 0);
     };
-    let bytes: u64 = listing
-        .segs
-        .iter()
-        .map(|seq| {
-            vfs.open(&dir.join(segment_file_name(*seq)), OpenMode::Read)
-                .and_then(|f| f.len())
-                .unwrap_or(0)
-        })
-        .sum();
+    let bytes = segment_bytes(vfs, dir, &listing.segs);
     let passes = if opts.recovery == RecoveryMode::SkipDamaged {
         2
     } else {

@@ -1,8 +1,12 @@
 //! [`Progress`]: how far [`crate::Wal::open`]'s read of the log has come, for a progress bar
 //! on a long recovery or repair.
 
+use crate::layout::segment_file_name;
+use crate::vfs::{OpenMode, Vfs};
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
+use wal_format::SegmentSeq;
 
 /// A callback told `(bytes read, bytes to read)` while [`crate::Wal::open`] reads the log
 /// ([`crate::Options::progress`]). Called from the opening thread after each segment file is
@@ -30,6 +34,18 @@ impl fmt::Debug for Progress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Progress(..)")
     }
+}
+
+/// The bytes of the segment files `segs` of `dir`, for a total to read: best effort, a file
+/// that cannot be sized counts as empty (the read that follows reports the error).
+pub(crate) fn segment_bytes(vfs: &dyn Vfs, dir: &Path, segs: &[SegmentSeq]) -> u64 {
+    segs.iter()
+        .map(|seq| {
+            vfs.open(&dir.join(segment_file_name(*seq)), OpenMode::Read)
+                .and_then(|f| f.len())
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 /// What one open has read, against what it will read, told to a [`Progress`] if any.

@@ -22,7 +22,7 @@ use crate::error::{Result, WalError, io_err};
 use crate::layout::segment_file_name;
 use crate::past_damage::{Found, read_all, scan_past_damage};
 use crate::plan::MovedAside;
-use crate::progress::Tally;
+use crate::progress::{Tally, segment_bytes};
 use crate::recovery_scan::list_dir;
 use crate::vfs::{OpenMode, Vfs};
 use std::collections::{BTreeMap, BTreeSet};
@@ -84,15 +84,7 @@ pub fn plan_skip_with_progress(
     dir: &Path,
     progress: &crate::Progress,
 ) -> Result<SkipPlan> {
-    let total = list_dir(vfs, dir)?
-        .segs
-        .iter()
-        .map(|seq| {
-            vfs.open(&dir.join(segment_file_name(*seq)), OpenMode::Read)
-                .and_then(|f| f.len())
-                .unwrap_or(0)
-        })
-        .sum();
+    let total = segment_bytes(vfs, dir, &list_dir(vfs, dir)?.segs);
     let mut tally = Tally::new(Some(progress.clone()), total);
     let plan = plan_skip_tallied(vfs, dir, &mut tally)?;
     tally.finish();
