@@ -19,7 +19,7 @@ use wal_log::{OpenReport, ScanVisitor};
 pub(super) enum PassError {
     /// Replay failed: the state machine, the fragment budget, the snapshot restore.
     Replay(ReplayError),
-    /// The first segment is not the one the plan was made from.
+    /// The first segment is not the one the look before the scan read.
     Changed,
 }
 
