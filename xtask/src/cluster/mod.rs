@@ -30,7 +30,8 @@ pub struct Args {
     pub clients: u64,
     /// The nodes' `--snapshot-every`.
     pub snapshot_every: u64,
-    /// Use the dev-profile binary (`ci` has just built it for the tests) instead of release.
+    /// Use the debug binary of the workspace's test build (`ci` has just made it) instead of
+    /// a release build.
     pub dev: bool,
 }
 
@@ -80,15 +81,19 @@ pub fn parse(args: &[String]) -> Result<Args, Failure> {
     Ok(out)
 }
 
-/// Builds `raft-kv` (release, or dev with `dev`) and returns its path.
+/// Builds `raft-kv` and returns its path: release, or with `dev` the debug binary as the
+/// workspace's test build makes it (`cargo test --workspace --no-run` is the build `ci`'s test
+/// step has just done, so cargo finds it fresh there; `cargo build -p raft-kv` would resolve
+/// features for raft-kv alone and may compile crates again).
 pub fn build(root: &Path, dev: bool) -> Result<PathBuf, Failure> {
     let started = Instant::now();
     let profile = if dev { "debug" } else { "release" };
     println!("building raft-kv ({profile})…");
-    let mut args = vec!["build", "-p", "raft-kv", "--bin", "raft-kv"];
-    if !dev {
-        args.push("--release");
-    }
+    let args: &[&str] = if dev {
+        &["test", "--workspace", "--no-run"]
+    } else {
+        &["build", "--release", "-p", "raft-kv", "--bin", "raft-kv"]
+    };
     crate::util::run(&mut crate::util::cargo(root, args))?;
     println!("built raft-kv in {}", format_duration(started.elapsed()));
     Ok(crate::util::target_dir(root)?.join(profile).join("raft-kv"))
