@@ -15,9 +15,6 @@ use std::time::{Duration, Instant};
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts at starting the cluster on fresh ports when one was taken in between.
 const PORT_ATTEMPTS: u32 = 5;
-/// `RUST_LOG` of the nodes: raft-kv's default (info, openraft at warn) plus openraft's engine
-/// at info, which records each snapshot a follower installs (the snapshot cycle's evidence).
-pub const LOG_FILTER: &str = "info,openraft=warn,openraft::engine::engine_impl=info";
 
 /// How the nodes are started.
 #[derive(Clone, Debug)]
@@ -188,7 +185,6 @@ impl Cluster {
             .args(["--snapshot-every", &c.snapshot_every.to_string()])
             .arg("--secret-file")
             .arg(&c.secret)
-            .env("RUST_LOG", LOG_FILTER)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::piped())
