@@ -206,6 +206,9 @@ async fn kv_write(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Ok(e) => e,
         Err(e) => return bad_request("malformed write", e),
     };
+    if let Err(why) = check_write(&event) {
+        return bad_request("refused write", why);
+    }
     match tokio::time::timeout(app.op_timeout, app.raft.client_write(event)).await {
         Err(_) => api_error(&no_majority(&app, "write")),
         Ok(Ok(r)) => json(
@@ -226,6 +229,24 @@ async fn kv_write(State(app): State<Arc<App>>, body: Bytes) -> Response {
             message: f.to_string(),
         }),
     }
+}
+
+/// Keys and values must print as one `KEY<TAB>VALUE` line each (`scan`, `local-scan`).
+fn check_write(event: &KvEvent) -> Result<(), &'static str> {
+    let (key, value) = match event {
+        KvEvent::Put { key, value } => (key, Some(value)),
+        KvEvent::Del { key } => (key, None),
+    };
+    if key.is_empty() {
+        return Err("the key is empty");
+    }
+    if key.contains(['\t', '\n', '\r']) {
+        return Err("the key holds a tab or a line break");
+    }
+    if value.is_some_and(|v| v.contains(['\n', '\r'])) {
+        return Err("the value holds a line break");
+    }
+    Ok(())
 }
 
 /// Waits until this node may serve a linearizable read (it is the leader, a majority

@@ -230,3 +230,22 @@ fn a_node_whose_log_fails_leaves_service_and_the_others_go_on() {
         assert_eq!(state.get("before").map(String::as_str), Some("1"));
     }
 }
+
+#[test]
+fn the_in_memory_store_serves_the_same_commands() {
+    // --store memory is the benchmark's upper bound: it must run the same cluster.
+    let c = Cluster::start(3, &["--store", "memory"]);
+    c.ok(&["init"]);
+    c.wait_leader(None);
+    c.ok(&["put", "m", "1"]);
+    assert_eq!(c.ok(&["get", "m"]), "1\n");
+    let out = c.ok(&["load", "--count", "50", "--clients", "4"]);
+    assert_eq!(out.lines().count(), 50);
+    let status = c.status();
+    for n in status["nodes"].as_array().unwrap() {
+        assert!(
+            n["wal"].is_null(),
+            "no write-ahead log in memory mode: {status}"
+        );
+    }
+}

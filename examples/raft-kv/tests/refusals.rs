@@ -112,7 +112,10 @@ fn a_stranger_is_refused_and_logged_with_its_address() {
 fn malformed_requests_get_an_error_and_the_node_goes_on() {
     let c = Cluster::start(1, &[]);
     c.ok(&["init"]);
-    let cases: [(&str, &[u8]); 8] = [
+    let cases: [(&str, &[u8]); 11] = [
+        ("/kv/write", br#"{"Put":{"key":"","value":"v"}}"#),
+        ("/kv/write", br#"{"Put":{"key":"a\tb","value":"v"}}"#),
+        ("/kv/write", br#"{"Put":{"key":"k","value":"two\nlines"}}"#),
         ("/kv/write", b"not json"),
         ("/kv/write", br#"{"Frobnicate":{}}"#),
         ("/kv/get", b"{"),
