@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod batcher;
 pub mod client;
 pub mod http;
 pub mod identity;

@@ -123,8 +123,8 @@ impl RaftLogStorage<TypeConfig> for MemLog {
 #[cfg(test)]
 mod tests {
     use super::MemLog;
+    use crate::state_machine::KvState;
     use crate::types::{StateMachine, TypeConfig};
-    use kv::store::Store;
     use openraft::StorageError;
     use openraft::testing::{StoreBuilder, Suite};
     use std::sync::Arc;
@@ -136,7 +136,7 @@ mod tests {
             &self,
         ) -> Result<(tempfile::TempDir, MemLog, StateMachine), StorageError<u64>> {
             let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-            let sm = StateMachine::open(dir.path(), Store::default(), Arc::new(wal_log::StdVfs))
+            let sm = StateMachine::open(dir.path(), KvState::default(), Arc::new(wal_log::StdVfs))
                 .unwrap_or_else(|e| panic!("{e}"));
             Ok((dir, MemLog::default(), sm))
         }

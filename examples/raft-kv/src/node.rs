@@ -4,16 +4,16 @@
 //! such as a log poisoned by a failed write or fsync.
 
 use crate::auth::Verifier;
+use crate::batcher::Batcher;
 use crate::identity::{self, Identity};
 use crate::mem_log::MemLog;
 use crate::network::NetworkFactory;
 use crate::peers::Peers;
 use crate::secret::Secret;
 use crate::server::{self, App};
-use crate::state_machine::NodeStateMachine;
+use crate::state_machine::{KvState, NodeStateMachine};
 use crate::types::{Raft, StateMachine};
 use crate::{Error, StoreKind};
-use kv::store::Store;
 use openraft::{Config, SnapshotPolicy};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -69,7 +69,7 @@ fn open_state_machine(
     let vfs = Arc::new(wal_log::StdVfs);
     match kind {
         StoreKind::Wal => Ok((
-            StateMachine::open(dir.join("sm"), Store::default(), vfs)?,
+            StateMachine::open(dir.join("sm"), KvState::default(), vfs)?,
             None,
         )),
         StoreKind::Memory => {
@@ -77,7 +77,7 @@ fn open_state_machine(
                 op: "create a temporary directory",
                 source: e,
             })?;
-            let sm = StateMachine::open(temp.path(), Store::default(), vfs)?;
+            let sm = StateMachine::open(temp.path(), KvState::default(), vfs)?;
             Ok((sm, Some(temp)))
         }
     }
@@ -132,6 +132,7 @@ pub async fn serve(opts: ServeOptions, secret: Secret) -> Result<(), Error> {
         wal,
         verifier: Verifier::new((*secret).clone()),
         op_timeout: opts.op_timeout,
+        writes: Batcher::start(raft.clone(), opts.op_timeout),
     });
     let (stop_tx, stop_rx) = watch::channel(None::<String>);
     tokio::spawn(watch_fatal(raft.clone(), stop_tx.clone()));

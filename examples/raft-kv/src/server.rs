@@ -2,6 +2,7 @@
 //! behind the authentication check of [`crate::auth`].
 
 use crate::auth::{self, Verifier};
+use crate::batcher::{Batcher, MAX_WRITE_BYTES, write_bytes};
 use crate::network::{self, decode, encode};
 use crate::types::{
     ApiError, GetReply, GetRequest, InitReply, InitRequest, NodeStatus, Raft, ScanReply,
@@ -16,9 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use kv::store::KvEvent;
 use openraft::BasicNode;
-use openraft::error::{
-    CheckIsLeaderError, ClientWriteError, ForwardToLeader, InitializeError, RaftError,
-};
+use openraft::error::{CheckIsLeaderError, ForwardToLeader, InitializeError, RaftError};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -57,8 +56,10 @@ pub struct App {
     pub wal: Option<Arc<wal_log::Wal>>,
     /// The request checker.
     pub verifier: Verifier,
-    /// How long a write or a linearizable read may wait for a majority.
+    /// How long a linearizable read may wait for a majority.
     pub op_timeout: Duration,
+    /// Where writes go (batched into Raft entries).
+    pub writes: Batcher,
 }
 
 /// The router of a node.
@@ -185,7 +186,8 @@ async fn raft_snapshot(State(app): State<Arc<App>>, body: Bytes) -> Response {
     }
 }
 
-fn not_leader(f: ForwardToLeader<u64, BasicNode>) -> ApiError {
+/// A `NotLeader` answer naming the leader openraft named.
+pub(crate) fn not_leader(f: ForwardToLeader<u64, BasicNode>) -> ApiError {
     ApiError::NotLeader {
         leader_id: f.leader_id,
         leader_addr: f.leader_node.map(|n| n.addr),
@@ -209,25 +211,9 @@ async fn kv_write(State(app): State<Arc<App>>, body: Bytes) -> Response {
     if let Err(why) = check_write(&event) {
         return bad_request("refused write", why);
     }
-    match tokio::time::timeout(app.op_timeout, app.raft.client_write(event)).await {
-        Err(_) => api_error(&no_majority(&app, "write")),
-        Ok(Ok(r)) => json(
-            StatusCode::OK,
-            &WriteReply {
-                index: r.log_id.index,
-            },
-        ),
-        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-            api_error(&not_leader(f))
-        }
-        Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-            api_error(&ApiError::Conflict {
-                message: e.to_string(),
-            })
-        }
-        Ok(Err(RaftError::Fatal(f))) => api_error(&ApiError::Stopped {
-            message: f.to_string(),
-        }),
+    match app.writes.write(event).await {
+        Ok(index) => json(StatusCode::OK, &WriteReply { index }),
+        Err(e) => api_error(&e),
     }
 }
 
@@ -239,6 +225,9 @@ fn check_write(event: &KvEvent) -> Result<(), &'static str> {
     };
     if key.is_empty() {
         return Err("the key is empty");
+    }
+    if write_bytes(event) > MAX_WRITE_BYTES {
+        return Err("the key and value are over 1 MiB");
     }
     if key.contains(['\t', '\n', '\r']) {
         return Err("the key holds a tab or a line break");
@@ -275,7 +264,7 @@ async fn kv_get(State(app): State<Arc<App>>, body: Bytes) -> Response {
     if let Err(e) = linearizable(&app).await {
         return api_error(&e);
     }
-    let value = app.sm.with_state(|s| s.map.get(&req.key).cloned());
+    let value = app.sm.with_state(|s| s.0.map.get(&req.key).cloned());
     json(StatusCode::OK, &GetReply { value })
 }
 
@@ -283,9 +272,12 @@ async fn kv_get(State(app): State<Arc<App>>, body: Bytes) -> Response {
 fn local_state(app: &App) -> ScanReply {
     // Read before the state: the state is at least as far along as this says.
     let applied = app.raft.metrics().borrow().last_applied.map(|l| l.index);
-    let entries = app
-        .sm
-        .with_state(|s| s.map.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+    let entries = app.sm.with_state(|s| {
+        s.0.map
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    });
     ScanReply { applied, entries }
 }
 

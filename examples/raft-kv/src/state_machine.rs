@@ -1,12 +1,36 @@
-//! The node's state machine: wal-raft's adapter over the kv map, which also says on stderr
-//! when a snapshot from the leader was installed (the cluster harness waits for that line
-//! to know a lagging node was caught up by a snapshot rather than by the log).
+//! The node's state machine: the kv map whose events are batches of kv events
+//! ([`KvState`]), behind wal-raft's adapter, which also says on stderr when a snapshot from
+//! the leader was installed (the cluster harness waits for that line to know a lagging node
+//! was caught up by a snapshot rather than by the log).
 
 use crate::types::{StateMachine, TypeConfig};
-use kv::store::Store;
+use kv::store::{KvEvent, Store};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{BasicNode, Entry, LogId, OptionalSend, StorageError, StoredMembership};
-use std::io::Cursor;
+use std::io::{self, Cursor, Read, Write};
+use wal_log::Lsn;
+use wal_replay::ApplyError;
+
+/// The kv example's map, applied a batch of events per Raft entry. Its snapshots are the
+/// map's own.
+#[derive(Debug, Default)]
+pub struct KvState(pub Store);
+
+impl wal_replay::StateMachine for KvState {
+    type Event = Vec<KvEvent>;
+
+    fn apply(&mut self, lsn: Lsn, batches: Vec<Vec<KvEvent>>) -> Result<(), ApplyError> {
+        self.0.apply(lsn, batches.into_iter().flatten().collect())
+    }
+
+    fn write_snapshot(&self, out: &mut dyn Write) -> io::Result<()> {
+        self.0.write_snapshot(out)
+    }
+
+    fn restore(&mut self, input: &mut dyn Read) -> io::Result<()> {
+        self.0.restore(input)
+    }
+}
 
 /// [`StateMachine`] that reports each installed snapshot.
 pub struct NodeStateMachine {
@@ -17,7 +41,7 @@ pub struct NodeStateMachine {
 }
 
 impl RaftStateMachine<TypeConfig> for NodeStateMachine {
-    type SnapshotBuilder = wal_raft::SnapshotBuilder<TypeConfig, Store>;
+    type SnapshotBuilder = wal_raft::SnapshotBuilder<TypeConfig, KvState>;
 
     async fn applied_state(
         &mut self,

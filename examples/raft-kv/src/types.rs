@@ -1,20 +1,22 @@
 //! The Raft type configuration of raft-kv and the wire types of its client API.
 
-use kv::store::{KvEvent, Store};
+use crate::state_machine::KvState;
+use kv::store::KvEvent;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Cursor;
 
 openraft::declare_raft_types!(
-    /// raft-kv's Raft types: entries carry kv events, node ids are `u64`, a node is its
-    /// address ([`openraft::BasicNode`]), snapshots are whole files in memory.
+    /// raft-kv's Raft types: an entry carries a batch of kv events (the writes that arrived
+    /// together, see [`crate::batcher`]), node ids are `u64`, a node is its address
+    /// ([`openraft::BasicNode`]), snapshots are whole files in memory.
     pub TypeConfig:
-        D = KvEvent,
+        D = Vec<KvEvent>,
         R = (),
 );
 
 /// The state machine of every node: the kv example's ordered map behind wal-raft's adapter.
-pub type StateMachine = wal_raft::StateMachineStore<TypeConfig, Store>;
+pub type StateMachine = wal_raft::StateMachineStore<TypeConfig, KvState>;
 
 /// The Raft handle of a node.
 pub type Raft = openraft::Raft<TypeConfig>;
