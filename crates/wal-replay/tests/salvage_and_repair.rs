@@ -169,6 +169,11 @@ fn a_snapshot_ahead_of_the_log_is_set_aside_and_never_comes_back() {
         "{aside:?}"
     );
     assert!(aside.exists() && !rejected.path.exists());
+    // The plan named the rename the salvage did, and the record is that plan done.
+    assert_eq!(report.plan.rejected_snapshots, report.rejected_snapshots);
+    assert_eq!(report.plan.snapshot, report.snapshot);
+    assert_eq!(report.plan.log_end, report.log_end);
+    assert_eq!(report.plan.moved_aside, report.moved_aside);
     let first_new = e.wal().last_lsn().0 + 1;
     // New acknowledged commits (SyncPolicy::Always), one key each.
     let mut acked = Vec::new();
