@@ -296,6 +296,25 @@ impl std::fmt::Debug for DirFrames {
 }
 
 impl DirFrames {
+    /// Reads no segment after the one holding `to` (the first whose header's base LSN is past
+    /// it ends the reading), so that [`DirFrames::progress`] counts only what a read up to
+    /// `to` reads. The frames up to `to` are the same; frames after it, in the segment
+    /// holding it, still follow (the caller stops at them).
+    ///
+    /// # Errors
+    /// An I/O error opening a segment to read its header.
+    pub fn until(mut self, to: Lsn) -> Result<DirFrames> {
+        for (i, seq) in self.segs.iter().enumerate().skip(1) {
+            let seg = open_segment(&*self.vfs, &self.dir.join(segment_file_name(*seq)), *seq)?;
+            if seg.header.is_ok_and(|h| h.base_lsn > to) {
+                self.segs.truncate(i);
+                self.sizes.truncate(i);
+                break;
+            }
+        }
+        Ok(self)
+    }
+
     /// After the iterator is exhausted: the segment and the way the last scanned segment
     /// ended (a clean end for a sound log).
     #[must_use]

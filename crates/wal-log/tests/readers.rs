@@ -360,3 +360,46 @@ fn truncated_names_the_transaction_the_follower_needs_next() {
         Err(WalError::Truncated { requested, .. }) if requested == seal
     ));
 }
+
+/// `DirFrames::until(to)`: the frames up to `to` are those of the whole read, and the
+/// progress total counts only the segments up to the one holding `to`.
+#[test]
+fn frames_until_reads_only_the_segments_up_to_the_end_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(
+        dir.path(),
+        Options::default().segment_size(16 << 10).preallocate(false),
+    )
+    .unwrap();
+    for i in 0..800u32 {
+        wal.append(format!("{i:05}{}", "y".repeat(100)).as_bytes())
+            .unwrap();
+    }
+    drop(wal);
+    let vfs: Arc<dyn Vfs> = Arc::new(wal_log::StdVfs);
+    let lsns = |frames: wal_log::inspect::DirFrames, to: u64| -> (Vec<u64>, u64) {
+        let mut frames = frames;
+        let mut out = Vec::new();
+        for f in frames.by_ref() {
+            let lsn = f.unwrap().frame.lsn.0;
+            if lsn > to {
+                break;
+            }
+            out.push(lsn);
+        }
+        (out, frames.progress().1)
+    };
+    let all = wal_log::inspect::frames_from(vfs.clone(), dir.path(), Lsn(1)).unwrap();
+    let (whole, whole_total) = lsns(all, 300);
+    let part = wal_log::inspect::frames_from(vfs, dir.path(), Lsn(1))
+        .unwrap()
+        .until(Lsn(300))
+        .unwrap();
+    let (until, until_total) = lsns(part, 300);
+    assert_eq!(until, whole);
+    assert_eq!(until.last(), Some(&300));
+    assert!(
+        until_total < whole_total / 2,
+        "{until_total} of {whole_total}"
+    );
+}

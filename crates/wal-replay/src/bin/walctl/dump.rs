@@ -493,8 +493,9 @@ pub(crate) fn dump(
     out: &Out,
     args: &DumpArgs,
 ) -> Result<u8, Failure> {
-    let from = args.range().0;
-    let frames = wal_log::inspect::frames_from(vfs.clone(), &data.log_dir(), from)?;
+    let (from, to) = args.range();
+    // Only the segments from `from` to `to` are read, and counted by the bar.
+    let frames = wal_log::inspect::frames_from(vfs.clone(), &data.log_dir(), from)?.until(to)?;
     let mut d = Dump {
         out,
         args,

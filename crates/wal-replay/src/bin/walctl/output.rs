@@ -150,9 +150,10 @@ impl Progress {
             self.bar = Some(bar);
         }
         if let Some(bar) = &self.bar {
+            // The message first: the bar's first frame is drawn with it.
+            bar.set_message(rate_text(done, total, elapsed));
             bar.set_length(total);
             bar.set_position(done);
-            bar.set_message(rate_text(done, total, elapsed));
         }
     }
 
