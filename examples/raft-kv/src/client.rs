@@ -60,6 +60,17 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// True when the cluster refused the request as malformed (bad usage: exit 2).
+    pub fn is_bad_request(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Refused {
+                error: ApiError::BadRequest { .. },
+                ..
+            }
+        )
+    }
+
     /// True when the cause is an authentication refusal (a configuration error: exit 2).
     pub fn is_auth(&self) -> bool {
         matches!(

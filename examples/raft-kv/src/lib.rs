@@ -41,7 +41,8 @@ pub enum Error {
     /// A refused data directory (exit 2).
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
-    /// A client request failed (exit 1; 2 when authentication was refused).
+    /// A client request failed (exit 1; 2 when authentication was refused or the request
+    /// was malformed).
     #[error(transparent)]
     Client(#[from] ClientError),
     /// The Raft log or state machine did not open or failed (exit 1).
@@ -75,7 +76,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) | Error::Secret(_) | Error::Identity(_) => 2,
-            Error::Client(c) if c.is_auth() => 2,
+            Error::Client(c) if c.is_auth() || c.is_bad_request() => 2,
             _ => 1,
         }
     }

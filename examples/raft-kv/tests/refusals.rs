@@ -135,6 +135,11 @@ fn malformed_requests_get_an_error_and_the_node_goes_on() {
     assert_eq!(status, 400);
     // An unknown path is 404, not a crash.
     assert_eq!(signed(&c, "/nowhere", b"").0, 404);
+    // Through the client: a refused write is bad usage (exit 2), with the reason.
+    let out = c.run(&["put", "a\tb", "v"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("the key holds a tab or a line break"), "{err}");
     c.ok(&["put", "still", "here"]);
     assert_eq!(c.ok(&["get", "still"]), "here\n");
 }
