@@ -60,7 +60,9 @@ pub struct Options {
     /// so appends never grow a file. Default true. While segments fill faster than they can be
     /// zero-filled (bulk writing into a new log), the zeros would only be written twice and
     /// waited for at each rotation: the next segment is then created without them
-    /// ([`crate::Stats::zero_fills_skipped`]), until the writer slows down.
+    /// ([`crate::Stats::zero_fills_skipped`]), until the writer slows down. A reopened log
+    /// starts preparing the next segment at its first write, not at the open, so an open
+    /// that only reads (a replay) writes no zeros.
     pub preallocate: bool,
     /// How many segments removed by [`crate::Wal::truncate_prefix`] are kept (renamed
     /// `recycled-<seq>.tmp`) to become future segments, instead of being deleted. A log that

@@ -165,6 +165,7 @@ impl Inner {
             end: frame_end,
         };
         self.publish_write(written, file, head, commits);
+        self.wake_preallocator();
         Ok(lsn)
     }
 

@@ -284,6 +284,7 @@ impl Inner {
             end: pos + frames_len as u64,
         };
         self.publish_write(written, file, buf, commits);
+        self.wake_preallocator();
         Ok(())
     }
 

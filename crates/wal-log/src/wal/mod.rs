@@ -123,6 +123,9 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     prealloc: Ranked<Prealloc>,
     prealloc_cv: Condvar,
+    /// Set while `prealloc` may still be [`Prealloc::Idle`]: the fast check of
+    /// [`Inner::wake_preallocator`].
+    prealloc_idle: AtomicBool,
     pace: Ranked<FillPace>,
     /// Truncated segment files waiting to become new segments, oldest first.
     pub(crate) recycle_pool: Ranked<VecDeque<PathBuf>>,
@@ -396,10 +399,13 @@ impl Inner {
                 Rank::Prealloc,
                 match prealloc_ready {
                     Some(f) => Prealloc::Ready(f),
-                    None => Prealloc::Empty,
+                    // A new log is about to be written; a reopened one may only be read.
+                    None if create => Prealloc::Empty,
+                    None => Prealloc::Idle,
                 },
             ),
             prealloc_cv: Condvar::new(),
+            prealloc_idle: AtomicBool::new(!create),
             pace: Ranked::new(
                 Rank::Pace,
                 FillPace {

@@ -38,6 +38,11 @@ pub(crate) fn zero_fill_pays(
 }
 
 pub(super) enum Prealloc {
+    /// No file, and none wanted yet: the log was reopened and has written nothing since, so
+    /// an open that only reads (a replay) never pays a segment's zero-fill and its fsync.
+    /// The first write ([`Inner::wake_preallocator`]) or a rotation makes it `Empty`.
+    Idle,
+    /// No file: the preallocator thread makes one.
     Empty,
     Preparing,
     Ready(Arc<dyn VfsFile>),
@@ -89,11 +94,28 @@ impl Inner {
         loop {
             match std::mem::replace(&mut *p, Prealloc::Preparing) {
                 Prealloc::Ready(f) if take => return Some(f),
-                Prealloc::Ready(_) | Prealloc::Empty | Prealloc::Failed => return None,
+                Prealloc::Ready(_) | Prealloc::Idle | Prealloc::Empty | Prealloc::Failed => {
+                    return None;
+                }
                 Prealloc::Preparing => {
                     p = p.wait(&self.prealloc_cv);
                 }
             }
+        }
+    }
+
+    /// Asks the preallocator for the next segment file if it has not been asked since the
+    /// open (see [`Prealloc::Idle`]). Called after each write, with no lock held; once asked,
+    /// it costs one atomic load.
+    pub(super) fn wake_preallocator(&self) {
+        if !self.prealloc_idle.load(Ordering::Relaxed) {
+            return;
+        }
+        self.prealloc_idle.store(false, Ordering::Relaxed);
+        let mut p = lock(&self.prealloc);
+        if matches!(*p, Prealloc::Idle) {
+            *p = Prealloc::Empty;
+            self.prealloc_cv.notify_all();
         }
     }
 
@@ -141,6 +163,29 @@ mod tests {
     use crate::wal::Wal;
     use std::path::Path;
     use wal_format::Lsn;
+
+    /// A reopened log asks for no preallocated file until it writes: an open that only reads
+    /// pays no zero-fill; its first append asks for one.
+    #[test]
+    fn a_reopened_log_preallocates_only_once_it_writes() {
+        let vfs = SimVfs::new();
+        let opts = Options::default()
+            .segment_size(16 << 10)
+            .vfs(Arc::new(vfs.clone()));
+        let dir = Path::new("/db");
+        let idle = |wal: &Wal| matches!(*lock(&wal.inner.prealloc), Prealloc::Idle);
+        let (wal, _) = Wal::open(dir, opts.clone()).unwrap();
+        assert!(!idle(&wal), "a new log is about to be written");
+        wal.append(b"one").unwrap();
+        drop(wal);
+        let (wal, _) = Wal::open(dir, opts).unwrap();
+        assert!(idle(&wal));
+        assert_eq!(wal.read_from(Lsn::ZERO).unwrap().count(), 1);
+        assert!(idle(&wal), "reading asks for nothing");
+        assert!(vfs.read_file(&dir.join(PREALLOC_FILE)).is_none());
+        wal.append(b"two").unwrap();
+        assert!(!idle(&wal), "the first write asks for the next segment");
+    }
 
     /// Zero-filling stops while segments fill faster than it, and resumes when they do not.
     #[test]
