@@ -371,7 +371,9 @@ fn targets(o: &mut String, r: &Results) {
         "\nThe 8- and 16-writer rows compare with the strict group-commit ceiling measured in the \
          same cells (*Durable commits per second*): [ADR 0005](decisions/0005-eight-writer-target.md) \
          says why 2× okaywal is out of reach. Where the bulk gap to raw goes: \
-         [ADR 0006](decisions/0006-bulk-transaction-gap.md).\n\n",
+         [ADR 0006](decisions/0006-bulk-transaction-gap.md). The gaps issue 20 named (fresh-log \
+         transactions, the group-commit ceiling, replay against every peer), as measured on \
+         this harness: [ADR 0012](decisions/0012-bench-gaps.md).\n\n",
     );
 }
 

@@ -542,7 +542,7 @@ const ZERO_BLOCK: usize = 64;
 /// Whether a block of [`ZERO_BLOCK`] bytes is all zeros: the OR of its eight-byte words, which
 /// the compiler keeps in vector registers. (An OR of single bytes, as before, stayed scalar:
 /// about 3 instructions per byte under callgrind, most of a replay's instructions when the
-/// newest segment's preallocated tail is long; see ADR 0011.)
+/// newest segment's preallocated tail is long; see ADR 0012.)
 #[inline]
 fn is_zero_block(block: &[u8]) -> bool {
     debug_assert_eq!(block.len(), ZERO_BLOCK);
