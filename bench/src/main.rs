@@ -263,11 +263,17 @@ fn run() -> Res<()> {
     let pools: Vec<(usize, Vec<Vec<u8>>)> = args.sizes.iter().map(|&s| (s, pool_of(s))).collect();
     let ring_path = root.join("raw-prealloc.bin");
     let ring = Arc::new(RawFile::create(&ring_path, 256 << 20)?);
+    let cx = Cells {
+        root: &root,
+        pools: &pools,
+        ring: &ring,
+        t,
+    };
     if args.workloads.contains(&Workload::Commits) {
-        run_commits(&mut r, &root, &pools, &ring, t)?;
+        run_commits(&mut r, &cx)?;
     }
     if args.workloads.contains(&Workload::Tx) {
-        run_tx(&mut r, &root, &pools, &ring, t)?;
+        run_tx(&mut r, &cx)?;
     }
     drop(ring);
     let _ = std::fs::remove_file(&ring_path);
@@ -290,6 +296,15 @@ fn run() -> Res<()> {
     Ok(())
 }
 
+/// What every commit and transaction cell runs with.
+struct Cells<'a> {
+    root: &'a Path,
+    /// Each record size with its pool of records.
+    pools: &'a [(usize, Vec<Vec<u8>>)],
+    ring: &'a Arc<RawFile>,
+    t: Timing,
+}
+
 /// A slot in the commit cells' rotation: a system, or the group-commit ceiling.
 #[derive(Clone, Copy, PartialEq)]
 enum CommitSlot {
@@ -297,14 +312,9 @@ enum CommitSlot {
     Ceiling,
 }
 
-fn run_commits(
-    r: &mut Results,
-    root: &Path,
-    pools: &[(usize, Vec<Vec<u8>>)],
-    ring: &Arc<RawFile>,
-    t: Timing,
-) -> Res<()> {
-    for (size, pool) in pools {
+fn run_commits(r: &mut Results, cx: &Cells) -> Res<()> {
+    let (root, ring, t) = (cx.root, cx.ring, cx.t);
+    for (size, pool) in cx.pools {
         for &threads in &r.threads {
             let mut slots: Vec<CommitSlot> = r
                 .systems
@@ -363,18 +373,13 @@ enum TxSlot {
     Steady,
 }
 
-fn run_tx(
-    r: &mut Results,
-    root: &Path,
-    pools: &[(usize, Vec<Vec<u8>>)],
-    ring: &Arc<RawFile>,
-    t: Timing,
-) -> Res<()> {
+fn run_tx(r: &mut Results, cx: &Cells) -> Res<()> {
+    let (root, ring, t) = (cx.root, cx.ring, cx.t);
     let mut slots: Vec<TxSlot> = r.systems.iter().map(|&s| TxSlot::Sys(s)).collect();
     if r.systems.contains(&Sys::Ours) {
         slots.push(TxSlot::Steady);
     }
-    for (size, pool) in pools {
+    for (size, pool) in cx.pools {
         let records: Vec<Vec<u8>> = pool[..TX_RECORDS].to_vec();
         let flat: Vec<u8> = records.concat();
         let rounds = cells::rotate(root, &slots, r.rounds, |slot, dir| {
