@@ -34,7 +34,8 @@ commands:
   cluster [--cycles N] [--keys-per-cycle K] [--clients C] [--snapshot-every E] [--dev]
                      a three-node raft-kv cluster of real processes under load: SIGKILL the
                      leader N times (default 3), a follower once, keep one node down until a
-                     snapshot must catch it up; check every node's state (a few minutes)
+                     snapshot must catch it up; check every node's state (a few minutes);
+                     --dev: the debug raft-kv of the workspace's test build (what ci runs)
   cluster-bench [--rounds R] [--quick]
                      commits/s and latency of the three-node cluster with 1, 16 and 64
                      clients, --store wal vs --store memory; writes its section of
