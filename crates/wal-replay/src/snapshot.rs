@@ -530,60 +530,9 @@ impl SnapshotStore {
         }
     }
 
-    /// Of `snapshots` (a [`SnapshotStore::list`] of this store, newest first), those of log
-    /// `log_id` whose fence is past `log_end`: those recovery rejects as ahead of the log and
-    /// renames aside ([`RejectedSnapshot::ahead_of_log`](crate::RejectedSnapshot::ahead_of_log)).
-    /// Reads only, and only those past `log_end`; a snapshot that does not verify or belongs
-    /// to another log is not one of them (recovery rejects it for that instead).
-    ///
-    /// # Errors
-    /// An I/O error reading the snapshots.
-    pub fn ahead_of(
-        &self,
-        snapshots: &[SnapshotFile],
-        log_id: LogId,
-        log_end: Lsn,
-    ) -> Result<Vec<SnapshotFile>> {
-        let mut ahead = Vec::new();
-        for file in snapshots.iter().take_while(|f| f.fence > log_end) {
-            match self.verify(file, Some(log_id)) {
-                Ok(_) => ahead.push(file.clone()),
-                Err(ReplayError::BadSnapshot { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(ahead)
-    }
-
-    /// Renames each of `files` aside (`<name>.corrupt`, never replacing an earlier one), then
-    /// syncs the directory. Returns the new paths, in order.
-    ///
-    /// # Errors
-    /// An I/O error renaming or syncing.
-    pub fn set_aside_all(&self, files: &[SnapshotFile]) -> Result<Vec<PathBuf>> {
-        let mut to = Vec::with_capacity(files.len());
-        for f in files {
-            tracing::warn!(snapshot = %f.path.display(), "setting a snapshot ahead of the log aside");
-            to.push(self.set_aside(&f.path)?);
-        }
-        if !to.is_empty() {
-            self.sync()?;
-        }
-        Ok(to)
-    }
-
     /// Removes a file of the store and syncs the directory.
     pub(crate) fn remove(&self, path: &Path) -> Result<()> {
         self.vfs.remove(path).map_err(io_err("remove", path))
-    }
-
-    /// The names [`SnapshotStore::set_aside_all`] would give `files` now, in order, without
-    /// renaming anything: what a dry run prints.
-    ///
-    /// # Errors
-    /// An I/O error looking a name up.
-    pub fn aside_names(&self, files: &[SnapshotFile]) -> Result<Vec<PathBuf>> {
-        files.iter().map(|f| self.aside_name(&f.path)).collect()
     }
 
     /// Renames a file aside, to [`SnapshotStore::aside_name`].

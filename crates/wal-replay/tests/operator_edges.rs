@@ -506,3 +506,50 @@ fn a_snapshot_pruned_between_listing_and_verifying_is_gone_not_an_io_error() {
         "{err:?}"
     );
 }
+
+/// `walctl repair --dry-run` prints the data directory's plan, and the repair then does
+/// exactly that: on a salvage that leaves the snapshot (fence 3) ahead of the log, the dry
+/// run's snapshot to set aside, with the name it takes (`.1.corrupt`: an earlier set-aside
+/// file holds the plain name), is the one the repair renamed, under that name; and the bytes
+/// it would move aside are the ones moved.
+#[test]
+fn walctl_repair_does_what_its_dry_run_planned() {
+    let d = salvage_fixture();
+    let [snap] = &snapshot_files(d.path())[..] else {
+        panic!("{:?}", snapshot_files(d.path()))
+    };
+    let taken = format!("{}.corrupt", snap.display());
+    std::fs::write(&taken, b"an earlier set-aside file").unwrap();
+    let mode = ["repair", "--mode", "salvage-prefix"];
+    let (code, dry) = run_json(d.path(), &[&mode[..], &["--dry-run"]].concat());
+    assert_eq!(code, 0, "{dry}");
+    let (code, done) = run_json(d.path(), &mode);
+    assert_eq!(code, 0, "{done}");
+
+    let planned = dry["would_set_aside_snapshots"].as_array().unwrap();
+    let did = done["snapshots_set_aside"].as_array().unwrap();
+    let expected_to = format!("{}.1.corrupt", snap.display());
+    assert_eq!(planned.len(), 1, "{dry}");
+    assert_eq!(planned[0]["file"], snap.to_str().unwrap(), "{dry}");
+    assert_eq!(planned[0]["fence"], 3, "{dry}");
+    assert_eq!(planned[0]["to"], expected_to.as_str(), "{dry}");
+    let pairs =
+        |v: &[serde_json::Value], from: &str| -> Vec<(serde_json::Value, serde_json::Value)> {
+            v.iter()
+                .map(|s| (s[from].clone(), s["to"].clone()))
+                .collect()
+        };
+    assert_eq!(pairs(planned, "file"), pairs(did, "from"), "{dry}\n{done}");
+    assert!(
+        !dry["would_move_aside"].as_array().unwrap().is_empty(),
+        "{dry}"
+    );
+    assert_eq!(
+        dry["would_move_aside"], done["moved_aside"],
+        "{dry}\n{done}"
+    );
+    // On disk: renamed to that name, the earlier file untouched.
+    assert!(!snap.exists());
+    assert!(Path::new(&expected_to).exists());
+    assert_eq!(std::fs::read(&taken).unwrap(), b"an earlier set-aside file");
+}

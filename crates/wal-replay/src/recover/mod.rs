@@ -8,7 +8,8 @@
 //! pass ([`pass`]) rides on the log's scan and applies from a first choice of snapshot made
 //! before the end is known (by the same rules, every snapshot taken to be within the log); the
 //! plan confirms that choice, or the state is still untouched and the plan's snapshot is
-//! restored for a second read. The read-only replay ([`read_only`]) runs the same pass over
+//! restored for a second read. A repair of the log alone plans and sets aside its snapshots
+//! by the same rules ([`repair`]). The read-only replay ([`read_only`]) runs the same pass over
 //! the same scan without changing anything. The data directory's layout is in [`data_dir`],
 //! what recovery takes and reports in [`report`].
 
@@ -19,6 +20,7 @@ mod look;
 mod pass;
 mod plan;
 mod read_only;
+mod repair;
 mod report;
 
 pub use data_dir::{DataDir, LOG_DIR, SNAPSHOT_DIR};
@@ -28,6 +30,7 @@ use pass::{OnePass, Scanned};
 pub use plan::{DataDirPlan, RejectedSnapshot, SnapshotUsed};
 use plan::{LogFacts, Schemas};
 pub use read_only::{replay_read_only, replay_read_only_with_codec};
+pub use repair::plan_repair;
 pub use report::{Progress, RecoverOptions, Recovered, RecoveryReport};
 
 #[cfg(doc)]

@@ -5,6 +5,7 @@
 
 use super::facts::SnapshotFacts;
 use super::plan::{DataDirPlan, LogFacts, RejectedSnapshot, Schemas, plan_data_dir};
+use super::repair::rename_aside;
 use crate::error::{ReplayError, Result, apply_err};
 use crate::logscan::TransactionAssembler;
 use crate::snapshot::{SnapshotStore, VerifiedSnapshot};
@@ -175,19 +176,12 @@ impl<'a, S: StateMachine + ?Sized> OnePass<'a, S> {
         if self.read_only {
             return Ok(());
         }
-        let mut any = false;
-        for r in (plan.rejected_snapshots.iter()).filter(|r| r.is_set_aside() && which(r)) {
-            if self.renamed.iter().any(|(from, _)| *from == r.path) {
-                continue;
-            }
-            tracing::warn!(snapshot = %r.path.display(), reason = %r.reason, "setting a rejected snapshot aside");
-            let to = self.store.set_aside(&r.path)?;
-            self.renamed.push((r.path.clone(), to));
-            any = true;
-        }
-        if any {
-            self.store.sync()?;
-        }
+        let renamed = &self.renamed;
+        let todo = (plan.rejected_snapshots.iter()).filter(|r| {
+            r.is_set_aside() && which(r) && !renamed.iter().any(|(from, _)| *from == r.path)
+        });
+        let done = rename_aside(self.store, todo)?;
+        self.renamed.extend(done);
         Ok(())
     }
 }

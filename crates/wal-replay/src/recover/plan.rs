@@ -63,6 +63,8 @@ pub struct SnapshotUsed {
 pub struct RejectedSnapshot {
     /// The file.
     pub path: PathBuf,
+    /// Its fence (from its name).
+    pub fence: Lsn,
     /// Why it was passed over.
     pub reason: String,
     /// Its fence is past the end of the log (the log lost transactions the snapshot holds,
@@ -104,6 +106,7 @@ impl RejectedSnapshot {
     ) -> Self {
         RejectedSnapshot {
             path: file.path.clone(),
+            fence: file.fence,
             reason: format!(
                 "its fence {} is ahead of the log, which ends at LSN {log_end}",
                 file.fence
@@ -118,6 +121,7 @@ impl RejectedSnapshot {
     pub(super) fn bad(file: &SnapshotFile, reason: &str) -> Self {
         RejectedSnapshot {
             path: file.path.clone(),
+            fence: file.fence,
             reason: reason.to_owned(),
             ahead_of_log: false,
             restore_failed: false,
@@ -130,6 +134,7 @@ impl RejectedSnapshot {
     pub(super) fn restore_failed(file: &SnapshotFile, cause: &str) -> Self {
         RejectedSnapshot {
             path: file.path.clone(),
+            fence: file.fence,
             reason: format!("restoring it failed: {cause}"),
             ahead_of_log: false,
             restore_failed: true,
@@ -207,6 +212,28 @@ pub(super) fn plan_data_dir(
     target: Option<Lsn>,
     schemas: Schemas,
 ) -> Result<(DataDirPlan, Option<VerifiedSnapshot>)> {
+    let (plan, chosen) = plan_snapshots(snaps, log, target);
+    if let Some(c) = &chosen {
+        schemas.check(&c.file.path, c.header.event_schema)?;
+    }
+    if plan.replay_from < plan.log_start {
+        return Err(ReplayError::LogTruncated {
+            needed: plan.replay_from,
+            oldest: plan.log_start,
+            reason: why_truncated(chosen.as_ref(), &plan),
+        });
+    }
+    Ok((plan, chosen))
+}
+
+/// [`plan_data_dir`] without the checks that need a state machine and a log that covers
+/// replay: the rules applied to the snapshots, the set-aside ones named, the snapshot chosen
+/// and where replay would start. What a repair of the log plans for the snapshots.
+pub(super) fn plan_snapshots(
+    snaps: &SnapshotFacts,
+    log: LogFacts,
+    target: Option<Lsn>,
+) -> (DataDirPlan, Option<VerifiedSnapshot>) {
     let mut plan = DataDirPlan {
         target,
         log_id: Some(log.log_id),
@@ -217,24 +244,14 @@ pub(super) fn plan_data_dir(
     };
     let chosen = choose(snaps, log.end, target, &mut plan);
     name_set_asides(&snaps.listing.corrupt_files, &mut plan.rejected_snapshots);
-    if let Some(c) = &chosen {
-        schemas.check(&c.file.path, c.header.event_schema)?;
-    }
     let fence = chosen.as_ref().map_or(Lsn::ZERO, |c| c.header.fence);
     plan.replay_from = fence.next();
-    if plan.replay_from < plan.log_start {
-        return Err(ReplayError::LogTruncated {
-            needed: plan.replay_from,
-            oldest: plan.log_start,
-            reason: why_truncated(chosen.as_ref(), &plan),
-        });
-    }
     plan.snapshot = chosen.as_ref().map(|c| SnapshotUsed {
         path: c.file.path.clone(),
         fence,
         bytes: c.header.body_len,
     });
-    Ok((plan, chosen))
+    (plan, chosen)
 }
 
 /// The snapshot a recovery would try first before the log's end is known (every snapshot is

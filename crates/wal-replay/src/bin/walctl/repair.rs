@@ -1,14 +1,15 @@
 //! `walctl repair [--dry-run]`: move damaged bytes aside under the log's lock (the dry run
 //! says exactly what would be done, including the refusals).
 
-use serde::Serialize;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use wal_log::inspect::{Inspection, Verdict};
-use wal_log::{MovedAside, Options, RecoveryMode, SyncPolicy, Vfs, Wal, WalError};
-use wal_replay::snapshot::SnapshotFile;
-use wal_replay::{DataDir, ReplayError};
+use wal_log::{MovedAside, Options, RecoveryMode, RecoveryPlan, SyncPolicy, Vfs, Wal, WalError};
+use wal_replay::inspect::plan_repair;
+use wal_replay::{DataDir, RejectedSnapshot, ReplayError};
 
 use crate::RepairMode;
 use crate::exit::{EXIT_CORRUPT, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, Failure, exit_code};
@@ -25,7 +26,9 @@ pub(crate) struct DryRunReport {
     verdict: Verdict,
     #[serde(serialize_with = "moved_json")]
     would_move_aside: Vec<MovedAside>,
-    would_set_aside_snapshots: Vec<SnapshotAside>,
+    /// The snapshots the data directory's plan sets aside, with the names they would take.
+    #[serde(serialize_with = "would_set_aside_json")]
+    would_set_aside_snapshots: Vec<RejectedSnapshot>,
     /// Skip-damaged: segment files it would rewrite around the damage (or write anew).
     would_rewrite: Vec<PathBuf>,
     open_streams_to_abort: Vec<u64>,
@@ -49,15 +52,6 @@ struct ModeOutcome {
     lost_lsns: Vec<(u64, u64)>,
 }
 
-/// A snapshot past the end the repair keeps, and the name the repair would rename it to
-/// (`SnapshotStore::aside_names`, the names the repair's renames take).
-#[derive(Serialize)]
-struct SnapshotAside {
-    file: PathBuf,
-    fence: u64,
-    to: PathBuf,
-}
-
 /// What `repair` did.
 #[derive(Serialize)]
 pub(crate) struct RepairReport {
@@ -69,16 +63,44 @@ pub(crate) struct RepairReport {
     /// Skip-damaged: the LSNs given up.
     lost_lsns: Vec<(u64, u64)>,
     aborted_streams: Vec<u64>,
-    snapshots_set_aside: Vec<SnapshotMoved>,
+    #[serde(serialize_with = "set_aside_json")]
+    snapshots_set_aside: Vec<RejectedSnapshot>,
     last_lsn: u64,
     segments: usize,
 }
 
-/// A snapshot renamed aside, and its new name.
-#[derive(Serialize)]
-struct SnapshotMoved {
-    from: PathBuf,
-    to: PathBuf,
+/// Snapshots the dry run would set aside, in walctl's JSON: a list of `file`, `fence`, `to`
+/// (the name the rename would take). For `#[serde(serialize_with)]`.
+fn would_set_aside_json<S: Serializer>(
+    snaps: &[RejectedSnapshot],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    struct One<'a>(&'a RejectedSnapshot);
+    impl Serialize for One<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut m = s.serialize_struct("SnapshotAside", 3)?;
+            m.serialize_field("file", &self.0.path)?;
+            m.serialize_field("fence", &self.0.fence.0)?;
+            m.serialize_field("to", &self.0.set_aside)?;
+            m.end()
+        }
+    }
+    s.collect_seq(snaps.iter().map(One))
+}
+
+/// Snapshots the repair set aside, in walctl's JSON: a list of `from`, `to` (the name the
+/// rename took). For `#[serde(serialize_with)]`.
+fn set_aside_json<S: Serializer>(snaps: &[RejectedSnapshot], s: S) -> Result<S::Ok, S::Error> {
+    struct One<'a>(&'a RejectedSnapshot);
+    impl Serialize for One<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut m = s.serialize_struct("SnapshotMoved", 2)?;
+            m.serialize_field("from", &self.0.path)?;
+            m.serialize_field("to", &self.0.set_aside)?;
+            m.end()
+        }
+    }
+    s.collect_seq(snaps.iter().map(One))
 }
 
 pub(crate) fn repair(
@@ -97,18 +119,18 @@ pub(crate) fn repair(
     // Snapshots past the end the repair keeps hold transactions the log no longer has (a
     // salvage cut them off). Recovery would set them aside, but only while the log still ends
     // there: the abort frames the open writes for cut-off large transactions take those LSNs
-    // again. So they are set aside first, before the log changes.
-    // The same decisions as the repair's open makes (`Inspection::recovery_plan`).
+    // again. So they are set aside first, before the log changes, as the data directory's plan
+    // for the log the repair's open keeps (`Inspection::recovery_plan`) says.
     let plan = ins.recovery_plan(recovery);
-    let ahead = match (ins.log_id, &plan) {
-        (Some(id), Ok(p)) => store.ahead_of(&store.list()?.snapshots, id, p.last_lsn)?,
-        _ => Vec::new(),
+    let snapshots = match (ins.log_id, &plan) {
+        (Some(id), Ok(p)) => Some(plan_repair(&store, id, p.clone())?),
+        _ => None,
     };
     if dry_run {
-        let ahead: Vec<_> = ahead
+        let set_aside: Vec<RejectedSnapshot> = snapshots
             .iter()
+            .flat_map(|p| p.rejected_snapshots.iter().filter(|r| r.is_set_aside()))
             .cloned()
-            .zip(store.aside_names(&ahead)?)
             .collect();
         // Read past damage: what skip-damaged would do, and what every mode keeps and loses.
         let (bar, hook) = crate::output::shared("reading past damage");
@@ -116,8 +138,10 @@ pub(crate) fn repair(
         crate::output::finish_shared(&bar);
         let skip_plan = skip.as_ref().ok().cloned();
         let mut report = match mode {
-            RepairMode::SkipDamaged => dry_run_report(&ins, skip.map(|p| p.moved_aside), &[], mode),
-            _ => dry_run_report(&ins, plan.map(|p| p.moved_aside), &ahead, mode),
+            RepairMode::SkipDamaged => {
+                dry_run_report(&ins, skip.map(|p| p.moved_aside), set_aside, mode)
+            }
+            _ => dry_run_report(&ins, plan.map(|p| p.moved_aside), set_aside, mode),
         };
         if let (RepairMode::SkipDamaged, Some(p)) = (mode, &skip_plan) {
             report.would_rewrite = p.rewritten.clone();
@@ -126,9 +150,10 @@ pub(crate) fn repair(
         out.emit(&report);
         return Ok(report.exit_code);
     }
-    let mut set_aside: Vec<SnapshotMoved> = Vec::new();
-    let aside_to = store.set_aside_all(&ahead)?;
-    set_aside.extend(moved_snapshots(&ahead, aside_to));
+    let mut set_aside = match &snapshots {
+        Some(p) => p.set_aside_snapshots(&store)?,
+        None => Vec::new(),
+    };
     let (bar, hook) = crate::output::shared("repairing");
     let mut opts = Options::default()
         .recovery(recovery)
@@ -147,10 +172,16 @@ pub(crate) fn repair(
         ),
         other => other.into(),
     })?;
-    // Had the log changed since the inspection, the open's end is the one that counts.
-    let late = store.ahead_of(&store.list()?.snapshots, wal.log_id(), report.last_lsn)?;
-    let late_to = store.set_aside_all(&late)?;
-    set_aside.extend(moved_snapshots(&late, late_to));
+    // Had the log changed since the inspection, the plan for what the open kept is the one
+    // that counts (those set aside already are no longer listed).
+    let kept = RecoveryPlan {
+        moved_aside: report.moved_aside.clone(),
+        first_lsn: report.first_lsn,
+        last_lsn: report.last_lsn,
+        ..RecoveryPlan::default()
+    };
+    let late = plan_repair(&store, wal.log_id(), kept)?;
+    set_aside.extend(late.set_aside_snapshots(&store)?);
     let log_end = wal.last_lsn();
     drop(wal);
     out.emit(&RepairReport {
@@ -167,21 +198,11 @@ pub(crate) fn repair(
     Ok(EXIT_OK)
 }
 
-fn moved_snapshots(
-    files: &[SnapshotFile],
-    to: Vec<PathBuf>,
-) -> impl Iterator<Item = SnapshotMoved> + '_ {
-    files.iter().zip(to).map(|(s, to)| SnapshotMoved {
-        from: s.path.clone(),
-        to,
-    })
-}
-
 /// The dry run's report: the plan of the repair's open, or the refusal it would meet.
 fn dry_run_report(
     ins: &Inspection,
     plan: Result<Vec<MovedAside>, WalError>,
-    ahead: &[(SnapshotFile, PathBuf)],
+    set_aside: Vec<RejectedSnapshot>,
     mode: RepairMode,
 ) -> DryRunReport {
     let verdict = ins.verdict();
@@ -191,7 +212,7 @@ fn dry_run_report(
     match plan {
         Ok(p) => {
             would_move_aside = p;
-            if verdict == Verdict::Sound && ahead.is_empty() {
+            if verdict == Verdict::Sound && set_aside.is_empty() {
                 note = "the log is sound: nothing to repair".into();
             }
         }
@@ -216,14 +237,7 @@ fn dry_run_report(
         mode: format!("{mode:?}"),
         verdict,
         would_move_aside,
-        would_set_aside_snapshots: ahead
-            .iter()
-            .map(|(s, to)| SnapshotAside {
-                file: s.path.clone(),
-                fence: s.fence.0,
-                to: to.clone(),
-            })
-            .collect(),
+        would_set_aside_snapshots: set_aside,
         open_streams_to_abort: ins.open_streams.iter().map(|l| l.0).collect(),
         would_rewrite: Vec::new(),
         modes: Vec::new(),
@@ -326,10 +340,12 @@ impl fmt::Display for DryRunReport {
             writeln!(
                 f,
                 "would set snapshot {} aside (*.corrupt): its fence {} is past the log's end after the repair",
-                s.file.display(),
+                s.path.display(),
                 s.fence
             )?;
-            writeln!(f, "  it would be renamed to {}", s.to.display())?;
+            if let Some(to) = &s.set_aside {
+                writeln!(f, "  it would be renamed to {}", to.display())?;
+            }
         }
         for l in &self.open_streams_to_abort {
             writeln!(
@@ -389,8 +405,8 @@ impl fmt::Display for RepairReport {
             writeln!(
                 f,
                 "set snapshot {} aside to {}: its fence is past the log's end after the repair",
-                s.from.display(),
-                s.to.display()
+                s.path.display(),
+                s.set_aside.as_deref().unwrap_or(&s.path).display()
             )?;
         }
         for l in &self.aborted_streams {
