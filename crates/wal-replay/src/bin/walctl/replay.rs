@@ -1,14 +1,18 @@
 //! `walctl replay`: what recovery would do (read-only): which snapshot, which LSNs, how many
 //! transactions, what it would move aside.
 
-use serde::Serialize;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use wal_format::Lsn;
 use wal_log::{MovedAside, Options, Transaction, Vfs};
-use wal_replay::{ApplyError, DataDir, RecoverOptions, RecoveryReport, StateMachine};
+use wal_replay::{
+    ApplyError, DataDir, RecoverOptions, RecoveryReport, RejectedSnapshot, SnapshotUsed,
+    StateMachine,
+};
 
 use crate::ReplayMode;
 use crate::exit::{EXIT_OK, Failure};
@@ -70,8 +74,10 @@ pub(crate) struct ReplayReport {
     read_only: bool,
     log_id: Option<String>,
     new_log: bool,
-    snapshot: Option<SnapshotUsedRow>,
-    rejected_snapshots: Vec<RejectedRow>,
+    #[serde(serialize_with = "snapshot_json")]
+    snapshot: Option<SnapshotUsed>,
+    #[serde(serialize_with = "rejected_json")]
+    rejected_snapshots: Vec<RejectedSnapshot>,
     snapshots_after_target: Vec<PathBuf>,
     target: Option<u64>,
     replay_from: u64,
@@ -92,24 +98,40 @@ pub(crate) struct ReplayReport {
     elapsed_s: f64,
 }
 
-#[derive(Serialize)]
-struct SnapshotUsedRow {
-    file: PathBuf,
-    fence: u64,
-    bytes: u64,
+/// The snapshot recovery would restore, in walctl's JSON: `file`, `fence`, `bytes` (its body
+/// length), or `null`. For `#[serde(serialize_with)]`: the report carries the plan's own
+/// [`SnapshotUsed`].
+fn snapshot_json<S: Serializer>(used: &Option<SnapshotUsed>, s: S) -> Result<S::Ok, S::Error> {
+    let Some(used) = used else {
+        return s.serialize_none();
+    };
+    let mut m = s.serialize_struct("SnapshotUsed", 3)?;
+    m.serialize_field("file", &used.path)?;
+    m.serialize_field("fence", &used.fence.0)?;
+    m.serialize_field("bytes", &used.bytes)?;
+    m.end()
 }
 
-/// A snapshot recovery would skip; `would_set_aside` when it would rename it
-/// `*.snap.corrupt` (`RejectedSnapshot::is_set_aside`: `ahead_of_log`, or `restore_failed`),
-/// and `set_aside_to` the name it would get (the plan recovery executes).
-#[derive(Serialize)]
-struct RejectedRow {
-    file: PathBuf,
-    reason: String,
-    would_set_aside: bool,
-    set_aside_to: Option<PathBuf>,
-    ahead_of_log: bool,
-    restore_failed: bool,
+/// The snapshots recovery would skip, in walctl's JSON: a list of `file`, `reason`,
+/// `would_set_aside` (it would rename it `*.snap.corrupt`: `RejectedSnapshot::is_set_aside`,
+/// `ahead_of_log` or `restore_failed`), `set_aside_to` (the name it would get: the plan
+/// recovery executes), `ahead_of_log`, `restore_failed`. For `#[serde(serialize_with)]`.
+fn rejected_json<S: Serializer>(rejected: &[RejectedSnapshot], s: S) -> Result<S::Ok, S::Error> {
+    struct One<'a>(&'a RejectedSnapshot);
+    impl Serialize for One<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let r = self.0;
+            let mut m = s.serialize_struct("RejectedSnapshot", 6)?;
+            m.serialize_field("file", &r.path)?;
+            m.serialize_field("reason", &r.reason)?;
+            m.serialize_field("would_set_aside", &r.is_set_aside())?;
+            m.serialize_field("set_aside_to", &r.set_aside)?;
+            m.serialize_field("ahead_of_log", &r.ahead_of_log)?;
+            m.serialize_field("restore_failed", &r.restore_failed)?;
+            m.end()
+        }
+    }
+    s.collect_seq(rejected.iter().map(One))
 }
 
 impl ReplayReport {
@@ -121,23 +143,8 @@ impl ReplayReport {
             read_only: r.read_only,
             log_id: plan.log_id.map(|i| i.to_string()),
             new_log: r.created,
-            snapshot: plan.snapshot.as_ref().map(|s| SnapshotUsedRow {
-                file: s.path.clone(),
-                fence: s.fence.0,
-                bytes: s.bytes,
-            }),
-            rejected_snapshots: plan
-                .rejected_snapshots
-                .iter()
-                .map(|s| RejectedRow {
-                    file: s.path.clone(),
-                    reason: s.reason.clone(),
-                    would_set_aside: s.is_set_aside(),
-                    set_aside_to: s.set_aside.clone(),
-                    ahead_of_log: s.ahead_of_log,
-                    restore_failed: s.restore_failed,
-                })
-                .collect(),
+            snapshot: plan.snapshot.clone(),
+            rejected_snapshots: plan.rejected_snapshots.clone(),
             snapshots_after_target: plan.snapshots_after_target.clone(),
             target: plan.target.map(|t| t.0),
             replay_from: plan.replay_from.0,
@@ -187,7 +194,7 @@ impl ReplayReport {
             writeln!(
                 f,
                 "would skip snapshot {}: {}{}",
-                s.file.display(),
+                s.path.display(),
                 s.reason,
                 if s.ahead_of_log {
                     " (recovery renames it to *.snap.corrupt before the log takes new commits)"
@@ -197,7 +204,7 @@ impl ReplayReport {
                     ""
                 }
             )?;
-            if let Some(to) = &s.set_aside_to {
+            if let Some(to) = &s.set_aside {
                 writeln!(f, "  it would be renamed to {}", to.display())?;
             }
         }
@@ -212,7 +219,7 @@ impl ReplayReport {
             Some(s) => writeln!(
                 f,
                 "would restore snapshot {} (fence {}, {} bytes)",
-                s.file.display(),
+                s.path.display(),
                 s.fence,
                 s.bytes
             ),
