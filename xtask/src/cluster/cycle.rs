@@ -54,8 +54,9 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Entries a long-down node misses: three snapshot intervals, so at least one snapshot is
-    /// taken and the log before it purged while the node is down.
+    /// Raft entries a long-down node misses: three snapshot intervals, so at least one
+    /// snapshot is taken and the log before it purged (raft-kv keeps a tenth of an interval
+    /// after a snapshot) while the node is down.
     fn down_entries(&self) -> u64 {
         3 * self.snapshot_every
     }
@@ -156,10 +157,17 @@ impl Harness {
             .map(|(s, c, _)| s + c)
             .max()
             .unwrap_or(0);
+        // raft-kv puts concurrent writes into one Raft entry; the long-down cycle must make
+        // entries, not only keys, so its load has one client: one write per entry.
+        let clients = if fault == Fault::LongDown {
+            1
+        } else {
+            s.clients
+        };
         let spec = LoadSpec {
             start,
             count,
-            clients: s.clients,
+            clients,
             value_size: s.value_size,
         };
         self.attempted.push((start, count, s.value_size));
@@ -179,13 +187,12 @@ impl Harness {
             }
             Fault::Follower | Fault::LongDown => None,
         };
-        // The load goes on without the victim; each acknowledgement is at least one entry.
-        let more = if fault == Fault::LongDown {
-            s.down_entries()
+        // The load goes on without the victim.
+        if fault == Fault::LongDown {
+            self.wait_entries(s.down_entries(), &mut load)?;
         } else {
-            count / 5
-        };
-        load.wait_acks(at_kill as u64 + more, STALL)?;
+            load.wait_acks(at_kill as u64 + count / 5, STALL)?;
+        }
         let log = self.cluster.log(victim);
         let log_before = std::fs::metadata(&log).map_or(0, |m| m.len());
         self.cluster.restart(victim)?;
@@ -204,6 +211,35 @@ impl Harness {
             acks: (at_kill, after),
             load: summary,
         })
+    }
+
+    /// Waits until `n` more Raft entries than now are committed, while `load` runs.
+    fn wait_entries(&mut self, n: u64, load: &mut Load) -> Result<(), Failure> {
+        let (now, _) = self.wait_leader(None, Some(&mut *load))?;
+        let target = now.commit_index + n;
+        let (client, cluster) = (&self.client, &mut self.cluster);
+        let what = format!("the commit index to reach {target} ({n} entries more)");
+        wait_for(&what, CATCH_UP_LIMIT, |last| {
+            cluster.check_alive()?;
+            load.drain()?;
+            let reached = match client.status() {
+                Ok(s) => {
+                    *last = format!("commit index {}", s.commit_index);
+                    s.commit_index >= target
+                }
+                Err(e) => {
+                    *last = e;
+                    false
+                }
+            };
+            if !reached && !load.running() {
+                return Err(Failure::error(format!(
+                    "the load ended before {what}; last seen: {last} (raise --keys-per-cycle)"
+                )));
+            }
+            Ok(reached.then_some(()))
+        })
+        .map(drop)
     }
 
     /// Waits until the leader's matched index for `id` reaches the commit index of now.
