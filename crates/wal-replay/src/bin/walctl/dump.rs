@@ -2,7 +2,8 @@
 //! transaction once it is durable): a stream of small items, one line of JSON each.
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,7 +23,7 @@ use crate::exit::{EXIT_CORRUPT, EXIT_OK, EXIT_TORN, Failure};
 use crate::human;
 use crate::output::{Out, Progress};
 use crate::read_ahead::{Read, read_ahead};
-use crate::scan::EndRow;
+use crate::scan::SegmentEnd;
 
 /// The LSN range asked for and how much to show of each payload.
 pub(crate) struct DumpArgs {
@@ -66,7 +67,9 @@ enum DumpItem {
     End {
         frames: u64,
         transactions: u64,
-        damage: Option<DamageRow>,
+        /// The segment and its end.
+        #[serde(serialize_with = "damage_json")]
+        damage: Option<(PathBuf, ScanEnd)>,
     },
     /// Bytes `from..to` of `file` where no frame verifies (`--past-damage`, `--file`).
     Damaged {
@@ -354,11 +357,23 @@ impl fmt::Display for RecordRow {
     }
 }
 
-/// Where the scan stopped at damage.
-#[derive(Serialize)]
-struct DamageRow {
-    segment: PathBuf,
-    end: EndRow,
+/// Where the scan stopped at damage, in walctl's JSON: `segment` and its `end`
+/// ([`SegmentEnd`]), or `null`. For `#[serde(serialize_with)]`.
+fn damage_json<S: Serializer>(
+    damage: &Option<(PathBuf, ScanEnd)>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let Some((segment, end)) = damage else {
+        return s.serialize_none();
+    };
+    let mut m = s.serialize_struct("Damage", 2)?;
+    m.serialize_field("segment", segment)?;
+    let end = SegmentEnd {
+        end: end.clone(),
+        examined: true,
+    };
+    m.serialize_field("end", &end)?;
+    m.end()
 }
 
 impl fmt::Display for DumpItem {
@@ -391,11 +406,11 @@ impl fmt::Display for DumpItem {
                 transactions,
                 damage,
             } => {
-                match damage.as_ref().map(|d| (&d.end, d.segment.display())) {
-                    Some((EndRow::TornTail { offset, reason }, seg)) => {
+                match damage.as_ref().map(|(seg, end)| (end, seg.display())) {
+                    Some((ScanEnd::TornTail { offset, reason }, seg)) => {
                         writeln!(f, "end: torn tail in {seg} at byte {offset}: {reason}")?;
                     }
-                    Some((EndRow::Corrupt { offset, reason }, seg)) => {
+                    Some((ScanEnd::Corrupt { offset, reason }, seg)) => {
                         writeln!(f, "end: CORRUPT in {seg} at byte {offset}: {reason}")?;
                     }
                     _ => {}
@@ -524,10 +539,7 @@ pub(crate) fn dump(
     out.emit(&DumpItem::End {
         frames: d.frames,
         transactions: d.transactions,
-        damage: damage.map(|(path, end)| DamageRow {
-            segment: path,
-            end: EndRow::from(&end),
-        }),
+        damage,
     });
     Ok(code)
 }

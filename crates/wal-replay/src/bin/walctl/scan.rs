@@ -27,55 +27,74 @@ pub(crate) fn inspect(
     Ok(r?)
 }
 
-/// How a segment's scan ended.
-#[derive(Serialize, Clone)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub(crate) enum EndRow {
-    /// At the end of its data; `sealed_next` when a seal names the next segment.
-    Clean {
-        offset: usize,
-        sealed_next: Option<u64>,
-    },
-    /// In an interrupted write.
-    TornTail { offset: usize, reason: String },
-    /// In damage a crash cannot explain.
-    Corrupt { offset: usize, reason: String },
-    /// Its frames were not read (it follows damage, or `stat` reads only headers there).
-    NotExamined { reason: String },
+/// How a segment's scan ended: wal-format's own [`ScanEnd`], and whether its frames were read
+/// (a segment after the damage, or one `stat` reads only the header of, was not). In walctl's
+/// JSON, `kind` with the end's fields: `clean` (`offset`, `sealed_next`), `torn_tail` and
+/// `corrupt` (`offset`, `reason`), or `not_examined` (`reason`) for a segment nobody read.
+#[derive(Clone)]
+pub(crate) struct SegmentEnd {
+    pub(crate) end: ScanEnd,
+    pub(crate) examined: bool,
 }
 
-impl From<&ScanEnd> for EndRow {
-    fn from(end: &ScanEnd) -> Self {
-        match end {
-            ScanEnd::Clean { offset, sealed } => EndRow::Clean {
-                offset: *offset,
-                sealed_next: sealed.map(|s| s.0),
-            },
-            ScanEnd::TornTail { offset, reason } => EndRow::TornTail {
-                offset: *offset,
-                reason: reason.to_string(),
-            },
-            ScanEnd::Corrupt { offset, reason } => EndRow::Corrupt {
-                offset: *offset,
-                reason: reason.to_string(),
-            },
+impl Serialize for SegmentEnd {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match (&self.end, self.examined) {
+            // Not `corrupt` in the JSON for a segment nobody read.
+            (ScanEnd::Corrupt { reason, .. }, false) => {
+                let mut m = s.serialize_struct("ScanEnd", 2)?;
+                m.serialize_field("kind", "not_examined")?;
+                m.serialize_field("reason", reason)?;
+                m.end()
+            }
+            (ScanEnd::Clean { offset, sealed }, _) => {
+                let mut m = s.serialize_struct("ScanEnd", 3)?;
+                m.serialize_field("kind", "clean")?;
+                m.serialize_field("offset", offset)?;
+                m.serialize_field("sealed_next", &sealed.map(|n| n.0))?;
+                m.end()
+            }
+            (ScanEnd::TornTail { offset, reason }, _) => {
+                damage_fields(s, "torn_tail", *offset, reason)
+            }
+            (ScanEnd::Corrupt { offset, reason }, true) => {
+                damage_fields(s, "corrupt", *offset, reason)
+            }
         }
     }
 }
 
-impl fmt::Display for EndRow {
+/// `kind`, `offset`, `reason`: an end at damage.
+fn damage_fields<S: Serializer>(
+    s: S,
+    kind: &'static str,
+    offset: usize,
+    reason: &str,
+) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_struct("ScanEnd", 3)?;
+    m.serialize_field("kind", kind)?;
+    m.serialize_field("offset", &offset)?;
+    m.serialize_field("reason", reason)?;
+    m.end()
+}
+
+impl fmt::Display for SegmentEnd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EndRow::Clean {
-                sealed_next: Some(n),
-                ..
-            } => write!(f, "sealed (next {n})"),
-            EndRow::Clean { .. } => write!(f, "open"),
-            EndRow::TornTail { offset, reason } => {
+        match (&self.end, self.examined) {
+            (ScanEnd::Corrupt { reason, .. }, false) => write!(f, "not examined: {reason}"),
+            (
+                ScanEnd::Clean {
+                    sealed: Some(n), ..
+                },
+                _,
+            ) => write!(f, "sealed (next {})", n.0),
+            (ScanEnd::Clean { .. }, _) => write!(f, "open"),
+            (ScanEnd::TornTail { offset, reason }, _) => {
                 write!(f, "torn tail at byte {offset}: {reason}")
             }
-            EndRow::Corrupt { offset, reason } => write!(f, "CORRUPT at byte {offset}: {reason}"),
-            EndRow::NotExamined { reason } => write!(f, "not examined: {reason}"),
+            (ScanEnd::Corrupt { offset, reason }, true) => {
+                write!(f, "CORRUPT at byte {offset}: {reason}")
+            }
         }
     }
 }
@@ -92,7 +111,7 @@ pub(crate) struct SegmentRow {
     pub(crate) last_lsn: u64,
     pub(crate) frames: u64,
     pub(crate) transactions: u64,
-    pub(crate) end: EndRow,
+    pub(crate) end: SegmentEnd,
     /// False for a segment whose frames were not read (it follows the damage).
     pub(crate) examined: bool,
     pub(crate) header_error: Option<String>,
@@ -141,12 +160,9 @@ impl From<&SegmentScan> for SegmentRow {
             last_lsn: s.last_lsn.0,
             frames: s.frames,
             transactions: s.transactions,
-            // Not `corrupt` in the JSON for a segment nobody read.
-            end: match &s.end {
-                ScanEnd::Corrupt { reason, .. } if !s.examined => EndRow::NotExamined {
-                    reason: reason.to_string(),
-                },
-                end => EndRow::from(end),
+            end: SegmentEnd {
+                end: s.end.clone(),
+                examined: s.examined,
             },
             examined: s.examined,
             header_error: s.header_error.as_ref().map(ToString::to_string),

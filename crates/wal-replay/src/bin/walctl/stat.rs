@@ -10,7 +10,7 @@ use wal_replay::DataDir;
 use crate::exit::{EXIT_OK, Failure};
 use crate::human;
 use crate::output::Out;
-use crate::scan::{EndRow, SegmentRow, SnapshotRow};
+use crate::scan::{SegmentEnd, SegmentRow, SnapshotRow};
 
 /// What `stat` reports: everything the text shows, the JSON holds, and the other way round.
 /// It reads every segment's header and scans the newest segment only (`verify` reads every
@@ -25,7 +25,7 @@ pub(crate) struct StatReport {
     log_end: u64,
     first_lsn: Option<u64>,
     /// How the newest segment ends.
-    tail: Option<EndRow>,
+    tail: Option<SegmentEnd>,
     /// Always false: stat checks no frame but the newest segment's.
     verified: bool,
     open_streams: Vec<u64>,

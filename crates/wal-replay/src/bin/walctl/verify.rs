@@ -11,7 +11,8 @@ use wal_replay::{DataDir, ReplayError};
 use crate::exit::{EXIT_CORRUPT, EXIT_OK, EXIT_TORN, Failure};
 use crate::human;
 use crate::output::Out;
-use crate::scan::{EndRow, SegmentRow, inspect, verdict_json};
+use crate::scan::{SegmentRow, inspect, verdict_json};
+use wal_format::scan::ScanEnd;
 
 /// What `verify` reports. The text's verdict line is the runbook's; `exit_code` is the
 /// process's exit status in text mode.
@@ -70,7 +71,7 @@ impl fmt::Display for VerifyReport {
         let unexamined = self.segments.iter().filter(|s| !s.examined).count() as u64;
         for s in &self.segments {
             // By default only the segment the verdict is about; every one with --segments.
-            let damaged = s.examined && !matches!(s.end, EndRow::Clean { .. });
+            let damaged = s.examined && !matches!(s.end.end, ScanEnd::Clean { .. });
             if self.per_segment || damaged {
                 writeln!(
                     f,
