@@ -123,7 +123,7 @@ pub fn run_bench_raft(root: &Path, args: &[String]) -> Result<(), Failure> {
         date: capture(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))?
             .trim()
             .to_owned(),
-        commit: capture(&mut git(root, &["log", "-1", "--format=%h %s"]))?
+        commit: capture(&mut git(root, &["describe", "--always", "--dirty"]))?
             .trim()
             .to_owned(),
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
