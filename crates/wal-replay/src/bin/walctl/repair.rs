@@ -1,8 +1,8 @@
 //! `walctl repair [--dry-run]`: move damaged bytes aside under the log's lock (the dry run
 //! says exactly what would be done, including the refusals).
 
-use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
+use serde_json::to_value;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use crate::RepairMode;
 use crate::exit::{EXIT_CORRUPT, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, Failure, exit_code};
 use crate::human;
 use crate::output::Out;
-use crate::scan::{inspect, moved_json, verdict_json};
+use crate::scan::{inspect, list_json, moved_json, verdict_json};
 
 /// What `repair --dry-run` reports: the plan, or (with its exit code) the refusal in `note`.
 #[derive(Serialize)]
@@ -75,32 +75,24 @@ fn would_set_aside_json<S: Serializer>(
     snaps: &[RejectedSnapshot],
     s: S,
 ) -> Result<S::Ok, S::Error> {
-    struct One<'a>(&'a RejectedSnapshot);
-    impl Serialize for One<'_> {
-        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            let mut m = s.serialize_struct("SnapshotAside", 3)?;
-            m.serialize_field("file", &self.0.path)?;
-            m.serialize_field("fence", &self.0.fence.0)?;
-            m.serialize_field("to", &self.0.set_aside)?;
-            m.end()
-        }
-    }
-    s.collect_seq(snaps.iter().map(One))
+    list_json(snaps, s, |r| {
+        Ok(vec![
+            ("file", to_value(&r.path)?),
+            ("fence", to_value(r.fence.0)?),
+            ("to", to_value(&r.set_aside)?),
+        ])
+    })
 }
 
 /// Snapshots the repair set aside, in walctl's JSON: a list of `from`, `to` (the name the
 /// rename took). For `#[serde(serialize_with)]`.
 fn set_aside_json<S: Serializer>(snaps: &[RejectedSnapshot], s: S) -> Result<S::Ok, S::Error> {
-    struct One<'a>(&'a RejectedSnapshot);
-    impl Serialize for One<'_> {
-        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            let mut m = s.serialize_struct("SnapshotMoved", 2)?;
-            m.serialize_field("from", &self.0.path)?;
-            m.serialize_field("to", &self.0.set_aside)?;
-            m.end()
-        }
-    }
-    s.collect_seq(snaps.iter().map(One))
+    list_json(snaps, s, |r| {
+        Ok(vec![
+            ("from", to_value(&r.path)?),
+            ("to", to_value(&r.set_aside)?),
+        ])
+    })
 }
 
 pub(crate) fn repair(

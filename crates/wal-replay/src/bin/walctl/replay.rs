@@ -3,6 +3,7 @@
 
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
+use serde_json::to_value;
 use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ use wal_replay::{
 use crate::ReplayMode;
 use crate::exit::{EXIT_OK, Failure};
 use crate::output::Out;
-use crate::scan::moved_json;
+use crate::scan::{list_json, moved_json};
 
 /// Counts what replay would apply, without holding any state.
 #[derive(Default)]
@@ -117,21 +118,16 @@ fn snapshot_json<S: Serializer>(used: &Option<SnapshotUsed>, s: S) -> Result<S::
 /// `ahead_of_log` or `restore_failed`), `set_aside_to` (the name it would get: the plan
 /// recovery executes), `ahead_of_log`, `restore_failed`. For `#[serde(serialize_with)]`.
 fn rejected_json<S: Serializer>(rejected: &[RejectedSnapshot], s: S) -> Result<S::Ok, S::Error> {
-    struct One<'a>(&'a RejectedSnapshot);
-    impl Serialize for One<'_> {
-        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            let r = self.0;
-            let mut m = s.serialize_struct("RejectedSnapshot", 6)?;
-            m.serialize_field("file", &r.path)?;
-            m.serialize_field("reason", &r.reason)?;
-            m.serialize_field("would_set_aside", &r.is_set_aside())?;
-            m.serialize_field("set_aside_to", &r.set_aside)?;
-            m.serialize_field("ahead_of_log", &r.ahead_of_log)?;
-            m.serialize_field("restore_failed", &r.restore_failed)?;
-            m.end()
-        }
-    }
-    s.collect_seq(rejected.iter().map(One))
+    list_json(rejected, s, |r| {
+        Ok(vec![
+            ("file", to_value(&r.path)?),
+            ("reason", to_value(&r.reason)?),
+            ("would_set_aside", to_value(r.is_set_aside())?),
+            ("set_aside_to", to_value(&r.set_aside)?),
+            ("ahead_of_log", to_value(r.ahead_of_log)?),
+            ("restore_failed", to_value(r.restore_failed)?),
+        ])
+    })
 }
 
 impl ReplayReport {

@@ -1,8 +1,9 @@
 //! Pieces several reports share: the scan of the log (with a progress bar), and the rows that
 //! describe a segment, a scan's end, the log's verdict, bytes moved aside and a snapshot file.
 
-use serde::ser::SerializeStruct;
+use serde::ser::{Error as _, SerializeMap, SerializeStruct};
 use serde::{Serialize, Serializer};
+use serde_json::{Value, to_value};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -196,19 +197,40 @@ pub(crate) fn verdict_json<S: Serializer>(v: &Verdict, s: S) -> Result<S::Ok, S:
 /// `bytes`, `to`, `reason`. For `#[serde(serialize_with)]`: the reports carry wal-log's own
 /// [`MovedAside`].
 pub(crate) fn moved_json<S: Serializer>(moved: &[MovedAside], s: S) -> Result<S::Ok, S::Error> {
-    struct One<'a>(&'a MovedAside);
-    impl Serialize for One<'_> {
+    list_json(moved, s, |m| {
+        Ok(vec![
+            ("from", to_value(&m.from)?),
+            ("offset", to_value(m.offset)?),
+            ("bytes", to_value(m.bytes)?),
+            ("to", to_value(&m.to)?),
+            ("reason", to_value(&m.reason)?),
+        ])
+    })
+}
+
+/// A list in walctl's JSON whose items are another crate's values, each shown as the fields
+/// `fields` names, in that order (a value that JSON cannot hold, such as a path that is not
+/// UTF-8, is the serialiser's error): what the `serialize_with` functions that show those types
+/// without copying them share.
+pub(crate) fn list_json<T, S: Serializer>(
+    items: &[T],
+    s: S,
+    fields: impl Fn(&T) -> serde_json::Result<Vec<(&'static str, Value)>>,
+) -> Result<S::Ok, S::Error> {
+    struct Fields(Vec<(&'static str, Value)>);
+    impl Serialize for Fields {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            let mut m = s.serialize_struct("MovedAside", 5)?;
-            m.serialize_field("from", &self.0.from)?;
-            m.serialize_field("offset", &self.0.offset)?;
-            m.serialize_field("bytes", &self.0.bytes)?;
-            m.serialize_field("to", &self.0.to)?;
-            m.serialize_field("reason", &self.0.reason)?;
+            let mut m = s.serialize_map(Some(self.0.len()))?;
+            for (k, v) in &self.0 {
+                m.serialize_entry(k, v)?;
+            }
             m.end()
         }
     }
-    s.collect_seq(moved.iter().map(One))
+    let items = (items.iter().map(fields))
+        .collect::<serde_json::Result<Vec<_>>>()
+        .map_err(S::Error::custom)?;
+    s.collect_seq(items.into_iter().map(Fields))
 }
 
 /// A snapshot file and what its header says (headers only: `snapshot verify` reads bodies).
