@@ -9,6 +9,7 @@ pub mod http;
 pub mod identity;
 pub mod load;
 pub mod mem_log;
+pub mod membership;
 pub mod network;
 pub mod node;
 pub mod peers;

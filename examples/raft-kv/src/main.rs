@@ -8,6 +8,7 @@
 //!               [--store wal|memory] [--snapshot-every ENTRIES]
 //! raft-kv init | put K V | get K | del K | scan | status [--json] | local-scan --node N
 //!        | load --count N [--start S] [--value-size B] [--clients C]
+//!        | add-node --id N --addr HOST:PORT | remove-node --id N
 //!        (all with --peers ... --secret-file F [--timeout SECS])
 //! ```
 //!
@@ -20,7 +21,10 @@ use kv::store::KvEvent;
 use raft_kv::client::{Client, ClientError};
 use raft_kv::peers::Peers;
 use raft_kv::server::paths;
-use raft_kv::types::{GetReply, GetRequest, InitReply, InitRequest, ScanReply, WriteReply};
+use raft_kv::types::{
+    AddNodeRequest, GetReply, GetRequest, InitReply, InitRequest, MembershipReply,
+    RemoveNodeRequest, ScanReply, WriteReply,
+};
 use raft_kv::{Error, StoreKind, load, node, secret, status};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -82,6 +86,26 @@ enum Command {
     },
     /// Initialise the membership to every node of --peers (once).
     Init {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Add node ID at ADDR: a learner until it caught up, then a voter (run `serve` on it
+    /// first; retry with a longer --timeout while it catches up).
+    AddNode {
+        /// The new node's id.
+        #[arg(long)]
+        id: u64,
+        /// Its listen address, HOST:PORT.
+        #[arg(long)]
+        addr: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Take node ID out of the membership (then stop it).
+    RemoveNode {
+        /// The node's id.
+        #[arg(long)]
+        id: u64,
         #[command(flatten)]
         conn: Conn,
     },
@@ -229,6 +253,20 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 members.join(",")
             );
         }
+        Command::AddNode { id, addr, conn } => {
+            // The same checks as a --peers entry.
+            format!("{id}={addr}")
+                .parse::<Peers>()
+                .map_err(Error::Usage)?;
+            let req = AddNodeRequest { id, addr };
+            let r: MembershipReply = conn.client()?.call(paths::ADD_NODE, &req).await?;
+            eprintln!("raft-kv: node {id} {}", membership_text(&r, "is a voter"));
+        }
+        Command::RemoveNode { id, conn } => {
+            let req = RemoveNodeRequest { id };
+            let r: MembershipReply = conn.client()?.call(paths::REMOVE_NODE, &req).await?;
+            eprintln!("raft-kv: node {id} {}", membership_text(&r, "is no member"));
+        }
         Command::Put { key, value, conn } => {
             let r: WriteReply = conn
                 .client()?
@@ -275,6 +313,16 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn membership_text(r: &MembershipReply, done: &str) -> String {
+    let ids = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let already = if r.already { " already" } else { "" };
+    format!(
+        "{done}{already}: voters {{{}}}, learners {{{}}}",
+        ids(&r.voters),
+        ids(&r.learners)
+    )
 }
 
 /// `local-scan --node N`: node N's own state, asked of it alone.

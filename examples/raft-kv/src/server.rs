@@ -3,6 +3,7 @@
 
 use crate::auth::{self, Verifier};
 use crate::batcher::{Batcher, MAX_WRITE_BYTES, write_bytes};
+use crate::membership;
 use crate::network::{self, decode, encode};
 use crate::types::{
     ApiError, GetReply, GetRequest, InitReply, InitRequest, NodeStatus, Raft, ScanReply,
@@ -44,6 +45,10 @@ pub mod paths {
     pub const STATUS: &str = "/status";
     /// `POST` a JSON `InitRequest`: initialise the membership.
     pub const INIT: &str = "/cluster/init";
+    /// `POST` a JSON `AddNodeRequest`: add a node (learner, caught up, then voter).
+    pub const ADD_NODE: &str = "/cluster/add-node";
+    /// `POST` a JSON `RemoveNodeRequest`: take a node out of the membership.
+    pub const REMOVE_NODE: &str = "/cluster/remove-node";
 }
 
 /// What every handler shares.
@@ -74,6 +79,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route(paths::LOCAL_SCAN, post(kv_local_scan))
         .route(paths::STATUS, post(status).get(status))
         .route(paths::INIT, post(init))
+        .route(paths::ADD_NODE, post(membership::add_node))
+        .route(paths::REMOVE_NODE, post(membership::remove_node))
         .layer(middleware::from_fn_with_state(app.clone(), authenticate))
         .with_state(app)
 }
@@ -133,14 +140,14 @@ async fn sign_reply(verifier: &Verifier, nonce: &str, reply: Response) -> Respon
     Response::from_parts(parts, Body::from(bytes))
 }
 
-fn json<T: Serialize>(status: StatusCode, v: &T) -> Response {
+pub(crate) fn json<T: Serialize>(status: StatusCode, v: &T) -> Response {
     match serde_json::to_vec(v) {
         Ok(b) => (status, [(header::CONTENT_TYPE, "application/json")], b).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 
-fn api_error(e: &ApiError) -> Response {
+pub(crate) fn api_error(e: &ApiError) -> Response {
     let status = match e {
         ApiError::NotLeader { .. } => StatusCode::MISDIRECTED_REQUEST,
         ApiError::Unavailable { .. } | ApiError::Stopped { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -151,7 +158,7 @@ fn api_error(e: &ApiError) -> Response {
     json(status, e)
 }
 
-fn bad_request(what: &str, e: impl std::fmt::Display) -> Response {
+pub(crate) fn bad_request(what: &str, e: impl std::fmt::Display) -> Response {
     api_error(&ApiError::BadRequest {
         message: format!("{what}: {e}"),
     })

@@ -155,3 +155,30 @@ pub struct WalCounters {
     /// fsyncs done.
     pub fsyncs: u64,
 }
+
+/// A request to add node `id` at `addr`: first as a learner that catches up, then as a voter.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AddNodeRequest {
+    /// The new node's id.
+    pub id: u64,
+    /// Its `HOST:PORT`, which every member learns from the membership.
+    pub addr: String,
+}
+
+/// A request to take node `id` out of the membership.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RemoveNodeRequest {
+    /// The node's id.
+    pub id: u64,
+}
+
+/// The membership after a change.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MembershipReply {
+    /// True when the membership was already as asked (nothing was done).
+    pub already: bool,
+    /// The voters.
+    pub voters: Vec<u64>,
+    /// The learners (members that replicate but do not vote).
+    pub learners: Vec<u64>,
+}

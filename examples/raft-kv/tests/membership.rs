@@ -1,0 +1,77 @@
+//! Replacing a node of a real three-process cluster: node 4 is added (a learner that
+//! catches up, then a voter), node 3 is removed and stopped, and every acknowledged key is on
+//! nodes 1, 2 and 4, each checked on its own state.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Cluster, free_port, wait_for};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Puts `k<i>` for i in `range` with `load`; returns the acknowledged keys and their values.
+fn load(c: &Cluster, start: u64, count: u64) -> BTreeMap<String, String> {
+    let out = c.ok(&[
+        "load",
+        "--count",
+        &count.to_string(),
+        "--start",
+        &start.to_string(),
+        "--clients",
+        "4",
+    ]);
+    let acked: BTreeMap<String, String> = out
+        .lines()
+        .map(|l| {
+            let key = l.strip_prefix("ack ").unwrap();
+            let i: u64 = key.strip_prefix('k').unwrap().parse().unwrap();
+            (key.to_owned(), kv::load_value(i, 32))
+        })
+        .collect();
+    assert_eq!(acked.len() as u64, count, "{out}");
+    acked
+}
+
+#[test]
+fn a_node_is_replaced_by_add_node_then_remove_node_and_no_acked_key_is_lost() {
+    let started = Instant::now();
+    let mut c = Cluster::start(3, &["--snapshot-every", "100"]);
+    c.ok(&["init"]);
+    c.wait_leader(None);
+    let mut want = load(&c, 0, 300);
+
+    // Node 4 on its own directory, named with the others in --peers (clients use all four).
+    c.addrs.insert(4, format!("127.0.0.1:{}", free_port()));
+    c.start_node(4).unwrap();
+    let addr4 = c.addrs[&4].clone();
+    // Answered once node 4 caught up as a learner and the change to voter committed.
+    let out = c.run(&["add-node", "--id", "4", "--addr", &addr4, "--timeout", "20"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("voters {1,2,3,4}, learners {}"), "{said}");
+    // Adding it again changes nothing.
+    let again = c.run(&["add-node", "--id", "4", "--addr", &addr4]);
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{said}");
+    assert!(
+        said.contains("is a voter already") && said.contains("voters {1,2,3,4}"),
+        "{said}"
+    );
+
+    let out = c.run(&["remove-node", "--id", "3", "--timeout", "20"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("voters {1,2,4}, learners {}"), "{said}");
+    c.kill(3);
+    want.extend(load(&c, 300, 200));
+
+    let commit = c.status()["commit_index"].as_u64().unwrap();
+    for id in [1, 2, 4] {
+        let (applied, state) = wait_for(Duration::from_secs(20), "a node to apply", || {
+            let (applied, state) = c.local_scan(id);
+            (applied >= commit).then_some((applied, state))
+        });
+        assert_eq!(state, want, "node {id} at applied {applied}");
+    }
+    eprintln!("the whole test took {:?}", started.elapsed());
+}
