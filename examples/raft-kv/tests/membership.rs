@@ -1,6 +1,7 @@
 //! Replacing a node of a real three-process cluster: node 4 is added (a learner that
 //! catches up, then a voter), node 3 is removed and stopped, and every acknowledged key is on
-//! nodes 1, 2 and 4, each checked on its own state.
+//! nodes 1, 2 and 4, each checked on its own state. Then the leader itself is removed and
+//! the other two go on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -58,6 +59,15 @@ fn a_node_is_replaced_by_add_node_then_remove_node_and_no_acked_key_is_lost() {
         "{said}"
     );
 
+    // The same id at another address is refused, naming the address in place.
+    let other = c.run(&["add-node", "--id", "4", "--addr", "127.0.0.1:1"]);
+    let said = String::from_utf8_lossy(&other.stderr);
+    assert_eq!(other.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("is a member at {addr4} already")),
+        "{said}"
+    );
+
     let out = c.run(&["remove-node", "--id", "3", "--timeout", "20"]);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
@@ -73,5 +83,28 @@ fn a_node_is_replaced_by_add_node_then_remove_node_and_no_acked_key_is_lost() {
         });
         assert_eq!(state, want, "node {id} at applied {applied}");
     }
-    eprintln!("the whole test took {:?}", started.elapsed());
+
+    // Removing the leader itself: it steps down once the change commits, the other two
+    // elect a leader and take writes.
+    let leader = c.wait_leader(None);
+    let out = c.run(&[
+        "remove-node",
+        "--id",
+        &leader.to_string(),
+        "--timeout",
+        "20",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.kill(leader);
+    let next = c.wait_leader(Some(leader));
+    c.ok(&["put", "after", "leader-removed"]);
+    assert_eq!(c.ok(&["get", "after"]), "leader-removed\n");
+    eprintln!(
+        "node {leader} removed, node {next} leads; the whole test took {:?}",
+        started.elapsed()
+    );
 }
