@@ -1,19 +1,20 @@
 //! The look before the scan: the data directory listed ([`Found::look`]), every segment's
-//! header and the first choice of snapshot ([`look_before`]), and looking again when the log
-//! changed under the look ([`plan_again_or_fail`]).
+//! header and the first choice of snapshot ([`look_before`]), and the attempts both entry
+//! points make, looking again when the log changed under the look ([`Attempts`]).
 
 use super::data_dir::DataDir;
 use super::facts::SnapshotFacts;
-use super::pass::{Before, PassError};
+use super::pass::{Before, OnePass, PassError};
 use super::plan::{Schemas, first_choice};
 use crate::error::{ReplayError, Result, corrupt};
 use crate::logscan::{list_segments, read_header, start_index};
 use crate::snapshot::{SnapshotListing, SnapshotStore};
+use crate::state::StateMachine;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use wal_format::{Lsn, SegmentSeq};
+use wal_format::{Decoder, Lsn, SegmentSeq};
 use wal_log::layout::segment_file_name;
 use wal_log::{Vfs, VisitError};
 
@@ -67,7 +68,7 @@ impl Found {
 /// read) and the snapshots, for the first choice of snapshot (whose schema it must read too)
 /// and the segment replay from it starts in. Returns that, and the older event schemas the
 /// log holds (the open is told to accept them).
-pub(super) fn look_before(
+fn look_before(
     store: &SnapshotStore,
     listing: SnapshotListing,
     vfs: &dyn Vfs,
@@ -119,26 +120,85 @@ pub(super) fn look_before(
     Ok((before, older_schemas))
 }
 
-/// After the single pass stopped the open (or the read-only scan) with `e`: returns `Ok` to plan
-/// again when the log's first segment is no longer the one planned from (nothing was applied
-/// yet), up to three times; else the error (`during` says what kept being disturbed).
-pub(super) fn plan_again_or_fail(
-    e: VisitError<PassError>,
-    attempts: &mut u32,
-    log_dir: &Path,
-    during: &str,
-) -> Result<()> {
-    match e {
-        VisitError::Wal(e) => Err(e.into()),
-        VisitError::Visitor(PassError::Replay(e)) => Err(e),
-        VisitError::Visitor(PassError::Changed) if *attempts < 3 => {
-            *attempts += 1;
-            Ok(())
-        }
-        VisitError::Visitor(PassError::Changed) => Err(corrupt(
+/// The attempts of one entry point (recovery or the read-only replay) at its single pass.
+/// Each attempt looks before the scan and builds the pass on that look; one the log's change
+/// stopped before anything was applied is made again, up to three times.
+pub(super) struct Attempts<'a> {
+    store: &'a SnapshotStore,
+    log_dir: &'a Path,
+    /// The listing [`Found::look`] made, for the first attempt; later ones list again.
+    listing: Option<SnapshotListing>,
+    /// Attempts made again so far.
+    again: u32,
+    /// What the entry point is doing, for the error when the log keeps changing.
+    during: &'static str,
+}
+
+impl<'a> Attempts<'a> {
+    /// The attempts over `store` and the log in `log_dir`, the first from `listing`.
+    pub(super) fn new(
+        (store, log_dir): (&'a SnapshotStore, &'a Path),
+        listing: SnapshotListing,
+        during: &'static str,
+    ) -> Self {
+        Attempts {
+            store,
             log_dir,
-            0,
-            format!("the log's first segment kept changing during {during}"),
-        )),
+            listing: Some(listing),
+            again: 0,
+            during,
+        }
+    }
+
+    /// Looks before the scan ([`look_before`]) and builds this attempt's single pass on it.
+    /// Returns the pass and the older event schemas the log holds.
+    ///
+    /// # Errors
+    /// As [`look_before`], or listing the snapshots again.
+    pub(super) fn pass<'p, S: StateMachine + ?Sized>(
+        &mut self,
+        vfs: &dyn Vfs,
+        (state, codec): (&'p mut S, &'p dyn Decoder<S::Event>),
+        limits: (Option<Lsn>, u64),
+        read_only: bool,
+    ) -> Result<(OnePass<'p, S>, Vec<u32>)>
+    where
+        'a: 'p,
+    {
+        // What changed the log may have changed the snapshots too: list them again.
+        let listing = match self.listing.take() {
+            Some(listing) => listing,
+            None => self.store.list()?,
+        };
+        let schemas = Schemas::of::<S>();
+        let (before, older) =
+            look_before(self.store, listing, vfs, self.log_dir, schemas, limits.0)?;
+        let pass = OnePass::new((state, codec), self.store, before, limits, read_only);
+        Ok((pass, older))
+    }
+
+    /// After the single pass stopped the open (or the read-only scan) with `e`: returns `Ok`
+    /// to make another attempt when the log's first segment is no longer the one looked at
+    /// (nothing was applied yet), up to three times; else the error.
+    ///
+    /// # Errors
+    /// The open's or the pass's error; corruption when the first segment kept changing.
+    pub(super) fn again_or_fail(&mut self, e: VisitError<PassError>) -> Result<()> {
+        match e {
+            VisitError::Wal(e) => Err(e.into()),
+            VisitError::Visitor(PassError::Replay(e)) => Err(e),
+            VisitError::Visitor(PassError::Changed) if self.again < 3 => {
+                self.again += 1;
+                Ok(())
+            }
+            VisitError::Visitor(PassError::Changed) => Err(corrupt(
+                self.log_dir,
+                0,
+                format!(
+                    "the log's first segment kept changing during {}",
+                    self.during
+                ),
+            )),
+        }
     }
 }

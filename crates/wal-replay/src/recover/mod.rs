@@ -25,8 +25,8 @@ mod report;
 
 pub use data_dir::{DataDir, LOG_DIR, SNAPSHOT_DIR};
 use execute::{Settled, replay_again};
-use look::{Found, look_before, plan_again_or_fail};
-use pass::{OnePass, Scanned};
+use look::{Attempts, Found};
+use pass::Scanned;
 pub use plan::{DataDirPlan, RejectedSnapshot, SnapshotUsed};
 use plan::{LogFacts, Schemas};
 pub use read_only::{replay_read_only, replay_read_only_with_codec};
@@ -107,30 +107,23 @@ where
 
     let (target, budget) = (opts.target, opts.budget());
     let wal_opts = opts.wal;
-    let mut attempts = 0;
-    let mut listing = listing;
+    let mut attempts = Attempts::new((&store, &log_dir), listing, "recovery");
     loop {
-        if attempts > 0 {
-            // What changed the log may have changed the snapshots too.
-            listing = store.list()?;
-        }
         let mut report = RecoveryReport {
             target,
             ..RecoveryReport::default()
         };
-        let schemas = Schemas::of::<S>();
-        let (before, older_schemas) =
-            look_before(&store, listing.clone(), &*vfs, &log_dir, schemas, target)?;
-        let mut log_opts = schemas.wal_options(&wal_opts, &older_schemas);
+        let (mut pass, older_schemas) =
+            attempts.pass(&*vfs, (&mut *state, codec), (target, budget), false)?;
+        let mut log_opts = Schemas::of::<S>().wal_options(&wal_opts, &older_schemas);
         // The open reads the log once and tells how far it has come.
         log_opts.progress = opts.progress.clone();
-        let mut pass = OnePass::new((state, codec), &store, before, (target, budget), false);
         let (wal, open) = match Wal::open_visit(&log_dir, log_opts, &mut pass) {
             Ok(x) => x,
             // The log's first segment changed between the look and the open taking the lock
             // (a checkpoint truncated it, say): nothing was applied yet; look again.
             Err(e) => {
-                plan_again_or_fail(e, &mut attempts, &log_dir, "recovery")?;
+                attempts.again_or_fail(e)?;
                 continue;
             }
         };

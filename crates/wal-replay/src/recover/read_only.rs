@@ -2,9 +2,9 @@
 
 use super::data_dir::DataDir;
 use super::execute::{Settled, replay};
-use super::look::{Found, look_before, plan_again_or_fail};
-use super::pass::{OnePass, Scanned};
-use super::plan::{LogFacts, Schemas};
+use super::look::{Attempts, Found};
+use super::pass::Scanned;
+use super::plan::LogFacts;
 use super::report::{RecoverOptions, RecoveryReport};
 use crate::error::Result;
 use crate::logscan::LogFrames;
@@ -83,26 +83,14 @@ where
         };
         return Ok(report);
     }
-    let mut attempts = 0;
-    let mut listing = listing;
+    let mut attempts = Attempts::new((&store, &log_dir), listing, "the replay");
     loop {
-        if attempts > 0 {
-            listing = store.list()?;
-        }
         let mut report = RecoveryReport {
             read_only: true,
             target,
             ..RecoveryReport::default()
         };
-        let (before, _) = look_before(
-            &store,
-            listing.clone(),
-            &*vfs,
-            &log_dir,
-            Schemas::of::<S>(),
-            target,
-        )?;
-        let mut pass = OnePass::new((state, codec), &store, before, (target, budget), true);
+        let (mut pass, _) = attempts.pass(&*vfs, (&mut *state, codec), (target, budget), true)?;
         let t = Instant::now();
         let mut progress = |done, total| {
             if let Some(p) = &progress {
@@ -115,7 +103,7 @@ where
                 // The first segment changed since it was looked at (a live directory):
                 // nothing was applied yet; look again.
                 Err(e) => {
-                    plan_again_or_fail(e, &mut attempts, &log_dir, "the replay")?;
+                    attempts.again_or_fail(e)?;
                     continue;
                 }
             };
