@@ -9,8 +9,10 @@
 //! state it snapshots.
 
 use crate::checkpoint::{CheckpointReport, CheckpointStep, Checkpointer, DEFAULT_KEEP_SNAPSHOTS};
-use crate::error::{ReplayError, Result};
-use crate::recover::{RecoverOptions, RecoveryReport, recover_with_codec};
+#[cfg(doc)]
+use crate::error::ReplayError;
+use crate::error::Result;
+use crate::recover::{RecoverOptions, RecoveryReport, recover_to_write};
 use crate::state::StateMachine;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::Path;
@@ -155,15 +157,13 @@ impl<S: StateMachine, C: Codec<S::Event>> Durable<S, C> {
         codec: C,
         opts: DurableOptions,
     ) -> Result<Self> {
-        let ropts = opts.recover;
-        if let Some(target) = ropts.target {
-            return Err(ReplayError::Unsupported {
-                what: format!(
-                    "point-in-time recovery (target LSN {target}) for a store that takes writes: use wal_replay::recover or replay_read_only"
-                ),
-            });
-        }
-        let recovered = recover_with_codec(root.as_ref(), &mut state, &codec, ropts)?;
+        let recovered = recover_to_write(
+            root.as_ref(),
+            &mut state,
+            &codec,
+            opts.recover,
+            "a store that takes writes",
+        )?;
         let wal = Arc::new(recovered.wal);
         let mut recorder = WalRecorder::with_codec(wal.clone(), codec);
         if let Some(mirror) = opts.mirror {

@@ -4,7 +4,7 @@
 
 use crate::checkpoint::{CheckpointReport, Checkpointer, DEFAULT_KEEP_SNAPSHOTS};
 use crate::error::{ReplayError, Result};
-use crate::recover::{RecoverOptions, RecoveryReport, recover_with_codec};
+use crate::recover::{RecoverOptions, RecoveryReport, recover_to_write};
 use crate::state::StateMachine;
 use std::path::Path;
 use std::sync::Arc;
@@ -117,15 +117,13 @@ impl<S: StateMachine, C: Codec<S::Event>> Engine<S, C> {
         codec: C,
         opts: EngineOptions,
     ) -> Result<(Self, RecoveryReport)> {
-        let ropts = opts.recover;
-        if let Some(target) = ropts.target {
-            return Err(ReplayError::Unsupported {
-                what: format!(
-                    "point-in-time recovery (target LSN {target}) for an engine that takes commits: use wal_replay::recover or replay_read_only"
-                ),
-            });
-        }
-        let rec = recover_with_codec(root.as_ref(), &mut state, &codec, ropts)?;
+        let rec = recover_to_write(
+            root.as_ref(),
+            &mut state,
+            &codec,
+            opts.recover,
+            "an engine that takes commits",
+        )?;
         let applied = rec.report.applied_range.map_or(
             rec.report.snapshot.as_ref().map_or(Lsn::ZERO, |s| s.fence),
             |(_, last)| last,

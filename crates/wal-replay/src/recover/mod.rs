@@ -33,9 +33,7 @@ pub use read_only::{replay_read_only, replay_read_only_with_codec};
 pub use repair::plan_repair;
 pub use report::{Progress, RecoverOptions, Recovered, RecoveryReport};
 
-#[cfg(doc)]
-use crate::error::ReplayError;
-use crate::error::Result;
+use crate::error::{ReplayError, Result};
 use crate::logscan::list_segments;
 use crate::state::StateMachine;
 use std::path::Path;
@@ -153,6 +151,32 @@ where
         );
         return Ok(Recovered { wal, report });
     }
+}
+
+/// [`recover_with_codec`] for a store that takes writes once recovered (`Engine`,
+/// `Durable`; `who` names it in the error): a point-in-time target is refused, since the
+/// writes would follow a state that leaves the log's later transactions out.
+///
+/// # Errors
+/// [`ReplayError::Unsupported`] for a target; else as [`recover`].
+pub(crate) fn recover_to_write<S>(
+    root: &Path,
+    state: &mut S,
+    codec: &dyn Decoder<S::Event>,
+    opts: RecoverOptions,
+    who: &str,
+) -> Result<Recovered>
+where
+    S: StateMachine + ?Sized,
+{
+    if let Some(target) = opts.target {
+        return Err(ReplayError::Unsupported {
+            what: format!(
+                "point-in-time recovery (target LSN {target}) for {who}: use wal_replay::recover or replay_read_only"
+            ),
+        });
+    }
+    recover_with_codec(root, state, codec, opts)
 }
 
 impl RecoveryReport {
