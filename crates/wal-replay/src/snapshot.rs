@@ -345,19 +345,7 @@ impl SnapshotStore {
         state: &mut S,
     ) -> Result<()> {
         let path = &snap.file.path;
-        let f = self
-            .vfs
-            .open(path, OpenMode::Read)
-            .map_err(io_err("open", path))?;
-        let mut reader = SnapReader {
-            file: f,
-            header: snap.header,
-            pos: SNAPSHOT_HEADER_LEN as u64,
-            end: SNAPSHOT_HEADER_LEN as u64 + snap.header.body_len,
-            crc: 0,
-            buf: Vec::new(),
-            at: 0,
-        };
+        let mut reader = SnapReader::open(&*self.vfs, snap)?;
         let restore_err = |source| ReplayError::Restore {
             path: path.clone(),
             source,
@@ -417,20 +405,7 @@ impl SnapshotStore {
         log_id: LogId,
         fence: Lsn,
     ) -> Result<VerifiedSnapshot> {
-        let path = &source.file.path;
-        let f = from
-            .vfs
-            .open(path, OpenMode::Read)
-            .map_err(io_err("open", path))?;
-        let mut reader = SnapReader {
-            file: f,
-            header: source.header,
-            pos: SNAPSHOT_HEADER_LEN as u64,
-            end: SNAPSHOT_HEADER_LEN as u64 + source.header.body_len,
-            crc: 0,
-            buf: Vec::new(),
-            at: 0,
-        };
+        let mut reader = SnapReader::open(&*from.vfs, source)?;
         let id = (log_id, fence, source.header.event_schema);
         self.write_with(id, &mut |out| io::copy(&mut reader, out).map(|_| ()))
     }
@@ -661,6 +636,23 @@ struct SnapReader {
 }
 
 impl SnapReader {
+    /// Opens `snap`'s file for a read of its body, checked against its header as it goes.
+    fn open(vfs: &dyn Vfs, snap: &VerifiedSnapshot) -> Result<SnapReader> {
+        let path = &snap.file.path;
+        let file = vfs
+            .open(path, OpenMode::Read)
+            .map_err(io_err("open", path))?;
+        Ok(SnapReader {
+            file,
+            header: snap.header,
+            pos: SNAPSHOT_HEADER_LEN as u64,
+            end: SNAPSHOT_HEADER_LEN as u64 + snap.header.body_len,
+            crc: 0,
+            buf: Vec::new(),
+            at: 0,
+        })
+    }
+
     /// Body bytes handed out so far.
     fn consumed(&self) -> u64 {
         self.pos - SNAPSHOT_HEADER_LEN as u64 - (self.buf.len() - self.at) as u64
