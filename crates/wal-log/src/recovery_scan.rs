@@ -208,6 +208,27 @@ impl SegmentScan {
         }
     }
 
+    /// A segment whose frames were not read, known through its header (as decoded) only: it
+    /// ends, as far as the facts go, in damage at offset 0, for `reason`.
+    fn not_examined(
+        (path, seq, file_len): (PathBuf, SegmentSeq, u64),
+        header: std::result::Result<SegmentHeader, FormatError>,
+        reason: String,
+    ) -> SegmentScan {
+        let h = header.as_ref().ok().copied();
+        SegmentScan {
+            header: h,
+            first_lsn: h.map_or(Lsn::ZERO, |h| h.base_lsn),
+            last_lsn: h.map_or(Lsn::ZERO, |h| h.base_lsn.prev()),
+            end: ScanEnd::Corrupt { offset: 0, reason },
+            examined: false,
+            data_end: file_len,
+            torn_end: file_len,
+            header_error: header.err(),
+            ..SegmentScan::empty(path, seq, file_len)
+        }
+    }
+
     /// Counts one verified frame of a segment starting at `base_lsn`, and follows the
     /// fragmented transactions it begins or ends in `open_streams`.
     #[inline]
@@ -507,35 +528,11 @@ impl SegmentFile {
     /// cuts there).
     pub(crate) fn unscanned(self) -> SegmentScan {
         let header = named_header(self.header, self.seq);
-        let h = header.as_ref().ok().copied();
-        let end = match &header {
+        let reason = match &header {
             Ok(_) => "not scanned: does not continue the log".to_owned(),
             Err(e) => format!("segment header: {e}"),
         };
-        SegmentScan {
-            path: self.path,
-            seq: self.seq,
-            header: h,
-            file_len: self.file_len,
-            frames: 0,
-            transactions: 0,
-            first_lsn: h.map_or(Lsn::ZERO, |h| h.base_lsn),
-            last_lsn: h.map_or(Lsn::ZERO, |h| h.base_lsn.prev()),
-            end: ScanEnd::Corrupt {
-                offset: 0,
-                reason: end,
-            },
-            examined: false,
-            watermark: Lsn::ZERO,
-            data_end: self.file_len,
-            torn_end: self.file_len,
-            last_checkpoint: None,
-            bytes_after_checkpoint: 0,
-            header_error: header.err(),
-            seal: None,
-            unmatched_ends: Vec::new(),
-            spanning_ends: Vec::new(),
-        }
+        SegmentScan::not_examined((self.path, self.seq, self.file_len), header, reason)
     }
 
     /// Scans the segment's frames, a chunk at a time into `buf` (reused from segment to
@@ -697,30 +694,12 @@ pub(crate) fn header_only(
     let mut buf = [0u8; SEGMENT_HEADER_LEN];
     let n = f.read_at(&mut buf, 0).map_err(io_err("read", path))?;
     let header = SegmentHeader::decode(&buf[..n]);
-    Ok(SegmentScan {
-        path: path.to_path_buf(),
-        seq,
-        header: header.as_ref().ok().copied(),
-        file_len,
-        frames: 0,
-        transactions: 0,
-        first_lsn: header.as_ref().map_or(Lsn::ZERO, |h| h.base_lsn),
-        last_lsn: header.as_ref().map_or(Lsn::ZERO, |h| h.base_lsn.prev()),
-        end: ScanEnd::Corrupt {
-            offset: 0,
-            reason: format!("not examined: {why}"),
-        },
-        examined: false,
-        watermark: Lsn::ZERO,
-        data_end: file_len,
-        torn_end: file_len,
-        last_checkpoint: None,
-        bytes_after_checkpoint: 0,
-        header_error: header.err(),
-        seal: None,
-        unmatched_ends: Vec::new(),
-        spanning_ends: Vec::new(),
-    })
+    let reason = format!("not examined: {why}");
+    Ok(SegmentScan::not_examined(
+        (path.to_path_buf(), seq, file_len),
+        header,
+        reason,
+    ))
 }
 
 /// The result of scanning a whole directory.
