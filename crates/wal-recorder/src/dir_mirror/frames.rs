@@ -22,6 +22,31 @@ pub(super) struct FrameAt {
     pub kind: FrameKind,
 }
 
+impl FrameAt {
+    /// The next LSN to assign after this frame, which must carry the LSN that follows `next`
+    /// ([`FrameKind::expected_lsn`]); `at` is its offset in the file at `path`.
+    ///
+    /// # Errors
+    /// [`MirrorError::Diverged`] when it carries another: the log went back and took other
+    /// commits.
+    pub(super) fn follow(&self, next: Lsn, path: &Path, at: u64) -> Result<Lsn, MirrorError> {
+        let expected = self.kind.expected_lsn(next);
+        if self.lsn != expected {
+            return Err(MirrorError::Diverged {
+                path: path.to_path_buf(),
+                offset: at,
+                expected,
+                found: self.lsn,
+            });
+        }
+        Ok(if self.kind.takes_lsn() {
+            self.lsn.next()
+        } else {
+            next
+        })
+    }
+}
+
 /// Consecutive whole frames that verify, read from a segment file.
 pub(super) struct Run {
     /// File offset of the first frame.

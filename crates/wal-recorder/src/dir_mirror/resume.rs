@@ -232,22 +232,12 @@ fn matching_frames(copy: &mut SegmentCopy, alen: u64) -> Result<(), MirrorError>
             .map_err(MirrorError::io("read", &copy.dst_path))?;
         let mut start = 0;
         for (i, f) in run.frames.iter().enumerate() {
-            let expected = f.kind.expected_lsn(copy.next_lsn);
-            if f.lsn != expected {
-                return Err(MirrorError::Diverged {
-                    path: copy.src_path.clone(),
-                    offset: run.start + start as u64,
-                    expected,
-                    found: f.lsn,
-                });
-            }
+            let next = f.follow(copy.next_lsn, &copy.src_path, run.start + start as u64)?;
             if f.end > m || theirs[start..f.end] != run.buf[start..f.end] {
                 return Ok(());
             }
             copy.end = run.start + f.end as u64;
-            if f.kind.takes_lsn() {
-                copy.next_lsn = f.lsn.next();
-            }
+            copy.next_lsn = next;
             copy.sealed = run.sealed && i + 1 == run.frames.len();
             start = f.end;
         }

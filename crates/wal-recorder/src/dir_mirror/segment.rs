@@ -106,18 +106,7 @@ impl SegmentCopy {
         while let Some(run) = reader.next_run()? {
             let mut start = 0;
             for f in &run.frames {
-                let expected = f.kind.expected_lsn(next);
-                if f.lsn != expected {
-                    return Err(MirrorError::Diverged {
-                        path: self.src_path.clone(),
-                        offset: run.start + start as u64,
-                        expected,
-                        found: f.lsn,
-                    });
-                }
-                if f.kind.takes_lsn() {
-                    next = f.lsn.next();
-                }
+                next = f.follow(next, &self.src_path, run.start + start as u64)?;
                 start = f.end;
             }
             self.dst
