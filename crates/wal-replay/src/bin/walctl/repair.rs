@@ -15,7 +15,7 @@ use crate::RepairMode;
 use crate::exit::{EXIT_CORRUPT, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, Failure, exit_code};
 use crate::human;
 use crate::output::Out;
-use crate::scan::{inspect, list_json, moved_json, verdict_json};
+use crate::scan::{inspect, list_json, moved_json, moved_text, verdict_json};
 
 /// What `repair --dry-run` reports: the plan, or (with its exit code) the refusal in `note`.
 #[derive(Serialize)]
@@ -317,17 +317,7 @@ impl fmt::Display for DryRunReport {
         if !self.note.is_empty() {
             writeln!(f, "{}", self.note)?;
         }
-        for p in &self.would_move_aside {
-            writeln!(
-                f,
-                "would move {} bytes at offset {} of {} to {} ({})",
-                p.bytes,
-                p.offset,
-                p.from.display(),
-                p.to.display(),
-                p.reason
-            )?;
-        }
+        moved_text(f, "would move", &self.would_move_aside)?;
         for s in &self.would_set_aside_snapshots {
             writeln!(
                 f,
@@ -382,17 +372,7 @@ impl fmt::Display for DryRunReport {
 
 impl fmt::Display for RepairReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for m in &self.moved_aside {
-            writeln!(
-                f,
-                "moved {} bytes at offset {} of {} to {} ({})",
-                m.bytes,
-                m.offset,
-                m.from.display(),
-                m.to.display(),
-                m.reason
-            )?;
-        }
+        moved_text(f, "moved", &self.moved_aside)?;
         for s in &self.snapshots_set_aside {
             writeln!(
                 f,

@@ -18,7 +18,7 @@ use wal_replay::{
 use crate::ReplayMode;
 use crate::exit::{EXIT_OK, Failure};
 use crate::output::Out;
-use crate::scan::{list_json, moved_json};
+use crate::scan::{list_json, moved_json, moved_text};
 
 /// Counts what replay would apply, without holding any state.
 #[derive(Default)]
@@ -233,17 +233,7 @@ impl fmt::Display for ReplayReport {
             );
         }
         self.fmt_snapshots(f)?;
-        for a in &self.would_move_aside {
-            writeln!(
-                f,
-                "would move {} bytes at offset {} of {} to {} ({})",
-                a.bytes,
-                a.offset,
-                a.from.display(),
-                a.to.display(),
-                a.reason
-            )?;
-        }
+        moved_text(f, "would move", &self.would_move_aside)?;
         let range = self
             .applied_range
             .map_or("none".to_string(), |[a, b]| format!("LSN {a}..={b}"));

@@ -208,6 +208,27 @@ pub(crate) fn moved_json<S: Serializer>(moved: &[MovedAside], s: S) -> Result<S:
     })
 }
 
+/// Bytes moved aside in walctl's text, one line each, the twin of [`moved_json`]: `verb`
+/// says whether they were (`moved`) or would be (`would move`).
+pub(crate) fn moved_text(
+    f: &mut fmt::Formatter<'_>,
+    verb: &str,
+    moved: &[MovedAside],
+) -> fmt::Result {
+    for m in moved {
+        writeln!(
+            f,
+            "{verb} {} bytes at offset {} of {} to {} ({})",
+            m.bytes,
+            m.offset,
+            m.from.display(),
+            m.to.display(),
+            m.reason
+        )?;
+    }
+    Ok(())
+}
+
 /// A list in walctl's JSON whose items are another crate's values, each shown as the fields
 /// `fields` names, in that order (a value that JSON cannot hold, such as a path that is not
 /// UTF-8, is the serialiser's error): what the `serialize_with` functions that show those types
