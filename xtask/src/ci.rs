@@ -93,6 +93,19 @@ fn steps(root: &Path) -> Result<Vec<Step>, Failure> {
             }),
             skip: (!has_raft_kv).then_some("no `raft-kv` package in the workspace yet"),
         },
+        Step {
+            name: "raft-model",
+            // wal-raft against openraft-memstore: a cold build of the memstore player's own
+            // workspace (no RocksDB) and a short run; `cargo xtask raft-model` runs longer.
+            action: Box::new(|root| {
+                let args = crate::raft_model::Args {
+                    seeds: 20,
+                    ..crate::raft_model::Args::default()
+                };
+                crate::raft_model::run(root, args)
+            }),
+            skip: None,
+        },
     ])
 }
 
@@ -110,13 +123,34 @@ fn test(root: &Path) -> Result<(), Failure> {
     }
 }
 
-/// cargo-deny's bans, licenses and sources checks; installs cargo-deny first when missing.
+/// The workspaces CI builds: this one and the memstore model player's own.
+const DENY_MANIFESTS: &[&str] = &["Cargo.toml", "crates/wal-raft/memstore-model/Cargo.toml"];
+
+/// cargo-deny's bans, licenses and sources checks of every workspace CI builds
+/// ([`DENY_MANIFESTS`]); installs cargo-deny first when missing.
 /// Advisories are not checked: see the comment at the top of `deny.toml`. A passing check
 /// prints one line per warning (a duplicate crate is allowed by `deny.toml` but still
 /// reported, with its whole dependency tree); the trees are shown only when the check fails.
 fn deny(root: &Path) -> Result<(), Failure> {
     ensure_cargo_deny(root)?;
-    let mut cmd = util::cargo(root, ["deny", "check", "bans", "licenses", "sources"]);
+    DENY_MANIFESTS
+        .iter()
+        .try_for_each(|manifest| deny_one(root, manifest))
+}
+
+fn deny_one(root: &Path, manifest: &str) -> Result<(), Failure> {
+    let mut cmd = util::cargo(
+        root,
+        [
+            "deny",
+            "--manifest-path",
+            manifest,
+            "check",
+            "bans",
+            "licenses",
+            "sources",
+        ],
+    );
     let line = util::describe(&cmd);
     let out = cmd
         .stdin(std::process::Stdio::null())
@@ -131,8 +165,9 @@ fn deny(root: &Path) -> Result<(), Failure> {
         print!("{text}");
         return Err(Failure::error(format!("`{line}` failed ({})", out.status)));
     }
+    println!("{manifest}:");
     for l in deny_summary(&text) {
-        println!("{l}");
+        println!("  {l}");
     }
     Ok(())
 }

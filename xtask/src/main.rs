@@ -10,6 +10,7 @@ mod cluster;
 mod crash;
 mod demo;
 mod fuzz;
+mod raft_model;
 mod raft_report;
 mod tidy;
 mod util;
@@ -20,9 +21,9 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  ci                 fmt, clippy, tests, docs, tidy, cargo-deny, 100 kv crash cycles and a
-                     short `cluster` run (each once its package exists); stops at the first
-                     failure
+  ci                 fmt, clippy, tests, docs, tidy, cargo-deny, 100 kv crash cycles, a
+                     short `cluster` run (each once its package exists) and a short
+                     `raft-model` run (20 seeds); stops at the first failure
   tidy               check the crate layering, workspace lints and wal-format's dependencies
   fuzz [--time SECS] run every cargo-fuzz target in fuzz/ for SECS seconds each (default 60)
   crash [--cycles N] [--seed S]
@@ -50,6 +51,12 @@ commands:
                      (bench/raft, then bench/raft-peers, each round; default 3 rounds of
                      3000 calls, reopen of 1000000 entries); writes docs/benchmarks-raft.md
                      and its summary in docs/benchmarks.md
+  raft-model [--seeds N] [--first S] [--ops N]
+                     wal-raft's LogStore against openraft-memstore as the reference model:
+                     N sequences (default 100; seeds from S, default 0) of about --ops
+                     storage calls (default 400) with crashes, played on both, outcomes
+                     compared line by line; every 10th seed also with SIGKILL on a real
+                     directory (crates/wal-raft/memstore-model)
   help               show this message";
 
 fn main() -> ExitCode {
@@ -70,6 +77,7 @@ fn main() -> ExitCode {
         "demo" => no_args("demo", rest).and_then(|()| demo::run(&root)),
         "bench" => bench::run_bench(&root, rest),
         "bench-raft" => bench_raft::run_bench_raft(&root, rest),
+        "raft-model" => raft_model::parse(rest).and_then(|args| raft_model::run(&root, args)),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
