@@ -25,11 +25,17 @@
 //! at or below the purged index does nothing in wal-raft (memstore asserts it never
 //! happens); `index.rs`'s unit tests cover both.
 //!
-//! memstore itself is not linked: it implements only the v1 `RaftStorage` trait and imports
-//! `openraft::RaftStorage`, which openraft 0.9.25 does not export with the `storage-v2`
-//! feature this crate needs, so the two cannot be built together (Cargo unifies features).
-//! The check also needs the model's state after every operation, which a plain value gives
-//! for free. docs/benchmarks-raft.md says what running memstore as the model would take.
+//! memstore itself cannot be linked here: it implements only the v1 `RaftStorage` trait and
+//! imports `openraft::RaftStorage`, which openraft 0.9.25 does not export with the
+//! `storage-v2` feature this crate needs (Cargo unifies features). It is run as the
+//! reference model by `cargo xtask raft-model` instead, in a workspace of its own
+//! (`crates/wal-raft/memstore-model`, `crates/wal-raft-model`, `examples/memstore_model.rs`):
+//! the same generated calls on memstore and on this store, every outcome compared, with
+//! crashes only where everything issued was acknowledged, so that memstore's state is exactly
+//! what must survive. This test keeps the other half: crashes with an unacknowledged tail,
+//! where any state between the acknowledged and the last call is correct and memstore cannot
+//! say which. docs/benchmarks-raft.md ("openraft-memstore as the reference model") has the
+//! details.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
