@@ -16,6 +16,10 @@
 //! acknowledged once written; `load` still prints a key only once an fsync covers it (the
 //! interval's, or a `sync()` at the end), and `put`/`del` sync before they return.
 //!
+//! `stat` only reads (a replay that takes no lock and changes no file); every other command
+//! opens the store, which recovers under the directory's lock (cutting a torn tail a crash
+//! left, removing the preallocated next segment) before it reads or writes.
+//!
 //! Exit codes: 0 success, 1 `get` of an absent key, 2 any error (the message says which,
 //! for example that another process has the directory open).
 #![forbid(unsafe_code)]
@@ -64,7 +68,8 @@ enum Command {
     Scan,
     /// Snapshot the state, mark the log and truncate it.
     Checkpoint,
-    /// Print recovery and log statistics as `name=value` lines.
+    /// Print what recovery finds (keys, snapshot, log range, what it would move aside) as
+    /// `name=value` lines: read-only, without the lock; nothing in the directory changes.
     Stat,
     /// Write keys `k<i>` for i in START..START+COUNT, each its own durable transaction, from
     /// THREADS threads sharing one log; print each key right after its commit is durable.
@@ -106,6 +111,9 @@ fn parse_sync(s: &str) -> Result<SyncPolicy, String> {
     }
 }
 
+/// 8 MiB segments, so a checkpoint visibly truncates the log in the demo.
+const SEGMENT_SIZE: u64 = 8 << 20;
+
 /// An open database: the recovered store, recorded and checkpointed by `wal_replay::Durable`.
 struct Db {
     store: Durable<Store>,
@@ -116,10 +124,9 @@ impl Db {
     fn open(root: &Path, sync: SyncPolicy) -> Result<Db, Error> {
         // Under SyncPolicy::Always (the default) every flush writes and fsyncs in one step.
         // `Durable::write` queues each commit under the store lock and waits for it outside,
-        // which is where group commit happens. 8 MiB segments, so a checkpoint visibly
-        // truncates the log in the demo.
-        let mut opts =
-            DurableOptions::default().wal(Options::default().sync(sync).segment_size(8 << 20));
+        // which is where group commit happens.
+        let mut opts = DurableOptions::default()
+            .wal(Options::default().sync(sync).segment_size(SEGMENT_SIZE));
         // A bar on a terminal while a large log is replayed.
         let bar = progress::Bar::new("recovering");
         let told = bar.clone();
@@ -303,7 +310,60 @@ fn load(db: &Db, count: u64, start: u64, value_size: usize, threads: u64) -> Res
     Ok(())
 }
 
+/// `kv stat`: what a recovery of `dir` would find and do, from a read-only replay that takes
+/// no lock and creates, repairs, removes or grows nothing (an open would: it removes the
+/// preallocated next segment, cuts a torn tail and prepares the active segment).
+fn stat(dir: &Path) -> Result<(), Error> {
+    let mut store = Store::default();
+    let bar = progress::Bar::new("reading the log");
+    let told = bar.clone();
+    let opts = wal_replay::RecoverOptions::default()
+        .wal(Options::default().segment_size(SEGMENT_SIZE))
+        .on_progress(move |done, total| told.update(done, total));
+    let r = wal_replay::inspect::replay_read_only(dir, &mut store, opts);
+    bar.finish();
+    let r = r?;
+    let segments = std::fs::read_dir(dir.join(wal_replay::inspect::LOG_DIR))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| {
+                    matches!(
+                        wal_log::layout::classify(&e.file_name().to_string_lossy()),
+                        wal_log::layout::Entry::Segment(_)
+                    )
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "keys={}", store.map.len())?;
+    writeln!(
+        out,
+        "log_id={}",
+        r.log_id.map_or_else(|| "-".to_owned(), |id| id.to_string())
+    )?;
+    writeln!(
+        out,
+        "snapshot_fence={}",
+        r.snapshot.as_ref().map_or(0, |s| s.fence.get())
+    )?;
+    writeln!(out, "applied={}", r.applied)?;
+    writeln!(out, "log_start={} log_end={}", r.log_start, r.log_end)?;
+    writeln!(out, "segments={segments}")?;
+    // What an open would move aside (nothing is moved here).
+    writeln!(out, "bytes_moved_aside={}", r.bytes_moved_aside)?;
+    writeln!(out, "recovery_ms={:.1}", r.elapsed.as_secs_f64() * 1000.0)?;
+    out.flush()?;
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<ExitCode, Error> {
+    if let Command::Stat = cli.command {
+        // Reports only: read without the lock and change nothing in the directory.
+        stat(&cli.dir)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let db = Db::open(&cli.dir, cli.sync)?;
     // Written with `?`: a closed stdout is an error (exit 2), not a panic.
     let mut stdout = std::io::stdout().lock();
@@ -345,34 +405,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 report.elapsed.as_millis()
             )?;
         }
-        Command::Stat => {
-            let r = db.store.recovery_report();
-            let s = db.wal().stats();
-            writeln!(stdout, "keys={}", db.with_store(|s| s.map.len()))?;
-            writeln!(
-                stdout,
-                "log_id={}",
-                r.log_id.map_or_else(|| "-".to_owned(), |id| id.to_string())
-            )?;
-            writeln!(
-                stdout,
-                "snapshot_fence={}",
-                r.snapshot.as_ref().map_or(0, |s| s.fence.get())
-            )?;
-            writeln!(stdout, "applied={}", r.applied)?;
-            writeln!(stdout, "log_start={} log_end={}", r.log_start, r.log_end)?;
-            writeln!(
-                stdout,
-                "segments={} durable_lsn={}",
-                s.segments, s.durable_lsn
-            )?;
-            writeln!(stdout, "bytes_moved_aside={}", r.bytes_moved_aside)?;
-            writeln!(
-                stdout,
-                "recovery_ms={:.1}",
-                r.elapsed.as_secs_f64() * 1000.0
-            )?;
-        }
+        // Answered before the store is opened.
+        Command::Stat => {}
         Command::Load {
             count,
             start,

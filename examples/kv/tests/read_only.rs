@@ -1,0 +1,137 @@
+//! Commands that only report change nothing in the data directory: `kv stat`, and walctl's
+//! read-only commands, on a directory an open would change (a snapshot, a log with its
+//! preallocated next segment, as `kv load` leaves it).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn run(bin: &Path, dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(bin)
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn kv() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kv"))
+}
+
+/// walctl, next to kv, brought up to date once (a run of this package alone does not build
+/// it; cargo does nothing when it is fresh).
+fn walctl() -> PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let path = kv().with_file_name("walctl");
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "wal-replay", "--bin", "walctl"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building walctl failed");
+    });
+    path
+}
+
+/// Every file under `root` (path relative to it) with its bytes; directories by name.
+fn contents(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let mut all = BTreeMap::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().to_path_buf();
+            if path.is_dir() {
+                all.insert(rel, None);
+                todo.push(path);
+            } else {
+                all.insert(rel, Some(std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    all
+}
+
+/// Names what differs between two listings (files added, removed, or with other bytes).
+fn differences(
+    before: &BTreeMap<PathBuf, Option<Vec<u8>>>,
+    after: &BTreeMap<PathBuf, Option<Vec<u8>>>,
+) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for (path, bytes) in before {
+        match after.get(path) {
+            None => diffs.push(format!("{} removed", path.display())),
+            Some(b) if b != bytes => diffs.push(format!(
+                "{} changed ({} bytes before, {} after)",
+                path.display(),
+                bytes.as_ref().map_or(0, Vec::len),
+                b.as_ref().map_or(0, Vec::len)
+            )),
+            Some(_) => {}
+        }
+    }
+    for path in after.keys().filter(|p| !before.contains_key(*p)) {
+        diffs.push(format!("{} created", path.display()));
+    }
+    diffs
+}
+
+#[test]
+fn reporting_commands_change_no_byte_of_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (code, _, err) = run(&kv(), d, &["load", "--count", "1500"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&kv(), d, &["checkpoint"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&kv(), d, &["load", "--count", "500", "--start", "1500"]);
+    assert_eq!(code, 0, "{err}");
+    let before = contents(d);
+    // The state an open would change: the preallocated next segment is there.
+    assert!(
+        before.keys().any(|p| p.ends_with("prealloc.tmp")),
+        "{:?}",
+        before.keys().collect::<Vec<_>>()
+    );
+
+    let (code, out, err) = run(&kv(), d, &["stat"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l == "keys=2000"), "{out}");
+    assert!(out.lines().any(|l| l == "applied=500"), "{out}");
+    assert_eq!(differences(&before, &contents(d)), Vec::<String>::new(), "kv stat");
+
+    let walctl = walctl();
+    for args in [
+        &["stat"][..],
+        &["stat", "--segments"],
+        &["verify"],
+        &["dump"],
+        &["dump", "--past-damage"],
+        &["replay"],
+        &["snapshot", "ls"],
+        &["snapshot", "verify"],
+        &["repair", "--dry-run", "--mode", "skip-damaged"],
+    ] {
+        let (code, _, err) = run(&walctl, d, args);
+        assert_eq!(code, 0, "walctl {args:?}: {err}");
+        assert_eq!(
+            differences(&before, &contents(d)),
+            Vec::<String>::new(),
+            "walctl {args:?}"
+        );
+    }
+
+    // An open does change it (so the test above would have seen a change): `kv get`
+    // recovers under the lock and removes the preallocated segment.
+    let (code, out, _) = run(&kv(), d, &["get", "k1999"]);
+    assert_eq!((code, out.len() > 1), (0, true));
+    assert_ne!(differences(&before, &contents(d)), Vec::<String>::new());
+}
