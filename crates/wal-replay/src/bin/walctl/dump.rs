@@ -24,6 +24,7 @@ use crate::human;
 use crate::output::{Out, Progress};
 use crate::read_ahead::{Read, read_ahead};
 use crate::scan::SegmentEnd;
+use crate::text::{self, Text};
 
 /// The LSN range asked for and how much to show of each payload.
 pub(crate) struct DumpArgs {
@@ -81,7 +82,8 @@ enum DumpItem {
     /// Segments missing from the names (`--past-damage`).
     MissingSegments { first: u64, last: u64 },
     /// LSNs of transactions no frame that verifies carries: between the frames around damage
-    /// (`--past-damage`); a missing segment's own seal is not counted.
+    /// (`--past-damage`); the last missing segment's seal is not counted, but with `k`
+    /// consecutive segments missing the other `k - 1` seals are (where they were is not known).
     LostLsns { first: u64, last: u64 },
     /// A fragmented transaction whose beginning is in damaged or missing bytes: its commit
     /// is named, not shown (`--past-damage`).
@@ -161,39 +163,52 @@ fn kind_name(kind: FrameKind) -> &'static str {
     }
 }
 
-impl fmt::Display for FrameRow {
+impl Text for FrameRow {
     /// `LSN KIND seg S @OFFSET N bytes[ multi][ ...]`, the LSN right-aligned and the kind
-    /// left-aligned in 10 columns; written piece by piece (a dump writes one per frame).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const PAD: &str = "          ";
-        write_num(f, self.lsn, 10)?;
-        f.write_str(" ")?;
-        f.write_str(self.kind)?;
-        f.write_str(PAD.get(self.kind.len()..).unwrap_or_default())?;
-        f.write_str(" seg ")?;
-        write_num(f, self.segment, 0)?;
-        f.write_str(" @")?;
-        write_num(f, self.offset as u64, 0)?;
-        f.write_str(" ")?;
-        write_num(f, self.payload_len as u64, 0)?;
-        f.write_str(if self.multi { " bytes multi" } else { " bytes" })?;
+    /// left-aligned in 10 columns.
+    fn text(&self, out: &mut Vec<u8>) {
+        const PAD: &[u8] = b"          ";
+        text::num(out, self.lsn, 10);
+        out.push(b' ');
+        out.extend_from_slice(self.kind.as_bytes());
+        out.extend_from_slice(PAD.get(self.kind.len()..).unwrap_or_default());
+        out.extend_from_slice(b" seg ");
+        text::num(out, self.segment, 0);
+        out.extend_from_slice(b" @");
+        text::num(out, self.offset as u64, 0);
+        out.push(b' ');
+        text::num(out, self.payload_len as u64, 0);
+        out.extend_from_slice(if self.multi {
+            b" bytes multi"
+        } else {
+            b" bytes"
+        });
         if let Some(fence) = self.snapshot_fence {
-            write!(f, " snapshot fence {fence}")?;
+            out.extend_from_slice(b" snapshot fence ");
+            text::num(out, fence, 0);
         }
         if let Some(next) = self.next_segment {
-            write!(f, " next segment {next}")?;
+            out.extend_from_slice(b" next segment ");
+            text::num(out, next, 0);
         }
         if let Some(stream) = self.stream {
-            write!(f, " stream {stream}")?;
+            out.extend_from_slice(b" stream ");
+            text::num(out, stream, 0);
         }
         if self.placeholder {
-            f.write_str(" place-holder for a lost LSN")?;
+            out.extend_from_slice(b" place-holder for a lost LSN");
         }
         if let Some(durable) = self.durable {
-            f.write_str(" durable<=")?;
-            write_num(f, durable, 0)?;
+            out.extend_from_slice(b" durable<=");
+            text::num(out, durable, 0);
         }
-        f.write_str("\n")
+        out.push(b'\n');
+    }
+}
+
+impl fmt::Display for FrameRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        text::fmt(self, f)
     }
 }
 
@@ -227,37 +242,17 @@ impl TxRow {
         }
     }
 
-    /// `N bytes, M records[, multi]`, written piece by piece (once per transaction of a
-    /// dump: `format!` here cost more than reading the log).
-    fn write_summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// `N bytes, M records[, multi]`.
+    fn summary(&self, out: &mut Vec<u8>) {
         let n = self.records.len();
-        write_num(f, self.bytes as u64, 0)?;
-        f.write_str(" bytes, ")?;
-        write_num(f, n as u64, 0)?;
-        f.write_str(if n == 1 { " record" } else { " records" })?;
+        text::num(out, self.bytes as u64, 0);
+        out.extend_from_slice(b" bytes, ");
+        text::num(out, n as u64, 0);
+        out.extend_from_slice(if n == 1 { b" record" } else { b" records" });
         if self.multi {
-            f.write_str(", multi")?;
-        }
-        Ok(())
-    }
-}
-
-/// `n` in decimal, right-aligned in `width` columns (at most 20), without the formatting
-/// machinery: the text dump writes several numbers per frame.
-fn write_num(f: &mut fmt::Formatter<'_>, n: u64, width: usize) -> fmt::Result {
-    let mut buf = [b' '; 20];
-    let (mut i, mut n) = (buf.len(), n);
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+            out.extend_from_slice(b", multi");
         }
     }
-    let start = i.min(buf.len().saturating_sub(width));
-    // Only ASCII digits and spaces were written.
-    f.write_str(std::str::from_utf8(&buf[start..]).unwrap_or_default())
 }
 
 /// A payload: as JSON when it is a JSON document, else as (possibly truncated) hex.
@@ -299,61 +294,42 @@ impl RecordRow {
     }
 }
 
-/// Each byte's two lower-case hex digits.
-const HEX_PAIRS: [[u8; 2]; 256] = {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut t = [[0u8; 2]; 256];
-    let mut b = 0;
-    while b < 256 {
-        t[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
-        b += 1;
-    }
-    t
-};
-
 /// Bytes shown as lower-case hex, two digits a byte: kept as bytes (a slice of the
 /// transaction) until written, so the text dump copies each digit once, into the output.
 struct Hex(Bytes);
 
-impl Hex {
-    /// The digits of `bytes` into `out`, a table lookup and a two-byte copy per byte.
-    fn digits<'o>(bytes: &[u8], out: &'o mut [u8]) -> &'o str {
-        for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
-            pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
-        }
-        // Only ASCII digits were written.
-        std::str::from_utf8(&out[..bytes.len() * 2]).unwrap_or_default()
-    }
-}
-
-impl fmt::Display for Hex {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0u8; 512];
-        for chunk in self.0.chunks(buf.len() / 2) {
-            f.write_str(Hex::digits(chunk, &mut buf))?;
-        }
-        Ok(())
-    }
-}
-
 impl Serialize for Hex {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut buf = vec![0u8; self.0.len() * 2];
-        s.serialize_str(Hex::digits(&self.0, &mut buf))
+        let mut digits = Vec::with_capacity(self.0.len() * 2);
+        text::hex(&mut digits, &self.0);
+        s.serialize_str(std::str::from_utf8(&digits).unwrap_or_default())
+    }
+}
+
+impl Text for RecordRow {
+    fn text(&self, out: &mut Vec<u8>) {
+        // Writing to a Vec cannot fail.
+        match self {
+            RecordRow::Json { json, .. } => {
+                let _ = write!(out, "json {json}");
+            }
+            RecordRow::Hex { hex, truncated, .. } => {
+                out.extend_from_slice(b"hex ");
+                text::hex(out, &hex.0);
+                if *truncated {
+                    out.extend_from_slice("…".as_bytes());
+                }
+            }
+            RecordRow::Error { error } => {
+                let _ = write!(out, "error {error}");
+            }
+        }
     }
 }
 
 impl fmt::Display for RecordRow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RecordRow::Json { json, .. } => write!(f, "json {json}"),
-            RecordRow::Hex { hex, truncated, .. } => {
-                f.write_str("hex ")?;
-                hex.fmt(f)?;
-                f.write_str(if *truncated { "…" } else { "" })
-            }
-            RecordRow::Error { error } => write!(f, "error {error}"),
-        }
+        text::fmt(self, f)
     }
 }
 
@@ -379,7 +355,7 @@ fn damage_json<S: Serializer>(
 impl fmt::Display for DumpItem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DumpItem::Frame(r) => r.fmt(f),
+            DumpItem::Frame(_) | DumpItem::Transaction(_) => text::fmt(self, f),
             DumpItem::TruncatedTransaction {
                 lsn,
                 began,
@@ -388,19 +364,6 @@ impl fmt::Display for DumpItem {
                 f,
                 "           commit LSN {lsn} of a transaction begun at LSN {began}, before the first frame read (LSN {log_start}): not shown (`--from {began}` shows it, unless a truncation removed its beginning)"
             ),
-            DumpItem::Transaction(tx) => {
-                f.write_str("           commit LSN ")?;
-                write_num(f, tx.lsn, 0)?;
-                f.write_str(" (")?;
-                tx.write_summary(f)?;
-                f.write_str(")\n")?;
-                for r in &tx.records {
-                    f.write_str("             ")?;
-                    r.fmt(f)?;
-                    f.write_str("\n")?;
-                }
-                Ok(())
-            }
             DumpItem::End {
                 frames,
                 transactions,
@@ -418,6 +381,32 @@ impl fmt::Display for DumpItem {
                 writeln!(f, "{frames} frames, {transactions} transactions")
             }
             _ => self.fmt_past(f),
+        }
+    }
+}
+
+impl Text for DumpItem {
+    /// A frame or a transaction as bytes (the lines a dump writes per frame); the rest
+    /// through `Display`.
+    fn text(&self, out: &mut Vec<u8>) {
+        match self {
+            DumpItem::Frame(r) => r.text(out),
+            DumpItem::Transaction(tx) => {
+                out.extend_from_slice(b"           commit LSN ");
+                text::num(out, tx.lsn, 0);
+                out.extend_from_slice(b" (");
+                tx.summary(out);
+                out.extend_from_slice(b")\n");
+                for r in &tx.records {
+                    out.extend_from_slice(b"             ");
+                    r.text(out);
+                    out.push(b'\n');
+                }
+            }
+            // Writing to a Vec cannot fail.
+            _ => {
+                let _ = write!(out, "{self}");
+            }
         }
     }
 }
@@ -487,14 +476,15 @@ fn lsn_range(first: u64, last: u64) -> String {
 impl fmt::Display for FollowItem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let FollowItem::Transaction(tx) = self;
-        write!(
+        let mut summary = Vec::new();
+        tx.summary(&mut summary);
+        writeln!(
             f,
-            "commit LSN {} (previous {}, ",
+            "commit LSN {} (previous {}, {})",
             tx.lsn,
             tx.prev.unwrap_or_default(),
+            String::from_utf8_lossy(&summary)
         )?;
-        tx.write_summary(f)?;
-        writeln!(f, ")")?;
         for r in &tx.records {
             writeln!(f, "  {r}")?;
         }
@@ -601,7 +591,8 @@ impl Dump<'_> {
         let show = f.lsn >= from;
         if show {
             self.frames += 1;
-            self.out.emit(&DumpItem::Frame(FrameRow::new(df.seq.0, &f)));
+            self.out
+                .emit_text(&DumpItem::Frame(FrameRow::new(df.seq.0, &f)));
         }
         // The rest of a large transaction that began before the log's first frame: a
         // truncation interrupted between its segments removed the beginning (recovery skips
@@ -618,7 +609,7 @@ impl Dump<'_> {
         }
         if let Some(tx) = self.asm.push(f)? {
             self.transactions += 1;
-            self.out.emit(&DumpItem::Transaction(TxRow::new(
+            self.out.emit_text(&DumpItem::Transaction(TxRow::new(
                 &tx,
                 self.args.payload_limit,
             )));
@@ -800,7 +791,7 @@ impl PastDump<'_> {
                     self.frames += 1;
                     let mut row = FrameRow::new(seq.0, &frame);
                     row.offset = offset as usize;
-                    self.out.emit(&DumpItem::Frame(row));
+                    self.out.emit_text(&DumpItem::Frame(row));
                 }
                 if let Some(began) = frame.stream().filter(|s| *s < self.run_start) {
                     if show && frame.kind == FrameKind::FragEnd {
@@ -814,7 +805,7 @@ impl PastDump<'_> {
                 match self.asm.push(frame) {
                     Ok(Some(tx)) if tx.lsn <= to => {
                         self.transactions += 1;
-                        self.out.emit(&DumpItem::Transaction(TxRow::new(
+                        self.out.emit_text(&DumpItem::Transaction(TxRow::new(
                             &tx,
                             self.args.payload_limit,
                         )));
@@ -873,17 +864,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hex_writes_two_digits_a_byte_in_text_and_json() {
+    fn a_record_shows_as_hex_in_text_and_json_cut_at_the_limit() {
         let bytes: Vec<u8> = (0..=255).collect();
         let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        // More than one 256-byte chunk of the text writer.
         let long = Bytes::from([bytes.clone(), bytes].concat());
-        assert_eq!(Hex(long.clone()).to_string(), expected.repeat(2));
+        let row = RecordRow::new(&long, 300);
+        assert_eq!(
+            row.to_string(),
+            format!("hex {}…", &expected.repeat(2)[..600])
+        );
         assert_eq!(
             serde_json::to_string(&Hex(long)).unwrap_or_default(),
             format!("\"{}\"", expected.repeat(2))
         );
-        assert_eq!(Hex(Bytes::new()).to_string(), "");
+        assert_eq!(RecordRow::new(&Bytes::new(), 10).to_string(), "hex ");
+        let json = RecordRow::new(&Bytes::from_static(b"{\"a\": [1]}"), 10);
+        assert_eq!(json.to_string(), "json {\"a\":[1]}");
     }
 
     #[test]

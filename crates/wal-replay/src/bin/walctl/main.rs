@@ -19,6 +19,7 @@ mod replay;
 mod scan;
 mod snapshot;
 mod stat;
+mod text;
 mod verify;
 
 use clap::{Parser, Subcommand, ValueEnum};

@@ -3,7 +3,7 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Display;
 use std::io::{self, IsTerminal, Write};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,48 +11,96 @@ use std::time::{Duration, Instant};
 
 use crate::exit::EXIT_FAILED;
 use crate::human;
+use crate::text::Text;
 
 /// Output sink: human text or JSON on stdout. A failed write (a closed pipe, as under
 /// `walctl dump | head`, or a full disk) stops the output, not the command: the first error is
 /// kept for `main`, which reports it unless it was a closed pipe.
 ///
-/// Output is buffered (a `dump` of millions of lines must not pay a system call per line):
-/// [`Out::flush`] pushes it out where a reader waits for it (`dump --follow`), and
-/// [`Out::finish`] at the end.
+/// Output is gathered in a buffer written out [`BUFFER`] bytes at a time (a `dump` of
+/// millions of lines must not pay a system call per line, and a reader at the other end of a
+/// pipe is woken once per large write); the first write comes after [`FIRST_WRITE`] bytes and
+/// each next one after twice as many up to [`BUFFER`], so a closed pipe (`| head`) is seen
+/// early: [`Out::flush`] pushes it out where a reader waits for
+/// it (`dump --follow`), and [`Out::finish`] at the end.
 pub(crate) struct Out {
     json: bool,
-    stdout: RefCell<io::BufWriter<io::Stdout>>,
+    buf: RefCell<Vec<u8>>,
+    /// Bytes gathered before the next write.
+    limit: Cell<usize>,
     failed: RefCell<Option<io::Error>>,
 }
+
+/// Bytes gathered before they are written to stdout, once output flows.
+const BUFFER: usize = 1 << 20;
+/// Bytes gathered before the first write.
+const FIRST_WRITE: usize = 1 << 16;
 
 impl Out {
     pub(crate) fn new(json: bool) -> Out {
         Out {
             json,
-            stdout: RefCell::new(io::BufWriter::with_capacity(1 << 16, io::stdout())),
+            buf: RefCell::new(Vec::with_capacity(BUFFER + (BUFFER >> 2))),
+            limit: Cell::new(FIRST_WRITE),
             failed: RefCell::new(None),
         }
     }
 
     /// Prints one report: its JSON on one line with `--json`, else its text.
     pub(crate) fn emit<R: Serialize + Display>(&self, report: &R) {
+        self.emit_with(report, |r, buf| {
+            // Writing to a Vec fails only in `Display` itself.
+            write!(buf, "{r}").map_err(io::Error::other)
+        });
+    }
+
+    /// [`Out::emit`] for a report whose text is written as bytes ([`Text`]): `dump`'s lines.
+    pub(crate) fn emit_text<R: Serialize + Text>(&self, report: &R) {
+        self.emit_with(report, |r, buf| {
+            r.text(buf);
+            Ok(())
+        });
+    }
+
+    fn emit_with<R: Serialize>(
+        &self,
+        report: &R,
+        text: impl FnOnce(&R, &mut Vec<u8>) -> io::Result<()>,
+    ) {
         if self.failed.borrow().is_some() {
             return;
         }
-        let mut out = self.stdout.borrow_mut();
+        let mut buf = self.buf.borrow_mut();
+        let before = buf.len();
         let written = if self.json {
-            // Serialized first, so a write error keeps its kind (a closed pipe); a path that is
-            // not UTF-8 has no JSON string.
-            serde_json::to_vec(report)
+            // A path that is not UTF-8 has no JSON string: nothing of the line is kept.
+            serde_json::to_writer(&mut *buf, report)
                 .map_err(io::Error::other)
-                .and_then(|mut line| {
-                    line.push(b'\n');
-                    out.write_all(&line)
-                })
+                .map(|()| buf.push(b'\n'))
         } else {
-            write!(out, "{report}")
+            text(report, &mut buf)
         };
-        drop(out);
+        if let Err(e) = written {
+            buf.truncate(before);
+            drop(buf);
+            self.fail(e);
+            return;
+        }
+        let full = buf.len() >= self.limit.get();
+        drop(buf);
+        if full {
+            self.write_out();
+        }
+    }
+
+    /// Writes what is gathered to stdout (not flushing stdout's own line buffer: it passes
+    /// writes that end a line straight through).
+    fn write_out(&self) {
+        let mut buf = self.buf.borrow_mut();
+        let written = io::stdout().lock().write_all(&buf);
+        buf.clear();
+        self.limit.set((self.limit.get() * 2).min(BUFFER));
+        drop(buf);
         if let Err(e) = written {
             self.fail(e);
         }
@@ -63,7 +111,11 @@ impl Out {
         if self.failed.borrow().is_some() {
             return;
         }
-        let flushed = self.stdout.borrow_mut().flush();
+        self.write_out();
+        if self.failed.borrow().is_some() {
+            return;
+        }
+        let flushed = io::stdout().lock().flush();
         if let Err(e) = flushed {
             self.fail(e);
         }
@@ -83,10 +135,7 @@ impl Out {
         if s.is_empty() || self.failed.borrow().is_some() {
             return;
         }
-        let written = self.stdout.borrow_mut().write_all(s.as_bytes());
-        if let Err(e) = written {
-            self.fail(e);
-        }
+        self.buf.borrow_mut().extend_from_slice(s.as_bytes());
     }
 
     fn fail(&self, e: io::Error) {
@@ -164,6 +213,13 @@ impl Progress {
     }
 }
 
+impl Drop for Progress {
+    /// A command that fails midway clears its bar too.
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 /// A bar for `what` fed by a [`wal_log::Progress`] callback (the log's open, a plan, a
 /// replay: the work calls it, possibly from another thread). Call `finish` on the returned
 /// bar once the work is done.
@@ -181,25 +237,6 @@ pub(crate) fn shared(what: &'static str) -> (Arc<Mutex<Progress>>, wal_log::Prog
 /// Removes a bar made by [`shared`].
 pub(crate) fn finish_shared(bar: &Mutex<Progress>) {
     bar.lock().unwrap_or_else(PoisonError::into_inner).finish();
-}
-
-/// Runs `work` with a spinner on stderr naming `what` and the time spent, for work whose
-/// total is not known in advance (a repair's open, reading snapshots): no rate or time left
-/// is shown rather than a made-up one. Only on a terminal; drawn from its own thread after
-/// half a second.
-pub(crate) fn spin<T>(what: &'static str, work: impl FnOnce() -> T) -> T {
-    if !io::stderr().is_terminal() {
-        return work();
-    }
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
-        bar.set_style(style);
-    }
-    bar.set_message(what);
-    bar.enable_steady_tick(Duration::from_millis(500));
-    let out = work();
-    bar.finish_and_clear();
-    out
 }
 
 /// `1.20 GiB/4.02 GiB, 310 MiB/s, 9 s left`: the rate over the whole run so far.
