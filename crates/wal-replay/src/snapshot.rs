@@ -274,6 +274,20 @@ impl SnapshotStore {
     /// # Errors
     /// [`ReplayError::BadSnapshot`] saying what is wrong; an I/O error.
     pub fn verify(&self, file: &SnapshotFile, log_id: Option<LogId>) -> Result<VerifiedSnapshot> {
+        self.verify_with_progress(file, log_id, &mut |_, _| {})
+    }
+
+    /// [`SnapshotStore::verify`], telling `progress` `(body bytes checked, body length)` after
+    /// each read of the body (1 MiB at most each), for a progress bar over a large snapshot.
+    ///
+    /// # Errors
+    /// As [`SnapshotStore::verify`].
+    pub fn verify_with_progress(
+        &self,
+        file: &SnapshotFile,
+        log_id: Option<LogId>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<VerifiedSnapshot> {
         let header = self.read_header(file)?;
         if let Some(id) = log_id
             && header.log_id != id
@@ -306,6 +320,7 @@ impl SnapshotStore {
             }
             crc = crc32c::crc32c_append(crc, &buf[..n]);
             at += n as u64;
+            progress(at - SNAPSHOT_HEADER_LEN as u64, header.body_len);
         }
         let expected = header.expected_crc(crc);
         if expected != header.crc {
@@ -725,6 +740,28 @@ mod tests {
         assert_eq!(std::fs::read(&second).unwrap(), b"second");
         assert!(!snap.exists());
         assert_eq!(store.list().unwrap().corrupt_files.len(), 2);
+    }
+
+    /// Verifying reports its progress over the body, a read at a time, ending at the whole.
+    #[test]
+    fn verify_reports_progress_up_to_the_body_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::new(Arc::new(wal_log::StdVfs), dir.path());
+        let body = vec![7u8; 2 * BUF + 5];
+        let id = (LogId::from_u128(3), Lsn(9), 0);
+        let snap = store
+            .write_with(id, &mut |out| out.write_all(&body))
+            .unwrap();
+        let mut seen = Vec::new();
+        let verified = store.verify_with_progress(&snap.file, Some(id.0), &mut |done, total| {
+            seen.push((done, total));
+        });
+        assert!(verified.is_ok());
+        let len = body.len() as u64;
+        assert_eq!(
+            seen,
+            vec![(BUF as u64, len), (2 * BUF as u64, len), (len, len)]
+        );
     }
 
     #[test]

@@ -125,10 +125,10 @@ impl Db {
         // Under SyncPolicy::Always (the default) every flush writes and fsyncs in one step.
         // `Durable::write` queues each commit under the store lock and waits for it outside,
         // which is where group commit happens.
-        let mut opts = DurableOptions::default()
-            .wal(Options::default().sync(sync).segment_size(SEGMENT_SIZE));
+        let mut opts =
+            DurableOptions::default().wal(Options::default().sync(sync).segment_size(SEGMENT_SIZE));
         // A bar on a terminal while a large log is replayed.
-        let bar = progress::Bar::new("recovering");
+        let bar = progress::Bar::new("recovering", progress::Unit::Bytes);
         let told = bar.clone();
         opts.recover = opts
             .recover
@@ -310,12 +310,36 @@ fn load(db: &Db, count: u64, start: u64, value_size: usize, threads: u64) -> Res
     Ok(())
 }
 
+/// Checkpoints with a bar over the keys the snapshot has written (the rest of a checkpoint,
+/// the fsyncs, the marker and the truncation, is short next to it).
+fn checkpoint(db: &Db) -> Result<wal_replay::checkpoint::CheckpointReport, Error> {
+    let (keys, written) = db.with_store(|s| (s.map.len() as u64, s.snapshot_progress.clone()));
+    let bar = progress::Bar::new("checkpoint: writing the snapshot", progress::Unit::Keys);
+    let (done, finished) = mpsc::channel::<()>();
+    let report = std::thread::scope(|scope| {
+        let told = bar.clone();
+        scope.spawn(move || {
+            // Woken at once when the checkpoint ends (the sender is dropped).
+            while let Err(mpsc::RecvTimeoutError::Timeout) =
+                finished.recv_timeout(Duration::from_millis(100))
+            {
+                told.update(written.load(std::sync::atomic::Ordering::Relaxed), keys);
+            }
+        });
+        let report = db.store.checkpoint();
+        drop(done);
+        report
+    });
+    bar.finish();
+    Ok(report?)
+}
+
 /// `kv stat`: what a recovery of `dir` would find and do, from a read-only replay that takes
 /// no lock and creates, repairs, removes or grows nothing (an open would: it removes the
 /// preallocated next segment, cuts a torn tail and prepares the active segment).
 fn stat(dir: &Path) -> Result<(), Error> {
     let mut store = Store::default();
-    let bar = progress::Bar::new("reading the log");
+    let bar = progress::Bar::new("reading the log", progress::Unit::Bytes);
     let told = bar.clone();
     let opts = wal_replay::RecoverOptions::default()
         .wal(Options::default().segment_size(SEGMENT_SIZE))
@@ -392,8 +416,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Checkpoint => {
             // The fence is taken under the store lock, with the state it describes.
-            let report =
-                progress::spin("checkpoint: writing the snapshot", || db.store.checkpoint())?;
+            let report = checkpoint(&db)?;
             writeln!(
                 stdout,
                 "checkpoint: snapshot {} at fence {} ({} bytes, {:.2} MiB); {} removed; {} ms",

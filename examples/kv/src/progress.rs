@@ -1,7 +1,7 @@
 //! Progress on a terminal for the commands that can take seconds on a large directory:
-//! recovery (a bar over the log's bytes) and a checkpoint (a spinner with the time spent:
-//! how much of the snapshot is left is not known). Nothing is drawn when stderr is not a
-//! terminal, or for work done within half a second.
+//! recovery and `stat` (a bar over the log's bytes) and a checkpoint (a bar over the keys the
+//! snapshot has written). Nothing is drawn when stderr is not a terminal, or for work done
+//! within half a second.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -11,25 +11,36 @@ use std::time::{Duration, Instant};
 /// How long work runs before a bar appears.
 const QUIET_FOR: Duration = Duration::from_millis(500);
 
-/// A bar over `(bytes done, total)` whose rate counts from when the work began.
+/// What a bar counts.
+#[derive(Clone, Copy, Debug)]
+pub enum Unit {
+    /// Bytes, shown in MiB.
+    Bytes,
+    /// Keys of the store.
+    Keys,
+}
+
+/// A bar over `(done, total)` whose rate counts from when the work began.
 #[derive(Clone)]
 pub struct Bar {
     inner: Arc<Mutex<Option<ProgressBar>>>,
     started: Instant,
     what: &'static str,
+    unit: Unit,
 }
 
 impl Bar {
-    /// A bar for `what`, started now.
-    pub fn new(what: &'static str) -> Bar {
+    /// A bar for `what`, counting `unit`, started now.
+    pub fn new(what: &'static str, unit: Unit) -> Bar {
         Bar {
             inner: Arc::new(Mutex::new(None)),
             started: Instant::now(),
             what,
+            unit,
         }
     }
 
-    /// Shows that `done` of `total` bytes are through.
+    /// Shows that `done` of `total` are through.
     pub fn update(&self, done: u64, total: u64) {
         let elapsed = self.started.elapsed();
         if !std::io::stderr().is_terminal() || elapsed < QUIET_FOR {
@@ -46,20 +57,10 @@ impl Bar {
             bar.set_prefix(self.what);
             bar
         });
-        let mib = |b: u64| b as f64 / f64::from(1 << 20);
-        let rate = mib(done) / elapsed.as_secs_f64();
-        let left = if rate > 0.0 {
-            format!("{:.0} s left", mib(total.saturating_sub(done)) / rate)
-        } else {
-            "time left unknown".to_owned()
-        };
+        // The message first: the bar's first frame is drawn with it.
+        bar.set_message(rate_text(self.unit, done, total, elapsed));
         bar.set_length(total);
         bar.set_position(done);
-        bar.set_message(format!(
-            "{:.0}/{:.0} MiB, {rate:.0} MiB/s, {left}",
-            mib(done),
-            mib(total)
-        ));
     }
 
     /// Removes the bar.
@@ -72,20 +73,33 @@ impl Bar {
     }
 }
 
-/// Runs `work` with a spinner that shows `what` and the time spent, on a terminal.
-pub fn spin<T>(what: &'static str, work: impl FnOnce() -> T) -> T {
-    if !std::io::stderr().is_terminal() {
-        return work();
+/// `1024/4096 MiB, 256 MiB/s, 12 s left` (or in keys): the rate over the whole run so far.
+fn rate_text(unit: Unit, done: u64, total: u64, elapsed: Duration) -> String {
+    let (scale, name) = match unit {
+        Unit::Bytes => (f64::from(1 << 20), "MiB"),
+        Unit::Keys => (1.0, "keys"),
+    };
+    let (done, total) = (done as f64 / scale, total as f64 / scale);
+    let rate = done / elapsed.as_secs_f64().max(1e-3);
+    let left = if rate > 0.0 {
+        format!("{:.0} s left", (total - done).max(0.0) / rate)
+    } else {
+        "time left unknown".to_owned()
+    };
+    format!("{done:.0}/{total:.0} {name}, {rate:.0} {name}/s, {left}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_is_measured_from_the_start() {
+        let text = rate_text(Unit::Bytes, 1 << 30, 4 << 30, Duration::from_secs(4));
+        assert_eq!(text, "1024/4096 MiB, 256 MiB/s, 12 s left");
+        let text = rate_text(Unit::Keys, 250_000, 1_000_000, Duration::from_secs(2));
+        assert_eq!(text, "250000/1000000 keys, 125000 keys/s, 6 s left");
+        let text = rate_text(Unit::Keys, 0, 10, Duration::ZERO);
+        assert_eq!(text, "0/10 keys, 0 keys/s, time left unknown");
     }
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
-        bar.set_style(style);
-    }
-    bar.set_message(what);
-    // Drawn from its own thread, so a long step with no callbacks still shows it is alive;
-    // the first draw comes after the quiet period.
-    bar.enable_steady_tick(QUIET_FOR);
-    let out = work();
-    bar.finish_and_clear();
-    out
 }

@@ -10,7 +10,7 @@ use wal_replay::{DataDir, ReplayError};
 
 use crate::exit::{EXIT_OK, EXIT_SNAPSHOT, Failure};
 use crate::human;
-use crate::output::Out;
+use crate::output::{Out, Progress};
 use crate::scan::SnapshotRow;
 
 /// What `snapshot ls` reports.
@@ -112,8 +112,15 @@ pub(crate) fn snapshot_verify(
     let listing = store.list()?;
     let log_id = wal_replay::inspect::read_log_id(&**vfs, &data.log_dir())?;
     let mut rows = Vec::new();
+    // One bar over every snapshot's bytes (headers are small: the body is the work).
+    let total: u64 = listing.snapshots.iter().map(|f| f.file_len).sum();
+    let mut bar = Progress::new("verifying snapshots");
+    let mut before = 0;
     for f in &listing.snapshots {
-        let verified = crate::output::spin("verifying snapshot", || store.verify(f, log_id));
+        let verified = store.verify_with_progress(f, log_id, &mut |done, _| {
+            bar.update(before + done, total);
+        });
+        before += f.file_len;
         rows.push(match verified {
             Ok(_) => VerifiedRow {
                 bytes: Some(f.file_len),
@@ -131,6 +138,7 @@ pub(crate) fn snapshot_verify(
             Err(e) => return Err(e.into()),
         });
     }
+    bar.finish();
     let unusable = rows.iter().filter(|r| r.ok == Some(false)).count() as u64;
     let exit_code = if unusable > 0 { EXIT_SNAPSHOT } else { EXIT_OK };
     out.emit(&VerifyReport {
