@@ -25,6 +25,9 @@ pub struct OpenReport {
     pub aborted_streams: Vec<Lsn>,
     /// Under [`crate::RecoveryMode::SkipDamaged`]: the LSNs the repair gave up (their frames were
     /// damaged or missing), as ranges; every other verified frame was kept.
+    /// With `k` consecutive segments missing the ranges are an upper bound by exactly `k - 1`:
+    /// only the last missing segment's seal is known (the LSN before the next segment's
+    /// first) and is not counted; the other `k - 1` seals lie somewhere in the range.
     pub lost_lsns: Vec<(Lsn, Lsn)>,
     /// Recycled segment files (`recycled-<seq>.tmp`, truncated data only) found in the
     /// directory and kept for reuse, up to [`crate::Options::recycle_segments`].

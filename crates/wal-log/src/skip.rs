@@ -40,6 +40,9 @@ pub struct SkipPlan {
     pub rewritten: Vec<PathBuf>,
     /// LSNs no kept frame carries any more: their frames were damaged or missing, or they
     /// commit a large transaction whose other fragments were.
+    /// With `k` consecutive segments missing the ranges are an upper bound by exactly `k - 1`:
+    /// only the last missing segment's seal is known (the LSN before the next segment's
+    /// first) and is not counted; the other `k - 1` seals lie somewhere in the range.
     pub lost: Vec<(Lsn, Lsn)>,
     /// Transactions (whole frames and large-transaction commits) that verify and are kept.
     pub kept_transactions: u64,

@@ -48,7 +48,8 @@ struct ModeOutcome {
     keeps_transactions: u64,
     /// Transactions that verify but would be moved aside with the bytes around them.
     loses_verified_transactions: u64,
-    /// LSNs whose frames no longer verify (damaged or missing): lost in every mode.
+    /// LSNs whose frames no longer verify (damaged or missing): lost in every mode. With `k`
+    /// consecutive segments missing, `k - 1` of them were seals (where is not known).
     lost_lsns: Vec<(u64, u64)>,
 }
 
@@ -60,7 +61,8 @@ pub(crate) struct RepairReport {
     #[serde(serialize_with = "moved_json")]
     moved_aside: Vec<MovedAside>,
     bytes_moved_aside: u64,
-    /// Skip-damaged: the LSNs given up.
+    /// Skip-damaged: the LSNs given up. With `k` consecutive segments missing, `k - 1` of them
+    /// were seals (where is not known).
     lost_lsns: Vec<(u64, u64)>,
     aborted_streams: Vec<u64>,
     #[serde(serialize_with = "set_aside_json")]
