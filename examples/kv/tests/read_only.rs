@@ -6,41 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn run(bin: &Path, dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(bin)
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+mod support;
 
-fn kv() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_kv"))
-}
-
-/// walctl, next to kv, brought up to date once (a run of this package alone does not build
-/// it; cargo does nothing when it is fresh).
-fn walctl() -> PathBuf {
-    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    let path = kv().with_file_name("walctl");
-    BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "wal-replay", "--bin", "walctl"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building walctl failed");
-    });
-    path
-}
+use support::{kv_path as kv, run, walctl_path as walctl};
 
 /// Every file under `root` (path relative to it) with its bytes; directories by name.
 fn contents(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {

@@ -4,9 +4,12 @@
 //! named, and the dry run predicted exactly what the repair kept.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::walctl_path;
 
 fn kv(dir: &Path, args: &[&str]) -> (i32, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_kv"))
@@ -21,24 +24,6 @@ fn kv(dir: &Path, args: &[&str]) -> (i32, String) {
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stdout).into_owned(),
     )
-}
-
-/// walctl, next to kv in the target directory, brought up to date once per test process
-/// (a run of this package alone does not build it, and one left from an earlier build would
-/// test old code; cargo does nothing when it is fresh).
-fn walctl_path() -> PathBuf {
-    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    let path = Path::new(env!("CARGO_BIN_EXE_kv")).with_file_name("walctl");
-    BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "wal-replay", "--bin", "walctl"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building walctl failed");
-    });
-    assert!(path.exists(), "no walctl at {}", path.display());
-    path
 }
 
 fn walctl(dir: &Path, args: &[&str]) -> (i32, Value) {
