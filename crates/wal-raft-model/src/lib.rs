@@ -18,3 +18,24 @@ mod play;
 pub use generate::{GenOptions, generate};
 pub use op::{CrashKind, ModelConfig, Op, Request, Response};
 pub use play::{PlayError, play};
+
+/// `error` and its chain of causes on one line (`a: b: c`), for the players' exit messages.
+#[must_use]
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_error_chain_names_every_cause() {
+        let e = crate::PlayError::Read(std::io::Error::other("disk gone"));
+        assert_eq!(super::error_chain(&e), "reading the operations: disk gone");
+    }
+}

@@ -37,13 +37,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let mut msg = format!("memstore_model: {e}");
-            let mut cause = e.source();
-            while let Some(c) = cause {
-                msg.push_str(&format!(": {c}"));
-                cause = c.source();
-            }
-            eprintln!("{msg}");
+            eprintln!(
+                "memstore_model: {}",
+                wal_raft_model::error_chain(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

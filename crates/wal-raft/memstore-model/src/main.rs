@@ -23,13 +23,10 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let mut msg = format!("wal-raft-memstore-model: {e}");
-            let mut cause = e.source();
-            while let Some(c) = cause {
-                msg.push_str(&format!(": {c}"));
-                cause = c.source();
-            }
-            eprintln!("{msg}");
+            eprintln!(
+                "wal-raft-memstore-model: {}",
+                wal_raft_model::error_chain(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }
