@@ -50,17 +50,20 @@ impl Bar {
             return;
         };
         let bar = slot.get_or_insert_with(|| {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            // Hidden until its message is set: its first frame is drawn whole.
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
             if let Ok(style) = ProgressStyle::with_template("{prefix} [{bar:40}] {msg}") {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar.set_prefix(self.what);
             bar
         });
-        // The message first: the bar's first frame is drawn with it.
         bar.set_message(rate_text(self.unit, done, total, elapsed));
         bar.set_length(total);
         bar.set_position(done);
+        if bar.is_hidden() {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+        }
     }
 
     /// Removes the bar.

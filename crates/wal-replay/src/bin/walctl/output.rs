@@ -191,7 +191,8 @@ impl Progress {
         }
         let elapsed = self.started.elapsed();
         if self.bar.is_none() && elapsed > Duration::from_millis(500) {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            // Hidden until its message is set: its first frame is drawn whole.
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
             if let Ok(style) = ProgressStyle::with_template("{prefix} [{bar:40}] {msg}") {
                 bar.set_style(style.progress_chars("=> "));
             }
@@ -199,10 +200,12 @@ impl Progress {
             self.bar = Some(bar);
         }
         if let Some(bar) = &self.bar {
-            // The message first: the bar's first frame is drawn with it.
             bar.set_message(rate_text(done, total, elapsed));
             bar.set_length(total);
             bar.set_position(done);
+            if bar.is_hidden() {
+                bar.set_draw_target(ProgressDrawTarget::stderr());
+            }
         }
     }
 
