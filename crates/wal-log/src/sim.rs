@@ -40,11 +40,10 @@
 //!
 //! Everything is deterministic: no clocks, no thread-local randomness, only ordered maps.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::vfs::{OpenMode, Vfs, VfsFile, VfsLock};
 
@@ -52,9 +51,13 @@ mod crash;
 mod fault;
 mod hooked;
 mod image;
+mod state;
 pub use fault::{Fault, OpKind};
 pub use hooked::{Call, HookedVfs};
 pub use image::{CrashImage, DataLoss, DirLoss};
+use state::{
+    DataOp, Dir, Inode, Pending, State, file_len, lock_state, norm, not_found, split, write_into,
+};
 
 /// Sector size used by [`DataLoss::TornLastWrite`], [`DataLoss::TornWrite`] and
 /// [`DataLoss::ScatteredSectors`].
@@ -80,312 +83,6 @@ pub struct SimVfs {
 impl Default for SimVfs {
     fn default() -> Self {
         SimVfs::new()
-    }
-}
-
-/// One unsynced data operation.
-#[derive(Clone, Debug)]
-enum DataOp {
-    Write { offset: usize, bytes: Vec<u8> },
-    SetLen(usize),
-    Allocate(usize),
-}
-
-impl DataOp {
-    fn apply(&self, buf: &mut Vec<u8>) {
-        match self {
-            DataOp::Write { offset, bytes } => write_into(buf, *offset, bytes),
-            DataOp::SetLen(len) => buf.resize(*len, 0),
-            DataOp::Allocate(len) => {
-                if buf.len() < *len {
-                    buf.resize(*len, 0);
-                }
-            }
-        }
-    }
-}
-
-/// Writes `bytes` at `offset`, extending `buf` with zeros as needed.
-fn write_into(buf: &mut Vec<u8>, offset: usize, bytes: &[u8]) {
-    if bytes.is_empty() {
-        return;
-    }
-    let end = offset + bytes.len();
-    if buf.len() < end {
-        buf.resize(end, 0);
-    }
-    buf[offset..end].copy_from_slice(bytes);
-}
-
-#[derive(Clone, Debug)]
-struct Pending {
-    seq: u64,
-    op: DataOp,
-}
-
-struct Inode {
-    current: Vec<u8>,
-    durable: Vec<u8>,
-    pending: Vec<Pending>,
-    /// Open handles bound to this inode.
-    handles: usize,
-}
-
-impl Inode {
-    fn durable(bytes: Vec<u8>) -> Inode {
-        Inode {
-            current: bytes.clone(),
-            durable: bytes,
-            pending: Vec::new(),
-            handles: 0,
-        }
-    }
-}
-
-impl fmt::Debug for Inode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Inode")
-            .field("len", &self.current.len())
-            .field("durable_len", &self.durable.len())
-            .field("pending_ops", &self.pending.len())
-            .field("handles", &self.handles)
-            .finish()
-    }
-}
-
-#[derive(Clone, Debug, Default)]
-struct Dir {
-    current: BTreeMap<String, u64>,
-    durable: BTreeMap<String, u64>,
-    /// Whether this directory's own entry in its parent is durable (its parent was synced
-    /// since it was created). `/` and the empty path always are.
-    entry_durable: bool,
-}
-
-impl Dir {
-    fn durable_entry() -> Dir {
-        Dir {
-            entry_durable: true,
-            ..Dir::default()
-        }
-    }
-}
-
-#[derive(Debug)]
-struct State {
-    inodes: BTreeMap<u64, Inode>,
-    dirs: BTreeMap<PathBuf, Dir>,
-    next_inode: u64,
-    next_seq: u64,
-    counts: [u64; OpKind::ALL.len()],
-    mutating: u64,
-    faults: Vec<(OpKind, u64, Fault)>,
-    /// Power is off once `mutating` reaches this.
-    power_limit: Option<u64>,
-    locks: BTreeSet<PathBuf>,
-}
-
-fn lock_state(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Component-wise normal form: no trailing slash, no interior `.`.
-fn norm(path: &Path) -> PathBuf {
-    path.components().collect()
-}
-
-/// Splits a file path into its (normalized) parent directory and its name.
-fn split(path: &Path) -> io::Result<(PathBuf, String)> {
-    let path = norm(path);
-    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{}: not a file path", path.display()),
-        ));
-    };
-    let Some(name) = name.to_str() else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{}: file name is not UTF-8", path.display()),
-        ));
-    };
-    Ok((parent.to_path_buf(), name.to_owned()))
-}
-
-fn not_found(path: &Path) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("{}: no such file or directory", path.display()),
-    )
-}
-
-fn is_a_directory(path: &Path) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::IsADirectory,
-        format!("{}: is a directory", path.display()),
-    )
-}
-
-fn power_loss() -> io::Error {
-    io::Error::other("simulated power loss: the process is considered dead")
-}
-
-/// Converts a file length or end offset, refusing anything beyond [`MAX_FILE_LEN`].
-fn file_len(len: u64) -> io::Result<usize> {
-    if len > MAX_FILE_LEN {
-        return Err(io::Error::from_raw_os_error(EFBIG));
-    }
-    usize::try_from(len).map_err(|_| io::Error::from_raw_os_error(EFBIG))
-}
-
-/// Splitmix64: a tiny, fast, well-mixed deterministic generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let word = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&word[..chunk.len()]);
-        }
-    }
-}
-
-impl State {
-    fn new() -> State {
-        let mut dirs = BTreeMap::new();
-        dirs.insert(PathBuf::new(), Dir::durable_entry());
-        dirs.insert(PathBuf::from("/"), Dir::durable_entry());
-        State {
-            inodes: BTreeMap::new(),
-            dirs,
-            next_inode: 1,
-            next_seq: 1,
-            counts: [0; OpKind::ALL.len()],
-            mutating: 0,
-            faults: Vec::new(),
-            power_limit: None,
-            locks: BTreeSet::new(),
-        }
-    }
-
-    fn powered_off(&self) -> bool {
-        self.power_limit.is_some_and(|limit| self.mutating >= limit)
-    }
-
-    fn check_power(&self) -> io::Result<()> {
-        if self.powered_off() {
-            Err(power_loss())
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Counts a call of kind `op`, then fails it if the power is off or a fault is armed.
-    fn begin(&mut self, op: OpKind) -> io::Result<()> {
-        self.counts[op.index()] += 1;
-        let off = self.powered_off();
-        if op.is_mutating() {
-            self.mutating += 1;
-        }
-        if off {
-            return Err(power_loss());
-        }
-        let nth = self.counts[op.index()];
-        match self
-            .faults
-            .iter()
-            .find(|(kind, n, _)| *kind == op && *n == nth)
-        {
-            Some((_, _, fault)) => Err(fault.to_error()),
-            None => Ok(()),
-        }
-    }
-
-    fn next_seq(&mut self) -> u64 {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        seq
-    }
-
-    fn new_inode(&mut self, bytes: Vec<u8>) -> u64 {
-        let id = self.next_inode;
-        self.next_inode += 1;
-        self.inodes.insert(id, Inode::durable(bytes));
-        id
-    }
-
-    fn inode_mut(&mut self, id: u64) -> io::Result<&mut Inode> {
-        self.inodes
-            .get_mut(&id)
-            .ok_or_else(|| io::Error::other("stale SimVfs file handle"))
-    }
-
-    fn is_dir(&self, path: &Path) -> bool {
-        self.dirs.contains_key(&norm(path))
-    }
-
-    /// The parent directory of a file path, which must exist, and the file's name; fails
-    /// with `IsADirectory` when the path names a directory.
-    fn parent_of(&self, path: &Path) -> io::Result<(PathBuf, String)> {
-        if self.is_dir(path) {
-            return Err(is_a_directory(path));
-        }
-        let (parent, name) = split(path)?;
-        if !self.dirs.contains_key(&parent) {
-            return Err(not_found(path));
-        }
-        Ok((parent, name))
-    }
-
-    /// The inode a file path currently names.
-    fn lookup(&self, path: &Path) -> io::Result<u64> {
-        let (parent, name) = self.parent_of(path)?;
-        self.dirs
-            .get(&parent)
-            .and_then(|d| d.current.get(&name))
-            .copied()
-            .filter(|id| self.inodes.contains_key(id))
-            .ok_or_else(|| not_found(path))
-    }
-
-    fn dir_mut(&mut self, dir: &Path) -> io::Result<&mut Dir> {
-        self.dirs.get_mut(dir).ok_or_else(|| not_found(dir))
-    }
-
-    /// Inodes named by some current or durable directory entry.
-    fn referenced(&self) -> BTreeSet<u64> {
-        self.dirs
-            .values()
-            .flat_map(|d| d.current.values().chain(d.durable.values()))
-            .copied()
-            .collect()
-    }
-
-    /// Forgets inodes that no entry names and no handle holds: they can never be seen again.
-    fn collect_garbage(&mut self) {
-        let referenced = self.referenced();
-        self.inodes
-            .retain(|id, inode| inode.handles > 0 || referenced.contains(id));
-    }
-
-    /// Unsynced operations of reachable inodes, in global issue order.
-    fn live_pending(&self) -> Vec<(u64, &Pending)> {
-        let referenced = self.referenced();
-        let mut ops: Vec<(u64, &Pending)> = referenced
-            .iter()
-            .filter_map(|id| self.inodes.get(id).map(|inode| (*id, inode)))
-            .flat_map(|(id, inode)| inode.pending.iter().map(move |p| (id, p)))
-            .collect();
-        ops.sort_by_key(|(_, p)| p.seq);
-        ops
     }
 }
 
@@ -873,24 +570,6 @@ impl Vfs for SimVfs {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn splitmix_is_deterministic_and_mixes() {
-        let a: Vec<u64> = {
-            let mut r = Rng(42);
-            (0..4).map(|_| r.next_u64()).collect()
-        };
-        let b: Vec<u64> = {
-            let mut r = Rng(42);
-            (0..4).map(|_| r.next_u64()).collect()
-        };
-        assert_eq!(a, b);
-        let mut c = Rng(43);
-        assert_ne!(a[0], c.next_u64());
-        let mut buf = [0u8; 13];
-        Rng(1).fill(&mut buf);
-        assert!(buf.iter().any(|&x| x != 0));
-    }
 
     #[test]
     fn removed_and_synced_inodes_are_collected_once_handles_close() {

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::{DataLoss, DataOp, DirLoss, Rng, SECTOR, State};
+use super::{DataLoss, DataOp, DirLoss, SECTOR, State};
 
 /// The sectors of a write of `bytes` at `offset` whose indices (0 = the first sector the write
 /// touches) satisfy `keep`, as writes; adjacent kept sectors make one write. Cuts fall on
@@ -34,6 +34,26 @@ fn sectors(offset: usize, bytes: &[u8], mut keep: impl FnMut(usize) -> bool) -> 
         out.push(piece(from, to));
     }
     out
+}
+
+/// Splitmix64: a tiny, fast, well-mixed deterministic generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let word = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
+    }
 }
 
 /// A coin flip of `rng`.
@@ -226,5 +246,23 @@ mod tests {
         // An aligned write.
         let aligned = vec![1u8; 1024];
         assert_eq!(cuts(&sectors(512, &aligned, |s| s == 1)), [(1024, 512)]);
+    }
+
+    #[test]
+    fn splitmix_is_deterministic_and_mixes() {
+        let a: Vec<u64> = {
+            let mut r = Rng(42);
+            (0..4).map(|_| r.next_u64()).collect()
+        };
+        let b: Vec<u64> = {
+            let mut r = Rng(42);
+            (0..4).map(|_| r.next_u64()).collect()
+        };
+        assert_eq!(a, b);
+        let mut c = Rng(43);
+        assert_ne!(a[0], c.next_u64());
+        let mut buf = [0u8; 13];
+        Rng(1).fill(&mut buf);
+        assert!(buf.iter().any(|&x| x != 0));
     }
 }
