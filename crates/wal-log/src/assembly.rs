@@ -4,14 +4,15 @@
 //! the caller proves durable; an [`Assembly`] turns frames into committed transactions.
 
 use crate::error::{Damage, Result, WalError, io_err};
-use crate::vfs::{VfsFile, read_full};
-use bytes::{Bytes, BytesMut};
+use crate::vfs::VfsFile;
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use wal_format::frame::{FRAME_HEADER_LEN, MAX_FRAME_PAYLOAD, decode_frame};
 use wal_format::header::SEGMENT_HEADER_LEN;
 use wal_format::records::RecordIter;
+use wal_format::scan::ReadWindow;
 use wal_format::{Frame, FrameKind, Lsn, SegmentHeader, SegmentSeq};
 
 /// One committed transaction.
@@ -62,9 +63,11 @@ pub(crate) struct SegmentCursor {
     pub(crate) path: PathBuf,
     pub(crate) header: SegmentHeader,
     pub(crate) file: Arc<dyn VfsFile>,
-    /// Loaded bytes and the file offset they start at.
-    chunk: Bytes,
-    chunk_at: u64,
+    /// Loaded bytes, in a buffer reused from chunk to chunk while no transaction handed out
+    /// still refers to it (the common case of a replay that drops each transaction before
+    /// asking for the next): no zeroing or page faults of megabytes per chunk, and a frame cut
+    /// by the end of a chunk is not read twice.
+    chunk: ReadWindow,
     /// File offset of the next frame.
     pub(crate) pos: u64,
     /// The segment's seal was read: the next frame is in the next segment.
@@ -84,28 +87,9 @@ impl SegmentCursor {
             path,
             header,
             file,
-            chunk: Bytes::new(),
-            chunk_at: SEGMENT_HEADER_LEN as u64,
+            chunk: ReadWindow::at(SEGMENT_HEADER_LEN as u64),
             pos: SEGMENT_HEADER_LEN as u64,
             sealed: false,
-        }
-    }
-
-    /// A `want`-byte buffer to read the next chunk into: the previous chunk's memory when no
-    /// transaction handed out still refers to it (the common case of a replay that drops each
-    /// transaction before asking for the next), else a new one. Reuse skips zeroing and
-    /// page-faulting megabytes per chunk; the bytes it holds are overwritten by the read.
-    fn reuse_chunk(old: Bytes, want: usize) -> BytesMut {
-        match old.try_into_mut() {
-            Ok(mut m) if m.capacity() >= want => {
-                if m.len() >= want {
-                    m.truncate(want);
-                } else {
-                    m.resize(want, 0);
-                }
-                m
-            }
-            _ => BytesMut::zeroed(want),
         }
     }
 
@@ -118,13 +102,17 @@ impl SegmentCursor {
     pub(crate) fn next_frame(&mut self, readable: u64) -> Result<Option<ReadFrame>> {
         loop {
             // Make sure a whole frame header (and then the whole frame) is loaded.
-            let rel = (self.pos - self.chunk_at) as usize;
-            let have = self.chunk.len().saturating_sub(rel);
+            let rel = self.pos.wrapping_sub(self.chunk.start()) as usize;
+            let have = if self.pos >= self.chunk.start() {
+                self.chunk.bytes().len().saturating_sub(rel)
+            } else {
+                0
+            };
             let need_header = have < FRAME_HEADER_LEN;
             let need = if need_header {
                 FRAME_HEADER_LEN
             } else {
-                let c = &self.chunk;
+                let c = self.chunk.bytes();
                 let len = u32::from_le_bytes([c[rel + 4], c[rel + 5], c[rel + 6], c[rel + 7]]);
                 FRAME_HEADER_LEN + (len as usize).min(MAX_FRAME_PAYLOAD + 1)
             };
@@ -140,25 +128,23 @@ impl SegmentCursor {
                     }));
                 }
                 let want = (readable - self.pos).min(CHUNK.max(need) as u64) as usize;
-                let mut buf = Self::reuse_chunk(std::mem::take(&mut self.chunk), want);
-                let n = read_full(&*self.file, &mut buf, self.pos)
+                self.chunk
+                    .load(&*self.file, self.pos, want)
                     .map_err(io_err("read", &self.path))?;
-                buf.truncate(n);
-                self.chunk = buf.freeze();
-                self.chunk_at = self.pos;
+                let n = self.chunk.bytes().len();
                 if n < need {
                     return Ok(None);
                 }
                 continue;
             }
-            let frame = decode_frame(&self.chunk, rel, self.header.seed()).map_err(|e| {
+            let frame = decode_frame(self.chunk.bytes(), rel, self.header.seed()).map_err(|e| {
                 WalError::Corrupt(Damage {
                     segment: self.path.clone(),
                     offset: self.pos,
                     reason: e.to_string(),
                 })
             })?;
-            let c = &self.chunk;
+            let c = self.chunk.bytes();
             let crc = u32::from_le_bytes([c[rel], c[rel + 1], c[rel + 2], c[rel + 3]]);
             let at = self.pos;
             self.pos += frame.encoded_len() as u64;

@@ -4,48 +4,15 @@ use super::end::{
     AfterDamage, ScanEnd, corrupt_reason, could_follow, failure_reason, is_end_marker, is_evidence,
     sealed_end, unsealed_end, wrong_lsn,
 };
+use super::window::{ReadAt, ReadWindow};
 use crate::frame::{
     FRAME_HEADER_LEN, Frame, MAX_FRAME_PAYLOAD, SegmentSeed, decode_at, fault_at, try_decode_at,
 };
 use crate::header::{SEGMENT_HEADER_LEN, SegmentHeader, arr4};
 use crate::lsn::{Lsn, SegmentSeq};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use std::io;
-
-/// Positional reads of one segment's bytes, like `pread(2)`: what a [`ChunkedScanner`] reads
-/// from. This crate does no I/O itself; the log implements this for its files.
-pub trait ReadAt {
-    /// Reads up to `buf.len()` bytes at `offset` and returns how many were read; fewer only
-    /// at the end of the data (0 at or past it), or when the source reads in pieces (the
-    /// scanner then asks again).
-    ///
-    /// # Errors
-    /// The source's I/O error; the scanner passes it on unchanged.
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
-}
-
-impl ReadAt for [u8] {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let start = usize::try_from(offset)
-            .unwrap_or(usize::MAX)
-            .min(self.len());
-        let n = buf.len().min(self.len() - start);
-        buf[..n].copy_from_slice(&self[start..start + n]);
-        Ok(n)
-    }
-}
-
-impl ReadAt for Vec<u8> {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.as_slice().read_at(buf, offset)
-    }
-}
-
-impl ReadAt for Bytes {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.as_ref().read_at(buf, offset)
-    }
-}
+use std::ops::Range;
 
 /// Bytes read at a time by default: large enough to amortize a read call, small enough that
 /// the bytes are still in the CPU cache when their checksums are computed.
@@ -95,11 +62,8 @@ pub struct ChunkedScanner {
     file_len: u64,
     expect_sealed: bool,
     chunk: usize,
-    /// The loaded bytes, starting at file offset `window_at`.
-    window: Bytes,
-    window_at: u64,
-    /// A buffer to read into when the window is still referenced by a yielded frame.
-    spare: Option<BytesMut>,
+    /// The loaded bytes.
+    win: ReadWindow,
     /// File offset of the next frame.
     pos: u64,
     next_lsn: Lsn,
@@ -153,9 +117,7 @@ impl ChunkedScanner {
             file_len,
             expect_sealed,
             chunk: DEFAULT_CHUNK,
-            window: Bytes::new(),
-            window_at: offset,
-            spare: None,
+            win: ReadWindow::at(offset),
             pos: offset,
             next_lsn,
             sealed: None,
@@ -179,17 +141,14 @@ impl ChunkedScanner {
     /// once.
     #[must_use]
     pub fn with_buffer(mut self, buf: BytesMut) -> ChunkedScanner {
-        self.spare = Some(buf);
+        self.win.give_buffer(buf);
         self
     }
 
     /// The scanner's buffer, for the next scanner, unless a yielded frame still refers to it.
     #[must_use]
     pub fn into_buffer(self) -> Option<BytesMut> {
-        match self.window.try_into_mut() {
-            Ok(m) if m.capacity() > 0 => Some(m),
-            _ => self.spare,
-        }
+        self.win.into_buffer()
     }
 
     /// The segment's header.
@@ -217,7 +176,8 @@ impl ChunkedScanner {
         self.file_len
     }
 
-    /// Bytes read from the source so far (a frame cut by a chunk boundary counts twice).
+    /// Bytes read from the source so far (a frame cut by the end of a chunk is read once: the
+    /// part already read is kept).
     #[must_use]
     pub fn bytes_read(&self) -> u64 {
         self.bytes_read
@@ -252,9 +212,9 @@ impl ChunkedScanner {
     pub fn next_frame<R: ReadAt + ?Sized>(&mut self, src: &R) -> io::Result<Option<Frame>> {
         // The common case, inlined into the caller's loop: a whole frame in the window that
         // verifies and carries the next LSN.
-        if self.end.is_none() && self.sealed.is_none() && self.pos >= self.window_at {
-            let rel = (self.pos - self.window_at) as usize;
-            if let Some(frame) = try_decode_at(&self.window, rel, self.seed)
+        if self.end.is_none() && self.sealed.is_none() && self.pos >= self.win.start() {
+            let rel = (self.pos - self.win.start()) as usize;
+            if let Some(frame) = try_decode_at(self.win.bytes(), rel, self.seed)
                 && frame.lsn == self.next_lsn
                 && frame.kind.takes_lsn()
             {
@@ -305,26 +265,26 @@ impl ChunkedScanner {
                 self.end = Some(end);
                 return Ok(None);
             }
-            let rel = self.pos.wrapping_sub(self.window_at) as usize;
-            let avail = if self.pos >= self.window_at {
-                self.window.len().saturating_sub(rel)
+            let rel = self.pos.wrapping_sub(self.win.start()) as usize;
+            let avail = if self.pos >= self.win.start() {
+                self.win.bytes().len().saturating_sub(rel)
             } else {
                 0
             };
             let need = if avail < FRAME_HEADER_LEN {
                 FRAME_HEADER_LEN
             } else {
-                let len = u32::from_le_bytes(arr4(&self.window[rel + 4..rel + 8])) as usize;
+                let len = u32::from_le_bytes(arr4(&self.win.bytes()[rel + 4..rel + 8])) as usize;
                 FRAME_HEADER_LEN + if len > MAX_FRAME_PAYLOAD { 0 } else { len }
             };
-            if avail < need && self.window_end() < self.file_len {
+            if avail < need && self.win.end() < self.file_len {
                 // Load the frame whole, or up to the end of the file, so that it decodes
                 // (or fails) exactly as it would in the whole file.
                 self.load(src, self.pos, need)?;
                 continue;
             }
-            let Some(frame) = try_decode_at(&self.window, rel, self.seed) else {
-                let fault = fault_at(&self.window, rel, self.seed);
+            let Some(frame) = try_decode_at(self.win.bytes(), rel, self.seed) else {
+                let fault = fault_at(self.win.bytes(), rel, self.seed);
                 let end = self.fail_at(src, fault.reason())?;
                 self.end = Some(end);
                 return Ok(None);
@@ -362,10 +322,6 @@ impl ChunkedScanner {
             self.load(src, at, 0)?;
         }
         Ok(self.data_end)
-    }
-
-    fn window_end(&self) -> u64 {
-        self.window_at + self.window.len() as u64
     }
 
     fn unsealed_end(&self) -> ScanEnd {
@@ -409,17 +365,25 @@ impl ChunkedScanner {
     fn first_nonzero<R: ReadAt + ?Sized>(&mut self, src: &R, from: u64) -> io::Result<Option<u64>> {
         let mut at = from;
         while at < self.file_len {
-            if at < self.window_at || at >= self.window_end() {
-                self.load(src, at, 0)?;
-                if at >= self.window_end() {
+            let mut fresh = 0..0;
+            if at < self.win.start() || at >= self.win.end() {
+                // Where the data ends is noted only if the bytes read are not all zeros (as
+                // preallocated space is): one pass over them instead of two.
+                fresh = self.fill(src, at, 0)?;
+                if at >= self.win.end() {
                     break; // the file turned out shorter
                 }
             }
-            let rel = (at - self.window_at) as usize;
-            if let Some(i) = first_nonzero(&self.window[rel..]) {
+            let rel = (at - self.win.start()) as usize;
+            if let Some(i) = first_nonzero(&self.win.bytes()[rel..]) {
+                self.note_data_end(fresh);
                 return Ok(Some(at + i as u64));
             }
-            at = self.window_end();
+            debug_assert!(
+                fresh.is_empty() || rel <= fresh.start,
+                "every byte read now was checked"
+            );
+            at = self.win.end();
         }
         Ok(None)
     }
@@ -429,12 +393,13 @@ impl ChunkedScanner {
         if pos + FRAME_HEADER_LEN as u64 > self.file_len {
             return Ok(false);
         }
-        if pos < self.window_at || pos + FRAME_HEADER_LEN as u64 > self.window_end() {
+        if pos < self.win.start() || pos + FRAME_HEADER_LEN as u64 > self.win.end() {
             self.load(src, pos, FRAME_HEADER_LEN)?;
         }
-        let rel = pos.wrapping_sub(self.window_at) as usize;
+        let rel = pos.wrapping_sub(self.win.start()) as usize;
         Ok(self
-            .window
+            .win
+            .bytes()
             .get(rel..rel + FRAME_HEADER_LEN)
             .is_some_and(is_end_marker))
     }
@@ -453,23 +418,23 @@ impl ChunkedScanner {
     ) -> io::Result<Option<(u64, Lsn)>> {
         let mut q = from;
         while q + FRAME_HEADER_LEN as u64 <= self.file_len {
-            if q < self.window_at || q + FRAME_HEADER_LEN as u64 > self.window_end() {
+            if q < self.win.start() || q + FRAME_HEADER_LEN as u64 > self.win.end() {
                 self.load(src, q, FRAME_HEADER_LEN)?;
-                if q + FRAME_HEADER_LEN as u64 > self.window_end() {
+                if q + FRAME_HEADER_LEN as u64 > self.win.end() {
                     break; // the file turned out shorter
                 }
             }
-            let rel = (q - self.window_at) as usize;
-            let h = &self.window[rel..rel + FRAME_HEADER_LEN];
+            let rel = (q - self.win.start()) as usize;
+            let h = &self.win.bytes()[rel..rel + FRAME_HEADER_LEN];
             if could_follow(h, q, anchor, self.next_lsn) {
                 let len = u32::from_le_bytes(arr4(&h[4..8])) as usize;
                 let frame_end = q + (FRAME_HEADER_LEN + len) as u64;
                 if len <= MAX_FRAME_PAYLOAD && frame_end <= self.file_len {
-                    if frame_end > self.window_end() {
+                    if frame_end > self.win.end() {
                         self.load(src, q, FRAME_HEADER_LEN + len)?;
                     }
-                    let rel = (q - self.window_at) as usize;
-                    if let Ok(f) = decode_at(&self.window, rel, self.seed) {
+                    let rel = (q - self.win.start()) as usize;
+                    if let Ok(f) = decode_at(self.win.bytes(), rel, self.seed) {
                         if is_evidence(&f, need_claim, self.next_lsn) {
                             self.after.highest_claim = self.after.highest_claim.max(f.durable());
                             return Ok(Some((q, f.durable())));
@@ -484,54 +449,41 @@ impl ChunkedScanner {
     }
 
     /// Makes the window hold the file's bytes from `at` on: `max(chunk, min)` of them, or up
-    /// to the end of the file.
+    /// to the end of the file; notes where the data in the bytes read now ends.
     fn load<R: ReadAt + ?Sized>(&mut self, src: &R, at: u64, min: usize) -> io::Result<()> {
+        let fresh = self.fill(src, at, min)?;
+        self.note_data_end(fresh);
+        Ok(())
+    }
+
+    /// [`ChunkedScanner::load`] without noting where the data ends (for a caller that looks
+    /// for non-zero bytes itself); returns the range of the window read now.
+    fn fill<R: ReadAt + ?Sized>(
+        &mut self,
+        src: &R,
+        at: u64,
+        min: usize,
+    ) -> io::Result<Range<usize>> {
         let want = self
             .file_len
             .saturating_sub(at)
             .min(self.chunk.max(min) as u64) as usize;
-        let old = std::mem::take(&mut self.window);
-        let mut buf = match old.try_into_mut() {
-            Ok(m) if m.capacity() >= want => m,
-            Ok(m) => {
-                // Too small for this frame: keep it as the spare only if nothing better.
-                if self
-                    .spare
-                    .as_ref()
-                    .is_none_or(|s| s.capacity() < m.capacity())
-                {
-                    self.spare = Some(m);
-                }
-                self.take_spare(want)
-            }
-            Err(_) => self.take_spare(want),
-        };
-        buf.resize(want, 0);
-        let mut done = 0;
-        while done < want {
-            let n = src.read_at(&mut buf[done..], at + done as u64)?;
-            if n == 0 {
-                // The file is shorter than it was said to be: it ends here.
-                self.file_len = at + done as u64;
-                break;
-            }
-            done += n;
+        let fresh = self.win.load(src, at, want)?;
+        let got = self.win.bytes().len();
+        if got < want {
+            // The file is shorter than it was said to be: it ends here.
+            self.file_len = at + got as u64;
         }
-        buf.truncate(done);
-        if let Some(i) = last_nonzero(&buf) {
-            self.data_end = self.data_end.max(at + i as u64 + 1);
-        }
-        self.read_hi = self.read_hi.max(at + done as u64);
-        self.bytes_read += done as u64;
-        self.window = buf.freeze();
-        self.window_at = at;
-        Ok(())
+        self.read_hi = self.read_hi.max(at + got as u64);
+        self.bytes_read += fresh.len() as u64;
+        Ok(fresh)
     }
 
-    fn take_spare(&mut self, want: usize) -> BytesMut {
-        match self.spare.take() {
-            Some(m) if m.capacity() >= want => m,
-            _ => BytesMut::with_capacity(want.max(self.chunk)),
+    /// Moves [`ChunkedScanner::data_end`] past the last non-zero byte of the window's `range`.
+    fn note_data_end(&mut self, range: Range<usize>) {
+        let base = self.win.start() + range.start as u64;
+        if let Some(i) = last_nonzero(&self.win.bytes()[range]) {
+            self.data_end = self.data_end.max(base + i as u64 + 1);
         }
     }
 }
