@@ -98,6 +98,17 @@ fn steps(root: &Path) -> Result<Vec<Step>, Failure> {
             // wal-raft against openraft-memstore: a cold build of the memstore player's own
             // workspace (no RocksDB) and a short run; `cargo xtask raft-model` runs longer.
             action: Box::new(|root| {
+                // The fmt step's `--all` covers this workspace only.
+                util::run(&mut util::cargo(
+                    root,
+                    [
+                        "fmt",
+                        "--manifest-path",
+                        crate::raft_model::MEMSTORE_MANIFEST,
+                        "--",
+                        "--check",
+                    ],
+                ))?;
                 let args = crate::raft_model::Args {
                     seeds: 20,
                     ..crate::raft_model::Args::default()
@@ -124,7 +135,7 @@ fn test(root: &Path) -> Result<(), Failure> {
 }
 
 /// The workspaces CI builds: this one and the memstore model player's own.
-const DENY_MANIFESTS: &[&str] = &["Cargo.toml", "crates/wal-raft/memstore-model/Cargo.toml"];
+const DENY_MANIFESTS: &[&str] = &["Cargo.toml", crate::raft_model::MEMSTORE_MANIFEST];
 
 /// cargo-deny's bans, licenses and sources checks of every workspace CI builds
 /// ([`DENY_MANIFESTS`]); installs cargo-deny first when missing.

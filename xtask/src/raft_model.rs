@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
+/// The memstore player's workspace, relative to the repository root.
+pub const MEMSTORE_MANIFEST: &str = "crates/wal-raft/memstore-model/Cargo.toml";
+
 /// Seeds `s` with `s % KILL_EVERY == 0` also run with real crashes on a real directory.
 const KILL_EVERY: u64 = 10;
 
@@ -75,12 +78,7 @@ pub fn run(root: &Path, args: Args) -> Result<(), Failure> {
         )?,
         mem: build(
             root,
-            &[
-                "build",
-                "--locked",
-                "--manifest-path",
-                "crates/wal-raft/memstore-model/Cargo.toml",
-            ],
+            &["build", "--locked", "--manifest-path", MEMSTORE_MANIFEST],
             "wal-raft-memstore-model",
         )?,
     };
