@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, ClientWriteError, Fatal, ForwardToLeader, RaftError};
 use openraft::{BasicNode, ChangeMembers, StoredMembership};
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -90,13 +90,71 @@ pub async fn add_node(State(app): State<Arc<App>>, body: Bytes) -> Response {
             return reply(&app, true);
         }
     }
-    let learner = app
-        .raft
-        .add_learner(req.id, BasicNode::new(&req.addr), true);
-    if let Err(e) = step(&app, "catching up the new learner", learner).await {
+    // A learner already (an earlier try timed out while it caught up): adding it again would
+    // commit one more membership entry per retry, so only the wait is repeated.
+    let since = if m.membership().get_node(&req.id).is_some() {
+        Ok(m.log_id().map_or(0, |l| l.index))
+    } else {
+        // Not openraft's blocking wait: it calls a learner within `replication_lag_threshold`
+        // (5000) entries up to date even when it has nothing, and would make a node that is
+        // down a voter.
+        let learner = app
+            .raft
+            .add_learner(req.id, BasicNode::new(&req.addr), false);
+        step(&app, "adding the learner", learner)
+            .await
+            .map(|r| r.log_id.index)
+    };
+    let caught_up = match since {
+        Ok(index) => {
+            let wait = wait_caught_up(&app, req.id, index);
+            step(&app, "catching up the new learner", wait).await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = caught_up {
+        if matches!(e, ApiError::Unavailable { .. }) {
+            tracing::info!(node = req.id, "add-node: {e}");
+        }
         return api_error(&e);
     }
     change(&app, ChangeMembers::AddVoterIds(BTreeSet::from([req.id]))).await
+}
+
+/// Waits until the leader sees learner `id` matched at least up to `index` (the entry that
+/// made it a learner: it holds everything before its addition); a node that is not
+/// the leader (or stops leading meanwhile) redirects. The caller's time limit bounds the wait.
+async fn wait_caught_up(app: &App, id: u64, index: u64) -> ChangeResult<()> {
+    let mut metrics = app.raft.metrics();
+    loop {
+        let matched = {
+            let m = metrics.borrow_and_update();
+            if let Err(fatal) = &m.running_state {
+                return Err(RaftError::Fatal(fatal.clone()));
+            }
+            if m.current_leader != Some(m.id) {
+                let leader_node = m
+                    .current_leader
+                    .and_then(|l| m.membership_config.membership().get_node(&l).cloned());
+                return Err(RaftError::APIError(ClientWriteError::ForwardToLeader(
+                    ForwardToLeader {
+                        leader_id: m.current_leader,
+                        leader_node,
+                    },
+                )));
+            }
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(&id).copied().flatten())
+                .map(|l| l.index)
+        };
+        if matched.is_some_and(|i| i >= index) {
+            return Ok(());
+        }
+        if metrics.changed().await.is_err() {
+            return Err(RaftError::Fatal(Fatal::Stopped));
+        }
+    }
 }
 
 /// `POST /cluster/remove-node`: takes the node out of the membership (a voter or a learner).

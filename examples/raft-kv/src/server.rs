@@ -317,6 +317,7 @@ pub fn node_status(raft: &Raft, wal: Option<&wal_log::Wal>) -> NodeStatus {
                 .collect()
         }),
         voters: m.membership_config.membership().voter_ids().collect(),
+        membership_index: m.membership_config.log_id().map(|l| l.index),
         running: m.running_state.is_ok(),
         wal: wal.map(|w| {
             let s = w.stats();

@@ -36,6 +36,8 @@ pub struct ClusterStatus {
     /// The highest index a majority of voters has matched, as the leader sees it (without a
     /// leader: the highest index any node applied, which was committed).
     pub commit_index: u64,
+    /// The log index of the leader's membership entry (each membership change commits one).
+    pub membership_index: Option<u64>,
     /// Each node.
     pub nodes: Vec<NodeLine>,
 }
@@ -101,6 +103,7 @@ pub async fn gather(client: &Client) -> ClusterStatus {
         leader: leader.map(|l| l.id),
         term,
         commit_index,
+        membership_index: leader.and_then(|l| l.membership_index),
         nodes,
     }
 }

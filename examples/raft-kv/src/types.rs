@@ -141,6 +141,9 @@ pub struct NodeStatus {
     pub replication: Option<BTreeMap<u64, Option<u64>>>,
     /// The voters of the membership it knows of.
     pub voters: Vec<u64>,
+    /// The log index of the entry that set that membership (each change commits one).
+    #[serde(default)]
+    pub membership_index: Option<u64>,
     /// False once Raft stopped on a fatal error (the node then leaves service).
     pub running: bool,
     /// Its write-ahead log's counters (`None` for `--store memory`).
