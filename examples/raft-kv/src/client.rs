@@ -9,7 +9,7 @@ use crate::types::ApiError;
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -18,9 +18,11 @@ use thiserror::Error;
 /// The longest one request may wait for its answer (the node's own majority wait is shorter,
 /// so a node without a majority answers before this).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(6);
-/// The first pause after every node failed once; it doubles up to [`MAX_PAUSE`].
+/// The first pause after every node failed once; it doubles up to [`MAX_PAUSE`]. An
+/// election takes about a second here (400-800 ms of silence, then a vote): a longer pause
+/// would mostly be spent after the new leader is already serving.
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
-const MAX_PAUSE: Duration = Duration::from_secs(1);
+const MAX_PAUSE: Duration = Duration::from_millis(250);
 
 /// Why a client request failed.
 #[derive(Debug, Error)]
@@ -90,6 +92,8 @@ enum Attempt<T> {
     Redirect(u64),
     /// Try another node.
     Next(String),
+    /// The node could not be reached; try another.
+    Unreachable(String),
     Fail(ClientError),
 }
 
@@ -153,6 +157,9 @@ impl Client {
         let mut failed_in_row = 0;
         // Each node's last failure: the error names them all, not only the last one tried.
         let mut failures: BTreeMap<u64, String> = BTreeMap::new();
+        // Nodes found unreachable in this call: a follower that still names one of them as
+        // leader (it has not noticed the leader died) is not followed there again.
+        let mut down: BTreeSet<u64> = BTreeSet::new();
         loop {
             let node = ids[next % ids.len()];
             tries += 1;
@@ -165,11 +172,22 @@ impl Client {
                     return Ok(v);
                 }
                 Attempt::Fail(e) => return Err(e),
+                Attempt::Redirect(to) if down.contains(&to) => {
+                    next += 1;
+                    failed_in_row += 1;
+                    format!("node {node} names node {to} as leader, which is unreachable")
+                }
                 Attempt::Redirect(to) => {
                     self.leader.store(to, Ordering::Relaxed);
                     next = ids.iter().position(|i| *i == to).unwrap_or(next + 1);
                     failed_in_row = 0;
                     format!("node {node} redirected to node {to}")
+                }
+                Attempt::Unreachable(why) => {
+                    down.insert(node);
+                    next += 1;
+                    failed_in_row += 1;
+                    why
                 }
                 Attempt::Next(why) => {
                     next += 1;
@@ -177,7 +195,11 @@ impl Client {
                     why
                 }
             };
-            failures.insert(node, last);
+            // An attempt cut short by this call's own deadline says less than the node's
+            // earlier answer (a leader's "did not finish within ...", say): keep that one.
+            if Instant::now() < deadline || !failures.contains_key(&node) {
+                failures.insert(node, last);
+            }
             let last = || failures.values().cloned().collect::<Vec<_>>().join("; ");
             // After every node failed once (or a redirect loop), pause before going round again.
             if failed_in_row >= ids.len() || tries.is_multiple_of(2 * ids.len() as u64) {
@@ -228,7 +250,7 @@ impl Client {
         {
             Ok(a) => a,
             Err(e) => {
-                return Attempt::Next(format!(
+                return Attempt::Unreachable(format!(
                     "node {node} at {addr} is unreachable: {}",
                     http::cause(&e)
                 ));
@@ -280,7 +302,7 @@ impl Client {
                 Attempt::Done(v) => return Ok(v),
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Redirect(to) => format!("node {node} redirected to node {to}"),
-                Attempt::Next(why) => why,
+                Attempt::Next(why) | Attempt::Unreachable(why) => why,
             };
             if Instant::now() + pause >= deadline {
                 return Err(ClientError::Timeout {

@@ -5,7 +5,8 @@
 //! ```text
 //! raft-kv gen-secret PATH
 //! raft-kv serve --id N --dir D --listen HOST:PORT --peers 1=H:P,2=H:P,3=H:P --secret-file F
-//!               [--store wal|memory] [--snapshot-every ENTRIES]
+//!               [--store wal|memory] [--snapshot-every ENTRIES] [--op-timeout-ms MS]
+//!               [--exit-with-parent]
 //! raft-kv init | put K V | get K | del K | scan | status [--json] | local-scan --node N
 //!        | load --count N [--start S] [--value-size B] [--clients C]
 //!        | add-node --id N --addr HOST:PORT | remove-node --id N
@@ -81,6 +82,10 @@ enum Command {
         /// How long a write or linearizable read waits for a majority, in milliseconds.
         #[arg(long, default_value_t = 3000)]
         op_timeout_ms: u64,
+        /// Shut down (as on SIGTERM) when the process that started this one exits, so a
+        /// harness that is killed leaves no node running.
+        #[arg(long)]
+        exit_with_parent: bool,
         #[command(flatten)]
         conn: Conn,
     },
@@ -218,6 +223,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             store,
             snapshot_every,
             op_timeout_ms,
+            exit_with_parent,
             conn,
         } => {
             let secret = conn.secret()?;
@@ -233,6 +239,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 store,
                 snapshot_every,
                 op_timeout,
+                exit_with_parent,
             };
             node::serve(opts, secret).await?;
         }

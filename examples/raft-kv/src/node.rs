@@ -39,7 +39,12 @@ pub struct ServeOptions {
     pub snapshot_every: u64,
     /// How long a write or read may wait for a majority.
     pub op_timeout: Duration,
+    /// Stop when the process that started this one exits.
+    pub exit_with_parent: bool,
 }
+
+/// How often `--exit-with-parent` looks at the parent process id.
+const PARENT_POLL: Duration = Duration::from_millis(100);
 
 /// openraft's configuration for a node: heartbeats every 100 ms, elections after 400-800 ms
 /// of silence (a shared 2-core machine delays heartbeats by tens of ms; shorter timeouts
@@ -89,6 +94,8 @@ fn open_state_machine(
 /// A refused data directory (exit 2), a listen address that cannot be bound, a store that
 /// does not open, a fatal Raft error.
 pub async fn serve(opts: ServeOptions, secret: Secret) -> Result<(), Error> {
+    // Taken first: a parent that dies while the store opens must count as gone.
+    let parent = std::os::unix::process::parent_id();
     if opts.peers.addr(opts.id).is_none() {
         return Err(Error::Usage(format!(
             "--id {} is not one of --peers {}",
@@ -136,6 +143,9 @@ pub async fn serve(opts: ServeOptions, secret: Secret) -> Result<(), Error> {
     });
     let (stop_tx, stop_rx) = watch::channel(None::<String>);
     tokio::spawn(watch_fatal(raft.clone(), stop_tx.clone()));
+    if opts.exit_with_parent {
+        tokio::spawn(watch_parent(parent, stop_tx.clone()));
+    }
     tokio::spawn(watch_signals(stop_tx));
     // The harness waits for this line: the socket accepts connections from here on.
     eprintln!("raft-kv: node {} listening on {local}", opts.id);
@@ -243,4 +253,24 @@ async fn watch_signals(stop: watch::Sender<Option<String>>) {
     }
     tracing::info!("signal received: shutting down");
     let _ = stop.send(Some("signal".to_owned()));
+}
+
+/// Stops the node gracefully once `parent`, the process that started it, has exited (the
+/// node was handed to another parent): a harness killed by SIGKILL leaves no node running. Without
+/// `unsafe` there is no death signal to ask for, so the parent's id is looked at now and then.
+async fn watch_parent(parent: u32, stop: watch::Sender<Option<String>>) {
+    let mut tick = tokio::time::interval(PARENT_POLL);
+    loop {
+        tick.tick().await;
+        let now = std::os::unix::process::parent_id();
+        if now != parent {
+            tracing::warn!(
+                parent,
+                now,
+                "the parent process exited (--exit-with-parent): shutting down"
+            );
+            let _ = stop.send(Some("parent exited".to_owned()));
+            return;
+        }
+    }
 }

@@ -185,6 +185,8 @@ impl Cluster {
             .args(["--snapshot-every", &c.snapshot_every.to_string()])
             .arg("--secret-file")
             .arg(&c.secret)
+            // A SIGKILLed xtask must not leave nodes behind.
+            .arg("--exit-with-parent")
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::piped())

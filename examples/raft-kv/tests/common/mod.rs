@@ -65,6 +65,8 @@ pub fn spawn_node(args: &[String]) -> Result<Node, String> {
     let mut child = Command::new(BIN)
         .arg("serve")
         .args(args)
+        // A killed test run must not leave nodes behind.
+        .arg("--exit-with-parent")
         .env("RUST_LOG", "info,openraft=warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
