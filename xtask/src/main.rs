@@ -12,6 +12,7 @@ mod demo;
 mod fuzz;
 mod raft_model;
 mod raft_report;
+mod spread;
 mod tidy;
 mod util;
 

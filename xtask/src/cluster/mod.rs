@@ -242,6 +242,12 @@ fn print_report(reports: &[CycleReport], keys: usize, acked: &std::collections::
     println!("  new leader elected in    {}", spread(elections));
     let catch = reports.iter().map(|r| r.caught_up.0).collect();
     println!("  restarted node caught up {}", spread(catch));
+    let retries: Vec<String> = reports.iter().map(|r| r.load.retries.to_string()).collect();
+    println!(
+        "  client retries           {} in all (per cycle: {}; a retry is a request sent again after a redirect, an unreachable node or a timeout)",
+        reports.iter().map(|r| r.load.retries).sum::<u64>(),
+        retries.join(", ")
+    );
     if let Some(r) = reports.iter().find(|r| r.fault == Fault::LongDown) {
         println!(
             "  snapshot catch-up        node {} installed a snapshot and caught up to index {} in {}",
