@@ -29,7 +29,7 @@ mod progress;
 use clap::{Parser, Subcommand};
 use kv::load_value as value_for;
 use kv::store::{KvEvent, Store};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -234,12 +234,25 @@ fn load(db: &Db, count: u64, start: u64, value_size: usize, threads: u64) -> Res
     };
     let secs = std::thread::scope(|scope| -> Result<f64, Error> {
         scope.spawn(move || {
-            // Progress on stderr, so a killed run still leaves its numbers behind.
+            // On a terminal a bar over the keys; otherwise progress lines on stderr, so a
+            // killed run still leaves its numbers behind (the demo and the crash test read
+            // them).
+            let bar = std::io::stderr()
+                .is_terminal()
+                .then(|| progress::Bar::new("load", progress::Unit::Keys));
             while let Err(mpsc::RecvTimeoutError::Timeout) =
                 finished.recv_timeout(Duration::from_millis(250))
             {
-                // A closed stderr loses the progress, not the load.
-                let _ = writeln!(std::io::stderr(), "progress: {}", stats_line(db));
+                match &bar {
+                    Some(bar) => bar.update(db.wal().stats().commits, count),
+                    // A closed stderr loses the progress, not the load.
+                    None => {
+                        let _ = writeln!(std::io::stderr(), "progress: {}", stats_line(db));
+                    }
+                }
+            }
+            if let Some(bar) = bar {
+                bar.finish();
             }
         });
         let mut workers = Vec::new();

@@ -1,6 +1,6 @@
 //! Progress on a terminal for the commands that can take seconds on a large directory:
-//! recovery and `stat` (a bar over the log's bytes) and a checkpoint (a bar over the keys the
-//! snapshot has written). Nothing is drawn when stderr is not a terminal, or for work done
+//! recovery and `stat` (a bar over the log's bytes), a checkpoint (a bar over the keys the
+//! snapshot has written) and `load` (over the keys committed). Nothing is drawn when stderr is not a terminal, or for work done
 //! within half a second.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
