@@ -1,5 +1,6 @@
 //! The kv example's state machine, shared with `raft-kv` (the same ordered map, replicated):
-//! [`store::Store`], its events [`store::KvEvent`], and the value scheme of `kv load`.
+//! [`store::Store`], its events [`store::KvEvent`], and the key and value scheme of `kv load`
+//! ([`LoadKeys`], [`load_value`]).
 #![forbid(unsafe_code)]
 
 pub mod store;
@@ -13,6 +14,21 @@ pub fn load_value(i: u64, size: usize) -> String {
         v.push('x');
     }
     v
+}
+
+/// The keys a load writes (`kv load`, `raft-kv load`): `k<i>` for i in START..START+COUNT,
+/// each valued by [`load_value`]; the command-line flags both binaries share.
+#[derive(Clone, Copy, Debug, clap::Args)]
+pub struct LoadKeys {
+    /// How many keys.
+    #[arg(long)]
+    pub count: u64,
+    /// The first index.
+    #[arg(long, default_value_t = 0)]
+    pub start: u64,
+    /// Value size in bytes: `v<i>-` padded with `x`.
+    #[arg(long, default_value_t = 32)]
+    pub value_size: usize,
 }
 
 #[cfg(test)]

@@ -74,15 +74,8 @@ enum Command {
     /// Write keys `k<i>` for i in START..START+COUNT, each its own durable transaction, from
     /// THREADS threads sharing one log; print each key right after its commit is durable.
     Load {
-        /// How many keys.
-        #[arg(long)]
-        count: u64,
-        /// The first index.
-        #[arg(long, default_value_t = 0)]
-        start: u64,
-        /// Value size in bytes: `v<i>-` padded with `x`.
-        #[arg(long, default_value_t = 32)]
-        value_size: usize,
+        #[command(flatten)]
+        keys: kv::LoadKeys,
         /// Writer threads.
         #[arg(long, default_value_t = 1)]
         threads: u64,
@@ -443,15 +436,10 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         // Answered before the store is opened.
         Command::Stat => {}
-        Command::Load {
-            count,
-            start,
-            value_size,
-            threads,
-        } => {
+        Command::Load { keys, threads } => {
             // The writers print through stdout themselves.
             drop(stdout);
-            load(&db, count, start, value_size, threads)?;
+            load(&db, keys.count, keys.start, keys.value_size, threads)?;
             return Ok(ExitCode::SUCCESS);
         }
     }

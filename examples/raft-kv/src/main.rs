@@ -157,13 +157,9 @@ enum Command {
     /// Put keys k<i> for i in START..START+COUNT from CLIENTS concurrent tasks; print
     /// `ack k<i>` once each is committed.
     Load {
-        #[arg(long)]
-        count: u64,
-        #[arg(long, default_value_t = 0)]
-        start: u64,
-        /// Value size in bytes: `v<i>-` padded with `x`.
-        #[arg(long, default_value_t = 32)]
-        value_size: usize,
+        #[command(flatten)]
+        keys: kv::LoadKeys,
+        /// Concurrent client tasks.
         #[arg(long, default_value_t = 1)]
         clients: u64,
         #[command(flatten)]
@@ -302,17 +298,15 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::LocalScan { node, conn } => local_scan(node, conn).await?,
         Command::Status { json, conn } => print_status(json, conn).await?,
         Command::Load {
-            count,
-            start,
-            value_size,
+            keys,
             clients,
             conn,
         } => {
             let client = Arc::new(conn.client()?);
             let opts = load::LoadOptions {
-                count,
-                start,
-                value_size,
+                count: keys.count,
+                start: keys.start,
+                value_size: keys.value_size,
                 clients,
             };
             let summary = load::run(client, &opts).await?;
