@@ -78,6 +78,15 @@ impl<NID: NodeId> LogIndex<NID> {
 
     /// Removes the entries from `index` on.
     pub(crate) fn truncate(&mut self, index: u64) {
+        // Every entry pushed asks (and a reopen pushes them all); usually nothing is at or
+        // above it, and `split_off` would still build (and free) a second tree.
+        if self
+            .slots
+            .last_key_value()
+            .is_none_or(|(&last, _)| last < index)
+        {
+            return;
+        }
         drop(self.slots.split_off(&index));
     }
 

@@ -218,20 +218,24 @@ where
         entries: impl IntoIterator<Item = C::Entry>,
         on_durable: impl FnOnce(wal_log::Durability) + Send + 'static,
     ) -> Result<()> {
-        let mut encoded = Vec::new();
+        // All the records in one buffer; `ends[k]` is where entry k's record ends.
+        let mut buf = Vec::new();
+        let mut batch = Vec::new();
         for e in entries {
+            let start = buf.len();
             let log_id = e.get_log_id().clone();
-            let bytes = record::entry(&log_id, &e)?;
-            if bytes.len() > MAX_ENTRY {
+            record::entry(&log_id, &e, &mut buf)?;
+            let size = buf.len() - start;
+            if size > MAX_ENTRY {
                 return Err(RaftStoreError::EntryTooLarge {
                     index: log_id.index,
-                    size: bytes.len(),
+                    size,
                     max: MAX_ENTRY,
                 });
             }
-            encoded.push((e, bytes));
+            batch.push((e, buf.len()));
         }
-        let last = self.shared.append_locked(&encoded)?;
+        let last = self.shared.append_locked(batch, &buf)?;
         self.shared.notifier.notify(last, on_durable);
         Ok(())
     }
@@ -243,34 +247,41 @@ where
     C::Entry: Clone + Serialize + DeserializeOwned,
 {
     /// Queues encoded entries under the lock, in transactions of about [`TX_BYTES`], indexes
-    /// and caches them. Returns the LSN to wait for.
-    fn append_locked(&self, encoded: &[(C::Entry, Vec<u8>)]) -> Result<Lsn> {
+    /// and caches them (moving each entry into the cache). `batch` holds each entry with the
+    /// end of its record in `buf`. Returns the LSN to wait for.
+    fn append_locked(&self, batch: Vec<(C::Entry, usize)>, buf: &[u8]) -> Result<Lsn> {
         let mut st = locked(&self.state);
         st.cache.evict_durable(self.wal.durable_lsn());
         let mut last = self.wal.last_lsn();
-        let mut rest = encoded;
-        while !rest.is_empty() {
-            let mut take = 0;
-            let mut bytes = 0;
-            while take < rest.len() && (take == 0 || bytes + rest[take].1.len() <= TX_BYTES) {
-                bytes += rest[take].1.len();
-                take += 1;
+        let mut rest = batch.into_iter().peekable();
+        let mut start = 0;
+        while rest.peek().is_some() {
+            let mut chunk = Vec::new();
+            let mut payloads: Vec<&[u8]> = Vec::new();
+            let mut taken = 0;
+            while let Some(&(_, end)) = rest.peek() {
+                if !payloads.is_empty() && taken + (end - start) > TX_BYTES {
+                    break;
+                }
+                taken += end - start;
+                payloads.push(&buf[start..end]);
+                chunk.extend(rest.next());
+                start = end;
             }
-            let (chunk, tail) = rest.split_at(take);
-            let payloads: Vec<&[u8]> = chunk.iter().map(|(_, b)| &b[..]).collect();
             let at = self.wal.append_batch_queued(&payloads)?;
-            for (k, (e, b)) in chunk.iter().enumerate() {
+            for (k, ((e, _), bytes)) in chunk.into_iter().zip(&payloads).enumerate() {
                 let log_id = e.get_log_id().clone();
+                let index = log_id.index;
                 let rec = Record::Entry { log_id, body: &[] };
                 st.index
                     .apply(&rec, at, u32::try_from(k).unwrap_or(u32::MAX));
                 // Like the index, an entry replaces the cached ones at or above its index.
-                st.cache.truncate(e.get_log_id().index);
-                st.cache.insert(e.get_log_id().index, at.lsn, e, b.len());
+                st.cache.truncate(index);
+                st.cache.insert(index, at.lsn, e, bytes.len());
             }
             last = at.lsn;
-            rest = tail;
         }
+        debug_assert_eq!(start, buf.len(), "every record was queued");
         Ok(last)
     }
 
