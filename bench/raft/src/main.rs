@@ -6,7 +6,8 @@
 //! the callback as openraft does and waits for it, so every append is durable before the
 //! next), with 1 and with 64 entries per call; then the time to reopen a store of
 //! `--reopen-entries` entries (open, whose one scan rebuilds the index, + `get_log_state`) and
-//! to read its last entry; and a baseline, plain `Wal::append` under the same policy.
+//! to read its last entry; a baseline, plain `Wal::append` under the same policy; and the
+//! disk's limit: the same bytes per append with one `pwrite` + `fdatasync` each (`disk.rs`).
 //! Entries carry 100 bytes of application data. Every figure is printed, and with `--out`
 //! written, as `store<TAB>measure<TAB>value` lines.
 //!
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use wal_raft::{LogStore, LogStoreOptions};
 
 mod cli;
+mod disk;
 
 openraft::declare_raft_types!(pub Cfg: D = Vec<u8>, R = ());
 
@@ -38,13 +40,15 @@ fn open(dir: &Path) -> Result<LogStore<Cfg>, wal_raft::RaftStoreError> {
     Ok(LogStore::open(dir, LogStoreOptions::default())?.0)
 }
 
-/// Appends `calls` times `per_call` entries, each append durable before the next.
+/// Appends `calls` times `per_call` entries, each append durable before the next. Returns
+/// the time and the log bytes one append wrote (frames included), for the disk's limit.
 async fn appends(
     dir: &Path,
     calls: u64,
     per_call: u64,
-) -> Result<Duration, Box<dyn std::error::Error>> {
+) -> Result<(Duration, u64), Box<dyn std::error::Error>> {
     let mut store = open(dir)?;
+    let bytes_before = store.wal().stats().bytes;
     let started = Instant::now();
     for c in 0..calls {
         let from = c * per_call;
@@ -52,7 +56,9 @@ async fn appends(
             .blocking_append((from..from + per_call).map(entry))
             .await?;
     }
-    Ok(started.elapsed())
+    let took = started.elapsed();
+    let bytes = (store.wal().stats().bytes - bytes_before).div_ceil(calls);
+    Ok((took, bytes))
 }
 
 /// The baseline: `calls` sequential `Wal::append`s of one payload of an entry's size, under
@@ -98,8 +104,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for per_call in [1u64, 64] {
         let dir = a.dir.join(format!("append-{per_call}"));
         let _ = std::fs::remove_dir_all(&dir);
-        let took = rt.block_on(appends(&dir, a.calls, per_call))?;
+        let (took, bytes) = rt.block_on(appends(&dir, a.calls, per_call))?;
         rows.push(cli::rate("wal-raft", per_call, a.calls, took));
+        std::fs::remove_dir_all(&dir)?;
+        let dir = a.dir.join(format!("disk-{per_call}"));
+        let took = disk::appends(&dir, a.calls, bytes)?;
+        rows.push(cli::rate("disk", per_call, a.calls, took));
         std::fs::remove_dir_all(&dir)?;
     }
     let dir = a.dir.join("raw");
