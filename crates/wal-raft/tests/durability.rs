@@ -6,45 +6,18 @@
 
 mod common;
 
-use common::{Cfg, Op, open_log, try_open_log, wal_opts};
+use common::{
+    Cfg, append_durable, block, durable_copy, entry, id, open_log, try_open_log, wal_opts,
+};
 use openraft::storage::{RaftLogReader, RaftLogStorage};
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+use openraft::{LogId, Vote};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 use wal_log::sim::{CrashImage, DataLoss, DirLoss, SimVfs};
 use wal_log::{StdVfs, Wal, WalError};
 use wal_raft::{LogStore, LogStoreOptions, RAFT_PAYLOAD_SCHEMA, RaftStoreError};
-
-fn id(term: u64, index: u64) -> LogId<u64> {
-    LogId::new(CommittedLeaderId::new(term, 0), index)
-}
-
-fn entry(log_id: LogId<u64>) -> Entry<Cfg> {
-    Entry {
-        log_id,
-        payload: EntryPayload::Normal(Op::Put(format!("k{}", log_id.index), "v".repeat(120))),
-    }
-}
-
-fn block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
-/// Appends `ids` and waits for the durability callback.
-fn append_durable(store: &LogStore<Cfg>, ids: impl IntoIterator<Item = LogId<u64>>) {
-    let (tx, rx) = mpsc::channel();
-    store
-        .append_with(ids.into_iter().map(entry), move |r| {
-            let _ = tx.send(r.is_ok());
-        })
-        .unwrap();
-    assert!(rx.recv().unwrap());
-}
 
 /// Every file of a simulated disk with its bytes.
 fn disk(vfs: &SimVfs) -> Vec<(PathBuf, Vec<u8>)> {
@@ -101,12 +74,7 @@ fn base() -> SimVfs {
 #[test]
 fn a_power_cut_anywhere_in_a_purge_keeps_vote_purged_id_and_no_hole() {
     let base = base();
-    let copy = || {
-        base.crash(&CrashImage {
-            data: DataLoss::DurableOnly,
-            dirs: DirLoss::UnsyncedLost,
-        })
-    };
+    let copy = || durable_copy(&base);
     // Count the purge's operations once.
     let vfs = copy();
     let mut store = open_log(Path::new(DIR), Arc::new(vfs.clone()));

@@ -20,12 +20,12 @@
 
 mod common;
 
-use common::{Cfg, Op, open_log};
+use common::{Cfg, append_durable, block, durable_copy, entry, id, open_log, try_append_durable};
+use openraft::Vote;
 use openraft::storage::{RaftLogReader, RaftLogStorage};
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 use wal_log::StdVfs;
 use wal_log::sim::{CrashImage, DataLoss, DirLoss, SimVfs};
 use wal_raft::LogStore;
@@ -34,24 +34,6 @@ const DIR: &str = "/raft";
 
 /// Index to term: the entries a store serves.
 type Log = BTreeMap<u64, u64>;
-
-fn id(term: u64, index: u64) -> LogId<u64> {
-    LogId::new(CommittedLeaderId::new(term, 0), index)
-}
-
-fn entry(log_id: LogId<u64>) -> Entry<Cfg> {
-    Entry {
-        log_id,
-        payload: EntryPayload::Normal(Op::Put(format!("k{}", log_id.index), "v".repeat(120))),
-    }
-}
-
-fn block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
 
 /// One overwrite: the conflicting entries from `at` are truncated and `n` entries of `term`
 /// are appended from `at`.
@@ -89,22 +71,8 @@ fn base_log() -> Log {
 async fn fill(store: &mut LogStore<Cfg>) {
     store.save_vote(&Vote::new(3, 0)).await.unwrap();
     for chunk in 0..30 {
-        append_durable(store, (chunk * 10..chunk * 10 + 10).map(|i| id(3, i))).unwrap();
+        append_durable(store, (chunk * 10..chunk * 10 + 10).map(|i| id(3, i)));
     }
-}
-
-/// Appends and waits for the durability callback; `Err` when it reports a failure.
-fn append_durable(
-    store: &LogStore<Cfg>,
-    ids: impl IntoIterator<Item = LogId<u64>>,
-) -> Result<(), String> {
-    let (tx, rx) = mpsc::channel();
-    store
-        .append_with(ids.into_iter().map(entry), move |r| {
-            let _ = tx.send(r.map_err(|e| e.to_string()));
-        })
-        .map_err(|e| e.to_string())?;
-    rx.recv().map_err(|e| e.to_string())?
 }
 
 /// Runs the rounds as openraft calls the store, stopping at the first failure. Returns the
@@ -124,7 +92,7 @@ async fn overwrite(store: &mut LogStore<Cfg>, log: &Log) -> (Vec<Log>, usize) {
         let ids: Vec<_> = (r.at..r.at + r.n).map(|i| id(r.term, i)).collect();
         m.extend(ids.iter().map(|l| (l.index, r.term)));
         states.push(m);
-        if append_durable(store, ids).is_err() {
+        if try_append_durable(store, ids).is_err() {
             break;
         }
         acked = states.len() - 1;
@@ -178,12 +146,7 @@ fn a_power_cut_anywhere_in_an_overwrite_never_brings_back_replaced_entries() {
         "the base log spans segments"
     );
     drop(store);
-    let copy = || {
-        base.crash(&CrashImage {
-            data: DataLoss::DurableOnly,
-            dirs: DirLoss::UnsyncedLost,
-        })
-    };
+    let copy = || durable_copy(&base);
     // Count the operations of the whole sequence once, uncut.
     let vfs = copy();
     let mut store = open_log(Path::new(DIR), Arc::new(vfs.clone()));
@@ -243,7 +206,7 @@ fn a_real_reopen_after_each_overwrite_serves_only_the_new_entries() {
     let mut want = base_log();
     for r in &ROUNDS {
         block(store.truncate(id(want[&r.at], r.at))).unwrap();
-        append_durable(&store, (r.at..r.at + r.n).map(|i| id(r.term, i))).unwrap();
+        append_durable(&store, (r.at..r.at + r.n).map(|i| id(r.term, i)));
         want.split_off(&r.at);
         want.extend((r.at..r.at + r.n).map(|i| (i, r.term)));
         drop(store);

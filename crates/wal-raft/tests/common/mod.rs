@@ -2,11 +2,12 @@
 //! on real directories or on a simulated file system.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{self, Cursor, Read, Write};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use wal_format::Lsn;
 use wal_log::{Options, Vfs};
 use wal_raft::{LogStore, LogStoreOptions, RaftStoreError, StateMachineStore};
@@ -89,4 +90,52 @@ pub fn open_log(dir: &Path, vfs: Arc<dyn Vfs>) -> LogStore<Cfg> {
 
 pub fn open_sm(dir: &Path, vfs: Arc<dyn Vfs>) -> StateMachineStore<Cfg, Kv> {
     StateMachineStore::open(dir, Kv::default(), vfs).unwrap()
+}
+
+pub fn id(term: u64, index: u64) -> LogId<u64> {
+    LogId::new(CommittedLeaderId::new(term, 0), index)
+}
+
+/// The entry the durability tests write for `log_id`.
+pub fn entry(log_id: LogId<u64>) -> Entry<Cfg> {
+    Entry {
+        log_id,
+        payload: EntryPayload::Normal(Op::Put(format!("k{}", log_id.index), "v".repeat(120))),
+    }
+}
+
+pub fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// Appends the [`entry`] of each of `ids` and waits for the durability callback; `Err` when
+/// the append or the callback reports a failure.
+pub fn try_append_durable(
+    store: &LogStore<Cfg>,
+    ids: impl IntoIterator<Item = LogId<u64>>,
+) -> Result<(), String> {
+    let (tx, rx) = mpsc::channel();
+    store
+        .append_with(ids.into_iter().map(entry), move |r| {
+            let _ = tx.send(r.map_err(|e| e.to_string()));
+        })
+        .map_err(|e| e.to_string())?;
+    rx.recv().map_err(|e| e.to_string())?
+}
+
+/// [`try_append_durable`], which must succeed.
+pub fn append_durable(store: &LogStore<Cfg>, ids: impl IntoIterator<Item = LogId<u64>>) {
+    try_append_durable(store, ids).unwrap();
+}
+
+/// A copy of `vfs` holding only what was made durable: the base of a test that cuts the
+/// power again and again from one state.
+pub fn durable_copy(vfs: &wal_log::sim::SimVfs) -> wal_log::sim::SimVfs {
+    vfs.crash(&wal_log::sim::CrashImage {
+        data: wal_log::sim::DataLoss::DurableOnly,
+        dirs: wal_log::sim::DirLoss::UnsyncedLost,
+    })
 }
