@@ -71,6 +71,79 @@ impl fmt::Display for ScanEnd {
     }
 }
 
+/// What a scan has decided so far: how it ended, once it has, and what its search after a
+/// failed frame found. Both scanners keep one, and answer the questions about their end from
+/// it alike.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Verdict {
+    /// How the scan ended; `None` while frames remain.
+    pub(crate) end: Option<ScanEnd>,
+    /// What the search after a failed frame found.
+    pub(crate) after: AfterDamage,
+}
+
+impl Verdict {
+    /// How the scan ended; `None` while frames remain.
+    pub(crate) fn end(&self) -> Option<&ScanEnd> {
+        self.end.as_ref()
+    }
+
+    /// The highest durable watermark the verifying frames after a failed frame claim.
+    pub(crate) fn claimed_after_damage(&self) -> Lsn {
+        self.after.highest_claim
+    }
+
+    /// After a torn tail, the offset just past the last verifying frame after the damage, as
+    /// the scanner's offset type.
+    pub(crate) fn valid_after_damage<T: TryFrom<u64>>(&self) -> Option<T> {
+        self.after
+            .torn_valid_end(self.end.as_ref())
+            .and_then(|e| T::try_from(e).ok())
+    }
+
+    /// How a scan run to its end at `pos` ended (a clean end there if it never decided).
+    pub(crate) fn finished(&self, pos: usize) -> ScanEnd {
+        self.end.clone().unwrap_or(ScanEnd::Clean {
+            offset: pos,
+            sealed: None,
+        })
+    }
+}
+
+/// The public questions both scanners answer about how their scan ended, from their
+/// [`Verdict`] field `v`, with `$offset` the type of their offsets: written once, so that the
+/// two scanners' answers cannot drift apart.
+macro_rules! verdict_accessors {
+    ($offset:ty) => {
+        /// How the scan ended; `None` while frames remain (until the scan has returned its
+        /// last frame and then `None`).
+        #[must_use]
+        pub fn end(&self) -> Option<&ScanEnd> {
+            self.v.end()
+        }
+
+        /// After a failed frame: the highest durable watermark claimed by the verifying
+        /// frames that could follow it (the evidence of a [`ScanEnd::Corrupt`], the frames of
+        /// a [`ScanEnd::TornTail`]); [`Lsn::ZERO`] when none was found. The failed frame is
+        /// corruption exactly when this reaches its LSN (format.md 7.2).
+        #[must_use]
+        pub fn claimed_after_damage(&self) -> Lsn {
+            self.v.claimed_after_damage()
+        }
+
+        /// After a [`ScanEnd::TornTail`]: the offset (in the segment's file) just past the
+        /// last verifying frame found after the damage (frames that no later frame claims
+        /// durable: unsynced writes that reached the disk before the hole did). They belong
+        /// to the tail; a recovery that cuts the tail must move them aside too. `None` when
+        /// no valid frame follows the damage.
+        #[must_use]
+        pub fn valid_after_damage(&self) -> Option<$offset> {
+            self.v.valid_after_damage()
+        }
+    };
+}
+pub(crate) use verdict_accessors;
+
 /// The verifying frames a scan found after a failed frame that claim too little to make it
 /// corruption (format.md 7.2): they end a torn tail, and recovery moves them aside with it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

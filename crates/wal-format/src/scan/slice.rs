@@ -1,8 +1,8 @@
 //! The whole-buffer scanner: a segment held in memory turned back into frames.
 
 use super::end::{
-    AfterDamage, ScanEnd, corrupt_reason, could_follow, failure_reason, is_end_marker, is_evidence,
-    sealed_end, unsealed_end, wrong_lsn,
+    ScanEnd, Verdict, corrupt_reason, could_follow, failure_reason, is_end_marker, is_evidence,
+    sealed_end, unsealed_end, verdict_accessors, wrong_lsn,
 };
 use crate::error::FormatError;
 use crate::frame::{FRAME_HEADER_LEN, Frame, FrameFault, SegmentSeed, decode_at};
@@ -23,9 +23,8 @@ pub struct SegmentScanner {
     pos: usize,
     next_lsn: Lsn,
     expect_sealed: bool,
-    end: Option<ScanEnd>,
-    /// What the search after a failed frame found.
-    after: AfterDamage,
+    /// How the scan ended, and what the search after a failed frame found.
+    v: Verdict,
 }
 
 impl SegmentScanner {
@@ -65,43 +64,16 @@ impl SegmentScanner {
         self.next_lsn
     }
 
-    /// How the scan ended; `None` while frames remain.
-    #[must_use]
-    pub fn end(&self) -> Option<&ScanEnd> {
-        self.end.as_ref()
-    }
-
-    /// After a failed frame: the highest durable watermark claimed by the verifying frames
-    /// that could follow it (the evidence of a [`ScanEnd::Corrupt`], the frames of a
-    /// [`ScanEnd::TornTail`]); [`Lsn::ZERO`] when none was found. The failed frame is
-    /// corruption exactly when this reaches its LSN (format.md 7.2).
-    #[must_use]
-    pub fn claimed_after_damage(&self) -> Lsn {
-        self.after.highest_claim
-    }
-
-    /// After a [`ScanEnd::TornTail`]: the offset just past the last verifying frame found
-    /// after the damage (frames that no later frame claims durable: unsynced writes that
-    /// reached the disk before the hole did). They belong to the tail; a recovery that cuts
-    /// the tail must move them aside too. `None` when no valid frame follows the damage.
-    #[must_use]
-    pub fn valid_after_damage(&self) -> Option<usize> {
-        self.after
-            .torn_valid_end(self.end.as_ref())
-            .map(|e| e as usize)
-    }
+    verdict_accessors!(usize);
 
     /// Runs the scan to its end, dropping the frames, and returns how it ended.
     pub fn finish(&mut self) -> ScanEnd {
         for _ in self.by_ref() {}
-        self.end.clone().unwrap_or(ScanEnd::Clean {
-            offset: self.pos,
-            sealed: None,
-        })
+        self.v.finished(self.pos)
     }
 
     fn stop(&mut self, end: ScanEnd) -> Option<Frame> {
-        self.end = Some(end);
+        self.v.end = Some(end);
         None
     }
 
@@ -129,7 +101,7 @@ impl SegmentScanner {
                 reason: format!("{reason} in a segment that must be sealed"),
             });
         }
-        if self.header.recycled && is_end_marker(rest) && self.after.valid_end.is_none() {
+        if self.header.recycled && is_end_marker(rest) && self.v.after.valid_end.is_none() {
             // A recycled file: the writer's end marker, then stale bytes of the file's
             // earlier life (they verify under no seed of this segment).
             return self.stop(ScanEnd::Clean {
@@ -137,7 +109,7 @@ impl SegmentScanner {
                 sealed: None,
             });
         }
-        let reason = self.after.torn_reason(&reason, self.next_lsn);
+        let reason = self.v.after.torn_reason(&reason, self.next_lsn);
         self.stop(ScanEnd::TornTail {
             offset: pos,
             reason,
@@ -147,7 +119,7 @@ impl SegmentScanner {
     /// The offset and claim of the first verifying frame at or after `from` whose LSN could
     /// follow the frame expected at `anchor` ([`could_follow`]) and that is evidence against
     /// it ([`is_evidence`]); the valid frames passed over on the way are noted in
-    /// `self.after`. Only runs when a frame has failed (or after the seal of a recycled
+    /// `self.v.after`. Only runs when a frame has failed (or after the seal of a recycled
     /// segment), so it costs nothing on a sound log; cheap field checks filter candidates
     /// before the CRC.
     fn find_valid_from(
@@ -164,10 +136,10 @@ impl SegmentScanner {
             }
             if let Ok(f) = decode_at(&self.data, q, self.seed) {
                 if is_evidence(&f, need_claim, self.next_lsn) {
-                    self.after.highest_claim = self.after.highest_claim.max(f.durable());
+                    self.v.after.highest_claim = self.v.after.highest_claim.max(f.durable());
                     return Some((q, f.durable()));
                 }
-                self.after.note((q + f.encoded_len()) as u64, f.durable());
+                self.v.after.note((q + f.encoded_len()) as u64, f.durable());
             }
         }
         None
@@ -191,8 +163,7 @@ pub fn scan_frames(
         pos: offset,
         next_lsn,
         expect_sealed,
-        end: None,
-        after: AfterDamage::default(),
+        v: Verdict::default(),
     }
 }
 
@@ -200,7 +171,7 @@ impl Iterator for SegmentScanner {
     type Item = Frame;
 
     fn next(&mut self) -> Option<Frame> {
-        if self.end.is_some() {
+        if self.v.end.is_some() {
             return None;
         }
         if self.pos >= self.data.len() {
@@ -232,7 +203,7 @@ impl Iterator for SegmentScanner {
                     .position(|&b| b != 0)
                     .map(|i| pos + i)
             };
-            self.end = Some(sealed_end(pos, next, self.header.recycled, after));
+            self.v.end = Some(sealed_end(pos, next, self.header.recycled, after));
         }
         Some(frame)
     }
