@@ -46,8 +46,9 @@ impl Transaction {
     }
 }
 
-/// How much of a segment a reader holds in memory at once (plus up to one frame).
-const CHUNK: usize = 4 << 20;
+/// How much of a segment a reader holds in memory at once: the largest frame, so that every
+/// frame fits in one load and the buffer never grows (4 MiB and 20 bytes).
+const CHUNK: usize = FRAME_HEADER_LEN + MAX_FRAME_PAYLOAD;
 
 /// One verified frame and the checksum stored in its header.
 pub(crate) struct ReadFrame {
