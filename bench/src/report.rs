@@ -688,8 +688,11 @@ records per size. Versions and licences: [ADR 0002](decisions/0002-bench-peers.m
 
 - **wal-log**: `Options::default()` (32 MiB segments, next segment preallocated in the
   background, `SyncPolicy::Always`). Commit = `Wal::append`; transaction = `Wal::append_batch`;
-  replay = `Wal::open` + `read_from(Lsn::ZERO)` over `Transaction::records()`. The replay load
-  is written with `SyncPolicy::Never` and one `sync()` (same bytes on disk).
+  replay = `Wal::open_visit`, which shows every frame as the open's recovery scan verifies it
+  (a batch's records split with `RecordIter`), so the log is read and checked once, as the
+  replaying opens of okaywal and lora-wal read theirs (`Wal::open` + `read_from` reads it a
+  second time; ADR 0012). The replay load is written with `SyncPolicy::Never` and one `sync()`
+  (same bytes on disk).
 - **okaywal**: `WriteAheadLog::recover` with the default configuration (1 MiB preallocated
   segments, checkpoint after 768 KiB) and a `LogManager` whose checkpoint is a no-op. Commit =
   `begin_entry` + `write_chunk` + `commit` (durable on return, fsyncs batched across threads);
