@@ -92,7 +92,10 @@ pub fn run_bench(root: &Path, args: &[String]) -> Result<(), Failure> {
         measure(cluster, client, store, 64, next_key, count)?;
         next_key += count;
     }
-    println!("cluster-bench: warmed up both clusters ({next_key} keys, not measured)");
+    println!(
+        "cluster-bench: warmed up both clusters ({} keys each, not measured)",
+        warm_up_keys(quick)
+    );
     let mut cells = Vec::new();
     for round in 1..=rounds {
         for clients in CLIENTS {
