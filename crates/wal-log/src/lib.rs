@@ -86,5 +86,7 @@ pub use stream::StreamWriter;
 pub use tail::{TailOptions, TailReader};
 pub use vfs::{OpenMode, StdVfs, Vfs, VfsFile, VfsLock};
 pub use visit::{ScanVisitor, VisitError};
+#[cfg(feature = "gap-trace")]
+pub use wal::{GapCycle, GapReport};
 pub use wal::{Stats, Wal};
 pub use wal_format::{LogId, Lsn};

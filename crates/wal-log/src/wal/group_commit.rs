@@ -2,6 +2,7 @@
 //! covers them, and the interval syncer thread.
 
 use super::barrier::{Barrier, Lead, Wait};
+use super::gap::Mark;
 use super::rank::RankedGuard;
 use super::{Inner, Point, lock};
 use crate::error::{Result, io_err};
@@ -123,6 +124,7 @@ impl Inner {
                 continue;
             };
             drop(f);
+            self.gap.mark(Mark::Claimed, || self.queued_commits());
             let mut result = if lead.write {
                 self.lead_write()
             } else {
@@ -150,9 +152,12 @@ impl Inner {
         f.barrier
             .take_wakeable(|| self.positions_unless_poisoned(), &mut wake);
         drop(f);
+        self.gap.waking();
+        self.gap.woke(wake.len());
         for w in wake.drain(..) {
             w.wake();
         }
+        self.gap.mark(Mark::Woken, || 0);
         let _ = TO_WAKE.try_with(|spare| spare.replace(wake));
     }
 
@@ -228,6 +233,15 @@ impl Inner {
         while !me.woken.load(Ordering::Acquire) && !done(self) && !self.is_poisoned() {
             std::thread::park();
         }
+        if me.woken.load(Ordering::Acquire) {
+            self.gap.running();
+        }
+    }
+
+    /// Transactions queued for the next flush (takes the append lock).
+    #[cfg_attr(not(feature = "gap-trace"), allow(dead_code))]
+    fn queued_commits(&self) -> u64 {
+        lock(&self.writer).pending_commits
     }
 
     /// The durable and the written LSN, for [`Barrier::take_wakeable`], or `None` once the
@@ -249,6 +263,7 @@ impl Inner {
     /// The writer role: writes every pending frame with one call (or rotates).
     pub(super) fn lead_write(&self) -> Result<()> {
         self.gather();
+        self.gap.mark(Mark::Gathered, || 0);
         let mut w = lock(&self.writer);
         if w.write_pos + w.pending.len() as u64 >= self.opts.segment_size {
             // Rotation is rare (once per segment) and keeps the append lock for its few
@@ -267,6 +282,8 @@ impl Inner {
         let (file, seq) = (w.file.clone(), w.seq);
         let recycled = w.recycled;
         drop(w);
+        self.gap.commits(commits);
+        self.gap.mark(Mark::Taken, || commits);
 
         let mut buf = buf;
         let frames_len = buf.len();
@@ -278,6 +295,7 @@ impl Inner {
         if let Err(e) = file.write_all_at(&buf, pos) {
             return Err(self.poison(io_err("write", self.path(&segment_file_name(seq)))(e)));
         }
+        self.gap.mark(Mark::Written, || 0);
         let written = Point {
             lsn: last,
             seq,
@@ -327,11 +345,13 @@ impl Inner {
             return Ok(());
         }
         let Some(file) = file else { return Ok(()) };
+        self.gap.mark(Mark::SyncStart, || self.queued_commits());
         if let Err(e) = file.sync_data() {
             // Never retry: after a failed fsync the kernel may have dropped the dirty pages,
             // so a later "successful" fsync would prove nothing.
             return Err(self.poison(io_err("fsync", self.path(&segment_file_name(point.seq)))(e)));
         }
+        self.gap.mark(Mark::SyncEnd, || self.queued_commits());
         self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.advance_durable(point);
         self.publish_durable();

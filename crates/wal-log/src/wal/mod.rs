@@ -5,6 +5,7 @@
 //! - [`barrier`]: the I/O-free core of group commit (who leads a flush, who waits, whom a
 //!   finished flush wakes), tested without files or threads;
 //! - [`group_commit`]: flushes (writes and fsyncs) led through it, and the threads waiting on one;
+//! - [`gap`]: timestamps of each flush cycle, with the `gap-trace` feature only;
 //! - [`direct`]: large transactions written from the caller's buffers;
 //! - [`rotate`]: sealing a segment and installing the next;
 //! - [`positions`]: the one place that moves the written and the durable position;
@@ -44,6 +45,7 @@
 mod append;
 mod barrier;
 mod direct;
+mod gap;
 mod group_commit;
 mod positions;
 mod prealloc;
@@ -54,6 +56,8 @@ mod truncate;
 mod watermark;
 
 pub(crate) use direct::{DIRECT_MIN, DirectFrame};
+#[cfg(feature = "gap-trace")]
+pub use gap::{GapCycle, GapReport};
 pub(crate) use group_commit::FlushState;
 use prealloc::{FillPace, Prealloc};
 pub(crate) use rank::lock;
@@ -121,6 +125,8 @@ pub(crate) struct Inner {
     /// The first write or fsync failure, for good.
     latch: PoisonLatch,
     pub(crate) counters: Counters,
+    /// Timestamps of each flush cycle (feature `gap-trace`; an empty type without it).
+    gap: gap::GapTrace,
     prealloc: Ranked<Prealloc>,
     prealloc_cv: Condvar,
     /// Set while `prealloc` may still be [`Prealloc::Idle`]: the fast check of
@@ -395,6 +401,7 @@ impl Inner {
             segments: Ranked::new(Rank::Segments, segments),
             latch: PoisonLatch::new(),
             counters: Counters::default(),
+            gap: gap::GapTrace::new(),
             prealloc: Ranked::new(
                 Rank::Prealloc,
                 match prealloc_ready {

@@ -94,6 +94,15 @@ impl Wal {
         }
     }
 
+    /// Where the time between two fsyncs went, cycle by cycle, since the open (feature
+    /// `gap-trace`, for profiling group commit: each flush then takes the append lock three
+    /// more times and reads the clock eight times).
+    #[cfg(feature = "gap-trace")]
+    #[must_use]
+    pub fn gap_trace(&self) -> super::GapReport {
+        self.inner.gap.report()
+    }
+
     /// The segments of the log, oldest first.
     #[must_use]
     pub fn segments(&self) -> Vec<SegmentInfo> {
