@@ -7,15 +7,17 @@ use super::rank::RankedGuard;
 use super::{Inner, Point, lock};
 use crate::error::{Result, io_err};
 use crate::layout::segment_file_name;
+use crate::options::SyncPolicy;
 use crate::vfs::VfsFile;
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wal_format::Lsn;
 use wal_format::frame::FRAME_HEADER_LEN;
 
-/// At most this many yields while a flush gathers queued commits (see `Inner::gather`).
+/// At most this many yields while a flush gathers queued commits when no fsync follows (see
+/// `Inner::gather`).
 pub(super) const GATHER_ROUNDS: usize = 8;
 
 pub(crate) struct FlushState {
@@ -282,6 +284,7 @@ impl Inner {
         let (file, seq) = (w.file.clone(), w.seq);
         let recycled = w.recycled;
         drop(w);
+        self.batch_goal.took(commits);
         self.gap.commits(commits);
         self.gap.mark(Mark::Taken, || commits);
 
@@ -307,11 +310,28 @@ impl Inner {
     }
 
     /// Lets writers that were just released by the previous fsync append before this flush
-    /// takes the buffer, so they share this fsync instead of waiting for the next one. It
-    /// yields the CPU while the number of queued commits keeps growing (a few times at most);
-    /// a lone writer pays one `sched_yield`.
+    /// takes the buffer, so they share this fsync instead of waiting for the next one.
+    ///
+    /// Under [`SyncPolicy::Always`](crate::SyncPolicy::Always) it yields until as many commits
+    /// are queued as recent flushes carried, for at most half an fsync (see [`gather`](super::gather));
+    /// a lone writer does not yield at all. Under the other policies, where no fsync follows,
+    /// it yields while the number of queued commits keeps growing (a few times at most).
     pub(super) fn gather(&self) {
         let queued = |s: &Self| lock(&s.writer).pending_commits;
+        if self.opts.sync == SyncPolicy::Always {
+            let goal = self.batch_goal.goal();
+            if queued(self) >= goal {
+                return;
+            }
+            let (start, limit) = (Instant::now(), self.batch_goal.limit());
+            while start.elapsed() < limit {
+                std::thread::yield_now();
+                if queued(self) >= goal {
+                    break;
+                }
+            }
+            return;
+        }
         let mut before = queued(self);
         for _ in 0..GATHER_ROUNDS {
             std::thread::yield_now();
@@ -346,11 +366,13 @@ impl Inner {
         }
         let Some(file) = file else { return Ok(()) };
         self.gap.mark(Mark::SyncStart, || self.queued_commits());
+        let started = Instant::now();
         if let Err(e) = file.sync_data() {
             // Never retry: after a failed fsync the kernel may have dropped the dirty pages,
             // so a later "successful" fsync would prove nothing.
             return Err(self.poison(io_err("fsync", self.path(&segment_file_name(point.seq)))(e)));
         }
+        self.batch_goal.synced(started.elapsed());
         self.gap.mark(Mark::SyncEnd, || self.queued_commits());
         self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.advance_durable(point);

@@ -5,6 +5,7 @@
 //! - [`barrier`]: the I/O-free core of group commit (who leads a flush, who waits, whom a
 //!   finished flush wakes), tested without files or threads;
 //! - [`group_commit`]: flushes (writes and fsyncs) led through it, and the threads waiting on one;
+//! - [`gather`]: how many commits a flush leader waits for before it writes, and how long;
 //! - [`gap`]: timestamps of each flush cycle, with the `gap-trace` feature only;
 //! - [`direct`]: large transactions written from the caller's buffers;
 //! - [`rotate`]: sealing a segment and installing the next;
@@ -46,6 +47,7 @@ mod append;
 mod barrier;
 mod direct;
 mod gap;
+mod gather;
 mod group_commit;
 mod positions;
 mod prealloc;
@@ -127,6 +129,8 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     /// Timestamps of each flush cycle (feature `gap-trace`; an empty type without it).
     gap: gap::GapTrace,
+    /// How many commits a flush leader waits for, and how long (`SyncPolicy::Always`).
+    batch_goal: gather::BatchGoal,
     prealloc: Ranked<Prealloc>,
     prealloc_cv: Condvar,
     /// Set while `prealloc` may still be [`Prealloc::Idle`]: the fast check of
@@ -402,6 +406,7 @@ impl Inner {
             latch: PoisonLatch::new(),
             counters: Counters::default(),
             gap: gap::GapTrace::new(),
+            batch_goal: gather::BatchGoal::new(),
             prealloc: Ranked::new(
                 Rank::Prealloc,
                 match prealloc_ready {
